@@ -1,0 +1,163 @@
+"""Audit trail: record events in the caller's transaction, and verify the hash chain.
+
+Every row carries the hash of the row before it; changing, inserting or deleting a row behind
+the application's back breaks the chain at that row, and `verify_chain` names it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from mdm import clock
+from mdm.db import is_postgres
+from mdm.models import AuditEvent
+
+GENESIS = "0" * 64
+# Arbitrary constant naming the PostgreSQL advisory lock that serialises chain appends.
+_CHAIN_LOCK_KEY = 0x48494B45
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who does something: a user, an API token, a device, or the system itself."""
+
+    name: str
+    role: str
+    source_ip: str | None = None
+
+
+SYSTEM = Actor("system", "system")
+
+_REDACTED_KEYS = {"password", "challenge", "token", "secret", "unlock_token", "key", "passcode", "pin"}
+
+
+def redact(details: dict[str, Any]) -> dict[str, Any]:
+    """Drop secret values from audit details; the fact that they were set stays visible."""
+    clean: dict[str, Any] = {}
+    for key, value in details.items():
+        if key.lower() in _REDACTED_KEYS and value not in (None, ""):
+            clean[key] = "[redacted]"
+        elif isinstance(value, dict):
+            clean[key] = redact(value)
+        else:
+            clean[key] = value
+    return clean
+
+
+def _canonical_time(value: datetime) -> str:
+    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def compute_hash(event: AuditEvent) -> str:
+    body = {
+        "seq": event.seq,
+        "occurred_at": _canonical_time(event.occurred_at),
+        "actor": event.actor,
+        "actor_role": event.actor_role,
+        "source_ip": event.source_ip,
+        "action": event.action,
+        "target_type": event.target_type,
+        "target_id": event.target_id,
+        "details": event.details,
+        "prev_hash": event.prev_hash,
+    }
+    data = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+    return hashlib.sha256(data.encode()).hexdigest()
+
+
+def record_event(
+    session: Session,
+    actor: Actor,
+    action: str,
+    target_type: str | None = None,
+    target_id: str | int | None = None,
+    details: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """Append an event to the chain inside the caller's transaction."""
+    if is_postgres(session):
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CHAIN_LOCK_KEY})
+    last = session.execute(
+        select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)
+    ).first()
+    # Round-trip through JSON so the hashed form is exactly what the database hands back.
+    clean = json.loads(json.dumps(redact(details or {}), ensure_ascii=False, default=str))
+    # Microseconds are kept: both databases store them, so the hash can be recomputed.
+    event = AuditEvent(
+        seq=(last.seq + 1) if last else 1,
+        occurred_at=clock.now(),
+        actor=actor.name,
+        actor_role=actor.role,
+        source_ip=actor.source_ip,
+        action=action,
+        target_type=target_type,
+        target_id=None if target_id is None else str(target_id),
+        details=clean,
+        prev_hash=last.hash if last else GENESIS,
+    )
+    event.hash = compute_hash(event)
+    session.add(event)
+    session.flush()
+    return event
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    ok: bool
+    checked: int
+    broken_seq: int | None = None
+    broken_id: int | None = None
+    reason: str | None = None
+
+
+def verify_chain(session: Session, batch: int = 5000) -> ChainReport:
+    """Walk the chain in order; report the first row whose hash or link does not hold."""
+    prev_hash: str | None = None
+    prev_seq: int | None = None
+    checked = 0
+    last_seq = 0
+    while True:
+        rows = session.scalars(
+            select(AuditEvent).where(AuditEvent.seq > last_seq).order_by(AuditEvent.seq).limit(batch)
+        ).all()
+        if not rows:
+            return ChainReport(True, checked)
+        for row in rows:
+            if prev_hash is None:
+                expected_prev = anchor_for(session, row)
+            else:
+                expected_prev = prev_hash
+            if prev_seq is not None and row.seq != prev_seq + 1:
+                return ChainReport(False, checked, row.seq, row.id, f"a row is missing before seq {row.seq}")
+            if row.prev_hash != expected_prev:
+                return ChainReport(False, checked, row.seq, row.id, "link to the previous row is broken")
+            if compute_hash(row) != row.hash:
+                return ChainReport(False, checked, row.seq, row.id, "row content does not match its hash")
+            prev_hash, prev_seq, last_seq = row.hash, row.seq, row.seq
+            checked += 1
+        session.expunge_all()
+
+
+def anchor_for(session: Session, first: AuditEvent) -> str:
+    """The hash the oldest kept row must link to: genesis, or the last purged row's hash.
+
+    A retention purge records an `audit.purge` event naming the hash of the last row it removed,
+    so the chain stays verifiable after old rows are gone.
+    """
+    if first.seq == 1:
+        return GENESIS
+    purge = session.scalars(
+        select(AuditEvent)
+        .where(AuditEvent.action == "audit.purge")
+        .order_by(AuditEvent.seq.desc())
+        .limit(1)
+    ).first()
+    if purge is not None and purge.details.get("up_to_seq") == first.seq - 1:
+        return str(purge.details.get("last_purged_hash"))
+    return "(missing rows before the oldest kept event)"

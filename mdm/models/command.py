@@ -1,0 +1,73 @@
+"""Commands queued for devices and every result they reported."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, LargeBinary, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from mdm import clock
+from mdm.models.base import Base, JSONType
+from mdm.models.device import Device
+
+
+class CommandStatus:
+    QUEUED = "queued"
+    SENT = "sent"
+    ACKNOWLEDGED = "acknowledged"
+    ERROR = "error"
+    NOT_NOW = "not_now"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+    # Still waiting for the device.
+    PENDING = (QUEUED, SENT, NOT_NOW)
+    FINAL = (ACKNOWLEDGED, ERROR, CANCELLED, EXPIRED)
+    ALL = (QUEUED, SENT, ACKNOWLEDGED, ERROR, NOT_NOW, CANCELLED, EXPIRED)
+
+
+class Command(Base):
+    __tablename__ = "commands"
+    __table_args__ = (Index("ix_commands_device_pending", "device_id", "status", "priority"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    uuid: Mapped[str] = mapped_column(String(64), unique=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id"))
+    request_type: Mapped[str] = mapped_column(String(64), index=True)
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    priority: Mapped[int] = mapped_column(default=0)
+    status: Mapped[str] = mapped_column(String(16), default=CommandStatus.QUEUED)
+    requested_by: Mapped[str] = mapped_column(String(255))
+
+    queued_at: Mapped[datetime] = mapped_column(default=clock.now)
+    pushed_at: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]
+    not_now_at: Mapped[datetime | None]
+    acknowledged_at: Mapped[datetime | None]
+    error_at: Mapped[datetime | None]
+    cancelled_at: Mapped[datetime | None]
+    expired_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None] = mapped_column(index=True)
+    delivery_count: Mapped[int] = mapped_column(default=0)
+    error_chain: Mapped[list[Any] | None] = mapped_column(JSONType, default=None)
+
+    device: Mapped[Device] = relationship()
+    results: Mapped[list[CommandResult]] = relationship(
+        back_populates="command", order_by="CommandResult.id"
+    )
+
+
+class CommandResult(Base):
+    """One report (Acknowledged, Error, NotNow, …) as the device sent it."""
+
+    __tablename__ = "command_results"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    command_id: Mapped[int] = mapped_column(ForeignKey("commands.id"), index=True)
+    status: Mapped[str] = mapped_column(String(32))
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    received_at: Mapped[datetime] = mapped_column(default=clock.now)
+
+    command: Mapped[Command] = relationship(back_populates="results")

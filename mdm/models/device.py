@@ -1,0 +1,91 @@
+"""Devices, their identity certificates and the raw messages they sent."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, LargeBinary, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from mdm import clock
+from mdm.models.base import Base
+
+
+class EnrollmentState:
+    PENDING = "pending"  # Authenticate seen, no TokenUpdate yet
+    ENROLLED = "enrolled"
+    UNENROLLED = "unenrolled"  # CheckOut, or removed by an administrator
+    RETIRED = "retired"  # wiped; comes back only by enrolling again
+
+    ALL = (PENDING, ENROLLED, UNENROLLED, RETIRED)
+
+
+class Device(Base):
+    __tablename__ = "devices"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    platform: Mapped[str] = mapped_column(String(16), default="apple")
+    udid: Mapped[str | None] = mapped_column(String(128), unique=True)
+    serial_number: Mapped[str | None] = mapped_column(String(64), index=True)
+    device_name: Mapped[str | None] = mapped_column(String(255))
+    model: Mapped[str | None] = mapped_column(String(64))
+    model_name: Mapped[str | None] = mapped_column(String(128))
+    product_name: Mapped[str | None] = mapped_column(String(64))
+    os_version: Mapped[str | None] = mapped_column(String(32))
+    build_version: Mapped[str | None] = mapped_column(String(32))
+    is_supervised: Mapped[bool] = mapped_column(default=False)
+
+    push_token: Mapped[str | None] = mapped_column(String(512))  # hex of the device token
+    push_magic: Mapped[str | None] = mapped_column(String(128))
+    topic: Mapped[str | None] = mapped_column(String(255))
+    # UnlockToken is a credential that clears the passcode: kept encrypted (mdm.secretbox).
+    unlock_token_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+    enrollment_state: Mapped[str] = mapped_column(String(16), default=EnrollmentState.PENDING, index=True)
+    enrolled_at: Mapped[datetime | None]
+    unenrolled_at: Mapped[datetime | None]
+    last_seen_at: Mapped[datetime | None] = mapped_column(index=True)
+    created_at: Mapped[datetime] = mapped_column(default=clock.now)
+
+    push_error: Mapped[str | None] = mapped_column(String(64))
+    push_error_at: Mapped[datetime | None]
+    token_stale_at: Mapped[datetime | None]
+
+    certificates: Mapped[list[DeviceCertificate]] = relationship(back_populates="device")
+
+    def __repr__(self) -> str:
+        return f"<Device {self.id} {self.udid or self.serial_number}>"
+
+
+class DeviceCertificate(Base):
+    """An identity certificate a device authenticates with; bound to at most one device."""
+
+    __tablename__ = "device_certificates"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    fingerprint_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    device_id: Mapped[int | None] = mapped_column(ForeignKey("devices.id"), index=True)
+    subject: Mapped[str] = mapped_column(String(512))
+    issuer: Mapped[str] = mapped_column(String(512))
+    serial_hex: Mapped[str] = mapped_column(String(64))
+    not_before: Mapped[datetime]
+    not_after: Mapped[datetime] = mapped_column(index=True)
+    pem: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=clock.now)
+    bound_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+    device: Mapped[Device | None] = relationship(back_populates="certificates")
+
+
+class DeviceMessage(Base):
+    """A check-in message exactly as the device sent it."""
+
+    __tablename__ = "device_messages"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    device_id: Mapped[int | None] = mapped_column(ForeignKey("devices.id"), index=True)
+    message_type: Mapped[str] = mapped_column(String(64))
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    source_ip: Mapped[str | None] = mapped_column(String(64))
+    received_at: Mapped[datetime] = mapped_column(default=clock.now, index=True)

@@ -1,0 +1,127 @@
+"""Shared fixtures: a real database (SQLite file, or PostgreSQL when HIKESHI_TEST_DATABASE_URL is
+set), migrated with the real Alembic migrations, emptied before each test."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from mdm import clock
+from mdm.config import Settings
+from mdm.db import make_engine, make_session_factory, upgrade_database
+from mdm.models import Base
+
+
+def _fresh_postgres_database(base_url: str) -> tuple[str, str]:
+    """Create a database of our own on the server, so concurrent runs never share one."""
+    import psycopg
+
+    url = make_url(base_url)
+    name = f"hikeshi_test_{secrets.token_hex(4)}"
+    admin = url.set(drivername="postgresql", database=url.database or "postgres")
+    with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return url.set(drivername="postgresql+psycopg", database=name).render_as_string(hide_password=False), name
+
+
+def _drop_postgres_database(base_url: str, name: str) -> None:
+    import psycopg
+
+    url = make_url(base_url)
+    admin = url.set(drivername="postgresql", database=url.database or "postgres")
+    with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    base = os.environ.get("HIKESHI_TEST_DATABASE_URL")
+    if base:
+        url, name = _fresh_postgres_database(base)
+        upgrade_database(url)
+        yield url
+        _drop_postgres_database(base, name)
+        return
+    with tempfile.TemporaryDirectory(prefix="hikeshi-db-") as tmp:
+        url = f"sqlite:///{Path(tmp) / 'test.db'}"
+        upgrade_database(url)
+        yield url
+
+
+@pytest.fixture(scope="session")
+def engine(database_url: str) -> Iterator[Engine]:
+    eng = make_engine(database_url)
+    yield eng
+    eng.dispose()
+
+
+def _empty_all_tables(engine: Engine) -> None:
+    tables = list(reversed(Base.metadata.sorted_tables))
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            names = ", ".join(f'"{t.name}"' for t in tables)
+            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        else:
+            for table in tables:
+                conn.execute(table.delete())
+            conn.execute(text("DELETE FROM sqlite_sequence")) if _has_sqlite_sequence(conn) else None
+
+
+def _has_sqlite_sequence(conn) -> bool:  # type: ignore[no-untyped-def]
+    return conn.execute(text("SELECT 1 FROM sqlite_master WHERE name='sqlite_sequence'")).first() is not None
+
+
+@pytest.fixture
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    _empty_all_tables(engine)
+    return make_session_factory(engine)
+
+
+@pytest.fixture
+def session(session_factory: sessionmaker[Session]) -> Iterator[Session]:
+    with session_factory() as s:
+        yield s
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str, engine: Engine) -> Settings:
+    _empty_all_tables(engine)
+    instance = tmp_path / "instance"
+    instance.mkdir()
+    return Settings(
+        instance_path=instance,
+        database_url=database_url,
+        secret_key="test-secret-" + secrets.token_hex(8),
+        public_url="https://mdm.test.invalid",
+    )
+
+
+class MovableClock:
+    """A clock tests can move: starts at a fixed instant, advances only when told."""
+
+    def __init__(self, start: datetime) -> None:
+        self.current = start
+
+    def __call__(self) -> datetime:
+        return self.current
+
+    def advance(self, **kwargs: float) -> datetime:
+        self.current += timedelta(**kwargs)
+        return self.current
+
+
+@pytest.fixture
+def frozen_clock() -> Iterator[MovableClock]:
+    moving = MovableClock(datetime(2026, 11, 23, 3, 0, tzinfo=UTC))
+    clock.set_clock(moving)
+    yield moving
+    clock.set_clock(None)
