@@ -153,10 +153,7 @@ def anchor_for(session: Session, first: AuditEvent) -> str:
     if first.seq == 1:
         return GENESIS
     purge = session.scalars(
-        select(AuditEvent)
-        .where(AuditEvent.action == "audit.purge")
-        .order_by(AuditEvent.seq.desc())
-        .limit(1)
+        select(AuditEvent).where(AuditEvent.action == "audit.purge").order_by(AuditEvent.seq.desc()).limit(1)
     ).first()
     if purge is not None and purge.details.get("up_to_seq") == first.seq - 1:
         return str(purge.details.get("last_purged_hash"))

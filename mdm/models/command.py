@@ -54,9 +54,7 @@ class Command(Base):
     error_chain: Mapped[list[Any] | None] = mapped_column(JSONType, default=None)
 
     device: Mapped[Device] = relationship()
-    results: Mapped[list[CommandResult]] = relationship(
-        back_populates="command", order_by="CommandResult.id"
-    )
+    results: Mapped[list[CommandResult]] = relationship(back_populates="command", order_by="CommandResult.id")
 
 
 class CommandResult(Base):

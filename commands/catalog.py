@@ -1,0 +1,96 @@
+"""The command catalog: every command Hikeshi can send, in one registry.
+
+Adding a command is a one-place change: define its parameter schema and register a CommandType
+in one of the `commands.kinds` modules. The queue, the API and the CLI read everything else
+(validation, priority, expiry, supervision requirement) from here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from marshmallow import Schema, ValidationError
+
+
+class Priority:
+    """Higher runs first. Lock and lost mode jump every queue (DESIGN.md invariant 2)."""
+
+    URGENT = 100  # lock, lost mode
+    ERASE = 90
+    HIGH = 50  # profile installs that restore policy
+    NORMAL = 0
+    LOW = -10  # inventory refreshes
+
+
+DEFAULT_EXPIRY = timedelta(days=7)
+
+
+class UnknownCommand(LookupError):
+    def __init__(self, request_type: str) -> None:
+        super().__init__(f"unknown command type {request_type!r}")
+        self.request_type = request_type
+
+
+class CommandParamsError(ValueError):
+    """Parameters failed the command's schema; `fields` maps each bad field to its messages."""
+
+    def __init__(self, request_type: str, fields: Mapping[str, Any]) -> None:
+        names = ", ".join(sorted(fields))
+        super().__init__(f"invalid parameters for {request_type}: {names}")
+        self.request_type = request_type
+        self.fields = dict(fields)
+
+
+@dataclass(frozen=True)
+class CommandType:
+    request_type: str
+    schema: type[Schema]
+    description_ja: str
+    description_en: str
+    priority: int = Priority.NORMAL
+    # None: never expires (lost mode must stay queued until the device comes back).
+    expires_after: timedelta | None = DEFAULT_EXPIRY
+    platforms: tuple[str, ...] = ("apple",)
+    requires_supervision: bool = False
+    # Inventory-style commands: never queue a second one while one is still pending.
+    coalesce: bool = False
+    # Turns validated parameters into the keys of the Apple "Command" dictionary.
+    to_apple: Callable[[dict[str, Any]], dict[str, Any]] = field(default=lambda params: dict(params))
+
+    def validate(self, params: Mapping[str, Any] | None) -> dict[str, Any]:
+        try:
+            return dict(self.schema().load(dict(params or {})))
+        except ValidationError as exc:
+            messages = exc.messages if isinstance(exc.messages, dict) else {"params": exc.messages}
+            raise CommandParamsError(self.request_type, messages) from exc
+
+
+_CATALOG: dict[str, CommandType] = {}
+
+
+def register(command_type: CommandType) -> CommandType:
+    if command_type.request_type in _CATALOG:
+        raise ValueError(f"{command_type.request_type} registered twice")
+    _CATALOG[command_type.request_type] = command_type
+    return command_type
+
+
+def get_command_type(request_type: str) -> CommandType:
+    _load_kinds()
+    try:
+        return _CATALOG[request_type]
+    except KeyError:
+        raise UnknownCommand(request_type) from None
+
+
+def all_command_types() -> list[CommandType]:
+    _load_kinds()
+    return sorted(_CATALOG.values(), key=lambda c: c.request_type)
+
+
+def _load_kinds() -> None:
+    # Imported on first use, not at module import, so kinds can import this module freely.
+    from commands import kinds  # noqa: F401

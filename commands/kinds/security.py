@@ -1,0 +1,40 @@
+"""Lock and erase: the loss-and-theft commands. They jump the queue."""
+
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+
+from commands.catalog import CommandType, Priority, register
+
+
+class DeviceLockParams(Schema):
+    Message = fields.String(validate=validate.Length(max=500))
+    PhoneNumber = fields.String(validate=validate.Regexp(r"^[0-9+\-() ]{1,32}$"))
+
+
+class EraseDeviceParams(Schema):
+    PreserveDataPlan = fields.Boolean()
+    DisallowProximitySetup = fields.Boolean()
+    RevokeVPPLicenses = fields.Boolean()
+
+
+register(
+    CommandType(
+        "DeviceLock",
+        DeviceLockParams,
+        "画面ロック",
+        "Lock the device",
+        priority=Priority.URGENT,
+    )
+)
+register(
+    CommandType(
+        "EraseDevice",
+        EraseDeviceParams,
+        "データ消去(ワイプ)",
+        "Erase all content and settings",
+        priority=Priority.ERASE,
+        # A wipe of a lost tablet must reach it whenever it comes back online.
+        expires_after=None,
+    )
+)

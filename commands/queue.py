@@ -1,0 +1,193 @@
+"""The per-device command queue.
+
+Commands are offered highest priority first, oldest first within a priority. A command is
+written before any push and stays queued until the device answers it, it is cancelled, or it
+expires (DESIGN.md invariant 1).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from commands.catalog import CommandType, get_command_type
+from mdm import clock
+from mdm.audit import Actor, record_event
+from mdm.db import is_postgres
+from mdm.models import Command, CommandStatus, Device, EnrollmentState
+from mdm.push import request_push
+
+
+class CommandRefused(ValueError):
+    """The command cannot be queued for this device (platform, supervision, state)."""
+
+    def __init__(self, message: str, field: str = "request_type") -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class CommandStateError(ValueError):
+    """The command is not in a state that allows the requested change."""
+
+
+_USE_DEFAULT: Any = object()
+
+
+def enqueue_command(
+    session: Session,
+    device: Device,
+    request_type: str,
+    params: Mapping[str, Any] | None,
+    *,
+    actor: Actor,
+    priority: int | None = None,
+    expires_at: datetime | None = _USE_DEFAULT,
+    push: bool = True,
+) -> Command:
+    """Validate and queue one command, audit it, and ask for a push after commit.
+
+    For a coalescing (inventory) command already pending on this device, the pending one is
+    returned instead of queueing another: offline devices must not pile up refreshes.
+    """
+    kind = get_command_type(request_type)
+    clean = kind.validate(params)
+    _check_allowed(kind, device)
+    if kind.coalesce:
+        pending = pending_command_of_type(session, device, request_type)
+        if pending is not None:
+            return pending
+    now = clock.now()
+    if expires_at is _USE_DEFAULT:
+        expires_at = None if kind.expires_after is None else now + kind.expires_after
+    command = Command(
+        uuid=str(uuid.uuid4()).upper(),
+        device_id=device.id,
+        request_type=request_type,
+        params=clean,
+        priority=kind.priority if priority is None else priority,
+        status=CommandStatus.QUEUED,
+        requested_by=actor.name,
+        queued_at=now,
+        expires_at=expires_at,
+    )
+    session.add(command)
+    session.flush()
+    record_event(
+        session,
+        actor,
+        "command.queued",
+        "command",
+        command.uuid,
+        {"device_id": device.id, "request_type": request_type, "params": clean, "priority": command.priority},
+    )
+    if push:
+        request_push(session, device.id)
+    return command
+
+
+def _check_allowed(kind: CommandType, device: Device) -> None:
+    if device.platform not in kind.platforms:
+        raise CommandRefused(f"{kind.request_type} is not available for {device.platform} devices")
+    if device.enrollment_state not in (EnrollmentState.ENROLLED, EnrollmentState.PENDING):
+        raise CommandRefused(
+            f"device is {device.enrollment_state}; commands need an enrolled device", field="device"
+        )
+    if kind.requires_supervision and not device.is_supervised:
+        raise CommandRefused(f"{kind.request_type} needs a supervised device", field="device")
+
+
+def pending_command_of_type(session: Session, device: Device, request_type: str) -> Command | None:
+    return session.scalars(
+        select(Command)
+        .where(
+            Command.device_id == device.id,
+            Command.request_type == request_type,
+            Command.status.in_(CommandStatus.PENDING),
+        )
+        .limit(1)
+    ).first()
+
+
+def expire_overdue(session: Session, device_id: int | None = None) -> int:
+    """Mark pending commands past their expiry as expired; returns how many."""
+    now = clock.now()
+    stmt = (
+        update(Command)
+        .where(
+            Command.status.in_(CommandStatus.PENDING),
+            Command.expires_at.is_not(None),
+            Command.expires_at < now,
+        )
+        .values(status=CommandStatus.EXPIRED, expired_at=now)
+    )
+    if device_id is not None:
+        stmt = stmt.where(Command.device_id == device_id)
+    return session.execute(stmt.execution_options(synchronize_session=False)).rowcount or 0
+
+
+def next_command(session: Session, device: Device, *, offer_not_now: bool) -> Command | None:
+    """The command to hand the device now, marked sent; None when nothing is waiting.
+
+    A command the device answered NotNow is skipped for the rest of that connection and offered
+    again when the device next says Idle (`offer_not_now`).
+    """
+    expire_overdue(session, device.id)
+    statuses = [CommandStatus.QUEUED, CommandStatus.SENT]
+    if offer_not_now:
+        statuses.append(CommandStatus.NOT_NOW)
+    stmt = (
+        select(Command)
+        .where(Command.device_id == device.id, Command.status.in_(statuses))
+        .order_by(Command.priority.desc(), Command.id)
+        .limit(1)
+    )
+    if is_postgres(session):
+        # Two connections of the same device never take the same row at the same moment.
+        stmt = stmt.with_for_update(skip_locked=True)
+    command = session.scalars(stmt).first()
+    if command is None:
+        return None
+    command.status = CommandStatus.SENT
+    command.sent_at = clock.now()
+    command.delivery_count += 1
+    return command
+
+
+def find_device_command(session: Session, device: Device, command_uuid: str) -> Command | None:
+    # Scoped to the device: one device can never report results for another's commands.
+    return session.scalars(
+        select(Command).where(Command.device_id == device.id, Command.uuid == command_uuid)
+    ).first()
+
+
+def cancel_command(session: Session, command: Command, *, actor: Actor) -> Command:
+    if command.status not in (CommandStatus.QUEUED, CommandStatus.NOT_NOW):
+        raise CommandStateError(
+            f"command {command.uuid} is {command.status}; only queued commands can be cancelled"
+        )
+    command.status = CommandStatus.CANCELLED
+    command.cancelled_at = clock.now()
+    record_event(
+        session,
+        actor,
+        "command.cancelled",
+        "command",
+        command.uuid,
+        {"device_id": command.device_id, "request_type": command.request_type},
+    )
+    return command
+
+
+def pending_commands(session: Session, device: Device) -> list[Command]:
+    return list(
+        session.scalars(
+            select(Command)
+            .where(Command.device_id == device.id, Command.status.in_(CommandStatus.PENDING))
+            .order_by(Command.priority.desc(), Command.id)
+        )
+    )

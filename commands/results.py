@@ -1,0 +1,95 @@
+"""Recording what a device reported about a command, and handing results to the services that
+parse them (inventory, profiles, the hotline) through a registry keyed by request type."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from commands.queue import find_device_command
+from mdm import clock
+from mdm.audit import Actor, record_event
+from mdm.models import Command, CommandResult, CommandStatus, Device
+
+log = logging.getLogger(__name__)
+
+ResultHandler = Callable[[Session, Command, dict[str, Any]], None]
+_HANDLERS: dict[str, list[ResultHandler]] = {}
+
+# Apple's report statuses and the command state each leads to.
+_STATUS_MAP = {
+    "Acknowledged": CommandStatus.ACKNOWLEDGED,
+    "Error": CommandStatus.ERROR,
+    "CommandFormatError": CommandStatus.ERROR,
+    "NotNow": CommandStatus.NOT_NOW,
+}
+REPORT_STATUSES = ("Idle", *_STATUS_MAP)
+
+
+def on_result(request_type: str) -> Callable[[ResultHandler], ResultHandler]:
+    """Register a handler run in the same transaction when a command of this type completes."""
+
+    def decorate(fn: ResultHandler) -> ResultHandler:
+        _HANDLERS.setdefault(request_type, []).append(fn)
+        return fn
+
+    return decorate
+
+
+def record_result(
+    session: Session, device: Device, report: dict[str, Any], raw: bytes, *, actor: Actor
+) -> Command | None:
+    """Store a report exactly as received and move the command on.
+
+    Returns the command, or None when the UUID is not one of this device's commands. A repeated
+    report for a command that is already final changes nothing.
+    """
+    status = report["Status"]
+    command_uuid = report.get("CommandUUID")
+    if not isinstance(command_uuid, str):
+        return None
+    command = find_device_command(session, device, command_uuid)
+    if command is None:
+        log.warning("device %s reported on unknown command %s", device.id, command_uuid)
+        return None
+    if command.status in CommandStatus.FINAL:
+        return command
+    now = clock.now()
+    session.add(CommandResult(command_id=command.id, status=status, raw=raw, received_at=now))
+    new_state = _STATUS_MAP[status]
+    command.status = new_state
+    if new_state == CommandStatus.ACKNOWLEDGED:
+        command.acknowledged_at = now
+    elif new_state == CommandStatus.ERROR:
+        command.error_at = now
+        command.error_chain = _plain(report.get("ErrorChain") or [])
+    else:
+        command.not_now_at = now
+    record_event(
+        session,
+        actor,
+        f"command.{new_state}",
+        "command",
+        command.uuid,
+        {"device_id": device.id, "request_type": command.request_type, "status": status},
+    )
+    if new_state in (CommandStatus.ACKNOWLEDGED, CommandStatus.ERROR):
+        for handler in _HANDLERS.get(command.request_type, []):
+            handler(session, command, report)
+    return command
+
+
+def _plain(value: Any) -> Any:
+    """Make a plist value JSON-safe (bytes and dates appear in error chains now and then)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)

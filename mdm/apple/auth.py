@@ -1,0 +1,40 @@
+"""Who is speaking on the Apple device channel: the identity certificate behind a request.
+
+The certificate comes from the Mdm-Signature header (a detached CMS signature over the body) or,
+behind a TLS-terminating proxy, from the configured client-certificate header. Either way it must
+chain to a trusted device CA and be valid now. Binding it to a UDID is the service's job
+(mdm.devices), after the body has been authenticated.
+"""
+
+from __future__ import annotations
+
+from cryptography import x509
+from flask import Request
+from sqlalchemy.orm import Session
+
+from mdm import clock
+from mdm.apple.client_cert import parse_proxy_certificate
+from mdm.apple.signature import SignatureError, verify_chain, verify_mdm_signature
+from mdm.apple.trust import trusted_device_cas
+from mdm.config import Settings
+
+
+class Unauthenticated(PermissionError):
+    """No valid device identity on the request."""
+
+
+def request_certificate(
+    request: Request, body: bytes, session: Session, settings: Settings
+) -> x509.Certificate:
+    signature = request.headers.get("Mdm-Signature")
+    try:
+        if signature:
+            cert = verify_mdm_signature(signature, body)
+        elif settings.client_cert_header and request.headers.get(settings.client_cert_header):
+            cert = parse_proxy_certificate(request.headers[settings.client_cert_header])
+        else:
+            raise Unauthenticated("no Mdm-Signature header and no client certificate")
+        verify_chain(cert, trusted_device_cas(session, settings), clock.now())
+    except SignatureError as exc:
+        raise Unauthenticated(str(exc)) from exc
+    return cert

@@ -1,0 +1,54 @@
+"""PUT /mdm/connect: the device reports a result (or Idle) and gets its next command."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Response, request
+
+from commands import queue, results
+from commands.catalog import get_command_type
+from mdm import devices
+from mdm.appctx import client_ip, db_session, settings
+from mdm.apple.auth import Unauthenticated, request_certificate
+from mdm.apple.http import plain, read_body
+from mdm.apple.plist_codec import BodyTooLarge, PlistError, decode_message, encode_command
+
+log = logging.getLogger(__name__)
+bp = Blueprint("apple_connect", __name__)
+
+
+@bp.route("/mdm/connect", methods=["PUT", "POST"])
+def connect() -> Response:
+    conf = settings()
+    session = db_session()
+    try:
+        body = read_body(request, conf.max_device_body_bytes)
+        cert = request_certificate(request, body, session, conf)
+        report = decode_message(body, conf.max_device_body_bytes)
+        udid = devices.require_string(report, "UDID", 128)
+        status = report.get("Status")
+        if status not in results.REPORT_STATUSES:
+            return plain(400, f"Status {status!r} is not a known report status")
+        device = devices.identify_device(session, cert, udid)
+        devices.touch(device)
+        if status != "Idle":
+            results.record_result(
+                session, device, report, body, actor=devices.device_actor(udid, client_ip())
+            )
+        command = queue.next_command(session, device, offer_not_now=status == "Idle")
+        payload = b""
+        if command is not None:
+            apple_keys = get_command_type(command.request_type).to_apple(dict(command.params))
+            payload = encode_command(command.uuid, command.request_type, apple_keys)
+        session.commit()
+    except BodyTooLarge as exc:
+        return plain(413, str(exc))
+    except (Unauthenticated, devices.DeviceIdentityError) as exc:
+        log.warning("connect refused from %s: %s", request.remote_addr, exc)
+        return plain(401, "device authentication failed")
+    except (PlistError, devices.CheckinMessageError) as exc:
+        return plain(400, str(exc))
+    if not payload:
+        return Response(b"", status=200)
+    return Response(payload, status=200, content_type="application/xml; charset=utf-8")

@@ -1,0 +1,157 @@
+"""Decode the property lists Apple devices send, encode the commands we send back.
+
+Device bodies arrive before we know who sent them (the signature is checked on the same request), so
+the decoder treats every body as hostile: size is capped before parsing, XML may carry only Apple's
+own plist DOCTYPE (no internal subset, no entity declarations: billion laughs, external entities),
+and binary plists, whose objects can reference each other, are walked with a node budget so a
+shared or cyclic structure cannot blow up whatever later walks the result.
+"""
+
+from __future__ import annotations
+
+import plistlib
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+DEFAULT_MAX_BYTES = 1024 * 1024
+# Real MDM messages nest a handful of levels (ProfileList → PayloadContent → ...); a deeper tree only
+# serves to make recursive consumers (JSON encoding of the stored message) overflow the stack.
+MAX_DEPTH = 64
+
+_BINARY_MAGIC = b"bplist00"
+_UTF8_BOM = "\ufeff"
+
+# The only DOCTYPE a device (or plistlib, or Apple's CFPropertyList) writes. The older public id
+# "Apple Computer" is still emitted by some Apple tools. No internal subset can match: the closing
+# ">" must follow the system literal.
+_APPLE_DOCTYPE = re.compile(
+    r'<!DOCTYPE\s+plist\s+PUBLIC\s+"-//Apple(?: Computer)?//DTD PLIST 1\.0//EN"\s+'
+    r'"http://www\.apple\.com/DTDs/PropertyList-1\.0\.dtd"\s*>'
+)
+_XML_DECLARATION = re.compile(r"<\?xml\b([^>]*?)\?>")
+_DECLARED_ENCODING = re.compile(r"""\bencoding\s*=\s*["']([^"']*)["']""")
+_DOCTYPE_WORD = re.compile(r"\s*doctype", re.IGNORECASE)
+
+
+class PlistError(ValueError):
+    """A device body that cannot be accepted; `http_status` is what the handler answers."""
+
+    http_status = 400
+
+
+class BodyTooLarge(PlistError):
+    http_status = 413
+
+
+class UnsafePlist(PlistError):
+    """DOCTYPE other than Apple's, internal DTD subset, entity or other markup declarations."""
+
+
+class MalformedPlist(PlistError):
+    """Not a plist, truncated, not UTF-8, or not a dictionary at the top."""
+
+
+def decode_message(body: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> dict[str, Any]:
+    """The dictionary in a device's check-in or command-result body (XML or binary plist)."""
+    if not isinstance(body, bytes | bytearray | memoryview):
+        raise MalformedPlist("body must be bytes")
+    if len(body) > max_bytes:
+        raise BodyTooLarge(f"body of {len(body)} bytes exceeds the limit of {max_bytes} bytes")
+    body = bytes(body)
+    if not body:
+        raise MalformedPlist("empty body")
+
+    if body.startswith(_BINARY_MAGIC):
+        fmt = plistlib.FMT_BINARY
+    else:
+        _check_xml_is_safe(body)
+        fmt = plistlib.FMT_XML
+    try:
+        value = plistlib.loads(body, fmt=fmt)
+    except Exception as exc:  # plistlib raises a dozen types on hostile input; all mean "not a plist"
+        raise MalformedPlist("body is not a valid property list") from exc
+
+    if not isinstance(value, dict):
+        raise MalformedPlist("top level of the property list is not a dictionary")
+    _check_shape(value, node_budget=len(body))
+    return value
+
+
+def encode_command(command_uuid: str, request_type: str, params: Mapping[str, Any]) -> bytes:
+    """The XML plist of one command, as the device expects it in the response to /mdm/connect."""
+    if not isinstance(command_uuid, str) or not command_uuid:
+        raise ValueError("command_uuid must be a non-empty string")
+    if not isinstance(request_type, str) or not request_type:
+        raise ValueError("request_type must be a non-empty string")
+    if "RequestType" in params:
+        raise ValueError("params must not contain RequestType; pass it as request_type")
+    command: dict[str, Any] = {"RequestType": request_type, **params}
+    return plistlib.dumps(
+        {"CommandUUID": command_uuid, "Command": command}, fmt=plistlib.FMT_XML, sort_keys=False
+    )
+
+
+def _check_xml_is_safe(body: bytes) -> None:
+    # Decoding ourselves and pinning the declared encoding to UTF-8 means the scan below sees the
+    # same characters expat will: a UTF-16 or EBCDIC body could otherwise hide a DOCTYPE from it.
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MalformedPlist("XML property list must be UTF-8") from exc
+    text = text.removeprefix(_UTF8_BOM)
+
+    declaration = _XML_DECLARATION.match(text)
+    if declaration is not None:
+        encoding = _DECLARED_ENCODING.search(declaration.group(1))
+        if encoding is not None and encoding.group(1).strip().lower().replace("_", "-") not in {
+            "utf-8",
+            "utf8",
+        }:
+            raise MalformedPlist("XML property list must declare UTF-8 encoding")
+
+    doctypes = 0
+    for found in re.finditer("<!", text):
+        rest = text[found.end() :]
+        if rest.startswith("--") or rest.startswith("[CDATA["):
+            continue
+        if _DOCTYPE_WORD.match(rest) and _APPLE_DOCTYPE.match(text, found.start()):
+            doctypes += 1
+            if doctypes > 1:
+                raise UnsafePlist("more than one DOCTYPE declaration")
+            continue
+        # <!ENTITY, <!ELEMENT, <!ATTLIST, a foreign DOCTYPE or one with an internal subset.
+        raise UnsafePlist("XML property list contains a DOCTYPE or declaration that is not allowed")
+
+
+_SCALARS = (str, bytes, bool, int, float, datetime)
+
+
+def _check_shape(root: dict[str, Any], node_budget: int) -> None:
+    """Refuse non-string keys, exotic values, excessive depth and trees larger than the body.
+
+    Without shared objects a plist tree has at most one node per byte of its encoding, so a walk
+    that visits more nodes than the body has bytes is following shared or cyclic references.
+    """
+    stack: list[tuple[Any, int]] = [(root, 1)]
+    visited = 0
+    while stack:
+        value, depth = stack.pop()
+        visited += 1
+        if visited > node_budget:
+            raise UnsafePlist("property list references objects repeatedly (shared or cyclic objects)")
+        if isinstance(value, dict):
+            if depth > MAX_DEPTH:
+                raise UnsafePlist(f"property list nests deeper than {MAX_DEPTH} levels")
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    raise MalformedPlist("property list dictionary key is not a string")
+                visited += 1
+                stack.append((item, depth + 1))
+        elif isinstance(value, list):
+            if depth > MAX_DEPTH:
+                raise UnsafePlist(f"property list nests deeper than {MAX_DEPTH} levels")
+            stack.extend((item, depth + 1) for item in value)
+        elif not isinstance(value, _SCALARS):
+            raise MalformedPlist(f"property list holds an unsupported value type {type(value).__name__}")

@@ -1,0 +1,28 @@
+"""Which certificate authorities may vouch for a device identity."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cryptography import x509
+from sqlalchemy.orm import Session
+
+from mdm.config import Settings
+from mdm.x509util import load_pem_bundle
+
+
+def trusted_device_cas(session: Session, settings: Settings) -> list[x509.Certificate]:
+    """The built-in enrollment CA, plus any external device CA configured by HIKESHI_DEVICE_CA_FILE."""
+    cas: list[x509.Certificate] = []
+    if settings.device_ca_file:
+        cas.extend(load_pem_bundle(Path(settings.device_ca_file).read_bytes()))
+    cas.extend(_builtin_cas(session, settings))
+    return cas
+
+
+def _builtin_cas(session: Session, settings: Settings) -> list[x509.Certificate]:
+    try:
+        from enrollment.ca import builtin_device_cas
+    except ImportError:
+        return []
+    return builtin_device_cas(session, settings)

@@ -1,0 +1,262 @@
+"""The `hikeshi` command line. Each command is a boundary: it owns its transaction."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from sqlalchemy import select
+
+from mdm.audit import Actor, verify_chain
+from mdm.config import Settings
+from mdm.db import (
+    DatabaseBehind,
+    ensure_migrated,
+    make_engine,
+    make_session_factory,
+    transaction,
+    upgrade_database,
+)
+
+
+def cli_actor() -> Actor:
+    import getpass
+
+    return Actor(f"cli:{getpass.getuser()}", "admin", "local")
+
+
+class Context:
+    """Lazily opened settings and database for a CLI invocation."""
+
+    def __init__(self) -> None:
+        self._settings: Settings | None = None
+        self._factory = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = Settings.from_env()
+        return self._settings
+
+    def session_factory(self, *, check_migrations: bool = True):  # type: ignore[no-untyped-def]
+        if self._factory is None:
+            engine = make_engine(self.settings.database_url)
+            if check_migrations:
+                try:
+                    ensure_migrated(engine)
+                except DatabaseBehind as exc:
+                    raise click.ClickException(str(exc)) from exc
+            self._factory = make_session_factory(engine)
+        return self._factory
+
+
+pass_ctx = click.make_pass_decorator(Context, ensure=True)
+
+
+@click.group()
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """Hikeshi MDM: manage fire department field tablets."""
+    ctx.ensure_object(Context)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=int, help="Web worker processes.")
+@click.option("--threads", default=16, show_default=True, type=int, help="Threads per worker.")
+@pass_ctx
+def serve(ctx: Context, host: str, port: int, workers: int, threads: int) -> None:
+    """Run the server (gunicorn) on HOST:PORT."""
+    from mdm.server import run_server
+
+    ctx.session_factory()  # refuses a database behind its migrations, before anything starts
+    run_server(ctx.settings, host=host, port=port, workers=workers, threads=threads)
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@pass_ctx
+def db_upgrade(ctx: Context) -> None:
+    """Apply every pending migration."""
+    upgrade_database(ctx.settings.database_url)
+    click.echo("database is up to date")
+
+
+@main.group()
+def devices() -> None:
+    """Devices."""
+
+
+@devices.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@pass_ctx
+def devices_list(ctx: Context, as_json: bool) -> None:
+    """List devices."""
+    from mdm.models import Device
+
+    with transaction(ctx.session_factory()) as session:
+        rows = session.scalars(select(Device).order_by(Device.id)).all()
+        for d in rows:
+            record = {
+                "id": d.id,
+                "udid": d.udid,
+                "serial": d.serial_number,
+                "name": d.device_name,
+                "model": d.product_name,
+                "os": d.os_version,
+                "state": d.enrollment_state,
+                "last_seen": d.last_seen_at.isoformat() if d.last_seen_at else None,
+            }
+            if as_json:
+                click.echo(json.dumps(record, ensure_ascii=False))
+            else:
+                click.echo(
+                    f"{d.id:>5}  {d.udid or '-':<40} {d.serial_number or '-':<14} {d.enrollment_state:<10} "
+                    f"{d.os_version or '-':<8} {record['last_seen'] or 'never'}"
+                )
+        if not rows and not as_json:
+            click.echo("no devices")
+
+
+@main.group()
+def command() -> None:
+    """Device commands."""
+
+
+@command.command("send")
+@click.argument("udid")
+@click.argument("request_type")
+@click.option("--param", "params", multiple=True, help="KEY=VALUE (VALUE parsed as JSON when it can be).")
+@pass_ctx
+def command_send(ctx: Context, udid: str, request_type: str, params: tuple[str, ...]) -> None:
+    """Queue REQUEST_TYPE for the device UDID and push it."""
+    from commands.catalog import CommandParamsError, UnknownCommand
+    from commands.queue import CommandRefused, enqueue_command
+    from mdm.devices import find_device_by_udid
+    from mdm.push.dispatcher import PushDispatcher
+
+    parsed: dict[str, object] = {}
+    for item in params:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--param")
+        try:
+            parsed[key] = json.loads(value)
+        except json.JSONDecodeError:
+            parsed[key] = value
+    factory = ctx.session_factory()
+    dispatcher = PushDispatcher(factory, ctx.settings)
+    dispatcher.install()
+    try:
+        with transaction(factory) as session:
+            device = find_device_by_udid(session, udid)
+            if device is None:
+                raise click.ClickException(f"no device with UDID {udid}")
+            try:
+                cmd = enqueue_command(session, device, request_type, parsed, actor=cli_actor())
+            except UnknownCommand as exc:
+                raise click.ClickException(str(exc)) from exc
+            except CommandParamsError as exc:
+                raise click.ClickException(f"{exc}: {json.dumps(exc.fields, ensure_ascii=False)}") from exc
+            except CommandRefused as exc:
+                raise click.ClickException(f"{exc.field}: {exc}") from exc
+            uuid = cmd.uuid
+        dispatcher.wait_idle(60)
+    finally:
+        dispatcher.close()
+    click.echo(f"queued {request_type} {uuid}")
+
+
+@main.group()
+def audit() -> None:
+    """Audit trail."""
+
+
+@audit.command("verify")
+@pass_ctx
+def audit_verify(ctx: Context) -> None:
+    """Verify the audit hash chain; exit 1 naming the first broken row."""
+    with transaction(ctx.session_factory()) as session:
+        report = verify_chain(session)
+    if report.ok:
+        click.echo(f"audit chain intact: {report.checked} events verified")
+        return
+    click.echo(
+        f"audit chain BROKEN at event id {report.broken_id} (seq {report.broken_seq}): {report.reason}; "
+        f"{report.checked} events before it verified",
+        err=True,
+    )
+    sys.exit(1)
+
+
+@main.group("push-cert")
+def push_cert() -> None:
+    """APNs push certificate."""
+
+
+@push_cert.command("import")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--password", default=None, help="Password of a PKCS#12 file or encrypted key.")
+@click.option("--force", is_flag=True, help="Accept a different topic (orphans every enrolled device).")
+@pass_ctx
+def push_cert_import(ctx: Context, path: Path, password: str | None, force: bool) -> None:
+    """Import the push certificate (PEM with key, or PKCS#12)."""
+    from mdm.push.certificates import (
+        PushCertificateError,
+        TopicChangeRefused,
+        import_push_certificate,
+        read_push_certificate,
+    )
+
+    try:
+        loaded = read_push_certificate(path.read_bytes(), password.encode() if password else None)
+        with transaction(ctx.session_factory()) as session:
+            row = import_push_certificate(
+                session, loaded, secret_key=ctx.settings.secret_key, actor=cli_actor(), force=force
+            )
+            topic, not_after = row.topic, row.not_after
+    except TopicChangeRefused as exc:
+        raise click.ClickException(f"refused: {exc}") from exc
+    except PushCertificateError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if force:
+        click.echo(
+            "WARNING: topic changed; every enrolled device must be re-enrolled to receive pushes.", err=True
+        )
+    click.echo(f"imported push certificate: topic {topic}, expires {not_after:%Y-%m-%d}")
+
+
+@push_cert.command("show")
+@pass_ctx
+def push_cert_show(ctx: Context) -> None:
+    """Show the active push certificate, its topic and days left."""
+    from mdm.push.certificates import active_push_certificate, days_left, expiry_warning
+
+    with transaction(ctx.session_factory()) as session:
+        row = active_push_certificate(session)
+        warning = expiry_warning(row)
+        if row is not None:
+            click.echo(f"topic:     {row.topic}")
+            click.echo(f"subject:   {row.subject}")
+            click.echo(f"expires:   {row.not_after:%Y-%m-%d %H:%M} UTC ({days_left(row)} days left)")
+            click.echo(f"imported:  {row.imported_at:%Y-%m-%d %H:%M} UTC by {row.imported_by}")
+            if row.last_error:
+                click.echo(f"ALERT:     {row.last_error}")
+    if warning:
+        click.echo(f"WARNING: {warning}", err=True)
+    if row is None:
+        sys.exit(1)
+
+
+def _register_subcommands() -> None:
+    """Commands defined by other packages (enrollment, web, ...) are attached here."""
+
+
+_register_subcommands()

@@ -1,0 +1,21 @@
+"""Small certificate helpers shared by every layer."""
+
+from __future__ import annotations
+
+import hashlib
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+
+def fingerprint(cert: x509.Certificate) -> str:
+    """Lowercase hex SHA-256 of the DER certificate."""
+    return hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest()
+
+
+def to_pem(cert: x509.Certificate) -> str:
+    return cert.public_bytes(Encoding.PEM).decode()
+
+
+def load_pem_bundle(data: bytes) -> list[x509.Certificate]:
+    return x509.load_pem_x509_certificates(data)
