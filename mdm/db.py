@@ -43,8 +43,21 @@ def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn):  # type: ignore[no-untyped-def]
         # IMMEDIATE takes the write lock up front: a transaction that reads and then writes
-        # (every audited change does) can never fail half-way on a stale WAL snapshot.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # (every audited change does) can never fail half-way on a stale WAL snapshot. A
+        # read-mostly session opts out with `read_mostly(engine)`.
+        if conn.get_execution_options().get("hikeshi_deferred"):
+            conn.exec_driver_sql("BEGIN")
+        else:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def read_mostly(engine: Engine) -> Engine:
+    """The same engine, but SQLite transactions start deferred: readers never block writers.
+
+    A deferred transaction that writes after another writer committed fails on SQLite, so use
+    it only where writes are rare and short (pages that read, test assertions).
+    """
+    return engine.execution_options(hikeshi_deferred=True)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -7,8 +7,10 @@ import os
 import secrets
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
@@ -17,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mdm import clock
 from mdm.config import Settings
-from mdm.db import make_engine, make_session_factory, upgrade_database
+from mdm.db import make_engine, make_session_factory, read_mostly, upgrade_database
 from mdm.models import Base
 
 
@@ -83,7 +85,8 @@ def _has_sqlite_sequence(conn) -> bool:  # type: ignore[no-untyped-def]
 @pytest.fixture
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     _empty_all_tables(engine)
-    return make_session_factory(engine)
+    # Deferred on SQLite, so a test holding a session open never blocks the server under test.
+    return make_session_factory(read_mostly(engine))
 
 
 @pytest.fixture
@@ -125,3 +128,48 @@ def frozen_clock() -> Iterator[MovableClock]:
     clock.set_clock(moving)
     yield moving
     clock.set_clock(None)
+
+
+@dataclass
+class DeviceCA:
+    cert: Any
+    key: Any
+    path: Path
+
+    def issue_identity(self, name: str, **kwargs: Any) -> tuple[Any, Any]:
+        from tests.support.pki import issue_cert, rsa_key
+
+        return issue_cert(self.cert, self.key, name, key=kwargs.pop("key", rsa_key(f"device:{name}")), **kwargs)
+
+
+@pytest.fixture
+def device_ca(tmp_path: Path) -> DeviceCA:
+    """An external device CA, trusted through Settings.device_ca_file."""
+    from tests.support.pki import make_ca, write_pem
+
+    cert, key = make_ca("Hikeshi Test Device CA")
+    return DeviceCA(cert, key, write_pem(tmp_path / "device-ca.pem", cert))
+
+
+@pytest.fixture
+def app(settings: Settings, device_ca: DeviceCA) -> Iterator[Any]:
+    from mdm import create_app
+
+    application = create_app(replace(settings, device_ca_file=str(device_ca.path)))
+    yield application
+    application.extensions["hikeshi"].dispatcher.close()
+    application.extensions["hikeshi"].engine.dispose()
+
+
+@pytest.fixture
+def client(app: Any) -> Any:
+    return app.test_client()
+
+
+@pytest.fixture
+def ipad(device_ca: DeviceCA) -> Any:
+    """A supervised iPad holding an identity from the trusted device CA."""
+    from tests.support.apple_device import SimulatedIPad
+
+    cert, key = device_ca.issue_identity("ipad-1")
+    return SimulatedIPad(cert, key)
