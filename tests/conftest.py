@@ -22,6 +22,8 @@ from mdm.config import Settings
 from mdm.db import make_engine, make_session_factory, read_mostly, upgrade_database
 from mdm.models import Base
 
+pytest_plugins = ["tests.support.apns_server"]
+
 
 def _fresh_postgres_database(base_url: str) -> tuple[str, str]:
     """Create a database of our own on the server, so concurrent runs never share one."""
@@ -83,8 +85,15 @@ def _has_sqlite_sequence(conn) -> bool:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def session_factory(engine: Engine) -> sessionmaker[Session]:
+def clean_database(engine: Engine) -> Engine:
+    """Every table emptied, once per test, whichever fixtures ask for the database first."""
     _empty_all_tables(engine)
+    return engine
+
+
+@pytest.fixture
+def session_factory(clean_database: Engine) -> sessionmaker[Session]:
+    engine = clean_database
     # Deferred on SQLite, so a test holding a session open never blocks the server under test.
     return make_session_factory(read_mostly(engine))
 
@@ -96,8 +105,7 @@ def session(session_factory: sessionmaker[Session]) -> Iterator[Session]:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, database_url: str, engine: Engine) -> Settings:
-    _empty_all_tables(engine)
+def settings(tmp_path: Path, database_url: str, clean_database: Engine) -> Settings:
     instance = tmp_path / "instance"
     instance.mkdir()
     return Settings(
@@ -139,7 +147,9 @@ class DeviceCA:
     def issue_identity(self, name: str, **kwargs: Any) -> tuple[Any, Any]:
         from tests.support.pki import issue_cert, rsa_key
 
-        return issue_cert(self.cert, self.key, name, key=kwargs.pop("key", rsa_key(f"device:{name}")), **kwargs)
+        return issue_cert(
+            self.cert, self.key, name, key=kwargs.pop("key", rsa_key(f"device:{name}")), **kwargs
+        )
 
 
 @pytest.fixture

@@ -9,7 +9,15 @@ from sqlalchemy import func, select
 
 from commands.queue import enqueue_command
 from mdm.audit import Actor
-from mdm.models import AuditEvent, Command, CommandResult, CommandStatus, Device, DeviceMessage, EnrollmentState
+from mdm.models import (
+    AuditEvent,
+    Command,
+    CommandResult,
+    CommandStatus,
+    Device,
+    DeviceMessage,
+    EnrollmentState,
+)
 from mdm.secretbox import unseal
 from tests.support.apple_device import SimulatedIPad
 
@@ -40,7 +48,9 @@ def test_enroll_queue_fetch_acknowledge(client, ipad, session, app):
     device = session.scalars(select(Device)).one()
     assert device.enrollment_state == EnrollmentState.PENDING
     assert (device.serial_number, device.os_version, device.product_name) == (
-        ipad.serial, ipad.os_version, ipad.product_name,
+        ipad.serial,
+        ipad.os_version,
+        ipad.product_name,
     )
     assert ipad.checkin(client, ipad.token_update_body()).status_code == 200
     fresh(session)
@@ -54,7 +64,9 @@ def test_enroll_queue_fetch_acknowledge(client, ipad, session, app):
     assert kinds == ["Authenticate", "TokenUpdate"]
     assert plistlib.loads(raws[1])["Token"] == ipad.token and raws[0].startswith(b"<?xml")
 
-    lock = enqueue_command(session, device, "DeviceLock", {"Message": "このiPadは消防本部の管理端末です"}, actor=ADMIN)
+    lock = enqueue_command(
+        session, device, "DeviceLock", {"Message": "このiPadは消防本部の管理端末です"}, actor=ADMIN
+    )
     session.commit()
     response = ipad.connect(client, ipad.idle_body())
     assert response.status_code == 200
@@ -122,7 +134,9 @@ def test_unknown_message_type_is_a_400(client, ipad, session):
 def test_token_update_without_token_names_the_field(client, ipad, session):
     ipad.checkin(client, ipad.authenticate_body())
     before = _counts(session)
-    body = plistlib.dumps({"MessageType": "TokenUpdate", "UDID": ipad.udid, "Topic": ipad.topic, "PushMagic": "x"})
+    body = plistlib.dumps(
+        {"MessageType": "TokenUpdate", "UDID": ipad.udid, "Topic": ipad.topic, "PushMagic": "x"}
+    )
     response = ipad.checkin(client, body)
     assert response.status_code == 400 and b"Token" in response.data
     assert _counts(session) == before

@@ -1,0 +1,259 @@
+"""Verify the `Mdm-Signature` header: a detached CMS SignedData over the raw HTTP body.
+
+A device sends it on every check-in and command request when the enrollment profile sets
+SignMessage; it proves the body came from the holder of the device identity key. This module
+answers only "which certificate signed this exact body" and "was that certificate issued by a CA we
+trust"; binding the certificate to a UDID is the caller's job (DESIGN.md invariant 3).
+
+asn1crypto parses the CMS structure; every digest and signature check is done by `cryptography`.
+Error messages say what was wrong with the request without echoing parser internals.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+from collections.abc import Sequence
+from datetime import datetime
+
+from asn1crypto import cms
+from asn1crypto import core as asn1
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+
+# A CMS blob with the signer certificate (and perhaps a chain) is a few KiB; the cap keeps a
+# hostile header from feeding megabytes to the ASN.1 parser.
+MAX_SIGNATURE_BYTES = 64 * 1024
+
+# iOS signs with SHA-1 (older releases) or SHA-256; the larger SHA-2 sizes cost nothing to allow.
+_DIGESTS: dict[str, type[hashes.HashAlgorithm]] = {
+    "sha1": hashes.SHA1,
+    "sha256": hashes.SHA256,
+    "sha384": hashes.SHA384,
+    "sha512": hashes.SHA512,
+}
+
+# signatureAlgorithm OID → (key type, hash named by the OID or None when only the key type is named).
+_SIGNATURE_ALGORITHMS: dict[str, tuple[str, str | None]] = {
+    "1.2.840.113549.1.1.1": ("rsa", None),  # rsaEncryption, what OpenSSL and Apple write
+    "1.2.840.113549.1.1.5": ("rsa", "sha1"),
+    "1.2.840.113549.1.1.11": ("rsa", "sha256"),
+    "1.2.840.113549.1.1.12": ("rsa", "sha384"),
+    "1.2.840.113549.1.1.13": ("rsa", "sha512"),
+    "1.2.840.10045.2.1": ("ec", None),  # id-ecPublicKey, written by some CMS encoders
+    "1.2.840.10045.4.1": ("ec", "sha1"),
+    "1.2.840.10045.4.3.2": ("ec", "sha256"),
+    "1.2.840.10045.4.3.3": ("ec", "sha384"),
+    "1.2.840.10045.4.3.4": ("ec", "sha512"),
+}
+
+
+class SignatureError(Exception):
+    """The request is not authenticated (HTTP 401); the message says why, safe to log."""
+
+    http_status = 401
+
+
+class UntrustedCertificate(SignatureError):
+    """The certificate is not directly issued by a trusted CA, or it or its CA is not valid now."""
+
+
+def fingerprint(cert: x509.Certificate) -> str:
+    """Lowercase hex SHA-256 of the certificate's DER encoding."""
+    return cert.fingerprint(hashes.SHA256()).hex()
+
+
+def verify_mdm_signature(header_value: str, body: bytes) -> x509.Certificate:
+    """The certificate whose key signed `body`, or SignatureError.
+
+    Checks the signature only; call `verify_chain` for trust and validity dates.
+    """
+    der = _decode_header(header_value)
+    try:
+        signed_data = _load_signed_data(der)
+        signer_info = _single_signer(signed_data)
+        _check_encapsulated_content(signed_data, body)
+        certificate = _signer_certificate(signed_data, signer_info)
+        digest_name = signer_info["digest_algorithm"]["algorithm"].native
+        signature_oid = signer_info["signature_algorithm"]["algorithm"].dotted
+        signature = signer_info["signature"].native
+        signed_attrs = signer_info["signed_attrs"]
+        has_signed_attrs = not isinstance(signed_attrs, asn1.Void)
+        signed_bytes = _signed_attributes_der(signed_attrs, body, digest_name) if has_signed_attrs else body
+    except SignatureError:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError) as exc:
+        # asn1crypto parses lazily: a malformed structure surfaces at first access, anywhere above.
+        raise SignatureError("Mdm-Signature is not a well-formed CMS SignedData") from exc
+
+    _verify_signature(certificate, signature_oid, digest_name, signature, signed_bytes)
+    return certificate
+
+
+def verify_chain(
+    cert: x509.Certificate, trusted_cas: Sequence[x509.Certificate], at: datetime
+) -> x509.Certificate:
+    """The trusted CA that directly issued `cert`, checking both are valid at `at`.
+
+    Only direct issuance is accepted: device identities come from the built-in CA (or one
+    configured issuing CA), never through intermediates the device would have to send.
+    """
+    if at.tzinfo is None:
+        raise ValueError("`at` must be timezone-aware")
+    issued_by_trusted = False
+    for ca in trusted_cas:
+        if ca.subject != cert.issuer or not _is_ca(ca):
+            continue
+        try:
+            cert.verify_directly_issued_by(ca)
+        except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+            continue
+        issued_by_trusted = True
+        if not _valid_at(ca, at):
+            continue  # another trusted CA with the same name and key (a renewal) may still be valid
+        if not _valid_at(cert, at):
+            raise UntrustedCertificate("certificate is expired or not yet valid")
+        return ca
+    if issued_by_trusted:
+        raise UntrustedCertificate("issuing CA is expired or not yet valid")
+    raise UntrustedCertificate("certificate is not issued by a trusted CA")
+
+
+def _decode_header(header_value: str) -> bytes:
+    if not isinstance(header_value, str) or not header_value.strip():
+        raise SignatureError("Mdm-Signature header is missing or empty")
+    compact = "".join(header_value.split())  # tolerate folded or wrapped base64
+    if len(compact) > MAX_SIGNATURE_BYTES * 4 // 3 + 4:
+        raise SignatureError("Mdm-Signature header is too large")
+    try:
+        der = base64.b64decode(compact, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise SignatureError("Mdm-Signature header is not valid base64") from exc
+    if not der:
+        raise SignatureError("Mdm-Signature header is missing or empty")
+    return der
+
+
+def _load_signed_data(der: bytes) -> cms.SignedData:
+    content_info = cms.ContentInfo.load(der, strict=True)
+    if content_info["content_type"].native != "signed_data":
+        raise SignatureError("Mdm-Signature is not a CMS SignedData")
+    signed_data = content_info["content"]
+    if not isinstance(signed_data, cms.SignedData):
+        raise SignatureError("Mdm-Signature is not a CMS SignedData")
+    return signed_data
+
+
+def _single_signer(signed_data: cms.SignedData) -> cms.SignerInfo:
+    signer_infos = signed_data["signer_infos"]
+    if len(signer_infos) != 1:
+        raise SignatureError("Mdm-Signature must have exactly one signer")
+    return signer_infos[0]
+
+
+def _check_encapsulated_content(signed_data: cms.SignedData, body: bytes) -> None:
+    encap = signed_data["encap_content_info"]
+    if encap["content_type"].native != "data":
+        raise SignatureError("Mdm-Signature does not sign plain data")
+    content = encap["content"]
+    if isinstance(content, asn1.Void) or content.native is None:
+        return  # detached, as devices send it
+    if not hmac.compare_digest(content.native, body):
+        raise SignatureError("Mdm-Signature carries content that differs from the body")
+
+
+def _signer_certificate(signed_data: cms.SignedData, signer_info: cms.SignerInfo) -> x509.Certificate:
+    sid = signer_info["sid"]
+    candidates = []
+    certificates = signed_data["certificates"]
+    for choice in [] if isinstance(certificates, asn1.Void) else certificates:
+        if choice.name != "certificate":
+            continue  # attribute and other certificate formats cannot identify a signer
+        candidate = choice.chosen
+        if sid.name == "issuer_and_serial_number":
+            wanted = sid.chosen
+            matches = candidate.issuer == wanted["issuer"] and candidate.serial_number == (
+                wanted["serial_number"].native
+            )
+        else:
+            matches = candidate.key_identifier is not None and hmac.compare_digest(
+                candidate.key_identifier, sid.chosen.native
+            )
+        if matches:
+            candidates.append(candidate.dump())
+    if not candidates:
+        raise SignatureError("Mdm-Signature does not include the signer's certificate")
+    if len(set(candidates)) > 1:
+        raise SignatureError("Mdm-Signature includes several certificates matching the signer")
+    return x509.load_der_x509_certificate(candidates[0])
+
+
+def _signed_attributes_der(signed_attrs: cms.CMSAttributes, body: bytes, digest_name: str) -> bytes:
+    """The bytes the signature covers (RFC 5652 §5.4), after checking the mandatory attributes."""
+    digest_algorithm = _digest_algorithm(digest_name)
+    content_types = []
+    message_digests = []
+    for attribute in signed_attrs:
+        name = attribute["type"].native
+        values = attribute["values"]
+        if name == "content_type":
+            content_types.extend(value.native for value in values)
+        elif name == "message_digest":
+            message_digests.extend(value.native for value in values)
+    if content_types != ["data"]:
+        raise SignatureError("Mdm-Signature signed attributes must name the content type data once")
+    if len(message_digests) != 1:
+        raise SignatureError("Mdm-Signature signed attributes must carry exactly one message digest")
+    digest = hashes.Hash(digest_algorithm)
+    digest.update(body)
+    if not hmac.compare_digest(digest.finalize(), message_digests[0]):
+        raise SignatureError("Mdm-Signature does not match the body")
+    # The signature covers the attributes as an explicit SET OF, not the [0] IMPLICIT tag they are
+    # stored under; untag() keeps the received content octets, so re-encoding cannot alter them.
+    return signed_attrs.untag().dump()
+
+
+def _digest_algorithm(name: str) -> hashes.HashAlgorithm:
+    algorithm = _DIGESTS.get(name)
+    if algorithm is None:
+        raise SignatureError("Mdm-Signature uses an unsupported digest algorithm")
+    return algorithm()
+
+
+def _verify_signature(
+    certificate: x509.Certificate, signature_oid: str, digest_name: str, signature: bytes, signed: bytes
+) -> None:
+    digest_algorithm = _digest_algorithm(digest_name)
+    key_type, named_hash = _SIGNATURE_ALGORITHMS.get(signature_oid, (None, None))
+    if key_type is None:
+        raise SignatureError("Mdm-Signature uses an unsupported signature algorithm")
+    if named_hash is not None and named_hash != digest_name:
+        raise SignatureError("Mdm-Signature names inconsistent digest algorithms")
+    try:
+        public_key = certificate.public_key()
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise SignatureError("signer certificate has an unusable public key") from exc
+    try:
+        if key_type == "rsa" and isinstance(public_key, rsa.RSAPublicKey):
+            public_key.verify(signature, signed, padding.PKCS1v15(), digest_algorithm)
+        elif key_type == "ec" and isinstance(public_key, ec.EllipticCurvePublicKey):
+            public_key.verify(signature, signed, ec.ECDSA(digest_algorithm))
+        else:
+            raise SignatureError("Mdm-Signature algorithm does not match the signer's key")
+    except InvalidSignature as exc:
+        raise SignatureError("Mdm-Signature does not match the body") from exc
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    try:
+        constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        return False
+    return constraints.ca
+
+
+def _valid_at(cert: x509.Certificate, at: datetime) -> bool:
+    return cert.not_valid_before_utc <= at <= cert.not_valid_after_utc
