@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
-
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 
 
 def fingerprint(cert: x509.Certificate) -> str:
     """Lowercase hex SHA-256 of the DER certificate."""
-    return hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest()
+    return cert.fingerprint(hashes.SHA256()).hex()
 
 
 def to_pem(cert: x509.Certificate) -> str:

@@ -61,11 +61,6 @@ class UntrustedCertificate(SignatureError):
     """The certificate is not directly issued by a trusted CA, or it or its CA is not valid now."""
 
 
-def fingerprint(cert: x509.Certificate) -> str:
-    """Lowercase hex SHA-256 of the certificate's DER encoding."""
-    return cert.fingerprint(hashes.SHA256()).hex()
-
-
 def verify_mdm_signature(header_value: str, body: bytes) -> x509.Certificate:
     """The certificate whose key signed `body`, or SignatureError.
 

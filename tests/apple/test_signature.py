@@ -22,10 +22,10 @@ from flask import Flask, request
 from mdm.apple.signature import (
     SignatureError,
     UntrustedCertificate,
-    fingerprint,
     verify_chain,
     verify_mdm_signature,
 )
+from mdm.x509util import fingerprint
 from tests.support.apple_device import SimulatedIPad
 from tests.support.pki import issue_cert, make_ca, rsa_key, write_pem
 from tests.support.tools import require_tool
