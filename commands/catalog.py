@@ -10,9 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from marshmallow import Schema, ValidationError
+
+if TYPE_CHECKING:
+    from mdm.models import Device
 
 
 class Priority:
@@ -26,6 +29,14 @@ class Priority:
 
 
 DEFAULT_EXPIRY = timedelta(days=7)
+
+
+@dataclass(frozen=True)
+class DeliveryContext:
+    """What a command may need at the moment it is handed to its device, and only then."""
+
+    device: Device
+    secret_key: str
 
 
 class UnknownCommand(LookupError):
@@ -59,6 +70,14 @@ class CommandType:
     coalesce: bool = False
     # Turns validated parameters into the keys of the Apple "Command" dictionary.
     to_apple: Callable[[dict[str, Any]], dict[str, Any]] = field(default=lambda params: dict(params))
+    # Adds keys read at delivery (ClearPasscode's UnlockToken): a secret added here is never
+    # stored in commands.params nor written to the audit log.
+    at_delivery: Callable[[dict[str, Any], DeliveryContext], dict[str, Any]] | None = None
+
+    def apple_command(self, params: dict[str, Any], context: DeliveryContext) -> dict[str, Any]:
+        """The keys of the Apple "Command" dictionary, as sent to `context.device` now."""
+        keys = self.to_apple(params)
+        return keys if self.at_delivery is None else self.at_delivery(keys, context)
 
     def validate(self, params: Mapping[str, Any] | None) -> dict[str, Any]:
         try:

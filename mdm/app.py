@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, Response, jsonify
+from flask import Flask
+from sqlalchemy.orm import Session, sessionmaker
 
 from mdm.appctx import Hikeshi, close_db_session
 from mdm.config import Settings
-from mdm.db import ensure_migrated, make_engine, make_session_factory
+from mdm.db import ensure_migrated, make_engine, make_session_factory, transaction
 from mdm.push.dispatcher import PushDispatcher
 
 log = logging.getLogger(__name__)
@@ -29,22 +30,63 @@ def build_app(settings: Settings | None = None, *, check_migrations: bool = True
     app.extensions["hikeshi"] = Hikeshi(settings, engine, factory, dispatcher)
     app.teardown_appcontext(close_db_session)
     load_services()
+    provision_builtin_ca(factory, settings)
     _register_blueprints(app)
-
-    @app.get("/healthz")
-    def healthz() -> Response:
-        return jsonify(status="ok")
 
     return app
 
 
 def load_services() -> None:
     """Import the services whose hooks (result handlers, enrollment hooks) must be registered."""
+    import commands.incidents
     import commands.kinds  # noqa: F401
+    import enrollment.hooks  # noqa: F401
+
+    # Inventory parsers, the first inventory after enrollment, compliance after every result;
+    # profile installs on enrollment and ProfileList enforcement.
+    import mdm.compliance.evaluation
+    import mdm.inventory.parsers
+    import mdm.inventory.refresh  # noqa: F401
+    import profiles.assignment
+    import profiles.enforcement  # noqa: F401
 
 
 def _register_blueprints(app: Flask) -> None:
     from mdm.apple import checkin, connect
+    from mdm.http import health
 
+    health.register(app)
     app.register_blueprint(checkin.bp)
     app.register_blueprint(connect.bp)
+
+    from web import init_web
+
+    init_web(app)
+
+    from enrollment import http as enrollment_http
+    from enrollment.scep import views as scep_views
+
+    app.register_blueprint(scep_views.bp)
+    app.register_blueprint(enrollment_http.bp)
+
+
+def provision_builtin_ca(factory: sessionmaker[Session], settings: Settings) -> None:
+    """Create the built-in CA and profile signer on first start (idempotent).
+
+    Several workers may start at once: each tries inside its own transaction, the unique
+    (purpose, generation) row lets exactly one win, and the others roll back and find it.
+    """
+    from sqlalchemy.exc import IntegrityError
+
+    from enrollment.ca import ensure_ca
+
+    for attempt in range(3):
+        try:
+            with transaction(factory) as session:
+                created = ensure_ca(session, settings)
+            if created:
+                log.info("created built-in %s", ", ".join(created))
+            return
+        except IntegrityError:
+            if attempt == 2:
+                raise

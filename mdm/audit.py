@@ -9,10 +9,10 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session
 
 from mdm import clock
@@ -158,3 +158,55 @@ def anchor_for(session: Session, first: AuditEvent) -> str:
     if purge is not None and purge.details.get("up_to_seq") == first.seq - 1:
         return str(purge.details.get("last_purged_hash"))
     return "(missing rows before the oldest kept event)"
+
+
+class AuditChainBroken(RuntimeError):
+    """The chain does not verify; purging now would destroy the evidence."""
+
+    def __init__(self, report: ChainReport) -> None:
+        super().__init__(
+            f"audit chain broken at event id {report.broken_id} (seq {report.broken_seq}): {report.reason}"
+        )
+        self.report = report
+
+
+def purge_audit(session: Session, before: datetime, actor: Actor) -> AuditEvent | None:
+    """Delete the oldest events written before `before`, recording an `audit.purge` event.
+
+    Only an unbroken prefix of the chain goes: the purge stops at the first event that is still
+    within retention, even if older events follow it. The purge event names the last purged seq
+    and hash, so `verify_chain` anchors the oldest kept row on it. A chain that does not verify
+    is never purged. Returns the purge event, or None when nothing is old enough.
+    """
+    if is_postgres(session):
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CHAIN_LOCK_KEY})
+    report = verify_chain(session)
+    if not report.ok:
+        raise AuditChainBroken(report)
+    first_kept = session.scalar(select(func.min(AuditEvent.seq)).where(AuditEvent.occurred_at >= before))
+    oldest = session.scalar(select(func.min(AuditEvent.seq)))
+    if oldest is None:
+        return None
+    if first_kept is None:
+        up_to = session.scalar(select(func.max(AuditEvent.seq)))
+    else:
+        up_to = first_kept - 1
+    if up_to is None or up_to < oldest:
+        return None
+    last = session.scalars(select(AuditEvent).where(AuditEvent.seq == up_to)).one()
+    count = up_to - oldest + 1
+    event = record_event(
+        session,
+        actor,
+        "audit.purge",
+        "audit",
+        None,
+        {
+            "up_to_seq": up_to,
+            "last_purged_hash": last.hash,
+            "purged_events": count,
+            "before": _canonical_time(before.astimezone(UTC)),
+        },
+    )
+    session.execute(delete(AuditEvent).where(AuditEvent.seq <= up_to))
+    return event

@@ -255,8 +255,98 @@ def push_cert_show(ctx: Context) -> None:
         sys.exit(1)
 
 
+def _backup_key(key_file: Path | None):  # type: ignore[no-untyped-def]
+    import os
+
+    from mdm.backup.crypto import BackupKey, BackupKeyError
+
+    passphrase = os.environ.get("HIKESHI_BACKUP_PASSPHRASE") if key_file is None else None
+    try:
+        return BackupKey.from_options(passphrase, key_file)
+    except BackupKeyError as exc:
+        raise click.ClickException(
+            f"{exc} (set HIKESHI_BACKUP_PASSPHRASE, or pass --key-file; never keep either beside the backups)"
+        ) from exc
+
+
+@main.command()
+@click.option("--to", "directory", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--key-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
+@click.option("--keep", type=click.IntRange(min=1), default=None, help="Generations to keep in DIR.")
+@click.option(
+    "--copy-to",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Second directory (off-site) that receives a copy.",
+)
+@pass_ctx
+def backup(
+    ctx: Context, directory: Path, key_file: Path | None, keep: int | None, copy_to: Path | None
+) -> None:
+    """Take a consistent, encrypted online backup (database, secrets, CA) into DIR."""
+    from mdm.backup.archive import BackupError, copy_offsite, create_backup
+
+    key = _backup_key(key_file)
+    try:
+        result = create_backup(ctx.settings, directory, key, keep=keep)
+        if copy_to is not None:
+            copy_offsite(result, copy_to, keep)
+    except BackupError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"backup written: {result.path} ({result.size} bytes, sha256 {result.sha256})")
+    for old in result.pruned:
+        click.echo(f"removed old generation {old.name}")
+
+
+@main.command()
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--key-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
+@pass_ctx
+def restore(ctx: Context, path: Path, key_file: Path | None) -> None:
+    """Restore a backup onto an empty instance (refuses a tampered file or a wrong key)."""
+    import os
+
+    from mdm.backup.archive import BackupError, restore_backup
+
+    key = _backup_key(key_file)
+    try:
+        manifest = restore_backup(ctx.settings, path, key)
+    except BackupError as exc:
+        raise click.ClickException(f"restore refused: {exc}") from exc
+    click.echo(f"restored backup of {manifest['created_at']} ({manifest['database']})")
+    restored_secret = (ctx.settings.instance_path / "secret_key").read_text().strip()
+    if os.environ.get("HIKESHI_SECRET_KEY") and os.environ["HIKESHI_SECRET_KEY"] != restored_secret:
+        click.echo(
+            "WARNING: HIKESHI_SECRET_KEY differs from the restored instance secret; set it to the value now "
+            f"in {ctx.settings.instance_path / 'secret_key'} or the CA and push keys cannot be opened.",
+            err=True,
+        )
+
+
 def _register_subcommands() -> None:
     """Commands defined by other packages (enrollment, web, ...) are attached here."""
+    from web.cli import AUDIT_COMMANDS as audit_commands
+    from web.cli import COMMANDS as web_commands
+
+    for web_group in web_commands:
+        main.add_command(web_group)
+    for audit_command in audit_commands:
+        audit.add_command(audit_command)
+
+    from enrollment.cli import COMMANDS as enrollment_commands
+    from profiles.cli import COMMANDS as profile_commands
+
+    for group in [*enrollment_commands, *profile_commands]:
+        main.add_command(group)
+
+    from mdm.scheduler.cli import scheduler_command
+
+    main.add_command(scheduler_command)
+
+    from commands.cli import COMMANDS as command_commands
+
+    for group in command_commands:
+        main.add_command(group)
 
 
 _register_subcommands()

@@ -55,6 +55,33 @@ class Settings:
     max_device_body_bytes: int = 1024 * 1024
     command_expiry_days: int = 7
     push_enabled: bool = True
+    # Console sessions end after this much inactivity, and in any case after session_max_hours.
+    session_idle_minutes: int = 30
+    session_max_hours: int = 12
+    # Audit events older than this are purged by a recorded, chained purge event; 0 keeps all.
+    audit_retention_days: int = 1825
+    # Enrollment: device identity lifetime, renewal window, SCEP challenge lifetime, names shown.
+    identity_cert_days: int = 365
+    identity_renewal_days: int = 30
+    scep_challenge_minutes: int = 60
+    organization_name: str = "Hikeshi MDM"
+    # Inventory, compliance, alerts and the scheduler (issue 7). Retention in days; 0 keeps all.
+    inventory_interval_hours: int = 4
+    inventory_history_retention_days: int = 365
+    command_result_retention_days: int = 180
+    alert_retention_days: int = 365
+    webhook_timeout_seconds: float = 10.0
+    webhook_max_attempts: int = 8
+    scheduler_lock_poll_seconds: float = 15.0
+    scheduler_tick_seconds: int = 60
+    # Alert e-mail through SMTP; disabled while smtp_host or alert_email_to is empty.
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_starttls: bool = True
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_from: str = "hikeshi@localhost"
+    alert_email_to: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -77,5 +104,29 @@ class Settings:
             max_device_body_bytes=_env_int("HIKESHI_MAX_DEVICE_BODY", 1024 * 1024),
             command_expiry_days=_env_int("HIKESHI_COMMAND_EXPIRY_DAYS", 7),
             push_enabled=(_env("HIKESHI_PUSH_ENABLED", "1") or "1") not in ("0", "false", "no"),
+            session_idle_minutes=_env_int("HIKESHI_SESSION_IDLE_MINUTES", 30),
+            session_max_hours=_env_int("HIKESHI_SESSION_MAX_HOURS", 12),
+            audit_retention_days=_env_int("HIKESHI_AUDIT_RETENTION_DAYS", 1825),
+            identity_cert_days=_env_int("HIKESHI_IDENTITY_CERT_DAYS", 365),
+            identity_renewal_days=_env_int("HIKESHI_IDENTITY_RENEWAL_DAYS", 30),
+            scep_challenge_minutes=_env_int("HIKESHI_SCEP_CHALLENGE_MINUTES", 60),
+            organization_name=_env("HIKESHI_ORGANIZATION", "Hikeshi MDM") or "Hikeshi MDM",
+            inventory_interval_hours=_env_int("HIKESHI_INVENTORY_INTERVAL_HOURS", 4),
+            inventory_history_retention_days=_env_int("HIKESHI_INVENTORY_HISTORY_RETENTION_DAYS", 365),
+            command_result_retention_days=_env_int("HIKESHI_COMMAND_RESULT_RETENTION_DAYS", 180),
+            alert_retention_days=_env_int("HIKESHI_ALERT_RETENTION_DAYS", 365),
+            webhook_timeout_seconds=float(_env("HIKESHI_WEBHOOK_TIMEOUT", "10") or "10"),
+            webhook_max_attempts=_env_int("HIKESHI_WEBHOOK_MAX_ATTEMPTS", 8),
+            scheduler_lock_poll_seconds=float(_env("HIKESHI_SCHEDULER_LOCK_POLL", "15") or "15"),
+            scheduler_tick_seconds=_env_int("HIKESHI_SCHEDULER_TICK_SECONDS", 60),
+            smtp_host=_env("HIKESHI_SMTP_HOST"),
+            smtp_port=_env_int("HIKESHI_SMTP_PORT", 587),
+            smtp_starttls=(_env("HIKESHI_SMTP_STARTTLS", "1") or "1") not in ("0", "false", "no"),
+            smtp_username=_env("HIKESHI_SMTP_USERNAME"),
+            smtp_password=_env("HIKESHI_SMTP_PASSWORD"),
+            smtp_from=_env("HIKESHI_SMTP_FROM", "hikeshi@localhost") or "hikeshi@localhost",
+            alert_email_to=tuple(
+                a.strip() for a in (_env("HIKESHI_ALERT_EMAIL_TO", "") or "").split(",") if a.strip()
+            ),
         )
         return replace(settings, **overrides) if overrides else settings

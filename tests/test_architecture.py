@@ -23,6 +23,7 @@ BOTTOM = (
     "mdm.secretbox",
     "mdm.push",
     "mdm.x509util",
+    "mdm.health",
     "mdm.migrations",
 )
 TOP = (
@@ -32,6 +33,8 @@ TOP = (
     "enrollment.scep",
     "enrollment.http",
     "enrollment.cli",
+    "commands.cli",
+    "profiles.cli",
     "mdm.cli",
     "mdm.server",
     "mdm.scheduler",

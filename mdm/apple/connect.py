@@ -7,7 +7,7 @@ import logging
 from flask import Blueprint, Response, request
 
 from commands import queue, results
-from commands.catalog import get_command_type
+from commands.catalog import DeliveryContext, get_command_type
 from mdm import devices
 from mdm.appctx import client_ip, db_session, settings
 from mdm.apple.auth import Unauthenticated, request_certificate
@@ -39,7 +39,9 @@ def connect() -> Response:
         command = queue.next_command(session, device, offer_not_now=status == "Idle")
         payload = b""
         if command is not None:
-            apple_keys = get_command_type(command.request_type).to_apple(dict(command.params))
+            apple_keys = get_command_type(command.request_type).apple_command(
+                dict(command.params), DeliveryContext(device, conf.secret_key)
+            )
             payload = encode_command(command.uuid, command.request_type, apple_keys)
         session.commit()
     except BodyTooLarge as exc:

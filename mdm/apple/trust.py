@@ -7,6 +7,7 @@ from pathlib import Path
 from cryptography import x509
 from sqlalchemy.orm import Session
 
+from enrollment.ca import builtin_device_cas
 from mdm.config import Settings
 from mdm.x509util import load_pem_bundle
 
@@ -21,8 +22,4 @@ def trusted_device_cas(session: Session, settings: Settings) -> list[x509.Certif
 
 
 def _builtin_cas(session: Session, settings: Settings) -> list[x509.Certificate]:
-    try:
-        from enrollment.ca import builtin_device_cas
-    except ImportError:
-        return []
     return builtin_device_cas(session, settings)

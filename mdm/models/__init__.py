@@ -1,21 +1,104 @@
 """All models, imported here so metadata is complete for Alembic and create_all."""
 
+from mdm.models.alerts import Alert, DeliveryStatus, Webhook, WebhookAttempt, WebhookDelivery
 from mdm.models.audit import AuditEvent
 from mdm.models.base import Base
 from mdm.models.command import Command, CommandResult, CommandStatus
+from mdm.models.compliance import ComplianceFinding, CompliancePolicy, DeviceCompliance, Severity
 from mdm.models.device import Device, DeviceCertificate, DeviceMessage, EnrollmentState
+from mdm.models.enrollment import (
+    CertificateAuthority,
+    CertificatePurpose,
+    ChallengePurpose,
+    EnrollmentChallenge,
+    EnrollmentToken,
+    EnrollmentTokenUse,
+    TokenPlatform,
+)
+from mdm.models.health import ServiceHealth
+from mdm.models.incident import (
+    Incident,
+    IncidentCommand,
+    IncidentLocation,
+    IncidentPolicy,
+    IncidentStatus,
+    IncidentStep,
+    LossKind,
+    WipeCertificate,
+)
+from mdm.models.inventory import (
+    DeviceFacts,
+    InstalledApp,
+    InstalledCertificate,
+    InstalledProfile,
+    InventoryChange,
+)
+from mdm.models.job_run import JobRun
+from mdm.models.org_unit import OrgUnit, OrgUnitKind, UnitType
+from mdm.models.profile import (
+    DeviceProfileState,
+    Profile,
+    ProfileAssignment,
+    ProfileRendering,
+    ProfileVersion,
+)
 from mdm.models.push import PushAttempt, PushCertificate
+from mdm.models.user import ApiToken, LoginThrottle, RecoveryCode, User, WebSession
 
 __all__ = [
+    "Alert",
+    "ApiToken",
     "AuditEvent",
     "Base",
+    "CertificateAuthority",
+    "CertificatePurpose",
+    "ChallengePurpose",
     "Command",
     "CommandResult",
     "CommandStatus",
+    "ComplianceFinding",
+    "CompliancePolicy",
+    "DeliveryStatus",
     "Device",
     "DeviceCertificate",
+    "DeviceCompliance",
+    "DeviceFacts",
     "DeviceMessage",
+    "DeviceProfileState",
+    "EnrollmentChallenge",
     "EnrollmentState",
+    "EnrollmentToken",
+    "EnrollmentTokenUse",
+    "Incident",
+    "IncidentCommand",
+    "IncidentLocation",
+    "IncidentPolicy",
+    "IncidentStatus",
+    "IncidentStep",
+    "InstalledApp",
+    "InstalledCertificate",
+    "InstalledProfile",
+    "InventoryChange",
+    "JobRun",
+    "LoginThrottle",
+    "LossKind",
+    "OrgUnit",
+    "OrgUnitKind",
+    "Profile",
+    "ProfileAssignment",
+    "ProfileRendering",
+    "ProfileVersion",
     "PushAttempt",
     "PushCertificate",
+    "RecoveryCode",
+    "ServiceHealth",
+    "Severity",
+    "TokenPlatform",
+    "UnitType",
+    "User",
+    "WebSession",
+    "Webhook",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WipeCertificate",
 ]

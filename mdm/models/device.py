@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import ForeignKey, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from mdm import clock
 from mdm.models.base import Base
+
+if TYPE_CHECKING:
+    from mdm.models.org_unit import OrgUnit
 
 
 class EnrollmentState:
@@ -34,6 +38,7 @@ class Device(Base):
     os_version: Mapped[str | None] = mapped_column(String(32))
     build_version: Mapped[str | None] = mapped_column(String(32))
     is_supervised: Mapped[bool] = mapped_column(default=False)
+    org_unit_id: Mapped[int | None] = mapped_column(ForeignKey("org_units.id"), index=True)
 
     push_token: Mapped[str | None] = mapped_column(String(512))  # hex of the device token
     push_magic: Mapped[str | None] = mapped_column(String(128))
@@ -52,6 +57,7 @@ class Device(Base):
     token_stale_at: Mapped[datetime | None]
 
     certificates: Mapped[list[DeviceCertificate]] = relationship(back_populates="device")
+    org_unit: Mapped[OrgUnit | None] = relationship()
 
     def __repr__(self) -> str:
         return f"<Device {self.id} {self.udid or self.serial_number}>"
@@ -74,6 +80,8 @@ class DeviceCertificate(Base):
     created_at: Mapped[datetime] = mapped_column(default=clock.now)
     bound_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+    # Set when the certificate was issued over SCEP through an enrollment token.
+    enrollment_token_id: Mapped[int | None] = mapped_column(ForeignKey("enrollment_tokens.id"), index=True)
 
     device: Mapped[Device | None] = relationship(back_populates="certificates")
 

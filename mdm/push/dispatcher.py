@@ -20,9 +20,11 @@ from mdm import clock
 from mdm.audit import SYSTEM, record_event
 from mdm.config import Settings
 from mdm.db import transaction
+from mdm.health import mark_health
 from mdm.models import Command, CommandStatus, Device, PushAttempt
 from mdm.push import PENDING_PUSHES, take_pending_pushes
 from mdm.push.apns import ApnsClient, PushCredentials, PushOutcome
+from mdm.push.breaker import CircuitBreaker
 from mdm.push.certificates import active_push_certificate, decrypt_key
 
 log = logging.getLogger(__name__)
@@ -46,7 +48,13 @@ class PushDispatcher:
         self._client_key: tuple[str, str] | None = None
         self._inflight = 0
         self._idle = threading.Condition()
-        self._closing: set[asyncio.Future[None]] = set()
+        # Background tasks kept referenced until done (closing old clients, deferred retries).
+        self._closing: set[asyncio.Future[object]] = set()
+        self.breaker = CircuitBreaker()
+        # Devices whose wake-up waits for the breaker (or a retry after a failed batch).
+        self._deferred: set[int] = set()
+        self._retry_handle: asyncio.TimerHandle | None = None
+        self._apns_healthy: bool | None = None
 
     def install(self) -> None:
         """Hand every committed session's push requests to this dispatcher."""
@@ -84,6 +92,8 @@ class PushDispatcher:
         loop = self._loop
         if loop is None:
             return
+        if self._retry_handle is not None:
+            loop.call_soon_threadsafe(self._retry_handle.cancel)
         if self._client is not None:
             asyncio.run_coroutine_threadsafe(self._client.aclose(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
@@ -115,6 +125,10 @@ class PushDispatcher:
                 self._idle.notify_all()
 
     async def _push(self, device_ids: list[int]) -> list[PushOutcome]:
+        loop = asyncio.get_running_loop()
+        if not self.breaker.allows(loop.time()):
+            self._defer(device_ids)
+            return []
         loaded = await asyncio.to_thread(self._load, device_ids)
         if loaded is None:
             return []
@@ -123,8 +137,34 @@ class PushDispatcher:
             return []
         client = self._client_for(credentials)
         outcomes = await client.push_many([(t.token, t.push_magic) for t in targets])
-        await asyncio.to_thread(self._record, targets, outcomes)
+        unreachable = [t.device_id for t, o in zip(targets, outcomes, strict=True) if _apns_unreachable(o)]
+        if unreachable and len(unreachable) == len(targets):
+            self.breaker.record_failure(loop.time())
+            health: tuple[bool, str] | None = (False, _error_label(outcomes[0]))
+        else:
+            self.breaker.record_success()
+            health = (True, "pushes delivered")
+        if unreachable:
+            self._defer(unreachable)
+        await asyncio.to_thread(self._record, targets, outcomes, health)
         return outcomes
+
+    def _defer(self, device_ids: Iterable[int]) -> None:
+        """Try these devices again when the breaker allows (at least one cooldown from now)."""
+        self._deferred.update(device_ids)
+        if self._retry_handle is None and self._loop is not None:
+            delay = max(self.breaker.retry_in(self._loop.time()), self.breaker.base_cooldown)
+            self._retry_handle = self._loop.call_later(delay, self._retry_deferred)
+
+    def _retry_deferred(self) -> None:
+        self._retry_handle = None
+        ids, self._deferred = self._deferred, set()
+        if ids:
+            with self._idle:
+                self._inflight += 1
+            task = asyncio.ensure_future(self._run(sorted(ids)))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     def _load(self, device_ids: list[int]) -> tuple[PushCredentials, list[_Target]] | None:
         with self._factory() as session:
@@ -168,9 +208,14 @@ class PushDispatcher:
                 task.add_done_callback(self._closing.discard)
         return self._client
 
-    def _record(self, targets: list[_Target], outcomes: list[PushOutcome]) -> None:
+    def _record(
+        self, targets: list[_Target], outcomes: list[PushOutcome], health: tuple[bool, str] | None = None
+    ) -> None:
         now = clock.now()
         with transaction(self._factory) as session:
+            if health is not None and health[0] != self._apns_healthy:
+                mark_health(session, "apns", health[0], health[1])
+                self._apns_healthy = health[0]
             certificate_refused: str | None = None
             for target, outcome in zip(targets, outcomes, strict=True):
                 session.add(
@@ -222,6 +267,11 @@ class PushDispatcher:
                 cert = active_push_certificate(session)
                 if cert is not None and cert.last_error:
                     cert.last_error = None
+
+
+def _apns_unreachable(outcome: PushOutcome) -> bool:
+    """APNs itself failed (no answer, throttled, server error), as opposed to refusing a token."""
+    return outcome.status is None or outcome.status == 429 or outcome.status >= 500
 
 
 def _error_label(outcome: PushOutcome) -> str:

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 09:21:05.891884
+Create Date: 2026-11-23 10:26:47.745757
 """
 from alembic import op
 import sqlalchemy as sa
@@ -40,38 +40,75 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_audit_events_occurred_at'), ['occurred_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_audit_events_target_id'), ['target_id'], unique=False)
 
-    op.create_table('devices',
+    op.create_table('certificate_authorities',
     sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('platform', sa.String(length=16), nullable=False),
-    sa.Column('udid', sa.String(length=128), nullable=True),
-    sa.Column('serial_number', sa.String(length=64), nullable=True),
-    sa.Column('device_name', sa.String(length=255), nullable=True),
-    sa.Column('model', sa.String(length=64), nullable=True),
-    sa.Column('model_name', sa.String(length=128), nullable=True),
-    sa.Column('product_name', sa.String(length=64), nullable=True),
-    sa.Column('os_version', sa.String(length=32), nullable=True),
-    sa.Column('build_version', sa.String(length=32), nullable=True),
-    sa.Column('is_supervised', sa.Boolean(), nullable=False),
-    sa.Column('push_token', sa.String(length=512), nullable=True),
-    sa.Column('push_magic', sa.String(length=128), nullable=True),
-    sa.Column('topic', sa.String(length=255), nullable=True),
-    sa.Column('unlock_token_encrypted', sa.LargeBinary(), nullable=True),
-    sa.Column('enrollment_state', sa.String(length=16), nullable=False),
-    sa.Column('enrolled_at', sa.DateTime(timezone=True), nullable=True),
-    sa.Column('unenrolled_at', sa.DateTime(timezone=True), nullable=True),
-    sa.Column('last_seen_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('purpose', sa.String(length=32), nullable=False),
+    sa.Column('generation', sa.Integer(), nullable=False),
+    sa.Column('subject', sa.String(length=512), nullable=False),
+    sa.Column('fingerprint_sha256', sa.String(length=64), nullable=False),
+    sa.Column('not_before', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('not_after', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('cert_pem', sa.Text(), nullable=False),
+    sa.Column('key_sealed', sa.LargeBinary(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('push_error', sa.String(length=64), nullable=True),
-    sa.Column('push_error_at', sa.DateTime(timezone=True), nullable=True),
-    sa.Column('token_stale_at', sa.DateTime(timezone=True), nullable=True),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_devices')),
-    sa.UniqueConstraint('udid', name=op.f('uq_devices_udid'))
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_certificate_authorities')),
+    sa.UniqueConstraint('fingerprint_sha256', name=op.f('uq_certificate_authorities_fingerprint_sha256')),
+    sa.UniqueConstraint('purpose', 'generation', name='uq_certificate_authorities_purpose_generation')
     )
-    with op.batch_alter_table('devices', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_devices_enrollment_state'), ['enrollment_state'], unique=False)
-        batch_op.create_index(batch_op.f('ix_devices_last_seen_at'), ['last_seen_at'], unique=False)
-        batch_op.create_index(batch_op.f('ix_devices_serial_number'), ['serial_number'], unique=False)
+    op.create_table('job_runs',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('job', sa.String(length=64), nullable=False),
+    sa.Column('holder', sa.String(length=128), nullable=False),
+    sa.Column('started_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('finished_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('outcome', sa.String(length=16), nullable=False),
+    sa.Column('details', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_job_runs'))
+    )
+    with op.batch_alter_table('job_runs', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_job_runs_job'), ['job'], unique=False)
+        batch_op.create_index(batch_op.f('ix_job_runs_started_at'), ['started_at'], unique=False)
 
+    op.create_table('login_throttles',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('key', sa.String(length=128), nullable=False),
+    sa.Column('failures', sa.Integer(), nullable=False),
+    sa.Column('last_failure_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('locked_until', sa.DateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_login_throttles')),
+    sa.UniqueConstraint('key', name=op.f('uq_login_throttles_key'))
+    )
+    op.create_table('org_units',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('parent_id', sa.Integer(), nullable=True),
+    sa.Column('kind', sa.String(length=16), nullable=False),
+    sa.Column('unit_type', sa.String(length=32), nullable=True),
+    sa.Column('name_ja', sa.String(length=100), nullable=False),
+    sa.Column('name_en', sa.String(length=100), nullable=True),
+    sa.Column('code', sa.String(length=32), nullable=True),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['parent_id'], ['org_units.id'], name=op.f('fk_org_units_parent_id_org_units')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_org_units')),
+    sa.UniqueConstraint('code', name=op.f('uq_org_units_code'))
+    )
+    with op.batch_alter_table('org_units', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_org_units_parent_id'), ['parent_id'], unique=False)
+
+    op.create_table('profiles',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('identifier', sa.String(length=255), nullable=False),
+    sa.Column('name_ja', sa.String(length=255), nullable=False),
+    sa.Column('name_en', sa.String(length=255), nullable=False),
+    sa.Column('description', sa.Text(), nullable=False),
+    sa.Column('version', sa.Integer(), nullable=False),
+    sa.Column('spec', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False),
+    sa.Column('payload_uuids', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_profiles')),
+    sa.UniqueConstraint('identifier', name=op.f('uq_profiles_identifier'))
+    )
     op.create_table('push_certificates',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('topic', sa.String(length=255), nullable=False),
@@ -91,6 +128,196 @@ def upgrade() -> None:
     with op.batch_alter_table('push_certificates', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_push_certificates_active'), ['active'], unique=False)
         batch_op.create_index(batch_op.f('ix_push_certificates_topic'), ['topic'], unique=False)
+
+    op.create_table('service_health',
+    sa.Column('name', sa.String(length=32), nullable=False),
+    sa.Column('healthy', sa.Boolean(), nullable=False),
+    sa.Column('since', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('detail', sa.String(length=255), nullable=True),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('name', name=op.f('pk_service_health'))
+    )
+    op.create_table('webhooks',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('name', sa.String(length=100), nullable=False),
+    sa.Column('url', sa.String(length=1024), nullable=False),
+    sa.Column('secret_encrypted', sa.LargeBinary(), nullable=False),
+    sa.Column('enabled', sa.Boolean(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_webhooks')),
+    sa.UniqueConstraint('name', name=op.f('uq_webhooks_name'))
+    )
+    op.create_table('api_tokens',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('public_id', sa.String(length=16), nullable=False),
+    sa.Column('token_hash', sa.String(length=64), nullable=False),
+    sa.Column('name', sa.String(length=100), nullable=False),
+    sa.Column('role', sa.String(length=16), nullable=False),
+    sa.Column('org_unit_id', sa.Integer(), nullable=True),
+    sa.Column('created_by', sa.String(length=255), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('revoked_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('revoked_by', sa.String(length=255), nullable=True),
+    sa.Column('last_used_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('last_used_ip', sa.String(length=64), nullable=True),
+    sa.ForeignKeyConstraint(['org_unit_id'], ['org_units.id'], name=op.f('fk_api_tokens_org_unit_id_org_units')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_api_tokens')),
+    sa.UniqueConstraint('public_id', name=op.f('uq_api_tokens_public_id')),
+    sa.UniqueConstraint('token_hash', name=op.f('uq_api_tokens_token_hash'))
+    )
+    with op.batch_alter_table('api_tokens', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_api_tokens_expires_at'), ['expires_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_api_tokens_org_unit_id'), ['org_unit_id'], unique=False)
+
+    op.create_table('compliance_policies',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('org_unit_id', sa.Integer(), nullable=True),
+    sa.Column('minimum_os_version', sa.String(length=32), nullable=True),
+    sa.Column('offline_limit_hours', sa.Integer(), nullable=True),
+    sa.Column('require_supervision', sa.Boolean(), nullable=True),
+    sa.Column('inventory_interval_hours', sa.Integer(), nullable=True),
+    sa.Column('certificate_warning_days', sa.Integer(), nullable=True),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['org_unit_id'], ['org_units.id'], name=op.f('fk_compliance_policies_org_unit_id_org_units'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_compliance_policies')),
+    sa.UniqueConstraint('org_unit_id', name=op.f('uq_compliance_policies_org_unit_id'))
+    )
+    op.create_table('devices',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('platform', sa.String(length=16), nullable=False),
+    sa.Column('udid', sa.String(length=128), nullable=True),
+    sa.Column('serial_number', sa.String(length=64), nullable=True),
+    sa.Column('device_name', sa.String(length=255), nullable=True),
+    sa.Column('model', sa.String(length=64), nullable=True),
+    sa.Column('model_name', sa.String(length=128), nullable=True),
+    sa.Column('product_name', sa.String(length=64), nullable=True),
+    sa.Column('os_version', sa.String(length=32), nullable=True),
+    sa.Column('build_version', sa.String(length=32), nullable=True),
+    sa.Column('is_supervised', sa.Boolean(), nullable=False),
+    sa.Column('org_unit_id', sa.Integer(), nullable=True),
+    sa.Column('push_token', sa.String(length=512), nullable=True),
+    sa.Column('push_magic', sa.String(length=128), nullable=True),
+    sa.Column('topic', sa.String(length=255), nullable=True),
+    sa.Column('unlock_token_encrypted', sa.LargeBinary(), nullable=True),
+    sa.Column('enrollment_state', sa.String(length=16), nullable=False),
+    sa.Column('enrolled_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('unenrolled_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('last_seen_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('push_error', sa.String(length=64), nullable=True),
+    sa.Column('push_error_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('token_stale_at', sa.DateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['org_unit_id'], ['org_units.id'], name=op.f('fk_devices_org_unit_id_org_units')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_devices')),
+    sa.UniqueConstraint('udid', name=op.f('uq_devices_udid'))
+    )
+    with op.batch_alter_table('devices', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_devices_enrollment_state'), ['enrollment_state'], unique=False)
+        batch_op.create_index(batch_op.f('ix_devices_last_seen_at'), ['last_seen_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_devices_org_unit_id'), ['org_unit_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_devices_serial_number'), ['serial_number'], unique=False)
+
+    op.create_table('enrollment_tokens',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('token_hash', sa.String(length=64), nullable=False),
+    sa.Column('org_unit_id', sa.Integer(), nullable=False),
+    sa.Column('platform', sa.String(length=16), nullable=False),
+    sa.Column('max_uses', sa.Integer(), nullable=False),
+    sa.Column('use_count', sa.Integer(), nullable=False),
+    sa.Column('note', sa.String(length=255), nullable=True),
+    sa.Column('expires_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('created_by', sa.String(length=255), nullable=False),
+    sa.Column('revoked_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('revoked_by', sa.String(length=255), nullable=True),
+    sa.Column('revoke_reason', sa.String(length=255), nullable=True),
+    sa.ForeignKeyConstraint(['org_unit_id'], ['org_units.id'], name=op.f('fk_enrollment_tokens_org_unit_id_org_units')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_enrollment_tokens')),
+    sa.UniqueConstraint('token_hash', name=op.f('uq_enrollment_tokens_token_hash'))
+    )
+    with op.batch_alter_table('enrollment_tokens', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_enrollment_tokens_expires_at'), ['expires_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_enrollment_tokens_org_unit_id'), ['org_unit_id'], unique=False)
+
+    op.create_table('incident_policies',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('org_unit_id', sa.Integer(), nullable=False),
+    sa.Column('auto_wipe_after_hours', sa.Integer(), nullable=True),
+    sa.Column('remind_before_hours', sa.Integer(), nullable=False),
+    sa.Column('updated_by', sa.String(length=255), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['org_unit_id'], ['org_units.id'], name=op.f('fk_incident_policies_org_unit_id_org_units')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_incident_policies')),
+    sa.UniqueConstraint('org_unit_id', name=op.f('uq_incident_policies_org_unit_id'))
+    )
+    op.create_table('profile_assignments',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('profile_id', sa.Integer(), nullable=False),
+    sa.Column('org_unit_id', sa.Integer(), nullable=False),
+    sa.Column('assigned_by', sa.String(length=255), nullable=False),
+    sa.Column('assigned_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['org_unit_id'], ['org_units.id'], name=op.f('fk_profile_assignments_org_unit_id_org_units')),
+    sa.ForeignKeyConstraint(['profile_id'], ['profiles.id'], name=op.f('fk_profile_assignments_profile_id_profiles')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_profile_assignments')),
+    sa.UniqueConstraint('profile_id', 'org_unit_id', name='uq_profile_assignments_unit')
+    )
+    with op.batch_alter_table('profile_assignments', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_profile_assignments_org_unit_id'), ['org_unit_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_profile_assignments_profile_id'), ['profile_id'], unique=False)
+
+    op.create_table('profile_renderings',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('profile_id', sa.Integer(), nullable=False),
+    sa.Column('version', sa.Integer(), nullable=False),
+    sa.Column('platform', sa.String(length=16), nullable=False),
+    sa.Column('content', sa.LargeBinary(), nullable=False),
+    sa.Column('sha256', sa.String(length=64), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['profile_id'], ['profiles.id'], name=op.f('fk_profile_renderings_profile_id_profiles')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_profile_renderings')),
+    sa.UniqueConstraint('profile_id', 'version', 'platform', name='uq_profile_renderings_version')
+    )
+    with op.batch_alter_table('profile_renderings', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_profile_renderings_profile_id'), ['profile_id'], unique=False)
+
+    op.create_table('profile_versions',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('profile_id', sa.Integer(), nullable=False),
+    sa.Column('version', sa.Integer(), nullable=False),
+    sa.Column('spec', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False),
+    sa.Column('payload_uuids', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False),
+    sa.Column('created_by', sa.String(length=255), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['profile_id'], ['profiles.id'], name=op.f('fk_profile_versions_profile_id_profiles')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_profile_versions')),
+    sa.UniqueConstraint('profile_id', 'version', name='uq_profile_versions_profile_version')
+    )
+    with op.batch_alter_table('profile_versions', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_profile_versions_profile_id'), ['profile_id'], unique=False)
+
+    op.create_table('users',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('username', sa.String(length=64), nullable=False),
+    sa.Column('display_name', sa.String(length=255), nullable=False),
+    sa.Column('role', sa.String(length=16), nullable=False),
+    sa.Column('org_unit_id', sa.Integer(), nullable=True),
+    sa.Column('password_hash', sa.String(length=255), nullable=False),
+    sa.Column('must_change_password', sa.Boolean(), nullable=False),
+    sa.Column('password_changed_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('totp_secret_encrypted', sa.LargeBinary(), nullable=True),
+    sa.Column('totp_enabled_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('totp_last_step', sa.Integer(), nullable=True),
+    sa.Column('disabled_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('created_by', sa.String(length=255), nullable=False),
+    sa.Column('last_login_at', sa.DateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['org_unit_id'], ['org_units.id'], name=op.f('fk_users_org_unit_id_org_units')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_users')),
+    sa.UniqueConstraint('username', name=op.f('uq_users_username'))
+    )
+    with op.batch_alter_table('users', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_users_org_unit_id'), ['org_unit_id'], unique=False)
 
     op.create_table('commands',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -121,6 +348,24 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_commands_expires_at'), ['expires_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_commands_request_type'), ['request_type'], unique=False)
 
+    op.create_table('compliance_findings',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('device_id', sa.Integer(), nullable=False),
+    sa.Column('rule', sa.String(length=64), nullable=False),
+    sa.Column('subject', sa.String(length=255), nullable=False),
+    sa.Column('severity', sa.String(length=16), nullable=False),
+    sa.Column('message', sa.String(length=512), nullable=False),
+    sa.Column('details', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False),
+    sa.Column('opened_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('last_seen_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('closed_at', sa.DateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['device_id'], ['devices.id'], name=op.f('fk_compliance_findings_device_id_devices'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_compliance_findings'))
+    )
+    with op.batch_alter_table('compliance_findings', schema=None) as batch_op:
+        batch_op.create_index('ix_compliance_findings_open', ['device_id', 'closed_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_compliance_findings_rule'), ['rule'], unique=False)
+
     op.create_table('device_certificates',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('fingerprint_sha256', sa.String(length=64), nullable=False),
@@ -134,14 +379,61 @@ def upgrade() -> None:
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('bound_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('revoked_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('enrollment_token_id', sa.Integer(), nullable=True),
     sa.ForeignKeyConstraint(['device_id'], ['devices.id'], name=op.f('fk_device_certificates_device_id_devices')),
+    sa.ForeignKeyConstraint(['enrollment_token_id'], ['enrollment_tokens.id'], name=op.f('fk_device_certificates_enrollment_token_id_enrollment_tokens')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_device_certificates')),
     sa.UniqueConstraint('fingerprint_sha256', name=op.f('uq_device_certificates_fingerprint_sha256'))
     )
     with op.batch_alter_table('device_certificates', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_device_certificates_device_id'), ['device_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_device_certificates_enrollment_token_id'), ['enrollment_token_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_device_certificates_not_after'), ['not_after'], unique=False)
 
+    op.create_table('device_compliance',
+    sa.Column('device_id', sa.Integer(), nullable=False),
+    sa.Column('state', sa.String(length=16), nullable=False),
+    sa.Column('open_findings', sa.Integer(), nullable=False),
+    sa.Column('evaluated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['device_id'], ['devices.id'], name=op.f('fk_device_compliance_device_id_devices'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('device_id', name=op.f('pk_device_compliance'))
+    )
+    with op.batch_alter_table('device_compliance', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_device_compliance_state'), ['state'], unique=False)
+
+    op.create_table('device_facts',
+    sa.Column('device_id', sa.Integer(), nullable=False),
+    sa.Column('imei', sa.String(length=32), nullable=True),
+    sa.Column('meid', sa.String(length=32), nullable=True),
+    sa.Column('iccid', sa.String(length=32), nullable=True),
+    sa.Column('wifi_mac', sa.String(length=32), nullable=True),
+    sa.Column('bluetooth_mac', sa.String(length=32), nullable=True),
+    sa.Column('battery_level', sa.Double(), nullable=True),
+    sa.Column('device_capacity_gb', sa.Double(), nullable=True),
+    sa.Column('available_capacity_gb', sa.Double(), nullable=True),
+    sa.Column('is_supervised', sa.Boolean(), nullable=True),
+    sa.Column('is_activation_lock_enabled', sa.Boolean(), nullable=True),
+    sa.Column('is_find_my_enabled', sa.Boolean(), nullable=True),
+    sa.Column('is_cloud_backup_enabled', sa.Boolean(), nullable=True),
+    sa.Column('is_lost_mode_enabled', sa.Boolean(), nullable=True),
+    sa.Column('is_roaming', sa.Boolean(), nullable=True),
+    sa.Column('cellular_technology', sa.Integer(), nullable=True),
+    sa.Column('time_zone', sa.String(length=64), nullable=True),
+    sa.Column('supplemental_build_version', sa.String(length=32), nullable=True),
+    sa.Column('passcode_present', sa.Boolean(), nullable=True),
+    sa.Column('passcode_compliant', sa.Boolean(), nullable=True),
+    sa.Column('passcode_compliant_with_profiles', sa.Boolean(), nullable=True),
+    sa.Column('hardware_encryption_caps', sa.Integer(), nullable=True),
+    sa.Column('raw_device_information', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False),
+    sa.Column('raw_security_info', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False),
+    sa.Column('device_information_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('security_info_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('applications_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('profiles_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('certificates_at', sa.DateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['device_id'], ['devices.id'], name=op.f('fk_device_facts_device_id_devices'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('device_id', name=op.f('pk_device_facts'))
+    )
     op.create_table('device_messages',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('device_id', sa.Integer(), nullable=True),
@@ -155,6 +447,104 @@ def upgrade() -> None:
     with op.batch_alter_table('device_messages', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_device_messages_device_id'), ['device_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_device_messages_received_at'), ['received_at'], unique=False)
+
+    op.create_table('device_profile_states',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('device_id', sa.Integer(), nullable=False),
+    sa.Column('identifier', sa.String(length=255), nullable=False),
+    sa.Column('profile_id', sa.Integer(), nullable=True),
+    sa.Column('desired_version', sa.Integer(), nullable=True),
+    sa.Column('installed_version', sa.Integer(), nullable=True),
+    sa.Column('pending_command_uuid', sa.String(length=64), nullable=True),
+    sa.Column('pending_action', sa.String(length=16), nullable=True),
+    sa.Column('pending_version', sa.Integer(), nullable=True),
+    sa.Column('last_verified_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('last_error', sa.String(length=255), nullable=True),
+    sa.Column('foreign_display_name', sa.String(length=255), nullable=True),
+    sa.Column('foreign_first_seen_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['device_id'], ['devices.id'], name=op.f('fk_device_profile_states_device_id_devices')),
+    sa.ForeignKeyConstraint(['profile_id'], ['profiles.id'], name=op.f('fk_device_profile_states_profile_id_profiles')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_device_profile_states')),
+    sa.UniqueConstraint('device_id', 'identifier', name='uq_device_profile_states_identifier')
+    )
+    with op.batch_alter_table('device_profile_states', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_device_profile_states_device_id'), ['device_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_device_profile_states_profile_id'), ['profile_id'], unique=False)
+
+    op.create_table('installed_apps',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('device_id', sa.Integer(), nullable=False),
+    sa.Column('identifier', sa.String(length=255), nullable=False),
+    sa.Column('name', sa.String(length=255), nullable=True),
+    sa.Column('version', sa.String(length=64), nullable=True),
+    sa.Column('short_version', sa.String(length=64), nullable=True),
+    sa.Column('bundle_size', sa.BigInteger(), nullable=True),
+    sa.Column('is_managed', sa.Boolean(), nullable=True),
+    sa.Column('first_seen_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['device_id'], ['devices.id'], name=op.f('fk_installed_apps_device_id_devices'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_installed_apps')),
+    sa.UniqueConstraint('device_id', 'identifier', name='uq_installed_apps_device_identifier')
+    )
+    with op.batch_alter_table('installed_apps', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_installed_apps_device_id'), ['device_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_installed_apps_identifier'), ['identifier'], unique=False)
+
+    op.create_table('installed_certificates',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('device_id', sa.Integer(), nullable=False),
+    sa.Column('fingerprint_sha256', sa.String(length=64), nullable=False),
+    sa.Column('common_name', sa.String(length=255), nullable=True),
+    sa.Column('subject', sa.String(length=512), nullable=True),
+    sa.Column('issuer', sa.String(length=512), nullable=True),
+    sa.Column('not_after', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('is_identity', sa.Boolean(), nullable=False),
+    sa.Column('first_seen_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['device_id'], ['devices.id'], name=op.f('fk_installed_certificates_device_id_devices'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_installed_certificates')),
+    sa.UniqueConstraint('device_id', 'fingerprint_sha256', name='uq_installed_certificates_device_fp')
+    )
+    with op.batch_alter_table('installed_certificates', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_installed_certificates_device_id'), ['device_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_installed_certificates_not_after'), ['not_after'], unique=False)
+
+    op.create_table('installed_profiles',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('device_id', sa.Integer(), nullable=False),
+    sa.Column('identifier', sa.String(length=255), nullable=False),
+    sa.Column('payload_uuid', sa.String(length=64), nullable=True),
+    sa.Column('display_name', sa.String(length=255), nullable=True),
+    sa.Column('organization', sa.String(length=255), nullable=True),
+    sa.Column('payload_version', sa.Integer(), nullable=True),
+    sa.Column('is_managed', sa.Boolean(), nullable=True),
+    sa.Column('is_encrypted', sa.Boolean(), nullable=True),
+    sa.Column('removal_disallowed', sa.Boolean(), nullable=True),
+    sa.Column('first_seen_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['device_id'], ['devices.id'], name=op.f('fk_installed_profiles_device_id_devices'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_installed_profiles')),
+    sa.UniqueConstraint('device_id', 'identifier', name='uq_installed_profiles_device_identifier')
+    )
+    with op.batch_alter_table('installed_profiles', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_installed_profiles_device_id'), ['device_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_installed_profiles_identifier'), ['identifier'], unique=False)
+
+    op.create_table('inventory_changes',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('device_id', sa.Integer(), nullable=False),
+    sa.Column('kind', sa.String(length=32), nullable=False),
+    sa.Column('subject', sa.String(length=255), nullable=False),
+    sa.Column('old_value', sa.String(length=255), nullable=True),
+    sa.Column('new_value', sa.String(length=255), nullable=True),
+    sa.Column('occurred_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['device_id'], ['devices.id'], name=op.f('fk_inventory_changes_device_id_devices'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_inventory_changes'))
+    )
+    with op.batch_alter_table('inventory_changes', schema=None) as batch_op:
+        batch_op.create_index('ix_inventory_changes_device_time', ['device_id', 'occurred_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_inventory_changes_kind'), ['kind'], unique=False)
+        batch_op.create_index(batch_op.f('ix_inventory_changes_occurred_at'), ['occurred_at'], unique=False)
 
     op.create_table('push_attempts',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -171,6 +561,65 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_push_attempts_attempted_at'), ['attempted_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_push_attempts_device_id'), ['device_id'], unique=False)
 
+    op.create_table('recovery_codes',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('user_id', sa.Integer(), nullable=False),
+    sa.Column('code_hash', sa.String(length=64), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('used_at', sa.DateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_recovery_codes_user_id_users'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_recovery_codes'))
+    )
+    with op.batch_alter_table('recovery_codes', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_recovery_codes_user_id'), ['user_id'], unique=False)
+
+    op.create_table('web_sessions',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('token_hash', sa.String(length=64), nullable=False),
+    sa.Column('user_id', sa.Integer(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('last_active_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('mfa_verified_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('revoked_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('revoked_reason', sa.String(length=32), nullable=True),
+    sa.Column('source_ip', sa.String(length=64), nullable=True),
+    sa.Column('user_agent', sa.String(length=255), nullable=True),
+    sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_web_sessions_user_id_users'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_web_sessions')),
+    sa.UniqueConstraint('token_hash', name=op.f('uq_web_sessions_token_hash'))
+    )
+    with op.batch_alter_table('web_sessions', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_web_sessions_revoked_at'), ['revoked_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_web_sessions_user_id'), ['user_id'], unique=False)
+
+    op.create_table('alerts',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('kind', sa.String(length=64), nullable=False),
+    sa.Column('severity', sa.String(length=16), nullable=False),
+    sa.Column('device_id', sa.Integer(), nullable=True),
+    sa.Column('org_unit_id', sa.Integer(), nullable=True),
+    sa.Column('finding_id', sa.Integer(), nullable=True),
+    sa.Column('title', sa.String(length=255), nullable=False),
+    sa.Column('details', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('acknowledged_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('acknowledged_by', sa.String(length=255), nullable=True),
+    sa.Column('acknowledge_comment', sa.Text(), nullable=True),
+    sa.Column('emailed_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('email_attempts', sa.Integer(), nullable=False),
+    sa.Column('email_error', sa.String(length=512), nullable=True),
+    sa.ForeignKeyConstraint(['device_id'], ['devices.id'], name=op.f('fk_alerts_device_id_devices'), ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(['finding_id'], ['compliance_findings.id'], name=op.f('fk_alerts_finding_id_compliance_findings'), ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(['org_unit_id'], ['org_units.id'], name=op.f('fk_alerts_org_unit_id_org_units'), ondelete='SET NULL'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_alerts'))
+    )
+    with op.batch_alter_table('alerts', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_alerts_acknowledged_at'), ['acknowledged_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_alerts_created_at'), ['created_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_alerts_device_id'), ['device_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_alerts_kind'), ['kind'], unique=False)
+        batch_op.create_index(batch_op.f('ix_alerts_org_unit_id'), ['org_unit_id'], unique=False)
+
     op.create_table('command_results',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('command_id', sa.Integer(), nullable=False),
@@ -183,47 +632,371 @@ def upgrade() -> None:
     with op.batch_alter_table('command_results', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_command_results_command_id'), ['command_id'], unique=False)
 
+    op.create_table('enrollment_challenges',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('challenge_hash', sa.String(length=64), nullable=False),
+    sa.Column('purpose', sa.String(length=16), nullable=False),
+    sa.Column('token_id', sa.Integer(), nullable=True),
+    sa.Column('device_id', sa.Integer(), nullable=True),
+    sa.Column('command_id', sa.Integer(), nullable=True),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('used_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('source_ip', sa.String(length=64), nullable=True),
+    sa.ForeignKeyConstraint(['command_id'], ['commands.id'], name=op.f('fk_enrollment_challenges_command_id_commands')),
+    sa.ForeignKeyConstraint(['device_id'], ['devices.id'], name=op.f('fk_enrollment_challenges_device_id_devices')),
+    sa.ForeignKeyConstraint(['token_id'], ['enrollment_tokens.id'], name=op.f('fk_enrollment_challenges_token_id_enrollment_tokens')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_enrollment_challenges')),
+    sa.UniqueConstraint('challenge_hash', name=op.f('uq_enrollment_challenges_challenge_hash'))
+    )
+    with op.batch_alter_table('enrollment_challenges', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_enrollment_challenges_command_id'), ['command_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_enrollment_challenges_device_id'), ['device_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_enrollment_challenges_expires_at'), ['expires_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_enrollment_challenges_token_id'), ['token_id'], unique=False)
+
+    op.create_table('incidents',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('device_id', sa.Integer(), nullable=False),
+    sa.Column('org_unit_id', sa.Integer(), nullable=True),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('kind', sa.String(length=8), nullable=False),
+    sa.Column('caller_name', sa.String(length=100), nullable=False),
+    sa.Column('caller_unit', sa.String(length=100), nullable=False),
+    sa.Column('callback_number', sa.String(length=32), nullable=False),
+    sa.Column('lost_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('lost_place', sa.String(length=255), nullable=False),
+    sa.Column('notes', sa.Text(), nullable=False),
+    sa.Column('operator', sa.String(length=255), nullable=False),
+    sa.Column('opened_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('locked_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('lost_mode', sa.Boolean(), nullable=False),
+    sa.Column('wipe_requested_by', sa.String(length=255), nullable=True),
+    sa.Column('wipe_requested_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('wipe_request_reason', sa.Text(), nullable=True),
+    sa.Column('wipe_approved_by', sa.String(length=255), nullable=True),
+    sa.Column('wipe_approved_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('break_glass', sa.Boolean(), nullable=False),
+    sa.Column('break_glass_reason', sa.Text(), nullable=True),
+    sa.Column('erase_command_id', sa.Integer(), nullable=True),
+    sa.Column('wiped_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('auto_wipe_reminded_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('recovered_by', sa.String(length=255), nullable=True),
+    sa.Column('recovered_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('closed_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('latitude', sa.Double(), nullable=True),
+    sa.Column('longitude', sa.Double(), nullable=True),
+    sa.Column('location_accuracy', sa.Double(), nullable=True),
+    sa.Column('located_at', sa.DateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['device_id'], ['devices.id'], name=op.f('fk_incidents_device_id_devices')),
+    sa.ForeignKeyConstraint(['erase_command_id'], ['commands.id'], name=op.f('fk_incidents_erase_command_id_commands')),
+    sa.ForeignKeyConstraint(['org_unit_id'], ['org_units.id'], name=op.f('fk_incidents_org_unit_id_org_units')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_incidents'))
+    )
+    with op.batch_alter_table('incidents', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_incidents_device_id'), ['device_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_incidents_opened_at'), ['opened_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_incidents_org_unit_id'), ['org_unit_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_incidents_status'), ['status'], unique=False)
+
+    op.create_table('enrollment_token_uses',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('token_id', sa.Integer(), nullable=False),
+    sa.Column('challenge_id', sa.Integer(), nullable=True),
+    sa.Column('device_certificate_id', sa.Integer(), nullable=False),
+    sa.Column('device_id', sa.Integer(), nullable=True),
+    sa.Column('used_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('bound_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('source_ip', sa.String(length=64), nullable=True),
+    sa.ForeignKeyConstraint(['challenge_id'], ['enrollment_challenges.id'], name=op.f('fk_enrollment_token_uses_challenge_id_enrollment_challenges')),
+    sa.ForeignKeyConstraint(['device_certificate_id'], ['device_certificates.id'], name=op.f('fk_enrollment_token_uses_device_certificate_id_device_certificates')),
+    sa.ForeignKeyConstraint(['device_id'], ['devices.id'], name=op.f('fk_enrollment_token_uses_device_id_devices')),
+    sa.ForeignKeyConstraint(['token_id'], ['enrollment_tokens.id'], name=op.f('fk_enrollment_token_uses_token_id_enrollment_tokens')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_enrollment_token_uses')),
+    sa.UniqueConstraint('device_certificate_id', name=op.f('uq_enrollment_token_uses_device_certificate_id'))
+    )
+    with op.batch_alter_table('enrollment_token_uses', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_enrollment_token_uses_device_id'), ['device_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_enrollment_token_uses_token_id'), ['token_id'], unique=False)
+
+    op.create_table('incident_commands',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('incident_id', sa.Integer(), nullable=False),
+    sa.Column('command_id', sa.Integer(), nullable=False),
+    sa.Column('purpose', sa.String(length=32), nullable=False),
+    sa.ForeignKeyConstraint(['command_id'], ['commands.id'], name=op.f('fk_incident_commands_command_id_commands')),
+    sa.ForeignKeyConstraint(['incident_id'], ['incidents.id'], name=op.f('fk_incident_commands_incident_id_incidents')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_incident_commands')),
+    sa.UniqueConstraint('command_id', name=op.f('uq_incident_commands_command_id'))
+    )
+    with op.batch_alter_table('incident_commands', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_incident_commands_incident_id'), ['incident_id'], unique=False)
+
+    op.create_table('incident_locations',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('incident_id', sa.Integer(), nullable=False),
+    sa.Column('command_id', sa.Integer(), nullable=False),
+    sa.Column('latitude', sa.Double(), nullable=False),
+    sa.Column('longitude', sa.Double(), nullable=False),
+    sa.Column('horizontal_accuracy', sa.Double(), nullable=True),
+    sa.Column('located_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('received_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['command_id'], ['commands.id'], name=op.f('fk_incident_locations_command_id_commands')),
+    sa.ForeignKeyConstraint(['incident_id'], ['incidents.id'], name=op.f('fk_incident_locations_incident_id_incidents')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_incident_locations'))
+    )
+    with op.batch_alter_table('incident_locations', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_incident_locations_incident_id'), ['incident_id'], unique=False)
+
+    op.create_table('incident_steps',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('incident_id', sa.Integer(), nullable=False),
+    sa.Column('action', sa.String(length=64), nullable=False),
+    sa.Column('actor', sa.String(length=255), nullable=False),
+    sa.Column('actor_role', sa.String(length=32), nullable=False),
+    sa.Column('occurred_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('details', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False),
+    sa.Column('flagged', sa.Boolean(), nullable=False),
+    sa.ForeignKeyConstraint(['incident_id'], ['incidents.id'], name=op.f('fk_incident_steps_incident_id_incidents')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_incident_steps'))
+    )
+    with op.batch_alter_table('incident_steps', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_incident_steps_incident_id'), ['incident_id'], unique=False)
+
+    op.create_table('webhook_deliveries',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('webhook_id', sa.Integer(), nullable=False),
+    sa.Column('alert_id', sa.Integer(), nullable=False),
+    sa.Column('body', sa.LargeBinary(), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('next_attempt_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('delivered_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('last_error', sa.String(length=512), nullable=True),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['alert_id'], ['alerts.id'], name=op.f('fk_webhook_deliveries_alert_id_alerts'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['webhook_id'], ['webhooks.id'], name=op.f('fk_webhook_deliveries_webhook_id_webhooks'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_webhook_deliveries'))
+    )
+    with op.batch_alter_table('webhook_deliveries', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_webhook_deliveries_alert_id'), ['alert_id'], unique=False)
+        batch_op.create_index('ix_webhook_deliveries_due', ['status', 'next_attempt_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_webhook_deliveries_webhook_id'), ['webhook_id'], unique=False)
+
+    op.create_table('wipe_certificates',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('incident_id', sa.Integer(), nullable=False),
+    sa.Column('device_id', sa.Integer(), nullable=False),
+    sa.Column('content', sa.LargeBinary(), nullable=False),
+    sa.Column('signature', sa.LargeBinary(), nullable=True),
+    sa.Column('signer_fingerprint', sa.String(length=64), nullable=True),
+    sa.Column('issued_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('signed_at', sa.DateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['device_id'], ['devices.id'], name=op.f('fk_wipe_certificates_device_id_devices')),
+    sa.ForeignKeyConstraint(['incident_id'], ['incidents.id'], name=op.f('fk_wipe_certificates_incident_id_incidents')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_wipe_certificates')),
+    sa.UniqueConstraint('incident_id', name=op.f('uq_wipe_certificates_incident_id'))
+    )
+    with op.batch_alter_table('wipe_certificates', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_wipe_certificates_device_id'), ['device_id'], unique=False)
+
+    op.create_table('webhook_attempts',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('delivery_id', sa.Integer(), nullable=False),
+    sa.Column('attempted_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('status_code', sa.Integer(), nullable=True),
+    sa.Column('error', sa.String(length=512), nullable=True),
+    sa.Column('duration_ms', sa.Integer(), nullable=False),
+    sa.ForeignKeyConstraint(['delivery_id'], ['webhook_deliveries.id'], name=op.f('fk_webhook_attempts_delivery_id_webhook_deliveries'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_webhook_attempts'))
+    )
+    with op.batch_alter_table('webhook_attempts', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_webhook_attempts_delivery_id'), ['delivery_id'], unique=False)
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table('webhook_attempts', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_webhook_attempts_delivery_id'))
+
+    op.drop_table('webhook_attempts')
+    with op.batch_alter_table('wipe_certificates', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_wipe_certificates_device_id'))
+
+    op.drop_table('wipe_certificates')
+    with op.batch_alter_table('webhook_deliveries', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_webhook_deliveries_webhook_id'))
+        batch_op.drop_index('ix_webhook_deliveries_due')
+        batch_op.drop_index(batch_op.f('ix_webhook_deliveries_alert_id'))
+
+    op.drop_table('webhook_deliveries')
+    with op.batch_alter_table('incident_steps', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_incident_steps_incident_id'))
+
+    op.drop_table('incident_steps')
+    with op.batch_alter_table('incident_locations', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_incident_locations_incident_id'))
+
+    op.drop_table('incident_locations')
+    with op.batch_alter_table('incident_commands', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_incident_commands_incident_id'))
+
+    op.drop_table('incident_commands')
+    with op.batch_alter_table('enrollment_token_uses', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_enrollment_token_uses_token_id'))
+        batch_op.drop_index(batch_op.f('ix_enrollment_token_uses_device_id'))
+
+    op.drop_table('enrollment_token_uses')
+    with op.batch_alter_table('incidents', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_incidents_status'))
+        batch_op.drop_index(batch_op.f('ix_incidents_org_unit_id'))
+        batch_op.drop_index(batch_op.f('ix_incidents_opened_at'))
+        batch_op.drop_index(batch_op.f('ix_incidents_device_id'))
+
+    op.drop_table('incidents')
+    with op.batch_alter_table('enrollment_challenges', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_enrollment_challenges_token_id'))
+        batch_op.drop_index(batch_op.f('ix_enrollment_challenges_expires_at'))
+        batch_op.drop_index(batch_op.f('ix_enrollment_challenges_device_id'))
+        batch_op.drop_index(batch_op.f('ix_enrollment_challenges_command_id'))
+
+    op.drop_table('enrollment_challenges')
     with op.batch_alter_table('command_results', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_command_results_command_id'))
 
     op.drop_table('command_results')
+    with op.batch_alter_table('alerts', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_alerts_org_unit_id'))
+        batch_op.drop_index(batch_op.f('ix_alerts_kind'))
+        batch_op.drop_index(batch_op.f('ix_alerts_device_id'))
+        batch_op.drop_index(batch_op.f('ix_alerts_created_at'))
+        batch_op.drop_index(batch_op.f('ix_alerts_acknowledged_at'))
+
+    op.drop_table('alerts')
+    with op.batch_alter_table('web_sessions', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_web_sessions_user_id'))
+        batch_op.drop_index(batch_op.f('ix_web_sessions_revoked_at'))
+
+    op.drop_table('web_sessions')
+    with op.batch_alter_table('recovery_codes', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_recovery_codes_user_id'))
+
+    op.drop_table('recovery_codes')
     with op.batch_alter_table('push_attempts', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_push_attempts_device_id'))
         batch_op.drop_index(batch_op.f('ix_push_attempts_attempted_at'))
 
     op.drop_table('push_attempts')
+    with op.batch_alter_table('inventory_changes', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_inventory_changes_occurred_at'))
+        batch_op.drop_index(batch_op.f('ix_inventory_changes_kind'))
+        batch_op.drop_index('ix_inventory_changes_device_time')
+
+    op.drop_table('inventory_changes')
+    with op.batch_alter_table('installed_profiles', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_installed_profiles_identifier'))
+        batch_op.drop_index(batch_op.f('ix_installed_profiles_device_id'))
+
+    op.drop_table('installed_profiles')
+    with op.batch_alter_table('installed_certificates', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_installed_certificates_not_after'))
+        batch_op.drop_index(batch_op.f('ix_installed_certificates_device_id'))
+
+    op.drop_table('installed_certificates')
+    with op.batch_alter_table('installed_apps', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_installed_apps_identifier'))
+        batch_op.drop_index(batch_op.f('ix_installed_apps_device_id'))
+
+    op.drop_table('installed_apps')
+    with op.batch_alter_table('device_profile_states', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_device_profile_states_profile_id'))
+        batch_op.drop_index(batch_op.f('ix_device_profile_states_device_id'))
+
+    op.drop_table('device_profile_states')
     with op.batch_alter_table('device_messages', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_device_messages_received_at'))
         batch_op.drop_index(batch_op.f('ix_device_messages_device_id'))
 
     op.drop_table('device_messages')
+    op.drop_table('device_facts')
+    with op.batch_alter_table('device_compliance', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_device_compliance_state'))
+
+    op.drop_table('device_compliance')
     with op.batch_alter_table('device_certificates', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_device_certificates_not_after'))
+        batch_op.drop_index(batch_op.f('ix_device_certificates_enrollment_token_id'))
         batch_op.drop_index(batch_op.f('ix_device_certificates_device_id'))
 
     op.drop_table('device_certificates')
+    with op.batch_alter_table('compliance_findings', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_compliance_findings_rule'))
+        batch_op.drop_index('ix_compliance_findings_open')
+
+    op.drop_table('compliance_findings')
     with op.batch_alter_table('commands', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_commands_request_type'))
         batch_op.drop_index(batch_op.f('ix_commands_expires_at'))
         batch_op.drop_index('ix_commands_device_pending')
 
     op.drop_table('commands')
+    with op.batch_alter_table('users', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_users_org_unit_id'))
+
+    op.drop_table('users')
+    with op.batch_alter_table('profile_versions', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_profile_versions_profile_id'))
+
+    op.drop_table('profile_versions')
+    with op.batch_alter_table('profile_renderings', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_profile_renderings_profile_id'))
+
+    op.drop_table('profile_renderings')
+    with op.batch_alter_table('profile_assignments', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_profile_assignments_profile_id'))
+        batch_op.drop_index(batch_op.f('ix_profile_assignments_org_unit_id'))
+
+    op.drop_table('profile_assignments')
+    op.drop_table('incident_policies')
+    with op.batch_alter_table('enrollment_tokens', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_enrollment_tokens_org_unit_id'))
+        batch_op.drop_index(batch_op.f('ix_enrollment_tokens_expires_at'))
+
+    op.drop_table('enrollment_tokens')
+    with op.batch_alter_table('devices', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_devices_serial_number'))
+        batch_op.drop_index(batch_op.f('ix_devices_org_unit_id'))
+        batch_op.drop_index(batch_op.f('ix_devices_last_seen_at'))
+        batch_op.drop_index(batch_op.f('ix_devices_enrollment_state'))
+
+    op.drop_table('devices')
+    op.drop_table('compliance_policies')
+    with op.batch_alter_table('api_tokens', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_api_tokens_org_unit_id'))
+        batch_op.drop_index(batch_op.f('ix_api_tokens_expires_at'))
+
+    op.drop_table('api_tokens')
+    op.drop_table('webhooks')
+    op.drop_table('service_health')
     with op.batch_alter_table('push_certificates', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_push_certificates_topic'))
         batch_op.drop_index(batch_op.f('ix_push_certificates_active'))
 
     op.drop_table('push_certificates')
-    with op.batch_alter_table('devices', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_devices_serial_number'))
-        batch_op.drop_index(batch_op.f('ix_devices_last_seen_at'))
-        batch_op.drop_index(batch_op.f('ix_devices_enrollment_state'))
+    op.drop_table('profiles')
+    with op.batch_alter_table('org_units', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_org_units_parent_id'))
 
-    op.drop_table('devices')
+    op.drop_table('org_units')
+    op.drop_table('login_throttles')
+    with op.batch_alter_table('job_runs', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_job_runs_started_at'))
+        batch_op.drop_index(batch_op.f('ix_job_runs_job'))
+
+    op.drop_table('job_runs')
+    op.drop_table('certificate_authorities')
     with op.batch_alter_table('audit_events', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_audit_events_target_id'))
         batch_op.drop_index(batch_op.f('ix_audit_events_occurred_at'))

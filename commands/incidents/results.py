@@ -1,0 +1,145 @@
+"""What the hotline does with devices' answers: lock confirmed, location fixes, wipe confirmed."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from commands.incidents.service import LOCK_PURPOSE, mark_locked, record_step
+from commands.results import on_result
+from commands.wipe_certificate import record_wipe_certificate
+from mdm import clock, orgunits
+from mdm.audit import Actor, record_event
+from mdm.models import Command, CommandStatus, EnrollmentState
+from mdm.models.incident import Incident, IncidentCommand, IncidentLocation, IncidentStatus
+
+
+def _link(session: Session, command: Command) -> IncidentCommand | None:
+    return session.scalars(select(IncidentCommand).where(IncidentCommand.command_id == command.id)).first()
+
+
+def _device_actor(incident: Incident) -> Actor:
+    return Actor(f"device:{incident.device.udid}", "device")
+
+
+def _lock_result(session: Session, command: Command, report: dict[str, Any]) -> None:
+    link = _link(session, command)
+    if link is None or link.purpose != LOCK_PURPOSE:
+        return
+    incident = link.incident
+    if command.status == CommandStatus.ACKNOWLEDGED:
+        mark_locked(session, incident, command)
+    else:
+        record_step(
+            session,
+            incident,
+            _device_actor(incident),
+            "lock_failed",
+            {"command_uuid": command.uuid},
+            flagged=True,
+        )
+
+
+on_result("EnableLostMode")(_lock_result)
+on_result("DeviceLock")(_lock_result)
+
+
+def _float(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _fix_time(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return None
+
+
+@on_result("DeviceLocation")
+def _location_result(session: Session, command: Command, report: dict[str, Any]) -> None:
+    link = _link(session, command)
+    if link is None or command.status != CommandStatus.ACKNOWLEDGED:
+        return
+    incident = link.incident
+    latitude, longitude = _float(report.get("Latitude")), _float(report.get("Longitude"))
+    if latitude is None or longitude is None or not (-90 <= latitude <= 90 and -180 <= longitude <= 180):
+        record_step(
+            session, incident, _device_actor(incident), "location_unusable", {"command_uuid": command.uuid}
+        )
+        return
+    now = clock.now()
+    accuracy = _float(report.get("HorizontalAccuracy"))
+    located_at = _fix_time(report.get("Timestamp")) or now
+    session.add(
+        IncidentLocation(
+            incident_id=incident.id,
+            command_id=command.id,
+            latitude=latitude,
+            longitude=longitude,
+            horizontal_accuracy=accuracy,
+            located_at=located_at,
+            received_at=now,
+        )
+    )
+    if incident.located_at is None or located_at >= incident.located_at:
+        incident.latitude, incident.longitude = latitude, longitude
+        incident.location_accuracy, incident.located_at = accuracy, located_at
+    record_step(
+        session,
+        incident,
+        _device_actor(incident),
+        "location_received",
+        {
+            "latitude": latitude,
+            "longitude": longitude,
+            "accuracy": accuracy,
+            "located_at": located_at.isoformat(),
+        },
+    )
+
+
+@on_result("EraseDevice")
+def _erase_result(session: Session, command: Command, report: dict[str, Any]) -> None:
+    incident = session.scalars(select(Incident).where(Incident.erase_command_id == command.id)).first()
+    if incident is None:
+        return
+    actor = _device_actor(incident)
+    if command.status != CommandStatus.ACKNOWLEDGED:
+        record_step(
+            session,
+            incident,
+            actor,
+            "wipe_failed",
+            {"command_uuid": command.uuid, "error_chain": command.error_chain},
+            flagged=True,
+        )
+        return
+    incident.status = IncidentStatus.WIPED
+    incident.wiped_at = command.acknowledged_at
+    unit = incident.device.org_unit
+    unit_path = orgunits.path_label(session, unit) if unit is not None else None
+    certificate = record_wipe_certificate(session, incident, command, unit_path)
+    record_step(
+        session, incident, actor, "wiped", {"command_uuid": command.uuid, "certificate_id": certificate.id}
+    )
+    _retire(session, incident, actor)
+
+
+def _retire(session: Session, incident: Incident, actor: Actor) -> None:
+    """A wiped device keeps its history but is out of service until it enrolls again."""
+    device = incident.device
+    device.enrollment_state = EnrollmentState.RETIRED
+    device.unenrolled_at = clock.now()
+    record_event(
+        session, actor, "device.retired", "device", device.id, {"incident_id": incident.id, "reason": "wiped"}
+    )

@@ -1,0 +1,436 @@
+"""The loss and theft hotline: open an incident, lock now, two-person wipe, recovery.
+
+Every function takes the caller's Session and never commits; each step is written to the
+incident's timeline and to the audit log in the same transaction. Pushes leave after commit
+(enqueue_command asks for them). Who may call what (operator, approver, admin) is checked by the
+caller; the rules of the domain (two different people, reasons) are checked here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, pre_load, validate
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from commands.catalog import Priority
+from commands.incidents.errors import (
+    BreakGlassNotAllowed,
+    IncidentInputError,
+    IncidentStateError,
+    ReasonRequired,
+    SamePersonError,
+)
+from commands.queue import cancel_command, enqueue_command
+from mdm import clock
+from mdm.audit import Actor, record_event
+from mdm.models import Command, CommandStatus, Device
+from mdm.models.incident import Incident, IncidentCommand, IncidentStatus, IncidentStep, LossKind
+from mdm.push import request_push
+
+DEFAULT_LOCK_MESSAGE = "この端末は紛失・盗難の届出が出ています。拾得された方は消防署へお届けください。"
+DEFAULT_FOOTNOTE = "消防本部 情報システム担当"
+LOCK_PURPOSE = "lock"
+ERASE_PURPOSE = "erase"
+MAX_REASON = 2000
+
+
+def _strip(value: Any) -> Any:
+    return value.strip() if isinstance(value, str) else value
+
+
+class IncidentReportSchema(Schema):
+    """What the hotline operator types while on the phone (the API and the page load this)."""
+
+    caller_name = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    caller_unit = fields.String(load_default="", validate=validate.Length(max=100))
+    callback_number = fields.String(
+        load_default="", validate=validate.Regexp(r"^[0-9+\-() ]{0,32}$", error="must be a phone number")
+    )
+    lost_at = fields.AwareDateTime(load_default=None, allow_none=True)
+    lost_place = fields.String(load_default="", validate=validate.Length(max=255))
+    kind = fields.String(load_default=LossKind.LOST, validate=validate.OneOf(LossKind.ALL))
+    notes = fields.String(load_default="", validate=validate.Length(max=4000))
+
+    @pre_load
+    def _strip_strings(self, data: Mapping[str, Any], **_kwargs: Any) -> dict[str, Any]:
+        return {key: _strip(value) for key, value in dict(data).items()}
+
+
+class LockMessageSchema(Schema):
+    message = fields.String(load_default=DEFAULT_LOCK_MESSAGE, validate=validate.Length(min=1, max=500))
+    phone_number = fields.String(
+        load_default=None, allow_none=True, validate=validate.Regexp(r"^[0-9+\-() ]{1,32}$")
+    )
+    footnote = fields.String(load_default=DEFAULT_FOOTNOTE, validate=validate.Length(min=1, max=200))
+
+
+@dataclass(frozen=True)
+class LockOutcome:
+    command: Command
+    lost_mode: bool
+    # Said to the operator: whether lost mode or only a plain lock was possible, and why.
+    notice_ja: str
+    notice_en: str
+
+
+def _load(schema: Schema, data: Mapping[str, Any] | None) -> dict[str, Any]:
+    try:
+        return dict(schema.load(dict(data or {})))
+    except ValidationError as exc:
+        messages = exc.messages if isinstance(exc.messages, dict) else {"report": exc.messages}
+        raise IncidentInputError(messages) from exc
+
+
+def same_person(a: str | None, b: str | None) -> bool:
+    return a is not None and b is not None and a.strip().casefold() == b.strip().casefold()
+
+
+def record_step(
+    session: Session,
+    incident: Incident,
+    actor: Actor,
+    action: str,
+    details: dict[str, Any] | None = None,
+    *,
+    flagged: bool = False,
+) -> IncidentStep:
+    """One timeline step and its audit event (action "incident.<action>"), same transaction."""
+    details = dict(details or {})
+    step = IncidentStep(
+        incident_id=incident.id,
+        action=action,
+        actor=actor.name,
+        actor_role=actor.role,
+        occurred_at=clock.now(),
+        details=details,
+        flagged=flagged,
+    )
+    session.add(step)
+    audit_details = {"device_id": incident.device_id, "status": incident.status, **details}
+    if flagged:
+        audit_details["flagged"] = True
+    record_event(session, actor, f"incident.{action}", "incident", incident.id, audit_details)
+    return step
+
+
+def send_incident_command(
+    session: Session,
+    incident: Incident,
+    request_type: str,
+    params: Mapping[str, Any] | None,
+    *,
+    actor: Actor,
+    purpose: str,
+    priority: int | None = None,
+) -> Command:
+    """Queue a command for the incident's device and link it to the incident's timeline."""
+    command = enqueue_command(session, incident.device, request_type, params, actor=actor, priority=priority)
+    linked = session.scalars(select(IncidentCommand).where(IncidentCommand.command_id == command.id)).first()
+    if linked is None:  # a coalesced inventory command may already be linked
+        incident.commands.append(IncidentCommand(command=command, purpose=purpose))
+        session.flush()
+    return command
+
+
+def _require_status(incident: Incident, allowed: tuple[str, ...], action: str) -> None:
+    if incident.status not in allowed:
+        raise IncidentStateError(f"cannot {action}: incident {incident.id} is {incident.status}")
+
+
+def _reason(reason: str | None, action: str) -> str:
+    text = (reason or "").strip()
+    if not text:
+        raise ReasonRequired(action)
+    if len(text) > MAX_REASON:
+        raise IncidentInputError({"reason": [f"longer than {MAX_REASON} characters"]})
+    return text
+
+
+# -- opening and reading ---------------------------------------------------------------------------
+
+
+def open_incident(session: Session, device: Device, report: Mapping[str, Any], *, actor: Actor) -> Incident:
+    """Record a hotline call about `device`; the actor is the operator who took the call."""
+    clean = _load(IncidentReportSchema(), report)
+    incident = Incident(
+        device_id=device.id,
+        org_unit_id=device.org_unit_id,
+        status=IncidentStatus.OPEN,
+        operator=actor.name,
+        opened_at=clock.now(),
+        **clean,
+    )
+    incident.device = device
+    session.add(incident)
+    session.flush()
+    record_step(
+        session,
+        incident,
+        actor,
+        "opened",
+        {
+            "kind": incident.kind,
+            "caller_name": incident.caller_name,
+            "caller_unit": incident.caller_unit,
+            "lost_place": incident.lost_place,
+            "lost_at": incident.lost_at.isoformat() if incident.lost_at else None,
+        },
+    )
+    return incident
+
+
+def get_incident(session: Session, incident_id: int) -> Incident | None:
+    return session.get(Incident, incident_id)
+
+
+def active_incident_for_device(session: Session, device: Device) -> Incident | None:
+    return session.scalars(
+        select(Incident)
+        .where(Incident.device_id == device.id, Incident.status.in_(IncidentStatus.ACTIVE))
+        .order_by(Incident.id.desc())
+        .limit(1)
+    ).first()
+
+
+def list_incidents(session: Session, *, active_only: bool = False, limit: int = 100) -> list[Incident]:
+    stmt = select(Incident).order_by(Incident.opened_at.desc(), Incident.id.desc()).limit(limit)
+    if active_only:
+        stmt = stmt.where(Incident.status.in_(IncidentStatus.ACTIVE))
+    return list(session.scalars(stmt))
+
+
+# -- lock now --------------------------------------------------------------------------------------
+
+
+def _pending_lock(incident: Incident) -> Command | None:
+    for link in incident.commands:
+        if link.purpose == LOCK_PURPOSE and link.command.status in (CommandStatus.QUEUED, CommandStatus.SENT):
+            return link.command
+    return None
+
+
+def lock_now(
+    session: Session, incident: Incident, *, actor: Actor, message: Mapping[str, Any] | None = None
+) -> LockOutcome:
+    """Lost mode for a supervised device, a plain DeviceLock otherwise; top priority, pushed at once.
+
+    Pressing the button twice while the first lock is still waiting re-pushes that one instead of
+    queueing a second.
+    """
+    _require_status(incident, IncidentStatus.ACTIVE, "lock")
+    device = incident.device
+    lost_mode = bool(device.is_supervised)
+    if lost_mode:
+        notice = ("紛失モードを送信しました。", "Lost mode sent.")
+    else:
+        notice = (
+            "監視対象(supervised)でない端末のため、紛失モードは使えません。画面ロックを送信しました。",
+            "The device is not supervised, so lost mode is unavailable; a device lock was sent instead.",
+        )
+    pending = _pending_lock(incident)
+    if pending is not None:
+        request_push(session, device.id)
+        record_step(session, incident, actor, "lock_repushed", {"command_uuid": pending.uuid})
+        return LockOutcome(pending, pending.request_type == "EnableLostMode", *notice)
+    text = _load(LockMessageSchema(), message)
+    if lost_mode:
+        request_type = "EnableLostMode"
+        params = {"Message": text["message"], "Footnote": text["footnote"]}
+    else:
+        request_type = "DeviceLock"
+        params = {"Message": text["message"]}
+    if text["phone_number"]:
+        params["PhoneNumber"] = text["phone_number"]
+    command = send_incident_command(
+        session, incident, request_type, params, actor=actor, purpose=LOCK_PURPOSE, priority=Priority.URGENT
+    )
+    if lost_mode:
+        incident.lost_mode = True
+    record_step(
+        session,
+        incident,
+        actor,
+        "lock_sent",
+        {
+            "command_uuid": command.uuid,
+            "request_type": request_type,
+            "lost_mode": lost_mode,
+            "notice": notice[1],
+        },
+    )
+    return LockOutcome(command, lost_mode, *notice)
+
+
+def mark_locked(session: Session, incident: Incident, command: Command) -> None:
+    """The device confirmed the lock (result handler)."""
+    if incident.status == IncidentStatus.OPEN:
+        incident.status = IncidentStatus.LOCKED
+    incident.locked_at = incident.locked_at or command.acknowledged_at or clock.now()
+    record_step(
+        session,
+        incident,
+        Actor(f"device:{incident.device.udid}", "device"),
+        "lock_confirmed",
+        {"command_uuid": command.uuid, "request_type": command.request_type},
+    )
+
+
+# -- wipe, two people -----------------------------------------------------------------------------
+
+_WIPE_REQUESTABLE = (IncidentStatus.OPEN, IncidentStatus.LOCKED)
+
+
+def request_wipe(
+    session: Session, incident: Incident, *, actor: Actor, reason: str | None = None
+) -> Incident:
+    """An operator asks for a wipe; nothing is sent until a different person approves."""
+    _require_status(incident, _WIPE_REQUESTABLE, "request a wipe")
+    incident.status = IncidentStatus.WIPE_REQUESTED
+    incident.wipe_requested_by = actor.name
+    incident.wipe_requested_at = clock.now()
+    incident.wipe_request_reason = (reason or "").strip() or None
+    record_step(session, incident, actor, "wipe_requested", {"reason": incident.wipe_request_reason})
+    return incident
+
+
+def send_erase(session: Session, incident: Incident, actor: Actor) -> Command:
+    command = send_incident_command(session, incident, "EraseDevice", {}, actor=actor, purpose=ERASE_PURPOSE)
+    incident.erase_command_id = command.id
+    incident.erase_command = command
+    incident.status = IncidentStatus.WIPE_APPROVED
+    return command
+
+
+def approve_wipe(session: Session, incident: Incident, *, actor: Actor) -> Command:
+    """A second person approves: EraseDevice is queued and pushed. The caller checks the role."""
+    _require_status(incident, (IncidentStatus.WIPE_REQUESTED,), "approve a wipe")
+    if same_person(actor.name, incident.wipe_requested_by):
+        raise SamePersonError(incident.wipe_requested_by or "")
+    incident.wipe_approved_by = actor.name
+    incident.wipe_approved_at = clock.now()
+    command = send_erase(session, incident, actor)
+    record_step(
+        session,
+        incident,
+        actor,
+        "wipe_approved",
+        {"requested_by": incident.wipe_requested_by, "command_uuid": command.uuid},
+    )
+    return command
+
+
+def reject_wipe(session: Session, incident: Incident, *, actor: Actor, reason: str | None) -> Incident:
+    """A second person refuses the wipe, with a reason; the incident goes back to where it was."""
+    _require_status(incident, (IncidentStatus.WIPE_REQUESTED,), "reject a wipe")
+    text = _reason(reason, "reject a wipe")
+    if same_person(actor.name, incident.wipe_requested_by):
+        raise SamePersonError(incident.wipe_requested_by or "")
+    requested_by = incident.wipe_requested_by
+    incident.status = IncidentStatus.LOCKED if incident.locked_at else IncidentStatus.OPEN
+    incident.wipe_requested_by = None
+    incident.wipe_requested_at = None
+    incident.wipe_request_reason = None
+    record_step(session, incident, actor, "wipe_rejected", {"reason": text, "requested_by": requested_by})
+    return incident
+
+
+def break_glass_wipe(session: Session, incident: Incident, *, actor: Actor, reason: str | None) -> Command:
+    """An administrator wipes alone, with a mandatory reason; flagged on the timeline and audit."""
+    _require_status(incident, (*_WIPE_REQUESTABLE, IncidentStatus.WIPE_REQUESTED), "break glass")
+    if actor.role != "admin":
+        raise BreakGlassNotAllowed(actor.role)
+    text = _reason(reason, "break glass")
+    now = clock.now()
+    if incident.wipe_requested_by is None:
+        incident.wipe_requested_by = actor.name
+        incident.wipe_requested_at = now
+    incident.wipe_approved_by = actor.name
+    incident.wipe_approved_at = now
+    incident.break_glass = True
+    incident.break_glass_reason = text
+    command = send_erase(session, incident, actor)
+    record_step(
+        session,
+        incident,
+        actor,
+        "wipe_break_glass",
+        {"reason": text, "command_uuid": command.uuid},
+        flagged=True,
+    )
+    return command
+
+
+# -- location, sound, passcode ---------------------------------------------------------------------
+
+
+def locate_device(session: Session, incident: Incident, *, actor: Actor) -> Command:
+    """Ask a device in lost mode where it is; the answer lands on the incident (see results)."""
+    _require_status(incident, IncidentStatus.ACTIVE, "locate the device")
+    command = send_incident_command(session, incident, "DeviceLocation", {}, actor=actor, purpose="location")
+    record_step(session, incident, actor, "location_requested", {"command_uuid": command.uuid})
+    return command
+
+
+def play_lost_mode_sound(session: Session, incident: Incident, *, actor: Actor) -> Command:
+    _require_status(incident, IncidentStatus.ACTIVE, "play the lost-mode sound")
+    command = send_incident_command(session, incident, "PlayLostModeSound", {}, actor=actor, purpose="sound")
+    record_step(session, incident, actor, "sound_requested", {"command_uuid": command.uuid})
+    return command
+
+
+def clear_passcode(session: Session, incident: Incident, *, actor: Actor) -> Command:
+    """Clear the passcode with the device's stored UnlockToken (added only at delivery)."""
+    if incident.device.unlock_token_encrypted is None:
+        raise IncidentStateError("the device never sent an UnlockToken; its passcode cannot be cleared")
+    command = send_incident_command(session, incident, "ClearPasscode", {}, actor=actor, purpose="passcode")
+    record_step(session, incident, actor, "passcode_clear_requested", {"command_uuid": command.uuid})
+    return command
+
+
+# -- recovery --------------------------------------------------------------------------------------
+
+
+def recover(session: Session, incident: Incident, *, actor: Actor, note: str | None = None) -> Incident:
+    """The tablet is back: leave lost mode, refresh inventory, close the incident.
+
+    A wipe that is approved but not yet fetched by the device is cancelled; one already handed to
+    the device cannot be called back.
+    """
+    _require_status(incident, IncidentStatus.ACTIVE, "mark as recovered")
+    erase = incident.erase_command
+    if erase is not None and erase.status in (CommandStatus.QUEUED, CommandStatus.NOT_NOW):
+        cancel_command(session, erase, actor=actor)
+    elif erase is not None and erase.status in (CommandStatus.SENT, CommandStatus.ACKNOWLEDGED):
+        raise IncidentStateError(f"the wipe was already delivered to the device ({erase.status})")
+    for link in incident.commands:
+        pending = link.command.status in (CommandStatus.QUEUED, CommandStatus.NOT_NOW)
+        if pending and link.purpose == LOCK_PURPOSE:
+            cancel_command(session, link.command, actor=actor)
+    sent = []
+    if incident.lost_mode and incident.device.is_supervised:
+        sent.append(
+            send_incident_command(session, incident, "DisableLostMode", {}, actor=actor, purpose="recovery")
+        )
+    for request_type in ("DeviceInformation", "SecurityInfo"):
+        sent.append(
+            send_incident_command(session, incident, request_type, None, actor=actor, purpose="recovery")
+        )
+    now = clock.now()
+    incident.status = IncidentStatus.RECOVERED
+    incident.recovered_by = actor.name
+    incident.recovered_at = now
+    record_step(
+        session,
+        incident,
+        actor,
+        "recovered",
+        {"note": (note or "").strip() or None, "commands": [c.request_type for c in sent]},
+    )
+    incident.status = IncidentStatus.CLOSED
+    incident.closed_at = now
+    record_step(session, incident, actor, "closed")
+    return incident

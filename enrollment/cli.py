@@ -1,0 +1,357 @@
+"""`hikeshi ca`, `hikeshi enroll token` and `hikeshi units`: each command owns its transaction.
+
+The groups are attached to the main command by mdm.cli; the click context object (mdm.cli's
+Context) gives `.settings` and `.session_factory()`.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from enrollment import ca as ca_service
+from enrollment import qr, tokens
+from mdm import clock, orgunits
+from mdm.audit import Actor
+from mdm.db import transaction
+from mdm.models import OrgUnit, OrgUnitKind, TokenPlatform, UnitType
+
+
+def _actor() -> Actor:
+    return Actor(f"cli:{getpass.getuser()}", "admin", "local")
+
+
+def _fields_message(fields: dict[str, Any]) -> str:
+    return "; ".join(
+        f"{name}: {' '.join(map(str, msgs)) if isinstance(msgs, list) else msgs}"
+        for name, msgs in fields.items()
+    )
+
+
+def _resolve_unit(session: Session, reference: str, option: str = "--unit") -> OrgUnit:
+    unit = orgunits.find_unit_by_code(session, reference)
+    if unit is None and reference.lstrip("#").isdigit():
+        unit = orgunits.get_unit(session, int(reference.lstrip("#")))
+    if unit is None:
+        raise click.BadParameter(f"no org unit with code or id {reference!r}", param_hint=option)
+    return unit
+
+
+# -- hikeshi ca -----------------------------------------------------------------------------------
+
+
+@click.group("ca")
+def ca_group() -> None:
+    """The built-in certificate authority for device identities."""
+
+
+def _colon_hex(hex_digest: str) -> str:
+    return ":".join(hex_digest[i : i + 2] for i in range(0, len(hex_digest), 2)).upper()
+
+
+@ca_group.command("show")
+@click.pass_obj
+def ca_show(obj: Any) -> None:
+    """Print the CA's subject, SHA-256 fingerprint and expiry (and the profile signer's)."""
+    with transaction(obj.session_factory()) as session:
+        summaries = ca_service.ca_summary(session)
+    if not summaries:
+        click.echo(
+            "no CA yet: it is created when the server first starts (or run `hikeshi ca init`)", err=True
+        )
+        sys.exit(1)
+    now = clock.now()
+    for item in summaries:
+        label = "device CA" if item.purpose == "device-ca" else "profile signer"
+        click.echo(f"{label}:")
+        click.echo(f"  subject:     {item.subject}")
+        click.echo(f"  sha256:      {_colon_hex(item.fingerprint_sha256)}")
+        click.echo(f"  valid from:  {item.not_before:%Y-%m-%d %H:%M} UTC")
+        click.echo(
+            f"  expires:     {item.not_after:%Y-%m-%d %H:%M} UTC ({(item.not_after - now).days} days left)"
+        )
+
+
+@ca_group.command("init")
+@click.pass_obj
+def ca_init(obj: Any) -> None:
+    """Create the CA and the profile signer now, if they do not exist yet."""
+    factory = obj.session_factory()
+    try:
+        with transaction(factory) as session:
+            created = ca_service.ensure_ca(session, obj.settings, actor=_actor())
+    except IntegrityError:
+        created = []  # another process created them at the same moment
+    click.echo("created: " + ", ".join(created) if created else "the CA already exists")
+
+
+# -- hikeshi enroll token -------------------------------------------------------------------------
+
+
+@click.group("enroll")
+def enroll_group() -> None:
+    """Enrollment by QR code."""
+
+
+@enroll_group.group("token")
+def token_group() -> None:
+    """Enrollment tokens (one QR code each)."""
+
+
+@token_group.command("create")
+@click.option("--unit", "unit_ref", required=True, help="Code (or id) of the org unit devices join.")
+@click.option("--uses", default=1, show_default=True, type=int, help="How many devices may enroll with it.")
+@click.option("--expires", default="7d", show_default=True, help="Lifetime: 90m, 12h, 7d, 2w.")
+@click.option(
+    "--platform", type=click.Choice(TokenPlatform.ALL), default=TokenPlatform.APPLE, show_default=True
+)
+@click.option("--note", default=None, help="Shown on the sheet and in lists.")
+@click.option(
+    "--qr-png",
+    "qr_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the QR code here.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_obj
+def token_create(
+    obj: Any,
+    unit_ref: str,
+    uses: int,
+    expires: str,
+    platform: str,
+    note: str | None,
+    qr_path: Path | None,
+    as_json: bool,
+) -> None:
+    """Create a token; its URL is shown once (only a hash is stored)."""
+    try:
+        lifetime = tokens.parse_duration(expires)
+    except tokens.TokenError as exc:
+        raise click.BadParameter(_fields_message(exc.fields), param_hint="--expires") from exc
+    with transaction(obj.session_factory()) as session:
+        unit = _resolve_unit(session, unit_ref)
+        try:
+            created = tokens.create_token(
+                session,
+                {
+                    "org_unit_id": unit.id,
+                    "platform": platform,
+                    "max_uses": uses,
+                    "expires_in": lifetime,
+                    "note": note,
+                },
+                actor=_actor(),
+            )
+        except tokens.TokenError as exc:
+            raise click.ClickException(_fields_message(exc.fields)) from exc
+        token = created.token
+        record = {
+            "id": token.id,
+            "unit": unit.code or unit.id,
+            "unit_name": orgunits.path_label(session, unit),
+            "platform": token.platform,
+            "max_uses": token.max_uses,
+            "expires_at": token.expires_at.isoformat(),
+            "url": created.url(obj.settings),
+            "sheet_url": created.url(obj.settings) + "/sheet",
+            "qr_png_url": created.url(obj.settings) + "/qr.png",
+        }
+    if qr_path is not None:
+        qr_path.write_bytes(qr.qr_png(record["url"]))
+    if as_json:
+        click.echo(json.dumps(record, ensure_ascii=False))
+        return
+    click.echo(f"token #{record['id']} for {record['unit_name']} ({token.platform}, {token.max_uses} uses)")
+    click.echo(f"expires:  {token.expires_at:%Y-%m-%d %H:%M} UTC")
+    click.echo(f"URL:      {record['url']}")
+    click.echo(f"sheet:    {record['sheet_url']}")
+    if qr_path is not None:
+        click.echo(f"QR code:  {qr_path}")
+    click.echo("The URL is shown only now; print the sheet or keep the QR code before closing this window.")
+
+
+@token_group.command("list")
+@click.option("--unit", "unit_ref", default=None, help="Only this unit and the units below it.")
+@click.option("--active", "active_only", is_flag=True, help="Only tokens that can still enroll.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.pass_obj
+def token_list(obj: Any, unit_ref: str | None, active_only: bool, as_json: bool) -> None:
+    """List tokens, newest first."""
+    with transaction(obj.session_factory()) as session:
+        ids = None
+        if unit_ref is not None:
+            ids = orgunits.subtree_ids(session, _resolve_unit(session, unit_ref).id)
+        rows = tokens.list_tokens(session, org_unit_ids=ids, include_inactive=not active_only)
+        now = clock.now()
+        for t in rows:
+            record = {
+                "id": t.id,
+                "unit": t.org_unit.code or t.org_unit_id,
+                "unit_name": t.org_unit.name_ja,
+                "platform": t.platform,
+                "uses": t.use_count,
+                "max_uses": t.max_uses,
+                "expires_at": t.expires_at.isoformat(),
+                "state": tokens.token_state(t, now),
+                "note": t.note,
+            }
+            if as_json:
+                click.echo(json.dumps(record, ensure_ascii=False))
+            else:
+                click.echo(
+                    f"#{t.id:<5} {record['unit']!s:<10} {t.org_unit.name_ja:<16} {t.platform:<8} "
+                    f"{t.use_count:>4}/{t.max_uses:<4} {t.expires_at:%Y-%m-%d %H:%M}  {record['state']}"
+                )
+        if not rows and not as_json:
+            click.echo("no enrollment tokens")
+
+
+@token_group.command("revoke")
+@click.argument("token_id", type=int)
+@click.option("--reason", default=None, help="Recorded in the audit trail.")
+@click.pass_obj
+def token_revoke(obj: Any, token_id: int, reason: str | None) -> None:
+    """Revoke token TOKEN_ID at once."""
+    with transaction(obj.session_factory()) as session:
+        token = tokens.get_token(session, token_id)
+        if token is None:
+            raise click.ClickException(f"no enrollment token #{token_id}")
+        tokens.revoke_token(session, token, actor=_actor(), reason=reason)
+    click.echo(f"revoked token #{token_id}")
+
+
+# -- hikeshi units --------------------------------------------------------------------------------
+
+
+@click.group("units")
+def units_group() -> None:
+    """The organisation tree: 消防本部 (hq) → 消防署 (station) → 出張所 (branch) → 隊 (unit)."""
+
+
+@units_group.command("create")
+@click.option("--kind", type=click.Choice(OrgUnitKind.ALL), required=True)
+@click.option("--name-ja", required=True, help="Japanese name, e.g. 中央消防署.")
+@click.option("--name-en", default=None)
+@click.option("--code", default=None, help="Short unique code, e.g. ST01.")
+@click.option("--parent", "parent_ref", default=None, help="Code (or id) of the parent unit.")
+@click.option("--unit-type", type=click.Choice(UnitType.ALL), default=None, help="For a 隊: its kind.")
+@click.pass_obj
+def units_create(
+    obj: Any,
+    kind: str,
+    name_ja: str,
+    name_en: str | None,
+    code: str | None,
+    parent_ref: str | None,
+    unit_type: str | None,
+) -> None:
+    """Create an org unit."""
+    with transaction(obj.session_factory()) as session:
+        parent = _resolve_unit(session, parent_ref, "--parent") if parent_ref else None
+        try:
+            unit = orgunits.create_unit(
+                session,
+                {
+                    "kind": kind,
+                    "name_ja": name_ja,
+                    "name_en": name_en,
+                    "code": code,
+                    "unit_type": unit_type,
+                    "parent_id": parent.id if parent else None,
+                },
+                actor=_actor(),
+            )
+        except orgunits.OrgUnitError as exc:
+            raise click.ClickException(_fields_message(exc.fields)) from exc
+        label = orgunits.path_label(session, unit)
+        unit_id = unit.id
+    click.echo(f"created #{unit_id} {label}")
+
+
+@units_group.command("rename")
+@click.argument("unit_ref")
+@click.option("--name-ja", default=None)
+@click.option("--name-en", default=None, help="Empty string clears it.")
+@click.pass_obj
+def units_rename(obj: Any, unit_ref: str, name_ja: str | None, name_en: str | None) -> None:
+    """Rename UNIT (code or id)."""
+    if name_ja is None and name_en is None:
+        raise click.UsageError("give --name-ja and/or --name-en")
+    with transaction(obj.session_factory()) as session:
+        unit = _resolve_unit(session, unit_ref, "UNIT")
+        kwargs: dict[str, Any] = {}
+        if name_en is not None:
+            kwargs["name_en"] = name_en or None
+        try:
+            orgunits.rename_unit(session, unit, name_ja=name_ja, actor=_actor(), **kwargs)
+        except orgunits.OrgUnitError as exc:
+            raise click.ClickException(_fields_message(exc.fields)) from exc
+        label = orgunits.path_label(session, unit)
+    click.echo(f"renamed: {label}")
+
+
+@units_group.command("move")
+@click.argument("unit_ref")
+@click.option("--parent", "parent_ref", default=None, help="Code (or id) of the new parent.")
+@click.option("--root", is_flag=True, help="Make it a root (only a 消防本部).")
+@click.pass_obj
+def units_move(obj: Any, unit_ref: str, parent_ref: str | None, root: bool) -> None:
+    """Move UNIT (and everything below it) under another parent."""
+    if (parent_ref is None) == (not root):
+        raise click.UsageError("give exactly one of --parent or --root")
+    with transaction(obj.session_factory()) as session:
+        unit = _resolve_unit(session, unit_ref, "UNIT")
+        parent = None if root else _resolve_unit(session, parent_ref or "", "--parent")
+        try:
+            orgunits.move_unit(session, unit, parent, actor=_actor())
+        except orgunits.OrgUnitError as exc:
+            raise click.ClickException(_fields_message(exc.fields)) from exc
+        label = orgunits.path_label(session, unit)
+    click.echo(f"moved: {label}")
+
+
+@units_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.pass_obj
+def units_list(obj: Any, as_json: bool) -> None:
+    """Show the tree."""
+    with transaction(obj.session_factory()) as session:
+        nodes = orgunits.walk(orgunits.unit_tree(session))
+        for node in nodes:
+            u = node.unit
+            if as_json:
+                click.echo(
+                    json.dumps(
+                        {
+                            "id": u.id,
+                            "parent_id": u.parent_id,
+                            "kind": u.kind,
+                            "unit_type": u.unit_type,
+                            "code": u.code,
+                            "name_ja": u.name_ja,
+                            "name_en": u.name_en,
+                            "devices": node.device_count,
+                        },
+                        ensure_ascii=False,
+                    )
+                )
+            else:
+                en = f" ({u.name_en})" if u.name_en else ""
+                code = f"[{u.code}] " if u.code else ""
+                kind = OrgUnitKind.LABELS[u.kind][0]
+                click.echo(
+                    f"{'  ' * node.depth}{code}{u.name_ja}{en}  {kind} #{u.id}  devices: {node.device_count}"
+                )
+        if not nodes and not as_json:
+            click.echo("no org units")
+
+
+COMMANDS = (ca_group, enroll_group, units_group)

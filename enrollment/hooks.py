@@ -1,0 +1,45 @@
+"""When a device authenticates with an identity issued through a token, it joins the token's unit.
+
+Registered with mdm.devices on import (the app factory imports this module in load_services).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mdm import clock, orgunits
+from mdm.audit import Actor, record_event
+from mdm.devices import on_identity_bound
+from mdm.models import Device, DeviceCertificate, EnrollmentToken, EnrollmentTokenUse, OrgUnit
+
+
+@on_identity_bound
+def place_in_token_unit(session: Session, device: Device, row: DeviceCertificate, actor: Actor) -> None:
+    if row.enrollment_token_id is None:
+        return
+    token = session.get(EnrollmentToken, row.enrollment_token_id)
+    if token is None:
+        return
+    use = session.scalars(
+        select(EnrollmentTokenUse).where(EnrollmentTokenUse.device_certificate_id == row.id)
+    ).first()
+    if use is not None and use.device_id is None:
+        use.device_id = device.id
+        use.bound_at = clock.now()
+    if token.platform and device.platform != token.platform:
+        return
+    unit = session.get(OrgUnit, token.org_unit_id)
+    orgunits.assign_device(session, device, unit, actor=actor)
+    record_event(
+        session,
+        actor,
+        "device.enrolled_with_token",
+        "device",
+        device.id,
+        {
+            "enrollment_token_id": token.id,
+            "org_unit_id": token.org_unit_id,
+            "certificate": row.fingerprint_sha256,
+        },
+    )

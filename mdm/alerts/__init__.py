@@ -1,0 +1,1 @@
+"""Alerts for administrators: stored, acknowledged with a comment, delivered to signed webhooks."""

@@ -1,0 +1,1 @@
+"""Consistent, encrypted backups of an instance (database, secrets, CA) and their restore."""

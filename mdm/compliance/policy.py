@@ -1,0 +1,112 @@
+"""What a unit requires of its tablets: its own policy row, else its nearest ancestor's, else the
+default row (org_unit_id NULL), else the built-in defaults below."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mdm import clock
+from mdm.audit import Actor, record_event
+from mdm.models import CompliancePolicy, Device, OrgUnit
+
+DEFAULT_OFFLINE_LIMIT_HOURS = 24
+DEFAULT_INVENTORY_INTERVAL_HOURS = 4
+DEFAULT_CERTIFICATE_WARNING_DAYS = 30
+
+
+@dataclass(frozen=True)
+class UnitPolicy:
+    minimum_os_version: str | None = None
+    offline_limit_hours: int = DEFAULT_OFFLINE_LIMIT_HOURS
+    require_supervision: bool = False
+    inventory_interval_hours: int = DEFAULT_INVENTORY_INTERVAL_HOURS
+    certificate_warning_days: int = DEFAULT_CERTIFICATE_WARNING_DAYS
+
+
+_FIELDS = (
+    "minimum_os_version",
+    "offline_limit_hours",
+    "require_supervision",
+    "inventory_interval_hours",
+    "certificate_warning_days",
+)
+
+
+def _rows_by_unit(session: Session) -> dict[int | None, CompliancePolicy]:
+    return {row.org_unit_id: row for row in session.scalars(select(CompliancePolicy))}
+
+
+def _chain(org_unit_id: int | None, parents: dict[int, int | None]) -> list[int | None]:
+    """The unit, its ancestors up to the HQ, then None (the default row)."""
+    chain: list[int | None] = []
+    current = org_unit_id
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = parents.get(current)
+    chain.append(None)
+    return chain
+
+
+class PolicyBook:
+    """Every policy row and the unit tree, loaded once, for evaluating many devices."""
+
+    def __init__(self, session: Session, base: UnitPolicy | None = None) -> None:
+        # `base` replaces the built-in defaults (e.g. the interval from settings).
+        self.base = base or UnitPolicy()
+        self.rows = _rows_by_unit(session)
+        self.parents: dict[int, int | None] = dict(
+            session.execute(select(OrgUnit.id, OrgUnit.parent_id)).all()
+        )  # type: ignore[arg-type]
+        self._cache: dict[int | None, UnitPolicy] = {}
+
+    def for_unit(self, org_unit_id: int | None) -> UnitPolicy:
+        if org_unit_id not in self._cache:
+            values: dict[str, object] = {}
+            for unit in _chain(org_unit_id, self.parents):
+                row = self.rows.get(unit)
+                if row is None:
+                    continue
+                for name in _FIELDS:
+                    if name not in values and getattr(row, name) is not None:
+                        values[name] = getattr(row, name)
+            self._cache[org_unit_id] = replace(self.base, **values)  # type: ignore[arg-type]
+        return self._cache[org_unit_id]
+
+
+def policy_for(session: Session, device: Device) -> UnitPolicy:
+    return PolicyBook(session).for_unit(device.org_unit_id)
+
+
+def set_unit_policy(
+    session: Session, actor: Actor, org_unit_id: int | None, **values: object
+) -> CompliancePolicy:
+    """Create or change a unit's policy (None: the default row). A value of None inherits."""
+    unknown = sorted(set(values) - set(_FIELDS))
+    if unknown:
+        raise ValueError(f"unknown policy fields: {', '.join(unknown)}")
+    row = session.scalars(
+        select(CompliancePolicy).where(
+            CompliancePolicy.org_unit_id.is_(None)
+            if org_unit_id is None
+            else CompliancePolicy.org_unit_id == org_unit_id
+        )
+    ).first()
+    if row is None:
+        row = CompliancePolicy(org_unit_id=org_unit_id)
+        session.add(row)
+    for name, value in values.items():
+        setattr(row, name, value)
+    row.updated_at = clock.now()
+    session.flush()
+    record_event(
+        session,
+        actor,
+        "compliance.policy_changed",
+        "org_unit",
+        org_unit_id,
+        {k: v for k, v in values.items()},
+    )
+    return row

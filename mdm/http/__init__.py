@@ -1,0 +1,1 @@
+"""HTTP pieces shared by every surface: health, readiness, database-outage answers."""

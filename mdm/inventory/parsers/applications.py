@@ -1,0 +1,81 @@
+"""InstalledApplicationList → installed apps, with installs, removals and updates in history."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from commands.results import on_result
+from mdm import clock
+from mdm.inventory.events import inventory_updated
+from mdm.inventory.facts import facts_for
+from mdm.inventory.history import ChangeKind, record_change
+from mdm.inventory.parsers.common import acknowledged
+from mdm.inventory.values import integer, text
+from mdm.models import Command, Device, InstalledApp
+
+
+@on_result("InstalledApplicationList")
+def parse_installed_applications(session: Session, command: Command, report: dict[str, Any]) -> None:
+    if not acknowledged(command, report):
+        return
+    items = report.get("InstalledApplicationList")
+    if not isinstance(items, list):
+        return
+    params = command.params or {}
+    # A filtered query lists some apps only: what it does not list has not been removed.
+    complete = not params.get("Identifiers") and not params.get("ManagedAppsOnly")
+    managed = True if params.get("ManagedAppsOnly") else None
+    apply_installed_applications(session, command.device, items, complete=complete, managed=managed)
+    inventory_updated(session, command.device, "InstalledApplicationList")
+
+
+def apply_installed_applications(
+    session: Session,
+    device: Device,
+    items: list[Any],
+    *,
+    complete: bool = True,
+    managed: bool | None = None,
+) -> None:
+    now = clock.now()
+    existing = {
+        app.identifier: app
+        for app in session.scalars(select(InstalledApp).where(InstalledApp.device_id == device.id))
+    }
+    first_inventory = facts_for(session, device.id).applications_at is None
+    seen: set[str] = set()
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        identifier = text(item.get("Identifier"))
+        if identifier is None or identifier in seen:
+            continue
+        seen.add(identifier)
+        version = text(item.get("Version"), 64)
+        short_version = text(item.get("ShortVersion"), 64)
+        app = existing.get(identifier)
+        if app is None:
+            app = InstalledApp(device_id=device.id, identifier=identifier, first_seen_at=now)
+            session.add(app)
+            if not first_inventory:
+                record_change(session, device.id, ChangeKind.APP_INSTALLED, identifier, None, short_version)
+        elif (app.short_version, app.version) != (short_version, version):
+            record_change(
+                session, device.id, ChangeKind.APP_UPDATED, identifier, app.short_version, short_version
+            )
+        app.name = text(item.get("Name"))
+        app.version = version
+        app.short_version = short_version
+        app.bundle_size = integer(item.get("BundleSize"))
+        if managed is not None:
+            app.is_managed = managed
+        app.updated_at = now
+    if complete:
+        for identifier, app in existing.items():
+            if identifier not in seen:
+                record_change(session, device.id, ChangeKind.APP_REMOVED, identifier, app.short_version, None)
+                session.delete(app)
+        facts_for(session, device.id).applications_at = now

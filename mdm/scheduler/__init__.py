@@ -1,0 +1,1 @@
+"""The one scheduler: periodic jobs under an exactly-once lock (`hikeshi scheduler`)."""

@@ -1,0 +1,144 @@
+"""The periodic jobs. Each is a boundary: it owns its transactions, is idempotent, and records a
+JobRun row. Per-device work goes into the command queue, never into APScheduler."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from mdm import clock
+from mdm.alerts.email import due_alert_emails, email_enabled, record_email, send_alert_email
+from mdm.alerts.service import raise_alert
+from mdm.alerts.webhooks import due_deliveries, post_delivery, record_attempt
+from mdm.audit import SYSTEM
+from mdm.compliance.evaluation import evaluate_fleet
+from mdm.config import Settings
+from mdm.db import transaction
+from mdm.inventory.refresh import refresh_due_devices
+from mdm.models import Alert, JobRun, Severity
+from mdm.push.certificates import active_push_certificate, days_left
+from mdm.scheduler.retention import RetentionDays, purge_expired
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class JobContext:
+    factory: sessionmaker[Session]
+    settings: Settings
+    holder: str
+
+
+Job = Callable[[JobContext], dict[str, Any]]
+
+
+def inventory_refresh(ctx: JobContext) -> dict[str, Any]:
+    with transaction(ctx.factory) as session:
+        count = refresh_due_devices(
+            session, SYSTEM, default_interval_hours=ctx.settings.inventory_interval_hours
+        )
+        return {"devices": count}
+
+
+def offline_check(ctx: JobContext) -> dict[str, Any]:
+    with transaction(ctx.factory) as session:
+        return {"devices": evaluate_fleet(session, rules=["offline_too_long"])}
+
+
+def certificate_expiry(ctx: JobContext) -> dict[str, Any]:
+    with transaction(ctx.factory) as session:
+        devices = evaluate_fleet(session, rules=["identity_certificate_expiring"])
+        push_alert = _push_certificate_alert(session)
+    return {"devices": devices, "push_certificate_alert": push_alert}
+
+
+def _push_certificate_alert(session: Session, warning_days: int = 30) -> bool:
+    """One alert per push certificate entering its last 30 days (not one a day)."""
+    row = active_push_certificate(session)
+    if row is None or days_left(row) > warning_days:
+        return False
+    marker = row.not_after.isoformat()
+    for alert in session.scalars(select(Alert).where(Alert.kind == "push_certificate.expiring")):
+        if alert.details.get("not_after") == marker:
+            return False
+    left = days_left(row)
+    raise_alert(
+        session,
+        "push_certificate.expiring",
+        Severity.CRITICAL if left <= 7 else Severity.WARNING,
+        f"APNs push certificate {row.topic} expires in {left} days ({row.not_after:%Y-%m-%d})",
+        details={"topic": row.topic, "not_after": marker, "days_left": left},
+    )
+    return True
+
+
+def webhook_delivery(ctx: JobContext) -> dict[str, Any]:
+    """Deliver what is due; no transaction stays open while a webhook answers."""
+    with transaction(ctx.factory) as session:
+        outgoing = due_deliveries(session, secret_key=ctx.settings.secret_key)
+    delivered = 0
+    for item in outgoing:
+        outcome = post_delivery(item, timeout=ctx.settings.webhook_timeout_seconds)
+        with transaction(ctx.factory) as session:
+            record_attempt(session, item.delivery_id, outcome, max_attempts=ctx.settings.webhook_max_attempts)
+        delivered += outcome.ok
+    return {"attempted": len(outgoing), "delivered": delivered}
+
+
+def alert_email(ctx: JobContext) -> dict[str, Any]:
+    if not email_enabled(ctx.settings):
+        return {"enabled": False}
+    with transaction(ctx.factory) as session:
+        outgoing = due_alert_emails(session, max_attempts=ctx.settings.webhook_max_attempts)
+    sent = 0
+    for item in outgoing:
+        error = send_alert_email(ctx.settings, item)
+        with transaction(ctx.factory) as session:
+            record_email(session, item.alert_id, error)
+        sent += error is None
+    return {"enabled": True, "attempted": len(outgoing), "sent": sent}
+
+
+def retention_purge(ctx: JobContext) -> dict[str, Any]:
+    s = ctx.settings
+    days = RetentionDays(
+        s.inventory_history_retention_days, s.command_result_retention_days, s.alert_retention_days
+    )
+    with transaction(ctx.factory) as session:
+        return purge_expired(session, days)
+
+
+# name → (job, interval in scheduler ticks; a tick is settings.scheduler_tick_seconds, 60 s).
+JOBS: dict[str, tuple[Job, int]] = {
+    "webhook_delivery": (webhook_delivery, 1),
+    "alert_email": (alert_email, 1),
+    "inventory_refresh": (inventory_refresh, 15),
+    "offline_check": (offline_check, 15),
+    "certificate_expiry": (certificate_expiry, 60),
+    "retention_purge": (retention_purge, 24 * 60),
+}
+
+
+def run_job(ctx: JobContext, name: str) -> JobRun:
+    """Run one job and record it; a failing job is recorded as failed and never kills the scheduler."""
+    job, _ = JOBS[name]
+    with transaction(ctx.factory) as session:
+        run = JobRun(job=name, holder=ctx.holder, started_at=clock.now(), outcome="running", details={})
+        session.add(run)
+    try:
+        details = job(ctx)
+        outcome = "ok"
+    except Exception as exc:
+        log.exception("scheduler job %s failed", name)
+        details, outcome = {"error": f"{type(exc).__name__}: {exc}"[:500]}, "failed"
+    with transaction(ctx.factory) as session:
+        run = session.merge(run)
+        run.finished_at = clock.now()
+        run.outcome = outcome
+        run.details = details
+    return run

@@ -1,0 +1,101 @@
+"""Running the scheduler: wait for the lock, run the jobs while it is held, stop when it is lost.
+
+A second scheduler started by mistake waits at the lock instead of running jobs twice, and takes
+over within one poll interval when the active one dies.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from datetime import UTC, datetime
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from mdm.config import Settings
+from mdm.db import ensure_migrated, make_engine, make_session_factory
+from mdm.push.dispatcher import PushDispatcher
+from mdm.scheduler.jobs import JOBS, JobContext, run_job
+from mdm.scheduler.lock import SchedulerLock, scheduler_lock_for
+
+log = logging.getLogger(__name__)
+
+
+def holder_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def run_scheduler(settings: Settings, stop: threading.Event, *, jobs: list[str] | None = None) -> None:
+    """Block until `stop` is set: wait for the lock, then run the jobs while holding it."""
+    engine = make_engine(settings.database_url)
+    ensure_migrated(engine)  # never run jobs against a schema the code does not match
+    factory = make_session_factory(engine)
+    dispatcher = PushDispatcher(factory, settings)
+    dispatcher.install()
+    ctx = JobContext(factory, settings, holder_name())
+    lock = scheduler_lock_for(settings.database_url, settings.instance_path)
+    poll = settings.scheduler_lock_poll_seconds
+    try:
+        while not stop.is_set():
+            if not lock.try_acquire():
+                log.info("scheduler %s: another scheduler is active; waiting", ctx.holder)
+                stop.wait(poll)
+                continue
+            log.info("scheduler %s: active", ctx.holder)
+            try:
+                _run_while_held(ctx, lock, stop, poll, jobs or list(JOBS))
+            finally:
+                lock.release()
+    finally:
+        dispatcher.close()
+        engine.dispose()
+
+
+def _run_while_held(
+    ctx: JobContext, lock: SchedulerLock, stop: threading.Event, poll: float, names: list[str]
+) -> None:
+    scheduler = BackgroundScheduler(
+        timezone=UTC,
+        # Coalesce missed runs into one, never two of the same job at once.
+        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600},
+    )
+    tick = ctx.settings.scheduler_tick_seconds
+    for name in names:
+        _, ticks = JOBS[name]
+        scheduler.add_job(
+            run_job,
+            IntervalTrigger(seconds=ticks * tick, timezone=UTC),
+            args=(ctx, name),
+            id=name,
+            name=name,
+            next_run_time=datetime.now(UTC),  # the new active scheduler catches up at once
+        )
+    scheduler.start()
+    try:
+        while not stop.wait(poll):
+            if not lock.still_held():
+                log.error("scheduler %s: lost the lock; stopping jobs", ctx.holder)
+                return
+    finally:
+        scheduler.shutdown(wait=True)
+
+
+class SchedulerThread:
+    """The scheduler inside another process (`hikeshi serve` on a single machine), never in web
+    workers: start it in the master process only."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=run_scheduler, args=(settings, self._stop), name="hikeshi-scheduler", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)

@@ -1,0 +1,53 @@
+"""Answering inventory commands the way the command channel does: record_result with the
+report as a device sends it (plist bytes stored raw)."""
+
+from __future__ import annotations
+
+import plistlib
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from commands.queue import enqueue_command
+from commands.results import record_result
+from mdm.app import load_services
+from mdm.audit import Actor
+from mdm.models import Command, Device
+
+ADMIN = Actor("admin@hq", "admin", "192.0.2.1")
+
+load_services()
+
+
+def answer(
+    session: Session,
+    device: Device,
+    request_type: str,
+    body: dict[str, Any],
+    *,
+    status: str = "Acknowledged",
+    params: dict[str, Any] | None = None,
+) -> Command:
+    command = enqueue_command(session, device, request_type, params, actor=ADMIN, push=False)
+    command.status = "sent"
+    report = {"UDID": device.udid, "CommandUUID": command.uuid, "Status": status, **body}
+    raw = plistlib.dumps(report)
+    result = record_result(session, device, plistlib.loads(raw), raw, actor=ADMIN)
+    assert result is command
+    session.flush()
+    return command
+
+
+def apps(*entries: tuple[str, str, str]) -> dict[str, Any]:
+    return {
+        "InstalledApplicationList": [
+            {
+                "Identifier": ident,
+                "Name": name,
+                "ShortVersion": version,
+                "Version": version,
+                "BundleSize": 1000,
+            }
+            for ident, name, version in entries
+        ]
+    }

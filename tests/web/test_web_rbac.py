@@ -1,0 +1,284 @@
+"""Every /api/v1 endpoint × every role (+ no token, expired, revoked, scoped outside its subtree).
+
+The table below is the specification. It is compared with the application's URL map, so an
+endpoint added without a row here fails `test_every_endpoint_has_a_rule`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from commands.queue import enqueue_command
+from enrollment.tokens import create_token
+from mdm.audit import SYSTEM
+from mdm.models import Command
+from tests.web.helpers import bearer, make_token, make_user
+from web.rbac import ROLE_PERMISSIONS, Permission, Role
+
+ADMIN = {"admin"}
+EVERYONE = {"admin", "operator", "approver", "auditor", "dispatch"}
+READERS = {"admin", "operator", "approver", "auditor", "dispatch"}
+COMMAND_READERS = {"admin", "operator", "approver", "auditor"}
+AUDITORS = {"admin", "auditor"}
+
+# (method, rule) -> roles that may call it. None: public (no token needed).
+EXPECTED: dict[tuple[str, str], set[str] | None] = {
+    ("GET", "/api/v1/openapi.json"): None,
+    ("GET", "/api/v1/me"): EVERYONE,
+    ("GET", "/api/v1/devices"): READERS,
+    ("GET", "/api/v1/devices/{device_id}"): READERS,
+    ("GET", "/api/v1/devices/{device_id}/commands"): COMMAND_READERS,
+    ("POST", "/api/v1/devices/{device_id}/commands"): {"admin", "operator"},
+    ("GET", "/api/v1/commands"): COMMAND_READERS,
+    ("GET", "/api/v1/commands/{command_uuid}"): COMMAND_READERS,
+    ("POST", "/api/v1/commands/{command_uuid}/cancel"): {"admin", "operator"},
+    ("GET", "/api/v1/command-types"): COMMAND_READERS,
+    ("GET", "/api/v1/org-units"): READERS,
+    ("POST", "/api/v1/org-units"): ADMIN,
+    ("GET", "/api/v1/org-units/{unit_id}"): READERS,
+    ("PATCH", "/api/v1/org-units/{unit_id}"): ADMIN,
+    ("GET", "/api/v1/enrollment-tokens"): AUDITORS,
+    ("POST", "/api/v1/enrollment-tokens"): ADMIN,
+    ("GET", "/api/v1/enrollment-tokens/{enrollment_token_id}"): AUDITORS,
+    ("POST", "/api/v1/enrollment-tokens/{enrollment_token_id}/revoke"): ADMIN,
+    ("GET", "/api/v1/users"): AUDITORS,
+    ("POST", "/api/v1/users"): ADMIN,
+    ("GET", "/api/v1/users/{user_id}"): AUDITORS,
+    ("PATCH", "/api/v1/users/{user_id}"): ADMIN,
+    ("POST", "/api/v1/users/{user_id}/password-reset"): ADMIN,
+    ("POST", "/api/v1/users/{user_id}/totp-reset"): ADMIN,
+    ("GET", "/api/v1/api-tokens"): AUDITORS,
+    ("POST", "/api/v1/api-tokens"): ADMIN,
+    ("GET", "/api/v1/api-tokens/{api_token_id}"): AUDITORS,
+    ("DELETE", "/api/v1/api-tokens/{api_token_id}"): ADMIN,
+    ("GET", "/api/v1/audit/events"): AUDITORS,
+    ("GET", "/api/v1/audit/events/export"): AUDITORS,
+    ("GET", "/api/v1/audit/verify"): AUDITORS,
+}
+ROLES = sorted(EVERYONE)
+
+
+def _normalize(app: Any, rule: Any) -> str:
+    """Flask's `/tokens/<public_id:token_id>` as `/tokens/{api_token_id}`, telling id kinds apart."""
+    path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)
+    if rule.endpoint.startswith("api_tokens."):
+        path = path.replace("{token_id}", "{api_token_id}")
+    if rule.endpoint.startswith("enrollment_tokens."):
+        path = path.replace("{token_id}", "{enrollment_token_id}")
+    return path
+
+
+def api_routes(app: Any) -> set[tuple[str, str]]:
+    routes = set()
+    for rule in app.url_map.iter_rules():
+        if not rule.rule.startswith("/api/"):
+            continue
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            routes.add((method, _normalize(app, rule)))
+    return routes
+
+
+def test_every_endpoint_has_a_rule(app: Any) -> None:
+    routes = api_routes(app)
+    assert routes - set(EXPECTED) == set(), "new endpoints need a row in EXPECTED"
+    assert set(EXPECTED) - routes == set(), "EXPECTED lists endpoints that no longer exist"
+
+
+@dataclass
+class World:
+    tokens: dict[str, str]
+    paths: dict[str, str]
+    bodies: dict[tuple[str, str], dict[str, Any]]
+
+
+@pytest.fixture
+def world(app: Any, tree: Any, session_factory: Any, settings: Any) -> World:
+    with session_factory() as session:
+        tokens = {role: make_token(session, role) for role in ROLES}
+        target_token = make_token(session, "dispatch", name="target")
+        target_user = make_user(session, settings, "target", "operator", org_unit_id=tree.station_a.id)
+        device_a = session.merge(tree.device_a)
+        command = enqueue_command(session, device_a, "DeviceLock", {}, actor=SYSTEM, push=False)
+        enrollment = create_token(
+            session, {"org_unit_id": tree.unit_a1.id, "expires_in": timedelta(days=7)}, actor=SYSTEM
+        )
+        session.commit()
+        paths = {
+            "device_id": str(tree.device_a.id),
+            "command_uuid": command.uuid,
+            "unit_id": str(tree.unit_a1.id),
+            "enrollment_token_id": str(enrollment.token.id),
+            "user_id": str(target_user.user_id),
+            "api_token_id": target_token.split("_")[1],
+        }
+    bodies = {
+        ("POST", "/api/v1/devices/{device_id}/commands"): {"request_type": "DeviceLock"},
+        ("POST", "/api/v1/org-units"): {"kind": "unit", "name_ja": "新隊", "parent_id": tree.station_b.id},
+        ("PATCH", "/api/v1/org-units/{unit_id}"): {"name_en": "Central Ambulance"},
+        ("POST", "/api/v1/enrollment-tokens"): {"org_unit_id": tree.unit_a1.id},
+        ("POST", "/api/v1/enrollment-tokens/{enrollment_token_id}/revoke"): {},
+        ("POST", "/api/v1/users"): {"username": "newbie", "role": "auditor"},
+        ("PATCH", "/api/v1/users/{user_id}"): {"display_name": "Target"},
+        ("POST", "/api/v1/api-tokens"): {"name": "n", "role": "dispatch"},
+    }
+    return World(tokens, paths, bodies)
+
+
+def _call(client: Any, method: str, template: str, world: World, headers: dict[str, str]) -> Any:
+    path = template.format(**world.paths)
+    body = world.bodies.get((method, template))
+    return client.open(path, method=method, headers=headers, json=body)
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_role_matrix(client: Any, world: World, role: str) -> None:
+    """Allowed: anything but 401/403 (and never a 5xx); refused: 403 in the error shape."""
+    for (method, template), allowed in sorted(EXPECTED.items()):
+        if allowed is None:
+            continue
+        response = _call(client, method, template, world, bearer(world.tokens[role]))
+        where = f"{role} {method} {template}: {response.status_code} {response.get_data(as_text=True)[:200]}"
+        assert response.status_code < 500, where
+        if role in allowed:
+            assert response.status_code not in (401, 403), where
+            assert response.status_code in (200, 201), where
+        else:
+            assert response.status_code == 403, where
+            assert response.get_json()["error"]["code"] == "forbidden", where
+
+
+@pytest.mark.parametrize("problem", ["missing", "malformed", "unknown", "expired", "revoked"])
+def test_every_endpoint_refuses_a_bad_token(
+    client: Any, world: World, session_factory: Any, frozen_clock: Any, problem: str
+) -> None:
+    headers: dict[str, str] = {}
+    if problem == "malformed":
+        headers = {"Authorization": "Basic YWRtaW46YWRtaW4="}
+    elif problem == "unknown":
+        public_id = world.tokens["admin"].split("_")[1]
+        headers = bearer(f"hks_{public_id}_not-the-secret")
+    elif problem == "expired":
+        with session_factory() as session:
+            headers = bearer(make_token(session, "admin", days=0.5))
+        frozen_clock.advance(days=1)
+    elif problem == "revoked":
+        headers = bearer(world.tokens["admin"])
+        admin_id = world.tokens["admin"].split("_")[1]
+        assert client.delete(f"/api/v1/api-tokens/{admin_id}", headers=headers).status_code == 200
+    for (method, template), allowed in sorted(EXPECTED.items()):
+        if allowed is None:
+            continue
+        response = _call(client, method, template, world, headers)
+        assert response.status_code == 401, f"{problem} {method} {template}: {response.status_code}"
+        assert response.get_json()["error"]["code"] == "unauthenticated"
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_scoped_operator_sees_and_touches_nothing_outside_its_subtree(
+    client: Any, tree: Any, session_factory: Any
+) -> None:
+    with session_factory() as session:
+        scoped = bearer(make_token(session, "operator", org_unit_id=tree.station_a.id))
+        device_b = session.merge(tree.device_b)
+        foreign = enqueue_command(session, device_b, "DeviceInformation", {}, actor=SYSTEM, push=False)
+        session.commit()
+    listed = client.get("/api/v1/devices", headers=scoped).get_json()
+    assert [d["id"] for d in listed["items"]] == [tree.device_a.id]  # not B, not the unassigned one
+    assert (
+        client.get(f"/api/v1/devices?unit_id={tree.station_b.id}", headers=scoped).get_json()["items"] == []
+    )
+    for path in (
+        f"/api/v1/devices/{tree.device_b.id}",
+        f"/api/v1/devices/{tree.device_loose.id}",
+        f"/api/v1/devices/{tree.device_b.id}/commands",
+        f"/api/v1/commands/{foreign.uuid}",
+        f"/api/v1/org-units/{tree.station_b.id}",
+        f"/api/v1/org-units/{tree.hq.id}",
+    ):
+        response = client.get(path, headers=scoped)
+        assert response.status_code == 404, path
+    lock = client.post(
+        f"/api/v1/devices/{tree.device_b.id}/commands", headers=scoped, json={"request_type": "DeviceLock"}
+    )
+    assert lock.status_code == 404
+    assert client.post(f"/api/v1/commands/{foreign.uuid}/cancel", headers=scoped).status_code == 404
+    assert client.get("/api/v1/commands", headers=scoped).get_json()["items"] == []
+    units = client.get("/api/v1/org-units", headers=scoped).get_json()
+    assert {u["id"] for u in units} == {tree.station_a.id, tree.unit_a1.id}
+    # Inside its subtree the operator does its job.
+    own = client.post(
+        f"/api/v1/devices/{tree.device_a.id}/commands", headers=scoped, json={"request_type": "DeviceLock"}
+    )
+    assert own.status_code == 201
+    with session_factory() as session:
+        untouched = session.scalars(select(Command).where(Command.device_id == tree.device_b.id)).all()
+        assert [(c.uuid, c.status) for c in untouched] == [(foreign.uuid, "queued")]
+
+
+def test_scoped_admin_cannot_reach_outside_either(
+    client: Any, tree: Any, session_factory: Any, settings: Any
+) -> None:
+    with session_factory() as session:
+        scoped = bearer(make_token(session, "admin", org_unit_id=tree.station_a.id))
+        outsider = make_user(session, settings, "outsider", "auditor", org_unit_id=tree.station_b.id)
+    assert client.get(f"/api/v1/users/{outsider.user_id}", headers=scoped).status_code == 404
+    assert [u["username"] for u in client.get("/api/v1/users", headers=scoped).get_json()] == []
+    unscoped = client.post("/api/v1/users", headers=scoped, json={"username": "global", "role": "admin"})
+    assert unscoped.status_code == 400 and "org_unit_id" in unscoped.get_json()["error"]["fields"]
+    elsewhere = client.post(
+        "/api/v1/users",
+        headers=scoped,
+        json={"username": "north", "role": "operator", "org_unit_id": tree.station_b.id},
+    )
+    assert elsewhere.status_code == 400
+    inside = client.post(
+        "/api/v1/users",
+        headers=scoped,
+        json={"username": "central", "role": "operator", "org_unit_id": tree.unit_a1.id},
+    )
+    assert inside.status_code == 201
+    root = client.post("/api/v1/org-units", headers=scoped, json={"kind": "hq", "name_ja": "別本部"})
+    assert root.status_code == 400
+    move_out = client.patch(
+        f"/api/v1/org-units/{tree.unit_a1.id}", headers=scoped, json={"parent_id": tree.station_b.id}
+    )
+    assert move_out.status_code == 400
+    token = client.post("/api/v1/enrollment-tokens", headers=scoped, json={"org_unit_id": tree.station_b.id})
+    assert token.status_code == 400
+
+
+def test_operator_cannot_approve_wipes_create_users_or_erase(
+    client: Any, tree: Any, session_factory: Any
+) -> None:
+    # The wipe approval endpoint arrives with the hotline; its permission exists already.
+    holders = {role.value for role, granted in ROLE_PERMISSIONS.items() if Permission.WIPE_APPROVE in granted}
+    assert holders == {"admin", "approver"}
+    assert Permission.WIPE_REQUEST in ROLE_PERMISSIONS[Role.OPERATOR]
+    with session_factory() as session:
+        operator = bearer(make_token(session, "operator"))
+        admin = bearer(make_token(session, "admin"))
+    assert (
+        client.post("/api/v1/users", headers=operator, json={"username": "x", "role": "admin"}).status_code
+        == 403
+    )
+    erase = client.post(
+        f"/api/v1/devices/{tree.device_a.id}/commands", headers=operator, json={"request_type": "EraseDevice"}
+    )
+    assert erase.status_code == 403
+    restart = {"request_type": "RestartDevice"}
+    assert (
+        client.post(
+            f"/api/v1/devices/{tree.device_a.id}/commands", headers=operator, json=restart
+        ).status_code
+        == 403
+    )
+    assert (
+        client.post(f"/api/v1/devices/{tree.device_a.id}/commands", headers=admin, json=restart).status_code
+        == 201
+    )

@@ -1,0 +1,60 @@
+"""The REST API under /api/v1 (flask-smorest), described at /api/v1/openapi.json."""
+
+from __future__ import annotations
+
+from flask import Flask
+from flask_smorest import Api
+
+from web.api import audit, devices, enrollment, me, orgunits, tokens, users
+from web.api.auth import authenticate_request
+from web.api.base import PublicIdConverter, public_id_schema
+from web.api.schemas import ErrorSchema
+
+BLUEPRINTS = (me.blp, devices.blp, orgunits.blp, enrollment.blp, users.blp, tokens.blp, audit.blp)
+MAX_BODY = 1024 * 1024
+
+
+class HikeshiApi(Api):
+    ERROR_SCHEMA = ErrorSchema
+
+    def _register_error_handlers(self) -> None:
+        # web.errors renders every error of the application, the API's in the one JSON shape.
+        pass
+
+
+def init_app(app: Flask) -> Api:
+    app.config.update(
+        API_TITLE="Hikeshi MDM",
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/api/v1",
+        OPENAPI_JSON_PATH="openapi.json",
+        API_SPEC_OPTIONS={
+            "info": {
+                "description": "Devices, commands, org units, enrollment tokens, users and the audit "
+                "trail of Hikeshi MDM. Authenticate with `Authorization: Bearer <API token>`. "
+                'Every error has the body `{"error": {"code", "message", "fields"}}`.'
+            },
+            "security": [{"bearerAuth": []}],
+            "components": {
+                "securitySchemes": {
+                    "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "hks_…"}
+                }
+            },
+        },
+    )
+    app.url_map.converters["public_id"] = PublicIdConverter
+    api = HikeshiApi(app)
+    api.register_converter(PublicIdConverter, public_id_schema)
+    for blueprint in BLUEPRINTS:
+        api.register_blueprint(blueprint)
+    app.before_request(_limit_body)
+    app.before_request(authenticate_request)
+    return api
+
+
+def _limit_body() -> None:
+    from flask import request
+
+    if request.path.startswith("/api/"):
+        request.max_content_length = MAX_BODY

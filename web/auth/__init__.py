@@ -1,0 +1,1 @@
+"""Console authentication: passwords, TOTP, recovery codes, lockout, sessions and API tokens."""

@@ -1,0 +1,63 @@
+"""Display names for states, roles and commands in the console's language."""
+
+from __future__ import annotations
+
+from flask_babel import get_locale
+from flask_babel import lazy_gettext as _l
+
+from commands.catalog import UnknownCommand, get_command_type
+
+STATUS = {
+    "queued": _l("queued"),
+    "sent": _l("sent"),
+    "acknowledged": _l("acknowledged"),
+    "error": _l("error"),
+    "not_now": _l("not now (device busy)"),
+    "cancelled": _l("cancelled"),
+    "expired": _l("expired"),
+}
+ENROLLMENT = {
+    "pending": _l("enrolling"),
+    "enrolled": _l("enrolled"),
+    "unenrolled": _l("unenrolled"),
+    "retired": _l("retired (wiped)"),
+}
+ROLES = {
+    "admin": _l("Administrator"),
+    "operator": _l("Hotline operator"),
+    "approver": _l("Approver"),
+    "auditor": _l("Auditor"),
+    "dispatch": _l("Dispatch system (API only)"),
+}
+TOKEN_STATES = {
+    "active": _l("active"),
+    "expired": _l("expired"),
+    "used_up": _l("used up"),
+    "revoked": _l("revoked"),
+}
+
+
+def status_label(status: str) -> str:
+    return str(STATUS.get(status, status))
+
+
+def enrollment_label(state: str) -> str:
+    return str(ENROLLMENT.get(state, state))
+
+
+def role_label(role: str) -> str:
+    return str(ROLES.get(role, role))
+
+
+def token_state_label(state: str) -> str:
+    return str(TOKEN_STATES.get(state, state))
+
+
+def command_label(request_type: str) -> str:
+    try:
+        kind = get_command_type(request_type)
+    except UnknownCommand:
+        return request_type
+    if str(get_locale() or "ja") == "ja":
+        return f"{kind.description_ja} ({request_type})"
+    return f"{kind.description_en} ({request_type})"

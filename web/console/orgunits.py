@@ -1,0 +1,122 @@
+"""Org units: the tree, adding units, renaming and moving them."""
+
+from __future__ import annotations
+
+from flask import Response, abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+
+from mdm.appctx import db_session
+from mdm.models import OrgUnitKind, UnitType
+from mdm.orgunits import OrgUnitError, create_unit, move_unit, unit_tree, update_unit, walk
+from web.console import bp
+from web.console.forms import OrgUnitEditForm, OrgUnitForm, load_form
+from web.console.guard import ask_confirmation, confirmed, current_principal, needs
+from web.queries import visible_unit, visible_units
+from web.rbac import Permission
+
+
+def _page(errors: dict[str, list[str]] | None = None, form: dict[str, str] | None = None) -> str:
+    principal = current_principal()
+    session = db_session()
+    nodes = [n for n in walk(unit_tree(session)) if principal.sees_unit(n.unit.id)]
+    return render_template(
+        "console/orgunits.html",
+        nodes=nodes,
+        units=visible_units(session, principal),
+        kinds=OrgUnitKind.LABELS,
+        unit_types=UnitType.LABELS,
+        errors=errors or {},
+        form=form or {},
+    )
+
+
+@bp.route("/org-units")
+@needs(Permission.ORGUNIT_READ)
+def org_units() -> str:
+    return _page()
+
+
+@bp.route("/org-units", methods=["POST"])
+@needs(Permission.ORGUNIT_WRITE)
+def org_unit_create() -> Response | str:
+    principal = current_principal()
+    session = db_session()
+    data, errors = load_form(OrgUnitForm(), request.form)
+    if not errors:
+        parent_id = data.get("parent_id")
+        if parent_id is None and principal.scoped:
+            errors = {"parent_id": [_("Choose a parent unit inside your scope.")]}
+        elif parent_id is not None and visible_unit(session, principal, parent_id) is None:
+            errors = {"parent_id": [_("Unknown unit.")]}
+    if not errors:
+        try:
+            unit = create_unit(session, data, actor=principal.actor)
+            session.commit()
+            flash(_("Created %(name)s.", name=unit.name_ja), "ok")
+            return redirect(url_for("console.org_units"))  # type: ignore[return-value]
+        except OrgUnitError as exc:
+            session.rollback()
+            errors = {k: [str(m) for m in (v if isinstance(v, list) else [v])] for k, v in exc.fields.items()}
+    return _page(errors, dict(request.form))
+
+
+@bp.route("/org-units/<int:unit_id>", methods=["GET", "POST"])
+@needs(Permission.ORGUNIT_READ)
+def org_unit(unit_id: int) -> Response | str:
+    principal = current_principal()
+    session = db_session()
+    unit = visible_unit(session, principal, unit_id)
+    if unit is None:
+        abort(404)
+    errors: dict[str, list[str]] = {}
+    if request.method == "POST":
+        if not principal.can(Permission.ORGUNIT_WRITE):
+            abort(403)
+        data, errors = load_form(OrgUnitEditForm(), request.form)
+        new_parent = None
+        if not errors and data.get("parent_id") != unit.parent_id:
+            if principal.scoped and unit.id == principal.org_unit_id:
+                errors = {"parent_id": [_("You cannot move the unit your scope starts at.")]}
+            elif data.get("parent_id") is not None:
+                new_parent = visible_unit(session, principal, data["parent_id"])
+                if new_parent is None:
+                    errors = {"parent_id": [_("Unknown unit.")]}
+            elif principal.scoped:
+                errors = {"parent_id": [_("Choose a parent unit inside your scope.")]}
+        moving = not errors and data.get("parent_id") != unit.parent_id
+        if moving and not confirmed():
+            return ask_confirmation(
+                _("Move unit"),
+                _(
+                    "This moves %(unit)s, with every unit and device below it, under %(parent)s. "
+                    "Users scoped to the old parent lose sight of them.",
+                    unit=unit.name_ja,
+                    parent=new_parent.name_ja if new_parent else _("the top level"),
+                ),
+                action_label=_("Move"),
+            )
+        if not errors:
+            try:
+                update_unit(
+                    session,
+                    unit,
+                    {"name_ja": data["name_ja"], "name_en": data.get("name_en"), "code": data.get("code")},
+                    actor=principal.actor,
+                )
+                if moving:
+                    move_unit(session, unit, new_parent, actor=principal.actor)
+                session.commit()
+                flash(_("Saved."), "ok")
+                return redirect(url_for("console.org_unit", unit_id=unit.id))  # type: ignore[return-value]
+            except OrgUnitError as exc:
+                session.rollback()
+                errors = {
+                    k: [str(m) for m in (v if isinstance(v, list) else [v])] for k, v in exc.fields.items()
+                }
+    return render_template(
+        "console/orgunit.html",
+        unit=unit,
+        units=[u for u in visible_units(session, principal) if u.id != unit.id],
+        kinds=OrgUnitKind.LABELS,
+        errors=errors,
+    )

@@ -1,0 +1,317 @@
+"""Read-side queries shared by the API and the console, always limited to the principal's scope.
+
+A scoped principal gets "not found" for anything outside its org-unit subtree, exactly as if
+it did not exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, String, and_, cast, false, func, or_, select, true
+from sqlalchemy.orm import Session
+
+from mdm import clock
+from mdm.models import (
+    ApiToken,
+    AuditEvent,
+    Command,
+    CommandStatus,
+    Device,
+    EnrollmentState,
+    EnrollmentToken,
+    OrgUnit,
+    User,
+)
+from web.rbac import Principal
+
+
+@dataclass(frozen=True)
+class PageResult:
+    items: list[Any]
+    page: int
+    per_page: int
+    total: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"items": self.items, "page": self.page, "per_page": self.per_page, "total": self.total}
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.per_page))
+
+
+def _paged(session: Session, stmt: Any, page: int, per_page: int) -> PageResult:
+    total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
+    items = list(session.scalars(stmt.limit(per_page).offset((page - 1) * per_page)))
+    return PageResult(items, page, per_page, total)
+
+
+def _like(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+# -- devices ------------------------------------------------------------------------------------
+
+
+def device_scope(principal: Principal) -> ColumnElement[bool]:
+    if principal.scope_unit_ids is None:
+        return true()
+    return Device.org_unit_id.in_(sorted(principal.scope_unit_ids))
+
+
+def units_below(session: Session, unit_id: int) -> set[int]:
+    from mdm.orgunits import subtree_ids
+
+    return subtree_ids(session, unit_id)
+
+
+def search_devices(session: Session, principal: Principal, filters: Mapping[str, Any]) -> PageResult:
+    stmt = select(Device).where(device_scope(principal))
+    if filters.get("unit_id") is not None:
+        stmt = stmt.where(Device.org_unit_id.in_(sorted(units_below(session, filters["unit_id"]))))
+    if filters.get("platform"):
+        stmt = stmt.where(Device.platform == filters["platform"])
+    if filters.get("status"):
+        stmt = stmt.where(Device.enrollment_state == filters["status"])
+    if filters.get("compliance") and filters["compliance"] != "unknown":
+        # Compliance is not evaluated yet: no device is known to be (non)compliant.
+        stmt = stmt.where(false())
+    if filters.get("seen_since") is not None:
+        stmt = stmt.where(Device.last_seen_at >= filters["seen_since"])
+    if filters.get("not_seen_since") is not None:
+        stmt = stmt.where(or_(Device.last_seen_at.is_(None), Device.last_seen_at < filters["not_seen_since"]))
+    if filters.get("q"):
+        pattern = _like(filters["q"])
+        stmt = stmt.where(
+            or_(
+                *(
+                    column.ilike(pattern, escape="\\")
+                    for column in (
+                        Device.udid,
+                        Device.serial_number,
+                        Device.device_name,
+                        Device.model_name,
+                        Device.product_name,
+                    )
+                )
+            )
+        )
+    order = {
+        "id": (Device.id,),
+        "-id": (Device.id.desc(),),
+        "last_seen": (Device.last_seen_at.is_(None), Device.last_seen_at, Device.id),
+        "-last_seen": (Device.last_seen_at.is_(None), Device.last_seen_at.desc(), Device.id),
+        "name": (Device.device_name, Device.id),
+    }[filters.get("sort") or "id"]
+    return _paged(session, stmt.order_by(*order), filters.get("page", 1), filters.get("per_page", 50))
+
+
+def visible_device(session: Session, principal: Principal, device_id: int) -> Device | None:
+    device = session.get(Device, device_id)
+    if device is None or not principal.sees_unit(device.org_unit_id):
+        return None
+    return device
+
+
+def visible_devices(session: Session, principal: Principal, ids: list[int]) -> list[Device]:
+    if not ids:
+        return []
+    return list(
+        session.scalars(select(Device).where(Device.id.in_(ids), device_scope(principal)).order_by(Device.id))
+    )
+
+
+def pending_count(session: Session, device: Device) -> int:
+    return (
+        session.scalar(
+            select(func.count(Command.id)).where(
+                Command.device_id == device.id, Command.status.in_(CommandStatus.PENDING)
+            )
+        )
+        or 0
+    )
+
+
+# -- commands -----------------------------------------------------------------------------------
+
+
+def search_commands(session: Session, principal: Principal, filters: Mapping[str, Any]) -> PageResult:
+    stmt = select(Command).join(Device, Command.device_id == Device.id).where(device_scope(principal))
+    if filters.get("device_id") is not None:
+        stmt = stmt.where(Command.device_id == filters["device_id"])
+    if filters.get("status"):
+        stmt = stmt.where(Command.status == filters["status"])
+    if filters.get("request_type"):
+        stmt = stmt.where(Command.request_type == filters["request_type"])
+    stmt = stmt.order_by(Command.id.desc())
+    return _paged(session, stmt, filters.get("page", 1), filters.get("per_page", 50))
+
+
+def device_commands(session: Session, device: Device, limit: int = 100) -> list[Command]:
+    return list(
+        session.scalars(
+            select(Command).where(Command.device_id == device.id).order_by(Command.id.desc()).limit(limit)
+        )
+    )
+
+
+def visible_command(session: Session, principal: Principal, command_uuid: str) -> Command | None:
+    command = session.scalars(select(Command).where(Command.uuid == command_uuid)).first()
+    if command is None:
+        return None
+    device = session.get(Device, command.device_id)
+    if device is None or not principal.sees_unit(device.org_unit_id):
+        return None
+    return command
+
+
+# -- org units, tokens, users -------------------------------------------------------------------
+
+
+def visible_units(session: Session, principal: Principal) -> list[OrgUnit]:
+    from mdm.orgunits import list_units
+
+    return [u for u in list_units(session) if principal.sees_unit(u.id)]
+
+
+def visible_unit(session: Session, principal: Principal, unit_id: int) -> OrgUnit | None:
+    unit = session.get(OrgUnit, unit_id)
+    if unit is None or not principal.sees_unit(unit.id):
+        return None
+    return unit
+
+
+def visible_enrollment_token(session: Session, principal: Principal, token_id: int) -> EnrollmentToken | None:
+    token = session.get(EnrollmentToken, token_id)
+    if token is None or not principal.sees_unit(token.org_unit_id):
+        return None
+    return token
+
+
+def visible_users(session: Session, principal: Principal) -> list[User]:
+    stmt = select(User).order_by(User.username)
+    if principal.scope_unit_ids is not None:
+        stmt = stmt.where(User.org_unit_id.in_(sorted(principal.scope_unit_ids)))
+    return list(session.scalars(stmt))
+
+
+def visible_user(session: Session, principal: Principal, user_id: int) -> User | None:
+    user = session.get(User, user_id)
+    if user is None or not principal.sees_unit(user.org_unit_id):
+        return None
+    return user
+
+
+def visible_api_tokens(session: Session, principal: Principal) -> list[ApiToken]:
+    stmt = select(ApiToken).order_by(ApiToken.id.desc())
+    if principal.scope_unit_ids is not None:
+        stmt = stmt.where(ApiToken.org_unit_id.in_(sorted(principal.scope_unit_ids)))
+    return list(session.scalars(stmt))
+
+
+def visible_api_token(session: Session, principal: Principal, public_id: str) -> ApiToken | None:
+    token = session.scalars(select(ApiToken).where(ApiToken.public_id == public_id)).first()
+    if token is None or not principal.sees_unit(token.org_unit_id):
+        return None
+    return token
+
+
+# -- audit --------------------------------------------------------------------------------------
+
+
+def audit_scope(principal: Principal) -> ColumnElement[bool]:
+    """Events about things inside the scope: its devices, their commands, units, tokens, users."""
+    if principal.scope_unit_ids is None:
+        return true()
+    units = sorted(principal.scope_unit_ids)
+    device_ids = select(Device.id).where(Device.org_unit_id.in_(units))
+    as_text = lambda column: cast(column, String)  # noqa: E731
+    return or_(
+        and_(
+            AuditEvent.target_type == "device",
+            AuditEvent.target_id.in_(select(as_text(Device.id)).where(Device.org_unit_id.in_(units))),
+        ),
+        and_(
+            AuditEvent.target_type == "command",
+            AuditEvent.target_id.in_(select(Command.uuid).where(Command.device_id.in_(device_ids))),
+        ),
+        and_(AuditEvent.target_type == "org_unit", AuditEvent.target_id.in_([str(u) for u in units])),
+        and_(
+            AuditEvent.target_type == "enrollment_token",
+            AuditEvent.target_id.in_(
+                select(as_text(EnrollmentToken.id)).where(EnrollmentToken.org_unit_id.in_(units))
+            ),
+        ),
+        and_(
+            AuditEvent.target_type == "user",
+            AuditEvent.target_id.in_(select(as_text(User.id)).where(User.org_unit_id.in_(units))),
+        ),
+        and_(
+            AuditEvent.target_type == "api_token",
+            AuditEvent.target_id.in_(select(ApiToken.public_id).where(ApiToken.org_unit_id.in_(units))),
+        ),
+    )
+
+
+def audit_statement(principal: Principal, filters: Mapping[str, Any]) -> Any:
+    stmt = select(AuditEvent).where(audit_scope(principal))
+    action = filters.get("action")
+    if action:
+        if action.endswith("."):
+            stmt = stmt.where(AuditEvent.action.startswith(action, autoescape=True))
+        else:
+            stmt = stmt.where(AuditEvent.action == action)
+    if filters.get("actor"):
+        stmt = stmt.where(AuditEvent.actor == filters["actor"])
+    if filters.get("target_type"):
+        stmt = stmt.where(AuditEvent.target_type == filters["target_type"])
+    if filters.get("target_id"):
+        stmt = stmt.where(AuditEvent.target_id == filters["target_id"])
+    if filters.get("since") is not None:
+        stmt = stmt.where(AuditEvent.occurred_at >= filters["since"])
+    if filters.get("until") is not None:
+        stmt = stmt.where(AuditEvent.occurred_at <= filters["until"])
+    return stmt
+
+
+def search_audit(session: Session, principal: Principal, filters: Mapping[str, Any]) -> PageResult:
+    stmt = audit_statement(principal, filters).order_by(AuditEvent.seq.desc())
+    return _paged(session, stmt, filters.get("page", 1), filters.get("per_page", 50))
+
+
+# -- dashboard ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DashboardCounts:
+    enrolled: int
+    seen_last_hour: int
+    # Lost mode arrives with the hotline workflow; until then no device can be in it.
+    lost: int
+    pending_commands: int
+    push_errors: int
+
+
+def dashboard_counts(session: Session, principal: Principal) -> DashboardCounts:
+    scope = device_scope(principal)
+    hour_ago: datetime = clock.now() - timedelta(hours=1)
+    enrolled = session.scalar(
+        select(func.count(Device.id)).where(scope, Device.enrollment_state == EnrollmentState.ENROLLED)
+    )
+    seen = session.scalar(select(func.count(Device.id)).where(scope, Device.last_seen_at >= hour_ago))
+    pending = session.scalar(
+        select(func.count(Command.id))
+        .join(Device, Command.device_id == Device.id)
+        .where(scope, Command.status.in_(CommandStatus.PENDING))
+    )
+    push_errors = session.scalar(
+        select(func.count(Device.id)).where(
+            scope, Device.enrollment_state == EnrollmentState.ENROLLED, Device.push_error.is_not(None)
+        )
+    )
+    return DashboardCounts(enrolled or 0, seen or 0, 0, pending or 0, push_errors or 0)

@@ -1,0 +1,167 @@
+"""Roles, their explicit permission sets, and who is asking (a console user or an API token).
+
+Permissions are granted, never inferred: a role has exactly the permissions listed here, and an
+endpoint without a declared permission is refused (deny by default, see web.api.auth).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from mdm.audit import Actor
+
+
+class Permission(StrEnum):
+    # Read one's own identity and permissions (every role).
+    SELF_READ = "self.read"
+    DEVICE_READ = "device.read"
+    COMMAND_READ = "command.read"
+    # Any catalog command except erase (which needs the two-person wipe workflow).
+    COMMAND_QUEUE = "command.queue"
+    # Only the loss-and-theft commands of the hotline (lock, lost mode, location, sound).
+    COMMAND_QUEUE_HOTLINE = "command.queue.hotline"
+    COMMAND_CANCEL = "command.cancel"
+    WIPE_REQUEST = "wipe.request"
+    WIPE_APPROVE = "wipe.approve"
+    ORGUNIT_READ = "orgunit.read"
+    ORGUNIT_WRITE = "orgunit.write"
+    ENROLLMENT_READ = "enrollment.read"
+    ENROLLMENT_WRITE = "enrollment.write"
+    USER_READ = "user.read"
+    USER_WRITE = "user.write"
+    APITOKEN_READ = "apitoken.read"
+    APITOKEN_WRITE = "apitoken.write"
+    AUDIT_READ = "audit.read"
+    AUDIT_EXPORT = "audit.export"
+    AUDIT_VERIFY = "audit.verify"
+    SETTINGS_READ = "settings.read"
+    SETTINGS_WRITE = "settings.write"
+    READINESS_READ = "readiness.read"
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    OPERATOR = "operator"
+    APPROVER = "approver"
+    AUDITOR = "auditor"
+    DISPATCH = "dispatch"
+
+
+P = Permission
+
+ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
+    Role.ADMIN: frozenset(Permission),
+    # The 24-hour hotline: find a device, lock it, put it in lost mode, ask for a wipe.
+    Role.OPERATOR: frozenset(
+        {
+            P.SELF_READ,
+            P.DEVICE_READ,
+            P.COMMAND_READ,
+            P.COMMAND_QUEUE_HOTLINE,
+            P.COMMAND_CANCEL,
+            P.WIPE_REQUEST,
+            P.ORGUNIT_READ,
+            P.READINESS_READ,
+        }
+    ),
+    # Duty officer / CSIRT: decides on wipes asked for by someone else.
+    Role.APPROVER: frozenset({P.SELF_READ, P.DEVICE_READ, P.COMMAND_READ, P.WIPE_APPROVE, P.ORGUNIT_READ}),
+    # Reads everything that is not a secret, changes nothing.
+    Role.AUDITOR: frozenset(
+        {
+            P.SELF_READ,
+            P.DEVICE_READ,
+            P.COMMAND_READ,
+            P.ORGUNIT_READ,
+            P.ENROLLMENT_READ,
+            P.USER_READ,
+            P.APITOKEN_READ,
+            P.AUDIT_READ,
+            P.AUDIT_EXPORT,
+            P.AUDIT_VERIFY,
+            P.SETTINGS_READ,
+            P.READINESS_READ,
+        }
+    ),
+    # The dispatch center's systems: read readiness and device status, nothing else.
+    Role.DISPATCH: frozenset({P.SELF_READ, P.DEVICE_READ, P.ORGUNIT_READ, P.READINESS_READ}),
+}
+
+# People log in to the console; dispatch is a system and exists only as API tokens.
+USER_ROLES: tuple[Role, ...] = (Role.ADMIN, Role.OPERATOR, Role.APPROVER, Role.AUDITOR)
+TOKEN_ROLES: tuple[Role, ...] = tuple(Role)
+# The guideline asks for multi-factor authentication where a login can do the most harm.
+TOTP_REQUIRED_ROLES: frozenset[Role] = frozenset({Role.ADMIN, Role.APPROVER})
+
+
+def permissions_of(role: str) -> frozenset[Permission]:
+    try:
+        return ROLE_PERMISSIONS[Role(role)]
+    except ValueError:
+        return frozenset()
+
+
+def totp_required(role: str) -> bool:
+    return role in {r.value for r in TOTP_REQUIRED_ROLES}
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is making this request, and what they may see.
+
+    `scope_unit_ids` is None for an unscoped principal, otherwise the ids of its org unit and
+    every unit below it: nothing outside that set is visible or changeable.
+    """
+
+    kind: str  # "user" or "token"
+    id: int
+    name: str
+    role: str
+    org_unit_id: int | None = None
+    scope_unit_ids: frozenset[int] | None = None
+    source_ip: str | None = None
+    permissions: frozenset[Permission] = field(default_factory=frozenset)
+
+    @property
+    def actor(self) -> Actor:
+        return Actor(f"{self.kind}:{self.name}", self.role, self.source_ip)
+
+    @property
+    def scoped(self) -> bool:
+        return self.scope_unit_ids is not None
+
+    def can(self, permission: Permission) -> bool:
+        return permission in self.permissions
+
+    def can_all(self, permissions: Iterable[Permission]) -> bool:
+        return all(p in self.permissions for p in permissions)
+
+    def sees_unit(self, unit_id: int | None) -> bool:
+        if self.scope_unit_ids is None:
+            return True
+        return unit_id is not None and unit_id in self.scope_unit_ids
+
+
+# The commands an operator on the hotline may send; everything else needs COMMAND_QUEUE.
+HOTLINE_ORDER = ("DeviceLock", "EnableLostMode", "DeviceLocation", "PlayLostModeSound", "DisableLostMode")
+HOTLINE_COMMANDS = frozenset(HOTLINE_ORDER)
+# Never queued directly: a wipe needs a requester and a different approver (DESIGN.md invariant 2).
+WIPE_COMMANDS = frozenset({"EraseDevice"})
+
+
+def command_permission(request_type: str) -> Permission | None:
+    """The permission needed to queue (or cancel) this command type; None: not by this route."""
+    if request_type in WIPE_COMMANDS:
+        return None
+    if request_type in HOTLINE_COMMANDS:
+        return Permission.COMMAND_QUEUE_HOTLINE
+    return Permission.COMMAND_QUEUE
+
+
+def may_send(principal: Principal, request_type: str) -> bool:
+    needed = command_permission(request_type)
+    if needed is None:
+        return False
+    return principal.can(needed) or principal.can(Permission.COMMAND_QUEUE)
