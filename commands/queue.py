@@ -267,8 +267,10 @@ def next_command(session: Session, device: Device, *, offer_not_now: bool) -> Co
         .limit(1)
     )
     if is_postgres(session):
-        # Two connections of the same device never take the same row at the same moment.
-        stmt = stmt.with_for_update(skip_locked=True)
+        # Wait for the row rather than skip it: the lock is held only for a moment (another
+        # connection of the device, or the dispatcher stamping pushed_at), and skipping would
+        # hand the device an empty reply while its lock command is waiting.
+        stmt = stmt.with_for_update()
     command = session.scalars(stmt).first()
     if command is None:
         return None
