@@ -11,6 +11,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from babel.messages.catalog import Catalog
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from flask import Flask, request
@@ -28,15 +29,23 @@ def N_(message: str) -> str:
 
 
 def compile_catalogs(source: Path, target: Path) -> list[Path]:
-    """Compile every messages.po under `source` into `target`; returns the .mo files written."""
+    """Compile each locale's .po files into one messages.mo under `target`; returns those written.
+
+    A locale may keep its messages in several .po files (one per feature area: messages.po,
+    hotline.po, ...), merged here, so areas of the console are translated without editing one
+    shared file.
+    """
     written = []
-    for po in sorted(source.glob("*/LC_MESSAGES/*.po")):
-        mo = target / po.relative_to(source).with_suffix(".mo")
-        if mo.exists() and mo.stat().st_mtime >= po.stat().st_mtime:
+    for messages_dir in sorted(source.glob("*/LC_MESSAGES")):
+        sources = sorted(messages_dir.glob("*.po"))
+        if not sources:
             continue
+        mo = target / messages_dir.relative_to(source) / "messages.mo"
+        newest = max(po.stat().st_mtime for po in sources)
+        if mo.exists() and mo.stat().st_mtime >= newest:
+            continue
+        catalog = read_catalog(sources, messages_dir.parent.name)
         mo.parent.mkdir(parents=True, exist_ok=True)
-        with po.open("rb") as fh:
-            catalog = read_po(fh, locale=po.parts[-3])
         # Write beside the target and rename: several workers may compile at the same moment.
         fd, tmp = tempfile.mkstemp(dir=mo.parent, suffix=".tmp")
         with os.fdopen(fd, "wb") as out:
@@ -44,6 +53,21 @@ def compile_catalogs(source: Path, target: Path) -> list[Path]:
         os.replace(tmp, mo)
         written.append(mo)
     return written
+
+
+def read_catalog(sources: list[Path], locale: str) -> Catalog:
+    """One catalog from several .po files; a message id defined twice is a mistake and refused."""
+    merged = Catalog(locale=locale)
+    for po in sources:
+        with po.open("rb") as fh:
+            part = read_po(fh, locale=locale)
+        for message in part:
+            if not message.id:
+                continue
+            if message.id in merged:
+                raise ValueError(f"{po}: message {message.id!r} is already translated in another file")
+            merged[message.id] = message
+    return merged
 
 
 def select_locale() -> str:

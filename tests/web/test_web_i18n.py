@@ -6,9 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from babel.messages.extract import extract_from_dir
-from babel.messages.pofile import read_po
 
-from web.i18n import SOURCE_DIR, compile_catalogs
+from web.i18n import SOURCE_DIR, compile_catalogs, read_catalog
 
 ROOT = Path(__file__).resolve().parents[2]
 KEYWORDS = {"_": None, "gettext": None, "ngettext": (1, 2), "_l": None, "lazy_gettext": None, "N_": None}
@@ -25,8 +24,7 @@ def _extracted() -> set[str]:
 
 
 def test_every_console_message_has_a_japanese_translation() -> None:
-    with (SOURCE_DIR / "ja" / "LC_MESSAGES" / "messages.po").open("rb") as fh:
-        catalog = read_po(fh)
+    catalog = read_catalog(sorted((SOURCE_DIR / "ja" / "LC_MESSAGES").glob("*.po")), "ja")
     translated = {m.id for m in catalog if m.id and m.string and not m.fuzzy}
     extracted = _extracted()
     assert len(extracted) > 250  # the extraction itself works
@@ -38,6 +36,20 @@ def test_catalogs_compile_into_the_instance_folder(tmp_path: Path) -> None:
     written = compile_catalogs(SOURCE_DIR, tmp_path)
     assert [p.relative_to(tmp_path).as_posix() for p in written] == ["ja/LC_MESSAGES/messages.mo"]
     assert compile_catalogs(SOURCE_DIR, tmp_path) == []  # up to date: not rewritten
+
+
+def test_a_message_translated_in_two_files_is_refused(tmp_path: Path) -> None:
+    messages = tmp_path / "ja" / "LC_MESSAGES"
+    messages.mkdir(parents=True)
+    entry = 'msgid "Lock now"\nmsgstr "今すぐロック"\n'
+    (messages / "messages.po").write_text(entry, encoding="utf-8")
+    (messages / "hotline.po").write_text(entry, encoding="utf-8")
+    try:
+        compile_catalogs(tmp_path, tmp_path / "out")
+    except ValueError as exc:
+        assert "Lock now" in str(exc)
+    else:
+        raise AssertionError("a duplicate translation was accepted")
 
 
 def test_japanese_is_the_default_and_english_a_switch(client: object) -> None:

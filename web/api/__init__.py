@@ -5,12 +5,29 @@ from __future__ import annotations
 from flask import Flask
 from flask_smorest import Api
 
-from web.api import audit, devices, enrollment, me, orgunits, tokens, users
+from web.api import (
+    audit,
+    devices,
+    enrollment,
+    me,
+    orgunits,
+    tokens,
+    users,
+)
 from web.api.auth import authenticate_request
 from web.api.base import PublicIdConverter, public_id_schema
 from web.api.schemas import ErrorSchema
 
-BLUEPRINTS = (me.blp, devices.blp, orgunits.blp, enrollment.blp, users.blp, tokens.blp, audit.blp)
+# One line a blueprint, in the order they appear in the OpenAPI document.
+BLUEPRINTS = (
+    me.blp,
+    devices.blp,
+    orgunits.blp,
+    enrollment.blp,
+    users.blp,
+    tokens.blp,
+    audit.blp,
+)
 MAX_BODY = 1024 * 1024
 
 
