@@ -8,7 +8,7 @@ in one of the `commands.kinds` modules. The queue, the API and the CLI read ever
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -108,6 +108,34 @@ def get_command_type(request_type: str) -> CommandType:
 def all_command_types() -> list[CommandType]:
     _load_kinds()
     return sorted(_CATALOG.values(), key=lambda c: c.request_type)
+
+
+# -- the same command on another platform ---------------------------------------------------------
+# Services speak Apple's request types (the hotline queues DeviceLock, EraseDevice...). A platform
+# whose agent has an equivalent command declares it here: the Apple type then accepts that
+# platform's devices and keeps its name on the queue (so its result handlers still run), and the
+# platform's protocol renders it under the equivalent's name when the device fetches it.
+
+
+@dataclass(frozen=True)
+class PlatformEquivalent:
+    request_type: str  # the platform's own command name (e.g. the Android agent's "LOCK")
+    params: Callable[[dict[str, Any]], dict[str, Any]] = field(default=lambda params: {})
+
+
+_EQUIVALENTS: dict[tuple[str, str], PlatformEquivalent] = {}
+
+
+def register_equivalent(request_type: str, platform: str, equivalent: PlatformEquivalent) -> None:
+    kind = _CATALOG[request_type]
+    if platform not in kind.platforms:
+        _CATALOG[request_type] = replace(kind, platforms=(*kind.platforms, platform))
+    _EQUIVALENTS[(request_type, platform)] = equivalent
+
+
+def equivalent_for(request_type: str, platform: str) -> PlatformEquivalent | None:
+    _load_kinds()
+    return _EQUIVALENTS.get((request_type, platform))
 
 
 def _load_kinds() -> None:

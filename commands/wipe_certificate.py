@@ -24,8 +24,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
+from commands.catalog import equivalent_for
 from enrollment.ca import profile_signer
 from mdm import clock
 from mdm.audit import Actor, record_event
@@ -36,6 +37,8 @@ from mdm.x509util import fingerprint
 
 CERTIFICATE_TYPE = "hikeshi.wipe-certificate"
 VERSION = 1
+# Session.info key: the settings needed to unseal the signing key where a result handler runs.
+SIGNING_SETTINGS = "hikeshi.signing_settings"
 
 
 class CertificateInvalid(ValueError):
@@ -47,6 +50,24 @@ class CertificateInvalid(ValueError):
 
 def _time(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+APPLE_ERASE = "EraseDevice (Apple MDM; crypto-erase of the device's storage)"
+
+
+def erase_method(platform: str, params: dict[str, Any]) -> str:
+    """How the device erased itself, in its own platform's terms: Apple's EraseDevice, or the Android
+    agent's WIPE, which calls DevicePolicyManager.wipeData (a factory reset) once its acknowledgement
+    has reached the server (docs/android-agent-protocol.md)."""
+    if platform != "android":
+        return APPLE_ERASE
+    equivalent = equivalent_for("EraseDevice", platform)
+    flags = list(equivalent.params(params).get("flags") or []) if equivalent is not None else []
+    with_flags = f" with {' | '.join(flags)}" if flags else ""
+    return (
+        f"WIPE (Android agent as device owner; DevicePolicyManager.wipeData{with_flags}: factory reset "
+        "of the device, started after the acknowledgement reached the server)"
+    )
 
 
 def certificate_content(incident: Incident, erase: Command, unit_path: str | None) -> dict[str, Any]:
@@ -73,7 +94,7 @@ def certificate_content(incident: Incident, erase: Command, unit_path: str | Non
             "operator": incident.operator,
         },
         "wipe": {
-            "method": "EraseDevice (Apple MDM; crypto-erase of the device's storage)",
+            "method": erase_method(device.platform, erase.params or {}),
             "command_uuid": erase.uuid,
             "requested_by": incident.wipe_requested_by,
             "requested_at": _time(incident.wipe_requested_at),
@@ -158,6 +179,19 @@ def issue_wipe_certificate(
     )
     session.flush()
     return certificate
+
+
+def sign_at_acknowledgement(factory: sessionmaker[Session], settings: Settings) -> None:
+    """Let every session of `factory` carry the settings, so that the EraseDevice result handler
+    signs the certificate in the same transaction as the acknowledgement (called at app build)."""
+    info = dict(factory.kw.get("info") or {})
+    info[SIGNING_SETTINGS] = settings
+    factory.configure(info=info)
+
+
+def signing_settings(session: Session) -> Settings | None:
+    settings = session.info.get(SIGNING_SETTINGS)
+    return settings if isinstance(settings, Settings) else None
 
 
 def sign_pending_certificates(session: Session, settings: Settings, *, actor: Actor) -> int:
@@ -306,10 +340,13 @@ def render_certificate_html(content: bytes, *, signer_fingerprint: str | None = 
         ]
     )
     flag = ' class="break-glass"' if wipe["break_glass"] else ""
+    # The command as the device knew it: Apple's EraseDevice, the Android agent's WIPE.
+    command = html.escape(str(wipe["method"]).split(" ", 1)[0])
     return f"""<!doctype html>
 <html lang="ja">
 <head>
 <meta charset="utf-8">
+<link rel="icon" href="data:,">
 <title>消去完了証明書 / Certificate of device erasure — #{incident["id"]}</title>
 <style>
 body {{ font-family: "Hiragino Sans", "Noto Sans JP", sans-serif; margin: 2em; }}
@@ -324,9 +361,9 @@ th {{ width: 30%; background: #f2f2f2; }}
 <body>
 <h1>消去完了証明書</h1>
 <p>Certificate of device erasure</p>
-<p>下記の端末は、管理サーバーからの消去命令(EraseDevice)を受信し、消去を完了した旨を応答しました。
+<p>下記の端末は、管理サーバーからの消去命令({command})を受信し、消去を完了した旨を応答しました。
 本書はサーバー署名証明書による電子署名(CMS 分離署名)付きの JSON と同一の内容です。</p>
-<p><small>The device below acknowledged the server's EraseDevice command. This page shows the same content
+<p><small>The device below acknowledged the server's {command} command. This page shows the same content
 as the signed JSON (detached CMS signature by the server signing certificate).</small></p>
 <table{flag}>
 {rows}

@@ -16,9 +16,10 @@ import click
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from enrollment import android_qr, qr, tokens
 from enrollment import ca as ca_service
-from enrollment import qr, tokens
 from mdm import clock, orgunits
+from mdm.android.sheet import PATH as ANDROID_PROVISIONING_PATH
 from mdm.audit import Actor
 from mdm.db import transaction
 from mdm.models import OrgUnit, OrgUnitKind, TokenPlatform, UnitType
@@ -131,11 +132,22 @@ def token_create(
     qr_path: Path | None,
     as_json: bool,
 ) -> None:
-    """Create a token; its URL is shown once (only a hash is stored)."""
+    """Create a token; its URL is shown once (only a hash is stored).
+
+    An android token has no enrollment URL: the tablet scans the device-owner provisioning QR
+    code, printed from its sheet (/android/provisioning/<secret>/sheet) or written by --qr-png.
+    """
     try:
         lifetime = tokens.parse_duration(expires)
     except tokens.TokenError as exc:
         raise click.BadParameter(_fields_message(exc.fields), param_hint="--expires") from exc
+    android = platform == TokenPlatform.ANDROID
+    missing = _android_settings_missing(obj.settings) if android else {}
+    if missing and qr_path is not None:
+        # Refused before the token exists: a token whose QR code cannot be made is of no use.
+        raise click.ClickException(
+            "cannot write the Android provisioning QR code; set " + _fields_message(missing)
+        )
     with transaction(obj.session_factory()) as session:
         unit = _resolve_unit(session, unit_ref)
         try:
@@ -160,22 +172,50 @@ def token_create(
             "platform": token.platform,
             "max_uses": token.max_uses,
             "expires_at": token.expires_at.isoformat(),
-            "url": created.url(obj.settings),
-            "sheet_url": created.url(obj.settings) + "/sheet",
-            "qr_png_url": created.url(obj.settings) + "/qr.png",
         }
+        if android:
+            base = _android_provisioning_url(obj.settings, created.secret)
+            # The QR code carries the secret: there is no URL a tablet opens, only the sheet.
+            record |= {"url": None, "sheet_url": base + "/sheet", "qr_png_url": base + "/qr.png"}
+        else:
+            url = created.url(obj.settings)
+            record |= {"url": url, "sheet_url": url + "/sheet", "qr_png_url": url + "/qr.png"}
     if qr_path is not None:
-        qr_path.write_bytes(qr.qr_png(record["url"]))
+        png = android_qr.qr_png(obj.settings, created.secret) if android else qr.qr_png(record["url"])
+        qr_path.write_bytes(png)
+    if missing:
+        click.echo(
+            "warning: the Android provisioning QR code cannot be made until these settings are set: "
+            + _fields_message(missing),
+            err=True,
+        )
     if as_json:
         click.echo(json.dumps(record, ensure_ascii=False))
         return
     click.echo(f"token #{record['id']} for {record['unit_name']} ({token.platform}, {token.max_uses} uses)")
     click.echo(f"expires:  {token.expires_at:%Y-%m-%d %H:%M} UTC")
-    click.echo(f"URL:      {record['url']}")
+    if record["url"]:
+        click.echo(f"URL:      {record['url']}")
     click.echo(f"sheet:    {record['sheet_url']}")
     if qr_path is not None:
         click.echo(f"QR code:  {qr_path}")
-    click.echo("The URL is shown only now; print the sheet or keep the QR code before closing this window.")
+    elif android:
+        click.echo(f"QR code:  {record['qr_png_url']}")
+    shown = "The sheet address" if android else "The URL"
+    click.echo(f"{shown} is shown only now; print the sheet or keep the QR code before closing this window.")
+
+
+def _android_provisioning_url(settings: Any, secret: str) -> str:
+    return settings.public_url.rstrip("/") + ANDROID_PROVISIONING_PATH.replace("<secret>", secret)
+
+
+def _android_settings_missing(settings: Any) -> dict[str, str]:
+    """The settings the provisioning QR code still needs (empty when it can be made)."""
+    try:
+        android_qr.provisioning_payload(settings, "check")
+    except android_qr.ProvisioningNotConfigured as exc:
+        return exc.settings
+    return {}
 
 
 @token_group.command("list")

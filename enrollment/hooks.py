@@ -29,6 +29,13 @@ def place_in_token_unit(session: Session, device: Device, row: DeviceCertificate
         use.bound_at = clock.now()
     if token.platform and device.platform != token.platform:
         return
+    join_token_unit(session, device, token, row.fingerprint_sha256, actor=actor)
+
+
+def join_token_unit(
+    session: Session, device: Device, token: EnrollmentToken, certificate_fingerprint: str, *, actor: Actor
+) -> None:
+    """Put a device enrolled with `token` into the token's unit (its profiles follow the move)."""
     unit = session.get(OrgUnit, token.org_unit_id)
     orgunits.assign_device(session, device, unit, actor=actor)
     record_event(
@@ -40,6 +47,6 @@ def place_in_token_unit(session: Session, device: Device, row: DeviceCertificate
         {
             "enrollment_token_id": token.id,
             "org_unit_id": token.org_unit_id,
-            "certificate": row.fingerprint_sha256,
+            "certificate": certificate_fingerprint,
         },
     )

@@ -7,6 +7,11 @@ GET /enroll/<token>/sheet     a printable bilingual sheet: unit, QR code, expiry
 The token in the path is the secret itself, so every answer is no-store and no-referrer. A token
 that cannot be used gets a plain bilingual page (404 unknown, 410 expired, used up or revoked),
 never a traceback.
+
+These are Apple's pages. An android token enrolls by the device-owner provisioning QR code
+(mdm.android.sheet): the profile and the QR codes here refuse it (409, "this code is for
+Android"), since a QR of this URL would only confuse whoever scans it; its sheet address
+redirects to the Android sheet, so an administrator with an old link still prints the right code.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta, timezone
 
-from flask import Blueprint, Response, render_template, request
+from flask import Blueprint, Response, redirect, render_template, request, url_for
 from markupsafe import Markup
 
 from enrollment import qr
@@ -63,13 +68,19 @@ def _token(secret: str) -> EnrollmentToken:
     return usable_token(db_session(), secret)
 
 
+def _apple_token(secret: str) -> EnrollmentToken:
+    """A usable token for an Apple device; TokenUnavailable("wrong_platform") for an android one."""
+    token = _token(secret)
+    if token.platform != TokenPlatform.APPLE:
+        raise TokenUnavailable("wrong_platform", token)
+    return token
+
+
 @bp.get("/enroll/<secret>")
 def profile(secret: str) -> Response:
     session = db_session()
     try:
-        token = _token(secret)
-        if token.platform != TokenPlatform.APPLE:
-            raise TokenUnavailable("wrong_platform", token)
+        token = _apple_token(secret)
         if request.method == "HEAD":
             # Link checkers and previews probe with HEAD: answer without issuing a challenge.
             return _private(Response(b"", status=200, content_type=CONTENT_TYPE))
@@ -92,7 +103,7 @@ def profile(secret: str) -> Response:
 @bp.get("/enroll/<secret>/qr.svg")
 def qr_svg(secret: str) -> Response:
     try:
-        _token(secret)
+        _apple_token(secret)
     except TokenUnavailable as exc:
         return _unavailable(exc.state)
     return _private(Response(qr.qr_svg(enrollment_url(settings(), secret)), content_type="image/svg+xml"))
@@ -101,7 +112,7 @@ def qr_svg(secret: str) -> Response:
 @bp.get("/enroll/<secret>/qr.png")
 def qr_png(secret: str) -> Response:
     try:
-        _token(secret)
+        _apple_token(secret)
     except TokenUnavailable as exc:
         return _unavailable(exc.state)
     return _private(Response(qr.qr_png(enrollment_url(settings(), secret)), content_type="image/png"))
@@ -118,6 +129,10 @@ def sheet(secret: str) -> Response:
         token = _token(secret)
     except TokenUnavailable as exc:
         return _unavailable(exc.state)
+    if token.platform != TokenPlatform.APPLE:
+        # Same origin, secret already in the path; the Android sheet prints the provisioning QR.
+        target = url_for("android_agent.provisioning_sheet", secret=secret)
+        return _private(redirect(target, code=303))  # type: ignore[arg-type]
     unit = session.get(OrgUnit, token.org_unit_id)
     url = enrollment_url(settings(), secret)
     html = render_template(

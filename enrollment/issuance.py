@@ -87,6 +87,10 @@ def issue_with_challenge(
     if challenge.purpose == ChallengePurpose.ENROLL:
         row.enrollment_token_id = challenge.token_id
         details["enrollment_token_id"] = challenge.token_id
+    elif challenge.purpose == ChallengePurpose.WIFI:
+        # Recorded (and revocable) but never bound: a Wi-Fi certificate must not authenticate
+        # on the MDM channel, nor count as the identity the renewal job watches.
+        details["device_id"] = challenge.device_id
     else:
         device = session.get(Device, challenge.device_id) if challenge.device_id else None
         if device is None:

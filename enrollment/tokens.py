@@ -291,6 +291,24 @@ def issue_renewal_challenge(
     return challenge, secret
 
 
+def take_token_use(session: Session, token_id: int | None) -> bool:
+    """Count one use of a token that is still usable, in one statement: two devices racing for
+    the last use cannot both have it. False when the token is revoked, expired or used up."""
+    now = clock.now()
+    taken = session.execute(
+        update(EnrollmentToken)
+        .where(
+            EnrollmentToken.id == token_id,
+            EnrollmentToken.revoked_at.is_(None),
+            EnrollmentToken.expires_at > now,
+            EnrollmentToken.use_count < EnrollmentToken.max_uses,
+        )
+        .values(use_count=EnrollmentToken.use_count + 1)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    return taken == 1
+
+
 def redeem_challenge(session: Session, secret: str) -> EnrollmentChallenge:
     """Mark a challenge used, once; raises ChallengeRejected (nothing written) if it cannot be.
 
@@ -309,20 +327,8 @@ def redeem_challenge(session: Session, secret: str) -> EnrollmentChallenge:
         raise ChallengeRejected("challenge password was already used")
     if challenge.expires_at <= now:
         raise ChallengeRejected("challenge password has expired")
-    if challenge.purpose == ChallengePurpose.ENROLL:
-        taken = session.execute(
-            update(EnrollmentToken)
-            .where(
-                EnrollmentToken.id == challenge.token_id,
-                EnrollmentToken.revoked_at.is_(None),
-                EnrollmentToken.expires_at > now,
-                EnrollmentToken.use_count < EnrollmentToken.max_uses,
-            )
-            .values(use_count=EnrollmentToken.use_count + 1)
-            .execution_options(synchronize_session=False)
-        ).rowcount
-        if taken != 1:
-            raise ChallengeRejected("the enrollment token is revoked, expired or used up")
+    if challenge.purpose == ChallengePurpose.ENROLL and not take_token_use(session, challenge.token_id):
+        raise ChallengeRejected("the enrollment token is revoked, expired or used up")
     marked = session.execute(
         update(EnrollmentChallenge)
         .where(EnrollmentChallenge.id == challenge.id, EnrollmentChallenge.used_at.is_(None))

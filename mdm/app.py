@@ -8,6 +8,7 @@ from typing import Any
 from flask import Flask
 from sqlalchemy.orm import Session, sessionmaker
 
+from commands.wipe_certificate import sign_at_acknowledgement
 from mdm.appctx import Hikeshi, close_db_session
 from mdm.config import Settings
 from mdm.db import ensure_migrated, make_engine, make_session_factory, transaction
@@ -22,8 +23,11 @@ def build_app(settings: Settings | None = None, *, check_migrations: bool = True
     if check_migrations:
         ensure_migrated(engine)
     factory = make_session_factory(engine)
+    # Result handlers sign wipe certificates at the acknowledgement (they need the settings).
+    sign_at_acknowledgement(factory, settings)
     dispatcher = PushDispatcher(factory, settings)
     dispatcher.install()
+    dispatcher.start()  # the MQTT wake-up connection, only when HIKESHI_MQTT_URL is set
 
     app = Flask(__name__)
     app.config.update(SECRET_KEY=settings.secret_key, MAX_CONTENT_LENGTH=None, JSON_SORT_KEYS=False)
@@ -45,6 +49,7 @@ def load_services() -> None:
     # Inventory parsers, the first inventory after enrollment, compliance after every result;
     # profile installs on enrollment and ProfileList enforcement.
     import mdm.compliance.evaluation
+    import mdm.continuity  # readiness recomputed after every device change
     import mdm.inventory.parsers
     import mdm.inventory.refresh  # noqa: F401
     import profiles.assignment
@@ -52,12 +57,14 @@ def load_services() -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
+    from mdm.android import http as android_http
     from mdm.apple import checkin, connect
     from mdm.http import health
 
     health.register(app)
     app.register_blueprint(checkin.bp)
     app.register_blueprint(connect.bp)
+    app.register_blueprint(android_http.bp)
 
     from web import init_web
 

@@ -33,6 +33,14 @@ class Context:
     def __init__(self) -> None:
         self._settings: Settings | None = None
         self._factory = None
+        self._engine = None
+
+    def close(self) -> None:
+        """Give the pool's connections back when the command ends (tests run many in one process)."""
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+            self._factory = None
 
     @property
     def settings(self) -> Settings:
@@ -42,7 +50,7 @@ class Context:
 
     def session_factory(self, *, check_migrations: bool = True):  # type: ignore[no-untyped-def]
         if self._factory is None:
-            engine = make_engine(self.settings.database_url)
+            engine = self._engine = make_engine(self.settings.database_url)
             if check_migrations:
                 try:
                     ensure_migrated(engine)
@@ -59,7 +67,7 @@ pass_ctx = click.make_pass_decorator(Context, ensure=True)
 @click.pass_context
 def main(ctx: click.Context) -> None:
     """Hikeshi MDM: manage fire department field tablets."""
-    ctx.ensure_object(Context)
+    ctx.call_on_close(ctx.ensure_object(Context).close)
 
 
 @main.command()
@@ -67,13 +75,24 @@ def main(ctx: click.Context) -> None:
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--workers", default=1, show_default=True, type=int, help="Web worker processes.")
 @click.option("--threads", default=16, show_default=True, type=int, help="Threads per worker.")
+@click.option(
+    "--scheduler/--no-scheduler",
+    "with_scheduler",
+    default=True,
+    show_default=True,
+    envvar="HIKESHI_SCHEDULER_IN_SERVE",
+    help="Run the periodic jobs in the server's master process (single machine); turn off where "
+    "`hikeshi scheduler` runs on its own. Env: HIKESHI_SCHEDULER_IN_SERVE=0/1.",
+)
 @pass_ctx
-def serve(ctx: Context, host: str, port: int, workers: int, threads: int) -> None:
+def serve(ctx: Context, host: str, port: int, workers: int, threads: int, with_scheduler: bool) -> None:
     """Run the server (gunicorn) on HOST:PORT."""
     from mdm.server import run_server
 
     ctx.session_factory()  # refuses a database behind its migrations, before anything starts
-    run_server(ctx.settings, host=host, port=port, workers=workers, threads=threads)
+    run_server(
+        ctx.settings, host=host, port=port, workers=workers, threads=threads, scheduler=with_scheduler
+    )
 
 
 @main.group()
@@ -123,6 +142,36 @@ def devices_list(ctx: Context, as_json: bool) -> None:
                 )
         if not rows and not as_json:
             click.echo("no devices")
+
+
+@devices.command("label")
+@click.argument("device_id", type=int)
+@click.option("--asset-tag", help="資産番号 on HQ's sticker (unique); an empty string clears it.")
+@click.option("--user", "assigned_user", help="Crew or person the tablet is issued to; empty clears it.")
+@pass_ctx
+def devices_label(ctx: Context, device_id: int, asset_tag: str | None, assigned_user: str | None) -> None:
+    """Set the asset tag and/or user of device DEVICE_ID (audited)."""
+    from mdm.models import Device
+    from web.api.device_labels import DeviceLabelsUpdateSchema, DuplicateAssetTag, set_device_labels
+
+    given = {"asset_tag": asset_tag, "assigned_user": assigned_user}
+    form = {name: value for name, value in given.items() if value is not None}
+    if not form:
+        raise click.UsageError("give --asset-tag and/or --user")
+    schema = DeviceLabelsUpdateSchema()
+    errors = schema.validate(form)
+    if errors:
+        raise click.ClickException(json.dumps(errors, ensure_ascii=False))
+    with transaction(ctx.session_factory()) as session:
+        device = session.get(Device, device_id)
+        if device is None:
+            raise click.ClickException(f"no device with id {device_id}")
+        try:
+            changed = set_device_labels(session, device, schema.load(form), actor=cli_actor())
+        except DuplicateAssetTag as exc:
+            raise click.ClickException(str(exc)) from exc
+        labels = f"asset tag {device.asset_tag or '-'}, user {device.assigned_user or '-'}"
+    click.echo(f"device {device_id}: {labels}" + ("" if changed else " (unchanged)"))
 
 
 @main.group()

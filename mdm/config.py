@@ -28,6 +28,11 @@ def _env_int(name: str, default: int) -> int:
         raise ValueError(f"{name} must be a whole number, not {value!r}") from exc
 
 
+def _env_path(name: str) -> Path | None:
+    value = _env(name)
+    return Path(value).expanduser().resolve() if value else None
+
+
 def read_or_create_secret(path: Path, nbytes: int = 32) -> str:
     """Read a secret file, creating it with mode 0600 when missing."""
     if path.exists():
@@ -82,6 +87,37 @@ class Settings:
     smtp_password: str | None = None
     smtp_from: str = "hikeshi@localhost"
     alert_email_to: tuple[str, ...] = ()
+    # Scheduled backups (issue 8): off while backup_directory is unset. The directory is meant to be
+    # off-site (a mounted share); the key file must live elsewhere, never beside the backups.
+    backup_directory: Path | None = None
+    backup_key_file: Path | None = None
+    backup_generations: int = 48
+    backup_interval_minutes: int = 60
+    # Android agent (issue 9): what the device-owner provisioning QR code installs, and how the
+    # agent talks to the server. The checksum is the URL-safe base64 SHA-256 of the agent's
+    # signing certificate; when unset it is computed from android_agent_signing_cert_file.
+    android_agent_package: str = "jp.hikeshi.agent"
+    android_agent_component: str = "jp.hikeshi.agent/.HikeshiAdminReceiver"
+    android_agent_download_url: str | None = None
+    android_agent_signature_checksum: str | None = None
+    android_agent_signing_cert_file: str | None = None
+    android_provisioning_wifi_ssid: str | None = None
+    android_provisioning_wifi_security: str | None = None
+    android_provisioning_wifi_password: str | None = None
+    android_provisioning_locale: str = "ja_JP"
+    android_provisioning_time_zone: str = "Asia/Tokyo"
+    android_poll_interval_seconds: int = 900
+    android_long_poll_seconds: int = 55
+    # Each held long poll occupies a server thread: at most this many per process (503 beyond).
+    android_max_long_polls: int = 8
+    android_signature_max_skew_seconds: int = 300
+    # Android wake-up over MQTT (mdm/push/mqtt.py, docs/mqtt-wakeup.md); off while mqtt_url is unset.
+    mqtt_url: str | None = None  # mqtt://host[:1883] or mqtts://host[:8883]
+    mqtt_username: str | None = None
+    mqtt_password: str | None = None
+    mqtt_ca_file: str | None = None  # CA bundle for mqtts://; system trust when unset
+    mqtt_topic_prefix: str = "hikeshi/devices"  # wake-ups go to <prefix>/<device id>/wake
+    mqtt_device_url: str | None = None  # the broker as agents reach it, when not as the server does
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -125,8 +161,35 @@ class Settings:
             smtp_username=_env("HIKESHI_SMTP_USERNAME"),
             smtp_password=_env("HIKESHI_SMTP_PASSWORD"),
             smtp_from=_env("HIKESHI_SMTP_FROM", "hikeshi@localhost") or "hikeshi@localhost",
+            android_agent_package=_env("HIKESHI_ANDROID_AGENT_PACKAGE", "jp.hikeshi.agent") or "",
+            android_agent_component=_env(
+                "HIKESHI_ANDROID_AGENT_COMPONENT", "jp.hikeshi.agent/.HikeshiAdminReceiver"
+            )
+            or "",
+            android_agent_download_url=_env("HIKESHI_ANDROID_AGENT_URL"),
+            android_agent_signature_checksum=_env("HIKESHI_ANDROID_AGENT_CHECKSUM"),
+            android_agent_signing_cert_file=_env("HIKESHI_ANDROID_AGENT_SIGNING_CERT"),
+            android_provisioning_wifi_ssid=_env("HIKESHI_ANDROID_WIFI_SSID"),
+            android_provisioning_wifi_security=_env("HIKESHI_ANDROID_WIFI_SECURITY"),
+            android_provisioning_wifi_password=_env("HIKESHI_ANDROID_WIFI_PASSWORD"),
+            android_provisioning_locale=_env("HIKESHI_ANDROID_LOCALE", "ja_JP") or "ja_JP",
+            android_provisioning_time_zone=_env("HIKESHI_ANDROID_TIME_ZONE", "Asia/Tokyo") or "Asia/Tokyo",
+            android_poll_interval_seconds=_env_int("HIKESHI_ANDROID_POLL_SECONDS", 900),
+            android_long_poll_seconds=_env_int("HIKESHI_ANDROID_LONG_POLL_SECONDS", 55),
+            android_max_long_polls=_env_int("HIKESHI_ANDROID_MAX_LONG_POLLS", 8),
+            android_signature_max_skew_seconds=_env_int("HIKESHI_ANDROID_SIGNATURE_SKEW_SECONDS", 300),
             alert_email_to=tuple(
                 a.strip() for a in (_env("HIKESHI_ALERT_EMAIL_TO", "") or "").split(",") if a.strip()
             ),
+            mqtt_url=_env("HIKESHI_MQTT_URL"),
+            mqtt_username=_env("HIKESHI_MQTT_USERNAME"),
+            mqtt_password=_env("HIKESHI_MQTT_PASSWORD"),
+            mqtt_ca_file=_env("HIKESHI_MQTT_CA_FILE"),
+            mqtt_topic_prefix=(_env("HIKESHI_MQTT_TOPIC_PREFIX", "hikeshi/devices") or "").strip("/"),
+            mqtt_device_url=_env("HIKESHI_MQTT_DEVICE_URL"),
+            backup_directory=_env_path("HIKESHI_BACKUP_DIR"),
+            backup_key_file=_env_path("HIKESHI_BACKUP_KEY_FILE"),
+            backup_generations=_env_int("HIKESHI_BACKUP_GENERATIONS", 48),
+            backup_interval_minutes=_env_int("HIKESHI_BACKUP_INTERVAL_MINUTES", 60),
         )
         return replace(settings, **overrides) if overrides else settings

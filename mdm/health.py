@@ -11,6 +11,7 @@ from mdm.models.health import ServiceHealth
 def mark_health(session: Session, name: str, healthy: bool, detail: str | None = None) -> ServiceHealth:
     """Record the state of a service; `since` moves only when the state changes."""
     now = clock.now()
+    detail = (detail or None) and detail[:255]
     row = session.get(ServiceHealth, name)
     if row is None:
         row = ServiceHealth(name=name, healthy=healthy, since=now, detail=detail, updated_at=now)
@@ -19,7 +20,7 @@ def mark_health(session: Session, name: str, healthy: bool, detail: str | None =
     if row.healthy != healthy:
         row.since = now
     row.healthy = healthy
-    row.detail = (detail or None) and detail[:255]
+    row.detail = detail
     row.updated_at = now
     return row
 

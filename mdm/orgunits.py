@@ -7,7 +7,7 @@ schemas here, and a refusal names the field (`OrgUnitError.fields`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -296,11 +296,41 @@ def move_unit(session: Session, unit: OrgUnit, new_parent: OrgUnit | None, *, ac
         unit.id,
         {"from_parent_id": old_parent_id, "to_parent_id": new_parent_id},
     )
+    for hook in _UNIT_MOVED_HOOKS:
+        hook(session, unit, actor)
     return unit
 
 
+# Services that follow a device into its new unit (profiles install and remove what changed)
+# register here; called after the move is written and audited, in the same transaction.
+DeviceMovedHook = Callable[[Session, Device, int | None, int | None, Actor], None]
+_DEVICE_MOVED_HOOKS: list[DeviceMovedHook] = []
+
+
+UnitMovedHook = Callable[[Session, OrgUnit, Actor], None]
+_UNIT_MOVED_HOOKS: list[UnitMovedHook] = []
+
+
+def on_unit_moved(fn: UnitMovedHook) -> UnitMovedHook:
+    """Register `fn(session, unit, actor)`, run after a unit (and its subtree) changes parent:
+    every device below it now inherits along a different path."""
+    if fn not in _UNIT_MOVED_HOOKS:
+        _UNIT_MOVED_HOOKS.append(fn)
+    return fn
+
+
+def on_device_moved(fn: DeviceMovedHook) -> DeviceMovedHook:
+    """Register `fn(session, device, from_unit_id, to_unit_id, actor)`, run after every move."""
+    if fn not in _DEVICE_MOVED_HOOKS:
+        _DEVICE_MOVED_HOOKS.append(fn)
+    return fn
+
+
 def assign_device(session: Session, device: Device, unit: OrgUnit | None, *, actor: Actor) -> bool:
-    """Place a device in a unit (None: in no unit); False when it already was there."""
+    """Place a device in a unit (None: in no unit); False when it already was there.
+
+    The one way a device changes unit (enrollment, the console, a spare swap): every service
+    registered with `on_device_moved` then follows it."""
     new_id = unit.id if unit is not None else None
     if device.org_unit_id == new_id:
         return False
@@ -316,6 +346,8 @@ def assign_device(session: Session, device: Device, unit: OrgUnit | None, *, act
         device.id,
         {"from_org_unit_id": old_id, "to_org_unit_id": new_id},
     )
+    for hook in _DEVICE_MOVED_HOOKS:
+        hook(session, device, old_id, new_id, actor)
     return True
 
 

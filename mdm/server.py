@@ -1,8 +1,17 @@
-"""`hikeshi serve`: gunicorn with threaded workers, the app built once per worker."""
+"""`hikeshi serve`: gunicorn with threaded workers, the app built once per worker.
+
+On a single machine the scheduler runs with the server, owned by gunicorn's master (arbiter) and
+never by a web worker: the master's `when_ready` hook starts it as a child process (not a thread:
+see mdm.scheduler.child) and `on_exit` stops it. It takes the same exactly-once lock as
+`hikeshi scheduler`, so a scheduler already running elsewhere keeps the jobs and this one waits.
+Production with a separate `hikeshi scheduler` turns it off (`--no-scheduler`,
+HIKESHI_SCHEDULER_IN_SERVE=0).
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -14,19 +23,48 @@ log = logging.getLogger("hikeshi")
 
 
 class _Server(BaseApplication):  # type: ignore[misc]
-    def __init__(self, settings: Settings, options: dict[str, Any]) -> None:
+    def __init__(self, settings: Settings, options: dict[str, Any], *, scheduler: bool = False) -> None:
         self._settings = settings
         self._options = options
+        self._scheduler = MasterScheduler(settings) if scheduler else None
         super().__init__()
 
     def load_config(self) -> None:
         for key, value in self._options.items():
             self.cfg.set(key, value)
+        if self._scheduler is not None:
+            self.cfg.set("when_ready", self._scheduler.when_ready)
+            self.cfg.set("on_exit", self._scheduler.on_exit)
 
     def load(self):  # type: ignore[no-untyped-def]
         from mdm import create_app
 
         return create_app(self._settings)
+
+
+class MasterScheduler:
+    """The scheduler owned by the gunicorn master. The hooks run in the arbiter only; workers
+    are forked from it but never start anything of the scheduler's."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._process: Any = None
+        self.master_pid: int | None = None
+
+    def when_ready(self, server: Any) -> None:
+        from mdm.scheduler.child import SchedulerProcess
+
+        self.master_pid = os.getpid()
+        self._process = SchedulerProcess()
+        pid = self._process.start()
+        server.log.info("scheduler: started as process %s (master %s)", pid, self.master_pid)
+
+    def on_exit(self, server: Any) -> None:
+        if self._process is None or os.getpid() != self.master_pid:
+            return
+        server.log.info("scheduler: stopping process %s", self._process.pid)
+        self._process.stop(timeout=self._settings.scheduler_lock_poll_seconds + 30)
+        self._process = None
 
 
 def startup_warnings(settings: Settings) -> list[str]:
@@ -42,11 +80,17 @@ def startup_warnings(settings: Settings) -> list[str]:
     return [warning] if warning else []
 
 
-def run_server(settings: Settings, *, host: str, port: int, workers: int, threads: int) -> None:
+def run_server(
+    settings: Settings, *, host: str, port: int, workers: int, threads: int, scheduler: bool = True
+) -> None:
     for warning in startup_warnings(settings):
         print(f"WARNING: {warning}", flush=True)
     url = f"http://{host}:{port}/"
     print(f"Hikeshi MDM listening on {url} (public URL {settings.public_url})", flush=True)
+    if scheduler:
+        print("Scheduler: in this server (a scheduler already running elsewhere keeps the jobs)", flush=True)
+    else:
+        print("Scheduler: off in this server; run `hikeshi scheduler` for the periodic jobs", flush=True)
     options = {
         "bind": f"{host}:{port}",
         "workers": workers,
@@ -58,4 +102,4 @@ def run_server(settings: Settings, *, host: str, port: int, workers: int, thread
         "errorlog": "-",
         "loglevel": "info",
     }
-    _Server(settings, options).run()
+    _Server(settings, options, scheduler=scheduler).run()

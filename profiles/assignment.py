@@ -2,9 +2,10 @@
 
 A profile assigned to a unit applies to every device in that unit and below it; a device's
 desired set is the union of the assignments along its path from the HQ down. Whenever that set
-or a profile in it changes (assignment, unassignment, a new version, a device enrolling or moving
-unit), `reconcile_devices` turns the difference into InstallProfile / RemoveProfile commands,
-queued together (commands.queue.enqueue_commands) and pushed together after commit.
+or a profile in it changes (assignment, unassignment, a new version, a device enrolling, or moving
+unit through mdm.orgunits.assign_device), `reconcile_devices` turns the difference into
+InstallProfile / RemoveProfile commands, queued together (commands.queue.enqueue_commands) and
+pushed together after commit.
 
 Per device and profile, DeviceProfileState keeps the desired version, the installed version (from
 acknowledgements and ProfileList answers), the command in flight and when it was last verified.
@@ -40,6 +41,7 @@ from mdm.models import (
     Profile,
     ProfileAssignment,
 )
+from profiles.device_identity import delivery_marker, needs_device_challenge
 from profiles.service import update_profile
 from profiles.signing import signed_apple_profile, stored_apple_profile
 
@@ -203,15 +205,6 @@ def update_profile_and_apply(
     return profile, apply_profile_version(session, settings, profile, actor=actor)
 
 
-def move_device(
-    session: Session, settings: Settings | None, device: Device, unit: OrgUnit | None, *, actor: Actor
-) -> ReconcileSummary | None:
-    """Place a device in another unit (mdm.orgunits.assign_device) and bring its profiles along."""
-    if not orgunits.assign_device(session, device, unit, actor=actor):
-        return None
-    return reconcile_devices(session, [device.id], actor=actor, settings=settings)
-
-
 def reconcile_unit(
     session: Session, settings: Settings | None, unit: OrgUnit, *, actor: Actor
 ) -> ReconcileSummary:
@@ -346,17 +339,22 @@ def _install_params(
     session: Session, settings: Settings | None, profile: Profile, summary: ReconcileSummary
 ) -> dict[str, Any] | None:
     if settings is not None:
-        return {"Payload": signed_apple_profile(session, settings, profile)}
-    stored = stored_apple_profile(session, profile.id, profile.version)
-    if stored is None:
-        log.warning(
-            "profile %s v%s has no signed rendering yet; it is installed at the next reconciliation",
-            profile.identifier,
-            profile.version,
-        )
-        summary.unsigned.append((profile.id, profile.version))
-        return None
-    return {"Payload": stored.content}
+        params: dict[str, Any] = {"Payload": signed_apple_profile(session, settings, profile)}
+    else:
+        stored = stored_apple_profile(session, profile.id, profile.version)
+        if stored is None:
+            log.warning(
+                "profile %s v%s has no signed rendering yet; it is installed at the next reconciliation",
+                profile.identifier,
+                profile.version,
+            )
+            summary.unsigned.append((profile.id, profile.version))
+            return None
+        params = {"Payload": stored.content}
+    if needs_device_challenge(profile.spec):
+        # Made for each device when delivered: its own one-time SCEP challenge (device_identity).
+        params["DeviceIdentity"] = delivery_marker(profile.id, profile.version)
+    return params
 
 
 def _load_devices(session: Session, device_ids: Iterable[int]) -> list[Device]:
@@ -412,7 +410,21 @@ def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
         yield items[start : start + _CHUNK]
 
 
-# -- hooks: enrollment and command results -------------------------------------------------------
+# -- hooks: enrollment, a device moving unit, command results ------------------------------------
+
+
+@orgunits.on_device_moved
+def follow_moved_device(
+    session: Session, device: Device, from_unit_id: int | None, to_unit_id: int | None, actor: Actor
+) -> None:
+    # mdm.orgunits.assign_device is the one way a device changes unit: its desired set changed.
+    reconcile_devices(session, [device.id], actor=actor)
+
+
+@orgunits.on_unit_moved
+def follow_moved_unit(session: Session, unit: OrgUnit, actor: Actor) -> None:
+    # The unit's new ancestors assign other profiles: every device below it has a new desired set.
+    reconcile_unit(session, None, unit, actor=actor)
 
 
 @on_enrolled

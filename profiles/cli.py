@@ -1,4 +1,4 @@
-"""`hikeshi profile ...`: create, list, validate, preview, assign, unassign and export profiles.
+"""`hikeshi profile ...`: create, update, list, validate, preview, assign, unassign and export profiles.
 
 Each command owns its transaction. A profile is named by its identifier or its numeric id; a unit
 by its code or id. Refusals name the field and exit non-zero without writing anything.
@@ -22,7 +22,13 @@ from mdm.audit import Actor
 from mdm.db import transaction
 from mdm.models import OrgUnit, Profile
 from mdm.push.dispatcher import PushDispatcher
-from profiles.assignment import ReconcileSummary, assign_profile, list_assignments, unassign_profile
+from profiles.assignment import (
+    ReconcileSummary,
+    assign_profile,
+    list_assignments,
+    unassign_profile,
+    update_profile_and_apply,
+)
 from profiles.rendering import ANDROID, APPLE, PLATFORMS, RenderError
 from profiles.service import (
     create_profile_from_template,
@@ -109,6 +115,40 @@ def create(
             click.echo(f"{profile.id}\t{profile.identifier}\tv{profile.version}")
     except ValidationError as exc:
         raise click.ClickException(f"invalid profile: {_messages(exc.messages)}") from exc
+
+
+@profile_group.command("update")
+@click.argument("reference", metavar="ID")
+@click.option(
+    "--spec",
+    "spec_file",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The whole new spec as JSON (same identifier).",
+)
+@click.pass_obj
+def update(obj: Any, reference: str, spec_file: Path) -> None:
+    """Save a new version of a profile; devices that have it get it installed again (pushed)."""
+    spec = _read_json(spec_file)
+    factory = obj.session_factory()
+    dispatcher = PushDispatcher(factory, obj.settings)
+    dispatcher.install()
+    try:
+        with transaction(factory) as session:
+            profile = _resolve_profile(session, reference)
+            profile, summary = update_profile_and_apply(session, obj.settings, profile, spec, actor=_actor())
+            label = f"{profile.identifier} v{profile.version}"
+        dispatcher.wait_idle(PUSH_WAIT_SECONDS)
+    except ValidationError as exc:
+        raise click.ClickException(f"invalid profile: {_messages(exc.messages)}") from exc
+    except (CANotReady, RenderError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        dispatcher.close()
+    if summary is None:
+        click.echo(f"{label}: unchanged")
+    else:
+        click.echo(f"{label}: {summary.devices} devices, {len(summary.installs)} installs queued")
 
 
 @profile_group.command("templates")

@@ -21,6 +21,7 @@ from profiles.android_render import render_android
 from profiles.apple_render import render_apple
 from profiles.rendering import ANDROID, APPLE, RenderContext, RenderResult
 from profiles.spec import assign_payload_uuids, validate_spec
+from profiles.summary import redacted_spec
 from profiles.templates import template_spec
 
 
@@ -179,4 +180,16 @@ def _changed_payloads(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[st
         "added": sorted(after.keys() - before.keys()),
         "removed": sorted(before.keys() - after.keys()),
         "changed": sorted(k for k in after.keys() & before.keys() if after[k] != before[k]),
+    }
+
+
+def preview_profile(
+    profile: Profile | ProfileVersion, context: RenderContext, *, redact: bool = False
+) -> dict[str, RenderResult]:
+    """Both renderings of a profile (or a saved version), unsigned; `redact` hides its secrets."""
+    spec = redacted_spec(profile.spec) if redact else profile.spec
+    uuids, version = profile.payload_uuids, profile.version
+    return {
+        APPLE: render_apple(spec, context, version=version, payload_uuids=uuids),
+        ANDROID: render_android(spec, context, version=version, payload_uuids=uuids),
     }

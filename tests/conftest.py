@@ -3,6 +3,7 @@ set), migrated with the real Alembic migrations, emptied before each test."""
 
 from __future__ import annotations
 
+import gc
 import os
 import secrets
 import tempfile
@@ -82,6 +83,16 @@ def _empty_all_tables(engine: Engine) -> None:
 
 def _has_sqlite_sequence(conn) -> bool:  # type: ignore[no-untyped-def]
     return conn.execute(text("SELECT 1 FROM sqlite_master WHERE name='sqlite_sequence'")).first() is not None
+
+
+@pytest.fixture(autouse=True)
+def _release_abandoned_connections(database_url: str) -> Iterator[None]:
+    """Tests build many apps, each with its own pool; one a test forgot to dispose holds its
+    PostgreSQL connections until the garbage collector frees it. Free them after every test, so
+    the suite never runs into the server's connection limit."""
+    yield
+    if not database_url.startswith("sqlite"):
+        gc.collect()
 
 
 @pytest.fixture

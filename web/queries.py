@@ -11,20 +11,28 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, and_, cast, false, func, or_, select, true
+from sqlalchemy import ColumnElement, String, and_, cast, func, or_, select, true
 from sqlalchemy.orm import Session
 
 from mdm import clock
 from mdm.models import (
+    Alert,
     ApiToken,
     AuditEvent,
     Command,
     CommandStatus,
+    ComplianceFinding,
     Device,
+    DeviceCompliance,
     EnrollmentState,
     EnrollmentToken,
+    InstalledApp,
+    InventoryChange,
     OrgUnit,
+    Severity,
     User,
+    Webhook,
+    WebhookDelivery,
 )
 from web.rbac import Principal
 
@@ -70,17 +78,89 @@ def units_below(session: Session, unit_id: int) -> set[int]:
     return subtree_ids(session, unit_id)
 
 
+# Compliance as the API and console show it: the worst open finding's severity, summarised.
+COMPLIANT_SEVERITIES = (Severity.OK, Severity.INFO)
+NONCOMPLIANT_SEVERITIES = (Severity.WARNING, Severity.CRITICAL)
+
+
+@dataclass(frozen=True)
+class ComplianceStatus:
+    """Compliant (no finding worse than info), noncompliant, or unknown (never evaluated)."""
+
+    label: str
+    severity: str | None
+    open_findings: int
+    evaluated_at: datetime | None
+
+
+UNKNOWN_COMPLIANCE = ComplianceStatus("unknown", None, 0, None)
+
+
+def compliance_status(
+    state: str | None, open_findings: int | None, evaluated_at: datetime | None
+) -> ComplianceStatus:
+    if state is None:
+        return UNKNOWN_COMPLIANCE
+    label = "compliant" if state in COMPLIANT_SEVERITIES else "noncompliant"
+    return ComplianceStatus(label, state, open_findings or 0, evaluated_at)
+
+
+def device_compliance_status(session: Session, device_id: int) -> ComplianceStatus:
+    row = session.get(DeviceCompliance, device_id)
+    if row is None:
+        return UNKNOWN_COMPLIANCE
+    return compliance_status(row.state, row.open_findings, row.evaluated_at)
+
+
+class DeviceRow:
+    """A device in a list, carrying its compliance (read in the same query, not one per row)."""
+
+    def __init__(self, device: Device, compliance: ComplianceStatus) -> None:
+        self._device = device
+        self.compliance_status = compliance
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._device, name)
+
+
+def compliance_condition(label: str) -> ColumnElement[bool]:
+    """For a query already outer-joined to device_compliance."""
+    if label == "unknown":
+        return DeviceCompliance.device_id.is_(None)
+    if label == "compliant":
+        return DeviceCompliance.state.in_(COMPLIANT_SEVERITIES)
+    if label == "noncompliant":
+        return DeviceCompliance.state.in_(NONCOMPLIANT_SEVERITIES)
+    raise ValueError(f"unknown compliance filter {label!r}")
+
+
+def has_app(identifier: str) -> ColumnElement[bool]:
+    """The device has this app (bundle id or package name) in its latest inventory."""
+    return (
+        select(InstalledApp.id)
+        .where(InstalledApp.device_id == Device.id, InstalledApp.identifier == identifier)
+        .exists()
+    )
+
+
 def search_devices(session: Session, principal: Principal, filters: Mapping[str, Any]) -> PageResult:
-    stmt = select(Device).where(device_scope(principal))
+    stmt = (
+        select(Device, DeviceCompliance.state, DeviceCompliance.open_findings, DeviceCompliance.evaluated_at)
+        .outerjoin(DeviceCompliance, DeviceCompliance.device_id == Device.id)
+        .where(device_scope(principal))
+    )
     if filters.get("unit_id") is not None:
         stmt = stmt.where(Device.org_unit_id.in_(sorted(units_below(session, filters["unit_id"]))))
     if filters.get("platform"):
         stmt = stmt.where(Device.platform == filters["platform"])
     if filters.get("status"):
         stmt = stmt.where(Device.enrollment_state == filters["status"])
-    if filters.get("compliance") and filters["compliance"] != "unknown":
-        # Compliance is not evaluated yet: no device is known to be (non)compliant.
-        stmt = stmt.where(false())
+    if filters.get("compliance"):
+        stmt = stmt.where(compliance_condition(filters["compliance"]))
+    if filters.get("compliance_severity"):
+        stmt = stmt.where(DeviceCompliance.state == filters["compliance_severity"])
+    if filters.get("app"):
+        stmt = stmt.where(has_app(filters["app"]))
     if filters.get("seen_since") is not None:
         stmt = stmt.where(Device.last_seen_at >= filters["seen_since"])
     if filters.get("not_seen_since") is not None:
@@ -97,6 +177,8 @@ def search_devices(session: Session, principal: Principal, filters: Mapping[str,
                         Device.device_name,
                         Device.model_name,
                         Device.product_name,
+                        Device.asset_tag,
+                        Device.assigned_user,
                     )
                 )
             )
@@ -108,7 +190,15 @@ def search_devices(session: Session, principal: Principal, filters: Mapping[str,
         "-last_seen": (Device.last_seen_at.is_(None), Device.last_seen_at.desc(), Device.id),
         "name": (Device.device_name, Device.id),
     }[filters.get("sort") or "id"]
-    return _paged(session, stmt.order_by(*order), filters.get("page", 1), filters.get("per_page", 50))
+    page, per_page = filters.get("page", 1), filters.get("per_page", 50)
+    stmt = stmt.order_by(*order)
+    total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
+    rows = session.execute(stmt.limit(per_page).offset((page - 1) * per_page)).all()
+    items = [
+        DeviceRow(device, compliance_status(state, open_count, evaluated_at))
+        for device, state, open_count, evaluated_at in rows
+    ]
+    return PageResult(items, page, per_page, total)
 
 
 def visible_device(session: Session, principal: Principal, device_id: int) -> Device | None:
@@ -295,6 +385,9 @@ class DashboardCounts:
     lost: int
     pending_commands: int
     push_errors: int
+    # Devices whose worst open compliance finding is a warning or worse; alerts not acknowledged.
+    noncompliant: int = 0
+    open_alerts: int = 0
 
 
 def dashboard_counts(session: Session, principal: Principal) -> DashboardCounts:
@@ -314,4 +407,194 @@ def dashboard_counts(session: Session, principal: Principal) -> DashboardCounts:
             scope, Device.enrollment_state == EnrollmentState.ENROLLED, Device.push_error.is_not(None)
         )
     )
-    return DashboardCounts(enrolled or 0, seen or 0, 0, pending or 0, push_errors or 0)
+    noncompliant = session.scalar(
+        select(func.count(Device.id))
+        .join(DeviceCompliance, DeviceCompliance.device_id == Device.id)
+        .where(scope, DeviceCompliance.state.in_(NONCOMPLIANT_SEVERITIES))
+    )
+    open_alerts = session.scalar(
+        select(func.count(Alert.id)).where(alert_scope(principal), Alert.acknowledged_at.is_(None))
+    )
+    return DashboardCounts(
+        enrolled or 0, seen or 0, 0, pending or 0, push_errors or 0, noncompliant or 0, open_alerts or 0
+    )
+
+
+# -- inventory ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AppOnDevice:
+    """One installed app, marked when the device's app policy does not permit it."""
+
+    app: InstalledApp
+    unauthorized: bool
+    reason: str | None  # "blocked" / "not_allowed" (policy), "finding" (open finding only)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.app, name)
+
+
+def device_apps(session: Session, device: Device) -> list[AppOnDevice]:
+    """The device's apps; unauthorized by its current app policy (the allow and block lists of its
+    assigned profiles), or by an open unauthorized-app finding not yet re-evaluated."""
+    from mdm.compliance.sources import allowed_apps_for
+
+    policy = allowed_apps_for(session, device)
+    flagged = set(
+        session.scalars(
+            select(ComplianceFinding.subject).where(
+                ComplianceFinding.device_id == device.id,
+                ComplianceFinding.rule == UNAUTHORIZED_APP_RULE,
+                ComplianceFinding.closed_at.is_(None),
+            )
+        )
+    )
+    apps = session.scalars(
+        select(InstalledApp).where(InstalledApp.device_id == device.id).order_by(InstalledApp.identifier)
+    )
+    result = []
+    for app in apps:
+        reason = None
+        if policy is not None and not policy.permits(app.identifier):
+            reason = policy.reason(app.identifier)
+        elif app.identifier in flagged:
+            reason = "finding"
+        result.append(AppOnDevice(app, reason is not None, reason))
+    return result
+
+
+def device_changes(session: Session, device_id: int, filters: Mapping[str, Any]) -> PageResult:
+    """The device's inventory history (what changed, when), newest first."""
+    stmt = select(InventoryChange).where(InventoryChange.device_id == device_id)
+    if filters.get("kind"):
+        stmt = stmt.where(InventoryChange.kind == filters["kind"])
+    if filters.get("since") is not None:
+        stmt = stmt.where(InventoryChange.occurred_at >= filters["since"])
+    stmt = stmt.order_by(InventoryChange.occurred_at.desc(), InventoryChange.id.desc())
+    return _paged(session, stmt, filters.get("page", 1), filters.get("per_page", 50))
+
+
+def device_findings(session: Session, device_id: int, state: str = "all") -> list[ComplianceFinding]:
+    """Open ones first, then closed ones, each newest first."""
+    stmt = select(ComplianceFinding).where(ComplianceFinding.device_id == device_id)
+    if state == "open":
+        stmt = stmt.where(ComplianceFinding.closed_at.is_(None))
+    elif state == "closed":
+        stmt = stmt.where(ComplianceFinding.closed_at.is_not(None))
+    stmt = stmt.order_by(ComplianceFinding.closed_at.is_not(None), ComplianceFinding.id.desc()).limit(500)
+    return list(session.scalars(stmt))
+
+
+UNAUTHORIZED_APP_RULE = "unauthorized_app"
+
+
+@dataclass(frozen=True)
+class AppReportRow:
+    identifier: str
+    name: str | None
+    devices: int
+    unauthorized_devices: int
+
+
+def apps_report(session: Session, principal: Principal, filters: Mapping[str, Any]) -> PageResult:
+    """Every app on the visible devices, with how many have it and on how many it is unauthorized
+    (an open unauthorized-app finding: what compliance evaluation last decided)."""
+    unauthorized = (
+        select(ComplianceFinding.device_id, ComplianceFinding.subject)
+        .where(ComplianceFinding.rule == UNAUTHORIZED_APP_RULE, ComplianceFinding.closed_at.is_(None))
+        .distinct()
+        .subquery()
+    )
+    devices = func.count(func.distinct(InstalledApp.device_id))
+    flagged = func.count(func.distinct(unauthorized.c.device_id))
+    stmt = (
+        select(InstalledApp.identifier, func.max(InstalledApp.name), devices, flagged)
+        .join(Device, Device.id == InstalledApp.device_id)
+        .outerjoin(
+            unauthorized,
+            and_(
+                unauthorized.c.device_id == InstalledApp.device_id,
+                unauthorized.c.subject == InstalledApp.identifier,
+            ),
+        )
+        .where(device_scope(principal))
+        .group_by(InstalledApp.identifier)
+    )
+    if filters.get("unit_id") is not None:
+        stmt = stmt.where(Device.org_unit_id.in_(sorted(units_below(session, filters["unit_id"]))))
+    if filters.get("platform"):
+        stmt = stmt.where(Device.platform == filters["platform"])
+    if filters.get("q"):
+        pattern = _like(filters["q"])
+        stmt = stmt.where(
+            or_(
+                InstalledApp.identifier.ilike(pattern, escape="\\"),
+                InstalledApp.name.ilike(pattern, escape="\\"),
+            )
+        )
+    if filters.get("unauthorized"):
+        stmt = stmt.having(flagged > 0)
+    order = {
+        "-devices": (devices.desc(), InstalledApp.identifier),
+        "identifier": (InstalledApp.identifier,),
+        "-unauthorized": (flagged.desc(), devices.desc(), InstalledApp.identifier),
+    }[filters.get("sort") or "-devices"]
+    page, per_page = filters.get("page", 1), filters.get("per_page", 50)
+    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+    rows = session.execute(stmt.order_by(*order).limit(per_page).offset((page - 1) * per_page)).all()
+    return PageResult([AppReportRow(*row) for row in rows], page, per_page, total)
+
+
+# -- alerts -------------------------------------------------------------------------------------
+
+ALERT_STATES = ("open", "acknowledged")
+
+
+def alert_scope(principal: Principal) -> ColumnElement[bool]:
+    """Alerts of the principal's units; fleet-wide ones (no unit) only for unscoped principals."""
+    if principal.scope_unit_ids is None:
+        return true()
+    return Alert.org_unit_id.in_(sorted(principal.scope_unit_ids))
+
+
+def search_alerts(session: Session, principal: Principal, filters: Mapping[str, Any]) -> PageResult:
+    stmt = select(Alert).where(alert_scope(principal))
+    if filters.get("state") == "open":
+        stmt = stmt.where(Alert.acknowledged_at.is_(None))
+    elif filters.get("state") == "acknowledged":
+        stmt = stmt.where(Alert.acknowledged_at.is_not(None))
+    if filters.get("severity"):
+        stmt = stmt.where(Alert.severity == filters["severity"])
+    if filters.get("unit_id") is not None:
+        stmt = stmt.where(Alert.org_unit_id.in_(sorted(units_below(session, filters["unit_id"]))))
+    if filters.get("device_id") is not None:
+        stmt = stmt.where(Alert.device_id == filters["device_id"])
+    kind = filters.get("kind")
+    if kind:
+        if kind.endswith("."):
+            stmt = stmt.where(Alert.kind.startswith(kind, autoescape=True))
+        else:
+            stmt = stmt.where(Alert.kind == kind)
+    stmt = stmt.order_by(Alert.id.desc())
+    return _paged(session, stmt, filters.get("page", 1), filters.get("per_page", 50))
+
+
+def visible_alert(session: Session, principal: Principal, alert_id: int) -> Alert | None:
+    alert = session.get(Alert, alert_id)
+    if alert is None:
+        return None
+    if principal.scope_unit_ids is not None and alert.org_unit_id not in principal.scope_unit_ids:
+        return None
+    return alert
+
+
+def alert_deliveries(session: Session, alert: Alert) -> list[tuple[WebhookDelivery, str]]:
+    """The alert's webhook deliveries (with their attempt log) and each webhook's name."""
+    rows = session.execute(
+        select(WebhookDelivery, Webhook.name)
+        .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
+        .where(WebhookDelivery.alert_id == alert.id)
+        .order_by(WebhookDelivery.id)
+    ).all()
+    return [(delivery, name) for delivery, name in rows]

@@ -17,6 +17,7 @@ class Permission(StrEnum):
     # Read one's own identity and permissions (every role).
     SELF_READ = "self.read"
     DEVICE_READ = "device.read"
+    DEVICE_WRITE = "device.write"  # asset tag and user of a device (admin only)
     COMMAND_READ = "command.read"
     # Any catalog command except erase (which needs the two-person wipe workflow).
     COMMAND_QUEUE = "command.queue"
@@ -25,6 +26,11 @@ class Permission(StrEnum):
     COMMAND_CANCEL = "command.cancel"
     WIPE_REQUEST = "wipe.request"
     WIPE_APPROVE = "wipe.approve"
+    # An administrator wipes alone with a mandatory reason (shown in red on the timeline).
+    WIPE_BREAK_GLASS = "wipe.break_glass"
+    # Hotline incidents: callers' names and numbers, so not for the dispatch systems.
+    INCIDENT_READ = "incident.read"
+    INCIDENT_WRITE = "incident.write"
     ORGUNIT_READ = "orgunit.read"
     ORGUNIT_WRITE = "orgunit.write"
     ENROLLMENT_READ = "enrollment.read"
@@ -39,6 +45,11 @@ class Permission(StrEnum):
     SETTINGS_READ = "settings.read"
     SETTINGS_WRITE = "settings.write"
     READINESS_READ = "readiness.read"
+    CONTINUITY_WRITE = "continuity.write"
+    ALERT_READ = "alert.read"
+    ALERT_ACK = "alert.ack"  # acknowledge an alert with a comment (audited)
+    PROFILE_READ = "profile.read"
+    PROFILE_WRITE = "profile.write"
 
 
 class Role(StrEnum):
@@ -62,12 +73,17 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             P.COMMAND_QUEUE_HOTLINE,
             P.COMMAND_CANCEL,
             P.WIPE_REQUEST,
+            P.ALERT_READ,
             P.ORGUNIT_READ,
             P.READINESS_READ,
+            P.INCIDENT_READ,
+            P.INCIDENT_WRITE,
         }
     ),
     # Duty officer / CSIRT: decides on wipes asked for by someone else.
-    Role.APPROVER: frozenset({P.SELF_READ, P.DEVICE_READ, P.COMMAND_READ, P.WIPE_APPROVE, P.ORGUNIT_READ}),
+    Role.APPROVER: frozenset(
+        {P.SELF_READ, P.DEVICE_READ, P.COMMAND_READ, P.WIPE_APPROVE, P.ORGUNIT_READ, P.INCIDENT_READ}
+    ),
     # Reads everything that is not a secret, changes nothing.
     Role.AUDITOR: frozenset(
         {
@@ -81,8 +97,11 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             P.AUDIT_READ,
             P.AUDIT_EXPORT,
             P.AUDIT_VERIFY,
+            P.ALERT_READ,
             P.SETTINGS_READ,
             P.READINESS_READ,
+            P.INCIDENT_READ,
+            P.PROFILE_READ,
         }
     ),
     # The dispatch center's systems: read readiness and device status, nothing else.

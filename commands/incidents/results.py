@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,11 +11,13 @@ from sqlalchemy.orm import Session
 
 from commands.incidents.service import LOCK_PURPOSE, mark_locked, record_step
 from commands.results import on_result
-from commands.wipe_certificate import record_wipe_certificate
+from commands.wipe_certificate import issue_wipe_certificate, record_wipe_certificate, signing_settings
 from mdm import clock, orgunits
 from mdm.audit import Actor, record_event
 from mdm.models import Command, CommandStatus, EnrollmentState
-from mdm.models.incident import Incident, IncidentCommand, IncidentLocation, IncidentStatus
+from mdm.models.incident import Incident, IncidentCommand, IncidentLocation, IncidentStatus, WipeCertificate
+
+log = logging.getLogger(__name__)
 
 
 def _link(session: Session, command: Command) -> IncidentCommand | None:
@@ -129,10 +132,25 @@ def _erase_result(session: Session, command: Command, report: dict[str, Any]) ->
     unit = incident.device.org_unit
     unit_path = orgunits.path_label(session, unit) if unit is not None else None
     certificate = record_wipe_certificate(session, incident, command, unit_path)
+    _sign(session, certificate, actor)
     record_step(
         session, incident, actor, "wiped", {"command_uuid": command.uuid, "certificate_id": certificate.id}
     )
     _retire(session, incident, actor)
+
+
+def _sign(session: Session, certificate: WipeCertificate, actor: Actor) -> None:
+    """Sign now when the application gave this session its settings (mdm.app). A signing failure
+    must not lose the device's acknowledgement: the certificate then stays unsigned and is signed
+    by the next caller holding the settings (export, console, scheduler)."""
+    settings = signing_settings(session)
+    if settings is None:
+        return
+    try:
+        with session.begin_nested():
+            issue_wipe_certificate(session, settings, certificate, actor=actor)
+    except Exception:
+        log.exception("could not sign the wipe certificate of incident %s now", certificate.incident_id)
 
 
 def _retire(session: Session, incident: Incident, actor: Actor) -> None:

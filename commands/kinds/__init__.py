@@ -1,3 +1,3 @@
 """Command definitions, one module per family; importing this package registers them all."""
 
-from commands.kinds import device_control, inventory, lost_mode, profiles, security  # noqa: F401
+from commands.kinds import android, device_control, inventory, lost_mode, profiles, security  # noqa: F401

@@ -1,15 +1,27 @@
-"""Configuration profile commands: install a (signed) profile, remove one by identifier."""
+"""Configuration profile commands: install a (signed) profile, remove one by identifier.
+
+An install may ask to be made for its device at delivery (`DeviceIdentity`: the profile and version
+it carries): a profile with an EAP-TLS Wi-Fi identity from the built-in CA needs a SCEP challenge
+that is one device's and usable once, so it is never part of the shared, stored profile. The
+service that knows how (profiles.device_identity) registers with `on_install_delivery`; the
+challenge then exists only in the bytes handed to the device, never in the command's parameters
+or the audit log.
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import re
+from collections.abc import Callable
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate
 
-from commands.catalog import CommandType, Priority, register
+from commands.catalog import CommandType, DeliveryContext, Priority, register
+
+log = logging.getLogger(__name__)
 
 MAX_PROFILE_BYTES = 512 * 1024
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*(\.[A-Za-z0-9_\-]+)+$")
@@ -42,8 +54,45 @@ class ProfileData(fields.Field):
         return base64.b64encode(raw).decode("ascii")
 
 
+class DeviceIdentitySchema(Schema):
+    """Which saved profile version to make for the device at delivery (no secret here)."""
+
+    profile_id = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=2**31 - 1))
+    version = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=2**31 - 1))
+
+
 class InstallProfileParams(Schema):
+    # The shared signed profile; also what is sent when it cannot be made for the device.
     Payload = ProfileData(required=True)
+    DeviceIdentity = fields.Nested(DeviceIdentitySchema)
+
+
+# Keys of the Apple command that only the delivery step reads; never sent to the device.
+_DELIVERY_KEY = "_DeviceIdentity"
+# fn(apple_keys, {"profile_id", "version"}, context) -> apple_keys for this device.
+InstallDeliveryHook = Callable[[dict[str, Any], dict[str, Any], DeliveryContext], dict[str, Any]]
+_DELIVERY_HOOKS: list[InstallDeliveryHook] = []
+
+
+def on_install_delivery(fn: InstallDeliveryHook) -> InstallDeliveryHook:
+    if fn not in _DELIVERY_HOOKS:
+        _DELIVERY_HOOKS.append(fn)
+    return fn
+
+
+def _for_device(keys: dict[str, Any], context: DeliveryContext) -> dict[str, Any]:
+    marker = keys.pop(_DELIVERY_KEY, None)
+    if marker is None:
+        return keys
+    for hook in _DELIVERY_HOOKS:
+        try:
+            keys = hook(keys, marker, context)
+        except Exception:
+            # The shared profile still installs everything but the device's own identity; a
+            # device must never be left without its command because of this step.
+            log.exception("InstallProfile for device %s: per-device rendering failed", context.device.id)
+    keys.pop(_DELIVERY_KEY, None)
+    return keys
 
 
 class RemoveProfileParams(Schema):
@@ -58,9 +107,12 @@ class RemoveProfileParams(Schema):
 
 def _install_to_apple(params: dict[str, Any]) -> dict[str, Any]:
     try:
-        return {"Payload": base64.b64decode(params["Payload"])}
+        keys: dict[str, Any] = {"Payload": base64.b64decode(params["Payload"])}
     except (KeyError, binascii.Error, TypeError) as exc:
         raise ValidationError("stored Payload is not base64", "Payload") from exc
+    if isinstance(params.get("DeviceIdentity"), dict):
+        keys[_DELIVERY_KEY] = dict(params["DeviceIdentity"])
+    return keys
 
 
 register(
@@ -71,6 +123,7 @@ register(
         "Install a configuration profile",
         priority=Priority.HIGH,
         to_apple=_install_to_apple,
+        at_delivery=_for_device,
     )
 )
 register(

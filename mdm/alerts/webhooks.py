@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 import httpx
@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from mdm import clock
 from mdm.alerts.signing import SIGNATURE_HEADER, sign_body
 from mdm.audit import Actor, record_event
-from mdm.models import Alert, DeliveryStatus, Webhook, WebhookAttempt, WebhookDelivery
+from mdm.models import Alert, DeliveryStatus, ReadinessDelivery, Webhook, WebhookAttempt, WebhookDelivery
 from mdm.secretbox import seal, unseal
 
 SEALED_AS = "webhook-secret"  # the secretbox purpose of webhook signing keys
@@ -148,6 +148,19 @@ def record_attempt(
             duration_ms=outcome.duration_ms,
         )
     )
+    advance_delivery(delivery, outcome, max_attempts=max_attempts, now=now)
+    return delivery
+
+
+def advance_delivery(
+    delivery: WebhookDelivery | ReadinessDelivery,
+    outcome: AttemptOutcome,
+    *,
+    max_attempts: int,
+    now: datetime,
+) -> None:
+    """Count one attempt of a delivery (alert or readiness): delivered, given up, or due again
+    after a growing delay."""
     delivery.attempts += 1
     if outcome.ok:
         delivery.status = DeliveryStatus.DELIVERED
@@ -161,7 +174,6 @@ def record_attempt(
     else:
         delivery.next_attempt_at = now + retry_delay(delivery.attempts)
         delivery.last_error = outcome.error
-    return delivery
 
 
 def deliveries_of_alert(session: Session, alert_id: int) -> list[WebhookDelivery]:

@@ -59,7 +59,16 @@ def _database_kind(url: str) -> str:
 
 
 def _libpq_url(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    # The password travels in PGPASSWORD (see _libpq_env), never on a command line `ps` shows.
+    return make_url(url).set(drivername="postgresql", password=None).render_as_string(hide_password=False)
+
+
+def _libpq_env(url: str) -> dict[str, str]:
+    env = dict(os.environ)
+    password = make_url(url).password
+    if password:
+        env["PGPASSWORD"] = str(password)
+    return env
 
 
 def _dump_database(settings: Settings) -> tuple[str, bytes]:
@@ -84,6 +93,7 @@ def _dump_database(settings: Settings) -> tuple[str, bytes]:
         ],
         capture_output=True,
         check=False,
+        env=_libpq_env(settings.database_url),
     )
     if dump.returncode != 0:
         raise BackupError(f"pg_dump failed: {dump.stderr.decode(errors='replace').strip()}")
@@ -264,6 +274,7 @@ def restore_backup(settings: Settings, path: Path, key: BackupKey) -> dict[str, 
             input=members["database.pgdump"],
             capture_output=True,
             check=False,
+            env=_libpq_env(settings.database_url),
         )
         if restore.returncode != 0:
             raise BackupError(f"pg_restore failed: {restore.stderr.decode(errors='replace').strip()}")

@@ -3,8 +3,11 @@ close the findings whose condition cleared, and keep each device's compliance st
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -30,23 +33,69 @@ from mdm.models import (
 )
 
 
-def load_state(session: Session, device: Device, book: PolicyBook | None = None) -> DeviceState:
-    book = book or PolicyBook(session)
+@dataclass
+class _Loaded:
+    """What the rules read, for a batch of devices: one query per table, not per device."""
+
+    facts: dict[int, DeviceFacts]
+    apps: dict[int, list[InstalledApp]]
+    profiles: dict[int, list[InstalledProfile]]
+    identity_certificates: dict[int, list[DeviceCertificate]]
+    open_findings: dict[int, list[ComplianceFinding]]
+    compliance: dict[int, DeviceCompliance]
+
+
+def _grouped(session: Session, model: Any, column: Any, ids: list[int]) -> dict[int, list[Any]]:
+    grouped: dict[int, list[Any]] = defaultdict(list)
+    for row in session.scalars(select(model).where(column.in_(ids)).order_by(model.id)):
+        grouped[getattr(row, column.key)].append(row)
+    return grouped
+
+
+def _load(session: Session, ids: list[int]) -> _Loaded:
+    return _Loaded(
+        facts={
+            f.device_id: f for f in session.scalars(select(DeviceFacts).where(DeviceFacts.device_id.in_(ids)))
+        },
+        apps=_grouped(session, InstalledApp, InstalledApp.device_id, ids),
+        profiles=_grouped(session, InstalledProfile, InstalledProfile.device_id, ids),
+        identity_certificates=_grouped(session, DeviceCertificate, DeviceCertificate.device_id, ids),
+        open_findings=_grouped_open_findings(session, ids),
+        compliance={
+            c.device_id: c
+            for c in session.scalars(select(DeviceCompliance).where(DeviceCompliance.device_id.in_(ids)))
+        },
+    )
+
+
+def _grouped_open_findings(session: Session, ids: list[int]) -> dict[int, list[ComplianceFinding]]:
+    grouped: dict[int, list[ComplianceFinding]] = defaultdict(list)
+    for finding in session.scalars(
+        select(ComplianceFinding)
+        .where(ComplianceFinding.device_id.in_(ids), ComplianceFinding.closed_at.is_(None))
+        .order_by(ComplianceFinding.id)
+    ):
+        grouped[finding.device_id].append(finding)
+    return grouped
+
+
+def _state(session: Session, device: Device, book: PolicyBook, loaded: _Loaded) -> DeviceState:
     return DeviceState(
         device=device,
         policy=book.for_unit(device.org_unit_id),
         now=clock.now(),
-        facts=session.get(DeviceFacts, device.id),
-        apps=list(session.scalars(select(InstalledApp).where(InstalledApp.device_id == device.id))),
-        profiles=list(
-            session.scalars(select(InstalledProfile).where(InstalledProfile.device_id == device.id))
-        ),
-        identity_certificates=list(
-            session.scalars(select(DeviceCertificate).where(DeviceCertificate.device_id == device.id))
-        ),
+        facts=loaded.facts.get(device.id),
+        apps=loaded.apps.get(device.id, []),
+        profiles=loaded.profiles.get(device.id, []),
+        identity_certificates=loaded.identity_certificates.get(device.id, []),
         app_policy=allowed_apps_for(session, device),
         expected_profiles=expected_profiles_for(session, device),
     )
+
+
+def load_state(session: Session, device: Device, book: PolicyBook | None = None) -> DeviceState:
+    session.flush()
+    return _state(session, device, book or PolicyBook(session), _load(session, [device.id]))
 
 
 def open_findings(session: Session, device_id: int) -> list[ComplianceFinding]:
@@ -63,18 +112,44 @@ def evaluate_device(
     session: Session, device: Device, *, book: PolicyBook | None = None, rules: Iterable[str] | None = None
 ) -> list[ComplianceFinding]:
     """Evaluate the device (all rules, or only those named) and return its open findings."""
-    state = load_state(session, device, book)
+    return evaluate_devices(session, [device], book=book, rules=rules)[device.id]
+
+
+def evaluate_devices(
+    session: Session,
+    devices: list[Device],
+    *,
+    book: PolicyBook | None = None,
+    rules: Iterable[str] | None = None,
+) -> dict[int, list[ComplianceFinding]]:
+    """Evaluate several devices at once (what they have is loaded in one query per table);
+    returns each device's open findings."""
+    if not devices:
+        return {}
+    session.flush()
+    book = book or PolicyBook(session)
     names = list(RULES) if rules is None else list(rules)
+    loaded = _load(session, [d.id for d in devices])
+    return {d.id: _evaluate(session, _state(session, d, book, loaded), names, loaded) for d in devices}
+
+
+def _evaluate(
+    session: Session, state: DeviceState, names: list[str], loaded: _Loaded
+) -> list[ComplianceFinding]:
+    device = state.device
     found: dict[tuple[str, str], Violation] = {}
     for name in names:
         for violation in RULES[name](state):
             found[(name, violation.subject)] = violation
     now = state.now
-    current = {(f.rule, f.subject): f for f in open_findings(session, device.id)}
-    for key, finding in current.items():
+    still_open: list[ComplianceFinding] = []
+    current: dict[tuple[str, str], ComplianceFinding] = {}
+    for finding in loaded.open_findings.get(device.id, []):
+        current[(finding.rule, finding.subject)] = finding
         if finding.rule not in names:
+            still_open.append(finding)
             continue
-        violation = found.get(key)
+        violation = found.get((finding.rule, finding.subject))
         if violation is None:
             finding.closed_at = now
         else:
@@ -82,16 +157,18 @@ def evaluate_device(
             finding.severity = violation.severity
             finding.message = violation.message[:512]
             finding.details = violation.details
+            still_open.append(finding)
     for key, violation in found.items():
         if key not in current:
-            _open_finding(session, device, key[0], violation, now)
-    session.flush()
-    still_open = open_findings(session, device.id)
-    _store_state(session, device, still_open)
+            still_open.append(_open_finding(session, device, key[0], violation, now))
+    still_open.sort(key=lambda f: f.id)
+    _store_state(session, device, still_open, loaded.compliance.get(device.id))
     return still_open
 
 
-def _open_finding(session: Session, device: Device, rule: str, violation: Violation, now: datetime) -> None:
+def _open_finding(
+    session: Session, device: Device, rule: str, violation: Violation, now: datetime
+) -> ComplianceFinding:
     finding = ComplianceFinding(
         device_id=device.id,
         rule=rule,
@@ -113,12 +190,14 @@ def _open_finding(session: Session, device: Device, rule: str, violation: Violat
         finding_id=finding.id,
         details={"rule": rule, "subject": violation.subject, **violation.details},
     )
+    return finding
 
 
-def _store_state(session: Session, device: Device, findings: list[ComplianceFinding]) -> None:
+def _store_state(
+    session: Session, device: Device, findings: list[ComplianceFinding], row: DeviceCompliance | None
+) -> None:
     worst = max((f.severity for f in findings), key=Severity.rank, default=Severity.OK)
-    row = session.get(DeviceCompliance, device.id)
-    if row is None:
+    if row is None:  # _load found none after a flush: the device has never been evaluated
         row = DeviceCompliance(device_id=device.id)
         session.add(row)
     row.state = worst
@@ -144,20 +223,21 @@ def evaluate_fleet(session: Session, *, rules: Iterable[str] | None = None, batc
     count = 0
     last_id = 0
     while True:
-        devices = session.scalars(
-            select(Device)
-            .where(Device.enrollment_state == EnrollmentState.ENROLLED, Device.id > last_id)
-            .order_by(Device.id)
-            .limit(batch)
-        ).all()
+        devices = list(
+            session.scalars(
+                select(Device)
+                .where(Device.enrollment_state == EnrollmentState.ENROLLED, Device.id > last_id)
+                .order_by(Device.id)
+                .limit(batch)
+            )
+        )
         if not devices:
             return count
-        for device in devices:
-            evaluate_device(session, device, book=book, rules=rules)
+        evaluate_devices(session, devices, book=book, rules=rules)
         count += len(devices)
         last_id = devices[-1].id
 
 
 @after_inventory
-def evaluate_after_inventory(session: Session, device: Device, request_type: str) -> None:
-    evaluate_device(session, device)
+def evaluate_after_inventory(session: Session, devices: list[Device]) -> None:
+    evaluate_devices(session, devices)

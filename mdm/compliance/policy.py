@@ -4,6 +4,7 @@ default row (org_unit_id NULL), else the built-in defaults below."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from datetime import date
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -24,6 +25,7 @@ class UnitPolicy:
     require_supervision: bool = False
     inventory_interval_hours: int = DEFAULT_INVENTORY_INTERVAL_HOURS
     certificate_warning_days: int = DEFAULT_CERTIFICATE_WARNING_DAYS
+    minimum_android_security_patch: str | None = None
 
 
 _FIELDS = (
@@ -32,7 +34,18 @@ _FIELDS = (
     "require_supervision",
     "inventory_interval_hours",
     "certificate_warning_days",
+    "minimum_android_security_patch",
 )
+
+
+def parse_patch_level(value: object) -> date | None:
+    """An Android security patch level ("2025-06-05") as a date; None when it is not one."""
+    if not isinstance(value, str) or len(value) != 10:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        return None
 
 
 def _rows_by_unit(session: Session) -> dict[int | None, CompliancePolicy]:
@@ -87,6 +100,9 @@ def set_unit_policy(
     unknown = sorted(set(values) - set(_FIELDS))
     if unknown:
         raise ValueError(f"unknown policy fields: {', '.join(unknown)}")
+    patch = values.get("minimum_android_security_patch")
+    if patch is not None and parse_patch_level(patch) is None:
+        raise ValueError("minimum_android_security_patch must be a date YYYY-MM-DD")
     row = session.scalars(
         select(CompliancePolicy).where(
             CompliancePolicy.org_unit_id.is_(None)

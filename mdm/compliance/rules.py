@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from mdm.compliance.policy import UnitPolicy
+from mdm.compliance.policy import UnitPolicy, parse_patch_level
 from mdm.compliance.sources import AppPolicy, ExpectedProfile
 from mdm.inventory.values import version_key
 from mdm.models import (
@@ -182,6 +182,30 @@ def profile_missing_or_outdated(state: DeviceState) -> list[Violation]:
     return found
 
 
+def android_security_patch_outdated(state: DeviceState) -> list[Violation]:
+    minimum = parse_patch_level(state.policy.minimum_android_security_patch)
+    reported = state.facts.android_security_patch if state.facts is not None else None
+    current = parse_patch_level(reported)
+    if minimum is None or current is None or current >= minimum:
+        return []
+    return [
+        Violation(
+            "",
+            Severity.WARNING,
+            f"Android security patch {reported} is older than the minimum "
+            f"{state.policy.minimum_android_security_patch}",
+            {"security_patch": reported, "minimum": state.policy.minimum_android_security_patch},
+        )
+    ]
+
+
+def android_not_device_owner(state: DeviceState) -> list[Violation]:
+    # Without device owner the agent cannot enforce restrictions, lock task or wipe the whole device.
+    if state.facts is None or state.facts.android_device_owner is not False:
+        return []
+    return [Violation("", Severity.WARNING, "Hikeshi agent is not the device owner (not fully managed)")]
+
+
 RULES: dict[str, Rule] = {
     "unauthorized_app": unauthorized_app,
     "passcode_missing": passcode_missing,
@@ -191,4 +215,6 @@ RULES: dict[str, Rule] = {
     "offline_too_long": offline_too_long,
     "identity_certificate_expiring": identity_certificate_expiring,
     "profile_missing_or_outdated": profile_missing_or_outdated,
+    "android_security_patch_outdated": android_security_patch_outdated,
+    "android_not_device_owner": android_not_device_owner,
 }

@@ -7,13 +7,14 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from flask import Blueprint, Flask, Response, jsonify
+from flask import Blueprint, Flask, Response, jsonify, request
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from mdm import clock
 from mdm.appctx import hikeshi
+from mdm.backup.schedule import backup_status
 from mdm.db import migration_state
 from mdm.health import service_health
 from mdm.push.certificates import active_push_certificate
@@ -22,6 +23,11 @@ log = logging.getLogger(__name__)
 bp = Blueprint("health", __name__)
 
 RETRY_AFTER_SECONDS = 30
+# Without these the node cannot serve devices: only they make /readyz answer 503, so a load
+# balancer never takes every node out because APNs or the scheduler is down (devices would then
+# miss the very commands the degraded mode keeps for their next check-in). `?strict=1` answers
+# 503 on any failing check, for monitors that read only the status code.
+SERVING_CHECKS = ("database", "migrations")
 # A scheduler that has not reported for this long is considered stopped.
 SCHEDULER_STALE = timedelta(minutes=3)
 
@@ -45,11 +51,20 @@ def readyz() -> tuple[Response, int]:
             checks["push_certificate"] = _push_certificate_check(session)
             checks["apns"] = _service_check(session, "apns", stale_after=None)
             checks["scheduler"] = _service_check(session, "scheduler", stale_after=SCHEDULER_STALE)
+            if ext.settings.mqtt_url:
+                checks["mqtt"] = _service_check(session, "mqtt", stale_after=None)
+            # Information for operators: a failing backup must not take a node out of service.
+            backup = backup_status(session, ext.settings)
+            checks["backup"] = {**backup, "ok": True, "healthy": backup["ok"]}
     except (OperationalError, PoolTimeout, DBAPIError) as exc:
         log.warning("readiness: database unreachable: %s", exc)
         checks["database"] = {"ok": False, "detail": "database unreachable"}
-    ready = all(check["ok"] for check in checks.values())
-    return jsonify(status="ready" if ready else "not ready", checks=checks), (200 if ready else 503)
+    serving = all(checks.get(name, {}).get("ok", False) for name in SERVING_CHECKS)
+    healthy = all(check["ok"] for check in checks.values())
+    status = "ready" if healthy else "degraded" if serving else "not ready"
+    strict = request.args.get("strict") in ("1", "true")
+    code = 200 if (healthy or (serving and not strict)) else 503
+    return jsonify(status=status, checks=checks), code
 
 
 def _push_certificate_check(session: Any) -> dict[str, Any]:

@@ -5,6 +5,14 @@ from mdm.models.audit import AuditEvent
 from mdm.models.base import Base
 from mdm.models.command import Command, CommandResult, CommandStatus
 from mdm.models.compliance import ComplianceFinding, CompliancePolicy, DeviceCompliance, Severity
+from mdm.models.continuity import (
+    ContinuityPlan,
+    ReadinessDelivery,
+    ReadinessEvent,
+    ReadinessState,
+    SpareDevice,
+    UnitReadinessState,
+)
 from mdm.models.device import Device, DeviceCertificate, DeviceMessage, EnrollmentState
 from mdm.models.enrollment import (
     CertificateAuthority,
@@ -58,6 +66,7 @@ __all__ = [
     "CommandStatus",
     "ComplianceFinding",
     "CompliancePolicy",
+    "ContinuityPlan",
     "DeliveryStatus",
     "Device",
     "DeviceCertificate",
@@ -90,10 +99,15 @@ __all__ = [
     "ProfileVersion",
     "PushAttempt",
     "PushCertificate",
+    "ReadinessDelivery",
+    "ReadinessEvent",
+    "ReadinessState",
     "RecoveryCode",
     "ServiceHealth",
     "Severity",
+    "SpareDevice",
     "TokenPlatform",
+    "UnitReadinessState",
     "UnitType",
     "User",
     "WebSession",

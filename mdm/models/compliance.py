@@ -41,6 +41,8 @@ class CompliancePolicy(Base):
     require_supervision: Mapped[bool | None]
     inventory_interval_hours: Mapped[int | None]
     certificate_warning_days: Mapped[int | None]
+    # Oldest Android security patch level accepted, "YYYY-MM-DD" as Android reports it.
+    minimum_android_security_patch: Mapped[str | None] = mapped_column(String(10))
     updated_at: Mapped[datetime] = mapped_column(default=clock.now)
 
 

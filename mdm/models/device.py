@@ -39,6 +39,10 @@ class Device(Base):
     build_version: Mapped[str | None] = mapped_column(String(32))
     is_supervised: Mapped[bool] = mapped_column(default=False)
     org_unit_id: Mapped[int | None] = mapped_column(ForeignKey("org_units.id"), index=True)
+    # HQ's asset sticker (資産番号) and the crew or person the tablet is issued to: what a caller
+    # on the hotline reads off the back or says first. Unique asset tag; NULLs never collide.
+    asset_tag: Mapped[str | None] = mapped_column(String(64), unique=True)
+    assigned_user: Mapped[str | None] = mapped_column(String(128))
 
     push_token: Mapped[str | None] = mapped_column(String(512))  # hex of the device token
     push_magic: Mapped[str | None] = mapped_column(String(128))

@@ -79,8 +79,11 @@ class EnrollmentToken(Base):
 class ChallengePurpose:
     ENROLL = "enroll"  # issued with an enrollment profile; tied to a token
     RENEW = "renew"  # issued with an identity-renewal profile; tied to a device
+    # issued inside a Wi-Fi profile for the device's EAP-TLS certificate; tied to a device, but
+    # the certificate it yields is for the network, never an MDM identity
+    WIFI = "wifi"
 
-    ALL = (ENROLL, RENEW)
+    ALL = (ENROLL, RENEW, WIFI)
 
 
 class EnrollmentChallenge(Base):

@@ -44,6 +44,9 @@ class DeviceFacts(Base):
     passcode_compliant: Mapped[bool | None]
     passcode_compliant_with_profiles: Mapped[bool | None]
     hardware_encryption_caps: Mapped[int | None]
+    # Android agent facts (filled by mdm.android): "YYYY-MM-DD" as Build.VERSION.SECURITY_PATCH.
+    android_security_patch: Mapped[str | None] = mapped_column(String(10))
+    android_device_owner: Mapped[bool | None]
     raw_device_information: Mapped[dict[str, Any]] = mapped_column(default=dict)
     raw_security_info: Mapped[dict[str, Any]] = mapped_column(default=dict)
     device_information_at: Mapped[datetime | None]

@@ -16,12 +16,20 @@ from mdm.alerts.email import due_alert_emails, email_enabled, record_email, send
 from mdm.alerts.service import raise_alert
 from mdm.alerts.webhooks import due_deliveries, post_delivery, record_attempt
 from mdm.audit import SYSTEM
+from mdm.backup.schedule import scheduled_backup
 from mdm.compliance.evaluation import evaluate_fleet
 from mdm.config import Settings
+from mdm.continuity.webhooks import readiness_job
 from mdm.db import transaction
 from mdm.inventory.refresh import refresh_due_devices
 from mdm.models import Alert, JobRun, Severity
 from mdm.push.certificates import active_push_certificate, days_left
+from mdm.scheduler.maintenance import (
+    audit_purge,
+    enrollment_challenge_purge,
+    identity_renewal,
+    incident_auto_wipe,
+)
 from mdm.scheduler.retention import RetentionDays, purge_expired
 
 log = logging.getLogger(__name__)
@@ -116,11 +124,17 @@ def retention_purge(ctx: JobContext) -> dict[str, Any]:
 # name → (job, interval in scheduler ticks; a tick is settings.scheduler_tick_seconds, 60 s).
 JOBS: dict[str, tuple[Job, int]] = {
     "webhook_delivery": (webhook_delivery, 1),
+    "readiness_recompute": (readiness_job, 1),
     "alert_email": (alert_email, 1),
     "inventory_refresh": (inventory_refresh, 15),
     "offline_check": (offline_check, 15),
     "certificate_expiry": (certificate_expiry, 60),
     "retention_purge": (retention_purge, 24 * 60),
+    "identity_renewal": (identity_renewal, 60),
+    "enrollment_challenge_purge": (enrollment_challenge_purge, 24 * 60),
+    "audit_purge": (audit_purge, 24 * 60),
+    "incident_auto_wipe": (incident_auto_wipe, 1),  # reminders and wipes on the minute
+    "scheduled_backup": (scheduled_backup, 5),  # backs up only when due (backup_interval_minutes)
 }
 
 

@@ -1,6 +1,6 @@
-"""Retention: inventory history, command results, alerts and job runs older than their configured
-number of days are deleted (0 keeps them for ever). The seeds ask for logs kept for a defined
-period: the audit trail has its own, chained purge (mdm.audit)."""
+"""Retention: inventory history, command results, alerts, readiness changes and job runs older
+than their configured number of days are deleted (0 keeps them for ever). The seeds ask for logs
+kept for a defined period: the audit trail has its own, chained purge (mdm.audit)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from mdm.models import (
     ComplianceFinding,
     InventoryChange,
     JobRun,
+    ReadinessDelivery,
+    ReadinessEvent,
     WebhookAttempt,
     WebhookDelivery,
 )
@@ -63,6 +65,13 @@ def purge_expired(session: Session, days: RetentionDays) -> dict[str, int]:
                 ComplianceFinding.closed_at.is_not(None), ComplianceFinding.closed_at < cutoff
             ),
         )
+        # Readiness changes are kept as long as alerts: both are the record of what went wrong when.
+        old_events = select(ReadinessEvent.id).where(ReadinessEvent.occurred_at < cutoff)
+        run(
+            "readiness_deliveries",
+            delete(ReadinessDelivery).where(ReadinessDelivery.event_id.in_(old_events)),
+        )
+        run("readiness_events", delete(ReadinessEvent).where(ReadinessEvent.occurred_at < cutoff))
     if days.job_runs:
         run("job_runs", delete(JobRun).where(JobRun.started_at < now - timedelta(days=days.job_runs)))
     return counts

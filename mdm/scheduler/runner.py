@@ -14,9 +14,11 @@ from datetime import UTC, datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy.exc import SQLAlchemyError
 
 from mdm.config import Settings
-from mdm.db import ensure_migrated, make_engine, make_session_factory
+from mdm.db import ensure_migrated, make_engine, make_session_factory, transaction
+from mdm.health import mark_health
 from mdm.push.dispatcher import PushDispatcher
 from mdm.scheduler.jobs import JOBS, JobContext, run_job
 from mdm.scheduler.lock import SchedulerLock, scheduler_lock_for
@@ -54,6 +56,16 @@ def run_scheduler(settings: Settings, stop: threading.Event, *, jobs: list[str] 
         engine.dispose()
 
 
+def _heartbeat(ctx: JobContext) -> None:
+    """Tell /readyz the active scheduler is alive; a silent one is reported stopped there."""
+    try:
+        with transaction(ctx.factory) as session:
+            mark_health(session, "scheduler", True, f"active: {ctx.holder}")
+    except SQLAlchemyError as exc:
+        # The database being away is /readyz's own finding; jobs go on when it is back.
+        log.warning("scheduler %s: heartbeat not recorded: %s", ctx.holder, exc)
+
+
 def _run_while_held(
     ctx: JobContext, lock: SchedulerLock, stop: threading.Event, poll: float, names: list[str]
 ) -> None:
@@ -75,27 +87,11 @@ def _run_while_held(
         )
     scheduler.start()
     try:
+        _heartbeat(ctx)
         while not stop.wait(poll):
             if not lock.still_held():
                 log.error("scheduler %s: lost the lock; stopping jobs", ctx.holder)
                 return
+            _heartbeat(ctx)
     finally:
         scheduler.shutdown(wait=True)
-
-
-class SchedulerThread:
-    """The scheduler inside another process (`hikeshi serve` on a single machine), never in web
-    workers: start it in the master process only."""
-
-    def __init__(self, settings: Settings) -> None:
-        self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=run_scheduler, args=(settings, self._stop), name="hikeshi-scheduler", daemon=True
-        )
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout: float = 30.0) -> None:
-        self._stop.set()
-        self._thread.join(timeout)

@@ -20,6 +20,7 @@ from mdm.models import Alert, ComplianceFinding, Device, OrgUnit, Severity
 from mdm.scheduler.jobs import JobContext, webhook_delivery
 from profiles.assignment import assign_profile
 from profiles.service import create_profile
+from profiles.spec import profile_uuid
 from tests.alerts.receiver import webhook_receiver
 from tests.inventory.helpers import ADMIN
 
@@ -48,8 +49,9 @@ def _app_list(*identifiers: str) -> list[dict]:
     ]
 
 
-def _drain(client, ipad, installed: list[dict]) -> list[str]:
-    """Answer every queued command as the iPad would; returns the request types seen."""
+def _drain(client, ipad, installed: list[dict], profiles: list[dict]) -> list[str]:
+    """Answer every queued command as the iPad would (it has the assigned profile installed);
+    returns the request types seen."""
     answers = {
         "DeviceInformation": {"QueryResponses": ipad.device_information()},
         "SecurityInfo": {
@@ -60,7 +62,7 @@ def _drain(client, ipad, installed: list[dict]) -> list[str]:
             }
         },
         "InstalledApplicationList": {"InstalledApplicationList": installed},
-        "ProfileList": {"ProfileList": []},
+        "ProfileList": {"ProfileList": profiles},
         "CertificateList": {"CertificateList": []},
     }
     seen = []
@@ -92,8 +94,16 @@ def test_unauthorized_app_alert_webhook_and_self_closing_finding(app, client, ip
                 s, ADMIN, "dispatch-center", receiver.url, secret_key=settings.secret_key
             )
             device_id = device.id
+            installed_profiles = [
+                {
+                    "PayloadIdentifier": profile.identifier,
+                    "PayloadUUID": profile_uuid(profile.identifier, profile.version),
+                    "PayloadDisplayName": profile.name_ja,
+                    "IsManaged": True,
+                }
+            ]
 
-        seen = _drain(client, ipad, _app_list("jp.fire.triage", BLOCKED))
+        seen = _drain(client, ipad, _app_list("jp.fire.triage", BLOCKED), installed_profiles)
         assert {"DeviceInformation", "InstalledApplicationList", "InstallProfile"} <= set(seen)
         session.expire_all()
         [finding] = open_findings(session, device_id)
@@ -103,7 +113,8 @@ def test_unauthorized_app_alert_webhook_and_self_closing_finding(app, client, ip
         assert BLOCKED in alert.title and alert.org_unit_id is not None
 
         assert webhook_delivery(JobContext(factory, settings, "test")) == {"attempted": 1, "delivered": 1}
-        [request] = receiver.requests
+        # The receiver may also hear other events (unit readiness): take the alerts.
+        [request] = [r for r in receiver.requests if "alert_id" in json.loads(r.body)]
         signature = "sha256=" + hmac.new(secret.encode(), request.body, hashlib.sha256).hexdigest()
         assert hmac.compare_digest(request.headers[SIGNATURE_HEADER], signature)
         payload = json.loads(request.body)
@@ -114,7 +125,9 @@ def test_unauthorized_app_alert_webhook_and_self_closing_finding(app, client, ip
         # The user deletes the game; the next inventory shows it gone and the finding closes.
         with transaction(factory) as s:
             queue_inventory_refresh(s, s.get(Device, device_id), ADMIN, kinds=["InstalledApplicationList"])
-        assert _drain(client, ipad, _app_list("jp.fire.triage")) == ["InstalledApplicationList"]
+        assert _drain(client, ipad, _app_list("jp.fire.triage"), installed_profiles) == [
+            "InstalledApplicationList"
+        ]
         session.rollback()
         session.expire_all()
         assert open_findings(session, device_id) == []

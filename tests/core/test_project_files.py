@@ -47,3 +47,11 @@ def test_dockerfile_runs_as_non_root_with_the_same_commands():
     dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
     assert re.search(r"^USER hikeshi$", dockerfile, re.M)
     assert "hikeshi db upgrade" in dockerfile and "hikeshi serve" in dockerfile
+
+
+def test_every_setting_read_from_the_environment_is_in_the_readme():
+    read = set(re.findall(r'"(HIKESHI_[A-Z0-9_]+)"', (ROOT / "mdm" / "config.py").read_text()))
+    assert len(read) > 40  # the pattern still finds the settings
+    readme = (ROOT / "README.md").read_text()
+    missing = sorted(name for name in read if f"`{name}`" not in readme)
+    assert missing == [], f"document these in the README's Configuration table: {missing}"

@@ -12,6 +12,7 @@ from commands.queue import enqueue_command
 from commands.results import record_result
 from mdm.app import load_services
 from mdm.audit import Actor
+from mdm.inventory.events import settle_inventory
 from mdm.models import Command, Device
 
 ADMIN = Actor("admin@hq", "admin", "192.0.2.1")
@@ -34,6 +35,8 @@ def answer(
     raw = plistlib.dumps(report)
     result = record_result(session, device, plistlib.loads(raw), raw, actor=ADMIN)
     assert result is command
+    # What the check-in's commit does first (mdm.inventory.events): tests read before committing.
+    settle_inventory(session)
     session.flush()
     return command
 

@@ -133,3 +133,28 @@ def test_export_apple_is_signed_and_verifies(cli_env, session, tmp_path):
     assert plistlib.loads((tmp_path / "x.plist").read_bytes())["PayloadIdentifier"] == "jp.example.fd.base"
     policy = _run("profile", "export", "jp.example.fd.base", "--platform", "android").stdout
     assert "passwordPolicies" in json.loads(policy)
+
+
+def test_update_saves_a_new_version_and_reinstalls(cli_env, session, tmp_path):
+    _run("profile", "create", "--template", "field-standard", "--identifier", "jp.example.fd.base")
+    _run("profile", "assign", "jp.example.fd.base", "--unit", "CEN")
+    spec = json.loads(_run("profile", "export", "jp.example.fd.base", "--platform", "android").stdout)
+    assert spec["passwordPolicies"][0]["passwordMinimumLength"] == 6
+    from profiles.templates import template_spec
+
+    changed = template_spec("field-standard", identifier="jp.example.fd.base")
+    changed["payloads"][0]["settings"]["min_length"] = 8
+    (tmp_path / "v2.json").write_text(json.dumps(changed))
+    out = _run("profile", "update", "jp.example.fd.base", "--spec", str(tmp_path / "v2.json")).output
+    # Three devices had v1 queued; each gets v2 instead.
+    assert "jp.example.fd.base v2: 3 devices, 3 installs queued" in out
+    assert (
+        "unchanged"
+        in _run("profile", "update", "jp.example.fd.base", "--spec", str(tmp_path / "v2.json")).output
+    )
+    changed["payloads"][0]["settings"]["min_length"] = 0
+    (tmp_path / "bad.json").write_text(json.dumps(changed))
+    refused = _run("profile", "update", "jp.example.fd.base", "--spec", str(tmp_path / "bad.json"), ok=False)
+    assert "min_length" in refused.output
+    policy = json.loads(_run("profile", "export", "jp.example.fd.base", "--platform", "android").stdout)
+    assert policy["passwordPolicies"][0]["passwordMinimumLength"] == 8

@@ -23,7 +23,6 @@ from profiles.assignment import (
     assign_profile,
     desired_profiles,
     device_profile_states,
-    move_device,
     unassign_profile,
     update_profile_and_apply,
 )
@@ -150,7 +149,7 @@ def _device(s, managed: ManagedIPad) -> Device:
 
 def _place(factory, conf, managed: ManagedIPad, unit_id: int) -> None:
     with transaction(factory) as s:
-        move_device(s, conf, _device(s, managed), orgunits.get_unit(s, unit_id), actor=ADMIN)
+        orgunits.assign_device(s, _device(s, managed), orgunits.get_unit(s, unit_id), actor=ADMIN)
 
 
 def _verify_with_openssl(tmp_path: Path, signed: bytes, ca_pem: str) -> bytes:

@@ -24,7 +24,6 @@ from profiles.assignment import (
     desired_profiles,
     device_profile_states,
     list_assignments,
-    move_device,
     reconcile_devices,
     unassign_profile,
 )
@@ -169,19 +168,41 @@ def test_moving_a_device_out_removes_and_cancelled_installs_are_not_removed(sess
     profile = _profile(session)
     assign_profile(session, ready, profile, units["station"], actor=ADMIN)
     _ack(session, _commands(session, delivered, "InstallProfile")[0])
-    move_device(session, ready, delivered, units["other"], actor=ADMIN)
+    take_pending_pushes(session)
+    # mdm.orgunits.assign_device is the one way to move a device; profiles follow through its hook.
+    assert orgunits.assign_device(session, delivered, units["other"], actor=ADMIN) is True
     [remove] = _commands(session, delivered, "RemoveProfile")
     assert remove.params == {"Identifier": profile.identifier}
+    assert take_pending_pushes(session) == {delivered.id}
+    assert orgunits.assign_device(session, delivered, units["other"], actor=ADMIN) is False
+    assert len(_commands(session, delivered, "RemoveProfile")) == 1
     # Never delivered: the install is cancelled, nothing to remove, nothing left tracked.
-    move_device(session, ready, undelivered, units["other"], actor=ADMIN)
+    orgunits.assign_device(session, undelivered, units["other"], actor=ADMIN)
     assert _commands(session, undelivered, "RemoveProfile") == []
     assert _commands(session, undelivered, "InstallProfile")[0].status == CommandStatus.CANCELLED
     assert device_profile_states(session, undelivered) == []
     _ack(session, remove)
     assert device_profile_states(session, delivered) == []
     # Moving back while nothing is installed installs again.
-    move_device(session, ready, delivered, units["unit"], actor=ADMIN)
+    orgunits.assign_device(session, delivered, units["unit"], actor=ADMIN)
     assert len(_commands(session, delivered, "InstallProfile")) == 2
+
+
+def test_moving_a_unit_under_another_station_follows_the_new_path(session, ready, units):
+    device = _device_in(session, units["unit"])
+    profile = _profile(session)
+    assign_profile(session, ready, profile, units["other"], actor=ADMIN)
+    assert _commands(session, device, "InstallProfile") == []
+    take_pending_pushes(session)
+    # The branch (and the unit below it) moves from 中央署 to 北署, which has the profile.
+    orgunits.move_unit(session, units["branch"], units["other"], actor=ADMIN)
+    [install] = _commands(session, device, "InstallProfile")
+    assert take_pending_pushes(session) == {device.id}
+    _ack(session, install)
+    # Back under 中央署: the profile is no longer inherited and is removed.
+    orgunits.move_unit(session, units["branch"], units["station"], actor=ADMIN)
+    [remove] = _commands(session, device, "RemoveProfile")
+    assert remove.params == {"Identifier": profile.identifier}
 
 
 def test_unassign_removes_only_where_no_other_assignment_covers(session, ready, units):

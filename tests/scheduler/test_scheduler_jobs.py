@@ -17,6 +17,7 @@ from mdm.models import (
     InventoryChange,
     JobRun,
     PushCertificate,
+    ReadinessEvent,
 )
 from mdm.scheduler import jobs
 from mdm.scheduler.jobs import JobContext, run_job
@@ -105,6 +106,9 @@ def test_retention_purges_only_what_is_old(session, frozen_clock):
     answer(session, device, "InstalledApplicationList", apps(("a.b", "A", "1")))
     answer(session, device, "InstalledApplicationList", apps(("c.d", "C", "1")))
     raise_alert(session, "old", "warning", "old alert")
+    session.add(
+        ReadinessEvent(state="degraded", cause_code="old", cause_ja="古い", cause_en="old", payload={})
+    )
     session.flush()
     frozen_clock.advance(days=100)
     answer(session, device, "InstalledApplicationList", apps(("e.f", "E", "1")))
@@ -116,7 +120,7 @@ def test_retention_purges_only_what_is_old(session, frozen_clock):
         session, RetentionDays(inventory_history=30, command_results=30, alerts=30, job_runs=90)
     )
     assert counts["inventory_changes"] == 2 and counts["command_results"] == 2 and counts["alerts"] == 1
-    assert counts["job_runs"] == 1
+    assert counts["job_runs"] == 1 and counts["readiness_events"] == 1
     after = (_count(session, InventoryChange), _count(session, CommandResult), _count(session, Alert))
     assert after == (before[0] - 2, before[1] - 2, before[2] - 1)
     assert session.scalars(select(Alert.kind).where(Alert.kind.in_(["old", "new"]))).all() == ["new"]

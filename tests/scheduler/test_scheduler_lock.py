@@ -3,6 +3,9 @@ connection the server dropped knows it lost the lock."""
 
 from __future__ import annotations
 
+import gc
+import os
+
 import pytest
 from sqlalchemy import text
 
@@ -20,8 +23,7 @@ def test_lock_kind_follows_the_database(tmp_path):
 def test_file_lock_one_holder_at_a_time(tmp_path):
     first, second = SqliteFileLock(tmp_path / "s.lock"), SqliteFileLock(tmp_path / "s.lock")
     assert first.try_acquire() and first.still_held()
-    # filelock may share one lock per path inside a process; the cross-process case is tested
-    # with real processes in test_scheduler_processes.py.
+    assert not second.try_acquire()  # flock: each open file competes, even inside one process
     first.release()
     assert not first.still_held()
     assert second.try_acquire()
@@ -50,3 +52,44 @@ def test_advisory_lock_one_holder_and_lost_connection(database_url, engine):
     finally:
         first.release()
         second.release()
+
+
+def _in_a_forked_child(action) -> None:
+    """Run `action` in a forked child (as a gunicorn worker forked by a holder would) and wait."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 0
+        try:
+            action()
+            gc.collect()
+        except BaseException:
+            code = 1
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_a_forked_child_never_releases_the_parents_file_lock(tmp_path):
+    holder = SqliteFileLock(tmp_path / "s.lock")
+    assert holder.try_acquire()
+    try:
+        # The child sees no lock of its own, and its release does not free the parent's flock.
+        _in_a_forked_child(lambda: (holder.still_held() and os._exit(3), holder.release()))
+        other = SqliteFileLock(tmp_path / "s.lock")
+        assert not other.try_acquire() and holder.still_held()
+    finally:
+        holder.release()
+    assert SqliteFileLock(tmp_path / "s.lock").try_acquire()
+
+
+def test_a_forked_child_never_touches_the_parents_advisory_lock(database_url, engine):
+    if engine.dialect.name != "postgresql":
+        pytest.skip("advisory locks are PostgreSQL's; SQLite uses the file lock")
+    holder, other = PostgresAdvisoryLock(database_url), PostgresAdvisoryLock(database_url)
+    try:
+        assert holder.try_acquire()
+        _in_a_forked_child(lambda: (holder.still_held() and os._exit(3), holder.release()))
+        assert holder.still_held() and not other.try_acquire()
+    finally:
+        holder.release()
+        other.release()

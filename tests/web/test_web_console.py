@@ -33,6 +33,12 @@ PAGES = {
     "/console/audit/export?format=csv": {"admin", "auditor"},
     "/console/settings": {"admin", "auditor"},
     "/console/account": set(ROLES),
+    "/console/hotline": set(ROLES),
+    "/console/alerts": {"admin", "operator", "auditor"},
+    "/console/apps": set(ROLES),
+    "/console/continuity": {"admin", "operator", "auditor"},
+    "/console/continuity/units/{unit}/plan": {"admin", "operator", "auditor"},
+    "/console/profiles": {"admin", "auditor"},
 }
 
 

@@ -7,7 +7,7 @@ endpoint added without a row here fails `test_every_endpoint_has_a_rule`.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -16,8 +16,13 @@ from sqlalchemy import select
 
 from commands.queue import enqueue_command
 from enrollment.tokens import create_token
+from mdm.alerts.service import raise_alert
 from mdm.audit import SYSTEM
+from mdm.continuity import mark_spare
 from mdm.models import Command
+from profiles.assignment import assign_profile
+from profiles.service import create_profile
+from tests.hotline.support import rbac_bodies, rbac_incidents
 from tests.web.helpers import bearer, make_token, make_user
 from web.rbac import ROLE_PERMISSIONS, Permission, Role
 
@@ -26,6 +31,10 @@ EVERYONE = {"admin", "operator", "approver", "auditor", "dispatch"}
 READERS = {"admin", "operator", "approver", "auditor", "dispatch"}
 COMMAND_READERS = {"admin", "operator", "approver", "auditor"}
 AUDITORS = {"admin", "auditor"}
+ALERT_READERS = {"admin", "operator", "auditor"}
+INCIDENT_READERS = {"admin", "operator", "approver", "auditor"}
+PROFILE_READERS = {"admin", "auditor"}
+READINESS_READERS = {"admin", "operator", "auditor", "dispatch"}
 
 # (method, rule) -> roles that may call it. None: public (no token needed).
 EXPECTED: dict[tuple[str, str], set[str] | None] = {
@@ -33,6 +42,7 @@ EXPECTED: dict[tuple[str, str], set[str] | None] = {
     ("GET", "/api/v1/me"): EVERYONE,
     ("GET", "/api/v1/devices"): READERS,
     ("GET", "/api/v1/devices/{device_id}"): READERS,
+    ("PATCH", "/api/v1/devices/{device_id}"): ADMIN,
     ("GET", "/api/v1/devices/{device_id}/commands"): COMMAND_READERS,
     ("POST", "/api/v1/devices/{device_id}/commands"): {"admin", "operator"},
     ("GET", "/api/v1/commands"): COMMAND_READERS,
@@ -60,8 +70,61 @@ EXPECTED: dict[tuple[str, str], set[str] | None] = {
     ("GET", "/api/v1/audit/events"): AUDITORS,
     ("GET", "/api/v1/audit/events/export"): AUDITORS,
     ("GET", "/api/v1/audit/verify"): AUDITORS,
+    ("GET", "/api/v1/incidents"): INCIDENT_READERS,
+    ("POST", "/api/v1/incidents"): {"admin", "operator"},
+    ("GET", "/api/v1/incidents/{incident_id}"): INCIDENT_READERS,
+    ("POST", "/api/v1/incidents/{incident_id}/lock"): {"admin", "operator"},
+    ("POST", "/api/v1/incidents/{incident_id}/location-request"): {"admin", "operator"},
+    ("POST", "/api/v1/incidents/{incident_id}/wipe-request"): {"admin", "operator"},
+    ("POST", "/api/v1/incidents/{incident_id}/wipe-approval"): {"admin", "approver"},
+    ("POST", "/api/v1/incidents/{incident_id}/wipe-rejection"): {"admin", "approver"},
+    ("POST", "/api/v1/incidents/{incident_id}/break-glass"): ADMIN,
+    ("POST", "/api/v1/incidents/{incident_id}/recover"): {"admin", "operator"},
+    ("GET", "/api/v1/incidents/{incident_id}/certificate"): INCIDENT_READERS,
+    ("GET", "/api/v1/incidents/{incident_id}/certificate/signature"): INCIDENT_READERS,
+    ("GET", "/api/v1/incidents/{incident_id}/certificate/html"): INCIDENT_READERS,
+    ("GET", "/api/v1/profiles"): PROFILE_READERS,
+    ("POST", "/api/v1/profiles"): ADMIN,
+    ("POST", "/api/v1/profiles/validate"): PROFILE_READERS,
+    ("POST", "/api/v1/profiles/from-template"): ADMIN,
+    ("GET", "/api/v1/profiles/{profile_id}"): PROFILE_READERS,
+    ("PUT", "/api/v1/profiles/{profile_id}"): ADMIN,
+    ("GET", "/api/v1/profiles/{profile_id}/preview"): PROFILE_READERS,
+    ("GET", "/api/v1/profiles/{profile_id}/export"): ADMIN,
+    ("GET", "/api/v1/profile-templates"): PROFILE_READERS,
+    ("GET", "/api/v1/profiles/{profile_id}/assignments"): PROFILE_READERS,
+    ("POST", "/api/v1/profiles/{profile_id}/assignments"): ADMIN,
+    ("DELETE", "/api/v1/profiles/{profile_id}/assignments/{unit_id}"): ADMIN,
+    ("GET", "/api/v1/devices/{device_id}/profiles"): PROFILE_READERS,
+    ("GET", "/api/v1/devices/{device_id}/facts"): READERS,
+    ("GET", "/api/v1/devices/{device_id}/apps"): READERS,
+    ("GET", "/api/v1/devices/{device_id}/installed-profiles"): READERS,
+    ("GET", "/api/v1/devices/{device_id}/certificates"): READERS,
+    ("GET", "/api/v1/devices/{device_id}/history"): READERS,
+    ("GET", "/api/v1/devices/{device_id}/findings"): READERS,
+    ("POST", "/api/v1/devices/{device_id}/inventory/refresh"): ADMIN,
+    ("GET", "/api/v1/apps"): READERS,
+    ("GET", "/api/v1/alerts"): ALERT_READERS,
+    ("GET", "/api/v1/alerts/{alert_id}"): ALERT_READERS,
+    ("POST", "/api/v1/alerts/{alert_id}/acknowledge"): ADMIN,
+    ("GET", "/api/v1/readiness"): READINESS_READERS,
+    ("GET", "/api/v1/readiness/events"): READINESS_READERS,
+    ("GET", "/api/v1/readiness/stream"): READINESS_READERS,
+    ("GET", "/api/v1/readiness/spares"): READINESS_READERS,
+    ("PUT", "/api/v1/readiness/spares/{spare_device_id}"): ADMIN,
+    ("POST", "/api/v1/readiness/spare-swap"): {"admin", "operator"},
+    ("GET", "/api/v1/org-units/{unit_id}/continuity-plan"): READINESS_READERS,
+    ("PUT", "/api/v1/org-units/{unit_id}/continuity-plan"): ADMIN,
+    ("GET", "/api/v1/org-units/{unit_id}/incident-policy"): INCIDENT_READERS,
+    ("PUT", "/api/v1/org-units/{unit_id}/incident-policy"): ADMIN,
 }
 ROLES = sorted(EVERYONE)
+PROFILE_SPEC = {
+    "identifier": "jp.example.fd.rbac",
+    "name_ja": "権限確認",
+    "name_en": "RBAC check",
+    "payloads": [{"kind": "passcode", "settings": {"min_length": 6}}],
+}
 
 
 def _normalize(app: Any, rule: Any) -> str:
@@ -95,6 +158,8 @@ class World:
     tokens: dict[str, str]
     paths: dict[str, str]
     bodies: dict[tuple[str, str], dict[str, Any]]
+    # Path values for one endpoint only (a hotline action needs an incident in its own state).
+    overrides: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
 
 
 @pytest.fixture
@@ -105,33 +170,61 @@ def world(app: Any, tree: Any, session_factory: Any, settings: Any) -> World:
         target_user = make_user(session, settings, "target", "operator", org_unit_id=tree.station_a.id)
         device_a = session.merge(tree.device_a)
         command = enqueue_command(session, device_a, "DeviceLock", {}, actor=SYSTEM, push=False)
+        alert = raise_alert(session, "test.rbac", "warning", "RBAC check", device=device_a)
         enrollment = create_token(
             session, {"org_unit_id": tree.unit_a1.id, "expires_in": timedelta(days=7)}, actor=SYSTEM
         )
+        incident_id, overrides = rbac_incidents(session, device_a)
+        profile = create_profile(session, SYSTEM, PROFILE_SPEC)
+        assign_profile(session, settings, profile, session.merge(tree.unit_a1), actor=SYSTEM)
+        mark_spare(session, session.merge(tree.device_b), actor=SYSTEM)  # device B is at station B
         session.commit()
         paths = {
             "device_id": str(tree.device_a.id),
+            "alert_id": str(alert.id),
             "command_uuid": command.uuid,
             "unit_id": str(tree.unit_a1.id),
             "enrollment_token_id": str(enrollment.token.id),
             "user_id": str(target_user.user_id),
             "api_token_id": target_token.split("_")[1],
+            "incident_id": incident_id,
+            "profile_id": str(profile.id),
+            "spare_device_id": str(tree.device_b.id),
         }
     bodies = {
+        ("POST", "/api/v1/alerts/{alert_id}/acknowledge"): {"comment": "checked"},
         ("POST", "/api/v1/devices/{device_id}/commands"): {"request_type": "DeviceLock"},
         ("POST", "/api/v1/org-units"): {"kind": "unit", "name_ja": "新隊", "parent_id": tree.station_b.id},
         ("PATCH", "/api/v1/org-units/{unit_id}"): {"name_en": "Central Ambulance"},
+        ("PATCH", "/api/v1/devices/{device_id}"): {"asset_tag": "FD-RBAC", "assigned_user": "救急3隊"},
+        ("PUT", "/api/v1/org-units/{unit_id}/incident-policy"): {"auto_wipe_after_hours": 24},
         ("POST", "/api/v1/enrollment-tokens"): {"org_unit_id": tree.unit_a1.id},
         ("POST", "/api/v1/enrollment-tokens/{enrollment_token_id}/revoke"): {},
         ("POST", "/api/v1/users"): {"username": "newbie", "role": "auditor"},
         ("PATCH", "/api/v1/users/{user_id}"): {"display_name": "Target"},
         ("POST", "/api/v1/api-tokens"): {"name": "n", "role": "dispatch"},
+        **rbac_bodies(tree.device_a.id),
+        ("POST", "/api/v1/profiles"): {**PROFILE_SPEC, "identifier": "jp.example.fd.rbac-new"},
+        ("POST", "/api/v1/profiles/validate"): PROFILE_SPEC,
+        ("POST", "/api/v1/profiles/from-template"): {"template": "strict", "identifier": "jp.example.fd.s"},
+        ("PUT", "/api/v1/profiles/{profile_id}"): {**PROFILE_SPEC, "name_en": "Renamed"},
+        ("POST", "/api/v1/profiles/{profile_id}/assignments"): {"org_unit_id": tree.station_b.id},
+        ("PUT", "/api/v1/readiness/spares/{spare_device_id}"): {"spare": False},
+        ("POST", "/api/v1/readiness/spare-swap"): {
+            "spare_device_id": tree.device_b.id,
+            "unit_id": tree.unit_a1.id,
+        },
+        ("PUT", "/api/v1/org-units/{unit_id}/continuity-plan"): {
+            "required_working": 1,
+            "max_seen_minutes": 60,
+            "min_battery_percent": 20,
+        },
     }
-    return World(tokens, paths, bodies)
+    return World(tokens, paths, bodies, overrides)
 
 
 def _call(client: Any, method: str, template: str, world: World, headers: dict[str, str]) -> Any:
-    path = template.format(**world.paths)
+    path = template.format(**{**world.paths, **world.overrides.get((method, template), {})})
     body = world.bodies.get((method, template))
     return client.open(path, method=method, headers=headers, json=body)
 
@@ -143,7 +236,7 @@ def test_role_matrix(client: Any, world: World, role: str) -> None:
         if allowed is None:
             continue
         response = _call(client, method, template, world, bearer(world.tokens[role]))
-        where = f"{role} {method} {template}: {response.status_code} {response.get_data(as_text=True)[:200]}"
+        where = f"{role} {method} {template}: {response.status_code} {response.get_data()[:200]!r}"
         assert response.status_code < 500, where
         if role in allowed:
             assert response.status_code not in (401, 403), where

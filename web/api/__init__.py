@@ -6,11 +6,18 @@ from flask import Flask
 from flask_smorest import Api
 
 from web.api import (
+    alerts,
     audit,
+    device_labels,
     devices,
     enrollment,
+    incident_policy,
+    incidents,
+    inventory,
     me,
     orgunits,
+    profiles,
+    readiness,
     tokens,
     users,
 )
@@ -22,11 +29,18 @@ from web.api.schemas import ErrorSchema
 BLUEPRINTS = (
     me.blp,
     devices.blp,
+    device_labels.blp,
+    inventory.blp,
+    alerts.blp,
     orgunits.blp,
+    profiles.blp,
     enrollment.blp,
     users.blp,
     tokens.blp,
     audit.blp,
+    incidents.blp,
+    incident_policy.blp,
+    readiness.blp,
 )
 MAX_BODY = 1024 * 1024
 

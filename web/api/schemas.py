@@ -128,6 +128,7 @@ class MeSchema(Schema):
 # -- devices ------------------------------------------------------------------------------------
 
 COMPLIANCE_STATES = ("compliant", "noncompliant", "unknown")
+COMPLIANCE_SEVERITIES = ("ok", "info", "warning", "critical")
 
 
 class DeviceQuerySchema(PageQuerySchema):
@@ -136,7 +137,18 @@ class DeviceQuerySchema(PageQuerySchema):
     status = fields.String(validate=validate.OneOf(EnrollmentState.ALL))
     compliance = fields.String(
         validate=validate.OneOf(COMPLIANCE_STATES),
-        metadata={"description": "compliance is not evaluated yet: every device is `unknown`"},
+        metadata={
+            "description": "compliant: no open finding worse than info; noncompliant: a warning or "
+            "critical finding is open; unknown: never evaluated"
+        },
+    )
+    compliance_severity = fields.String(
+        validate=validate.OneOf(COMPLIANCE_SEVERITIES),
+        metadata={"description": "the worst open finding's severity (ok: none open)"},
+    )
+    app = Text(
+        validate=validate.Length(min=1, max=255),
+        metadata={"description": "only devices that have this app installed (bundle id or package name)"},
     )
     seen_since = When(metadata={"description": "last seen at or after this time"})
     not_seen_since = When(metadata={"description": "never seen, or last seen before this time"})
@@ -153,6 +165,8 @@ class DeviceSchema(Schema):
     platform = fields.String(required=True)
     udid = fields.String(allow_none=True, required=True)
     serial_number = fields.String(allow_none=True, required=True)
+    asset_tag = fields.String(allow_none=True, required=True)
+    assigned_user = fields.String(allow_none=True, required=True)
     device_name = fields.String(allow_none=True, required=True)
     model = fields.String(allow_none=True, required=True)
     model_name = fields.String(allow_none=True, required=True)
@@ -162,7 +176,19 @@ class DeviceSchema(Schema):
     enrollment_state = fields.String(required=True)
     org_unit_id = fields.Integer(allow_none=True, required=True)
     compliance = fields.Function(
-        lambda _device: "unknown", required=True, metadata={"type": "string", "enum": list(COMPLIANCE_STATES)}
+        lambda d: _compliance(d).label,
+        required=True,
+        metadata={"type": "string", "enum": list(COMPLIANCE_STATES)},
+    )
+    compliance_severity = fields.Function(
+        lambda d: _compliance(d).severity,
+        required=True,
+        metadata={
+            "type": "string",
+            "nullable": True,
+            "enum": [*COMPLIANCE_SEVERITIES, None],
+            "description": "worst open finding; null when never evaluated",
+        },
     )
     last_seen_at = fields.DateTime(allow_none=True, required=True)
     enrolled_at = fields.DateTime(allow_none=True, required=True)
@@ -192,6 +218,29 @@ class DeviceDetailSchema(DeviceSchema):
     )
     pending_commands = fields.Function(lambda d: _pending(d), required=True, metadata={"type": "integer"})
     certificates = fields.List(fields.Nested(CertificateSummarySchema), required=True)
+    open_findings = fields.Function(
+        lambda d: _compliance(d).open_findings, required=True, metadata={"type": "integer"}
+    )
+    compliance_evaluated_at = fields.Function(
+        lambda d: _iso(_compliance(d).evaluated_at),
+        required=True,
+        metadata={"type": "string", "format": "date-time", "nullable": True},
+    )
+
+
+def _compliance(device: Any) -> Any:
+    # A devices list carries each row's compliance (web.queries.DeviceRow); one device reads it.
+    from web.queries import UNKNOWN_COMPLIANCE, device_compliance_status
+
+    carried = getattr(device, "compliance_status", None)
+    if carried is not None:
+        return carried
+    session = object_session(device)
+    return device_compliance_status(session, device.id) if session is not None else UNKNOWN_COMPLIANCE
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
 
 
 def _unit_path(device: Any) -> str | None:

@@ -94,12 +94,18 @@ def init_app(app: Flask) -> None:
 
 # The view modules register their routes on bp when imported.
 from web.console import (  # noqa: E402, F401
+    alerts,
+    apps,
     audit,
     auth_views,
+    banners,
+    continuity,
     dashboard,
     devices,
     enrollment,
+    hotline,
     orgunits,
+    profiles,
     settings_views,
     users,
 )

@@ -9,18 +9,36 @@ from typing import Any
 from flask import Response, abort, flash, jsonify, redirect, render_template, request, url_for
 from flask_babel import format_datetime
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from marshmallow import fields, validate
+from sqlalchemy import select
 
 from commands.catalog import CommandParamsError, UnknownCommand, all_command_types, get_command_type
 from commands.queue import CommandRefused, CommandStateError, cancel_command, enqueue_command
 from mdm import clock
-from mdm.appctx import db_session
-from mdm.models import Command, CommandStatus, Device
+from mdm.appctx import db_session, settings
+from mdm.inventory.refresh import INVENTORY_KINDS, queue_inventory_refresh
+from mdm.models import (
+    Command,
+    CommandStatus,
+    Device,
+    DeviceFacts,
+    InstalledCertificate,
+    InstalledProfile,
+)
+from web.api.device_labels import LIMITS, DeviceLabelsUpdateSchema, DuplicateAssetTag, set_device_labels
+from web.api.schemas import COMPLIANCE_STATES, Text
 from web.console import bp
 from web.console.forms import CommandForm, DeviceFilterForm, load_form
 from web.console.guard import ask_confirmation, confirmed, current_principal, needs
 from web.console.labels import command_label, status_label
 from web.queries import (
+    device_apps,
+    device_changes,
     device_commands,
+    device_compliance_status,
+    device_findings,
+    search_alerts,
     search_devices,
     visible_command,
     visible_device,
@@ -28,6 +46,73 @@ from web.queries import (
     visible_units,
 )
 from web.rbac import HOTLINE_ORDER, Permission, Principal, may_send
+
+# -- labels of inventory, compliance and alert values, in the console's language ----------------
+
+SEVERITY = {
+    "ok": _l("OK"),
+    "info": _l("info"),
+    "warning": _l("warning"),
+    "critical": _l("critical"),
+}
+COMPLIANCE = {
+    "compliant": _l("compliant"),
+    "noncompliant": _l("non-compliant"),
+    "unknown": _l("not evaluated"),
+}
+RULES = {
+    "unauthorized_app": _l("Unauthorized app"),
+    "passcode_missing": _l("No passcode set"),
+    "passcode_not_compliant": _l("Passcode does not meet the policy"),
+    "not_supervised": _l("Not supervised"),
+    "os_outdated": _l("OS older than the unit's minimum"),
+    "offline_too_long": _l("Not seen for too long"),
+    "identity_certificate_expiring": _l("Identity certificate expiring"),
+    "profile_missing_or_outdated": _l("Profile missing or outdated"),
+    "android_security_patch_outdated": _l("Android security patch older than the unit's minimum"),
+    "android_not_device_owner": _l("Agent is not the device owner"),
+}
+CHANGES = {
+    "os_upgraded": _l("OS upgraded"),
+    "os_downgraded": _l("OS downgraded"),
+    "app_installed": _l("App installed"),
+    "app_removed": _l("App removed"),
+    "app_updated": _l("App updated"),
+    "battery_low": _l("Battery low"),
+    "supervision_changed": _l("Supervision changed"),
+    "profile_installed": _l("Profile installed"),
+    "profile_removed": _l("Profile removed"),
+    "certificate_added": _l("Certificate added"),
+    "certificate_removed": _l("Certificate removed"),
+    "passcode_changed": _l("Passcode changed"),
+}
+UNAUTHORIZED_REASONS = {
+    "blocked": _l("on the block list"),
+    "not_allowed": _l("not on the allow list"),
+    "finding": _l("flagged by the last compliance check"),
+}
+
+
+def _label(table: dict[str, Any]) -> Any:
+    return lambda value: str(table.get(value, value)) if value is not None else "—"
+
+
+@bp.app_context_processor
+def _inventory_labels() -> dict[str, Any]:
+    return {
+        "severity_label": _label(SEVERITY),
+        "compliance_label": _label(COMPLIANCE),
+        "rule_label": _label(RULES),
+        "change_label": _label(CHANGES),
+        "unauthorized_label": _label(UNAUTHORIZED_REASONS),
+    }
+
+
+class InventoryDeviceFilterForm(DeviceFilterForm):
+    """The devices list's filters with compliance (now evaluated) and "has app X"."""
+
+    compliance = fields.String(validate=validate.OneOf(COMPLIANCE_STATES))
+    app = Text(validate=validate.Length(max=255))
 
 
 def sendable_commands(principal: Principal) -> list[Any]:
@@ -42,7 +127,7 @@ def sendable_commands(principal: Principal) -> list[Any]:
 def devices() -> str:
     session = db_session()
     principal = current_principal()
-    data, errors = load_form(DeviceFilterForm(), request.args)
+    data, errors = load_form(InventoryDeviceFilterForm(), request.args)
     filters: dict[str, Any] = {
         k: v for k, v in data.items() if k not in ("seen_within_hours", "not_seen_for_hours")
     }
@@ -77,6 +162,9 @@ def device(device_id: int) -> str:
         abort(404)
     from mdm.orgunits import path_label
 
+    alerts = None
+    if principal.can(Permission.ALERT_READ):
+        alerts = search_alerts(session, principal, {"device_id": found.id, "per_page": 20}).items
     return render_template(
         "console/device.html",
         device=found,
@@ -84,7 +172,49 @@ def device(device_id: int) -> str:
         history=device_commands(session, found),
         commands=sendable_commands(principal),
         pending_states=CommandStatus.PENDING,
+        compliance=device_compliance_status(session, found.id),
+        facts=session.get(DeviceFacts, found.id),
+        apps=device_apps(session, found),
+        profiles=session.scalars(
+            select(InstalledProfile)
+            .where(InstalledProfile.device_id == found.id)
+            .order_by(InstalledProfile.identifier)
+        ).all(),
+        certificates=session.scalars(
+            select(InstalledCertificate)
+            .where(InstalledCertificate.device_id == found.id)
+            .order_by(InstalledCertificate.not_after.is_(None), InstalledCertificate.not_after)
+        ).all(),
+        changes=device_changes(session, found.id, {"per_page": 100}).items,
+        findings=device_findings(session, found.id),
+        alerts=alerts,
+        may_refresh=all(may_send(principal, kind) for kind in INVENTORY_KINDS),
+        # An Android agent is woken by its long poll, and over MQTT where the site runs a broker.
+        mqtt_wakeup=bool(settings().mqtt_url),
+        now=clock.now(),
     )
+
+
+@bp.route("/devices/<int:device_id>/inventory/refresh", methods=["POST"])
+@needs(Permission.COMMAND_QUEUE)
+def refresh_inventory(device_id: int) -> Response:
+    """Ask the device for a full inventory now; kinds it has not fetched yet are not queued twice."""
+    principal = current_principal()
+    session = db_session()
+    found = visible_device(session, principal, device_id)
+    if found is None:
+        abort(404)
+    if not all(may_send(principal, kind) for kind in INVENTORY_KINDS):
+        abort(403)
+    try:
+        queue_inventory_refresh(session, found, principal.actor)
+    except CommandRefused as exc:
+        session.rollback()
+        flash(_("Inventory not requested: %(reason)s", reason=str(exc)), "error")
+    else:
+        session.commit()
+        flash(_("Inventory requested; the device answers the next time it connects."), "ok")
+    return redirect(url_for("console.device", device_id=device_id))  # type: ignore[return-value]
 
 
 def command_row(command: Command) -> dict[str, Any]:
@@ -257,3 +387,44 @@ def cancel(command_uuid: str) -> Response | str:
         session.rollback()
         flash(_("The device has already fetched this command; it can no longer be cancelled."), "error")
     return redirect(back)  # type: ignore[return-value]
+
+
+# -- asset tag and user ------------------------------------------------------------------------------
+
+LABEL_NAMES = {"asset_tag": _l("Asset tag"), "assigned_user": _l("User")}
+
+
+@bp.route("/devices/<int:device_id>/labels", methods=["POST"])
+@needs(Permission.DEVICE_WRITE)
+def device_labels(device_id: int) -> Response:
+    """The asset tag (資産番号) and user form of the device page; blank clears a label."""
+    principal = current_principal()
+    session = db_session()
+    found = visible_device(session, principal, device_id)
+    if found is None:
+        abort(404)
+    back = redirect(url_for("console.device", device_id=device_id))
+    form = {name: request.form[name] for name in LIMITS if name in request.form}
+    schema = DeviceLabelsUpdateSchema()
+    errors = schema.validate(form)
+    if errors:
+        for name in sorted(errors):
+            flash(
+                _(
+                    "Not saved: %(field)s must be one line of at most %(n)d characters.",
+                    field=LABEL_NAMES.get(name, name),
+                    n=LIMITS.get(name, 0),
+                ),
+                "error",
+            )
+        return back  # type: ignore[return-value]
+    try:
+        changed = set_device_labels(session, found, schema.load(form), actor=principal.actor)
+    except DuplicateAssetTag:
+        session.rollback()
+        tag = form.get("asset_tag", "").strip()
+        flash(_("Not saved: asset tag %(tag)s is already on another tablet.", tag=tag), "error")
+        return back  # type: ignore[return-value]
+    session.commit()
+    flash(_("Asset tag and user saved.") if changed else _("Nothing changed."), "ok")
+    return back  # type: ignore[return-value]

@@ -6,9 +6,12 @@ from datetime import timedelta
 
 from flask import Response, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
+from markupsafe import Markup
 
+from enrollment import android_qr
 from enrollment.tokens import TokenError, create_token, enrollment_url, list_tokens, revoke_token, token_state
 from mdm.appctx import db_session, settings
+from mdm.models import EnrollmentToken, TokenPlatform
 from web.console import bp
 from web.console.forms import EnrollmentTokenForm, load_form
 from web.console.guard import ask_confirmation, confirmed, current_principal, needs
@@ -64,6 +67,8 @@ def enrollment_token_create() -> str:
             {k: [str(m) for m in v] if isinstance(v, list) else [str(v)] for k, v in exc.fields.items()}
         )
     session.commit()
+    if created.token.platform == TokenPlatform.ANDROID:
+        return _android_token_created(created.token, created.secret)
     url = enrollment_url(settings(), created.secret)
     return render_template(
         "console/enrollment_token_created.html",
@@ -71,6 +76,23 @@ def enrollment_token_create() -> str:
         url=url,
         qr_svg=qr_svg(url, scale=4),
         sheet_url=url + "/sheet",
+    )
+
+
+def _android_token_created(token: EnrollmentToken, secret: str) -> str:
+    """The device-owner provisioning QR code (shown once), or which settings it still needs."""
+    try:
+        svg = Markup(android_qr.qr_svg_inline(settings(), secret, scale=3))  # noqa: S704 - segno output
+    except android_qr.ProvisioningNotConfigured as exc:
+        return render_template(
+            "console/enrollment_token_created.html", token=token, android=True, missing=sorted(exc.settings)
+        )
+    return render_template(
+        "console/enrollment_token_created.html",
+        token=token,
+        android=True,
+        qr_svg=svg,
+        sheet_url=url_for("android_agent.provisioning_sheet", secret=secret),
     )
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 from flask import Response, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
+from commands.incidents import IncidentInputError, set_incident_policy
 from mdm.appctx import db_session
 from mdm.models import OrgUnitKind, UnitType
 from mdm.orgunits import OrgUnitError, create_unit, move_unit, unit_tree, update_unit, walk
+from web.api.incident_policy import IncidentPolicyUpdateSchema, default_remind_hours, policy_view
 from web.console import bp
 from web.console.forms import OrgUnitEditForm, OrgUnitForm, load_form
 from web.console.guard import ask_confirmation, confirmed, current_principal, needs
@@ -119,4 +121,67 @@ def org_unit(unit_id: int) -> Response | str:
         units=[u for u in visible_units(session, principal) if u.id != unit.id],
         kinds=OrgUnitKind.LABELS,
         errors=errors,
+        incident_policy=policy_view(session, unit) if principal.can(Permission.INCIDENT_READ) else None,
     )
+
+
+# -- auto-wipe policy (issue #6 item 4) --------------------------------------------------------------
+
+
+def _hours(text: str | None) -> int | str | None:
+    """A form's hours: blank is None, digits an int; anything else is left for the schema to refuse."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    # isdecimal, not isdigit: int() takes full-width digits (IME input) but not superscripts.
+    return int(text) if text.isdecimal() and len(text) < 6 else text
+
+
+@bp.route("/org-units/<int:unit_id>/incident-policy", methods=["POST"])
+@needs(Permission.ORGUNIT_WRITE)
+def org_unit_incident_policy(unit_id: int) -> Response:
+    """Set or turn off (blank hours) the unit's auto-wipe delay and the approvers' reminder."""
+    principal = current_principal()
+    session = db_session()
+    unit = visible_unit(session, principal, unit_id)
+    if unit is None:
+        abort(404)
+    back = redirect(url_for("console.org_unit", unit_id=unit.id))
+    hours = _hours(request.form.get("auto_wipe_after_hours"))
+    data: dict[str, object] = {"auto_wipe_after_hours": hours}
+    remind = _hours(request.form.get("remind_before_hours"))
+    if remind is not None:
+        data["remind_before_hours"] = remind
+    schema = IncidentPolicyUpdateSchema()
+    errors = schema.validate(data)
+    if errors:
+        flash(_("Auto-wipe policy not saved: %(problems)s", problems=_policy_problems(errors)), "error")
+        return back  # type: ignore[return-value]
+    clean = schema.load(data)
+    delay = clean["auto_wipe_after_hours"]
+    try:
+        set_incident_policy(
+            session,
+            unit,
+            auto_wipe_after_hours=delay,
+            remind_before_hours=clean.get("remind_before_hours", default_remind_hours(delay)),
+            actor=principal.actor,
+        )
+    except IncidentInputError as exc:
+        session.rollback()
+        flash(_("Auto-wipe policy not saved: %(problems)s", problems=_policy_problems(exc.fields)), "error")
+        return back  # type: ignore[return-value]
+    session.commit()
+    if delay is None:
+        flash(_("Auto-wipe is off for this unit."), "ok")
+    else:
+        flash(_("Auto-wipe: %(hours)d hours after the call if not recovered.", hours=delay), "ok")
+    return back  # type: ignore[return-value]
+
+
+def _policy_problems(errors: dict[str, object]) -> str:
+    texts = {
+        "auto_wipe_after_hours": _("hours must be a whole number from 1 to 720, or blank for off"),
+        "remind_before_hours": _("the reminder must be 0 to 168 hours and less than the auto-wipe delay"),
+    }
+    return "; ".join(str(texts.get(name, name)) for name in sorted(errors))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from commands.results import on_result
@@ -47,6 +47,7 @@ def apply_installed_applications(
     }
     first_inventory = facts_for(session, device.id).applications_at is None
     seen: set[str] = set()
+    new_rows: list[dict[str, Any]] = []
     for item in items:
         if not isinstance(item, dict):
             continue
@@ -54,25 +55,37 @@ def apply_installed_applications(
         if identifier is None or identifier in seen:
             continue
         seen.add(identifier)
-        version = text(item.get("Version"), 64)
-        short_version = text(item.get("ShortVersion"), 64)
+        values = {
+            "name": text(item.get("Name")),
+            "version": text(item.get("Version"), 64),
+            "short_version": text(item.get("ShortVersion"), 64),
+            "bundle_size": integer(item.get("BundleSize")),
+            "updated_at": now,
+        }
+        if managed is not None:
+            values["is_managed"] = managed
         app = existing.get(identifier)
         if app is None:
-            app = InstalledApp(device_id=device.id, identifier=identifier, first_seen_at=now)
-            session.add(app)
+            # New apps (a whole list at a first inventory) go in one multi-row INSERT.
+            new_rows.append({"device_id": device.id, "identifier": identifier, "first_seen_at": now} | values)
             if not first_inventory:
-                record_change(session, device.id, ChangeKind.APP_INSTALLED, identifier, None, short_version)
-        elif (app.short_version, app.version) != (short_version, version):
+                record_change(
+                    session, device.id, ChangeKind.APP_INSTALLED, identifier, None, values["short_version"]
+                )
+            continue
+        if (app.short_version, app.version) != (values["short_version"], values["version"]):
             record_change(
-                session, device.id, ChangeKind.APP_UPDATED, identifier, app.short_version, short_version
+                session,
+                device.id,
+                ChangeKind.APP_UPDATED,
+                identifier,
+                app.short_version,
+                values["short_version"],
             )
-        app.name = text(item.get("Name"))
-        app.version = version
-        app.short_version = short_version
-        app.bundle_size = integer(item.get("BundleSize"))
-        if managed is not None:
-            app.is_managed = managed
-        app.updated_at = now
+        for key, value in values.items():
+            setattr(app, key, value)
+    if new_rows:
+        session.execute(insert(InstalledApp), new_rows)
     if complete:
         for identifier, app in existing.items():
             if identifier not in seen:

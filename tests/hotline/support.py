@@ -1,0 +1,76 @@
+"""Incidents in every state, made through the real services (for the API, RBAC and console tests)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+import commands.incidents as hotline
+from commands.results import record_result
+from mdm.audit import Actor
+from mdm.models import Device
+from mdm.models.incident import Incident
+from tests.support.factories import make_device
+
+OPERATOR = Actor("operator-tanaka", "operator", "192.0.2.10")
+APPROVER = Actor("duty-officer-sato", "approver", "192.0.2.11")
+REPORT = {"caller_name": "山田 太郎", "caller_unit": "救急3隊", "callback_number": "090-1234-5678"}
+INCIDENT = "/api/v1/incidents/{incident_id}"
+
+
+def opened(session: Session, device: Device) -> Incident:
+    return hotline.open_incident(session, device, REPORT, actor=OPERATOR)
+
+
+def wipe_requested(session: Session, device: Device) -> Incident:
+    incident = opened(session, device)
+    hotline.request_wipe(session, incident, actor=OPERATOR, reason="盗難の疑い")
+    return incident
+
+
+def acknowledge(session: Session, device: Device, command_uuid: str, status: str = "Acknowledged") -> None:
+    report = {"Status": status, "CommandUUID": command_uuid, "UDID": device.udid}
+    record_result(session, device, report, b"<plist/>", actor=Actor(f"device:{device.udid}", "device"))
+
+
+def wiped(session: Session, unit_id: int | None) -> Incident:
+    """A device of its own (a wiped device is retired), wiped with two people and confirmed."""
+    device = make_device(session)
+    device.org_unit_id = unit_id
+    incident = wipe_requested(session, device)
+    erase = hotline.approve_wipe(session, incident, actor=APPROVER)
+    acknowledge(session, device, erase.uuid)
+    return incident
+
+
+def rbac_incidents(session: Session, device: Device) -> tuple[str, dict[tuple[str, str], dict[str, Any]]]:
+    """The incident every hotline endpoint of the RBAC table acts on: each state-changing endpoint
+    gets its own, so one role's calls in table order never trip over each other."""
+    per_endpoint = {
+        ("POST", INCIDENT + "/wipe-approval"): wipe_requested(session, device),
+        ("POST", INCIDENT + "/wipe-rejection"): wipe_requested(session, device),
+        ("POST", INCIDENT + "/break-glass"): opened(session, device),
+        ("POST", INCIDENT + "/recover"): opened(session, device),
+    }
+    certified = wiped(session, device.org_unit_id)
+    for suffix in ("/certificate", "/certificate/signature", "/certificate/html"):
+        per_endpoint[("GET", INCIDENT + suffix)] = certified
+    main = opened(session, device)
+    session.flush()
+    return str(main.id), {key: {"incident_id": str(i.id)} for key, i in per_endpoint.items()}
+
+
+def rbac_bodies(device_id: int) -> dict[tuple[str, str], dict[str, Any]]:
+    return {
+        ("POST", "/api/v1/incidents"): {
+            "device_id": device_id,
+            "caller_name": "山田 太郎",
+            "caller_unit": "救急3隊",
+        },
+        ("POST", INCIDENT + "/lock"): {},
+        ("POST", INCIDENT + "/wipe-request"): {"reason": "盗難の疑い"},
+        ("POST", INCIDENT + "/wipe-rejection"): {"reason": "回収の見込みあり"},
+        ("POST", INCIDENT + "/break-glass"): {"reason": "個人情報流出の危険"},
+        ("POST", INCIDENT + "/recover"): {},
+    }

@@ -1,0 +1,40 @@
+"""The wipe certificate names the erase the device actually performed: Apple's EraseDevice, or for an
+Android tablet the agent's WIPE, i.e. DevicePolicyManager.wipeData (docs/android-agent-protocol.md)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import commands.incidents as hotline
+from commands.wipe_certificate import certificate_for_incident, render_certificate_html
+from tests.hotline.support import APPROVER, acknowledge, wipe_requested
+from tests.support.factories import make_device
+
+
+def _wiped_certificate(session: Any, platform: str) -> tuple[dict[str, Any], str]:
+    device = make_device(session)
+    device.platform = platform
+    incident = wipe_requested(session, device)
+    erase = hotline.approve_wipe(session, incident, actor=APPROVER)
+    acknowledge(session, device, erase.uuid)
+    certificate = certificate_for_incident(session, incident)
+    assert certificate is not None
+    return json.loads(certificate.content), render_certificate_html(certificate.content)
+
+
+def test_android_certificate_names_the_agents_wipe(session):
+    content, page = _wiped_certificate(session, "android")
+    method = content["wipe"]["method"]
+    assert content["device"]["platform"] == "android"
+    assert method.startswith("WIPE (Android agent") and "DevicePolicyManager.wipeData" in method
+    assert "WIPE_EXTERNAL_STORAGE" in method
+    assert "EraseDevice" not in method and "Apple" not in method
+    assert "消去命令(WIPE)を受信し" in page and "acknowledged the server's WIPE command" in page
+    assert "EraseDevice" not in page
+
+
+def test_apple_certificate_names_erase_device(session):
+    content, page = _wiped_certificate(session, "apple")
+    assert content["wipe"]["method"] == "EraseDevice (Apple MDM; crypto-erase of the device's storage)"
+    assert "消去命令(EraseDevice)を受信し" in page and "WIPE" not in page

@@ -1,0 +1,331 @@
+"""The dispatch feed: unit readiness to poll, a Server-Sent Events stream of its changes, the
+continuity plan of each unit, spares and the spare swap.
+
+Poller, stream and webhooks read one table of change events with increasing ids
+(mdm.models.ReadinessEvent): `last_event_id` of GET /readiness is where a stream (Last-Event-ID)
+or GET /readiness/events resumes, and every event carries the same id in all three.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from flask import Response, request
+from flask.blueprints import BlueprintSetupState
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from mdm import clock
+from mdm.appctx import db_session, hikeshi
+from mdm.continuity import (
+    PlanError,
+    SpareError,
+    current_readiness,
+    events_after,
+    hq_rollup,
+    install_notifier,
+    last_event_id,
+    mark_spare,
+    plan_for,
+    set_plan,
+    spares_by_station,
+    station_rollup,
+    swap_spare,
+    unmark_spare,
+)
+from mdm.db import make_session_factory, read_mostly
+from mdm.models import Device, Incident, OrgUnit, OrgUnitKind
+from web.api.auth import current_principal
+from web.api.base import ID, MAX_ID, ApiBlueprint, permission
+from web.api.readiness_schemas import (
+    EventPageSchema,
+    EventsQuerySchema,
+    PlanBodySchema,
+    PlanOutSchema,
+    ReadinessSchema,
+    SpareMarkSchema,
+    SpareSwapResultSchema,
+    SpareSwapSchema,
+    StationSparesSchema,
+    StreamQuerySchema,
+)
+from web.errors import ApiError, field_error
+from web.queries import visible_unit
+from web.rbac import Permission
+
+log = logging.getLogger(__name__)
+blp = ApiBlueprint("readiness", __name__, url_prefix="/api/v1", description="Readiness (dispatch feed)")
+
+POLL_SECONDS = 0.25  # how soon a stream sees a change committed by any app node
+HEARTBEAT_SECONDS = 5.0  # a comment line, so proxies keep an idle stream open
+BATCH = 100
+
+
+@blp.record_once
+def _install_notifier(state: BlueprintSetupState) -> None:
+    # Readiness webhooks leave right after the commit that recorded a change; the app keeps it.
+    wiring = state.app.extensions["hikeshi"]
+    state.app.extensions["hikeshi.readiness_notifier"] = install_notifier(
+        wiring.session_factory, wiring.settings
+    )
+
+
+def _scope() -> frozenset[int] | None:
+    return current_principal().scope_unit_ids
+
+
+def _unit_or_404(unit_id: int) -> OrgUnit:
+    unit = visible_unit(db_session(), current_principal(), unit_id)
+    if unit is None:
+        raise ApiError(404, f"no org unit with id {unit_id}")
+    return unit
+
+
+@blp.route("/readiness", methods=["GET"])
+@blp.response(200, ReadinessSchema)
+@permission(Permission.READINESS_READ)
+def get_readiness() -> Any:
+    """Every visible unit: ready / degraded / critical, working vs required tablets, what is
+    missing and why, spares at its station; rolled up per station and per HQ."""
+    session = db_session()
+    last = last_event_id(session)  # read first: the units below are at least this new
+    units = current_readiness(session, _scope())
+    return {
+        "last_event_id": last,
+        "generated_at": clock.now(),
+        "units": units,
+        "stations": station_rollup(session, units),
+        "hq": hq_rollup(session, units),
+    }
+
+
+@blp.route("/readiness/events", methods=["GET"])
+@blp.arguments(EventsQuerySchema, location="query", as_kwargs=True)
+@blp.response(200, EventPageSchema)
+@permission(Permission.READINESS_READ)
+def list_events(after: int, limit: int) -> Any:
+    """Changes after `after`, oldest first: the same events (and ids) as the stream and webhooks."""
+    session = db_session()
+    events = events_after(session, after, limit=limit, principal_scope=_scope())
+    last = events[-1].id if events else max(after, 0)
+    return {"last_event_id": last, "items": [e.payload for e in events]}
+
+
+_STREAM_DOC = {
+    "responses": {
+        "200": {
+            "description": "text/event-stream: `id:` the event id, `event: readiness`, `data:` the change "
+            "as JSON (as in /readiness/events). Comment lines are heartbeats. Without "
+            "`Accept: text/event-stream` the events after Last-Event-ID are returned at once and "
+            "the response ends.",
+            "content": {
+                "text/event-stream": {
+                    "schema": {
+                        "type": "object",
+                        "description": "one event: `data` is a change as JSON, `id` its event id",
+                        "properties": {
+                            "id": {"type": "string"},
+                            "event": {"type": "string", "enum": ["readiness"]},
+                            "data": {"type": "string"},
+                            "retry": {"type": "integer"},
+                        },
+                    }
+                }
+            },
+        }
+    }
+}
+
+
+def _resume_point(query_last: int | None) -> int | None:
+    header = request.headers.get("Last-Event-ID")
+    if header is None or not header.strip():
+        return query_last
+    try:
+        value = int(header.strip())
+    except ValueError:
+        raise field_error("Last-Event-ID", "must be an event id (a whole number)") from None
+    if value < 0:
+        raise field_error("Last-Event-ID", "must not be negative")
+    if value > MAX_ID:
+        raise field_error("Last-Event-ID", f"must be at most {MAX_ID}")
+    return value
+
+
+def _wants_live_stream() -> bool:
+    return any(kind == "text/event-stream" for kind, _q in request.accept_mimetypes)
+
+
+@blp.route("/readiness/stream", methods=["GET"])
+@blp.arguments(StreamQuerySchema, location="query", as_kwargs=True)
+@blp.doc(**_STREAM_DOC)
+@permission(Permission.READINESS_READ)
+def stream(last_event_id: int | None, lifetime: int) -> Response:
+    """Server-Sent Events of readiness changes, resumable with Last-Event-ID; closes after
+    `lifetime` seconds (EventSource reconnects and resumes)."""
+    after = _resume_point(last_event_id)
+    session = db_session()
+    if after is None:
+        after = _current_last(session)
+    scope = _scope()
+    engine = hikeshi().engine
+    session.close()  # the stream reads with its own short transactions
+    live = _wants_live_stream()
+    body = _events(engine, after, scope, lifetime if live else 0)
+    return Response(
+        body,
+        content_type="text/event-stream; charset=utf-8",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+def _current_last(session: Any) -> int:
+    return last_event_id(session)
+
+
+def _format(event_id: int, payload: dict[str, Any]) -> str:
+    data = json.dumps(payload, ensure_ascii=False, sort_keys=True)
+    return f"id: {event_id}\nevent: readiness\ndata: {data}\n\n"
+
+
+def _events(engine: Engine, after: int, scope: frozenset[int] | None, lifetime: float) -> Iterator[str]:
+    reader = make_session_factory(read_mostly(engine))
+    started = time.monotonic()
+    beat = started
+    yield f"retry: 2000\n: hikeshi readiness stream from event {after}\n\n"
+    while True:
+        try:
+            with reader() as session:
+                found = events_after(session, after, limit=BATCH, principal_scope=scope)
+                events = [(e.id, e.payload) for e in found]
+        except SQLAlchemyError as exc:
+            # The client reconnects with Last-Event-ID (to this node or another) and loses nothing.
+            log.warning("readiness stream ends: database unreachable: %s", exc)
+            yield ": database unreachable, reconnect with Last-Event-ID\n\n"
+            return
+        for event_id, payload in events:
+            yield _format(event_id, payload)
+            after = event_id
+        if len(events) == BATCH:
+            continue
+        now = time.monotonic()
+        if now - started >= lifetime:
+            yield ": stream ends, reconnect with Last-Event-ID\n\n"
+            return
+        if now - beat >= HEARTBEAT_SECONDS:
+            # Also how a closed connection is noticed: writing to it ends this generator.
+            beat = now
+            yield ": keepalive\n\n"
+        time.sleep(min(POLL_SECONDS, max(lifetime - (now - started), 0.01)))
+
+
+# -- plans --------------------------------------------------------------------------------------
+
+
+def _plan_out(unit: OrgUnit) -> dict[str, Any]:
+    return {"org_unit_id": unit.id, **plan_for(db_session(), unit).as_dict()}
+
+
+@blp.route(f"/org-units/<{ID}:unit_id>/continuity-plan", methods=["GET"])
+@blp.response(200, PlanOutSchema)
+@permission(Permission.READINESS_READ)
+def get_plan(unit_id: int) -> Any:
+    """The unit's continuity plan (its unit type's defaults when none is stored)."""
+    unit = _unit_or_404(unit_id)
+    if unit.kind != OrgUnitKind.UNIT:
+        raise ApiError(404, f"org unit {unit_id} is a {unit.kind}; only a unit (隊) has a continuity plan")
+    return _plan_out(unit)
+
+
+@blp.route(f"/org-units/<{ID}:unit_id>/continuity-plan", methods=["PUT"])
+@blp.arguments(PlanBodySchema)
+@blp.response(200, PlanOutSchema)
+@permission(Permission.CONTINUITY_WRITE)
+def put_plan(body: dict[str, Any], unit_id: int) -> Any:
+    """Set the unit's plan: required working tablets and what "working" means."""
+    unit = _unit_or_404(unit_id)
+    session = db_session()
+    try:
+        set_plan(session, unit, body, actor=current_principal().actor)
+    except PlanError as exc:
+        raise ApiError(400, str(exc), fields=exc.fields) from exc
+    session.commit()
+    return _plan_out(unit)
+
+
+# -- spares -------------------------------------------------------------------------------------
+
+
+def _visible_device(device_id: int, field: str) -> Device:
+    device = db_session().get(Device, device_id)
+    if device is None or not current_principal().sees_unit(device.org_unit_id):
+        raise field_error(field, f"no device with id {device_id}")
+    return device
+
+
+@blp.route("/readiness/spares", methods=["GET"])
+@blp.response(200, StationSparesSchema(many=True))
+@permission(Permission.READINESS_READ)
+def list_spares() -> Any:
+    """Spare tablets per station, and whether each can be handed out now."""
+    return spares_by_station(db_session(), _scope())
+
+
+@blp.route(f"/readiness/spares/<{ID}:spare_device_id>", methods=["PUT"])
+@blp.arguments(SpareMarkSchema)
+@blp.response(200, StationSparesSchema(many=True))
+@permission(Permission.CONTINUITY_WRITE)
+def put_spare(body: dict[str, Any], spare_device_id: int) -> Any:
+    """Keep a tablet at a station as a spare (`spare: true`), or stop (`spare: false`)."""
+    device = _visible_device(spare_device_id, "spare_device_id")
+    session = db_session()
+    actor = current_principal().actor
+    try:
+        if body["spare"]:
+            mark_spare(session, device, actor=actor, note=body["note"])
+        else:
+            unmark_spare(session, device, actor=actor)
+    except SpareError as exc:
+        # The path names the device spare_device_id; the service calls it device_id.
+        name = "spare_device_id" if exc.field == "device_id" else exc.field
+        raise ApiError(exc.status, f"{name}: {exc.message}", fields={name: [exc.message]}) from exc
+    session.commit()
+    return spares_by_station(session, _scope())
+
+
+@blp.route("/readiness/spare-swap", methods=["POST"])
+@blp.arguments(SpareSwapSchema)
+@blp.response(200, SpareSwapResultSchema)
+@permission(Permission.INCIDENT_WRITE)
+def spare_swap(body: dict[str, Any]) -> Any:
+    """Hand a spare to a unit: it moves there, its profiles follow, and the unit's readiness
+    recovers when it checks in working. With `incident_id`, the swap is on that incident's timeline."""
+    session = db_session()
+    principal = current_principal()
+    spare = _visible_device(body["spare_device_id"], "spare_device_id")
+    unit = visible_unit(session, principal, body["unit_id"])
+    if unit is None:
+        raise field_error("unit_id", f"no org unit with id {body['unit_id']}")
+    incident = None
+    if body.get("incident_id") is not None:
+        incident = session.get(Incident, body["incident_id"])
+        if incident is None or not principal.sees_unit(incident.org_unit_id):
+            raise field_error("incident_id", f"no incident with id {body['incident_id']}")
+    try:
+        outcome = swap_spare(session, spare, unit, actor=principal.actor, incident=incident)
+    except SpareError as exc:
+        raise ApiError(exc.status, str(exc), fields={exc.field: [exc.message]}) from exc
+    session.commit()
+    readiness = [u for u in current_readiness(session, {unit.id})]
+    return {
+        "device_id": outcome.device.id,
+        "unit_id": unit.id,
+        "from_org_unit_id": outcome.from_org_unit_id,
+        "incident_id": outcome.incident_id,
+        "recorded_on_incident": outcome.recorded_on_incident,
+        "unit": readiness[0] if readiness else None,
+    }

@@ -1,0 +1,162 @@
+"""Marshmallow schemas of the readiness API (dispatch feed, plans, spares)."""
+
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+
+from mdm.continuity.plans import PlanSchema
+from mdm.models import ReadinessState
+from web.api.base import MAX_ID
+
+
+class ReasonSchema(Schema):
+    code = fields.String(required=True)
+    ja = fields.String(required=True)
+    en = fields.String(required=True)
+
+
+class MissingDeviceSchema(Schema):
+    device_id = fields.Integer(required=True)
+    name = fields.String(required=True)
+    serial_number = fields.String(allow_none=True)
+    incoming_spare = fields.Boolean()
+    reasons = fields.List(fields.Dict(), required=True)
+
+
+class UnitReadinessSchema(Schema):
+    unit_id = fields.Integer(required=True)
+    unit_name_ja = fields.String(required=True)
+    unit_name_en = fields.String(allow_none=True, required=True)
+    unit_code = fields.String(allow_none=True, required=True)
+    unit_type = fields.String(allow_none=True, required=True)
+    state = fields.String(required=True, validate=validate.OneOf(ReadinessState.ORDER))
+    working = fields.Integer(required=True)
+    required = fields.Integer(required=True)
+    spares_available = fields.Integer(required=True)
+    incoming_spares = fields.Integer(required=True)
+    station_id = fields.Integer(allow_none=True, required=True)
+    station_name_ja = fields.String(required=True)
+    station_name_en = fields.String(required=True)
+    missing = fields.List(fields.Nested(MissingDeviceSchema), required=True)
+    plan = fields.Dict(required=True)
+    event_id = fields.Integer(allow_none=True, required=True)
+    changed_at = fields.DateTime(allow_none=True, required=True)
+
+
+class RollupSchema(Schema):
+    org_unit_id = fields.Integer(allow_none=True, required=True)
+    name_ja = fields.String(required=True)
+    name_en = fields.String(required=True)
+    kind = fields.String(required=True)
+    state = fields.String(required=True)
+    counts = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
+    unit_ids = fields.List(fields.Integer(), required=True)
+    spares_available = fields.Integer(required=True)
+
+
+class ReadinessSchema(Schema):
+    last_event_id = fields.Integer(
+        required=True, metadata={"description": "resume the stream or /readiness/events from here"}
+    )
+    generated_at = fields.DateTime(required=True)
+    units = fields.List(fields.Nested(UnitReadinessSchema), required=True)
+    stations = fields.List(fields.Nested(RollupSchema), required=True)
+    hq = fields.List(fields.Nested(RollupSchema), required=True)
+
+
+class ReadinessEventSchema(Schema):
+    """One change: the same object as the stream's `data` and the webhook body."""
+
+    event_id = fields.Integer(required=True)
+    kind = fields.String(required=True)
+    occurred_at = fields.String(required=True)
+    unit = fields.Dict(required=True)
+    previous_state = fields.String(allow_none=True, required=True)
+    state = fields.String(required=True)
+    working = fields.Integer(required=True)
+    required = fields.Integer(required=True)
+    spares_available = fields.Integer(required=True)
+    incoming_spares = fields.Integer(required=True)
+    station = fields.Dict(required=True)
+    cause = fields.Dict(required=True)
+    missing = fields.List(fields.Dict(), required=True)
+
+
+class EventsQuerySchema(Schema):
+    after = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_ID))
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=500))
+
+
+class EventPageSchema(Schema):
+    last_event_id = fields.Integer(required=True)
+    items = fields.List(fields.Nested(ReadinessEventSchema), required=True)
+
+
+class StreamQuerySchema(Schema):
+    last_event_id = fields.Integer(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Range(min=0, max=MAX_ID),
+        metadata={"description": "resume after this id (the Last-Event-ID header wins)"},
+    )
+    lifetime = fields.Integer(
+        load_default=300,
+        validate=validate.Range(min=1, max=3600),
+        metadata={"description": "seconds before the server closes the stream (clients reconnect)"},
+    )
+
+
+class PlanBodySchema(PlanSchema):
+    """The continuity plan of a unit, every field given."""
+
+
+class PlanOutSchema(Schema):
+    org_unit_id = fields.Integer(required=True)
+    required_working = fields.Integer(required=True)
+    max_seen_minutes = fields.Integer(required=True)
+    min_battery_percent = fields.Integer(required=True)
+    require_compliant = fields.Boolean(required=True)
+    ignored_rules = fields.List(fields.String(), required=True)
+    is_default = fields.Boolean(
+        required=True, metadata={"description": "true: no plan stored, the unit type's defaults apply"}
+    )
+
+
+class SpareSwapSchema(Schema):
+    spare_device_id = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=MAX_ID))
+    unit_id = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=MAX_ID))
+    incident_id = fields.Integer(
+        load_default=None, allow_none=True, strict=True, validate=validate.Range(min=1, max=MAX_ID)
+    )
+
+
+class SpareSwapResultSchema(Schema):
+    device_id = fields.Integer(required=True)
+    unit_id = fields.Integer(required=True)
+    from_org_unit_id = fields.Integer(allow_none=True, required=True)
+    incident_id = fields.Integer(allow_none=True, required=True)
+    recorded_on_incident = fields.Boolean(required=True)
+    unit = fields.Nested(UnitReadinessSchema, allow_none=True, required=True)
+
+
+class SpareMarkSchema(Schema):
+    spare = fields.Boolean(required=True, metadata={"description": "true: keep as a spare; false: stop"})
+    note = fields.String(load_default="", validate=validate.Length(max=255))
+
+
+class SpareSchema(Schema):
+    device_id = fields.Integer(required=True)
+    name = fields.String(required=True)
+    serial_number = fields.String(allow_none=True, required=True)
+    org_unit_id = fields.Integer(allow_none=True, required=True)
+    available = fields.Boolean(required=True)
+    problem_ja = fields.String(allow_none=True, required=True)
+    problem_en = fields.String(allow_none=True, required=True)
+
+
+class StationSparesSchema(Schema):
+    station_id = fields.Integer(required=True)
+    name_ja = fields.String(required=True)
+    name_en = fields.String(required=True)
+    available = fields.Integer(required=True)
+    spares = fields.List(fields.Nested(SpareSchema), required=True)

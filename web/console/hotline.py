@@ -1,0 +1,497 @@
+"""The hotline page: built for a stressed person at 3 a.m. One search box, a big "lock now" button
+per tablet, and an incident page that shows queued → pushed → acknowledged live (hotline.js polls
+its JSON), the location as plain coordinates and a link, the two-person wipe, recovery and the
+wipe certificate."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+
+from flask import Response, abort, flash, jsonify, redirect, render_template, request, url_for
+from flask_babel import format_datetime, get_locale
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+import commands.incidents as hotline
+from commands.incidents.views import (
+    DeviceHit,
+    find_devices,
+    incident_detail,
+    search_incidents,
+    visible_to,
+)
+from commands.queue import CommandRefused
+from commands.wipe_certificate import (
+    certificate_for_incident,
+    issue_wipe_certificate,
+    render_certificate_html,
+)
+from mdm import orgunits
+from mdm.appctx import db_session, hikeshi, settings
+from mdm.db import read_mostly
+from mdm.models import Device
+from mdm.models.incident import Incident, IncidentStatus, LossKind, WipeCertificate
+from web.console import bp
+from web.console.guard import current_principal, needs
+from web.console.labels import command_label
+from web.headers import OTHER_PAGES_POLICY
+from web.queries import visible_device
+from web.rbac import Permission
+
+SPARE_SWAP_PATH = "/console/continuity/swap"
+POLL_SECONDS = 1.5
+MAX_QUERY = 100
+
+DELIVERY = {
+    "queued": _l("queued (waiting for push)"),
+    "pushed": _l("pushed (waiting for the device)"),
+    "delivered": _l("delivered to the device"),
+    "acknowledged": _l("acknowledged by the device"),
+    "error": _l("error on the device"),
+    "not_now": _l("device busy, will retry"),
+    "cancelled": _l("cancelled"),
+    "expired": _l("expired"),
+}
+WIPE_PROGRESS = {
+    "not_requested": _l("No wipe requested"),
+    "requested": _l("Wipe requested: waiting for a second person"),
+    "approved_not_delivered": _l("Wipe requested, not delivered: the device has not fetched it"),
+    "delivered_not_confirmed": _l("Wipe delivered, not confirmed by the device"),
+    "confirmed": _l("Wiped: confirmed by the device"),
+    "failed": _l("Wipe failed"),
+}
+PURPOSES = {
+    "lock": _l("lock"),
+    "erase": _l("wipe"),
+    "location": _l("location"),
+    "recovery": _l("recovery"),
+    "sound": _l("sound"),
+    "passcode": _l("passcode"),
+}
+STEPS = {
+    "opened": _l("Call taken, incident opened"),
+    "lock_sent": _l("Lock sent"),
+    "lock_repushed": _l("Lock pushed again"),
+    "lock_confirmed": _l("Lock confirmed by the device"),
+    "lock_failed": _l("Lock failed on the device"),
+    "wipe_requested": _l("Wipe requested"),
+    "wipe_approved": _l("Wipe approved"),
+    "wipe_rejected": _l("Wipe rejected"),
+    "wipe_break_glass": _l("BREAK GLASS: wipe without a second person"),
+    "wipe_auto": _l("Automatic wipe by the unit's policy"),
+    "auto_wipe_reminder": _l("Reminder: automatic wipe is near"),
+    "location_requested": _l("Location requested"),
+    "location_received": _l("Location received"),
+    "location_unusable": _l("Location answer unusable"),
+    "sound_requested": _l("Lost-mode sound requested"),
+    "passcode_clear_requested": _l("Passcode clear requested"),
+    "wiped": _l("Wiped: certificate issued"),
+    "wipe_failed": _l("Wipe failed on the device"),
+    "spare_swapped": _l("Spare tablet handed to the unit"),
+    "recovered": _l("Recovered"),
+    "closed": _l("Incident closed"),
+    "push_accepted": _l("Push accepted by APNs"),
+    "push_failed": _l("Push failed"),
+}
+
+
+def _ja() -> bool:
+    return str(get_locale() or "ja") == "ja"
+
+
+def _pair(labels: tuple[str, str]) -> str:
+    return labels[0] if _ja() else labels[1]
+
+
+def status_text(status: str) -> str:
+    return _pair(IncidentStatus.LABELS.get(status, (status, status)))
+
+
+def kind_text(kind: str) -> str:
+    return _pair(LossKind.LABELS.get(kind, (kind, kind)))
+
+
+def _time(value: Any) -> str:
+    return format_datetime(value, "yyyy-MM-dd HH:mm:ss") if value is not None else "—"
+
+
+def _entry_text(entry: dict[str, Any]) -> str:
+    details = entry["details"]
+    if entry["kind"] == "command":
+        return f"{command_label(details['request_type'])}: {DELIVERY.get(entry['action'], entry['action'])}"
+    text = str(STEPS.get(entry["action"], entry["action"]))
+    if entry["kind"] == "push":
+        code = details.get("status_code")
+        text += " " + _("(HTTP %(code)s, %(n)d tries)", code=code or "—", n=details.get("attempts") or 1)
+        if details.get("reason"):
+            text += f" {details['reason']}"
+    elif details.get("reason"):
+        text += f" — {details['reason']}"
+    elif details.get("request_type"):
+        text += f" ({command_label(details['request_type'])})"
+    elif details.get("latitude") is not None:
+        text += f" ({details['latitude']:.6f}, {details['longitude']:.6f})"
+    return text
+
+
+def live_view(detail: dict[str, Any]) -> dict[str, Any]:
+    """What the page shows, formatted once here for both the first render and every poll."""
+    location = detail["location"]
+    return {
+        "id": detail["id"],
+        "status": detail["status"],
+        "status_label": status_text(detail["status"]),
+        "wipe_progress": detail["wipe_progress"],
+        "wipe_progress_label": str(WIPE_PROGRESS.get(detail["wipe_progress"], detail["wipe_progress"])),
+        "locked_at": _time(detail["locked_at"]),
+        "lost_mode": detail["lost_mode"],
+        "commands": [
+            {
+                "uuid": c["uuid"],
+                "label": command_label(c["request_type"]),
+                "purpose": str(PURPOSES.get(c["purpose"], c["purpose"])),
+                "state": c["state"],
+                "state_label": str(DELIVERY.get(c["state"], c["state"])),
+                "queued": _time(c["queued_at"]),
+                "pushed": _time(c["pushed_at"]),
+                "delivered": _time(c["delivered_at"]),
+                "acknowledged": _time(c["acknowledged_at"] or c["error_at"]),
+                "deliveries": c["delivery_count"],
+            }
+            for c in detail["commands"]
+        ],
+        "pushes": [
+            {
+                "at": _time(p["attempted_at"]),
+                "attempt": p["attempt"],
+                "status_code": p["status_code"] if p["status_code"] is not None else "—",
+                "reason": p["reason"] or "",
+                "accepted": p["accepted"],
+            }
+            for p in detail["push_attempts"]
+        ],
+        "timeline": [
+            {
+                "at": _time(e["at"]),
+                "kind": e["kind"],
+                "text": _entry_text(e),
+                "actor": e["actor"] or "",
+                "flagged": e["flagged"],
+            }
+            for e in detail["timeline"]
+        ],
+        "location": None
+        if location is None
+        else {
+            "latitude": f"{location['latitude']:.6f}",
+            "longitude": f"{location['longitude']:.6f}",
+            "accuracy": f"{location['accuracy']:.0f}" if location["accuracy"] is not None else "—",
+            "at": _time(location["located_at"]),
+            "map_url": location["map_url"],
+        },
+        "certificate": detail["certificate"] is not None,
+    }
+
+
+# -- search -----------------------------------------------------------------------------------------
+
+
+MAX_HITS = 20
+
+
+def _like(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def find_tablets(session: Session, query: str, *, unit_ids: Collection[int] | None) -> list[DeviceHit]:
+    """What the caller says, matched against serial, name, unit and UDID (find_devices) and against
+    the labels HQ gives a tablet: its asset tag (資産番号, an exact tag first) and its user."""
+    query = query.strip()
+    if not query:
+        return []
+    by_label = (
+        select(Device)
+        .where(
+            or_(
+                Device.asset_tag.ilike(_like(query), escape="\\"),
+                Device.assigned_user.ilike(_like(query), escape="\\"),
+            )
+        )
+        .order_by((func.lower(Device.asset_tag) == query.lower()).desc(), Device.id)
+        .limit(MAX_HITS)
+    )
+    if unit_ids is not None:
+        by_label = by_label.where(Device.org_unit_id.in_(sorted(unit_ids)))
+    labelled = list(session.scalars(by_label))
+    exact = [d for d in labelled if (d.asset_tag or "").lower() == query.lower()]
+    hits: dict[int, DeviceHit] = {}
+    for device in exact:
+        hits[device.id] = _hit(session, device)
+    for hit in find_devices(session, query, unit_ids=unit_ids, limit=MAX_HITS):
+        hits.setdefault(hit.device.id, hit)
+    for device in labelled:
+        if device.id not in hits:
+            hits[device.id] = _hit(session, device)
+    return list(hits.values())[:MAX_HITS]
+
+
+def _hit(session: Session, device: Device) -> DeviceHit:
+    unit_path = orgunits.path_label(session, device.org_unit) if device.org_unit else None
+    return DeviceHit(device, unit_path, hotline.active_incident_for_device(session, device))
+
+
+@bp.route("/hotline")
+@needs(Permission.INCIDENT_READ)
+def hotline_search() -> str:
+    session = db_session()
+    principal = current_principal()
+    query = (request.args.get("q") or "").strip()[:MAX_QUERY].replace("\x00", "")
+    hits = find_tablets(session, query, unit_ids=principal.scope_unit_ids) if query else []
+    active = search_incidents(session, unit_ids=principal.scope_unit_ids, active=True, per_page=50)
+    return render_template(
+        "console/hotline.html",
+        query=query,
+        hits=hits,
+        active=active.items,
+        status_text=status_text,
+        kind_text=kind_text,
+        kinds=[(k, kind_text(k)) for k in LossKind.ALL],
+    )
+
+
+def _report(form: Any) -> dict[str, Any]:
+    fields = ("caller_name", "caller_unit", "callback_number", "lost_place", "kind", "notes")
+    report = {name: form.get(name, "").replace("\x00", "") for name in fields if form.get(name) is not None}
+    if form.get("lost_at"):
+        report["lost_at"] = form["lost_at"]
+    return report
+
+
+def _flash_error(exc: Exception) -> None:
+    if isinstance(exc, hotline.SamePersonError):
+        flash(_("The person who requested the wipe cannot approve it. A second person must decide."), "error")
+    elif isinstance(exc, hotline.BreakGlassNotAllowed):
+        flash(_("Only an administrator may break glass."), "error")
+    elif isinstance(exc, hotline.ReasonRequired):
+        flash(_("A reason is required."), "error")
+    elif isinstance(exc, hotline.IncidentInputError):
+        flash(_("Please check: %(fields)s", fields=", ".join(sorted(exc.fields))), "error")
+    elif isinstance(exc, hotline.IncidentStateError):
+        flash(_("Not possible in the incident's current state: %(message)s", message=str(exc)), "error")
+    else:
+        flash(str(exc), "error")
+
+
+@bp.route("/hotline/devices/<int:device_id>/incident", methods=["POST"])
+@needs(Permission.INCIDENT_WRITE)
+def hotline_open(device_id: int) -> Response:
+    """Open an incident for the tablet and, with the big button, lock it in the same step."""
+    session = db_session()
+    principal = current_principal()
+    device = visible_device(session, principal, device_id)
+    if device is None:
+        abort(404)
+    lock = request.form.get("action") == "lock"
+    if lock and not principal.can(Permission.COMMAND_QUEUE_HOTLINE):
+        abort(403)
+    existing = hotline.active_incident_for_device(session, device)
+    try:
+        incident = existing or hotline.open_incident(
+            session, device, _report(request.form), actor=principal.actor
+        )
+        outcome = hotline.lock_now(session, incident, actor=principal.actor) if lock else None
+    except (hotline.IncidentError, CommandRefused) as exc:
+        session.rollback()
+        _flash_error(exc)
+        return redirect(url_for("console.hotline_search", q=request.form.get("q") or device.serial_number))  # type: ignore[return-value]
+    session.commit()
+    if existing is not None:
+        flash(_("This tablet already has an open incident; it was used."), "info")
+    if outcome is not None:
+        flash(_pair((outcome.notice_ja, outcome.notice_en)), "ok")
+    return redirect(url_for("console.hotline_incident", incident_id=incident.id))  # type: ignore[return-value]
+
+
+# -- one incident -----------------------------------------------------------------------------------
+
+
+def _incident_or_404(incident_id: int) -> Incident:
+    incident = db_session().get(Incident, incident_id)
+    if incident is None or not visible_to(incident, current_principal().scope_unit_ids):
+        abort(404)
+    return incident
+
+
+@bp.route("/hotline/incidents/<int:incident_id>")
+@needs(Permission.INCIDENT_READ)
+def hotline_incident(incident_id: int) -> str:
+    session = db_session()
+    incident = _incident_or_404(incident_id)
+    detail = incident_detail(session, incident)
+    swap = None
+    if incident.org_unit_id is not None:
+        swap = f"{SPARE_SWAP_PATH}?unit_id={incident.org_unit_id}&incident_id={incident.id}"
+    return render_template(
+        "console/incident.html",
+        incident=incident,
+        detail=detail,
+        live=live_view(detail),
+        swap_url=swap,
+        active=incident.status in IncidentStatus.ACTIVE,
+        kind_text=kind_text,
+        poll_ms=int(POLL_SECONDS * 1000),
+    )
+
+
+@bp.route("/hotline/incidents/<int:incident_id>/live.json")
+@needs(Permission.INCIDENT_READ)
+def hotline_incident_json(incident_id: int) -> Response:
+    """Polled by hotline.js every 1.5 s while the incident page is open; read in a deferred
+    transaction so that polling pages never hold SQLite's write lock."""
+    _incident_or_404(incident_id)
+    db_session().rollback()  # end the request's (write-locking on SQLite) transaction before reading
+    with Session(read_mostly(hikeshi().engine)) as reader:
+        incident = reader.get(Incident, incident_id)
+        assert incident is not None
+        return jsonify(live_view(incident_detail(reader, incident)))
+
+
+def _act(incident_id: int, action: Any, done: str) -> Response:
+    session = db_session()
+    incident = _incident_or_404(incident_id)
+    try:
+        result = action(session, incident, current_principal())
+    except (hotline.IncidentError, CommandRefused) as exc:
+        session.rollback()
+        _flash_error(exc)
+    else:
+        session.commit()
+        if isinstance(result, hotline.LockOutcome):
+            flash(_pair((result.notice_ja, result.notice_en)), "ok")
+        else:
+            flash(done, "ok")
+    return redirect(url_for("console.hotline_incident", incident_id=incident_id))  # type: ignore[return-value]
+
+
+def _reason() -> str:
+    return (request.form.get("reason") or "").replace("\x00", "")[:2000]
+
+
+@bp.route("/hotline/incidents/<int:incident_id>/lock", methods=["POST"])
+@needs(Permission.COMMAND_QUEUE_HOTLINE)
+def hotline_lock(incident_id: int) -> Response:
+    return _act(incident_id, lambda s, i, p: hotline.lock_now(s, i, actor=p.actor), "")
+
+
+@bp.route("/hotline/incidents/<int:incident_id>/location", methods=["POST"])
+@needs(Permission.COMMAND_QUEUE_HOTLINE)
+def hotline_locate(incident_id: int) -> Response:
+    return _act(
+        incident_id, lambda s, i, p: hotline.locate_device(s, i, actor=p.actor), _("Location requested.")
+    )
+
+
+@bp.route("/hotline/incidents/<int:incident_id>/wipe-request", methods=["POST"])
+@needs(Permission.WIPE_REQUEST)
+def hotline_wipe_request(incident_id: int) -> Response:
+    reason = _reason()
+    return _act(
+        incident_id,
+        lambda s, i, p: hotline.request_wipe(s, i, actor=p.actor, reason=reason),
+        _("Wipe requested. A second person (approver) must approve it."),
+    )
+
+
+@bp.route("/hotline/incidents/<int:incident_id>/wipe-approve", methods=["POST"])
+@needs(Permission.WIPE_APPROVE)
+def hotline_wipe_approve(incident_id: int) -> Response:
+    return _act(
+        incident_id,
+        lambda s, i, p: hotline.approve_wipe(s, i, actor=p.actor),
+        _("Wipe approved: the erase command was sent."),
+    )
+
+
+@bp.route("/hotline/incidents/<int:incident_id>/wipe-reject", methods=["POST"])
+@needs(Permission.WIPE_APPROVE)
+def hotline_wipe_reject(incident_id: int) -> Response:
+    reason = _reason()
+    return _act(
+        incident_id,
+        lambda s, i, p: hotline.reject_wipe(s, i, actor=p.actor, reason=reason),
+        _("Wipe rejected."),
+    )
+
+
+@bp.route("/hotline/incidents/<int:incident_id>/break-glass", methods=["POST"])
+@needs(Permission.WIPE_BREAK_GLASS)
+def hotline_break_glass(incident_id: int) -> Response:
+    reason = _reason()
+    return _act(
+        incident_id,
+        lambda s, i, p: hotline.break_glass_wipe(s, i, actor=p.actor, reason=reason),
+        _("Break glass: the erase command was sent without a second person."),
+    )
+
+
+@bp.route("/hotline/incidents/<int:incident_id>/recover", methods=["POST"])
+@needs(Permission.INCIDENT_WRITE)
+def hotline_recover(incident_id: int) -> Response:
+    note = _reason()
+    return _act(
+        incident_id,
+        lambda s, i, p: hotline.recover(s, i, actor=p.actor, note=note),
+        _("Recovered: lost mode ends and the incident is closed."),
+    )
+
+
+# -- the wipe certificate ---------------------------------------------------------------------------
+
+
+def _certificate(incident_id: int) -> WipeCertificate:
+    session = db_session()
+    certificate = certificate_for_incident(session, _incident_or_404(incident_id))
+    if certificate is None:
+        abort(404)
+    if certificate.signature is None:
+        issue_wipe_certificate(session, settings(), certificate, actor=current_principal().actor)
+        session.commit()
+    return certificate
+
+
+def _attachment(body: bytes, content_type: str, filename: str) -> Response:
+    return Response(
+        body, content_type=content_type, headers={"Content-Disposition": f'attachment; filename="{filename}"'}
+    )
+
+
+@bp.route("/hotline/incidents/<int:incident_id>/certificate.json")
+@needs(Permission.INCIDENT_READ)
+def hotline_certificate_json(incident_id: int) -> Response:
+    cert = _certificate(incident_id)
+    return _attachment(cert.content, "application/json", f"wipe-certificate-{incident_id}.json")
+
+
+@bp.route("/hotline/incidents/<int:incident_id>/certificate.json.p7s")
+@needs(Permission.INCIDENT_READ)
+def hotline_certificate_signature(incident_id: int) -> Response:
+    cert = _certificate(incident_id)
+    assert cert.signature is not None
+    return _attachment(
+        cert.signature, "application/pkcs7-signature", f"wipe-certificate-{incident_id}.json.p7s"
+    )
+
+
+@bp.route("/hotline/incidents/<int:incident_id>/certificate.html")
+@needs(Permission.INCIDENT_READ)
+def hotline_certificate_html(incident_id: int) -> Response:
+    cert = _certificate(incident_id)
+    page = render_certificate_html(cert.content, signer_fingerprint=cert.signer_fingerprint)
+    # The printable page keeps its print styles in a <style> element; still no script at all.
+    return Response(
+        page, content_type="text/html; charset=utf-8", headers={"Content-Security-Policy": OTHER_PAGES_POLICY}
+    )

@@ -1,0 +1,299 @@
+"""Configuration profiles in the console: the list, creating one from a template or a JSON spec,
+and a profile's page (payloads, versions, assignments, assign / unassign, preview, export)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import Response, abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from marshmallow import ValidationError
+from sqlalchemy import func, select
+
+from enrollment.ca import CANotReady
+from mdm.appctx import db_session, settings
+from mdm.models import OrgUnit, Profile, ProfileAssignment, ProfileVersion
+from profiles import assignment as assignments
+from profiles import service
+from profiles.rendering import ANDROID, APPLE, RenderError
+from profiles.signing import server_render_context, signed_apple_profile
+from profiles.summary import dotted_messages, has_secrets, payload_summaries, payload_title, redacted_spec
+from profiles.templates import list_templates
+from web.console import bp
+from web.console.guard import ask_confirmation, confirmed, current_principal, needs
+from web.queries import visible_unit, visible_units
+from web.rbac import Permission
+
+MAX_SPEC_CHARS = 900_000
+
+
+def _profile_or_404(profile_id: int) -> Profile:
+    profile = service.get_profile(db_session(), profile_id)
+    if profile is None:
+        abort(404)
+    return profile
+
+
+def _int(value: str | None) -> int | None:
+    if value is None or not value.strip().isdigit() or len(value.strip()) > 9:
+        return None
+    return int(value.strip())
+
+
+def _clean_text(value: str | None, limit: int) -> str:
+    text = (value or "").strip()
+    if len(text) > limit or "\x00" in text:
+        return ""
+    return text
+
+
+def _list_page(errors: dict[str, list[str]] | None = None, form: dict[str, str] | None = None) -> str:
+    principal = current_principal()
+    session = db_session()
+    stmt = select(ProfileAssignment.profile_id, func.count(ProfileAssignment.id)).group_by(
+        ProfileAssignment.profile_id
+    )
+    if principal.scope_unit_ids is not None:
+        stmt = stmt.where(ProfileAssignment.org_unit_id.in_(sorted(principal.scope_unit_ids)))
+    counts = {profile_id: int(count) for profile_id, count in session.execute(stmt)}
+    return render_template(
+        "console/profiles.html",
+        profiles=service.list_profiles(session),
+        counts=counts,
+        summaries=payload_summaries,
+        title_of=payload_title,
+        templates=list_templates(),
+        errors=errors or {},
+        form=form or {},
+    )
+
+
+@bp.route("/profiles")
+@needs(Permission.PROFILE_READ)
+def profiles() -> str:
+    return _list_page()
+
+
+@bp.route("/profiles", methods=["POST"])
+@needs(Permission.PROFILE_WRITE)
+def profile_create() -> Response | str:
+    principal = current_principal()
+    session = db_session()
+    form = request.form
+    try:
+        if form.get("source") == "template":
+            profile = service.create_profile_from_template(
+                session,
+                principal.actor,
+                _clean_text(form.get("template"), 64),
+                identifier=_clean_text(form.get("identifier"), 200),
+                name_ja=_clean_text(form.get("name_ja"), 128) or None,
+                name_en=_clean_text(form.get("name_en"), 128) or None,
+            )
+        else:
+            profile = service.create_profile(session, principal.actor, _spec_from_form(form.get("spec")))
+    except ValidationError as exc:
+        session.rollback()
+        return _list_page(dotted_messages(exc.messages), dict(form))
+    session.commit()
+    flash(_("Created %(name)s.", name=profile.name_ja), "ok")
+    return redirect(url_for("console.profile", profile_id=profile.id))  # type: ignore[return-value]
+
+
+def _spec_from_form(text: str | None) -> Any:
+    raw = text or ""
+    if len(raw) > MAX_SPEC_CHARS:
+        raise ValidationError({"spec": [_("The spec is too large.")]})
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ValidationError({"spec": [_("Not valid JSON: %(error)s", error=str(exc))]}) from exc
+
+
+def _detail_page(
+    profile: Profile, errors: dict[str, list[str]] | None = None, spec_text: str | None = None
+) -> str:
+    principal = current_principal()
+    session = db_session()
+    writer = principal.can(Permission.PROFILE_WRITE)
+    rows = [
+        r
+        for r in assignments.list_assignments(session, profile=profile)
+        if principal.sees_unit(r.org_unit_id)
+    ]
+    units = {
+        u.id: u for u in session.scalars(select(OrgUnit).where(OrgUnit.id.in_([r.org_unit_id for r in rows])))
+    }
+    versions = list(
+        session.scalars(
+            select(ProfileVersion)
+            .where(ProfileVersion.profile_id == profile.id)
+            .order_by(ProfileVersion.version.desc())
+        )
+    )
+    redact = not writer and has_secrets(profile.spec)
+    spec = redacted_spec(profile.spec) if redact else profile.spec
+    preview: dict[str, Any] | None = None
+    preview_error: str | None = None
+    try:
+        results = service.preview_profile(
+            profile, server_render_context(session, settings()), redact=not writer
+        )
+        preview = {
+            APPLE: results[APPLE],
+            ANDROID: results[ANDROID],
+            "apple_text": results[APPLE].content.decode("utf-8"),
+            "android_text": json.dumps(
+                results[ANDROID].content, ensure_ascii=False, indent=2, sort_keys=True
+            ),
+        }
+    except (CANotReady, RenderError) as exc:
+        preview_error = str(exc)
+    assigned_ids = {r.org_unit_id for r in rows}
+    return render_template(
+        "console/profile.html",
+        profile=profile,
+        payloads=payload_summaries(profile.spec),
+        title_of=payload_title,
+        versions=versions,
+        assignments=[(r, units.get(r.org_unit_id)) for r in rows],
+        units=[u for u in visible_units(session, principal) if u.id not in assigned_ids],
+        preview=preview,
+        preview_error=preview_error,
+        spec_text=spec_text if spec_text is not None else json.dumps(spec, ensure_ascii=False, indent=2),
+        redacted=redact,
+        errors=errors or {},
+    )
+
+
+@bp.route("/profiles/<int:profile_id>")
+@needs(Permission.PROFILE_READ)
+def profile(profile_id: int) -> str:
+    return _detail_page(_profile_or_404(profile_id))
+
+
+@bp.route("/profiles/<int:profile_id>", methods=["POST"])
+@needs(Permission.PROFILE_WRITE)
+def profile_update(profile_id: int) -> Response | str:
+    principal = current_principal()
+    session = db_session()
+    profile = _profile_or_404(profile_id)
+    if principal.scoped and any(
+        not principal.sees_unit(r.org_unit_id) for r in assignments.list_assignments(session, profile=profile)
+    ):
+        abort(403)
+    text = request.form.get("spec")
+    try:
+        profile, summary = assignments.update_profile_and_apply(
+            session, settings(), profile, _spec_from_form(text), actor=principal.actor
+        )
+    except ValidationError as exc:
+        session.rollback()
+        return _detail_page(_profile_or_404(profile_id), dotted_messages(exc.messages), text)
+    except (CANotReady, RenderError) as exc:
+        session.rollback()
+        return _detail_page(_profile_or_404(profile_id), {"spec": [str(exc)]}, text)
+    session.commit()
+    if summary is None:
+        flash(_("Nothing changed."), "ok")
+    else:
+        flash(
+            _(
+                "Saved as version %(version)d; %(installs)d installs queued.",
+                version=profile.version,
+                installs=len(summary.installs),
+            ),
+            "ok",
+        )
+    return redirect(url_for("console.profile", profile_id=profile.id))  # type: ignore[return-value]
+
+
+@bp.route("/profiles/<int:profile_id>/assign", methods=["POST"])
+@needs(Permission.PROFILE_WRITE)
+def profile_assign(profile_id: int) -> Response | str:
+    principal = current_principal()
+    session = db_session()
+    profile = _profile_or_404(profile_id)
+    unit_id = _int(request.form.get("org_unit_id"))
+    unit = visible_unit(session, principal, unit_id) if unit_id is not None else None
+    if unit is None:
+        return _detail_page(profile, {"org_unit_id": [_("Unknown unit.")]})
+    try:
+        summary = assignments.assign_profile(session, settings(), profile, unit, actor=principal.actor)
+    except ValidationError as exc:
+        session.rollback()
+        return _detail_page(
+            _profile_or_404(profile_id), {"org_unit_id": dotted_messages(exc.messages).get("unit", [])}
+        )
+    except (CANotReady, RenderError) as exc:
+        session.rollback()
+        return _detail_page(_profile_or_404(profile_id), {"org_unit_id": [str(exc)]})
+    session.commit()
+    flash(
+        _(
+            "Assigned to %(unit)s; %(installs)d installs queued.",
+            unit=unit.name_ja,
+            installs=len(summary.installs),
+        ),
+        "ok",
+    )
+    return redirect(url_for("console.profile", profile_id=profile.id))  # type: ignore[return-value]
+
+
+@bp.route("/profiles/<int:profile_id>/unassign/<int:unit_id>", methods=["POST"])
+@needs(Permission.PROFILE_WRITE)
+def profile_unassign(profile_id: int, unit_id: int) -> Response | str:
+    principal = current_principal()
+    session = db_session()
+    profile = _profile_or_404(profile_id)
+    unit = visible_unit(session, principal, unit_id)
+    if unit is None or not assignments.list_assignments(session, profile=profile, unit=unit):
+        abort(404)
+    if not confirmed():
+        return ask_confirmation(
+            _("Unassign profile"),
+            _(
+                "This removes %(profile)s from every tablet of %(unit)s and below that does not get it "
+                "through another unit.",
+                profile=profile.name_ja,
+                unit=unit.name_ja,
+            ),
+            action_label=_("Unassign profile"),
+        )
+    summary = assignments.unassign_profile(session, settings(), profile, unit, actor=principal.actor)
+    session.commit()
+    flash(
+        _(
+            "Unassigned from %(unit)s; %(removals)d removals queued.",
+            unit=unit.name_ja,
+            removals=len(summary.removals),
+        ),
+        "ok",
+    )
+    return redirect(url_for("console.profile", profile_id=profile.id))  # type: ignore[return-value]
+
+
+@bp.route("/profiles/<int:profile_id>/export/<platform>")
+@needs(Permission.PROFILE_WRITE)
+def profile_export(profile_id: int, platform: str) -> Response:
+    session = db_session()
+    profile = _profile_or_404(profile_id)
+    if platform not in (APPLE, ANDROID):
+        abort(404)
+    try:
+        if platform == APPLE:
+            data = signed_apple_profile(session, settings(), profile)
+            content_type, suffix = "application/x-apple-aspen-config", "mobileconfig"
+        else:
+            rendered = service.render_profile(profile, ANDROID, server_render_context(session, settings()))
+            data = json.dumps(rendered.content, ensure_ascii=False, indent=2, sort_keys=True).encode("utf-8")
+            content_type, suffix = "application/json", "json"
+    except (CANotReady, RenderError) as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("console.profile", profile_id=profile.id))  # type: ignore[return-value]
+    session.commit()  # the signed rendering is stored on first use
+    filename = f"{profile.identifier}-v{profile.version}.{suffix}"
+    return Response(
+        data, content_type=content_type, headers={"Content-Disposition": f'attachment; filename="{filename}"'}
+    )
