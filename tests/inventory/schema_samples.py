@@ -8,6 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 COMMANDS_DIR = Path(__file__).resolve().parents[3] / "shared" / "apple-device-management" / "mdm" / "commands"
@@ -15,7 +16,11 @@ COMMANDS_DIR = Path(__file__).resolve().parents[3] / "shared" / "apple-device-ma
 
 @lru_cache
 def response_keys(name: str) -> list[dict[str, Any]]:
-    data = yaml.safe_load((COMMANDS_DIR / f"{name}.yaml").read_text())
+    path = COMMANDS_DIR / f"{name}.yaml"
+    if not path.is_file():
+        # A checkout without ../shared (a user's machine): skip, as the hotline catalog test does.
+        pytest.skip(f"Apple schema folder missing: {COMMANDS_DIR}")
+    data = yaml.safe_load(path.read_text())
     return data.get("responsekeys") or []
 
 
