@@ -43,7 +43,8 @@ class DeviceHit:
 def find_devices(
     session: Session, text: str, *, unit_ids: Collection[int] | None, limit: int = 20
 ) -> list[DeviceHit]:
-    """Devices matching what the caller says: serial, UDID, device name, model, or unit name/code.
+    """Devices matching what the caller says: asset tag, user, serial, UDID, device name, model, or
+    unit name/code.
 
     `unit_ids` limits the search to a principal's subtree (None: everything).
     """
@@ -68,8 +69,9 @@ def find_devices(
         .outerjoin(OrgUnit, Device.org_unit_id == OrgUnit.id)
         .where(_in_scope(Device.org_unit_id, unit_ids))
         .where(or_(*(column.ilike(pattern, escape="\\") for column in columns)))
-        # An exact serial first, then the most recently seen tablets.
+        # An exact asset tag (資産番号) or serial first, then the most recently seen tablets.
         .order_by(
+            (func.lower(Device.asset_tag) == text.lower()).desc(),
             (func.lower(Device.serial_number) == text.lower()).desc(),
             Device.last_seen_at.is_(None),
             Device.last_seen_at.desc(),

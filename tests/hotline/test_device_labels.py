@@ -250,3 +250,16 @@ def test_cli_labels_a_device(tree, settings, session_factory, monkeypatch):  # n
             .order_by(AuditEvent.seq)
         ).all()
     assert len(actors) == 2 and all(a.startswith("cli:") for a in actors)
+
+
+def test_an_exact_asset_tag_is_listed_first(app, client, tree, session_factory, settings):  # noqa: F811
+    admin = _tokens(session_factory, admin={})["admin"]
+    # A tablet whose tag merely contains what was typed (and that would sort first) comes second.
+    for device_id, tag in ((tree.device_a.id, "FD-0120"), (tree.device_b.id, "FD-012")):
+        response = client.patch(f"/api/v1/devices/{device_id}", headers=admin, json={"asset_tag": tag})
+        assert response.status_code == 200
+    operator = _console(app, session_factory, settings, "op", "operator")
+    hits = _hits(operator.get("/console/hotline?q=fd-012").get_data(as_text=True))
+    assert hits == [tree.device_b.id, tree.device_a.id]
+    hits = _hits(operator.get("/console/hotline?q=FD-0120").get_data(as_text=True))
+    assert hits == [tree.device_a.id]

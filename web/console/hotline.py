@@ -5,19 +5,16 @@ wipe certificate."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from typing import Any
 
 from flask import Response, abort, flash, jsonify, redirect, render_template, request, url_for
 from flask_babel import format_datetime, get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 import commands.incidents as hotline
 from commands.incidents.views import (
-    DeviceHit,
     find_devices,
     incident_detail,
     search_incidents,
@@ -29,10 +26,8 @@ from commands.wipe_certificate import (
     issue_wipe_certificate,
     render_certificate_html,
 )
-from mdm import orgunits
 from mdm.appctx import db_session, hikeshi, settings
 from mdm.db import read_mostly
-from mdm.models import Device
 from mdm.models.incident import Incident, IncidentStatus, LossKind, WipeCertificate
 from web.console import bp
 from web.console.guard import current_principal, needs
@@ -202,55 +197,13 @@ def live_view(detail: dict[str, Any]) -> dict[str, Any]:
 MAX_HITS = 20
 
 
-def _like(text: str) -> str:
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
-def find_tablets(session: Session, query: str, *, unit_ids: Collection[int] | None) -> list[DeviceHit]:
-    """What the caller says, matched against serial, name, unit and UDID (find_devices) and against
-    the labels HQ gives a tablet: its asset tag (資産番号, an exact tag first) and its user."""
-    query = query.strip()
-    if not query:
-        return []
-    by_label = (
-        select(Device)
-        .where(
-            or_(
-                Device.asset_tag.ilike(_like(query), escape="\\"),
-                Device.assigned_user.ilike(_like(query), escape="\\"),
-            )
-        )
-        .order_by((func.lower(Device.asset_tag) == query.lower()).desc(), Device.id)
-        .limit(MAX_HITS)
-    )
-    if unit_ids is not None:
-        by_label = by_label.where(Device.org_unit_id.in_(sorted(unit_ids)))
-    labelled = list(session.scalars(by_label))
-    exact = [d for d in labelled if (d.asset_tag or "").lower() == query.lower()]
-    hits: dict[int, DeviceHit] = {}
-    for device in exact:
-        hits[device.id] = _hit(session, device)
-    for hit in find_devices(session, query, unit_ids=unit_ids, limit=MAX_HITS):
-        hits.setdefault(hit.device.id, hit)
-    for device in labelled:
-        if device.id not in hits:
-            hits[device.id] = _hit(session, device)
-    return list(hits.values())[:MAX_HITS]
-
-
-def _hit(session: Session, device: Device) -> DeviceHit:
-    unit_path = orgunits.path_label(session, device.org_unit) if device.org_unit else None
-    return DeviceHit(device, unit_path, hotline.active_incident_for_device(session, device))
-
-
 @bp.route("/hotline")
 @needs(Permission.INCIDENT_READ)
 def hotline_search() -> str:
     session = db_session()
     principal = current_principal()
     query = (request.args.get("q") or "").strip()[:MAX_QUERY].replace("\x00", "")
-    hits = find_tablets(session, query, unit_ids=principal.scope_unit_ids) if query else []
+    hits = find_devices(session, query, unit_ids=principal.scope_unit_ids, limit=MAX_HITS) if query else []
     active = search_incidents(session, unit_ids=principal.scope_unit_ids, active=True, per_page=50)
     return render_template(
         "console/hotline.html",
