@@ -40,9 +40,16 @@ def on_result(request_type: str) -> Callable[[ResultHandler], ResultHandler]:
 
 
 def record_result(
-    session: Session, device: Device, report: dict[str, Any], raw: bytes, *, actor: Actor
+    session: Session,
+    device: Device,
+    report: dict[str, Any],
+    raw: bytes,
+    *,
+    actor: Actor,
+    identity: str | None = None,
 ) -> Command | None:
-    """Store a report exactly as received and move the command on.
+    """Store a report exactly as received, with the fingerprint of the identity that signed it
+    (None when the server itself records an outcome), and move the command on.
 
     Returns the command, or None when the UUID is not one of this device's commands. A repeated
     report for a command that is already final changes nothing.
@@ -58,7 +65,11 @@ def record_result(
     if command.status in CommandStatus.FINAL:
         return command
     now = clock.now()
-    session.add(CommandResult(command_id=command.id, status=status, raw=raw, received_at=now))
+    session.add(
+        CommandResult(
+            command_id=command.id, status=status, raw=raw, received_at=now, certificate_fingerprint=identity
+        )
+    )
     new_state = _STATUS_MAP[status]
     command.status = new_state
     if new_state == CommandStatus.ACKNOWLEDGED:

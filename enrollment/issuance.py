@@ -1,9 +1,11 @@
 """Issuing device identities: what the SCEP handler asks for once a request is authenticated.
 
-Every issued certificate is recorded as a DeviceCertificate at once: through an enrollment
-challenge it carries the token (and the device is bound when it authenticates); through a renewal
-challenge or a RenewalReq it is bound to the renewing device immediately, so
-mdm.devices.identify_device accepts it on the device's next request without a new Authenticate.
+Every issued certificate is recorded as a DeviceCertificate at once, with its purpose: through an
+enrollment challenge it is an MDM identity carrying the token (and the device is bound when it
+authenticates); through a renewal challenge or a RenewalReq it is an MDM identity bound to the
+renewing device immediately, so mdm.devices.identify_device accepts it on the device's next request
+without a new Authenticate; through a Wi-Fi challenge it is a Wi-Fi certificate, which never opens
+/mdm/* (mdm.devices refuses any purpose but mdm_identity there).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from mdm import clock
 from mdm.audit import Actor, record_event
 from mdm.config import Settings
 from mdm.devices import certificate_row_for
-from mdm.models import ChallengePurpose, Device, DeviceCertificate
+from mdm.models import ChallengePurpose, Device, DeviceCertificate, IdentityPurpose
 from mdm.x509util import fingerprint
 
 MIN_KEY_BITS = 2048
@@ -61,11 +63,11 @@ def _common_name(csr: x509.CertificateRequest) -> str:
 
 
 def _issue(
-    session: Session, settings: Settings, ca: Credential, csr: x509.CertificateRequest
+    session: Session, settings: Settings, ca: Credential, csr: x509.CertificateRequest, *, purpose: str
 ) -> IssuedIdentity:
     check_csr(csr)
     cert = issue_device_identity(ca, csr.public_key(), _common_name(csr), days=settings.identity_cert_days)
-    row = certificate_row_for(cert)
+    row = certificate_row_for(cert, purpose=purpose)
     session.add(row)
     return IssuedIdentity(cert, row)
 
@@ -81,9 +83,11 @@ def issue_with_challenge(
     check_csr(csr)
     challenge = redeem_challenge(session, challenge_secret)
     ca = device_ca(session, settings)
-    issued = _issue(session, settings, ca, csr)
+    wifi = challenge.purpose == ChallengePurpose.WIFI
+    purpose = IdentityPurpose.WIFI if wifi else IdentityPurpose.MDM_IDENTITY
+    issued = _issue(session, settings, ca, csr, purpose=purpose)
     row = issued.row
-    details: dict[str, object] = {"purpose": challenge.purpose}
+    details: dict[str, object] = {"purpose": challenge.purpose, "certificate_purpose": purpose}
     if challenge.purpose == ChallengePurpose.ENROLL:
         row.enrollment_token_id = challenge.token_id
         details["enrollment_token_id"] = challenge.token_id
@@ -127,8 +131,11 @@ def renew_with_identity(
         raise RenewalRefused("the signing certificate is not bound to an enrolled device")
     if current.revoked_at is not None:
         raise RenewalRefused("the signing certificate has been revoked")
+    if current.purpose != IdentityPurpose.MDM_IDENTITY:
+        # A Wi-Fi or agent certificate must not buy an MDM identity.
+        raise RenewalRefused(f"a {current.purpose} certificate cannot renew an MDM identity")
     ca = device_ca(session, settings)
-    issued = _issue(session, settings, ca, csr)
+    issued = _issue(session, settings, ca, csr, purpose=IdentityPurpose.MDM_IDENTITY)
     issued.row.device_id = current.device_id
     issued.row.bound_at = now
     issued.row.enrollment_token_id = current.enrollment_token_id
@@ -139,6 +146,7 @@ def renew_with_identity(
         issued.row,
         {
             "purpose": "renewal_request",
+            "certificate_purpose": IdentityPurpose.MDM_IDENTITY,
             "device_id": current.device_id,
             "previous": current.fingerprint_sha256,
         },

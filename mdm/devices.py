@@ -4,6 +4,8 @@ CheckOut. Called by the thin handlers in mdm/apple; never commits."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography import x509
@@ -11,14 +13,61 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mdm import clock
+from mdm.alerts.service import raise_alert
 from mdm.audit import Actor, record_event
-from mdm.models import Device, DeviceCertificate, DeviceMessage, EnrollmentState
+from mdm.models import (
+    Alert,
+    Device,
+    DeviceCertificate,
+    DeviceMessage,
+    EnrollmentState,
+    IdentityPurpose,
+    Severity,
+)
 from mdm.secretbox import seal
 from mdm.x509util import fingerprint, to_pem
 
 
 class DeviceIdentityError(PermissionError):
-    """The certificate presented may not speak for this device."""
+    """The certificate presented may not speak for this device (answered 401)."""
+
+
+class IdentityRefused(PermissionError):
+    """An authentic certificate that may not open this door or speak for this UDID (403, reason)."""
+
+
+class IdentityConflict(IdentityRefused):
+    """An Authenticate for an existing device from a certificate not bound to it.
+
+    Raised before anything is written; the boundary rolls back and records it with
+    `record_identity_conflict` in a transaction of its own (alert + audit, nothing on the device).
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        udid: str,
+        device_id: int,
+        presented: PresentedIdentity,
+        row: DeviceCertificate | None,
+        bound: list[str],
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.udid = udid
+        self.device_id = device_id
+        self.presented_fingerprint = presented.fingerprint
+        self.presented_subject = presented.certificate.subject.rfc4514_string()[:512]
+        self.presented_issuer = presented.certificate.issuer.rfc4514_string()[:512]
+        self.presented_purpose = row.purpose if row is not None else None
+        self.presented_token_id = row.enrollment_token_id if row is not None else None
+        self.presented_bound_device_id = row.device_id if row is not None else None
+        self.bound = bound
+
+
+class UserChannelRefused(PermissionError):
+    """A message on a user channel (Mac user, Shared iPad user): declined with 410, as NanoMDM does."""
 
 
 class CheckinMessageError(ValueError):
@@ -27,6 +76,33 @@ class CheckinMessageError(ValueError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
+
+
+@dataclass(frozen=True)
+class PresentedIdentity:
+    """The verified certificate behind a device request, and whether the built-in CA issued it."""
+
+    certificate: x509.Certificate
+    from_builtin_ca: bool
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.certificate)
+
+
+# Keys that only user-channel messages carry (Apple's check-in schema: UserID and UserShortName on
+# Shared iPad and macOS user channels, UserLongName and EnrollmentUserID on macOS ones).
+USER_CHANNEL_KEYS = ("UserID", "UserShortName", "UserLongName", "EnrollmentUserID")
+
+
+def is_user_channel(message: dict[str, Any]) -> bool:
+    return any(message.get(key) not in (None, "") for key in USER_CHANNEL_KEYS)
+
+
+def refuse_user_channel(message: dict[str, Any]) -> None:
+    """Hikeshi manages the device channel only; a user channel never touches its token or queue."""
+    if is_user_channel(message):
+        raise UserChannelRefused("user channel not supported")
 
 
 # Services that react to a device finishing enrollment (first TokenUpdate) register here.
@@ -64,65 +140,156 @@ def find_device_by_udid(session: Session, udid: str) -> Device | None:
     return session.scalars(select(Device).where(Device.udid == udid)).first()
 
 
-def _certificate_row(session: Session, cert: x509.Certificate) -> DeviceCertificate | None:
-    return session.scalars(
-        select(DeviceCertificate).where(DeviceCertificate.fingerprint_sha256 == fingerprint(cert))
-    ).first()
+def _certificate_row(session: Session, fp: str) -> DeviceCertificate | None:
+    stmt = select(DeviceCertificate).where(DeviceCertificate.fingerprint_sha256 == fp)
+    return session.scalars(stmt).first()
 
 
-def identify_device(session: Session, cert: x509.Certificate, udid: str) -> Device:
+def mdm_identity_row(session: Session, identity: PresentedIdentity) -> DeviceCertificate | None:
+    """The recorded row of a certificate presented on /mdm/*, if it may open that door at all.
+
+    None only for an identity from an external CA (HIKESHI_DEVICE_CA_FILE) never seen before:
+    Hikeshi records every certificate its own CA issues, so one from the built-in CA without a
+    row was not issued by this server (a restored database, a stolen CA key) and is refused.
+    """
+    row = _certificate_row(session, identity.fingerprint)
+    if row is None:
+        if identity.from_builtin_ca:
+            raise DeviceIdentityError("certificate from the built-in CA was never issued by this server")
+        return None
+    if row.revoked_at is not None:
+        raise DeviceIdentityError("certificate has been revoked")
+    return row
+
+
+def identify_device(session: Session, identity: PresentedIdentity, udid: str) -> Device:
     """The device this certificate is bound to, which must be the one named by the UDID.
 
-    Raises DeviceIdentityError before anything is written otherwise.
+    Raises DeviceIdentityError (401) or IdentityRefused (403) before anything is written otherwise.
     """
+    row = mdm_identity_row(session, identity)
     device = find_device_by_udid(session, udid)
-    row = _certificate_row(session, cert)
     if device is None:
         raise DeviceIdentityError("unknown device: it must Authenticate first")
     if row is None or row.device_id != device.id:
         raise DeviceIdentityError("certificate is not bound to this device")
-    if row.revoked_at is not None:
-        raise DeviceIdentityError("certificate has been revoked")
+    if row.purpose != IdentityPurpose.MDM_IDENTITY:
+        raise IdentityRefused(f"a {row.purpose} certificate is not an MDM identity")
+    if device.enrollment_state == EnrollmentState.RETIRED:
+        # Its identities were erased with it: whoever still holds one is not the tablet.
+        raise IdentityRefused("the device was wiped; it must enroll again")
     return device
 
 
-def check_can_authenticate(session: Session, cert: x509.Certificate, udid: str) -> None:
-    """Refuse, before writing, an Authenticate whose certificate already speaks for another device."""
-    row = _certificate_row(session, cert)
-    if row is None:
-        return
-    if row.revoked_at is not None:
-        raise DeviceIdentityError("certificate has been revoked")
-    if row.device_id is not None:
-        device = session.get(Device, row.device_id)
-        if device is not None and device.udid != udid:
-            raise DeviceIdentityError("certificate is bound to another device")
+def bound_identities(session: Session, device: Device) -> list[DeviceCertificate]:
+    """The device's unrevoked identity certificates (a renewal leaves two until one expires)."""
+    return list(
+        session.scalars(
+            select(DeviceCertificate)
+            .where(DeviceCertificate.device_id == device.id, DeviceCertificate.revoked_at.is_(None))
+            .order_by(DeviceCertificate.id)
+        )
+    )
+
+
+def reenroll_allowed(device: Device, at: datetime | None = None) -> bool:
+    until = device.reenroll_allowed_until
+    return until is not None and until > (at or clock.now())
+
+
+def _rebind_reason(device: Device) -> str | None:
+    """Why this UDID may take a new identity now, or None: the rule of DESIGN invariant 3."""
+    if device.enrollment_state in EnrollmentState.REBINDABLE:
+        return device.enrollment_state
+    if reenroll_allowed(device):
+        return "reenroll_allowed"
+    return None
+
+
+def check_can_authenticate(
+    session: Session, identity: PresentedIdentity, udid: str
+) -> tuple[DeviceCertificate | None, Device | None, str | None]:
+    """Decide, before writing anything, whether this Authenticate may proceed.
+
+    Returns (row, device, rebind_reason); raises DeviceIdentityError, IdentityRefused or
+    IdentityConflict (an existing enrolled or pending device named by a certificate not its own).
+    """
+    row = mdm_identity_row(session, identity)
+    device = find_device_by_udid(session, udid)
+    bound = [r.fingerprint_sha256 for r in bound_identities(session, device)] if device else []
+
+    def conflict(reason: str, target: Device) -> IdentityConflict:
+        return IdentityConflict(
+            reason, udid=udid, device_id=target.id, presented=identity, row=row, bound=bound
+        )
+
+    protected = device is not None and device.enrollment_state in (
+        EnrollmentState.ENROLLED,
+        EnrollmentState.PENDING,
+    )
+    if row is not None and row.purpose != IdentityPurpose.MDM_IDENTITY:
+        reason = f"a {row.purpose} certificate is not an MDM identity"
+        if protected and device is not None:
+            raise conflict(reason, device)
+        raise IdentityRefused(reason)
+    if row is not None and row.device_id is not None:
+        if device is not None and row.device_id == device.id:
+            if device.enrollment_state == EnrollmentState.RETIRED:
+                raise IdentityRefused("the device was wiped; it must enroll again with a new identity")
+            return row, device, None
+        owner = session.get(Device, row.device_id)
+        target = device if device is not None else owner
+        reason = "certificate is bound to another device"
+        if target is not None:
+            raise conflict(reason, target)
+        raise IdentityRefused(reason)
+    if row is not None and row.bound_at is not None:
+        raise IdentityRefused("certificate was bound before and cannot be bound again")
+    if device is None:
+        return row, None, None
+    rebind = _rebind_reason(device)
+    if rebind is None:
+        raise conflict(
+            f"the device is {device.enrollment_state} with another identity; "
+            "an administrator must allow re-enrollment",
+            device,
+        )
+    return row, device, rebind
 
 
 def authenticate(
-    session: Session, cert: x509.Certificate, message: dict[str, Any], raw: bytes, source_ip: str | None
+    session: Session,
+    identity: PresentedIdentity,
+    message: dict[str, Any],
+    raw: bytes,
+    source_ip: str | None,
 ) -> Device:
-    """Authenticate: bind the identity certificate to the UDID and record what the device is."""
+    """Authenticate: bind the identity certificate to the UDID and record what the device is.
+
+    A certificate is bound at the first Authenticate it makes, once; a UDID already enrolled (or
+    pending) takes a new one only after its CheckOut, after its wipe, or while an administrator
+    allows it (Device.reenroll_allowed_until). Then its old identities are revoked.
+    """
     udid = require_string(message, "UDID", 128)
-    check_can_authenticate(session, cert, udid)
+    row, device, rebind = check_can_authenticate(session, identity, udid)
     actor = device_actor(udid, source_ip)
     now = clock.now()
-    device = find_device_by_udid(session, udid)
     created = device is None
     if device is None:
         device = Device(udid=udid, platform="apple", created_at=now)
         session.add(device)
     _apply_facts(device, message)
     previous_state = device.enrollment_state
-    if created or previous_state in (EnrollmentState.UNENROLLED, EnrollmentState.RETIRED):
+    if created or previous_state in EnrollmentState.REBINDABLE:
         device.enrollment_state = EnrollmentState.PENDING
     device.last_seen_at = now
     session.flush()
-    row = _certificate_row(session, cert)
     if row is None:
-        row = certificate_row_for(cert)
+        row = certificate_row_for(identity.certificate, purpose=IdentityPurpose.MDM_IDENTITY)
         session.add(row)
     newly_bound = row.device_id != device.id
+    if newly_bound and rebind is not None:
+        _revoke_for_rebinding(session, device, row, rebind, actor)
     row.device_id = device.id
     row.bound_at = row.bound_at if not newly_bound else now
     session.add(DeviceMessage(device_id=device.id, message_type="Authenticate", raw=raw, source_ip=source_ip))
@@ -146,7 +313,106 @@ def authenticate(
     return device
 
 
-def certificate_row_for(cert: x509.Certificate) -> DeviceCertificate:
+def _revoke_for_rebinding(
+    session: Session, device: Device, new_row: DeviceCertificate, reason: str, actor: Actor
+) -> None:
+    now = clock.now()
+    revoked = []
+    for old in bound_identities(session, device):
+        if old.id != new_row.id:
+            old.revoked_at = now
+            revoked.append(old.fingerprint_sha256)
+    allowed_by = device.reenroll_allowed_by if reason == "reenroll_allowed" else None
+    device.reenroll_allowed_until = None
+    device.reenroll_allowed_by = None
+    record_event(
+        session,
+        actor,
+        "device.identity_rebound",
+        "device",
+        device.id,
+        {
+            "reason": reason,
+            "allowed_by": allowed_by,
+            "certificate": new_row.fingerprint_sha256,
+            "revoked_certificates": revoked,
+        },
+    )
+
+
+def record_identity_conflict(session: Session, conflict: IdentityConflict, source_ip: str | None) -> None:
+    """Audit a refused identity conflict and alert administrators (once per open alert and
+    certificate, so a device retrying does not flood the console). Writes nothing on the device."""
+    details: dict[str, Any] = {
+        "udid": conflict.udid,
+        "reason": conflict.reason,
+        "presented_certificate": conflict.presented_fingerprint,
+        "presented_subject": conflict.presented_subject,
+        "presented_issuer": conflict.presented_issuer,
+        "presented_purpose": conflict.presented_purpose,
+        "presented_enrollment_token_id": conflict.presented_token_id,
+        "presented_bound_device_id": conflict.presented_bound_device_id,
+        "bound_certificates": conflict.bound,
+        "source_ip": source_ip,
+    }
+    record_event(
+        session,
+        device_actor(conflict.udid, source_ip),
+        "device.identity_conflict",
+        "device",
+        conflict.device_id,
+        details,
+    )
+    device = session.get(Device, conflict.device_id)
+    if device is None:
+        return
+    already = session.scalars(
+        select(Alert).where(
+            Alert.kind == IDENTITY_CONFLICT_ALERT,
+            Alert.device_id == device.id,
+            Alert.acknowledged_at.is_(None),
+        )
+    ).all()
+    if any(a.details.get("presented_certificate") == conflict.presented_fingerprint for a in already):
+        return
+    name = device.device_name or device.serial_number or conflict.udid
+    raise_alert(
+        session,
+        IDENTITY_CONFLICT_ALERT,
+        Severity.CRITICAL,
+        f"端末識別情報の衝突: {name} に紐付かない証明書からの登録を拒否しました / "
+        f"Identity conflict: an Authenticate for {name} from a certificate not bound to it was refused",
+        device=device,
+        details=details,
+    )
+
+
+IDENTITY_CONFLICT_ALERT = "device.identity_conflict"
+
+
+def allow_reenroll(session: Session, device: Device, *, hours: int, actor: Actor) -> Device:
+    """Let this UDID bind a new identity within `hours` (an administrator's decision, audited)."""
+    if not 1 <= hours <= MAX_REENROLL_HOURS:
+        raise ValueError(f"hours must be between 1 and {MAX_REENROLL_HOURS}")
+    device.reenroll_allowed_until = clock.now() + timedelta(hours=hours)
+    device.reenroll_allowed_by = actor.name
+    record_event(
+        session,
+        actor,
+        "device.reenroll_allowed",
+        "device",
+        device.id,
+        {"until": device.reenroll_allowed_until.isoformat(), "hours": hours},
+    )
+    return device
+
+
+MAX_REENROLL_HOURS = 168
+
+
+def certificate_row_for(cert: x509.Certificate, *, purpose: str) -> DeviceCertificate:
+    if purpose not in IdentityPurpose.ALL:
+        raise ValueError(f"unknown certificate purpose {purpose!r}")
     return DeviceCertificate(
         fingerprint_sha256=fingerprint(cert),
         subject=cert.subject.rfc4514_string()[:512],
@@ -155,6 +421,7 @@ def certificate_row_for(cert: x509.Certificate) -> DeviceCertificate:
         not_before=cert.not_valid_before_utc,
         not_after=cert.not_valid_after_utc,
         pem=to_pem(cert),
+        purpose=purpose,
         created_at=clock.now(),
     )
 

@@ -40,7 +40,7 @@ from mdm.apple.client_cert import parse_proxy_certificate
 from mdm.apple.signature import SignatureError, verify_chain
 from mdm.apple.trust import trusted_device_cas
 from mdm.config import Settings
-from mdm.models import Device, DeviceCertificate, EnrollmentState
+from mdm.models import Device, DeviceCertificate, EnrollmentState, IdentityPurpose
 from mdm.x509util import fingerprint
 
 _FINGERPRINT = re.compile(r"^[0-9a-f]{64}$")
@@ -82,6 +82,8 @@ def authenticate(
         raise Unauthenticated(str(exc)) from exc
     if row.revoked_at is not None:
         raise Unauthenticated("certificate has been revoked")
+    if row.purpose != IdentityPurpose.ANDROID_AGENT:
+        raise Unauthenticated(f"a {row.purpose} certificate is not an Android agent identity")
     device = session.get(Device, row.device_id) if row.device_id is not None else None
     if device is None or device.platform != PLATFORM:
         raise Unauthenticated("certificate is not bound to an Android device")

@@ -76,7 +76,7 @@ def enroll(session: Session, settings: Settings, data: dict[str, Any], *, source
     cert = issue_device_identity(
         ca, csr.public_key(), f"hikeshi-android-{device.id}", days=settings.identity_cert_days
     )
-    row = certificate_row_for(cert)
+    row = certificate_row_for(cert, purpose="android_agent")
     row.device_id = device.id
     row.bound_at = now
     row.enrollment_token_id = token.id

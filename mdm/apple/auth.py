@@ -2,30 +2,33 @@
 
 The certificate comes from the Mdm-Signature header (a detached CMS signature over the body) or,
 behind a TLS-terminating proxy, from the configured client-certificate header. Either way it must
-chain to a trusted device CA and be valid now. Binding it to a UDID is the service's job
-(mdm.devices), after the body has been authenticated.
+chain to a trusted device CA and be valid now. Whether it may open /mdm/* (its recorded purpose,
+revocation, a built-in-CA certificate this server never issued) and which UDID it is bound to is
+the service's job (mdm.devices), after the body has been authenticated.
 """
 
 from __future__ import annotations
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from flask import Request
 from sqlalchemy.orm import Session
 
 from mdm import clock
 from mdm.apple.client_cert import parse_proxy_certificate
 from mdm.apple.signature import SignatureError, verify_chain, verify_mdm_signature
-from mdm.apple.trust import trusted_device_cas
+from mdm.apple.trust import builtin_cas, trusted_device_cas
 from mdm.config import Settings
+from mdm.devices import PresentedIdentity
 
 
 class Unauthenticated(PermissionError):
     """No valid device identity on the request."""
 
 
-def request_certificate(
+def request_identity(
     request: Request, body: bytes, session: Session, settings: Settings
-) -> x509.Certificate:
+) -> PresentedIdentity:
     signature = request.headers.get("Mdm-Signature")
     try:
         if signature:
@@ -37,4 +40,14 @@ def request_certificate(
         verify_chain(cert, trusted_device_cas(session, settings), clock.now())
     except SignatureError as exc:
         raise Unauthenticated(str(exc)) from exc
-    return cert
+    return PresentedIdentity(cert, any(_issued_by(cert, ca) for ca in builtin_cas(session, settings)))
+
+
+def _issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
+    if cert.issuer != ca.subject:
+        return False
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+        return False
+    return True

@@ -10,7 +10,7 @@ from commands import queue, results
 from commands.catalog import DeliveryContext, get_command_type
 from mdm import devices
 from mdm.appctx import client_ip, db_session, settings
-from mdm.apple.auth import Unauthenticated, request_certificate
+from mdm.apple.auth import Unauthenticated, request_identity
 from mdm.apple.http import plain, read_body
 from mdm.apple.plist_codec import BodyTooLarge, PlistError, decode_message, encode_command
 
@@ -24,17 +24,24 @@ def connect() -> Response:
     session = db_session()
     try:
         body = read_body(request, conf.max_device_body_bytes)
-        cert = request_certificate(request, body, session, conf)
+        identity = request_identity(request, body, session, conf)
         report = decode_message(body, conf.max_device_body_bytes)
+        # A user channel's Idle must never be handed the device channel's queue.
+        devices.refuse_user_channel(report)
         udid = devices.require_string(report, "UDID", 128)
         status = report.get("Status")
         if status not in results.REPORT_STATUSES:
             return plain(400, f"Status {status!r} is not a known report status")
-        device = devices.identify_device(session, cert, udid)
+        device = devices.identify_device(session, identity, udid)
         devices.touch(device)
         if status != "Idle":
             results.record_result(
-                session, device, report, body, actor=devices.device_actor(udid, client_ip())
+                session,
+                device,
+                report,
+                body,
+                actor=devices.device_actor(udid, client_ip()),
+                identity=identity.fingerprint,
             )
         command = queue.next_command(session, device, offer_not_now=status == "Idle")
         payload = b""
@@ -49,6 +56,11 @@ def connect() -> Response:
     except (Unauthenticated, devices.DeviceIdentityError) as exc:
         log.warning("connect refused from %s: %s", request.remote_addr, exc)
         return plain(401, "device authentication failed")
+    except devices.UserChannelRefused as exc:
+        return plain(410, str(exc))
+    except devices.IdentityRefused as exc:
+        log.warning("connect refused from %s: %s", request.remote_addr, exc)
+        return plain(403, f"identity refused: {exc}")
     except (PlistError, devices.CheckinMessageError) as exc:
         return plain(400, str(exc))
     if not payload:

@@ -17,9 +17,9 @@ def trusted_device_cas(session: Session, settings: Settings) -> list[x509.Certif
     cas: list[x509.Certificate] = []
     if settings.device_ca_file:
         cas.extend(load_pem_bundle(Path(settings.device_ca_file).read_bytes()))
-    cas.extend(_builtin_cas(session, settings))
+    cas.extend(builtin_cas(session, settings))
     return cas
 
 
-def _builtin_cas(session: Session, settings: Settings) -> list[x509.Certificate]:
+def builtin_cas(session: Session, settings: Settings) -> list[x509.Certificate]:
     return builtin_device_cas(session, settings)

@@ -13,7 +13,13 @@ from mdm.models.continuity import (
     SpareDevice,
     UnitReadinessState,
 )
-from mdm.models.device import Device, DeviceCertificate, DeviceMessage, EnrollmentState
+from mdm.models.device import (
+    Device,
+    DeviceCertificate,
+    DeviceMessage,
+    EnrollmentState,
+    IdentityPurpose,
+)
 from mdm.models.enrollment import (
     CertificateAuthority,
     CertificatePurpose,
@@ -78,6 +84,7 @@ __all__ = [
     "EnrollmentState",
     "EnrollmentToken",
     "EnrollmentTokenUse",
+    "IdentityPurpose",
     "Incident",
     "IncidentCommand",
     "IncidentLocation",

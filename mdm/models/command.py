@@ -66,6 +66,8 @@ class CommandResult(Base):
     command_id: Mapped[int] = mapped_column(ForeignKey("commands.id"), index=True)
     status: Mapped[str] = mapped_column(String(32))
     raw: Mapped[bytes] = mapped_column(LargeBinary)
+    # SHA-256 of the identity certificate the report was signed with: evidence of who answered.
+    certificate_fingerprint: Mapped[str | None] = mapped_column(String(64))
     received_at: Mapped[datetime] = mapped_column(default=clock.now)
 
     command: Mapped[Command] = relationship(back_populates="results")

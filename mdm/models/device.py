@@ -22,6 +22,18 @@ class EnrollmentState:
     RETIRED = "retired"  # wiped; comes back only by enrolling again
 
     ALL = (PENDING, ENROLLED, UNENROLLED, RETIRED)
+    # States in which the UDID may bind a new identity without an administrator's say-so.
+    REBINDABLE = (UNENROLLED, RETIRED)
+
+
+class IdentityPurpose:
+    """What an issued (or first-seen) device certificate may be used for; one door each."""
+
+    MDM_IDENTITY = "mdm_identity"  # the Apple MDM channel (enrollment, renewal, external CA)
+    WIFI = "wifi"  # EAP-TLS on the network only; never opens /mdm/*
+    ANDROID_AGENT = "android_agent"  # the Android agent channel only
+
+    ALL = (MDM_IDENTITY, WIFI, ANDROID_AGENT)
 
 
 class Device(Base):
@@ -60,6 +72,11 @@ class Device(Base):
     push_error_at: Mapped[datetime | None]
     token_stale_at: Mapped[datetime | None]
 
+    # An administrator lets this UDID bind a new identity while enrolled (a tablet restored
+    # from backup, a profile removed without CheckOut) until then; the binding uses it up.
+    reenroll_allowed_until: Mapped[datetime | None]
+    reenroll_allowed_by: Mapped[str | None] = mapped_column(String(255))
+
     certificates: Mapped[list[DeviceCertificate]] = relationship(back_populates="device")
     org_unit: Mapped[OrgUnit | None] = relationship()
 
@@ -84,6 +101,8 @@ class DeviceCertificate(Base):
     created_at: Mapped[datetime] = mapped_column(default=clock.now)
     bound_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+    # IdentityPurpose: fixed at issuance (or when an external-CA identity is first seen).
+    purpose: Mapped[str] = mapped_column(String(16))
     # Set when the certificate was issued over SCEP through an enrollment token.
     enrollment_token_id: Mapped[int | None] = mapped_column(ForeignKey("enrollment_tokens.id"), index=True)
 

@@ -9,7 +9,7 @@ from sqlalchemy import ForeignKey, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from mdm import clock
-from mdm.models.base import Base
+from mdm.models.base import Base, JSONType
 from mdm.models.command import Command
 from mdm.models.device import Device
 
@@ -75,6 +75,9 @@ class Incident(Base):
     break_glass: Mapped[bool] = mapped_column(default=False)
     break_glass_reason: Mapped[str | None] = mapped_column(Text)
     erase_command_id: Mapped[int | None] = mapped_column(ForeignKey("commands.id"))
+    # Fingerprints of the device's identities when EraseDevice was queued: only an
+    # acknowledgement signed by one of them earns a wipe certificate.
+    wipe_identities: Mapped[list[str] | None] = mapped_column(JSONType, default=None)
     wiped_at: Mapped[datetime | None]
 
     auto_wipe_reminded_at: Mapped[datetime | None]

@@ -34,7 +34,7 @@ def _device_with_identity(
     cert = ca_service.issue_device_identity(
         ca, key.public_key(), "Hikeshi device", days=settings.identity_cert_days
     )
-    row = certificate_row_for(cert)
+    row = certificate_row_for(cert, purpose="mdm_identity")
     row.device_id = device.id
     session.add(row)
     session.commit()
@@ -67,7 +67,7 @@ def test_renewal_is_queued_once_when_due(
         "n",
         days=365,
     )
-    row = certificate_row_for(newer)
+    row = certificate_row_for(newer, purpose="mdm_identity")
     row.device_id = fresh.id
     session.add(row)
     session.commit()

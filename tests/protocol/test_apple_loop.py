@@ -194,9 +194,15 @@ def test_a_device_cannot_act_as_another(client, ipad, device_ca, session):
     impostor = SimulatedIPad(cert, key, udid=ipad.udid, serial=ipad.serial)
     assert impostor.connect(client, impostor.idle_body()).status_code == 401
     assert impostor.checkin(client, impostor.token_update_body()).status_code == 401
-    assert impostor.checkin(client, impostor.authenticate_body()).status_code == 401
     assert impostor.checkin(client, impostor.checkout_body()).status_code == 401
     assert _counts(session) == before
+    # Re-Authenticate is an identity conflict: 403, and only its audit event is written.
+    assert impostor.checkin(client, impostor.authenticate_body()).status_code == 403
+    after = _counts(session)
+    assert after[:4] == before[:4] and after[4] == before[4] + 1
+    assert session.scalars(select(AuditEvent.action).order_by(AuditEvent.id.desc())).first() == (
+        "device.identity_conflict"
+    )
     fresh(session)
     assert device.push_token == ipad.token_hex
 

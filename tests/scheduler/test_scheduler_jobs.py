@@ -57,6 +57,7 @@ def test_offline_and_certificate_jobs(session, session_factory, settings, frozen
             not_before=frozen_clock.current - timedelta(days=300),
             not_after=frozen_clock.current + timedelta(days=10),
             pem="-",
+            purpose="mdm_identity",
         )
     )
     session.add(

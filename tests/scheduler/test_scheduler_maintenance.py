@@ -49,7 +49,9 @@ def test_identity_renewal_job_queues_once(session, session_factory, settings, fr
         ca = ca_service.device_ca(s, ctx.settings)
     device = make_device(session)
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    row = certificate_row_for(ca_service.issue_device_identity(ca, key.public_key(), "ipad", days=365))
+    row = certificate_row_for(
+        ca_service.issue_device_identity(ca, key.public_key(), "ipad", days=365), purpose="mdm_identity"
+    )
     row.device_id = device.id
     session.add(row)
     session.commit()
