@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from commands.incidents.service import LOCK_PURPOSE, mark_locked, record_step
+from commands.incidents.wipe_identity import identity_mismatch, refuse_certificate
 from commands.results import on_result
 from commands.wipe_certificate import issue_wipe_certificate, record_wipe_certificate, signing_settings
 from mdm import clock, orgunits
@@ -126,6 +127,10 @@ def _erase_result(session: Session, command: Command, report: dict[str, Any]) ->
             {"command_uuid": command.uuid, "error_chain": command.error_chain},
             flagged=True,
         )
+        return
+    mismatch = identity_mismatch(session, incident, command)
+    if mismatch is not None:
+        refuse_certificate(session, incident, command, mismatch, actor)
         return
     incident.status = IncidentStatus.WIPED
     incident.wiped_at = command.acknowledged_at

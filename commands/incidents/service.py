@@ -27,6 +27,7 @@ from commands.incidents.errors import (
 from commands.queue import cancel_command, enqueue_command
 from mdm import clock
 from mdm.audit import Actor, record_event
+from mdm.devices import bound_identities
 from mdm.models import Command, CommandStatus, Device
 from mdm.models.incident import Incident, IncidentCommand, IncidentStatus, IncidentStep, LossKind
 from mdm.push import request_push
@@ -301,6 +302,7 @@ def send_erase(session: Session, incident: Incident, actor: Actor) -> Command:
     command = send_incident_command(session, incident, "EraseDevice", {}, actor=actor, purpose=ERASE_PURPOSE)
     incident.erase_command_id = command.id
     incident.erase_command = command
+    incident.wipe_identities = [row.fingerprint_sha256 for row in bound_identities(session, incident.device)]
     incident.status = IncidentStatus.WIPE_APPROVED
     return command
 

@@ -92,14 +92,19 @@ def _refuse(session: Session, device: Device, command: Command, reason: str, act
 
 
 def record_results(
-    session: Session, device: Device, items: list[dict[str, Any]], *, actor: Actor
+    session: Session,
+    device: Device,
+    items: list[dict[str, Any]],
+    *,
+    actor: Actor,
+    identity: str | None = None,
 ) -> set[str]:
     """Record each result; returns the ids answered NotNow (not to be offered again right away)."""
     not_now: set[str] = set()
     for item in items:
         report = apple_report(item)
         raw = json.dumps(item, default=_jsonable, ensure_ascii=False, sort_keys=True).encode()
-        results.record_result(session, device, report, raw, actor=actor)
+        results.record_result(session, device, report, raw, actor=actor, identity=identity)
         if item["status"] == "not_now":
             not_now.add(item["command_id"])
     return not_now

@@ -124,7 +124,9 @@ def sync_view() -> Response:
         raw, payload = _json_body(conf.max_device_body_bytes)
         authed = _authenticated(raw)
         data = protocol.load(protocol.SyncRequestSchema(), payload)
-        answer = sync(session, conf, authed.device, data, raw, source_ip=client_ip())
+        answer = sync(
+            session, conf, authed.device, data, raw, source_ip=client_ip(), identity=authed.certificate
+        )
         session.commit()
     except BodyTooLarge as exc:
         return _refused(ProtocolError(413, "body_too_large", str(exc)))

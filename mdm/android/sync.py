@@ -14,7 +14,7 @@ from mdm.android.protocol import PROTOCOL_VERSION
 from mdm.config import Settings
 from mdm.devices import device_actor
 from mdm.inventory.android import apply_android_inventory
-from mdm.models import Device, DeviceMessage, EnrollmentState
+from mdm.models import Device, DeviceCertificate, DeviceMessage, EnrollmentState
 from mdm.push.broker_accounts import device_broker_account
 
 
@@ -35,15 +35,20 @@ def sync(
     raw: bytes,
     *,
     source_ip: str | None,
+    identity: DeviceCertificate | None = None,
 ) -> dict[str, Any]:
-    """Apply a validated sync request (protocol.SyncRequestSchema) and build the answer."""
+    """Apply a validated sync request (protocol.SyncRequestSchema) and build the answer.
+
+    `identity` is the certificate the request was authenticated with: results are recorded with
+    its fingerprint, which a wipe certificate depends on (commands.incidents.wipe_identity)."""
     actor = device_actor(device.udid or "", source_ip)
     device.last_seen_at = clock.now()
     # Kept as received, like Apple check-ins: what the device said is evidence.
     session.add(DeviceMessage(device_id=device.id, message_type="AndroidSync", raw=raw, source_ip=source_ip))
     if data.get("inventory") is not None:
         apply_android_inventory(session, device, data["inventory"])
-    not_now = record_results(session, device, data.get("results") or [], actor=actor)
+    fp = identity.fingerprint_sha256 if identity is not None else None
+    not_now = record_results(session, device, data.get("results") or [], actor=actor, identity=fp)
     answer: dict[str, Any] = {"protocol": PROTOCOL_VERSION, "device_id": device.id}
     if device.enrollment_state == EnrollmentState.ENROLLED:
         policy = current_policy(session, device)

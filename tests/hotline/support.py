@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import secrets
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 import commands.incidents as hotline
 from commands.results import record_result
+from mdm import clock
 from mdm.audit import Actor
-from mdm.models import Device
+from mdm.devices import bound_identities
+from mdm.models import Device, DeviceCertificate, IdentityPurpose
 from mdm.models.incident import Incident
 from tests.support.factories import make_device
 
@@ -23,7 +27,35 @@ def opened(session: Session, device: Device) -> Incident:
     return hotline.open_incident(session, device, REPORT, actor=OPERATOR)
 
 
+def give_identity(session: Session, device: Device) -> str:
+    """A bound identity row for a factory-made device (a real one has one from enrollment):
+    a wipe certificate needs the acknowledgement to come from the identity held at approval."""
+    existing = bound_identities(session, device)
+    if existing:
+        return existing[-1].fingerprint_sha256
+    now = clock.now()
+    fp = secrets.token_hex(32)
+    purpose = IdentityPurpose.ANDROID_AGENT if device.platform == "android" else IdentityPurpose.MDM_IDENTITY
+    session.add(
+        DeviceCertificate(
+            fingerprint_sha256=fp,
+            device_id=device.id,
+            subject=f"CN=device-{device.id}",
+            issuer="CN=Hikeshi Device CA",
+            serial_hex=fp[:16],
+            not_before=now - timedelta(days=1),
+            not_after=now + timedelta(days=365),
+            pem="-",
+            purpose=purpose,
+            bound_at=now,
+        )
+    )
+    session.flush()
+    return fp
+
+
 def wipe_requested(session: Session, device: Device) -> Incident:
+    give_identity(session, device)
     incident = opened(session, device)
     hotline.request_wipe(session, incident, actor=OPERATOR, reason="盗難の疑い")
     return incident
@@ -31,7 +63,15 @@ def wipe_requested(session: Session, device: Device) -> Incident:
 
 def acknowledge(session: Session, device: Device, command_uuid: str, status: str = "Acknowledged") -> None:
     report = {"Status": status, "CommandUUID": command_uuid, "UDID": device.udid}
-    record_result(session, device, report, b"<plist/>", actor=Actor(f"device:{device.udid}", "device"))
+    identities = bound_identities(session, device)
+    record_result(
+        session,
+        device,
+        report,
+        b"<plist/>",
+        actor=Actor(f"device:{device.udid}", "device"),
+        identity=identities[-1].fingerprint_sha256 if identities else None,
+    )
 
 
 def wiped(session: Session, unit_id: int | None) -> Incident:

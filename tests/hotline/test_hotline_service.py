@@ -14,6 +14,7 @@ from commands.results import record_result
 from mdm import orgunits
 from mdm.audit import Actor, verify_chain
 from mdm.models import AuditEvent, CommandStatus, EnrollmentState, IncidentStatus, WipeCertificate
+from tests.hotline.support import give_identity
 from tests.support.factories import make_device
 
 OPERATOR = Actor("operator-tanaka", "operator", "192.0.2.10")
@@ -30,12 +31,16 @@ REPORT = {
 
 def _answer(session, device, command, status="Acknowledged", **extra):
     report = {"UDID": device.udid, "CommandUUID": command.uuid, "Status": status, **extra}
-    return record_result(session, device, report, plistlib.dumps(report), actor=Actor("device", "device"))
+    identity = give_identity(session, device)
+    return record_result(
+        session, device, report, plistlib.dumps(report), actor=Actor("device", "device"), identity=identity
+    )
 
 
 @pytest.fixture
 def incident(session, frozen_clock):
     device = make_device(session, supervised=True)
+    give_identity(session, device)
     opened = hotline.open_incident(session, device, REPORT, actor=OPERATOR)
     session.commit()
     return opened
