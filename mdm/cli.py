@@ -174,6 +174,24 @@ def devices_label(ctx: Context, device_id: int, asset_tag: str | None, assigned_
     click.echo(f"device {device_id}: {labels}" + ("" if changed else " (unchanged)"))
 
 
+@devices.command("allow-reenroll")
+@click.argument("device_id", type=int)
+@click.option("--hours", type=click.IntRange(1, 168), required=True, help="How long the allowance lasts.")
+@pass_ctx
+def devices_allow_reenroll(ctx: Context, device_id: int, hours: int) -> None:
+    """Let device DEVICE_ID bind a new identity within HOURS (audited; see docs/runbook.md)."""
+    from mdm.devices import allow_reenroll
+    from mdm.models import Device
+
+    with transaction(ctx.session_factory()) as session:
+        device = session.get(Device, device_id)
+        if device is None:
+            raise click.ClickException(f"no device with id {device_id}")
+        allow_reenroll(session, device, hours=hours, actor=cli_actor())
+        until = device.reenroll_allowed_until
+    click.echo(f"device {device_id}: re-enrollment allowed until {until.isoformat() if until else '-'}")
+
+
 @main.group()
 def command() -> None:
     """Device commands."""

@@ -27,6 +27,10 @@ from mdm.models import (
 from mdm.secretbox import seal
 from mdm.x509util import fingerprint, to_pem
 
+IDENTITY_CONFLICT_ALERT = "device.identity_conflict"
+# An allowance to bind a new identity is for a tablet in hand, not a standing exception.
+MAX_REENROLL_HOURS = 168
+
 
 class DeviceIdentityError(PermissionError):
     """The certificate presented may not speak for this device (answered 401)."""
@@ -387,8 +391,6 @@ def record_identity_conflict(session: Session, conflict: IdentityConflict, sourc
     )
 
 
-IDENTITY_CONFLICT_ALERT = "device.identity_conflict"
-
 
 def allow_reenroll(session: Session, device: Device, *, hours: int, actor: Actor) -> Device:
     """Let this UDID bind a new identity within `hours` (an administrator's decision, audited)."""
@@ -406,8 +408,6 @@ def allow_reenroll(session: Session, device: Device, *, hours: int, actor: Actor
     )
     return device
 
-
-MAX_REENROLL_HOURS = 168
 
 
 def certificate_row_for(cert: x509.Certificate, *, purpose: str) -> DeviceCertificate:

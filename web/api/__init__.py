@@ -8,6 +8,7 @@ from flask_smorest import Api
 from web.api import (
     alerts,
     audit,
+    device_identity,
     device_labels,
     devices,
     enrollment,
@@ -30,6 +31,7 @@ BLUEPRINTS = (
     me.blp,
     devices.blp,
     device_labels.blp,
+    device_identity.blp,
     inventory.blp,
     alerts.blp,
     orgunits.blp,
