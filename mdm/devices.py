@@ -391,7 +391,6 @@ def record_identity_conflict(session: Session, conflict: IdentityConflict, sourc
     )
 
 
-
 def allow_reenroll(session: Session, device: Device, *, hours: int, actor: Actor) -> Device:
     """Let this UDID bind a new identity within `hours` (an administrator's decision, audited)."""
     if not 1 <= hours <= MAX_REENROLL_HOURS:
@@ -407,7 +406,6 @@ def allow_reenroll(session: Session, device: Device, *, hours: int, actor: Actor
         {"until": device.reenroll_allowed_until.isoformat(), "hours": hours},
     )
     return device
-
 
 
 def certificate_row_for(cert: x509.Certificate, *, purpose: str) -> DeviceCertificate:
