@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 import commands.incidents as hotline
 from commands.incidents.views import incident_detail, incident_summary, search_incidents, visible_to
+from commands.incidents.wipe_identity import MISMATCH_STEP
 from commands.queue import CommandRefused
 from commands.wipe_certificate import (
     certificate_for_incident,
@@ -234,7 +235,10 @@ def signed_certificate(incident: Incident) -> WipeCertificate:
     session = db_session()
     certificate = certificate_for_incident(session, incident)
     if certificate is None:
-        raise ApiError(404, f"incident {incident.id} has no wipe certificate (the device has not confirmed)")
+        why = "the device has not confirmed"
+        if any(step.action == MISMATCH_STEP for step in incident.steps):
+            why = "the erase was acknowledged by an identity other than the one bound at approval"
+        raise ApiError(404, f"incident {incident.id} has no wipe certificate ({why})")
     if certificate.signature is None:
         issue_wipe_certificate(session, settings(), certificate, actor=current_principal().actor)
         session.commit()

@@ -85,6 +85,7 @@ STEPS = {
     "passcode_clear_requested": _l("Passcode clear requested"),
     "wiped": _l("Wiped: certificate issued"),
     "wipe_failed": _l("Wipe failed on the device"),
+    "wipe_identity_mismatch": _l("Wipe acknowledged by an unapproved identity: no certificate"),
     "spare_swapped": _l("Spare tablet handed to the unit"),
     "recovered": _l("Recovered"),
     "closed": _l("Incident closed"),
