@@ -17,6 +17,7 @@ from commands.catalog import CommandParamsError, UnknownCommand, all_command_typ
 from commands.queue import CommandRefused, CommandStateError, cancel_command, enqueue_command
 from mdm import clock
 from mdm.appctx import db_session, settings
+from mdm.devices import MAX_REENROLL_HOURS, allow_reenroll
 from mdm.inventory.refresh import INVENTORY_KINDS, queue_inventory_refresh
 from mdm.models import (
     Command,
@@ -29,7 +30,7 @@ from mdm.models import (
 from web.api.device_labels import LIMITS, DeviceLabelsUpdateSchema, DuplicateAssetTag, set_device_labels
 from web.api.schemas import COMPLIANCE_STATES, Text
 from web.console import bp
-from web.console.forms import CommandForm, DeviceFilterForm, load_form
+from web.console.forms import CommandForm, DeviceFilterForm, FormSchema, load_form
 from web.console.guard import ask_confirmation, confirmed, current_principal, needs
 from web.console.labels import command_label, status_label
 from web.queries import (
@@ -427,4 +428,28 @@ def device_labels(device_id: int) -> Response:
         return back  # type: ignore[return-value]
     session.commit()
     flash(_("Asset tag and user saved.") if changed else _("Nothing changed."), "ok")
+    return back  # type: ignore[return-value]
+
+
+class ReenrollForm(FormSchema):
+    hours = fields.Integer(required=True, validate=validate.Range(min=1, max=MAX_REENROLL_HOURS))
+
+
+@bp.route("/devices/<int:device_id>/reenroll", methods=["POST"])
+@needs(Permission.DEVICE_WRITE)
+def device_reenroll(device_id: int) -> Response:
+    """Let the tablet bind a new identity for a few hours (mdm.devices.allow_reenroll; audited)."""
+    principal = current_principal()
+    session = db_session()
+    found = visible_device(session, principal, device_id)
+    if found is None:
+        abort(404)
+    back = redirect(url_for("console.device", device_id=device_id))
+    data, errors = load_form(ReenrollForm(), request.form)
+    if errors:
+        flash(_("Not allowed: hours must be a number from 1 to %(n)d.", n=MAX_REENROLL_HOURS), "error")
+        return back  # type: ignore[return-value]
+    allow_reenroll(session, found, hours=data["hours"], actor=principal.actor)
+    session.commit()
+    flash(_("Re-enrollment allowed for %(n)d hours.", n=data["hours"]), "ok")
     return back  # type: ignore[return-value]
