@@ -5,6 +5,7 @@ from tests.enrollment.conftest import (  # noqa: F401  (fixtures)
     enroll_app,
     enroll_client,
     enroll_settings,
+    live_server,
     make_token,
     provisioned_ca,
     push_topic,
