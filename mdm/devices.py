@@ -144,19 +144,23 @@ def find_device_by_udid(session: Session, udid: str) -> Device | None:
     return session.scalars(select(Device).where(Device.udid == udid)).first()
 
 
-def _certificate_row(session: Session, fp: str) -> DeviceCertificate | None:
+def _certificate_row(session: Session, fp: str, *, lock: bool = False) -> DeviceCertificate | None:
     stmt = select(DeviceCertificate).where(DeviceCertificate.fingerprint_sha256 == fp)
+    if lock:
+        stmt = stmt.with_for_update()
     return session.scalars(stmt).first()
 
 
-def mdm_identity_row(session: Session, identity: PresentedIdentity) -> DeviceCertificate | None:
+def mdm_identity_row(
+    session: Session, identity: PresentedIdentity, *, lock: bool = False
+) -> DeviceCertificate | None:
     """The recorded row of a certificate presented on /mdm/*, if it may open that door at all.
 
     None only for an identity from an external CA (HIKESHI_DEVICE_CA_FILE) never seen before:
     Hikeshi records every certificate its own CA issues, so one from the built-in CA without a
     row was not issued by this server (a restored database, a stolen CA key) and is refused.
     """
-    row = _certificate_row(session, identity.fingerprint)
+    row = _certificate_row(session, identity.fingerprint, lock=lock)
     if row is None:
         if identity.from_builtin_ca:
             raise DeviceIdentityError("certificate from the built-in CA was never issued by this server")
@@ -218,8 +222,10 @@ def check_can_authenticate(
     Returns (row, device, rebind_reason); raises DeviceIdentityError, IdentityRefused or
     IdentityConflict (an existing enrolled or pending device named by a certificate not its own).
     """
-    row = mdm_identity_row(session, identity)
-    device = find_device_by_udid(session, udid)
+    # Locked (PostgreSQL) until commit: two Authenticates racing for one certificate or one UDID
+    # are decided one after the other, so neither can bind what the other just bound.
+    row = mdm_identity_row(session, identity, lock=True)
+    device = session.scalars(select(Device).where(Device.udid == udid).with_for_update()).first()
     bound = [r.fingerprint_sha256 for r in bound_identities(session, device)] if device else []
 
     def conflict(reason: str, target: Device) -> IdentityConflict:

@@ -4,6 +4,7 @@ and each rebinding revokes the identities it held before (audited)."""
 
 from __future__ import annotations
 
+import plistlib
 from typing import Any
 
 from click.testing import CliRunner
@@ -198,3 +199,47 @@ def test_cli_allows_reenrollment(
     assert event.actor.startswith("cli:")
     back = _comes_back(enroll_client, ipad, make_token(tree.ambulance).secret, push_topic)
     assert device_of(session, back.udid).reenroll_allowed_until is None
+
+
+def test_renewal_30_days_before_expiry_then_a_wipe_is_certified(
+    frozen_clock: Any,
+    enroll_client: Any,
+    session: Session,
+    tree: Any,
+    push_topic: str,
+    make_token: Any,
+    enroll_settings: Any,
+) -> None:
+    from enrollment.renewal import queue_identity_renewals
+    from mdm.models.incident import WipeCertificate
+    from tests.enrollment.test_identity_renewal import _renewal_payloads
+
+    ipad = enrolled_ipad(enroll_client, make_token(tree.ambulance).secret, push_topic)
+    frozen_clock.advance(days=340)  # 25 days left: inside the 30-day renewal window
+    [command] = queue_identity_renewals(session, enroll_settings, ADMIN)
+    session.commit()
+    _, payloads = _renewal_payloads(command, ipad.identity_key)
+    scep = next(p for p in payloads if p["PayloadType"] == "com.apple.security.scep")["PayloadContent"]
+    while True:  # the device works through its queue (first inventory, then the renewal)
+        answer = ipad.connect(enroll_client, ipad.idle_body())
+        assert answer.status_code == 200 and answer.data
+        if command.uuid.encode() in answer.data:
+            break
+        ipad.connect(enroll_client, ipad.result_body(plistlib.loads(answer.data)["CommandUUID"]))
+    renewal = ScepClient(enroll_client).enroll(scep["Challenge"], cipher="aes256_cbc")
+    assert renewal.reply.status == "0"
+    renewed = SimulatedIPad(renewal.reply.certificate, renewal.key, udid=ipad.udid, topic=push_topic)
+    assert renewed.connect(enroll_client, renewed.result_body(command.uuid)).status_code == 200
+
+    device = device_of(session, ipad.udid)
+    incident = hotline.open_incident(session, device, REPORT, actor=OPERATOR)
+    hotline.request_wipe(session, incident, actor=OPERATOR, reason="紛失")
+    erase = hotline.approve_wipe(session, incident, actor=APPROVER)
+    session.commit()
+    assert fingerprint(renewed.identity_cert) in incident.wipe_identities
+    answer = renewed.connect(enroll_client, renewed.idle_body())
+    assert erase.uuid.encode() in answer.data
+    assert renewed.connect(enroll_client, renewed.result_body(erase.uuid)).status_code == 200
+    fresh(session)
+    [certificate] = session.scalars(select(WipeCertificate)).all()
+    assert certificate.incident_id == incident.id and certificate.signature
