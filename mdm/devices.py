@@ -95,8 +95,8 @@ class PresentedIdentity:
 
 
 # Keys that only user-channel messages carry (Apple's check-in schema: UserID and UserShortName on
-# Shared iPad and macOS user channels, UserLongName and EnrollmentUserID on macOS ones).
-USER_CHANNEL_KEYS = ("UserID", "UserShortName", "UserLongName", "EnrollmentUserID")
+# Shared iPad and macOS user channels; UserLongName, EnrollmentUserID and NotOnConsole on macOS).
+USER_CHANNEL_KEYS = ("UserID", "UserShortName", "UserLongName", "EnrollmentUserID", "NotOnConsole")
 
 
 def is_user_channel(message: dict[str, Any]) -> bool:
@@ -237,6 +237,11 @@ def check_can_authenticate(
         EnrollmentState.ENROLLED,
         EnrollmentState.PENDING,
     )
+    if device is not None and device.platform != "apple":
+        reason = f"the UDID belongs to an {device.platform} device"
+        if protected:
+            raise conflict(reason, device)
+        raise IdentityRefused(reason)
     if row is not None and row.purpose != IdentityPurpose.MDM_IDENTITY:
         reason = f"a {row.purpose} certificate is not an MDM identity"
         if protected and device is not None:

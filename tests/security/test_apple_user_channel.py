@@ -122,6 +122,7 @@ def test_user_channel_idle_gets_no_device_command(
         {"UserID": SHARED_IPAD_USER_ID, "UserShortName": "kyukyu3@fd.example.jp"},
         {"UserID": "6E2F8F0A-3C1B-4B8E-9D55-2B7F4C0E1A77", "UserShortName": "tanaka"},
         {"EnrollmentUserID": "tanaka-enrollment"},
+        {"NotOnConsole": False},
     ):
         idle = _plist({"Status": "Idle", "UDID": ipad.udid, **extra})
         response = ipad.connect(enroll_client, idle)
