@@ -200,6 +200,8 @@ class CertificateSummarySchema(Schema):
     issuer = fields.String(required=True)
     not_after = fields.DateTime(required=True)
     revoked_at = fields.DateTime(allow_none=True, required=True)
+    purpose = fields.String(required=True, metadata={"enum": ["mdm_identity", "wifi", "android_agent"]})
+    bound_at = fields.DateTime(allow_none=True, required=True)
 
 
 class DeviceDetailSchema(DeviceSchema):
@@ -213,6 +215,12 @@ class DeviceDetailSchema(DeviceSchema):
     push_error = fields.String(allow_none=True, required=True)
     push_error_at = fields.DateTime(allow_none=True, required=True)
     token_stale_at = fields.DateTime(allow_none=True, required=True)
+    reenroll_allowed_until = fields.DateTime(
+        allow_none=True,
+        required=True,
+        metadata={"description": "an administrator lets the device bind a new identity until then"},
+    )
+    reenroll_allowed_by = fields.String(allow_none=True, required=True)
     org_unit_path = fields.Function(
         lambda d: _unit_path(d), required=True, metadata={"type": "string", "nullable": True}
     )
