@@ -7,7 +7,9 @@ from commands.incidents.errors import (
     IncidentError,
     IncidentInputError,
     IncidentStateError,
+    PersonRequired,
     ReasonRequired,
+    RequesterUnknown,
     SamePersonError,
 )
 from commands.incidents.service import (
@@ -49,7 +51,9 @@ __all__ = [
     "IncidentReportSchema",
     "IncidentStateError",
     "LockOutcome",
+    "PersonRequired",
     "ReasonRequired",
+    "RequesterUnknown",
     "SamePersonError",
     "TimelineEntry",
     "WipeProgress",

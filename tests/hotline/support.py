@@ -12,6 +12,7 @@ from mdm.audit import Actor
 from mdm.models import Device
 from mdm.models.incident import Incident
 from tests.support.factories import make_device
+from tests.support.people import person
 
 OPERATOR = Actor("operator-tanaka", "operator", "192.0.2.10")
 APPROVER = Actor("duty-officer-sato", "approver", "192.0.2.11")
@@ -25,7 +26,7 @@ def opened(session: Session, device: Device) -> Incident:
 
 def wipe_requested(session: Session, device: Device) -> Incident:
     incident = opened(session, device)
-    hotline.request_wipe(session, incident, actor=OPERATOR, reason="盗難の疑い")
+    hotline.request_wipe(session, incident, actor=person(session, OPERATOR), reason="盗難の疑い")
     return incident
 
 
@@ -39,7 +40,7 @@ def wiped(session: Session, unit_id: int | None) -> Incident:
     device = make_device(session)
     device.org_unit_id = unit_id
     incident = wipe_requested(session, device)
-    erase = hotline.approve_wipe(session, incident, actor=APPROVER)
+    erase = hotline.approve_wipe(session, incident, actor=person(session, APPROVER))
     acknowledge(session, device, erase.uuid)
     return incident
 
