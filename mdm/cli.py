@@ -174,6 +174,27 @@ def devices_label(ctx: Context, device_id: int, asset_tag: str | None, assigned_
     click.echo(f"device {device_id}: {labels}" + ("" if changed else " (unchanged)"))
 
 
+@devices.command("out-of-service")
+@click.argument("device_id", type=int)
+@click.option("--reason", required=True, help="Why (recorded in the audit trail).")
+@pass_ctx
+def devices_out_of_service(ctx: Context, device_id: int, reason: str) -> None:
+    """Take enrolled Android device DEVICE_ID out of service: certificates revoked, state unenrolled
+    (resolves a serial_conflict alert; the tablet then enrolls again as a new device)."""
+    from enrollment.out_of_service import OutOfServiceRefused, take_out_of_service
+    from mdm.models import Device
+
+    with transaction(ctx.session_factory()) as session:
+        device = session.get(Device, device_id)
+        if device is None:
+            raise click.ClickException(f"no device with id {device_id}")
+        try:
+            take_out_of_service(session, device, actor=cli_actor(), reason=reason)
+        except OutOfServiceRefused as exc:
+            raise click.ClickException(f"{exc.field}: {exc}") from exc
+    click.echo(f"device {device_id} is out of service; its certificates are revoked")
+
+
 @main.group()
 def command() -> None:
     """Device commands."""

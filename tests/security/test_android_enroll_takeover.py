@@ -33,6 +33,8 @@ from tests.android import conftest as android_fixtures
 from tests.security.tables_h13b import snapshot
 from tests.support.android_agent import AgentError
 from tests.support.people import person
+from tests.web.helpers import bearer, make_user
+from tests.web.helpers import make_token as make_api_token
 
 # The Android tests' fixtures: enrollment app with its CA, live HTTP server, org tree, tokens, agents.
 enroll_settings = android_fixtures.enroll_settings
@@ -195,3 +197,35 @@ def test_a_wiped_tablet_enrolls_again_as_a_new_device_and_the_old_row_stays_reti
     with pytest.raises(AgentError) as err:
         victim.sync()
     assert err.value.status == 403
+
+
+def test_a_tablet_reset_without_a_wipe_enrolls_after_an_admin_takes_its_record_out_of_service(
+    enroll_app: Any, victim: Any, agent_factory: Any, android_token: Any, tree: Any
+) -> None:
+    """The admin side of a serial_conflict: a person decides, with a reason, audited."""
+    factory = _factory(enroll_app)
+    with factory() as s:
+        hanako = make_user(s, enroll_app.extensions["hikeshi"].settings, "hanako", "admin")
+        admin_token = make_api_token(s, "admin", owner_id=hanako.user_id)
+        operator_token = make_api_token(s, "operator")
+    reset = agent_factory(serial_number=VICTIM_SERIAL)
+    _refused(reset, android_token(tree.ambulance))
+    api = enroll_app.test_client()
+    url = f"/api/v1/devices/{victim.device_id}/out-of-service"
+    assert api.post(url, headers=bearer(operator_token), json={"reason": "初期化"}).status_code == 403
+    missing = api.post(url, headers=bearer(admin_token), json={})
+    assert missing.status_code == 400 and "reason" in missing.get_json()["error"]["fields"]
+    done = api.post(url, headers=bearer(admin_token), json={"reason": "初期化済みの端末を再登録"})
+    assert done.status_code == 200, done.get_json()
+    assert api.post(url, headers=bearer(admin_token), json={"reason": "again"}).status_code == 409
+    with factory() as s:
+        event = s.scalars(select(AuditEvent).where(AuditEvent.action == "device.taken_out_of_service")).one()
+        assert event.details["reason"] == "初期化済みの端末を再登録" and event.actor.startswith("token:")
+        assert all(c.revoked_at is not None for c in s.get(Device, victim.device_id).certificates)
+    # Whatever still holds the old identity is out; the reset tablet enrolls as a new record.
+    with pytest.raises(AgentError) as err:
+        victim.sync()
+    assert err.value.status in (401, 403)
+    reset.enroll(android_token(tree.ambulance))
+    assert reset.device_id != victim.device_id
+    assert reset.sync()["device_id"] == reset.device_id

@@ -425,6 +425,10 @@ class PasswordResetSchema(Schema):
 # -- API tokens ---------------------------------------------------------------------------------
 
 
+class OutOfServiceSchema(Schema):
+    reason = Text(required=True, validate=validate.Length(min=1, max=500))
+
+
 class ApiTokenSchema(Schema):
     id = fields.String(required=True, attribute="public_id")
     name = fields.String(required=True)
