@@ -33,7 +33,7 @@ from tests.android import conftest as android_fixtures
 from tests.security.tables_h13b import snapshot
 from tests.support.android_agent import AgentError
 from tests.support.people import person
-from tests.web.helpers import bearer, make_user
+from tests.web.helpers import bearer, csrf_of, login, make_user
 from tests.web.helpers import make_token as make_api_token
 
 # The Android tests' fixtures: enrollment app with its CA, live HTTP server, org tree, tokens, agents.
@@ -229,3 +229,30 @@ def test_a_tablet_reset_without_a_wipe_enrolls_after_an_admin_takes_its_record_o
     reset.enroll(android_token(tree.ambulance))
     assert reset.device_id != victim.device_id
     assert reset.sync()["device_id"] == reset.device_id
+
+
+def test_the_console_takes_a_record_out_of_service_with_a_reason(
+    enroll_app: Any, victim: Any, tree: Any
+) -> None:
+    factory = _factory(enroll_app)
+    with factory() as s:
+        hanako = make_user(s, enroll_app.extensions["hikeshi"].settings, "hanako", "admin")
+    console = enroll_app.test_client()
+    login(console, hanako)
+    page = f"/console/devices/{victim.device_id}"
+    html = console.get(page).get_data(as_text=True)
+    assert 'id="out-of-service-form"' in html and "記録を停止" in html
+    url = page + "/out-of-service"
+    assert (
+        console.post(url, data={"reason": " ", "csrf_token": csrf_of(console.get(page).data)}).status_code
+        == 302
+    )
+    with factory() as s:
+        assert s.get(Device, victim.device_id).enrollment_state == EnrollmentState.ENROLLED
+    done = console.post(url, data={"reason": "初期化済み", "csrf_token": csrf_of(console.get(page).data)})
+    assert done.status_code == 302
+    with factory() as s:
+        assert s.get(Device, victim.device_id).enrollment_state == EnrollmentState.UNENROLLED
+        event = s.scalars(select(AuditEvent).where(AuditEvent.action == "device.taken_out_of_service")).one()
+        assert event.actor == "user:hanako" and event.details["reason"] == "初期化済み"
+    assert 'id="out-of-service-form"' not in console.get(page).get_data(as_text=True)
