@@ -68,6 +68,9 @@ class CommandType:
     requires_supervision: bool = False
     # Inventory-style commands: never queue a second one while one is still pending.
     coalesce: bool = False
+    # Queued only by the hotline's two-person wipe flow (or a recorded break glass), never
+    # directly: the queue refuses it from every door (API, console, CLI) unless that flow says so.
+    two_person: bool = False
     # Turns validated parameters into the keys of the Apple "Command" dictionary.
     to_apple: Callable[[dict[str, Any]], dict[str, Any]] = field(default=lambda params: dict(params))
     # Adds keys read at delivery (ClearPasscode's UnlockToken): a secret added here is never

@@ -34,6 +34,17 @@ class CommandRefused(ValueError):
         self.field = field
 
 
+class TwoPersonCommand(CommandRefused):
+    """A wipe is never queued directly: it needs a request and a second person's approval."""
+
+    def __init__(self, request_type: str) -> None:
+        super().__init__(
+            f"{request_type} needs a wipe request approved by a second person (hotline incident); "
+            "it cannot be queued directly"
+        )
+        self.request_type = request_type
+
+
 class CommandStateError(ValueError):
     """The command is not in a state that allows the requested change."""
 
@@ -51,13 +62,19 @@ def enqueue_command(
     priority: int | None = None,
     expires_at: datetime | None = _USE_DEFAULT,
     push: bool = True,
+    wipe_approved: bool = False,
 ) -> Command:
     """Validate and queue one command, audit it, and ask for a push after commit.
+
+    A command the catalog marks `two_person` (EraseDevice) is refused unless `wipe_approved`: only
+    the hotline's approval or break glass (commands.incidents.service) passes it.
 
     For a coalescing (inventory) command already pending on this device, the pending one is
     returned instead of queueing another: offline devices must not pile up refreshes.
     """
     kind = get_command_type(request_type)
+    if kind.two_person and not wipe_approved:
+        raise TwoPersonCommand(request_type)
     clean = kind.validate(params)
     _check_allowed(kind, device)
     if kind.coalesce:
@@ -120,6 +137,8 @@ def enqueue_commands(
     planned: list[tuple[CommandRequest, CommandType, dict[str, Any]]] = []
     for request in requests:
         kind = get_command_type(request.request_type)
+        if kind.two_person:
+            raise TwoPersonCommand(request.request_type)
         cache_key = (request.request_type, id(request.params))
         clean = validated.get(cache_key)
         if clean is None:

@@ -31,6 +31,9 @@ class Actor:
     name: str
     role: str
     source_ip: str | None = None
+    # The person behind the action (a console user, or the owner of an API token); None for
+    # devices, the system and service accounts. The two-person wipe rule compares this.
+    user_id: int | None = None
 
 
 SYSTEM = Actor("system", "system")

@@ -192,6 +192,27 @@ def devices_allow_reenroll(ctx: Context, device_id: int, hours: int) -> None:
     click.echo(f"device {device_id}: re-enrollment allowed until {until.isoformat() if until else '-'}")
 
 
+@devices.command("out-of-service")
+@click.argument("device_id", type=int)
+@click.option("--reason", required=True, help="Why (recorded in the audit trail).")
+@pass_ctx
+def devices_out_of_service(ctx: Context, device_id: int, reason: str) -> None:
+    """Take enrolled Android device DEVICE_ID out of service: certificates revoked, state unenrolled
+    (resolves a serial_conflict alert; the tablet then enrolls again as a new device)."""
+    from enrollment.out_of_service import OutOfServiceRefused, take_out_of_service
+    from mdm.models import Device
+
+    with transaction(ctx.session_factory()) as session:
+        device = session.get(Device, device_id)
+        if device is None:
+            raise click.ClickException(f"no device with id {device_id}")
+        try:
+            take_out_of_service(session, device, actor=cli_actor(), reason=reason)
+        except OutOfServiceRefused as exc:
+            raise click.ClickException(f"{exc.field}: {exc}") from exc
+    click.echo(f"device {device_id} is out of service; its certificates are revoked")
+
+
 @main.group()
 def command() -> None:
     """Device commands."""
@@ -203,11 +224,22 @@ def command() -> None:
 @click.option("--param", "params", multiple=True, help="KEY=VALUE (VALUE parsed as JSON when it can be).")
 @pass_ctx
 def command_send(ctx: Context, udid: str, request_type: str, params: tuple[str, ...]) -> None:
-    """Queue REQUEST_TYPE for the device UDID and push it."""
-    from commands.catalog import CommandParamsError, UnknownCommand
+    """Queue REQUEST_TYPE for the device UDID and push it (never EraseDevice: see `hikeshi incident`)."""
+    from commands.catalog import CommandParamsError, UnknownCommand, get_command_type
     from commands.queue import CommandRefused, enqueue_command
     from mdm.devices import find_device_by_udid
     from mdm.push.dispatcher import PushDispatcher
+
+    try:
+        two_person = get_command_type(request_type).two_person
+    except UnknownCommand as exc:
+        raise click.ClickException(str(exc)) from exc
+    if two_person:
+        raise click.ClickException(
+            f"{request_type} is never sent directly: it needs two people. Open an incident for the device "
+            "(console or API), then `hikeshi incident request-wipe INCIDENT_ID --as USERNAME` and let a "
+            "different person approve it, or, as an administrator, add `--break-glass --reason TEXT`."
+        )
 
     parsed: dict[str, object] = {}
     for item in params:
@@ -394,8 +426,9 @@ def _register_subcommands() -> None:
     """Commands defined by other packages (enrollment, web, ...) are attached here."""
     from web.cli import AUDIT_COMMANDS as audit_commands
     from web.cli import COMMANDS as web_commands
+    from web.incident_cli import COMMANDS as incident_commands
 
-    for web_group in web_commands:
+    for web_group in [*web_commands, *incident_commands]:
         main.add_command(web_group)
     for audit_command in audit_commands:
         audit.add_command(audit_command)

@@ -111,6 +111,8 @@ class Settings:
     # Each held long poll occupies a server thread: at most this many per process (503 beyond).
     android_max_long_polls: int = 8
     android_signature_max_skew_seconds: int = 300
+    # A signed request dated later than now by more than this is refused (clock ahead or forged).
+    android_signature_future_skew_seconds: int = 30
     # Android wake-up over MQTT (mdm/push/mqtt.py, docs/mqtt-wakeup.md); off while mqtt_url is unset.
     mqtt_url: str | None = None  # mqtt://host[:1883] or mqtts://host[:8883]
     mqtt_username: str | None = None
@@ -178,6 +180,9 @@ class Settings:
             android_long_poll_seconds=_env_int("HIKESHI_ANDROID_LONG_POLL_SECONDS", 55),
             android_max_long_polls=_env_int("HIKESHI_ANDROID_MAX_LONG_POLLS", 8),
             android_signature_max_skew_seconds=_env_int("HIKESHI_ANDROID_SIGNATURE_SKEW_SECONDS", 300),
+            android_signature_future_skew_seconds=_env_int(
+                "HIKESHI_ANDROID_SIGNATURE_FUTURE_SKEW_SECONDS", 30
+            ),
             alert_email_to=tuple(
                 a.strip() for a in (_env("HIKESHI_ALERT_EMAIL_TO", "") or "").split(",") if a.strip()
             ),

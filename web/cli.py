@@ -182,9 +182,25 @@ def token_group() -> None:
 @click.option(
     "--days", default=90, show_default=True, type=click.IntRange(1, 730), help="Days until it expires."
 )
+@click.option("--owner", default=None, help="USERNAME of the person the token answers for.")
+@click.option(
+    "--service-account",
+    default=None,
+    help="Or the name of the system it is for (e.g. dispatch-center); never requests or approves a wipe.",
+)
 @click.pass_obj
-def token_create(obj: Any, name: str, role: str, unit: str | None, days: int) -> None:
-    """Create an API token and print it (shown once)."""
+def token_create(
+    obj: Any,
+    name: str,
+    role: str,
+    unit: str | None,
+    days: int,
+    owner: str | None,
+    service_account: str | None,
+) -> None:
+    """Create an API token for a person (--owner) or a service account, and print it (shown once)."""
+    if (owner is None) == (service_account is None):
+        raise click.UsageError("give exactly one of --owner USERNAME or --service-account NAME")
     with transaction(obj.session_factory()) as session:
         scope = _unit(session, unit)
         try:
@@ -195,6 +211,8 @@ def token_create(obj: Any, name: str, role: str, unit: str | None, days: int) ->
                 org_unit_id=scope.id if scope else None,
                 expires_at=clock.now() + timedelta(days=days),
                 actor=_actor(),
+                owner=_user(session, owner) if owner is not None else None,
+                service_account=service_account,
             )
         except ApiTokenError as exc:
             raise click.BadParameter(str(exc), param_hint=exc.field) from exc
@@ -216,6 +234,13 @@ def token_revoke(obj: Any, token_id: str) -> None:
     click.echo(f"revoked {token_id}")
 
 
+def _owner_label(session: Session, token: ApiToken) -> str:
+    if token.service_account is not None:
+        return f"service account {token.service_account}"
+    owner = session.get(User, token.owner_user_id) if token.owner_user_id is not None else None
+    return f"owner {owner.username}" if owner is not None else "owner removed"
+
+
 @token_group.command("list")
 @click.pass_obj
 def token_list(obj: Any) -> None:
@@ -226,6 +251,7 @@ def token_list(obj: Any) -> None:
             state = "revoked" if token.revoked_at else ("expired" if token.expires_at <= now else "active")
             click.echo(
                 f"{token.public_id}  {token.role:<9} {state:<8} {token.expires_at:%Y-%m-%d}  {token.name}"
+                f"  ({_owner_label(session, token)})"
             )
 
 

@@ -142,10 +142,17 @@ class Principal:
     scope_unit_ids: frozenset[int] | None = None
     source_ip: str | None = None
     permissions: frozenset[Permission] = field(default_factory=frozenset)
+    # The person a token answers for (its owner); None for a service account. A console user is
+    # its own person (`id`).
+    owner_user_id: int | None = None
+
+    @property
+    def person_id(self) -> int | None:
+        return self.id if self.kind == "user" else self.owner_user_id
 
     @property
     def actor(self) -> Actor:
-        return Actor(f"{self.kind}:{self.name}", self.role, self.source_ip)
+        return Actor(f"{self.kind}:{self.name}", self.role, self.source_ip, user_id=self.person_id)
 
     @property
     def scoped(self) -> bool:

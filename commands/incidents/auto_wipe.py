@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from commands.incidents.errors import IncidentInputError
-from commands.incidents.service import record_step, send_erase
+from commands.incidents.service import policy_wipe, record_step
 from mdm import clock, orgunits
 from mdm.audit import Actor, record_event
 from mdm.models import OrgUnit
@@ -100,23 +100,8 @@ def run_auto_wipe(session: Session) -> AutoWipeReport:
             continue
         due = incident.opened_at + timedelta(hours=policy.auto_wipe_after_hours)
         if now >= due:
-            incident.wipe_requested_by = incident.wipe_requested_by or POLICY_ACTOR.name
-            incident.wipe_requested_at = incident.wipe_requested_at or now
-            incident.wipe_approved_by = POLICY_ACTOR.name
-            incident.wipe_approved_at = now
-            incident.break_glass = True
-            incident.break_glass_reason = (
-                f"自動消去ポリシー: 受付から{policy.auto_wipe_after_hours}時間経過 / auto-wipe policy"
-            )
-            command = send_erase(session, incident, POLICY_ACTOR)
-            record_step(
-                session,
-                incident,
-                POLICY_ACTOR,
-                "wipe_auto",
-                {"reason": incident.break_glass_reason, "command_uuid": command.uuid},
-                flagged=True,
-            )
+            reason = f"自動消去ポリシー: 受付から{policy.auto_wipe_after_hours}時間経過 / auto-wipe policy"
+            policy_wipe(session, incident, actor=POLICY_ACTOR, reason=reason)
             report.wiped.append(incident.id)
         elif incident.auto_wipe_reminded_at is None and now >= due - timedelta(
             hours=policy.remind_before_hours

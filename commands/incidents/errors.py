@@ -40,6 +40,28 @@ class SamePersonError(IncidentError):
         )
 
 
+class PersonRequired(IncidentError):
+    """Two-person rule: only a person (a console user or a token's owner) may request, approve,
+    reject or break glass; a service account or an unattributed token is nobody."""
+
+    def __init__(self, action: str) -> None:
+        super().__init__(
+            f"only a person may {action}: this caller is a service account or a token without an owner",
+            field="actor",
+        )
+
+
+class RequesterUnknown(IncidentError):
+    """The wipe was requested by nobody we can name as a person: no one can be the second one."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the person who requested this wipe is not known (requested before people were recorded, "
+            "or their account was removed): reject it and request it again",
+            field="approver",
+        )
+
+
 class ReasonRequired(IncidentError):
     def __init__(self, action: str) -> None:
         super().__init__(f"a reason is required to {action}", field="reason")

@@ -21,7 +21,9 @@ from commands.incidents.errors import (
     BreakGlassNotAllowed,
     IncidentInputError,
     IncidentStateError,
+    PersonRequired,
     ReasonRequired,
+    RequesterUnknown,
     SamePersonError,
 )
 from commands.queue import cancel_command, enqueue_command
@@ -90,6 +92,18 @@ def same_person(a: str | None, b: str | None) -> bool:
     return a is not None and b is not None and a.strip().casefold() == b.strip().casefold()
 
 
+def person_of(actor: Actor, action: str) -> int:
+    """The user id of the person acting (DESIGN.md invariant 2: people, not tokens or sessions)."""
+    if actor.user_id is None:
+        raise PersonRequired(action)
+    return actor.user_id
+
+
+def _check_second_person(incident: Incident, actor: Actor, person: int) -> None:
+    if person == incident.wipe_requested_by_user_id or same_person(actor.name, incident.wipe_requested_by):
+        raise SamePersonError(incident.wipe_requested_by or "")
+
+
 def record_step(
     session: Session,
     incident: Incident,
@@ -127,9 +141,18 @@ def send_incident_command(
     actor: Actor,
     purpose: str,
     priority: int | None = None,
+    wipe_approved: bool = False,
 ) -> Command:
     """Queue a command for the incident's device and link it to the incident's timeline."""
-    command = enqueue_command(session, incident.device, request_type, params, actor=actor, priority=priority)
+    command = enqueue_command(
+        session,
+        incident.device,
+        request_type,
+        params,
+        actor=actor,
+        priority=priority,
+        wipe_approved=wipe_approved,
+    )
     linked = session.scalars(select(IncidentCommand).where(IncidentCommand.command_id == command.id)).first()
     if linked is None:  # a coalesced inventory command may already be linked
         incident.commands.append(IncidentCommand(command=command, purpose=purpose))
@@ -290,16 +313,21 @@ def request_wipe(
 ) -> Incident:
     """An operator asks for a wipe; nothing is sent until a different person approves."""
     _require_status(incident, _WIPE_REQUESTABLE, "request a wipe")
+    person = person_of(actor, "request a wipe")
     incident.status = IncidentStatus.WIPE_REQUESTED
     incident.wipe_requested_by = actor.name
+    incident.wipe_requested_by_user_id = person
     incident.wipe_requested_at = clock.now()
     incident.wipe_request_reason = (reason or "").strip() or None
-    record_step(session, incident, actor, "wipe_requested", {"reason": incident.wipe_request_reason})
+    details = {"reason": incident.wipe_request_reason, "user_id": person}
+    record_step(session, incident, actor, "wipe_requested", details)
     return incident
 
 
-def send_erase(session: Session, incident: Incident, actor: Actor) -> Command:
-    command = send_incident_command(session, incident, "EraseDevice", {}, actor=actor, purpose=ERASE_PURPOSE)
+def _send_erase(session: Session, incident: Incident, actor: Actor) -> Command:
+    command = send_incident_command(
+        session, incident, "EraseDevice", {}, actor=actor, purpose=ERASE_PURPOSE, wipe_approved=True
+    )
     incident.erase_command_id = command.id
     incident.erase_command = command
     incident.wipe_identities = [row.fingerprint_sha256 for row in bound_identities(session, incident.device)]
@@ -310,17 +338,25 @@ def send_erase(session: Session, incident: Incident, actor: Actor) -> Command:
 def approve_wipe(session: Session, incident: Incident, *, actor: Actor) -> Command:
     """A second person approves: EraseDevice is queued and pushed. The caller checks the role."""
     _require_status(incident, (IncidentStatus.WIPE_REQUESTED,), "approve a wipe")
-    if same_person(actor.name, incident.wipe_requested_by):
-        raise SamePersonError(incident.wipe_requested_by or "")
+    person = person_of(actor, "approve a wipe")
+    _check_second_person(incident, actor, person)
+    if incident.wipe_requested_by_user_id is None:
+        raise RequesterUnknown()
     incident.wipe_approved_by = actor.name
+    incident.wipe_approved_by_user_id = person
     incident.wipe_approved_at = clock.now()
-    command = send_erase(session, incident, actor)
+    command = _send_erase(session, incident, actor)
     record_step(
         session,
         incident,
         actor,
         "wipe_approved",
-        {"requested_by": incident.wipe_requested_by, "command_uuid": command.uuid},
+        {
+            "requested_by": incident.wipe_requested_by,
+            "requested_by_user_id": incident.wipe_requested_by_user_id,
+            "user_id": person,
+            "command_uuid": command.uuid,
+        },
     )
     return command
 
@@ -329,14 +365,21 @@ def reject_wipe(session: Session, incident: Incident, *, actor: Actor, reason: s
     """A second person refuses the wipe, with a reason; the incident goes back to where it was."""
     _require_status(incident, (IncidentStatus.WIPE_REQUESTED,), "reject a wipe")
     text = _reason(reason, "reject a wipe")
-    if same_person(actor.name, incident.wipe_requested_by):
-        raise SamePersonError(incident.wipe_requested_by or "")
+    person = person_of(actor, "reject a wipe")
+    _check_second_person(incident, actor, person)
     requested_by = incident.wipe_requested_by
     incident.status = IncidentStatus.LOCKED if incident.locked_at else IncidentStatus.OPEN
     incident.wipe_requested_by = None
+    incident.wipe_requested_by_user_id = None
     incident.wipe_requested_at = None
     incident.wipe_request_reason = None
-    record_step(session, incident, actor, "wipe_rejected", {"reason": text, "requested_by": requested_by})
+    record_step(
+        session,
+        incident,
+        actor,
+        "wipe_rejected",
+        {"reason": text, "requested_by": requested_by, "user_id": person},
+    )
     return incident
 
 
@@ -345,22 +388,52 @@ def break_glass_wipe(session: Session, incident: Incident, *, actor: Actor, reas
     _require_status(incident, (*_WIPE_REQUESTABLE, IncidentStatus.WIPE_REQUESTED), "break glass")
     if actor.role != "admin":
         raise BreakGlassNotAllowed(actor.role)
+    person = person_of(actor, "break glass")
     text = _reason(reason, "break glass")
     now = clock.now()
     if incident.wipe_requested_by is None:
         incident.wipe_requested_by = actor.name
+        incident.wipe_requested_by_user_id = person
         incident.wipe_requested_at = now
     incident.wipe_approved_by = actor.name
+    incident.wipe_approved_by_user_id = person
     incident.wipe_approved_at = now
     incident.break_glass = True
     incident.break_glass_reason = text
-    command = send_erase(session, incident, actor)
+    command = _send_erase(session, incident, actor)
     record_step(
         session,
         incident,
         actor,
         "wipe_break_glass",
-        {"reason": text, "command_uuid": command.uuid},
+        {"reason": text, "command_uuid": command.uuid, "user_id": person},
+        flagged=True,
+    )
+    return command
+
+
+def policy_wipe(session: Session, incident: Incident, *, actor: Actor, reason: str) -> Command:
+    """The scheduler's door: a unit's auto-wipe policy (set by an administrator, audited) wipes an
+    unrecovered incident. No person acts, so it is recorded like break glass: flagged, with the
+    policy as the reason, never as a second person's approval."""
+    _require_status(incident, (*_WIPE_REQUESTABLE, IncidentStatus.WIPE_REQUESTED), "auto-wipe")
+    if actor.user_id is not None or actor.role != "system":
+        raise PersonRequired("auto-wipe by policy (only the scheduler's policy actor may)")
+    now = clock.now()
+    incident.wipe_requested_by = incident.wipe_requested_by or actor.name
+    incident.wipe_requested_at = incident.wipe_requested_at or now
+    incident.wipe_approved_by = actor.name
+    incident.wipe_approved_by_user_id = None
+    incident.wipe_approved_at = now
+    incident.break_glass = True
+    incident.break_glass_reason = reason
+    command = _send_erase(session, incident, actor)
+    record_step(
+        session,
+        incident,
+        actor,
+        "wipe_auto",
+        {"reason": reason, "command_uuid": command.uuid},
         flagged=True,
     )
     return command

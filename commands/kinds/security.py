@@ -36,5 +36,6 @@ register(
         priority=Priority.ERASE,
         # A wipe of a lost tablet must reach it whenever it comes back online.
         expires_after=None,
+        two_person=True,
     )
 )

@@ -2,8 +2,11 @@
 
 An agent proves its identity on every request after enrollment in one of two ways:
 
-- a signature with its identity key over the method, path, a timestamp and the SHA-256 of the
-  body (headers Hikeshi-Certificate, Hikeshi-Timestamp, Hikeshi-Signature);
+- a signature with its identity key over the method, path, a timestamp, a nonce and the SHA-256
+  of the body (headers Hikeshi-Certificate, Hikeshi-Timestamp, Hikeshi-Nonce, Hikeshi-Signature);
+  each nonce is accepted once (stored in the database, so every server process sees it) and the
+  timestamp may be at most the configured skew in the past and a small skew in the future, so a
+  captured request cannot be replayed;
 - behind a TLS-terminating proxy, the client certificate forwarded in the configured header.
 
 Either way the certificate must chain to a trusted device CA, be valid now, be recorded and bound
@@ -18,18 +21,20 @@ import binascii
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from sqlalchemy import select
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mdm import clock
 from mdm.android.protocol import (
     CERTIFICATE_HEADER,
+    NONCE_HEADER,
     PLATFORM,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -40,18 +45,22 @@ from mdm.apple.client_cert import parse_proxy_certificate
 from mdm.apple.signature import SignatureError, verify_chain
 from mdm.apple.trust import trusted_device_cas
 from mdm.config import Settings
-from mdm.models import Device, DeviceCertificate, EnrollmentState, IdentityPurpose
+from mdm.models import AgentRequestNonce, Device, DeviceCertificate, EnrollmentState, IdentityPurpose
 from mdm.x509util import fingerprint
 
 _FINGERPRINT = re.compile(r"^[0-9a-f]{64}$")
+# base64url or hex, at least 22 characters: 128 random bits or more.
+_NONCE = re.compile(r"^[A-Za-z0-9_-]{22,64}$")
 MAX_SIGNATURE_CHARS = 2048  # base64 of a 4096-bit RSA signature is 684 characters
 
 
 class Unauthenticated(ProtocolError):
-    def __init__(self, reason: str) -> None:
-        # The reason is logged; the agent only learns that authentication failed.
+    def __init__(self, reason: str, code: str = "invalid_credentials") -> None:
+        # The full reason is logged; the agent learns a stable reason code (body "reason"), enough
+        # to fix its clock or its nonces, nothing about other devices.
         super().__init__(401, "unauthenticated", "device authentication failed")
         self.reason = reason
+        self.reason_code = code
 
 
 @dataclass(frozen=True)
@@ -81,9 +90,11 @@ def authenticate(
     except SignatureError as exc:
         raise Unauthenticated(str(exc)) from exc
     if row.revoked_at is not None:
-        raise Unauthenticated("certificate has been revoked")
+        raise Unauthenticated("certificate has been revoked", "certificate_revoked")
     if row.purpose != IdentityPurpose.ANDROID_AGENT:
-        raise Unauthenticated(f"a {row.purpose} certificate is not an Android agent identity")
+        raise Unauthenticated(
+            f"a {row.purpose} certificate is not an Android agent identity", "certificate_purpose"
+        )
     device = session.get(Device, row.device_id) if row.device_id is not None else None
     if device is None or device.platform != PLATFORM:
         raise Unauthenticated("certificate is not bound to an Android device")
@@ -112,14 +123,50 @@ def _signed_request(
     if not _FINGERPRINT.match(fp):
         raise Unauthenticated(f"{CERTIFICATE_HEADER} must be the certificate's SHA-256 in hex")
     timestamp = (headers.get(TIMESTAMP_HEADER) or "").strip()
-    _check_timestamp(timestamp, settings.android_signature_max_skew_seconds)
+    sent = _check_timestamp(
+        timestamp,
+        settings.android_signature_max_skew_seconds,
+        settings.android_signature_future_skew_seconds,
+    )
+    nonce = (headers.get(NONCE_HEADER) or "").strip()
+    if not _NONCE.match(nonce):
+        raise Unauthenticated(
+            f"{NONCE_HEADER} must be 22 to 64 characters of A-Z a-z 0-9 _ -", "nonce_missing"
+        )
     signature = _decode_signature(headers.get(SIGNATURE_HEADER) or "")
     row = _certificate_row(session, fp)
     if row is None:
         raise Unauthenticated("unknown certificate")
     cert = x509.load_pem_x509_certificate(row.pem.encode())
-    _verify(cert, signature, signing_string(method, path, timestamp, body))
+    _verify(cert, signature, signing_string(method, path, timestamp, nonce, body))
+    forget_at = sent + timedelta(seconds=settings.android_signature_max_skew_seconds)
+    _remember_nonce(session, row, nonce, forget_at)
     return row, cert
+
+
+def _remember_nonce(session: Session, row: DeviceCertificate, nonce: str, expires_at: datetime) -> None:
+    """Accept a nonce once. The unique index decides between server processes: a concurrent
+    replay waits for the first request's commit and then fails here."""
+    now = clock.now()
+    # Past its expiry the timestamp check refuses a replay on its own; forget this device's old ones.
+    session.execute(
+        delete(AgentRequestNonce).where(
+            AgentRequestNonce.device_certificate_id == row.id, AgentRequestNonce.expires_at < now
+        )
+    )
+    session.add(
+        AgentRequestNonce(nonce=nonce, device_certificate_id=row.id, seen_at=now, expires_at=expires_at)
+    )
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        raise Unauthenticated(f"nonce {nonce} was already used", "replayed") from exc
+
+
+def purge_expired_nonces(session: Session) -> int:
+    """Scheduler job: drop every nonce whose request could no longer pass the timestamp check."""
+    result = session.execute(delete(AgentRequestNonce).where(AgentRequestNonce.expires_at < clock.now()))
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def _proxy_certificate(session: Session, value: str) -> tuple[DeviceCertificate, x509.Certificate]:
@@ -133,13 +180,18 @@ def _proxy_certificate(session: Session, value: str) -> tuple[DeviceCertificate,
     return row, cert
 
 
-def _check_timestamp(value: str, max_skew: int) -> None:
+def _check_timestamp(value: str, past_skew: int, future_skew: int) -> datetime:
     if not value.isdigit() or len(value) > 12:
-        raise Unauthenticated(f"{TIMESTAMP_HEADER} must be Unix seconds")
+        raise Unauthenticated(f"{TIMESTAMP_HEADER} must be Unix seconds", "timestamp_invalid")
     sent = datetime.fromtimestamp(int(value), UTC)
-    if abs((clock.now() - sent).total_seconds()) > max_skew:
-        # Bounds how long a captured request could be replayed, and catches a wrong device clock.
-        raise Unauthenticated("request timestamp is too far from the server's time")
+    age = (clock.now() - sent).total_seconds()
+    if age > past_skew:
+        # Bounds how long a nonce must be remembered, and catches a wrong device clock.
+        raise Unauthenticated("request timestamp is too old", "timestamp_too_old")
+    if -age > future_skew:
+        # A request dated ahead would stay replayable longer than the window says.
+        raise Unauthenticated("request timestamp is in the future", "timestamp_in_future")
+    return sent
 
 
 def _decode_signature(value: str) -> bytes:
@@ -162,4 +214,4 @@ def _verify(cert: x509.Certificate, signature: bytes, signed: bytes) -> None:
         else:
             raise Unauthenticated("certificate key type is not supported")
     except InvalidSignature as exc:
-        raise Unauthenticated("signature does not match the request") from exc
+        raise Unauthenticated("signature does not match the request", "bad_signature") from exc

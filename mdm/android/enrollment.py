@@ -2,9 +2,14 @@
 certificate from the built-in CA, bound at once to the device it enrolls, in the token's unit.
 
 The token use is taken with a guarded UPDATE (unrevoked, unexpired, below its maximum), so a
-one-use token enrolls exactly one agent however many race for it. A tablet that enrolls again
-(reset, or wiped and re-provisioned) with the same serial number keeps its device row and
-history; the certificates it held before are revoked, so an old copy of the agent is locked out.
+one-use token enrolls exactly one agent however many race for it.
+
+Nothing the agent claims (serial number, hardware ids) ever selects an existing device: every
+enrollment creates a new device row (DESIGN.md invariant 3). A claimed serial number that belongs
+to a device still enrolled is refused with 409 `serial_conflict`, an admin alert and an audit
+event; the enrolled device, its certificates, unit and queue are untouched. A tablet that was
+wiped (retired) or taken out of service (unenrolled) enrolls again as a new row; the old row
+keeps its history and state, and the audit event names it only as a claimed predecessor.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Any
 
 from cryptography import x509
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from enrollment.ca import device_ca, issue_device_identity
@@ -24,17 +30,18 @@ from enrollment.hooks import join_token_unit
 from enrollment.issuance import BadCertificateRequest, check_csr
 from enrollment.tokens import TokenUnavailable, take_token_use, usable_token
 from mdm import clock
+from mdm.alerts.service import raise_alert
 from mdm.android.policy import AgentPolicy, current_policy
 from mdm.android.protocol import PLATFORM, ProtocolError
-from mdm.audit import record_event
+from mdm.audit import Actor, record_event
 from mdm.config import Settings
 from mdm.devices import certificate_row_for, device_actor
 from mdm.inventory.facts import facts_for
 from mdm.models import (
     Device,
-    DeviceCertificate,
     EnrollmentState,
     EnrollmentTokenUse,
+    Severity,
 )
 
 _TOKEN_ERRORS = {
@@ -44,6 +51,20 @@ _TOKEN_ERRORS = {
     "revoked": "the enrollment token has been revoked",
     "wrong_platform": "the enrollment token is not for Android",
 }
+
+
+class SerialConflict(ProtocolError):
+    """The claimed serial number belongs to a device that is still enrolled: refused, never merged."""
+
+    def __init__(self, serial: str) -> None:
+        super().__init__(
+            409,
+            "serial_conflict",
+            "a device with this serial number is already enrolled; an administrator must take it out "
+            "of service (or it must be wiped) before this tablet can enroll",
+            "hardware.serial_number",
+        )
+        self.serial = serial
 
 
 @dataclass(frozen=True)
@@ -70,9 +91,9 @@ def enroll(session: Session, settings: Settings, data: dict[str, Any], *, source
     ca = device_ca(session, settings)
     hardware = data.get("hardware") or {}
     now = clock.now()
-    device, previous_state = _device_for(session, hardware)
+    predecessors = _same_serial(session, hardware.get("serial_number"))
+    device = _new_device(session, hardware)
     actor = device_actor(device.udid or "", source_ip)
-    revoked = _revoke_previous(session, device)
     cert = issue_device_identity(
         ca, csr.public_key(), f"hikeshi-android-{device.id}", days=settings.identity_cert_days
     )
@@ -96,6 +117,12 @@ def enroll(session: Session, settings: Settings, data: dict[str, Any], *, source
     device.enrolled_at = now
     device.unenrolled_at = None
     device.last_seen_at = now
+    try:
+        # The unique index on enrolled Android serials settles a race between two agents claiming
+        # one serial number: the second one's flush fails here (after the first commits).
+        session.flush()
+    except IntegrityError as exc:
+        raise SerialConflict(hardware.get("serial_number") or "") from exc
     if data.get("device_owner") is not None:
         device.is_supervised = data["device_owner"]
         facts_for(session, device.id).android_device_owner = data["device_owner"]
@@ -133,10 +160,10 @@ def enroll(session: Session, settings: Settings, data: dict[str, Any], *, source
         {
             "platform": PLATFORM,
             "serial_number": device.serial_number,
-            "previous_state": previous_state,
+            # Claimed, not proven: earlier rows (retired or unenrolled) with the same serial.
+            "same_serial_as": predecessors,
             "device_owner": data.get("device_owner"),
             "agent": data.get("agent") or {},
-            "revoked_certificates": revoked,
         },
     )
     join_token_unit(session, device, token, row.fingerprint_sha256, actor=actor)
@@ -160,23 +187,24 @@ def _load_csr(text: str) -> x509.CertificateRequest:
     return csr
 
 
-def _device_for(session: Session, hardware: dict[str, Any]) -> tuple[Device, str | None]:
-    """The device row for this tablet (same serial number: the same tablet) and its former state."""
-    serial = hardware.get("serial_number")
-    device = None
-    if serial:
-        device = session.scalars(
-            select(Device)
-            .where(Device.platform == PLATFORM, Device.serial_number == serial)
-            .order_by(Device.id.desc())
-            .limit(1)
-        ).first()
-    previous = device.enrollment_state if device is not None else None
-    if device is None:
-        # The agent names no identifier we could trust for identity; the server makes one.
-        device = Device(platform=PLATFORM, udid=f"android-{uuid.uuid4()}", created_at=clock.now())
-        session.add(device)
-    device.serial_number = serial or device.serial_number
+def _same_serial(session: Session, serial: str | None) -> list[int]:
+    """Ids of Android devices claiming this serial (none enrolled, or SerialConflict)."""
+    if not serial:
+        return []
+    rows = session.execute(
+        select(Device.id, Device.enrollment_state)
+        .where(Device.platform == PLATFORM, Device.serial_number == serial)
+        .order_by(Device.id)
+    ).all()
+    if any(state == EnrollmentState.ENROLLED for _id, state in rows):
+        raise SerialConflict(serial)
+    return [device_id for device_id, _state in rows]
+
+
+def _new_device(session: Session, hardware: dict[str, Any]) -> Device:
+    """A new device row: the agent names no identifier we could trust for identity."""
+    device = Device(platform=PLATFORM, udid=f"android-{uuid.uuid4()}", created_at=clock.now())
+    device.serial_number = hardware.get("serial_number") or None
     manufacturer, model = hardware.get("manufacturer"), hardware.get("model")
     if model:
         device.model = model[:64]
@@ -185,17 +213,49 @@ def _device_for(session: Session, hardware: dict[str, Any]) -> tuple[Device, str
         device.device_name = hardware["device_name"][:255]
     if hardware.get("product"):
         device.product_name = hardware["product"][:64]
+    session.add(device)
     session.flush()
-    return device, previous
+    return device
 
 
-def _revoke_previous(session: Session, device: Device) -> list[str]:
-    now = clock.now()
-    rows = session.scalars(
-        select(DeviceCertificate).where(
-            DeviceCertificate.device_id == device.id, DeviceCertificate.revoked_at.is_(None)
+def record_serial_conflict(
+    session: Session, serial: str, *, token_secret: str, source_ip: str | None
+) -> None:
+    """After the refused enrollment rolled back: the admin alert and audit event, in their own
+    transaction (the caller commits). Names the enrolled device and the unit of the token used."""
+    enrolled = session.scalars(
+        select(Device).where(
+            Device.platform == PLATFORM,
+            Device.serial_number == serial,
+            Device.enrollment_state == EnrollmentState.ENROLLED,
         )
-    ).all()
-    for row in rows:
-        row.revoked_at = now
-    return [row.fingerprint_sha256 for row in rows]
+    ).first()
+    token_unit = None
+    try:
+        token_unit = usable_token(session, token_secret, platform=PLATFORM).org_unit_id
+    except TokenUnavailable:
+        pass
+    details = {
+        "serial_number": serial,
+        "enrolled_device_id": enrolled.id if enrolled else None,
+        "enrolled_device_unit_id": enrolled.org_unit_id if enrolled else None,
+        "token_unit_id": token_unit,
+        "source_ip": source_ip,
+    }
+    record_event(
+        session,
+        Actor(f"android-agent:{source_ip or 'unknown'}", "device", source_ip),
+        "enrollment.serial_conflict",
+        "device",
+        enrolled.id if enrolled else None,
+        details,
+    )
+    raise_alert(
+        session,
+        "android.serial_conflict",
+        Severity.CRITICAL,
+        f"Android enrollment refused: serial {serial} is already enrolled (登録済みシリアルでの登録を拒否)",
+        device=enrolled,
+        org_unit_id=enrolled.org_unit_id if enrolled else token_unit,
+        details=details,
+    )

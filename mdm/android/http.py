@@ -108,6 +108,14 @@ def enroll() -> Response:
         session.commit()
     except BodyTooLarge as exc:
         return _refused(ProtocolError(413, "body_too_large", str(exc)))
+    except enrollment.SerialConflict as exc:
+        refusal = _refused(exc)
+        log.warning("android enrollment refused from %s: serial %r already enrolled", client_ip(), exc.serial)
+        enrollment.record_serial_conflict(
+            session, exc.serial, token_secret=data["enrollment_token"], source_ip=client_ip()
+        )
+        session.commit()
+        return refusal
     except ProtocolError as exc:
         return _refused(exc)
     except CANotReady as exc:

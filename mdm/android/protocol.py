@@ -21,6 +21,8 @@ PLATFORM = "android"
 CERTIFICATE_HEADER = "Hikeshi-Certificate"
 TIMESTAMP_HEADER = "Hikeshi-Timestamp"
 SIGNATURE_HEADER = "Hikeshi-Signature"
+# A fresh random value per request (at least 128 bits): the server accepts each nonce once.
+NONCE_HEADER = "Hikeshi-Nonce"
 SIGNATURE_SCHEME = "HIKESHI-ANDROID-V1"
 
 MAX_PACKAGES = 5000
@@ -41,15 +43,19 @@ class ProtocolError(Exception):
 
     def body(self) -> dict[str, Any]:
         out: dict[str, Any] = {"protocol": PROTOCOL_VERSION, "error": self.code, "message": self.message}
+        reason = getattr(self, "reason_code", None)
+        if reason is not None:
+            out["reason"] = reason
         if self.field is not None:
             out["field"] = self.field
         return out
 
 
-def signing_string(method: str, path: str, timestamp: str, body: bytes) -> bytes:
-    """What the agent signs: scheme, method, path (with ?query if any), timestamp, SHA-256 of body."""
+def signing_string(method: str, path: str, timestamp: str, nonce: str, body: bytes) -> bytes:
+    """What the agent signs: scheme, method, path (with ?query if any), timestamp, nonce, SHA-256
+    of the body."""
     return "\n".join(
-        (SIGNATURE_SCHEME, method.upper(), path, timestamp, hashlib.sha256(body).hexdigest())
+        (SIGNATURE_SCHEME, method.upper(), path, timestamp, nonce, hashlib.sha256(body).hexdigest())
     ).encode("utf-8")
 
 

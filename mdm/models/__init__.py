@@ -1,5 +1,6 @@
 """All models, imported here so metadata is complete for Alembic and create_all."""
 
+from mdm.models.agent_nonce import AgentRequestNonce
 from mdm.models.alerts import Alert, DeliveryStatus, Webhook, WebhookAttempt, WebhookDelivery
 from mdm.models.audit import AuditEvent
 from mdm.models.base import Base
@@ -60,6 +61,7 @@ from mdm.models.push import PushAttempt, PushCertificate
 from mdm.models.user import ApiToken, LoginThrottle, RecoveryCode, User, WebSession
 
 __all__ = [
+    "AgentRequestNonce",
     "Alert",
     "ApiToken",
     "AuditEvent",

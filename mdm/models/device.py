@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import ForeignKey, LargeBinary, String, Text
+from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from mdm import clock
@@ -36,8 +36,24 @@ class IdentityPurpose:
     ALL = (MDM_IDENTITY, WIFI, ANDROID_AGENT)
 
 
+# At most one enrolled Android device per serial number: two agents racing to enroll with the
+# same claimed serial cannot both win (mdm.android.enrollment refuses the loser with 409).
+_ANDROID_ENROLLED = text(
+    "platform = 'android' AND enrollment_state = 'enrolled' AND serial_number IS NOT NULL"
+)
+
+
 class Device(Base):
     __tablename__ = "devices"
+    __table_args__ = (
+        Index(
+            "uq_devices_android_enrolled_serial",
+            "serial_number",
+            unique=True,
+            sqlite_where=_ANDROID_ENROLLED,
+            postgresql_where=_ANDROID_ENROLLED,
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     platform: Mapped[str] = mapped_column(String(16), default="apple")

@@ -71,6 +71,12 @@ class Incident(Base):
     wipe_requested_at: Mapped[datetime | None]
     wipe_request_reason: Mapped[str | None] = mapped_column(Text)
     wipe_approved_by: Mapped[str | None] = mapped_column(String(255))
+    # The people behind the request and the approval (a console user or a token's owner): the
+    # two-person rule compares these, never the names of tokens or sessions.
+    wipe_requested_by_user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
+    wipe_approved_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     wipe_approved_at: Mapped[datetime | None]
     break_glass: Mapped[bool] = mapped_column(default=False)
     break_glass_reason: Mapped[str | None] = mapped_column(Text)

@@ -89,7 +89,12 @@ class WebSession(Base):
 
 
 class ApiToken(Base):
-    """A bearer token for the REST API, with its own role and optional unit scope."""
+    """A bearer token for the REST API, with its own role and optional unit scope.
+
+    Every token answers for someone: a person (`owner_user_id`, whose account must stay enabled
+    for the token to work) or a named service account (`service_account`, for the dispatch
+    systems), which is nobody in the two-person wipe rule and can neither request nor approve.
+    """
 
     __tablename__ = "api_tokens"
 
@@ -101,6 +106,9 @@ class ApiToken(Base):
     role: Mapped[str] = mapped_column(String(16))
     org_unit_id: Mapped[int | None] = mapped_column(ForeignKey("org_units.id"), index=True)
     created_by: Mapped[str] = mapped_column(String(255))
+    # SET NULL when the person is removed: a token with neither owner nor service account is refused.
+    owner_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
+    service_account: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=clock.now)
     expires_at: Mapped[datetime] = mapped_column(index=True)
     revoked_at: Mapped[datetime | None]

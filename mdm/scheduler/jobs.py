@@ -121,6 +121,13 @@ def retention_purge(ctx: JobContext) -> dict[str, Any]:
         return purge_expired(session, days)
 
 
+def agent_nonce_purge(ctx: JobContext) -> dict[str, Any]:
+    from mdm.android.auth import purge_expired_nonces
+
+    with transaction(ctx.factory) as session:
+        return {"purged": purge_expired_nonces(session)}
+
+
 # name → (job, interval in scheduler ticks; a tick is settings.scheduler_tick_seconds, 60 s).
 JOBS: dict[str, tuple[Job, int]] = {
     "webhook_delivery": (webhook_delivery, 1),
@@ -132,6 +139,7 @@ JOBS: dict[str, tuple[Job, int]] = {
     "retention_purge": (retention_purge, 24 * 60),
     "identity_renewal": (identity_renewal, 60),
     "enrollment_challenge_purge": (enrollment_challenge_purge, 24 * 60),
+    "agent_nonce_purge": (agent_nonce_purge, 60),  # each device also forgets its own on insert
     "audit_purge": (audit_purge, 24 * 60),
     "incident_auto_wipe": (incident_auto_wipe, 1),  # reminders and wipes on the minute
     "scheduled_backup": (scheduled_backup, 5),  # backs up only when due (backup_interval_minutes)

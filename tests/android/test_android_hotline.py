@@ -26,6 +26,7 @@ from mdm.models import (
     WipeCertificate,
 )
 from tests.support.android_agent import AgentError
+from tests.support.people import person
 
 OPERATOR = Actor("operator-tanaka", "operator", "192.0.2.10")
 APPROVER = Actor("duty-officer-sato", "approver", "192.0.2.11")
@@ -119,12 +120,14 @@ def test_two_person_wipe_produces_a_certificate_and_retires_the_device(
     factory = enroll_app.extensions["hikeshi"].session_factory
     incident_id = _open_incident(factory, enrolled.device_id)
     with transaction(factory) as s:
-        hotline.request_wipe(s, s.get(Incident, incident_id), actor=OPERATOR, reason="盗難の可能性")
+        hotline.request_wipe(
+            s, s.get(Incident, incident_id), actor=person(s, OPERATOR), reason="盗難の可能性"
+        )
     assert enrolled.sync()["commands"] == []  # requested is not approved: nothing is sent
     with transaction(factory) as s, pytest.raises(hotline.SamePersonError):
-        hotline.approve_wipe(s, s.get(Incident, incident_id), actor=OPERATOR)
+        hotline.approve_wipe(s, s.get(Incident, incident_id), actor=person(s, OPERATOR))
     with transaction(factory) as s:
-        hotline.approve_wipe(s, s.get(Incident, incident_id), actor=APPROVER)
+        hotline.approve_wipe(s, s.get(Incident, incident_id), actor=person(s, APPROVER))
 
     assert enrolled.wait(timeout=5) is True
     [command] = enrolled.sync()["commands"]

@@ -249,23 +249,23 @@ def test_tampered_replayed_and_unsigned_requests_are_refused(
     assert response.status_code == 400 and response.json()["field"] == "results.0.status"
 
 
-def test_reenrolling_the_same_tablet_keeps_its_row_and_locks_out_the_old_agent(
+def test_a_second_enrollment_claiming_an_enrolled_serial_is_refused_and_changes_nothing(
     agent_factory: Any, android_token: Any, session: Any
 ) -> None:
+    """Never matched by a claimed serial (tests/security/test_android_enroll_takeover.py has more)."""
     old = agent_factory(serial_number="R52T0000009")
     old.enroll(android_token())
     new = agent_factory(serial_number="R52T0000009")
-    new.enroll(android_token())
-    assert new.device_id == old.device_id
     with pytest.raises(AgentError) as err:
-        old.sync()
-    assert err.value.status == 401
-    assert new.sync()["device_id"] == old.device_id
+        new.enroll(android_token())
+    assert err.value.status == 409 and err.value.body["error"] == "serial_conflict"
+    assert err.value.body["field"] == "hardware.serial_number"
+    assert old.sync()["device_id"] == old.device_id
     _fresh(session)
     rows = session.scalars(
         select(DeviceCertificate).where(DeviceCertificate.device_id == old.device_id)
     ).all()
-    assert sorted(r.revoked_at is None for r in rows) == [False, True]
+    assert [r.revoked_at for r in rows] == [None]
 
 
 def test_long_polls_are_capped_per_device_and_all_wake_on_a_command(

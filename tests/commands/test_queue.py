@@ -26,7 +26,7 @@ def test_lock_and_erase_jump_the_queue(session, frozen_clock):
     for _ in range(5):
         enqueue_command(session, device, "InstalledApplicationList", {}, actor=ADMIN)
         enqueue_command(session, device, "RestartDevice", {}, actor=ADMIN)
-    erase = enqueue_command(session, device, "EraseDevice", {}, actor=ADMIN)
+    erase = enqueue_command(session, device, "EraseDevice", {}, actor=ADMIN, wipe_approved=True)
     lock = enqueue_command(session, device, "DeviceLock", {"Message": "紛失中"}, actor=ADMIN)
     first = next_command(session, device, offer_not_now=True)
     assert first is not None and first.uuid == lock.uuid and first.status == CommandStatus.SENT
@@ -101,7 +101,7 @@ def test_a_device_cannot_report_on_another_devices_command(session):
 def test_expired_commands_are_not_offered_but_lost_mode_style_commands_wait(session, frozen_clock):
     device = make_device(session)
     info = enqueue_command(session, device, "SecurityInfo", {}, actor=ADMIN)
-    erase = enqueue_command(session, device, "EraseDevice", {}, actor=ADMIN)
+    erase = enqueue_command(session, device, "EraseDevice", {}, actor=ADMIN, wipe_approved=True)
     assert erase.expires_at is None
     frozen_clock.advance(days=8)
     got = next_command(session, device, offer_not_now=True)

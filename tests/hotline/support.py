@@ -16,6 +16,7 @@ from mdm.devices import bound_identities
 from mdm.models import Device, DeviceCertificate, IdentityPurpose
 from mdm.models.incident import Incident
 from tests.support.factories import make_device
+from tests.support.people import person
 
 OPERATOR = Actor("operator-tanaka", "operator", "192.0.2.10")
 APPROVER = Actor("duty-officer-sato", "approver", "192.0.2.11")
@@ -57,7 +58,7 @@ def give_identity(session: Session, device: Device) -> str:
 def wipe_requested(session: Session, device: Device) -> Incident:
     give_identity(session, device)
     incident = opened(session, device)
-    hotline.request_wipe(session, incident, actor=OPERATOR, reason="盗難の疑い")
+    hotline.request_wipe(session, incident, actor=person(session, OPERATOR), reason="盗難の疑い")
     return incident
 
 
@@ -79,7 +80,7 @@ def wiped(session: Session, unit_id: int | None) -> Incident:
     device = make_device(session)
     device.org_unit_id = unit_id
     incident = wipe_requested(session, device)
-    erase = hotline.approve_wipe(session, incident, actor=APPROVER)
+    erase = hotline.approve_wipe(session, incident, actor=person(session, APPROVER))
     acknowledge(session, device, erase.uuid)
     return incident
 

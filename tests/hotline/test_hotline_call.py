@@ -24,6 +24,7 @@ from mdm.db import transaction
 from mdm.models import AuditEvent, Command, Device, EnrollmentState, Incident, IncidentStatus, WipeCertificate
 from mdm.push.certificates import import_push_certificate, read_push_certificate
 from tests.support.apple_device import SimulatedIPad
+from tests.support.people import person
 from tests.support.tools import require_tool
 
 OPERATOR = Actor("operator-tanaka", "operator", "192.0.2.10")
@@ -92,6 +93,8 @@ def _open_and_lock(app, ipad) -> tuple[int, str, bool]:
 
 def _incident(app, incident_id: int, fn, *args, **kwargs):
     with transaction(_factory(app)) as s:
+        if "actor" in kwargs:
+            kwargs["actor"] = person(s, kwargs["actor"])
         return fn(s, s.get(Incident, incident_id), *args, **kwargs)
 
 

@@ -4,6 +4,7 @@ recovery and the auto-wipe policy. Device answers go through commands.results.re
 from __future__ import annotations
 
 import plistlib
+from dataclasses import replace
 
 import pytest
 from sqlalchemy import select
@@ -16,6 +17,7 @@ from mdm.audit import Actor, verify_chain
 from mdm.models import AuditEvent, CommandStatus, EnrollmentState, IncidentStatus, WipeCertificate
 from tests.hotline.support import give_identity
 from tests.support.factories import make_device
+from tests.support.people import person
 
 OPERATOR = Actor("operator-tanaka", "operator", "192.0.2.10")
 APPROVER = Actor("duty-officer-sato", "approver", "192.0.2.11")
@@ -86,18 +88,24 @@ def test_lock_now_falls_back_to_device_lock_and_says_so(session, frozen_clock):
 
 def test_two_people_are_needed_and_reasons_are_required(session, incident):
     with pytest.raises(hotline.IncidentStateError):
-        hotline.approve_wipe(session, incident, actor=APPROVER)
-    hotline.request_wipe(session, incident, actor=OPERATOR, reason="盗難の可能性")
+        hotline.approve_wipe(session, incident, actor=person(session, APPROVER))
+    hotline.request_wipe(session, incident, actor=person(session, OPERATOR), reason="盗難の可能性")
     with pytest.raises(hotline.SamePersonError) as err:
-        hotline.approve_wipe(session, incident, actor=Actor(" Operator-Tanaka ", "approver"))
+        hotline.approve_wipe(
+            session,
+            incident,
+            actor=replace(Actor(" Operator-Tanaka ", "approver"), user_id=person(session, OPERATOR).user_id),
+        )
     assert err.value.field == "approver"
     with pytest.raises(hotline.ReasonRequired) as err:
-        hotline.reject_wipe(session, incident, actor=APPROVER, reason="  ")
+        hotline.reject_wipe(session, incident, actor=person(session, APPROVER), reason="  ")
     assert err.value.field == "reason"
-    hotline.reject_wipe(session, incident, actor=APPROVER, reason="端末の所在が判明しつつある")
+    hotline.reject_wipe(
+        session, incident, actor=person(session, APPROVER), reason="端末の所在が判明しつつある"
+    )
     assert incident.status == IncidentStatus.OPEN and incident.erase_command is None
-    hotline.request_wipe(session, incident, actor=OPERATOR)
-    command = hotline.approve_wipe(session, incident, actor=APPROVER)
+    hotline.request_wipe(session, incident, actor=person(session, OPERATOR))
+    command = hotline.approve_wipe(session, incident, actor=person(session, APPROVER))
     session.commit()
     assert command.request_type == "EraseDevice" and incident.status == IncidentStatus.WIPE_APPROVED
     assert hotline.wipe_progress(incident) == hotline.WipeProgress.NOT_DELIVERED
@@ -109,10 +117,12 @@ def test_two_people_are_needed_and_reasons_are_required(session, incident):
 
 def test_break_glass_needs_an_admin_and_a_reason_and_is_flagged(session, incident):
     with pytest.raises(hotline.BreakGlassNotAllowed):
-        hotline.break_glass_wipe(session, incident, actor=OPERATOR, reason="急ぎ")
+        hotline.break_glass_wipe(session, incident, actor=person(session, OPERATOR), reason="急ぎ")
     with pytest.raises(hotline.ReasonRequired):
-        hotline.break_glass_wipe(session, incident, actor=ADMIN, reason="")
-    command = hotline.break_glass_wipe(session, incident, actor=ADMIN, reason="患者情報を含む端末が盗難")
+        hotline.break_glass_wipe(session, incident, actor=person(session, ADMIN), reason="")
+    command = hotline.break_glass_wipe(
+        session, incident, actor=person(session, ADMIN), reason="患者情報を含む端末が盗難"
+    )
     session.commit()
     assert command.request_type == "EraseDevice" and incident.break_glass
     [step] = [s for s in incident.steps if s.action == "wipe_break_glass"]
@@ -123,8 +133,8 @@ def test_break_glass_needs_an_admin_and_a_reason_and_is_flagged(session, inciden
 
 def test_acknowledged_wipe_retires_the_device_and_fixes_the_certificate(session, incident):
     device = incident.device
-    hotline.request_wipe(session, incident, actor=OPERATOR)
-    erase = hotline.approve_wipe(session, incident, actor=APPROVER)
+    hotline.request_wipe(session, incident, actor=person(session, OPERATOR))
+    erase = hotline.approve_wipe(session, incident, actor=person(session, APPROVER))
     assert next_command(session, device, offer_not_now=True).id == erase.id
     assert hotline.wipe_progress(incident) == hotline.WipeProgress.DELIVERED
     _answer(session, device, erase)
@@ -160,8 +170,8 @@ def test_recovery_disables_lost_mode_refreshes_inventory_and_closes(session, inc
     device = incident.device
     hotline.lock_now(session, incident, actor=OPERATOR)
     _answer(session, device, next_command(session, device, offer_not_now=True))
-    hotline.request_wipe(session, incident, actor=OPERATOR)
-    erase = hotline.approve_wipe(session, incident, actor=APPROVER)
+    hotline.request_wipe(session, incident, actor=person(session, OPERATOR))
+    erase = hotline.approve_wipe(session, incident, actor=person(session, APPROVER))
     hotline.recover(session, incident, actor=OPERATOR, note="救急車内で発見")
     session.commit()
     assert incident.status == IncidentStatus.CLOSED and incident.recovered_at is not None

@@ -10,13 +10,14 @@ import commands.incidents as hotline
 from commands.wipe_certificate import certificate_for_incident, render_certificate_html
 from tests.hotline.support import APPROVER, acknowledge, wipe_requested
 from tests.support.factories import make_device
+from tests.support.people import person
 
 
 def _wiped_certificate(session: Any, platform: str) -> tuple[dict[str, Any], str]:
     device = make_device(session)
     device.platform = platform
     incident = wipe_requested(session, device)
-    erase = hotline.approve_wipe(session, incident, actor=APPROVER)
+    erase = hotline.approve_wipe(session, incident, actor=person(session, APPROVER))
     acknowledge(session, device, erase.uuid)
     certificate = certificate_for_incident(session, incident)
     assert certificate is not None

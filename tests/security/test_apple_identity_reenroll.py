@@ -27,6 +27,7 @@ from tests.security.identity_support import (
     snapshot,
 )
 from tests.support.apple_device import SimulatedIPad
+from tests.support.people import person
 from tests.support.scep_client import RENEWAL_REQ, ScepClient
 from tests.web.helpers import bearer
 from tests.web.helpers import make_token as make_api_token
@@ -89,8 +90,8 @@ def test_wiped_tablet_comes_back_into_its_unit_with_one_scan(
     ipad = enrolled_ipad(enroll_client, make_token(tree.ambulance).secret, push_topic)
     device = device_of(session, ipad.udid)
     incident = hotline.open_incident(session, device, REPORT, actor=OPERATOR)
-    hotline.request_wipe(session, incident, actor=OPERATOR, reason="盗難の疑い")
-    erase = hotline.approve_wipe(session, incident, actor=APPROVER)
+    hotline.request_wipe(session, incident, actor=person(session, OPERATOR), reason="盗難の疑い")
+    erase = hotline.approve_wipe(session, incident, actor=person(session, APPROVER))
     session.commit()
     fetched = ipad.connect(enroll_client, ipad.idle_body())
     assert fetched.status_code == 200 and erase.uuid.encode() in fetched.data
@@ -233,8 +234,8 @@ def test_renewal_30_days_before_expiry_then_a_wipe_is_certified(
 
     device = device_of(session, ipad.udid)
     incident = hotline.open_incident(session, device, REPORT, actor=OPERATOR)
-    hotline.request_wipe(session, incident, actor=OPERATOR, reason="紛失")
-    erase = hotline.approve_wipe(session, incident, actor=APPROVER)
+    hotline.request_wipe(session, incident, actor=person(session, OPERATOR), reason="紛失")
+    erase = hotline.approve_wipe(session, incident, actor=person(session, APPROVER))
     session.commit()
     assert fingerprint(renewed.identity_cert) in incident.wipe_identities
     answer = renewed.connect(enroll_client, renewed.idle_body())

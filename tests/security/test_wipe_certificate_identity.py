@@ -25,6 +25,7 @@ from tests.security.identity_support import (
     snapshot,
 )
 from tests.support.apple_device import SimulatedIPad
+from tests.support.people import person
 from tests.web.helpers import bearer
 from tests.web.helpers import make_token as make_api_token
 
@@ -36,8 +37,8 @@ REPORT = {"caller_name": "山田 太郎", "caller_unit": "中央救急隊", "cal
 def _approved_wipe(session: Session, ipad: SimulatedIPad) -> tuple[int, str]:
     device = device_of(session, ipad.udid)
     incident = hotline.open_incident(session, device, REPORT, actor=OPERATOR)
-    hotline.request_wipe(session, incident, actor=OPERATOR, reason="盗難")
-    erase = hotline.approve_wipe(session, incident, actor=APPROVER)
+    hotline.request_wipe(session, incident, actor=person(session, OPERATOR), reason="盗難")
+    erase = hotline.approve_wipe(session, incident, actor=person(session, APPROVER))
     session.commit()
     return incident.id, erase.uuid
 

@@ -12,6 +12,7 @@ import base64
 import hashlib
 import json
 import queue
+import secrets
 import threading
 import time
 from dataclasses import dataclass, field
@@ -138,14 +139,19 @@ class ReferenceAgent:
 
     # -- signed requests -----------------------------------------------------------------------
 
-    def signed_headers(self, method: str, path: str, body: bytes) -> dict[str, str]:
+    def signed_headers(
+        self, method: str, path: str, body: bytes, *, timestamp: int | None = None, nonce: str | None = None
+    ) -> dict[str, str]:
+        """Section 4: a fresh nonce per request, signed with the timestamp (now unless given)."""
         assert self.certificate is not None, "enroll first"
-        timestamp = str(int(time.time()))
-        signed = "\n".join((SCHEME, method, path, timestamp, hashlib.sha256(body).hexdigest())).encode()
+        sent = str(int(time.time()) if timestamp is None else timestamp)
+        once = nonce or secrets.token_urlsafe(16)
+        signed = "\n".join((SCHEME, method, path, sent, once, hashlib.sha256(body).hexdigest())).encode()
         signature = self.key.sign(signed, padding.PKCS1v15(), hashes.SHA256())
         return {
             "Hikeshi-Certificate": self.certificate.fingerprint(hashes.SHA256()).hex(),
-            "Hikeshi-Timestamp": timestamp,
+            "Hikeshi-Timestamp": sent,
+            "Hikeshi-Nonce": once,
             "Hikeshi-Signature": base64.b64encode(signature).decode(),
         }
 

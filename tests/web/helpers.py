@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import re
+import secrets
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -74,9 +75,42 @@ def make_user(
     return Account(user.id, user.username, password, seed)
 
 
+def token_owner(session: Session, role: str, *, org_unit_id: int | None = None) -> User:
+    """A person of its own for a test token (each token a different person unless `owner` is given)."""
+    user = User(
+        username=f"owner-{secrets.token_hex(4)}",
+        role=role,
+        org_unit_id=org_unit_id,
+        password_hash=_hash_of(PASSWORD),
+        must_change_password=False,
+        created_by="test",
+    )
+    session.add(user)
+    session.flush()
+    return user
+
+
 def make_token(
-    session: Session, role: str, *, org_unit_id: int | None = None, days: float = 30, name: str | None = None
+    session: Session,
+    role: str,
+    *,
+    org_unit_id: int | None = None,
+    days: float = 30,
+    name: str | None = None,
+    owner_id: int | None = None,
+    service_account: str | None = None,
 ) -> str:
+    """A token owned by `owner_id`, by `service_account`, or else by a fresh person with the role
+    (dispatch, not a person's role: a service account)."""
+    owner = None
+    if service_account is None and role == "dispatch" and owner_id is None:
+        service_account = f"dispatch-{secrets.token_hex(3)}"
+    if service_account is None:
+        owner = (
+            session.get(User, owner_id)
+            if owner_id is not None
+            else token_owner(session, role, org_unit_id=org_unit_id)
+        )
     _token, text = create_api_token(
         session,
         name=name or f"{role} test token",
@@ -84,6 +118,8 @@ def make_token(
         org_unit_id=org_unit_id,
         expires_at=clock.now() + timedelta(days=days),
         actor=SYSTEM,
+        owner=owner,
+        service_account=service_account,
     )
     session.commit()
     return text

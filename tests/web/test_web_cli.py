@@ -59,7 +59,13 @@ def test_user_and_token_commands(cli: Any, client: Any, tree: Any, session_facto
         user = session.scalars(select(User).where(User.username == "hotline1")).one()
         assert user.org_unit_id == tree.station_a.id and user.disabled_at is not None
 
-    token = cli("token", "create", "--name", "指令システム", "--role", "dispatch", "--days", "30")
+    # A token belongs to exactly one person or one service account.
+    assert cli("token", "create", "--name", "x", "--role", "dispatch").exit_code == 2
+    assert cli("token", "create", "--name", "x", "--role", "admin", "--owner", "nobody").exit_code == 1
+    token = cli(
+        "token", "create", "--name", "指令システム", "--role", "dispatch", "--days", "30",
+        "--service-account", "dispatch-center",
+    )  # fmt: skip
     assert token.exit_code == 0, token.output
     text = token.output.splitlines()[0]
     assert client.get("/api/v1/devices", headers=bearer(text)).status_code == 200

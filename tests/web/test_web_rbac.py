@@ -23,6 +23,7 @@ from mdm.models import Command
 from profiles.assignment import assign_profile
 from profiles.service import create_profile
 from tests.hotline.support import rbac_bodies, rbac_incidents
+from tests.support.factories import make_device
 from tests.web.helpers import bearer, make_token, make_user
 from web.rbac import ROLE_PERMISSIONS, Permission, Role
 
@@ -44,6 +45,7 @@ EXPECTED: dict[tuple[str, str], set[str] | None] = {
     ("GET", "/api/v1/devices/{device_id}"): READERS,
     ("PATCH", "/api/v1/devices/{device_id}"): ADMIN,
     ("POST", "/api/v1/devices/{device_id}/reenroll-allowance"): ADMIN,
+    ("POST", "/api/v1/devices/{device_id}/out-of-service"): ADMIN,
     ("GET", "/api/v1/devices/{device_id}/commands"): COMMAND_READERS,
     ("POST", "/api/v1/devices/{device_id}/commands"): {"admin", "operator"},
     ("GET", "/api/v1/commands"): COMMAND_READERS,
@@ -176,6 +178,9 @@ def world(app: Any, tree: Any, session_factory: Any, settings: Any) -> World:
             session, {"org_unit_id": tree.unit_a1.id, "expires_in": timedelta(days=7)}, actor=SYSTEM
         )
         incident_id, overrides = rbac_incidents(session, device_a)
+        android = make_device(session)
+        android.platform, android.org_unit_id = "android", tree.unit_a1.id
+        overrides[("POST", "/api/v1/devices/{device_id}/out-of-service")] = {"device_id": str(android.id)}
         profile = create_profile(session, SYSTEM, PROFILE_SPEC)
         assign_profile(session, settings, profile, session.merge(tree.unit_a1), actor=SYSTEM)
         mark_spare(session, session.merge(tree.device_b), actor=SYSTEM)  # device B is at station B
@@ -199,6 +204,7 @@ def world(app: Any, tree: Any, session_factory: Any, settings: Any) -> World:
         ("PATCH", "/api/v1/org-units/{unit_id}"): {"name_en": "Central Ambulance"},
         ("PATCH", "/api/v1/devices/{device_id}"): {"asset_tag": "FD-RBAC", "assigned_user": "救急3隊"},
         ("POST", "/api/v1/devices/{device_id}/reenroll-allowance"): {"hours": 4},
+        ("POST", "/api/v1/devices/{device_id}/out-of-service"): {"reason": "初期化済み・旧記録を停止"},
         ("PUT", "/api/v1/org-units/{unit_id}/incident-policy"): {"auto_wipe_after_hours": 24},
         ("POST", "/api/v1/enrollment-tokens"): {"org_unit_id": tree.unit_a1.id},
         ("POST", "/api/v1/enrollment-tokens/{enrollment_token_id}/revoke"): {},
@@ -323,7 +329,9 @@ def test_scoped_admin_cannot_reach_outside_either(
         scoped = bearer(make_token(session, "admin", org_unit_id=tree.station_a.id))
         outsider = make_user(session, settings, "outsider", "auditor", org_unit_id=tree.station_b.id)
     assert client.get(f"/api/v1/users/{outsider.user_id}", headers=scoped).status_code == 404
-    assert [u["username"] for u in client.get("/api/v1/users", headers=scoped).get_json()] == []
+    # Only the token's own owner (a scoped admin of station A) is visible.
+    listed = [u for u in client.get("/api/v1/users", headers=scoped).get_json()]
+    assert [(u["username"][:6], u["org_unit_id"]) for u in listed] == [("owner-", tree.station_a.id)]
     unscoped = client.post("/api/v1/users", headers=scoped, json={"username": "global", "role": "admin"})
     assert unscoped.status_code == 400 and "org_unit_id" in unscoped.get_json()["error"]["fields"]
     elsewhere = client.post(

@@ -59,18 +59,29 @@ def authenticate_request() -> None:
         message = {
             "expired": "the API token has expired",
             "revoked": "the API token has been revoked",
+            "owner_disabled": "the API token's owner is disabled",
+            "owner_removed": "the API token's owner no longer exists",
         }.get(check.problem or "", "the API token is not valid")
         raise ApiError(401, message, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
-    token = check.token
+    token, owner = check.token, check.owner
+    scope = scope_of(session, token.org_unit_id)
+    permissions = permissions_of(token.role)
+    if owner is not None:
+        # Never more than the person may do now: a demoted or re-scoped owner narrows the token.
+        permissions &= permissions_of(owner.role)
+        owner_scope = scope_of(session, owner.org_unit_id)
+        if owner_scope is not None:
+            scope = owner_scope if scope is None else scope & owner_scope
     principal = Principal(
         kind="token",
         id=token.id,
         name=f"{token.public_id}:{token.name}",
         role=token.role,
         org_unit_id=token.org_unit_id,
-        scope_unit_ids=scope_of(session, token.org_unit_id),
+        scope_unit_ids=scope,
         source_ip=client_ip(),
-        permissions=permissions_of(token.role),
+        permissions=permissions,
+        owner_user_id=owner.id if owner is not None else None,
     )
     if record_use(token, client_ip()):
         session.commit()

@@ -6,6 +6,7 @@ from typing import Any
 
 from commands.catalog import CommandParamsError, UnknownCommand, all_command_types, get_command_type
 from commands.queue import CommandRefused, CommandStateError, cancel_command, enqueue_command
+from enrollment.out_of_service import OutOfServiceRefused, take_out_of_service
 from mdm.appctx import db_session
 from mdm.models import Device
 from web.api.auth import current_principal
@@ -19,6 +20,7 @@ from web.api.schemas import (
     DeviceDetailSchema,
     DevicePageSchema,
     DeviceQuerySchema,
+    OutOfServiceSchema,
     PageQuerySchema,
 )
 from web.errors import ApiError, field_error
@@ -55,6 +57,25 @@ def list_devices(**filters: Any) -> Any:
 def get_device(device_id: int) -> Any:
     """One device: identity, unit, enrollment and push state, pending commands."""
     return _device_or_404(device_id)
+
+
+@blp.route(f"/devices/<{ID}:device_id>/out-of-service", methods=["POST"])
+@blp.arguments(OutOfServiceSchema)
+@blp.response(200, DeviceDetailSchema)
+@permission(Permission.DEVICE_WRITE)
+def out_of_service(body: dict[str, Any], device_id: int) -> Any:
+    """Take an enrolled Android record out of service (tablet reset without a wipe, agent lost):
+    its certificates are revoked, it becomes `unenrolled`, and the tablet may enroll again as a
+    new record. Resolves a `serial_conflict` alert. Audited with the reason."""
+    principal = current_principal()
+    device = _device_or_404(device_id)
+    session = db_session()
+    try:
+        take_out_of_service(session, device, actor=principal.actor, reason=body["reason"])
+    except OutOfServiceRefused as exc:
+        raise ApiError(exc.status, str(exc), fields={exc.field: [str(exc)]}) from exc
+    session.commit()
+    return device
 
 
 @blp.route(f"/devices/<{ID}:device_id>/commands", methods=["GET"])

@@ -60,8 +60,10 @@ def _domain_errors() -> Iterator[None]:
     """The hotline's domain refusals as clear 4xx answers naming the field."""
     try:
         yield
-    except hotline.SamePersonError as exc:
+    except (hotline.SamePersonError, hotline.PersonRequired) as exc:
         raise ApiError(403, str(exc), code="two_person_rule", fields=exc.fields) from exc
+    except hotline.RequesterUnknown as exc:
+        raise ApiError(409, str(exc), code="two_person_rule", fields=exc.fields) from exc
     except hotline.BreakGlassNotAllowed as exc:
         raise ApiError(403, str(exc), code="break_glass_admin_only", fields=exc.fields) from exc
     except hotline.IncidentStateError as exc:

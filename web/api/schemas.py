@@ -433,12 +433,22 @@ class PasswordResetSchema(Schema):
 # -- API tokens ---------------------------------------------------------------------------------
 
 
+class OutOfServiceSchema(Schema):
+    reason = Text(required=True, validate=validate.Length(min=1, max=500))
+
+
 class ApiTokenSchema(Schema):
     id = fields.String(required=True, attribute="public_id")
     name = fields.String(required=True)
     role = fields.String(required=True)
     org_unit_id = fields.Integer(allow_none=True, required=True)
     created_by = fields.String(required=True)
+    owner_user_id = fields.Integer(
+        allow_none=True, required=True, metadata={"description": "the person the token answers for"}
+    )
+    service_account = fields.String(
+        allow_none=True, required=True, metadata={"description": "or the service account it belongs to"}
+    )
     created_at = fields.DateTime(required=True)
     expires_at = fields.DateTime(required=True)
     revoked_at = fields.DateTime(allow_none=True, required=True)
@@ -450,6 +460,15 @@ class ApiTokenCreateSchema(Schema):
     role = fields.String(required=True, validate=validate.OneOf([r.value for r in TOKEN_ROLES]))
     org_unit_id = Id(allow_none=True, load_default=None)
     expires_in_days = fields.Integer(load_default=90, strict=True, validate=validate.Range(min=1, max=730))
+    service_account = Text(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Regexp(r"^[a-z0-9][a-z0-9._-]{1,63}$"),
+        metadata={
+            "description": "a token for this named service account (a dispatch system) instead of "
+            "for yourself; a service account can never request, approve or reject a wipe"
+        },
+    )
 
 
 class ApiTokenCreatedSchema(ApiTokenSchema):

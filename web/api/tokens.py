@@ -7,7 +7,7 @@ from typing import Any
 
 from mdm import clock
 from mdm.appctx import db_session
-from mdm.models import ApiToken
+from mdm.models import ApiToken, User
 from web.api.auth import current_principal
 from web.api.base import ApiBlueprint, Extended, permission
 from web.api.schemas import ApiTokenCreatedSchema, ApiTokenCreateSchema, ApiTokenSchema
@@ -40,10 +40,17 @@ def list_tokens() -> Any:
 @blp.response(201, ApiTokenCreatedSchema)
 @permission(Permission.APITOKEN_WRITE)
 def create(body: dict[str, Any]) -> Any:
-    """Create a token with a role, an optional unit scope and an expiry."""
+    """Create a token with a role, an optional unit scope and an expiry. It belongs to you (works
+    while your account is enabled, never beyond your own role) unless `service_account` names the
+    system it is for."""
     principal = current_principal()
     check_unit_assignable(principal, body["org_unit_id"])
     session = db_session()
+    service_account = body.get("service_account")
+    # A token belongs to the person who creates it (the owner of the calling token).
+    owner = None
+    if service_account is None and principal.person_id is not None:
+        owner = session.get(User, principal.person_id)
     try:
         token, text = create_api_token(
             session,
@@ -52,6 +59,8 @@ def create(body: dict[str, Any]) -> Any:
             org_unit_id=body["org_unit_id"],
             expires_at=clock.now() + timedelta(days=body["expires_in_days"]),
             actor=principal.actor,
+            owner=owner,
+            service_account=service_account,
         )
     except ApiTokenError as exc:
         raise ApiError(400, f"{exc.field}: {exc}", fields={exc.field: [str(exc)]}) from exc

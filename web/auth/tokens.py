@@ -2,12 +2,18 @@
 
 The secret has 256 bits of entropy, so a fast hash is enough (no brute force to slow down),
 and looking a token up costs one indexed query per API request.
+
+Every token answers for a person (its owner, who created it) or for a named service account (the
+dispatch systems). A person's token works only while that person exists and is enabled, and never
+with more permissions than the person's own role; a service account is nobody in the two-person
+wipe rule.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -17,13 +23,14 @@ from sqlalchemy.orm import Session
 
 from mdm import clock
 from mdm.audit import Actor, record_event
-from mdm.models.user import ApiToken
-from web.rbac import TOKEN_ROLES
+from mdm.models.user import ApiToken, User
+from web.rbac import TOKEN_ROLES, permissions_of
 
 PREFIX = "hks"
 MAX_LIFETIME = timedelta(days=730)
 # last_used_at is written at most this often per token.
 USE_RECORD_INTERVAL = timedelta(seconds=60)
+SERVICE_ACCOUNT_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
 
 
 class ApiTokenError(ValueError):
@@ -44,10 +51,24 @@ def create_api_token(
     org_unit_id: int | None,
     expires_at: datetime,
     actor: Actor,
+    owner: User | None = None,
+    service_account: str | None = None,
 ) -> tuple[ApiToken, str]:
-    """Create a token; returns the row and the token text, which is never available again."""
+    """Create a token for `owner` (a person) or for `service_account` (exactly one of them);
+    returns the row and the token text, which is never available again."""
     if role not in {r.value for r in TOKEN_ROLES}:
         raise ApiTokenError("role", f"unknown role {role!r}")
+    if (owner is None) == (service_account is None):
+        raise ApiTokenError("owner", "a token belongs to exactly one person or one service account")
+    if owner is not None:
+        if owner.disabled:
+            raise ApiTokenError("owner", f"user {owner.username} is disabled")
+        if not permissions_of(role) <= permissions_of(owner.role):
+            raise ApiTokenError("role", f"a {owner.role} cannot own a token with the role {role}")
+    if service_account is not None and not SERVICE_ACCOUNT_NAME.match(service_account):
+        raise ApiTokenError(
+            "service_account", "2 to 64 characters: lower-case letters, digits, '.', '_' or '-'"
+        )
     now = clock.now()
     if expires_at <= now:
         raise ApiTokenError("expires_at", "must be in the future")
@@ -62,6 +83,8 @@ def create_api_token(
         role=role,
         org_unit_id=org_unit_id,
         created_by=actor.name,
+        owner_user_id=owner.id if owner is not None else None,
+        service_account=service_account,
         created_at=now,
         expires_at=expires_at,
     )
@@ -73,7 +96,15 @@ def create_api_token(
         "api_token.created",
         "api_token",
         public_id,
-        {"name": name, "role": role, "org_unit_id": org_unit_id, "expires_at": expires_at.isoformat()},
+        {
+            "name": name,
+            "role": role,
+            "org_unit_id": org_unit_id,
+            "expires_at": expires_at.isoformat(),
+            "owner_user_id": token.owner_user_id,
+            "owner": owner.username if owner is not None else None,
+            "service_account": service_account,
+        },
     )
     return token, plaintext
 
@@ -81,7 +112,9 @@ def create_api_token(
 @dataclass(frozen=True)
 class TokenCheck:
     token: ApiToken | None
-    problem: str | None = None  # "malformed", "unknown", "revoked", "expired"
+    # "malformed", "unknown", "revoked", "expired", "owner_disabled", "owner_removed"
+    problem: str | None = None
+    owner: User | None = None
 
 
 def authenticate_api_token(session: Session, presented: str) -> TokenCheck:
@@ -95,7 +128,15 @@ def authenticate_api_token(session: Session, presented: str) -> TokenCheck:
         return TokenCheck(None, "revoked")
     if token.expires_at <= clock.now():
         return TokenCheck(None, "expired")
-    return TokenCheck(token)
+    if token.service_account is not None and token.owner_user_id is None:
+        return TokenCheck(token)
+    # Checked on every request: disabling or removing the person stops their tokens at once.
+    owner = session.get(User, token.owner_user_id) if token.owner_user_id is not None else None
+    if owner is None:
+        return TokenCheck(None, "owner_removed")
+    if owner.disabled:
+        return TokenCheck(None, "owner_disabled")
+    return TokenCheck(token, owner=owner)
 
 
 def record_use(token: ApiToken, source_ip: str | None) -> bool:

@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from commands.catalog import CommandParamsError, UnknownCommand, all_command_types, get_command_type
 from commands.queue import CommandRefused, CommandStateError, cancel_command, enqueue_command
+from enrollment.out_of_service import OutOfServiceRefused, take_out_of_service
 from mdm import clock
 from mdm.appctx import db_session, settings
 from mdm.devices import MAX_REENROLL_HOURS, allow_reenroll
@@ -452,4 +453,28 @@ def device_reenroll(device_id: int) -> Response:
     allow_reenroll(session, found, hours=data["hours"], actor=principal.actor)
     session.commit()
     flash(_("Re-enrollment allowed for %(n)d hours.", n=data["hours"]), "ok")
+    return back  # type: ignore[return-value]
+
+
+@bp.route("/devices/<int:device_id>/out-of-service", methods=["POST"])
+@needs(Permission.DEVICE_WRITE)
+def device_out_of_service(device_id: int) -> Response:
+    """Take an enrolled Android record out of service (a serial_conflict alert), with a reason."""
+    principal = current_principal()
+    session = db_session()
+    found = visible_device(session, principal, device_id)
+    if found is None:
+        abort(404)
+    back = redirect(url_for("console.device", device_id=device_id))
+    try:
+        take_out_of_service(session, found, actor=principal.actor, reason=request.form.get("reason"))
+    except OutOfServiceRefused as exc:
+        session.rollback()
+        if exc.field == "reason":
+            flash(_("A reason is required."), "error")
+        else:
+            flash(_("Not possible: %(message)s", message=str(exc)), "error")
+        return back  # type: ignore[return-value]
+    session.commit()
+    flash(_("The record is out of service; its certificates are revoked. The tablet may enroll again."), "ok")
     return back  # type: ignore[return-value]

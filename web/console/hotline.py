@@ -228,6 +228,8 @@ def _report(form: Any) -> dict[str, Any]:
 def _flash_error(exc: Exception) -> None:
     if isinstance(exc, hotline.SamePersonError):
         flash(_("The person who requested the wipe cannot approve it. A second person must decide."), "error")
+    elif isinstance(exc, hotline.RequesterUnknown):
+        flash(_("The person who requested this wipe is not known. Reject it and request it again."), "error")
     elif isinstance(exc, hotline.BreakGlassNotAllowed):
         flash(_("Only an administrator may break glass."), "error")
     elif isinstance(exc, hotline.ReasonRequired):

@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import Response, abort, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
+from sqlalchemy import select
 
 from mdm import clock
 from mdm.appctx import db_session
@@ -217,12 +218,17 @@ def user_action(user_id: int, action: str) -> Response | str:
 # -- API tokens ---------------------------------------------------------------------------------
 
 
+def _token_owners(session: Any) -> dict[int, str]:
+    return {user.id: user.username for user in session.scalars(select(User))}
+
+
 def _tokens_page(errors: dict[str, list[str]] | None = None, form: dict[str, Any] | None = None) -> str:
     principal = current_principal()
     session = db_session()
     return render_template(
         "console/api_tokens.html",
         tokens=visible_api_tokens(session, principal),
+        owners=_token_owners(session),
         units=visible_units(session, principal),
         roles=TOKEN_ROLES,
         now=clock.now(),
@@ -246,6 +252,7 @@ def api_token_create() -> str:
     errors = errors or _unit_error(principal, data.get("org_unit_id"))
     if errors:
         return _tokens_page(errors, dict(request.form))
+    service_account = data.get("service_account") or None
     try:
         token, text = create_api_token(
             session,
@@ -254,6 +261,9 @@ def api_token_create() -> str:
             org_unit_id=data.get("org_unit_id"),
             expires_at=clock.now() + timedelta(days=data["expires_in_days"]),
             actor=principal.actor,
+            # A token belongs to the person who creates it, unless it is for a service account.
+            owner=None if service_account else session.get(User, principal.id),
+            service_account=service_account,
         )
     except ApiTokenError as exc:
         session.rollback()
