@@ -153,15 +153,19 @@ def profile_missing_or_outdated(state: DeviceState) -> list[Violation]:
     if state.expected_profiles is None or state.facts is None or state.facts.profiles_at is None:
         return []
     installed = {p.identifier: p for p in state.profiles}
+    listed_at = state.facts.profiles_at
     found = []
     for expected in state.expected_profiles:
+        if expected.acknowledged_at is not None and listed_at <= expected.acknowledged_at:
+            continue  # the last ProfileList predates the install: it cannot judge it
         have = installed.get(expected.identifier)
+        name = expected.name or expected.identifier
         if have is None:
             found.append(
                 Violation(
                     expected.identifier,
                     Severity.WARNING,
-                    f"Profile missing: {expected.name or expected.identifier}",
+                    f"構成プロファイル未インストール: {name} / Profile missing: {name}",
                     {"identifier": expected.identifier, "reason": "missing"},
                 )
             )
@@ -170,7 +174,7 @@ def profile_missing_or_outdated(state: DeviceState) -> list[Violation]:
                 Violation(
                     expected.identifier,
                     Severity.WARNING,
-                    f"Profile outdated: {expected.name or expected.identifier}",
+                    f"構成プロファイルが旧版: {name} / Profile outdated: {name}",
                     {
                         "identifier": expected.identifier,
                         "reason": "outdated",
