@@ -8,13 +8,20 @@ chain to a trusted device CA and be valid now. Binding it to a UDID is the servi
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from cryptography import x509
 from flask import Request
 from sqlalchemy.orm import Session
 
 from mdm import clock
 from mdm.apple.client_cert import parse_proxy_certificate
-from mdm.apple.signature import SignatureError, verify_chain, verify_mdm_signature
+from mdm.apple.signature import (
+    SignatureError,
+    verify_chain,
+    verify_mdm_signature,
+    verify_mdm_signature_streamed,
+)
 from mdm.apple.trust import trusted_device_cas
 from mdm.config import Settings
 
@@ -32,6 +39,26 @@ def request_certificate(
             cert = verify_mdm_signature(signature, body)
         elif settings.client_cert_header and request.headers.get(settings.client_cert_header):
             cert = parse_proxy_certificate(request.headers[settings.client_cert_header])
+        else:
+            raise Unauthenticated("no Mdm-Signature header and no client certificate")
+        verify_chain(cert, trusted_device_cas(session, settings), clock.now())
+    except SignatureError as exc:
+        raise Unauthenticated(str(exc)) from exc
+    return cert
+
+
+def streamed_request_certificate(
+    request: Request, chunks: Iterable[bytes], session: Session, settings: Settings
+) -> x509.Certificate:
+    """As `request_certificate`, for a body read as a stream; `chunks` is read to its end."""
+    signature = request.headers.get("Mdm-Signature")
+    try:
+        if signature:
+            cert = verify_mdm_signature_streamed(signature, chunks)
+        elif settings.client_cert_header and request.headers.get(settings.client_cert_header):
+            cert = parse_proxy_certificate(request.headers[settings.client_cert_header])
+            for _chunk in chunks:
+                pass  # the TLS peer sent it all; read it to learn what it answers
         else:
             raise Unauthenticated("no Mdm-Signature header and no client certificate")
         verify_chain(cert, trusted_device_cas(session, settings), clock.now())

@@ -295,6 +295,12 @@ class CommandSchema(Schema):
     expires_at = fields.DateTime(allow_none=True, required=True)
     delivery_count = fields.Integer(required=True)
     error_chain = fields.List(fields.Raw(), allow_none=True, required=True)
+    failed_at = fields.DateTime(allow_none=True, required=True)
+    failure_reason = fields.String(
+        allow_none=True,
+        required=True,
+        metadata={"description": "why the device's answer was not accepted (status failed)"},
+    )
 
 
 class CommandPageSchema(PageSchema):
