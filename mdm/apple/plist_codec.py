@@ -34,7 +34,7 @@ _APPLE_DOCTYPE = re.compile(
 _XML_DECLARATION = re.compile(rb"<\?xml\b([^>]*?)\?>")
 _DECLARED_ENCODING = re.compile(rb"""\bencoding\s*=\s*["']([^"']*)["']""")
 _DOCTYPE_WORD = re.compile(rb"\s*doctype", re.IGNORECASE)
-_UTF8_CHUNK = 1024 * 1024
+_UTF8_CHUNK = 64 * 1024
 
 
 class PlistError(ValueError):
