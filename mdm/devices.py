@@ -169,6 +169,8 @@ def _apply_facts(device: Device, message: dict[str, Any]) -> None:
         ("OSVersion", "os_version", 32),
         ("BuildVersion", "build_version", 32),
         ("Topic", "topic", 255),
+        ("IMEI", "imei", 32),
+        ("MEID", "meid", 32),
     ):
         value = message.get(key)
         if isinstance(value, str) and value:

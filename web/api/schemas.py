@@ -204,6 +204,12 @@ class CertificateSummarySchema(Schema):
 
 class DeviceDetailSchema(DeviceSchema):
     build_version = fields.String(allow_none=True, required=True)
+    imei = fields.String(
+        allow_none=True, required=True, metadata={"description": "from Authenticate or DeviceInformation"}
+    )
+    meid = fields.String(
+        allow_none=True, required=True, metadata={"description": "from Authenticate or DeviceInformation"}
+    )
     created_at = fields.DateTime(required=True)
     unenrolled_at = fields.DateTime(allow_none=True, required=True)
     topic = fields.String(allow_none=True, required=True)

@@ -85,6 +85,7 @@ CHANGES = {
     "certificate_added": _l("Certificate added"),
     "certificate_removed": _l("Certificate removed"),
     "passcode_changed": _l("Passcode changed"),
+    "device_info_changed": _l("Device information changed"),
 }
 UNAUTHORIZED_REASONS = {
     "blocked": _l("on the block list"),
