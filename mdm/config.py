@@ -58,6 +58,11 @@ class Settings:
     device_ca_file: str | None = None
     client_cert_header: str | None = None
     max_device_body_bytes: int = 1024 * 1024
+    # /mdm/connect: answers up to the first limit are verified, parsed and stored; larger ones up
+    # to the second are only streamed through the signature check, so that a verified device's
+    # command can be failed instead of being offered again forever (see mdm/apple/answers.py).
+    max_command_answer_bytes: int = 32 * 1024 * 1024
+    max_command_answer_read_bytes: int = 256 * 1024 * 1024
     command_expiry_days: int = 7
     push_enabled: bool = True
     # Console sessions end after this much inactivity, and in any case after session_max_hours.
@@ -140,6 +145,8 @@ class Settings:
             device_ca_file=_env("HIKESHI_DEVICE_CA_FILE"),
             client_cert_header=_env("HIKESHI_CLIENT_CERT_HEADER"),
             max_device_body_bytes=_env_int("HIKESHI_MAX_DEVICE_BODY", 1024 * 1024),
+            max_command_answer_bytes=_env_int("HIKESHI_MAX_COMMAND_ANSWER", 32 * 1024 * 1024),
+            max_command_answer_read_bytes=_env_int("HIKESHI_MAX_COMMAND_ANSWER_READ", 256 * 1024 * 1024),
             command_expiry_days=_env_int("HIKESHI_COMMAND_EXPIRY_DAYS", 7),
             push_enabled=(_env("HIKESHI_PUSH_ENABLED", "1") or "1") not in ("0", "false", "no"),
             session_idle_minutes=_env_int("HIKESHI_SESSION_IDLE_MINUTES", 30),

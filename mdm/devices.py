@@ -445,6 +445,8 @@ def _apply_facts(device: Device, message: dict[str, Any]) -> None:
         ("OSVersion", "os_version", 32),
         ("BuildVersion", "build_version", 32),
         ("Topic", "topic", 255),
+        ("IMEI", "imei", 32),
+        ("MEID", "meid", 32),
     ):
         value = message.get(key)
         if isinstance(value, str) and value:
@@ -516,3 +518,17 @@ def check_out(session: Session, device: Device, raw: bytes, source_ip: str | Non
 
 def touch(device: Device) -> None:
     device.last_seen_at = clock.now()
+
+
+def device_for_identity(session: Session, identity: PresentedIdentity) -> Device:
+    """The device an authenticated MDM identity is bound to, for a request whose body cannot be
+    read for its UDID (an answer too large to parse). Never matched by anything the body claims."""
+    row = mdm_identity_row(session, identity)
+    device = session.get(Device, row.device_id) if row is not None and row.device_id is not None else None
+    if row is None or device is None:
+        raise DeviceIdentityError("certificate is not bound to a device")
+    if row.purpose != IdentityPurpose.MDM_IDENTITY:
+        raise IdentityRefused(f"a {row.purpose} certificate is not an MDM identity")
+    if device.enrollment_state == EnrollmentState.RETIRED:
+        raise IdentityRefused("the device was wiped; it must enroll again")
+    return device

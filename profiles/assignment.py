@@ -454,6 +454,8 @@ def install_answered(session: Session, command: Command, report: dict[str, Any])
         return
     if command.status == CommandStatus.ACKNOWLEDGED:
         state.installed_version = state.pending_version
+        state.install_acknowledged_at = clock.now()
+        state.first_confirmed_at = state.first_confirmed_at or state.install_acknowledged_at
         state.last_error = None
     else:
         state.last_error = _error_text(report)

@@ -73,6 +73,8 @@ def compare_profile_list(session: Session, device: Device, items: list[dict[str,
         state.installed_version = (
             None if item is None or profile is None else installed_version(profile, item.get("PayloadUUID"))
         )
+        if state.installed_version is not None and state.first_confirmed_at is None:
+            state.first_confirmed_at = now
         state.last_verified_at = now
         state.updated_at = now
     for identifier, item in reported.items():
@@ -82,12 +84,14 @@ def compare_profile_list(session: Session, device: Device, items: list[dict[str,
         if profile is not None:
             # A Hikeshi profile the device has but no longer should (or not yet tracked): the
             # reconciliation below removes it unless it is desired.
+            version = installed_version(profile, item.get("PayloadUUID"))
             session.add(
                 DeviceProfileState(
                     device_id=device.id,
                     identifier=identifier,
                     profile_id=profile.id,
-                    installed_version=installed_version(profile, item.get("PayloadUUID")),
+                    installed_version=version,
+                    first_confirmed_at=now if version is not None else None,
                     last_verified_at=now,
                     updated_at=now,
                 )

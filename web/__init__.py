@@ -32,6 +32,7 @@ def init_web(app: Flask) -> None:
     console.init_app(app)
     app.jinja_env.globals.update(
         status_label=labels.status_label,
+        failure_label=labels.failure_label,
         enrollment_label=labels.enrollment_label,
         role_label=labels.role_label,
         token_state_label=labels.token_state_label,

@@ -9,6 +9,8 @@ the service's job (mdm.devices), after the body has been authenticated.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from flask import Request
@@ -16,7 +18,12 @@ from sqlalchemy.orm import Session
 
 from mdm import clock
 from mdm.apple.client_cert import parse_proxy_certificate
-from mdm.apple.signature import SignatureError, verify_chain, verify_mdm_signature
+from mdm.apple.signature import (
+    SignatureError,
+    verify_chain,
+    verify_mdm_signature,
+    verify_mdm_signature_streamed,
+)
 from mdm.apple.trust import builtin_cas, trusted_device_cas
 from mdm.config import Settings
 from mdm.devices import PresentedIdentity
@@ -51,3 +58,23 @@ def _issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
     except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
         return False
     return True
+
+
+def streamed_request_identity(
+    request: Request, chunks: Iterable[bytes], session: Session, settings: Settings
+) -> PresentedIdentity:
+    """As `request_identity`, for a body read as a stream; `chunks` is read to its end."""
+    signature = request.headers.get("Mdm-Signature")
+    try:
+        if signature:
+            cert = verify_mdm_signature_streamed(signature, chunks)
+        elif settings.client_cert_header and request.headers.get(settings.client_cert_header):
+            cert = parse_proxy_certificate(request.headers[settings.client_cert_header])
+            for _chunk in chunks:
+                pass  # the TLS peer sent it all; read it to learn what it answers
+        else:
+            raise Unauthenticated("no Mdm-Signature header and no client certificate")
+        verify_chain(cert, trusted_device_cas(session, settings), clock.now())
+    except SignatureError as exc:
+        raise Unauthenticated(str(exc)) from exc
+    return PresentedIdentity(cert, any(_issued_by(cert, ca) for ca in builtin_cas(session, settings)))

@@ -10,8 +10,9 @@ from commands import queue, results
 from commands.catalog import DeliveryContext, get_command_type
 from mdm import devices
 from mdm.appctx import client_ip, db_session, settings
+from mdm.apple.answers import oversized_answer
 from mdm.apple.auth import Unauthenticated, request_identity
-from mdm.apple.http import plain, read_body
+from mdm.apple.http import OversizedBody, plain, read_answer
 from mdm.apple.plist_codec import BodyTooLarge, PlistError, decode_message, encode_command
 
 log = logging.getLogger(__name__)
@@ -23,9 +24,11 @@ def connect() -> Response:
     conf = settings()
     session = db_session()
     try:
-        body = read_body(request, conf.max_device_body_bytes)
+        body = read_answer(request, conf.max_command_answer_bytes, conf.max_command_answer_read_bytes)
+        if isinstance(body, OversizedBody):
+            return oversized_answer(session, body, conf)
         identity = request_identity(request, body, session, conf)
-        report = decode_message(body, conf.max_device_body_bytes)
+        report = decode_message(body, conf.max_command_answer_bytes)
         # A user channel's Idle must never be handed the device channel's queue.
         devices.refuse_user_channel(report)
         udid = devices.require_string(report, "UDID", 128)

@@ -9,6 +9,7 @@ shared or cyclic structure cannot blow up whatever later walks the result.
 
 from __future__ import annotations
 
+import codecs
 import plistlib
 import re
 from collections.abc import Mapping
@@ -21,18 +22,19 @@ DEFAULT_MAX_BYTES = 1024 * 1024
 MAX_DEPTH = 64
 
 _BINARY_MAGIC = b"bplist00"
-_UTF8_BOM = "\ufeff"
+_UTF8_BOM_BYTES = b"\xef\xbb\xbf"
 
 # The only DOCTYPE a device (or plistlib, or Apple's CFPropertyList) writes. The older public id
 # "Apple Computer" is still emitted by some Apple tools. No internal subset can match: the closing
 # ">" must follow the system literal.
 _APPLE_DOCTYPE = re.compile(
-    r'<!DOCTYPE\s+plist\s+PUBLIC\s+"-//Apple(?: Computer)?//DTD PLIST 1\.0//EN"\s+'
-    r'"http://www\.apple\.com/DTDs/PropertyList-1\.0\.dtd"\s*>'
+    rb'<!DOCTYPE\s+plist\s+PUBLIC\s+"-//Apple(?: Computer)?//DTD PLIST 1\.0//EN"\s+'
+    rb'"http://www\.apple\.com/DTDs/PropertyList-1\.0\.dtd"\s*>'
 )
-_XML_DECLARATION = re.compile(r"<\?xml\b([^>]*?)\?>")
-_DECLARED_ENCODING = re.compile(r"""\bencoding\s*=\s*["']([^"']*)["']""")
-_DOCTYPE_WORD = re.compile(r"\s*doctype", re.IGNORECASE)
+_XML_DECLARATION = re.compile(rb"<\?xml\b([^>]*?)\?>")
+_DECLARED_ENCODING = re.compile(rb"""\bencoding\s*=\s*["']([^"']*)["']""")
+_DOCTYPE_WORD = re.compile(rb"\s*doctype", re.IGNORECASE)
+_UTF8_CHUNK = 64 * 1024
 
 
 class PlistError(ValueError):
@@ -59,7 +61,8 @@ def decode_message(body: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> dict[str,
         raise MalformedPlist("body must be bytes")
     if len(body) > max_bytes:
         raise BodyTooLarge(f"body of {len(body)} bytes exceeds the limit of {max_bytes} bytes")
-    body = bytes(body)
+    if not isinstance(body, bytes):
+        body = bytes(body)
     if not body:
         raise MalformedPlist("empty body")
 
@@ -94,35 +97,48 @@ def encode_command(command_uuid: str, request_type: str, params: Mapping[str, An
 
 
 def _check_xml_is_safe(body: bytes) -> None:
-    # Decoding ourselves and pinning the declared encoding to UTF-8 means the scan below sees the
-    # same characters expat will: a UTF-16 or EBCDIC body could otherwise hide a DOCTYPE from it.
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise MalformedPlist("XML property list must be UTF-8") from exc
-    text = text.removeprefix(_UTF8_BOM)
+    # Scanned as bytes, never decoded whole: a command answer can be tens of MiB, and a decoded
+    # copy (up to four bytes a character) plus slices of it would multiply that. In UTF-8 the
+    # ASCII bytes of "<!" never occur inside another character, so the scan sees what expat sees
+    # once the body is known to be UTF-8. Pinning UTF-8 keeps a UTF-16 or EBCDIC body from
+    # hiding a DOCTYPE: XML forbids U+0000, and UTF-16/32 markup always carries NUL bytes.
+    if b"\x00" in body:
+        raise MalformedPlist("XML property list must be UTF-8")
+    _check_utf8(body)
+    start = len(_UTF8_BOM_BYTES) if body.startswith(_UTF8_BOM_BYTES) else 0
 
-    declaration = _XML_DECLARATION.match(text)
+    declaration = _XML_DECLARATION.match(body, start)
     if declaration is not None:
         encoding = _DECLARED_ENCODING.search(declaration.group(1))
-        if encoding is not None and encoding.group(1).strip().lower().replace("_", "-") not in {
-            "utf-8",
-            "utf8",
+        if encoding is not None and encoding.group(1).strip().lower().replace(b"_", b"-") not in {
+            b"utf-8",
+            b"utf8",
         }:
             raise MalformedPlist("XML property list must declare UTF-8 encoding")
 
     doctypes = 0
-    for found in re.finditer("<!", text):
-        rest = text[found.end() :]
-        if rest.startswith("--") or rest.startswith("[CDATA["):
+    for found in re.finditer(b"<!", body):
+        after = found.end()
+        if body.startswith(b"--", after) or body.startswith(b"[CDATA[", after):
             continue
-        if _DOCTYPE_WORD.match(rest) and _APPLE_DOCTYPE.match(text, found.start()):
+        if _DOCTYPE_WORD.match(body, after) and _APPLE_DOCTYPE.match(body, found.start()):
             doctypes += 1
             if doctypes > 1:
                 raise UnsafePlist("more than one DOCTYPE declaration")
             continue
         # <!ENTITY, <!ELEMENT, <!ATTLIST, a foreign DOCTYPE or one with an internal subset.
         raise UnsafePlist("XML property list contains a DOCTYPE or declaration that is not allowed")
+
+
+def _check_utf8(body: bytes) -> None:
+    """Refuse a body that is not UTF-8, decoding a chunk at a time (nothing kept)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    view = memoryview(body)
+    try:
+        for offset in range(0, len(view), _UTF8_CHUNK):
+            decoder.decode(view[offset : offset + _UTF8_CHUNK], final=offset + _UTF8_CHUNK >= len(view))
+    except UnicodeDecodeError as exc:
+        raise MalformedPlist("XML property list must be UTF-8") from exc
 
 
 _SCALARS = (str, bytes, bool, int, float, datetime)

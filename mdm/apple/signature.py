@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from asn1crypto import cms
@@ -23,6 +23,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 # A CMS blob with the signer certificate (and perhaps a chain) is a few KiB; the cap keeps a
 # hostile header from feeding megabytes to the ASN.1 parser.
@@ -85,6 +86,44 @@ def verify_mdm_signature(header_value: str, body: bytes) -> x509.Certificate:
         raise SignatureError("Mdm-Signature is not a well-formed CMS SignedData") from exc
 
     _verify_signature(certificate, signature_oid, digest_name, signature, signed_bytes)
+    return certificate
+
+
+def verify_mdm_signature_streamed(header_value: str, chunks: Iterable[bytes]) -> x509.Certificate:
+    """As `verify_mdm_signature`, for a body too large to hold: hashed chunk by chunk as read.
+
+    Only a detached signature qualifies (one carrying the content would itself be the body)."""
+    der = _decode_header(header_value)
+    try:
+        signed_data = _load_signed_data(der)
+        signer_info = _single_signer(signed_data)
+        content = signed_data["encap_content_info"]["content"]
+        if signed_data["encap_content_info"]["content_type"].native != "data":
+            raise SignatureError("Mdm-Signature does not sign plain data")
+        if not (isinstance(content, asn1.Void) or content.native is None):
+            raise SignatureError("Mdm-Signature over a large body must be detached")
+        certificate = _signer_certificate(signed_data, signer_info)
+        digest_name = signer_info["digest_algorithm"]["algorithm"].native
+        signature_oid = signer_info["signature_algorithm"]["algorithm"].dotted
+        signature = signer_info["signature"].native
+        signed_attrs = signer_info["signed_attrs"]
+        has_signed_attrs = not isinstance(signed_attrs, asn1.Void)
+    except SignatureError:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError) as exc:
+        raise SignatureError("Mdm-Signature is not a well-formed CMS SignedData") from exc
+    hasher = hashes.Hash(_digest_algorithm(digest_name))
+    for chunk in chunks:
+        hasher.update(chunk)
+    body_digest = hasher.finalize()
+    if has_signed_attrs:
+        try:
+            signed_bytes = _checked_signed_attributes(signed_attrs, body_digest)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError) as exc:
+            raise SignatureError("Mdm-Signature is not a well-formed CMS SignedData") from exc
+        _verify_signature(certificate, signature_oid, digest_name, signature, signed_bytes)
+    else:
+        _verify_signature(certificate, signature_oid, digest_name, signature, body_digest, prehashed=True)
     return certificate
 
 
@@ -188,7 +227,12 @@ def _signer_certificate(signed_data: cms.SignedData, signer_info: cms.SignerInfo
 
 def _signed_attributes_der(signed_attrs: cms.CMSAttributes, body: bytes, digest_name: str) -> bytes:
     """The bytes the signature covers (RFC 5652 §5.4), after checking the mandatory attributes."""
-    digest_algorithm = _digest_algorithm(digest_name)
+    digest = hashes.Hash(_digest_algorithm(digest_name))
+    digest.update(body)
+    return _checked_signed_attributes(signed_attrs, digest.finalize())
+
+
+def _checked_signed_attributes(signed_attrs: cms.CMSAttributes, body_digest: bytes) -> bytes:
     content_types = []
     message_digests = []
     for attribute in signed_attrs:
@@ -202,9 +246,7 @@ def _signed_attributes_der(signed_attrs: cms.CMSAttributes, body: bytes, digest_
         raise SignatureError("Mdm-Signature signed attributes must name the content type data once")
     if len(message_digests) != 1:
         raise SignatureError("Mdm-Signature signed attributes must carry exactly one message digest")
-    digest = hashes.Hash(digest_algorithm)
-    digest.update(body)
-    if not hmac.compare_digest(digest.finalize(), message_digests[0]):
+    if not hmac.compare_digest(body_digest, message_digests[0]):
         raise SignatureError("Mdm-Signature does not match the body")
     # The signature covers the attributes as an explicit SET OF, not the [0] IMPLICIT tag they are
     # stored under; untag() keeps the received content octets, so re-encoding cannot alter them.
@@ -219,9 +261,17 @@ def _digest_algorithm(name: str) -> hashes.HashAlgorithm:
 
 
 def _verify_signature(
-    certificate: x509.Certificate, signature_oid: str, digest_name: str, signature: bytes, signed: bytes
+    certificate: x509.Certificate,
+    signature_oid: str,
+    digest_name: str,
+    signature: bytes,
+    signed: bytes,
+    *,
+    prehashed: bool = False,
 ) -> None:
+    """`prehashed`: `signed` is already the digest of the signed bytes."""
     digest_algorithm = _digest_algorithm(digest_name)
+    chosen: hashes.HashAlgorithm | Prehashed = Prehashed(digest_algorithm) if prehashed else digest_algorithm
     key_type, named_hash = _SIGNATURE_ALGORITHMS.get(signature_oid, (None, None))
     if key_type is None:
         raise SignatureError("Mdm-Signature uses an unsupported signature algorithm")
@@ -233,9 +283,9 @@ def _verify_signature(
         raise SignatureError("signer certificate has an unusable public key") from exc
     try:
         if key_type == "rsa" and isinstance(public_key, rsa.RSAPublicKey):
-            public_key.verify(signature, signed, padding.PKCS1v15(), digest_algorithm)
+            public_key.verify(signature, signed, padding.PKCS1v15(), chosen)
         elif key_type == "ec" and isinstance(public_key, ec.EllipticCurvePublicKey):
-            public_key.verify(signature, signed, ec.ECDSA(digest_algorithm))
+            public_key.verify(signature, signed, ec.ECDSA(chosen))
         else:
             raise SignatureError("Mdm-Signature algorithm does not match the signer's key")
     except InvalidSignature as exc:

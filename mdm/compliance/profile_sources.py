@@ -2,10 +2,12 @@
 and the profiles it should have installed, registered with mdm.compliance.sources on import
 (mdm.compliance.evaluation imports this module, and the app factory loads that at start).
 
-A newly assigned profile whose first install is still in flight is not expected yet: a "profile
-missing" finding for every device right after each assignment would be noise. Once the device has
-been checked with it (a ProfileList since the assignment), it is expected whatever is in flight,
-so a removed profile stays reported until its reinstall is confirmed, and does not flap.
+A profile whose first install is still in flight (the device never held it) is not expected yet:
+a "profile missing" finding for every device right after each assignment, or from a ProfileList
+the device answered before it got to the install, would be noise. Once the device has held it,
+it is expected whatever is in flight, so a removed profile stays reported until its reinstall is
+acknowledged, and does not flap. An acknowledged install is judged only by a ProfileList answered
+after the acknowledgement (ExpectedProfile.acknowledged_at).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from mdm.compliance.sources import (
     register_app_policy_source,
     register_expected_profiles_source,
 )
-from mdm.models import Device
+from mdm.models import Device, DeviceProfileState, Profile
 from profiles.assignment import INSTALL, desired_profiles, device_profile_states
 from profiles.spec import profile_uuid
 
@@ -40,17 +42,31 @@ def expected_profiles_from_assignments(session: Session, device: Device) -> list
     profiles = desired_profiles(session, device)
     if not profiles:
         return None
-    not_yet = {
-        (state.identifier, state.pending_version)
-        for state in device_profile_states(session, device)
-        if state.pending_action == INSTALL
-        and state.pending_command_uuid is not None
-        and state.last_verified_at is None
-    }
-    return [
-        ExpectedProfile(
-            profile.identifier, profile_uuid(profile.identifier, profile.version), profile.name_ja
+    states = {state.identifier: state for state in device_profile_states(session, device)}
+    expected = []
+    for profile in profiles:
+        state = states.get(profile.identifier)
+        if state is not None and state.first_confirmed_at is None and _install_in_flight(state, profile):
+            continue
+        acknowledged_at = (
+            state.install_acknowledged_at
+            if state is not None and state.installed_version == profile.version
+            else None
         )
-        for profile in profiles
-        if (profile.identifier, profile.version) not in not_yet
-    ]
+        expected.append(
+            ExpectedProfile(
+                profile.identifier,
+                profile_uuid(profile.identifier, profile.version),
+                profile.name_ja,
+                acknowledged_at,
+            )
+        )
+    return expected
+
+
+def _install_in_flight(state: DeviceProfileState, profile: Profile) -> bool:
+    return (
+        state.pending_action == INSTALL
+        and state.pending_command_uuid is not None
+        and state.pending_version == profile.version
+    )

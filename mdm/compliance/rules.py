@@ -54,7 +54,8 @@ def unauthorized_app(state: DeviceState) -> list[Violation]:
         Violation(
             app.identifier,
             Severity.CRITICAL,
-            f"Unauthorized app installed: {app.name or app.identifier} ({app.identifier})",
+            f"未許可アプリ: {app.name or app.identifier} ({app.identifier})"
+            f" / Unauthorized app installed: {app.name or app.identifier} ({app.identifier})",
             {
                 "identifier": app.identifier,
                 "name": app.name,
@@ -71,7 +72,7 @@ def passcode_missing(state: DeviceState) -> list[Violation]:
     facts = state.facts
     if facts is None or facts.passcode_present is not False:
         return []
-    return [Violation("", Severity.CRITICAL, "No passcode is set")]
+    return [Violation("", Severity.CRITICAL, "パスコード未設定 / No passcode is set")]
 
 
 def passcode_not_compliant(state: DeviceState) -> list[Violation]:
@@ -83,7 +84,7 @@ def passcode_not_compliant(state: DeviceState) -> list[Violation]:
             Violation(
                 "",
                 Severity.WARNING,
-                "Passcode does not meet the passcode policy",
+                "パスコードがポリシーを満たしていない / Passcode does not meet the passcode policy",
                 {
                     "passcode_compliant": facts.passcode_compliant,
                     "passcode_compliant_with_profiles": facts.passcode_compliant_with_profiles,
@@ -96,7 +97,14 @@ def passcode_not_compliant(state: DeviceState) -> list[Violation]:
 def not_supervised(state: DeviceState) -> list[Violation]:
     if not state.policy.require_supervision or state.facts is None or state.facts.is_supervised is not False:
         return []
-    return [Violation("", Severity.WARNING, "Device is not supervised; its unit requires supervision")]
+    return [
+        Violation(
+            "",
+            Severity.WARNING,
+            "監視対象外の端末 (所属の方針で監視対象が必須)"
+            " / Device is not supervised; its unit requires supervision",
+        )
+    ]
 
 
 def os_outdated(state: DeviceState) -> list[Violation]:
@@ -108,7 +116,8 @@ def os_outdated(state: DeviceState) -> list[Violation]:
         Violation(
             "",
             Severity.WARNING,
-            f"OS {state.device.os_version} is older than the minimum {state.policy.minimum_os_version}",
+            f"OS {state.device.os_version} が最低バージョン {state.policy.minimum_os_version} より古い"
+            f" / OS {state.device.os_version} is older than the minimum {state.policy.minimum_os_version}",
             {"os_version": state.device.os_version, "minimum": state.policy.minimum_os_version},
         )
     ]
@@ -124,7 +133,8 @@ def offline_too_long(state: DeviceState) -> list[Violation]:
         Violation(
             "",
             Severity.WARNING,
-            f"Not seen for {hours} hours (limit {state.policy.offline_limit_hours})",
+            f"{hours}時間通信なし (上限 {state.policy.offline_limit_hours}時間)"
+            f" / Not seen for {hours} hours (limit {state.policy.offline_limit_hours})",
             {"last_seen_at": last.isoformat(), "limit_hours": state.policy.offline_limit_hours},
         )
     ]
@@ -143,7 +153,8 @@ def identity_certificate_expiring(state: DeviceState) -> list[Violation]:
         Violation(
             newest.fingerprint_sha256,
             Severity.CRITICAL if expired else Severity.WARNING,
-            f"Identity certificate {'expired' if expired else 'expires'} on {newest.not_after:%Y-%m-%d}",
+            f"端末証明書の有効期限{'切れ' if expired else 'が近い'} ({newest.not_after:%Y-%m-%d})"
+            f" / Identity certificate {'expired' if expired else 'expires'} on {newest.not_after:%Y-%m-%d}",
             {"not_after": newest.not_after.isoformat(), "subject": newest.subject},
         )
     ]
@@ -153,15 +164,19 @@ def profile_missing_or_outdated(state: DeviceState) -> list[Violation]:
     if state.expected_profiles is None or state.facts is None or state.facts.profiles_at is None:
         return []
     installed = {p.identifier: p for p in state.profiles}
+    listed_at = state.facts.profiles_at
     found = []
     for expected in state.expected_profiles:
+        if expected.acknowledged_at is not None and listed_at <= expected.acknowledged_at:
+            continue  # the last ProfileList predates the install: it cannot judge it
         have = installed.get(expected.identifier)
+        name = expected.name or expected.identifier
         if have is None:
             found.append(
                 Violation(
                     expected.identifier,
                     Severity.WARNING,
-                    f"Profile missing: {expected.name or expected.identifier}",
+                    f"構成プロファイル未インストール: {name} / Profile missing: {name}",
                     {"identifier": expected.identifier, "reason": "missing"},
                 )
             )
@@ -170,7 +185,7 @@ def profile_missing_or_outdated(state: DeviceState) -> list[Violation]:
                 Violation(
                     expected.identifier,
                     Severity.WARNING,
-                    f"Profile outdated: {expected.name or expected.identifier}",
+                    f"構成プロファイルが旧版: {name} / Profile outdated: {name}",
                     {
                         "identifier": expected.identifier,
                         "reason": "outdated",
@@ -192,7 +207,9 @@ def android_security_patch_outdated(state: DeviceState) -> list[Violation]:
         Violation(
             "",
             Severity.WARNING,
-            f"Android security patch {reported} is older than the minimum "
+            f"Androidセキュリティパッチ {reported} が最低"
+            f" {state.policy.minimum_android_security_patch} より古い"
+            f" / Android security patch {reported} is older than the minimum "
             f"{state.policy.minimum_android_security_patch}",
             {"security_patch": reported, "minimum": state.policy.minimum_android_security_patch},
         )
@@ -203,7 +220,14 @@ def android_not_device_owner(state: DeviceState) -> list[Violation]:
     # Without device owner the agent cannot enforce restrictions, lock task or wipe the whole device.
     if state.facts is None or state.facts.android_device_owner is not False:
         return []
-    return [Violation("", Severity.WARNING, "Hikeshi agent is not the device owner (not fully managed)")]
+    return [
+        Violation(
+            "",
+            Severity.WARNING,
+            "Hikeshiエージェントがデバイスオーナーではない (完全管理外)"
+            " / Hikeshi agent is not the device owner (not fully managed)",
+        )
+    ]
 
 
 RULES: dict[str, Rule] = {

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -50,11 +51,16 @@ class AppPolicy:
 
 @dataclass(frozen=True)
 class ExpectedProfile:
-    """A profile the device should have; payload_uuid None accepts any version."""
+    """A profile the device should have; payload_uuid None accepts any version.
+
+    `acknowledged_at`: when the device acknowledged installing this very version. A ProfileList
+    answered before then shows the device as it was before the install, so it cannot say the
+    profile is missing or outdated."""
 
     identifier: str
     payload_uuid: str | None = None
     name: str | None = None
+    acknowledged_at: datetime | None = None
 
 
 def _app_ids(apps: Iterable[Mapping[str, Any]], platform: str) -> frozenset[str]:

@@ -27,6 +27,7 @@ from mdm.models import (
     Device,
     DeviceCompliance,
     DeviceFacts,
+    DeviceProfileState,
     Incident,
     OrgUnit,
     OrgUnitKind,
@@ -47,10 +48,12 @@ _DEVICE_FIELDS = ("org_unit_id", "enrollment_state")
 class Pending:
     unit_ids: set[int] = field(default_factory=set)
     device_ids: set[int] = field(default_factory=set)
+    # Checked in, seen lately: matters only for a swapped-in spare (its first check-in there).
+    seen: set[int] = field(default_factory=set)
     everything: bool = False
 
     def __bool__(self) -> bool:
-        return self.everything or bool(self.unit_ids) or bool(self.device_ids)
+        return self.everything or bool(self.unit_ids) or bool(self.device_ids) or bool(self.seen)
 
 
 def _changed(obj: Any, name: str) -> tuple[list[Any], bool]:
@@ -78,6 +81,8 @@ def _note_device(pending: Pending, device: Device, is_new: bool) -> None:
         recent = clock.now() - timedelta(minutes=MIN_SEEN_MINUTES)
         if not old or old[0] is None or old[0] < recent:
             pending.device_ids.add(device.id)
+        else:
+            pending.seen.add(device.id)
 
 
 def _collect(session: Session, _flush_context: Any) -> None:
@@ -92,7 +97,10 @@ def _collect(session: Session, _flush_context: Any) -> None:
                     pending.unit_ids.add(obj.org_unit_id)
             else:
                 _note_device(pending, obj, obj in new)
-        elif isinstance(obj, (Incident, ComplianceFinding, DeviceCompliance, DeviceFacts)):
+        elif isinstance(
+            obj, (Incident, ComplianceFinding, DeviceCompliance, DeviceFacts, DeviceProfileState)
+        ):
+            # DeviceProfileState: a swapped-in spare works once it holds its unit's profiles.
             pending.device_ids.add(obj.device_id)
         elif isinstance(obj, ContinuityPlan):
             pending.unit_ids.add(obj.org_unit_id)
@@ -114,6 +122,16 @@ def _units_of(session: Session, pending: Pending) -> set[int] | None:
     if pending.everything:
         return None
     units = set(pending.unit_ids)
+    if pending.seen - pending.device_ids:
+        # One indexed lookup per check-in; a unit is recomputed only for a spare on its way.
+        pending.device_ids |= set(
+            session.scalars(
+                select(SpareDevice.device_id).where(
+                    SpareDevice.device_id.in_(sorted(pending.seen - pending.device_ids)),
+                    SpareDevice.swapped_to_unit_id.is_not(None),
+                )
+            )
+        )
     if pending.device_ids:
         rows = session.execute(
             select(Device.id, Device.org_unit_id, OrgUnit.kind)

@@ -42,7 +42,17 @@ EVENT_KIND = "readiness.changed"
 CAUSES_KEY = "hikeshi.readiness.causes"
 EVENTS_WRITTEN_KEY = "hikeshi.readiness.events_written"
 # Which reason names a tablet's trouble when it has several.
-REASON_ORDER = ("stolen", "lost", "retired", "not_enrolled", "noncompliant", "not_seen", "battery_low")
+REASON_ORDER = (
+    "stolen",
+    "lost",
+    "retired",
+    "not_enrolled",
+    "spare_not_checked_in",
+    "spare_profiles_pending",
+    "noncompliant",
+    "not_seen",
+    "battery_low",
+)
 
 
 @dataclass(frozen=True)
@@ -362,7 +372,11 @@ def describe_difference(
     if recovered and new.working > row.working:
         name = recovered[0]["name"]
         if recovered[0].get("incoming_spare"):
-            return ("spare_working", f"予備機 {name} が接続し稼働開始", f"spare {name} checked in working")
+            return (
+                "spare_working",
+                f"予備機 {name} が接続し隊のプロファイルを確認、稼働開始",
+                f"spare {name} checked in holding the unit's profiles",
+            )
         return ("device_working", f"端末 {name} が稼働に復帰", f"tablet {name} working again")
     if new.working > row.working:
         return ("device_added", "稼働端末が配置された", "a working tablet was assigned")

@@ -1,8 +1,10 @@
 """Spare tablets: kept at a station (or one of its branches), handed to a unit in one action.
 
 A swap moves the tablet into the unit through `mdm.orgunits.assign_device` (its profiles follow
-through that function's hooks), so it is no longer a spare; until it checks in working there the
-unit counts it as help on its way (degraded, not critical), and readiness recovers on its own.
+through that function's hooks), so it is no longer a spare. Until it has checked in after the
+swap and a ProfileList shows it holding the unit's profiles at their current version (one is
+queued with the swap, behind the installs), the unit counts it as help on its way (degraded, not
+critical), and readiness recovers on its own.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from commands.incidents.service import record_step
+from commands.queue import enqueue_command
 from mdm import clock
 from mdm.audit import Actor, record_event
 from mdm.continuity.readiness import note_cause
@@ -185,6 +188,9 @@ def swap_spare(
         raise SpareError("incident_id", "the incident is about this spare itself")
     from_unit = spare.org_unit_id
     assign_device(session, spare, unit, actor=actor)
+    if spare.platform == "apple":
+        # Behind the unit's profile installs (they go first), so the answer verifies them.
+        enqueue_command(session, spare, "ProfileList", None, actor=actor)
     now = clock.now()
     row.swapped_to_unit_id = unit.id
     row.swapped_at = now

@@ -42,6 +42,10 @@ class DeviceFacts:
     incident_kind: str | None = None
     # (rule, severity) of each open compliance finding
     findings: tuple[tuple[str, str], ...] = ()
+    # A spare swapped into its unit and not yet arrived: when, and how many of the unit's
+    # profiles a ProfileList since then has not shown installed at their desired version.
+    swapped_at: datetime | None = None
+    profiles_unverified: int = 0
 
 
 def problems(facts: DeviceFacts, plan: Plan, now: datetime) -> list[Reason]:
@@ -80,6 +84,7 @@ def problems(facts: DeviceFacts, plan: Plan, now: datetime) -> list[Reason]:
                     {"rules": broken},
                 )
             )
+    found.extend(_spare_arrival(facts))
     limit = now - timedelta(minutes=plan.max_seen_minutes)
     if facts.last_seen_at is None or facts.last_seen_at < limit:
         seen = facts.last_seen_at.isoformat() if facts.last_seen_at else None
@@ -103,6 +108,34 @@ def problems(facts: DeviceFacts, plan: Plan, now: datetime) -> list[Reason]:
                 )
             )
     return found
+
+
+def _spare_arrival(facts: DeviceFacts) -> list[Reason]:
+    """A swapped-in spare works for its unit only once it has checked in there and holds the
+    unit's profiles: until then the crew has a tablet without the unit's Wi-Fi, apps and
+    restrictions, however recently it was seen charging in the cabinet."""
+    if facts.swapped_at is None:
+        return []
+    if facts.last_seen_at is None or facts.last_seen_at <= facts.swapped_at:
+        return [
+            Reason(
+                "spare_not_checked_in",
+                "予備機が配置後まだ接続していない",
+                "spare has not checked in since the swap",
+                {"swapped_at": facts.swapped_at.isoformat()},
+            )
+        ]
+    if facts.profiles_unverified:
+        n = facts.profiles_unverified
+        return [
+            Reason(
+                "spare_profiles_pending",
+                f"予備機が隊の構成プロファイルをまだ保持していない (未確認 {n}件)",
+                f"spare does not hold the unit's profiles yet ({n} not verified)",
+                {"profiles_unverified": n},
+            )
+        ]
+    return []
 
 
 def is_available_spare(facts: DeviceFacts) -> bool:

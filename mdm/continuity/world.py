@@ -4,6 +4,7 @@ asked about, the spares of every station, and the facts the working rules need."
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -13,6 +14,7 @@ from mdm.continuity.working import DeviceFacts
 from mdm.models import (
     ComplianceFinding,
     Device,
+    DeviceProfileState,
     Incident,
     IncidentStatus,
     OrgUnit,
@@ -79,12 +81,15 @@ def load_world(session: Session, unit_ids: set[int] | None = None) -> World:
         session.execute(select(SpareDevice, Device).join(Device, Device.id == SpareDevice.device_id))
     )
     everyone = {d.id: d for d in devices}
+    swapped: dict[int, datetime] = {}
     for row, device in spare_rows:
         everyone[device.id] = device
         world.spare_device_ids.add(device.id)
         if row.swapped_to_unit_id is not None:
             world.incoming[device.id] = row.swapped_to_unit_id
-    facts = _facts(session, list(everyone.values()))
+            if device.org_unit_id == row.swapped_to_unit_id and row.swapped_at is not None:
+                swapped[device.id] = row.swapped_at
+    facts = _facts(session, list(everyone.values()), swapped)
     for device in devices:
         world.tablets.setdefault(device.org_unit_id or 0, []).append(facts[device.id])
     for row, device in spare_rows:
@@ -96,7 +101,34 @@ def load_world(session: Session, unit_ids: set[int] | None = None) -> World:
     return world
 
 
-def _facts(session: Session, devices: list[Device]) -> dict[int, DeviceFacts]:
+def _unverified_profiles(session: Session, swapped: dict[int, datetime]) -> dict[int, int]:
+    """Per swapped-in spare: its desired profiles not shown installed at their desired version by
+    a ProfileList answered after the swap (an acknowledged install alone is not proof enough)."""
+    if not swapped:
+        return {}
+    count: dict[int, int] = {}
+    for device_id, desired, installed, verified in session.execute(
+        select(
+            DeviceProfileState.device_id,
+            DeviceProfileState.desired_version,
+            DeviceProfileState.installed_version,
+            DeviceProfileState.last_verified_at,
+        ).where(
+            DeviceProfileState.device_id.in_(sorted(swapped)),
+            DeviceProfileState.profile_id.is_not(None),
+            DeviceProfileState.desired_version.is_not(None),
+        )
+    ):
+        if installed != desired or verified is None or verified <= swapped[device_id]:
+            count[device_id] = count.get(device_id, 0) + 1
+    return count
+
+
+def _facts(
+    session: Session, devices: list[Device], swapped: dict[int, datetime] | None = None
+) -> dict[int, DeviceFacts]:
+    swapped = swapped or {}
+    unverified = _unverified_profiles(session, swapped)
     ids = [d.id for d in devices]
     incidents: dict[int, tuple[int, str]] = {}
     findings: dict[int, list[tuple[str, str]]] = {}
@@ -134,5 +166,7 @@ def _facts(session: Session, devices: list[Device]) -> dict[int, DeviceFacts]:
             incident_id=incident[0] if incident else None,
             incident_kind=incident[1] if incident else None,
             findings=tuple(sorted(findings.get(d.id, []))),
+            swapped_at=swapped.get(d.id),
+            profiles_unverified=unverified.get(d.id, 0),
         )
     return out

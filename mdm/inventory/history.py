@@ -22,6 +22,8 @@ class ChangeKind:
     CERTIFICATE_ADDED = "certificate_added"
     CERTIFICATE_REMOVED = "certificate_removed"
     PASSCODE_CHANGED = "passcode_changed"
+    # A lasting DeviceInformation value changed (subject: the key), e.g. a new ICCID.
+    DEVICE_INFORMATION_CHANGED = "device_info_changed"
 
 
 def record_change(

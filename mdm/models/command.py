@@ -21,11 +21,13 @@ class CommandStatus:
     NOT_NOW = "not_now"
     CANCELLED = "cancelled"
     EXPIRED = "expired"
+    # The device answered, but Hikeshi could not accept the answer (see Command.failure_reason).
+    FAILED = "failed"
 
     # Still waiting for the device.
     PENDING = (QUEUED, SENT, NOT_NOW)
-    FINAL = (ACKNOWLEDGED, ERROR, CANCELLED, EXPIRED)
-    ALL = (QUEUED, SENT, ACKNOWLEDGED, ERROR, NOT_NOW, CANCELLED, EXPIRED)
+    FINAL = (ACKNOWLEDGED, ERROR, CANCELLED, EXPIRED, FAILED)
+    ALL = (QUEUED, SENT, ACKNOWLEDGED, ERROR, NOT_NOW, CANCELLED, EXPIRED, FAILED)
 
 
 class Command(Base):
@@ -52,6 +54,9 @@ class Command(Base):
     expires_at: Mapped[datetime | None] = mapped_column(index=True)
     delivery_count: Mapped[int] = mapped_column(default=0)
     error_chain: Mapped[list[Any] | None] = mapped_column(JSONType, default=None)
+    failed_at: Mapped[datetime | None]
+    # Why a failed command's answer was not accepted, e.g. "answer too large (40123456 bytes)".
+    failure_reason: Mapped[str | None] = mapped_column(String(255))
 
     device: Mapped[Device] = relationship()
     results: Mapped[list[CommandResult]] = relationship(back_populates="command", order_by="CommandResult.id")

@@ -53,7 +53,8 @@ class SpareDevice(Base):
     """A tablet kept as a spare; it belongs to the station (or branch) it is assigned to.
 
     Swapped into a unit, it is no longer a spare: the row stays, naming the unit, only until the
-    tablet checks in working there (until then the unit counts it as help on its way).
+    tablet works there: checked in after the swap, holding the unit's profiles (until then the
+    unit counts it as help on its way).
     """
 
     __tablename__ = "continuity_spares"

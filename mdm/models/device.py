@@ -65,6 +65,9 @@ class Device(Base):
     product_name: Mapped[str | None] = mapped_column(String(64))
     os_version: Mapped[str | None] = mapped_column(String(32))
     build_version: Mapped[str | None] = mapped_column(String(32))
+    # From Authenticate (and later DeviceInformation answers): cellular identifiers.
+    imei: Mapped[str | None] = mapped_column(String(32))
+    meid: Mapped[str | None] = mapped_column(String(32))
     is_supervised: Mapped[bool] = mapped_column(default=False)
     org_unit_id: Mapped[int | None] = mapped_column(ForeignKey("org_units.id"), index=True)
     # HQ's asset sticker (資産番号) and the crew or person the tablet is issued to: what a caller

@@ -44,10 +44,21 @@ class DeviceFacts(Base):
     passcode_compliant: Mapped[bool | None]
     passcode_compliant_with_profiles: Mapped[bool | None]
     hardware_encryption_caps: Mapped[int | None]
+    # A Mac's SecurityInfo: FileVault, the application firewall, System Integrity Protection.
+    filevault_enabled: Mapped[bool | None]
+    filevault_personal_recovery_key: Mapped[bool | None]
+    filevault_institutional_recovery_key: Mapped[bool | None]
+    firewall_enabled: Mapped[bool | None]
+    firewall_block_all_incoming: Mapped[bool | None]
+    firewall_stealth_mode: Mapped[bool | None]
+    sip_enabled: Mapped[bool | None]
     # Android agent facts (filled by mdm.android): "YYYY-MM-DD" as Build.VERSION.SECURITY_PATCH.
     android_security_patch: Mapped[str | None] = mapped_column(String(10))
     android_device_owner: Mapped[bool | None]
+    # Merged per key across answers: a DeviceInformation asking for a few keys keeps the others.
     raw_device_information: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # key → when the device last reported it (ISO 8601), so a merged value's age is known.
+    device_information_reported_at: Mapped[dict[str, Any] | None] = mapped_column(default=dict)
     raw_security_info: Mapped[dict[str, Any]] = mapped_column(default=dict)
     device_information_at: Mapped[datetime | None]
     security_info_at: Mapped[datetime | None]

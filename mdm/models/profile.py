@@ -112,6 +112,12 @@ class DeviceProfileState(Base):
     pending_action: Mapped[str | None] = mapped_column(String(16))
     pending_version: Mapped[int | None]
     last_verified_at: Mapped[datetime | None]
+    # When the device acknowledged the install of `installed_version`: a ProfileList answered
+    # before this moment describes the device as it was before the install.
+    install_acknowledged_at: Mapped[datetime | None]
+    # When the device first held it (an acknowledged install, or listed in a ProfileList): until
+    # then a first install is in flight and the profile is not expected yet.
+    first_confirmed_at: Mapped[datetime | None]
     # Why the device refused the last install (its ErrorChain), until one is acknowledged.
     last_error: Mapped[str | None] = mapped_column(String(255))
     foreign_display_name: Mapped[str | None] = mapped_column(String(255))

@@ -134,11 +134,17 @@ def test_spare_at_the_station_makes_it_degraded_and_a_swap_recovers_on_check_in(
     assert [s.action for s in steps][-1] == "spare_swapped"
     assert session.scalars(select(AuditEvent).where(AuditEvent.action == "continuity.spare_swapped")).one()
 
-    spare.last_seen_at = clock.now()  # the tablet checks in
+    # Seen just before the swap is not seen after it: still on its way.
+    [a3_state] = [u for u in current_readiness(session) if u.unit_id == tree.ambulance3.id]
+    assert a3_state.state == "degraded"
+    frozen_clock.advance(minutes=1)
+    spare.last_seen_at = clock.now()  # the tablet checks in (the unit assigns it no profiles)
     session.commit()
     assert states(session)["救急3隊"] == ("ready", 1, 1, 0)
     arrived = last_event(session, tree.ambulance3.id)
-    assert arrived.cause_en == "Ambulance 3: ready — spare 予備機 1 checked in working (1/1 working)"
+    assert arrived.cause_en == (
+        "Ambulance 3: ready — spare 予備機 1 checked in holding the unit's profiles (1/1 working)"
+    )
     assert session.scalars(select(SpareDevice)).all() == []  # arrived: no longer a spare at all
 
 

@@ -83,8 +83,12 @@ def test_wrong_types_and_missing_keys_are_ignored(session):
     facts = device_facts(session, device.id)
     assert device.os_version == "17.1"
     assert facts.battery_level is None and facts.imei is None and facts.is_supervised is None
-    answer(session, device, "InstalledApplicationList", {"InstalledApplicationList": [{"Name": "no id"}, 5]})
-    assert installed_apps(session, device.id) == []
+    answer(
+        session, device, "InstalledApplicationList", {"InstalledApplicationList": [{"Name": "no id"}, 5, {}]}
+    )
+    # An app without a bundle identifier is kept by its name (issue 14); a non-dictionary and an
+    # entry with neither identifier, path nor name are ignored.
+    assert [a.identifier for a in installed_apps(session, device.id)] == ["name:no id"]
     answer(session, device, "DeviceInformation", {"QueryResponses": "not a dictionary"})
 
 

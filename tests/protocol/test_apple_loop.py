@@ -223,11 +223,15 @@ def test_truncated_plist_is_refused(client, ipad, session):
     assert _counts(session) == before
 
 
-def test_two_mib_body_is_refused_with_413(client, ipad, session):
+def test_two_mib_check_in_is_refused_with_413(client, ipad, session):
+    # Check-in messages are small: HIKESHI_MAX_DEVICE_BODY (1 MiB). Command answers have their
+    # own, larger limit (tests/protocol/test_oversized_answers.py).
     _enroll(client, ipad)
     before = _counts(session)
-    body = plistlib.dumps({"Status": "Idle", "UDID": ipad.udid, "Padding": "x" * (2 * 1024 * 1024)})
-    assert _put(client, "/mdm/connect", body, ipad.sign(body)).status_code == 413
+    body = plistlib.dumps(
+        {"MessageType": "TokenUpdate", "UDID": ipad.udid, "Padding": "x" * (2 * 1024 * 1024)}
+    )
+    assert _put(client, "/mdm/checkin", body, ipad.sign(body)).status_code == 413
     assert _counts(session) == before
 
 

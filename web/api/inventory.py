@@ -51,11 +51,8 @@ def device_facts(device_id: int) -> Any:
     facts = db_session().get(DeviceFacts, device.id)
     if facts is None:
         # Not reported yet: the same shape, every value unknown.
-        return {"device_id": device.id, "raw_device_information": {}, "raw_security_info": {}} | {
-            name: None
-            for name in DeviceFactsSchema().fields
-            if name not in ("device_id", "raw_device_information", "raw_security_info")
-        }
+        empty = {"device_id": device.id, "raw_device_information": {}, "raw_security_info": {}}
+        return empty | {name: None for name in DeviceFactsSchema().fields if name not in empty}
     return facts
 
 

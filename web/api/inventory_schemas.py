@@ -40,6 +40,19 @@ class DeviceFactsSchema(Schema):
     passcode_compliant = fields.Boolean(allow_none=True, required=True)
     passcode_compliant_with_profiles = fields.Boolean(allow_none=True, required=True)
     hardware_encryption_caps = fields.Integer(allow_none=True, required=True)
+    filevault_enabled = fields.Boolean(
+        allow_none=True, required=True, metadata={"description": "Mac: FDE_Enabled"}
+    )
+    filevault_personal_recovery_key = fields.Boolean(allow_none=True, required=True)
+    filevault_institutional_recovery_key = fields.Boolean(allow_none=True, required=True)
+    firewall_enabled = fields.Boolean(
+        allow_none=True, required=True, metadata={"description": "Mac application firewall"}
+    )
+    firewall_block_all_incoming = fields.Boolean(allow_none=True, required=True)
+    firewall_stealth_mode = fields.Boolean(allow_none=True, required=True)
+    sip_enabled = fields.Boolean(
+        allow_none=True, required=True, metadata={"description": "Mac: System Integrity Protection"}
+    )
     android_security_patch = fields.String(allow_none=True, required=True)
     android_device_owner = fields.Boolean(allow_none=True, required=True)
     device_information_at = fields.DateTime(allow_none=True, required=True)
@@ -51,6 +64,11 @@ class DeviceFactsSchema(Schema):
         required=True, metadata={"description": "every key the device sent, modelled or not"}
     )
     raw_security_info = fields.Dict(required=True)
+    device_information_reported_at = fields.Dict(
+        allow_none=True,
+        required=True,
+        metadata={"description": "when each key of raw_device_information was last reported"},
+    )
 
 
 class InstalledAppSchema(Schema):

@@ -302,8 +302,11 @@ def put_spare(body: dict[str, Any], spare_device_id: int) -> Any:
 @blp.response(200, SpareSwapResultSchema)
 @permission(Permission.INCIDENT_WRITE)
 def spare_swap(body: dict[str, Any]) -> Any:
-    """Hand a spare to a unit: it moves there, its profiles follow, and the unit's readiness
-    recovers when it checks in working. With `incident_id`, the swap is on that incident's timeline."""
+    """Hand a spare to a unit: it moves there and its profiles follow. It counts as working for
+    the unit (readiness recovers) only once it has checked in after the swap and a ProfileList
+    shows the unit's profiles installed at their current version; until then the unit lists it
+    as an incoming spare with the reason. With `incident_id`, the swap is on that incident's
+    timeline."""
     session = db_session()
     principal = current_principal()
     spare = _visible_device(body["spare_device_id"], "spare_device_id")

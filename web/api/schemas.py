@@ -206,6 +206,12 @@ class CertificateSummarySchema(Schema):
 
 class DeviceDetailSchema(DeviceSchema):
     build_version = fields.String(allow_none=True, required=True)
+    imei = fields.String(
+        allow_none=True, required=True, metadata={"description": "from Authenticate or DeviceInformation"}
+    )
+    meid = fields.String(
+        allow_none=True, required=True, metadata={"description": "from Authenticate or DeviceInformation"}
+    )
     created_at = fields.DateTime(required=True)
     unenrolled_at = fields.DateTime(allow_none=True, required=True)
     topic = fields.String(allow_none=True, required=True)
@@ -303,6 +309,12 @@ class CommandSchema(Schema):
     expires_at = fields.DateTime(allow_none=True, required=True)
     delivery_count = fields.Integer(required=True)
     error_chain = fields.List(fields.Raw(), allow_none=True, required=True)
+    failed_at = fields.DateTime(allow_none=True, required=True)
+    failure_reason = fields.String(
+        allow_none=True,
+        required=True,
+        metadata={"description": "why the device's answer was not accepted (status failed)"},
+    )
 
 
 class CommandPageSchema(PageSchema):

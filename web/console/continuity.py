@@ -257,8 +257,9 @@ def continuity_swap() -> Response | str:
     name = outcome.device.device_name or outcome.device.serial_number or f"#{outcome.device.id}"
     flash(
         _(
-            "Spare %(spare)s is now assigned to %(unit)s; its profiles are on their way. The unit "
-            "recovers when the tablet checks in working.",
+            "Spare %(spare)s is now assigned to %(unit)s; its profiles are on their way. It counts "
+            "as working for the unit once the tablet has checked in and its profile list shows the "
+            "unit's profiles installed.",
             spare=name,
             unit=unit.name_ja,
         ),

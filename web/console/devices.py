@@ -33,7 +33,7 @@ from web.api.schemas import COMPLIANCE_STATES, Text
 from web.console import bp
 from web.console.forms import CommandForm, DeviceFilterForm, FormSchema, load_form
 from web.console.guard import ask_confirmation, confirmed, current_principal, needs
-from web.console.labels import command_label, status_label
+from web.console.labels import command_label, failure_label, status_label
 from web.queries import (
     device_apps,
     device_changes,
@@ -87,6 +87,7 @@ CHANGES = {
     "certificate_added": _l("Certificate added"),
     "certificate_removed": _l("Certificate removed"),
     "passcode_changed": _l("Passcode changed"),
+    "device_info_changed": _l("Device information changed"),
 }
 UNAUTHORIZED_REASONS = {
     "blocked": _l("on the block list"),
@@ -230,6 +231,7 @@ def command_row(command: Command) -> dict[str, Any]:
             command.not_now_at,
             command.cancelled_at,
             command.expired_at,
+            command.failed_at,
         )
         if t is not None
     )
@@ -239,6 +241,7 @@ def command_row(command: Command) -> dict[str, Any]:
         "label": command_label(command.request_type),
         "status": command.status,
         "status_label": status_label(command.status),
+        "failure_reason": failure_label(command.failure_reason),
         "requested_by": command.requested_by,
         "queued_at": command.queued_at.isoformat(),
         "queued_display": format_datetime(command.queued_at, "yyyy-MM-dd HH:mm:ss"),

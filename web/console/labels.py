@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from flask_babel import get_locale
 from flask_babel import lazy_gettext as _l
 
@@ -15,6 +17,7 @@ STATUS = {
     "not_now": _l("not now (device busy)"),
     "cancelled": _l("cancelled"),
     "expired": _l("expired"),
+    "failed": _l("failed: answer not accepted"),
 }
 ENROLLMENT = {
     "pending": _l("enrolling"),
@@ -39,6 +42,19 @@ TOKEN_STATES = {
 
 def status_label(status: str) -> str:
     return str(STATUS.get(status, status))
+
+
+_TOO_LARGE = re.compile(r"answer too large \((\d+) bytes\)")
+
+
+def failure_label(reason: str | None) -> str:
+    """Why a failed command's answer was refused, in the console's language."""
+    if not reason:
+        return ""
+    match = _TOO_LARGE.fullmatch(reason)
+    if match is None:
+        return reason
+    return str(_l("answer too large (%(size)s bytes)", size=f"{int(match.group(1)):,}"))
 
 
 def enrollment_label(state: str) -> str:

@@ -32,6 +32,19 @@ def parse_installed_applications(session: Session, command: Command, report: dic
     inventory_updated(session, command.device, "InstalledApplicationList")
 
 
+def app_key(item: dict[str, Any]) -> str | None:
+    """The bundle identifier; for a Mac app without one (a script bundle, an old Carbon app)
+    its path, else its name, prefixed so it is never mistaken for a bundle identifier."""
+    identifier = text(item.get("Identifier"))
+    if identifier is not None:
+        return identifier
+    path = text(item.get("Path"), 249)
+    if path is not None:
+        return f"path:{path}"
+    name = text(item.get("Name"), 249)
+    return f"name:{name}" if name is not None else None
+
+
 def apply_installed_applications(
     session: Session,
     device: Device,
@@ -51,7 +64,7 @@ def apply_installed_applications(
     for item in items:
         if not isinstance(item, dict):
             continue
-        identifier = text(item.get("Identifier"))
+        identifier = app_key(item)
         if identifier is None or identifier in seen:
             continue
         seen.add(identifier)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -13,7 +14,7 @@ from mdm.inventory.facts import facts_for
 from mdm.inventory.history import ChangeKind, record_change
 from mdm.inventory.parsers.common import acknowledged
 from mdm.inventory.values import boolean, integer, json_safe, number, text, version_key
-from mdm.models import Command, Device
+from mdm.models import Command, Device, DeviceFacts
 
 LOW_BATTERY = 0.20
 
@@ -25,6 +26,26 @@ _DEVICE_COLUMNS = (
     ("Model", "model", 64),
     ("ProductName", "product_name", 64),
     ("SerialNumber", "serial_number", 64),
+    ("IMEI", "imei", 32),
+    ("MEID", "meid", 32),
+)
+# Keys whose changes are history worth keeping; the rest change on their own all day (free
+# space, battery, carrier) or have a history kind of their own (OSVersion, IsSupervised).
+_NOT_HISTORY = frozenset(
+    {
+        "AvailableDeviceCapacity",
+        "BatteryLevel",
+        "OSVersion",
+        "IsSupervised",
+        "CurrentCarrierNetwork",
+        "CurrentMCC",
+        "CurrentMNC",
+        "IsRoaming",
+        "LastCloudBackupDate",
+        "IsNetworkTethered",
+        "ServiceSubscriptions",
+        "DeviceName",
+    }
 )
 _FACT_TEXT = (
     ("IMEI", "imei", 32),
@@ -85,8 +106,35 @@ def apply_device_information(session: Session, device: Device, answers: dict[str
     if "BatteryLevel" in answers:
         _apply_battery(session, device, facts.battery_level, number(answers.get("BatteryLevel")))
         facts.battery_level = number(answers.get("BatteryLevel"))
-    facts.raw_device_information = json_safe(answers)
+    _merge_raw(session, device, facts, json_safe(answers))
     facts.device_information_at = clock.now()
+
+
+def _merge_raw(session: Session, device: Device, facts: DeviceFacts, reported: dict[str, Any]) -> None:
+    """Merge the answer into the stored copy key by key (a query for a few keys keeps the rest),
+    note when each key was reported, and keep each change of a lasting value as history."""
+    now = clock.now().isoformat()
+    merged = dict(facts.raw_device_information or {})
+    reported_at = dict(facts.device_information_reported_at or {})
+    for key, value in reported.items():
+        if key in merged and merged[key] != value and key not in _NOT_HISTORY:
+            record_change(
+                session,
+                device.id,
+                ChangeKind.DEVICE_INFORMATION_CHANGED,
+                key,
+                _short(merged[key]),
+                _short(value),
+            )
+        merged[key] = value
+        reported_at[key] = now
+    # New objects, so the JSON columns are seen as changed.
+    facts.raw_device_information = merged
+    facts.device_information_reported_at = reported_at
+
+
+def _short(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 
 def _apply_os_version(session: Session, device: Device, new: str | None) -> None:
