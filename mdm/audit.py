@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -35,20 +37,105 @@ class Actor:
 
 SYSTEM = Actor("system", "system")
 
-_REDACTED_KEYS = {"password", "challenge", "token", "secret", "unlock_token", "key", "passcode", "pin"}
+REDACTED = "[redacted]"
+# Values longer than this are kept as their digest: a whole profile in every queued command would
+# say nothing more than its hash does (the command row keeps the bytes).
+INLINE_LIMIT = 4096
+
+# A key names a secret when its letters (case and separators ignored) contain one of these words
+# or end with "key" (private_key, apnsKey, encrypted_key)...
+_SECRET_WORDS = (
+    "password",
+    "passwd",
+    "passphrase",
+    "passcode",
+    "secret",
+    "token",
+    "challenge",
+    "psk",
+    "credential",
+    "otp",
+    "seed",
+    "magic",
+    "pin",
+)
+# ...unless it names something about the secret rather than the secret itself: its row id, its
+# size or kind, a count, a compliance flag (token_id, key_size, passcode_compliant,
+# passwordMinimumLength). Booleans and None are never secret.
+_DESCRIPTIVE_SUFFIXES = (
+    "id",
+    "ids",
+    "uuid",
+    "count",
+    "size",
+    "type",
+    "length",
+    "algorithm",
+    "purpose",
+    "prefix",
+    "hint",
+    "scope",
+    "quality",
+    "policies",
+    "compliant",
+    "compliance",
+    "missing",
+    "changed",
+    "requested",
+    "redacted",
+    "fingerprint",
+    "expires",
+    "expiresat",
+    "at",
+    "update",
+    "publickey",
+    "attempts",
+    "purge",
+    "history",
+    "age",
+)
+_LETTERS = re.compile(r"[^a-z0-9]")
 
 
-def redact(details: dict[str, Any]) -> dict[str, Any]:
-    """Drop secret values from audit details; the fact that they were set stays visible."""
-    clean: dict[str, Any] = {}
-    for key, value in details.items():
-        if key.lower() in _REDACTED_KEYS and value not in (None, ""):
-            clean[key] = "[redacted]"
-        elif isinstance(value, dict):
-            clean[key] = redact(value)
-        else:
-            clean[key] = value
-    return clean
+def is_secret_key(key: str) -> bool:
+    """Whether a details key names a secret value (see _SECRET_WORDS)."""
+    name = _LETTERS.sub("", key.lower())
+    if not name or name.endswith(_DESCRIPTIVE_SUFFIXES):
+        return False
+    if name == "pin" or name.endswith("pin"):
+        return True
+    if name.endswith("key"):
+        return True
+    return any(word in name for word in _SECRET_WORDS if word != "pin")
+
+
+def digest(value: str | bytes) -> dict[str, Any]:
+    """The stand-in for a value too large to keep inline: its SHA-256 and size."""
+    if isinstance(value, str):
+        return {"sha256": hashlib.sha256(value.encode()).hexdigest(), "chars": len(value)}
+    return {"sha256": hashlib.sha256(value).hexdigest(), "bytes": len(value)}
+
+
+def redact(details: Any) -> Any:
+    """Audit details without secrets: every value under a secret-naming key, at any depth (lists
+    included), becomes "[redacted]"; the fact that it was set stays visible. Long strings and
+    bytes become their digest."""
+    if isinstance(details, dict):
+        clean: dict[str, Any] = {}
+        for key, value in details.items():
+            if is_secret_key(str(key)) and value not in (None, "") and not isinstance(value, bool):
+                clean[key] = REDACTED
+            else:
+                clean[key] = redact(value)
+        return clean
+    if isinstance(details, (list, tuple)):
+        return [redact(item) for item in details]
+    if isinstance(details, (bytes, bytearray, memoryview)):
+        raw = bytes(details)
+        return digest(raw) if len(raw) > INLINE_LIMIT else REDACTED
+    if isinstance(details, str) and len(details) > INLINE_LIMIT:
+        return digest(details)
+    return details
 
 
 def _canonical_time(value: datetime) -> str:
@@ -81,30 +168,57 @@ def record_event(
     details: dict[str, Any] | None = None,
 ) -> AuditEvent:
     """Append an event to the chain inside the caller's transaction."""
+    return record_events(session, actor, [AuditEntry(action, target_type, target_id, details)])[0]
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One event for `record_events`."""
+
+    action: str
+    target_type: str | None = None
+    target_id: str | int | None = None
+    details: dict[str, Any] | None = None
+
+
+def record_events(session: Session, actor: Actor, entries: Sequence[AuditEntry]) -> list[AuditEvent]:
+    """Append many events by one actor to the chain in one insert, inside the caller's transaction.
+
+    The chain lock is taken once for the transaction; each event links to the one before it and
+    every event's details are redacted and digested exactly as `record_event` does."""
+    if not entries:
+        return []
     if is_postgres(session):
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CHAIN_LOCK_KEY})
     last = session.execute(
         select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)
     ).first()
-    # Round-trip through JSON so the hashed form is exactly what the database hands back.
-    clean = json.loads(json.dumps(redact(details or {}), ensure_ascii=False, default=str))
+    seq, prev_hash = (last.seq, last.hash) if last else (0, GENESIS)
     # Microseconds are kept: both databases store them, so the hash can be recomputed.
-    event = AuditEvent(
-        seq=(last.seq + 1) if last else 1,
-        occurred_at=clock.now(),
-        actor=actor.name,
-        actor_role=actor.role,
-        source_ip=actor.source_ip,
-        action=action,
-        target_type=target_type,
-        target_id=None if target_id is None else str(target_id),
-        details=clean,
-        prev_hash=last.hash if last else GENESIS,
-    )
-    event.hash = compute_hash(event)
-    session.add(event)
+    now = clock.now()
+    events = []
+    for entry in entries:
+        # Round-trip through JSON so the hashed form is exactly what the database hands back.
+        clean = json.loads(json.dumps(redact(entry.details or {}), ensure_ascii=False, default=str))
+        seq += 1
+        event = AuditEvent(
+            seq=seq,
+            occurred_at=now,
+            actor=actor.name,
+            actor_role=actor.role,
+            source_ip=actor.source_ip,
+            action=entry.action,
+            target_type=entry.target_type,
+            target_id=None if entry.target_id is None else str(entry.target_id),
+            details=clean,
+            prev_hash=prev_hash,
+        )
+        event.hash = compute_hash(event)
+        prev_hash = event.hash
+        events.append(event)
+    session.add_all(events)
     session.flush()
-    return event
+    return events
 
 
 @dataclass(frozen=True)
