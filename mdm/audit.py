@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,6 +19,15 @@ from sqlalchemy.orm import Session
 from mdm import clock
 from mdm.db import is_postgres
 from mdm.models import AuditEvent
+from mdm.redaction import INLINE_LIMIT, REDACTED, digest, is_secret_key, redact
+
+__all__ = [
+    "INLINE_LIMIT",
+    "REDACTED",
+    "digest",
+    "is_secret_key",
+    "redact",
+]
 
 GENESIS = "0" * 64
 # Arbitrary constant naming the PostgreSQL advisory lock that serialises chain appends.
@@ -36,106 +44,6 @@ class Actor:
 
 
 SYSTEM = Actor("system", "system")
-
-REDACTED = "[redacted]"
-# Values longer than this are kept as their digest: a whole profile in every queued command would
-# say nothing more than its hash does (the command row keeps the bytes).
-INLINE_LIMIT = 4096
-
-# A key names a secret when its letters (case and separators ignored) contain one of these words
-# or end with "key" (private_key, apnsKey, encrypted_key)...
-_SECRET_WORDS = (
-    "password",
-    "passwd",
-    "passphrase",
-    "passcode",
-    "secret",
-    "token",
-    "challenge",
-    "psk",
-    "credential",
-    "otp",
-    "seed",
-    "magic",
-    "pin",
-)
-# ...unless it names something about the secret rather than the secret itself: its row id, its
-# size or kind, a count, a compliance flag (token_id, key_size, passcode_compliant,
-# passwordMinimumLength). Booleans and None are never secret.
-_DESCRIPTIVE_SUFFIXES = (
-    "id",
-    "ids",
-    "uuid",
-    "count",
-    "size",
-    "type",
-    "length",
-    "algorithm",
-    "purpose",
-    "prefix",
-    "hint",
-    "scope",
-    "quality",
-    "policies",
-    "compliant",
-    "compliance",
-    "missing",
-    "changed",
-    "requested",
-    "redacted",
-    "fingerprint",
-    "expires",
-    "expiresat",
-    "at",
-    "update",
-    "publickey",
-    "attempts",
-    "purge",
-    "history",
-    "age",
-)
-_LETTERS = re.compile(r"[^a-z0-9]")
-
-
-def is_secret_key(key: str) -> bool:
-    """Whether a details key names a secret value (see _SECRET_WORDS)."""
-    name = _LETTERS.sub("", key.lower())
-    if not name or name.endswith(_DESCRIPTIVE_SUFFIXES):
-        return False
-    if name == "pin" or name.endswith("pin"):
-        return True
-    if name.endswith("key"):
-        return True
-    return any(word in name for word in _SECRET_WORDS if word != "pin")
-
-
-def digest(value: str | bytes) -> dict[str, Any]:
-    """The stand-in for a value too large to keep inline: its SHA-256 and size."""
-    if isinstance(value, str):
-        return {"sha256": hashlib.sha256(value.encode()).hexdigest(), "chars": len(value)}
-    return {"sha256": hashlib.sha256(value).hexdigest(), "bytes": len(value)}
-
-
-def redact(details: Any) -> Any:
-    """Audit details without secrets: every value under a secret-naming key, at any depth (lists
-    included), becomes "[redacted]"; the fact that it was set stays visible. Long strings and
-    bytes become their digest."""
-    if isinstance(details, dict):
-        clean: dict[str, Any] = {}
-        for key, value in details.items():
-            if is_secret_key(str(key)) and value not in (None, "") and not isinstance(value, bool):
-                clean[key] = REDACTED
-            else:
-                clean[key] = redact(value)
-        return clean
-    if isinstance(details, (list, tuple)):
-        return [redact(item) for item in details]
-    if isinstance(details, (bytes, bytearray, memoryview)):
-        raw = bytes(details)
-        return digest(raw) if len(raw) > INLINE_LIMIT else REDACTED
-    if isinstance(details, str) and len(details) > INLINE_LIMIT:
-        return digest(details)
-    return details
 
 
 def _canonical_time(value: datetime) -> str:

@@ -104,7 +104,7 @@ def db() -> None:
 @pass_ctx
 def db_upgrade(ctx: Context) -> None:
     """Apply every pending migration."""
-    upgrade_database(ctx.settings.database_url)
+    upgrade_database(ctx.settings.database_url, secret_key=ctx.settings.secret_key)
     click.echo("database is up to date")
 
 

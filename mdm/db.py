@@ -121,10 +121,14 @@ def alembic_config(url: str):  # type: ignore[no-untyped-def]
     return cfg
 
 
-def upgrade_database(url: str, revision: str = "head") -> None:
+def upgrade_database(url: str, revision: str = "head", *, secret_key: str | None = None) -> None:
+    """Apply migrations up to `revision`. Data migrations that seal secrets already stored in
+    clear (0006) need the instance secret: `hikeshi db upgrade` passes it."""
     from alembic import command
 
-    command.upgrade(alembic_config(url), revision)
+    cfg = alembic_config(url)
+    cfg.attributes["secret_key"] = secret_key
+    command.upgrade(cfg, revision)
 
 
 def migration_state(engine: Engine) -> tuple[set[str], set[str]]:
