@@ -19,6 +19,7 @@ from mdm.db import (
     transaction,
     upgrade_database,
 )
+from mdm.logsetup import configure_logging
 
 
 def cli_actor() -> Actor:
@@ -67,6 +68,7 @@ pass_ctx = click.make_pass_decorator(Context, ensure=True)
 @click.pass_context
 def main(ctx: click.Context) -> None:
     """Hikeshi MDM: manage fire department field tablets."""
+    configure_logging("WARNING", unless_configured=True)
     ctx.call_on_close(ctx.ensure_object(Context).close)
 
 

@@ -24,7 +24,7 @@ def make_engine(url: str) -> Engine:
         database = parsed.database if parsed.database and parsed.database != ":memory:" else None
         if database is not None:
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-            keep_private(Path(database))
+            keep_private(Path(database), create=True)
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         _configure_sqlite(engine, Path(database) if database is not None else None)
         return engine
@@ -35,18 +35,20 @@ def make_engine(url: str) -> Engine:
 SIDE_SUFFIXES = ("-wal", "-shm", "-journal")
 
 
-def keep_private(database: Path) -> None:
+def keep_private(database: Path, *, create: bool = False) -> None:
     """The SQLite file and its side files readable by the owner only (0600).
 
     The database holds sealed secrets, password hashes and the audit trail; the instance folder is
     0700, but a copy or a looser folder must not widen that. SQLite gives its side files the mode
-    of the main file, so the main file is created 0600 before SQLite opens it, and every file is
-    tightened again on each connection (a file made by an older version, or copied in)."""
-    try:
-        fd = os.open(database, os.O_CREAT | os.O_WRONLY, 0o600)
-    except OSError:
-        return  # SQLite reports a database it cannot open better than we would
-    os.close(fd)
+    of the main file, so a new main file is created 0600 before SQLite opens it (`create`), and
+    every file is tightened again on each connection (a file made by an older version, or copied
+    in). An existing database is never opened here: closing any descriptor of a file drops every
+    POSIX lock this process holds on it, SQLite's included."""
+    if create and not database.exists():
+        try:
+            os.close(os.open(database, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        except OSError:
+            pass  # created meanwhile, or not creatable: SQLite reports that better than we would
     for path in (database, *(Path(f"{database}{suffix}") for suffix in SIDE_SUFFIXES)):
         try:
             if path.stat().st_mode & 0o077:

@@ -93,20 +93,25 @@ def digest(value: str | bytes) -> dict[str, Any]:
     return {"sha256": hashlib.sha256(value).hexdigest(), "bytes": len(value)}
 
 
-def redact(details: Any, *, digest_large: bool = True) -> Any:
+def redact(details: Any, *, digest_large: bool = True, keep: frozenset[str] = frozenset()) -> Any:
     """Audit details without secrets: every value under a secret-naming key, at any depth (lists
     included), becomes "[redacted]"; the fact that it was set stays visible. Long strings and
     bytes become their digest (unless `digest_large` is False: a raw device message keeps them)."""
     if isinstance(details, dict):
         clean: dict[str, Any] = {}
         for key, value in details.items():
-            if is_secret_key(str(key)) and value not in (None, "") and not isinstance(value, bool):
+            if (
+                key not in keep
+                and is_secret_key(str(key))
+                and value not in (None, "")
+                and not isinstance(value, bool)
+            ):
                 clean[key] = REDACTED
             else:
-                clean[key] = redact(value, digest_large=digest_large)
+                clean[key] = redact(value, digest_large=digest_large, keep=keep)
         return clean
     if isinstance(details, (list, tuple)):
-        return [redact(item, digest_large=digest_large) for item in details]
+        return [redact(item, digest_large=digest_large, keep=keep) for item in details]
     if not digest_large:
         return details
     if isinstance(details, (bytes, bytearray, memoryview)):
@@ -117,13 +122,18 @@ def redact(details: Any, *, digest_large: bool = True) -> Any:
     return details
 
 
+# Push routing (APNs device token and PushMagic) is not a credential: the device row keeps both in
+# clear to push at all, and the raw message keeps them as evidence of what the device reported.
+RAW_MESSAGE_KEPT = frozenset({"Token", "PushMagic", "push_token"})
+
 # Key names in an XML plist or a JSON object, to decide cheaply whether a message needs a look.
 _PLIST_KEY = re.compile(rb"<key>([^<]{1,128})</key>")
 _JSON_KEY = re.compile(rb'"([^"\\]{1,128})"\s*:')
 
 
 def _names_a_secret(names: list[bytes]) -> bool:
-    return any(is_secret_key(name.decode("utf-8", "replace")) for name in names)
+    decoded = (name.decode("utf-8", "replace") for name in names)
+    return any(name not in RAW_MESSAGE_KEPT and is_secret_key(name) for name in decoded)
 
 
 def strip_raw_message(raw: bytes) -> bytes:
@@ -141,7 +151,9 @@ def strip_raw_message(raw: bytes) -> bytes:
             value = json.loads(data)
         except ValueError:
             return data
-        return json.dumps(redact(value, digest_large=False), ensure_ascii=False).encode("utf-8")
+        return json.dumps(
+            redact(value, digest_large=False, keep=RAW_MESSAGE_KEPT), ensure_ascii=False
+        ).encode("utf-8")
     binary = data.startswith(b"bplist00")
     if not binary and not _names_a_secret(_PLIST_KEY.findall(data)):
         return data
@@ -149,7 +161,7 @@ def strip_raw_message(raw: bytes) -> bytes:
         value = plistlib.loads(data)
     except Exception:
         return data
-    clean = redact(value, digest_large=False)
+    clean = redact(value, digest_large=False, keep=RAW_MESSAGE_KEPT)
     if clean == value:
         return data
     return plistlib.dumps(clean, fmt=plistlib.FMT_BINARY if binary else plistlib.FMT_XML, sort_keys=False)
