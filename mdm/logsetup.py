@@ -37,10 +37,8 @@ _HANDLER_NAME = "hikeshi"
 # URL paths whose next segment is a secret: the enrollment token of an Apple QR code, the
 # Android device-owner provisioning secret.
 _SECRET_PATHS = re.compile(r"(/enroll/|/android/provisioning/)([^/?#\s\"']+)")
-_PAIR = re.compile(
-    r"""(?P<quote>["']?)(?P<name>[A-Za-z][A-Za-z0-9_.-]{0,63})(?P=quote)(?P<sep>\s*[=:]\s*)"""
-    r"""(?P<value>"[^"]*"|'[^']*'|[^\s&,;}\]"']+)"""
-)
+_NAME_SEP = re.compile(r"""(?P<quote>["']?)(?P<name>[A-Za-z][A-Za-z0-9_.-]{0,63})(?P=quote)\s*[=:]\s*""")
+_VALUE = re.compile(r""""[^"]*"|'[^']*'|[^\s&,;}\]"']+""")
 _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+")
 
 
@@ -49,14 +47,25 @@ def redact_text(text: str) -> str:
     text = _SECRET_PATHS.sub(lambda m: m.group(1) + REDACTED, text)
     text = _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
 
-    def pair(match: re.Match[str]) -> str:
-        if not is_secret_key(match.group("name")):
-            return match.group(0)
-        value = match.group("value")
-        quote = value[0] if value[:1] in ("'", '"') else ""
-        return match.group(0)[: match.start("value") - match.start()] + f"{quote}{REDACTED}{quote}"
+    return _redact_pairs(text)
 
-    return _PAIR.sub(pair, text)
+
+def _redact_pairs(text: str) -> str:
+    # Names are matched one after the other, values looked at only after a secret name, so a
+    # value can never hide the next name ("ValueError: totp_secret=...").
+    out: list[str] = []
+    pos = 0
+    for match in _NAME_SEP.finditer(text):
+        if match.start() < pos or not is_secret_key(match.group("name")):
+            continue
+        value = _VALUE.match(text, match.end())
+        if value is None:
+            continue
+        quote = value.group(0)[0] if value.group(0)[:1] in ("'", '"') else ""
+        out.append(text[pos : match.end()] + f"{quote}{REDACTED}{quote}")
+        pos = value.end()
+    out.append(text[pos:])
+    return "".join(out)
 
 
 class SecretFilter(logging.Filter):
