@@ -171,3 +171,43 @@ def test_export_carries_the_passphrase_for_administrators_only_and_is_audited(
         ]
     hits, _ = scan_database(factory.kw["bind"], {"psk": PSK})
     assert hits == []
+
+
+def test_a_hand_made_install_carrying_a_password_is_refused(app: Any, device_ca: Any, factory: Any) -> None:
+    """The generic command door would store a hand-made profile's password with the command."""
+    client = app.test_client()
+    _managed, device_id, _unit = _enrolled_ipad(app, device_ca, factory)
+    with factory() as s:
+        admin = bearer(make_token(s, "admin"))
+        before = len(s.scalars(select(Command)).all())
+    document = {
+        "PayloadType": "Configuration",
+        "PayloadIdentifier": "jp.example.fd.handmade",
+        "PayloadUUID": "0F6C1E0A-9A53-4E8C-9E52-000000000001",
+        "PayloadVersion": 1,
+        "PayloadContent": [
+            {
+                "PayloadType": "com.apple.wifi.managed",
+                "PayloadIdentifier": "jp.example.fd.handmade.wifi",
+                "PayloadUUID": "0F6C1E0A-9A53-4E8C-9E52-000000000002",
+                "PayloadVersion": 1,
+                "SSID_STR": "FD-GUEST",
+                "EncryptionType": "WPA2",
+                "Password": PSK,
+            }
+        ],
+    }
+    body = {
+        "request_type": "InstallProfile",
+        "params": {"Payload": base64.b64encode(plistlib.dumps(document)).decode()},
+    }
+    refused = client.post(f"/api/v1/devices/{device_id}/commands", headers=admin, json=body)
+    assert refused.status_code == 400, refused.get_json()
+    error = refused.get_json()["error"]
+    assert "com.apple.wifi.managed Password" in error["fields"]["params"]["Payload"][0]
+    assert PSK not in refused.get_data(as_text=True)
+    del document["PayloadContent"][0]["Password"]
+    body["params"]["Payload"] = base64.b64encode(plistlib.dumps(document)).decode()
+    assert client.post(f"/api/v1/devices/{device_id}/commands", headers=admin, json=body).status_code == 201
+    with factory() as s:
+        assert len(s.scalars(select(Command)).all()) == before + 1
