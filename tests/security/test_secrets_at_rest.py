@@ -39,7 +39,7 @@ from tests.enrollment.conftest import (  # noqa: F401  (fixtures)
 from tests.enrollment.helpers import challenge_of, profile_dict
 from tests.profiles.samples import station_wifi
 from tests.profiles.test_assignment_e2e import ManagedIPad
-from tests.security.scan import find_in, scan_database, scan_folder, scan_text
+from tests.security.scan import file_bytes, find_in, scan_database, scan_folder, scan_text
 from tests.support.apple_device import SimulatedIPad
 from tests.support.scep_client import ScepClient
 from tests.web import helpers as web
@@ -189,9 +189,9 @@ def test_no_secret_of_a_full_run_is_found_at_rest_or_in_the_logs(
     if database_url.get_backend_name() == "sqlite":
         database = Path(database_url.database or "")
         files = [p for p in (database, *(Path(f"{database}{s}") for s in ("-wal", "-shm"))) if p.exists()]
-        assert any(find_in(p.read_bytes(), controls, str(p)) for p in files)
+        assert any(find_in(file_bytes(p), controls, str(p)) for p in files)
         for path in files:
-            findings += find_in(path.read_bytes(), used, str(path))
+            findings += find_in(file_bytes(path), used, str(path))
     written, emitted = logs()
     assert written.strip() and emitted.strip()
     findings += scan_text([written], used, "log output")
