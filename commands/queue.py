@@ -7,8 +7,6 @@ expires (DESIGN.md invariant 1).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -20,9 +18,9 @@ from sqlalchemy.orm import Session
 
 from commands.catalog import CommandType, get_command_type
 from mdm import clock
-from mdm.audit import Actor, compute_hash, record_event, redact
+from mdm.audit import Actor, AuditEntry, record_event, record_events
 from mdm.db import is_postgres
-from mdm.models import AuditEvent, Command, CommandStatus, Device, EnrollmentState
+from mdm.models import Command, CommandStatus, Device, EnrollmentState
 from mdm.push import request_push
 
 
@@ -177,56 +175,26 @@ def enqueue_commands(
 
 
 def _record_queued(session: Session, actor: Actor, commands: Sequence[Command]) -> None:
-    """One command.queued event per command, appended to the chain in one insert.
-
-    The first goes through record_event, which takes the chain lock for the rest of the
-    transaction and gives the link; the others follow it with the same hash (mdm.audit)."""
-    if not commands:
-        return
-    details = [
-        {
-            "device_id": c.device_id,
-            "request_type": c.request_type,
-            "params": _audit_params(c.params),
-            "priority": c.priority,
-        }
-        for c in commands
-    ]
-    previous = record_event(session, actor, "command.queued", "command", commands[0].uuid, details[0])
-    events = []
-    for command, detail in zip(commands[1:], details[1:], strict=True):
-        event = AuditEvent(
-            seq=previous.seq + 1,
-            occurred_at=previous.occurred_at,
-            actor=actor.name,
-            actor_role=actor.role,
-            source_ip=actor.source_ip,
-            action="command.queued",
-            target_type="command",
-            target_id=command.uuid,
-            # The JSON round trip of record_event: the hashed form is what the database returns.
-            details=json.loads(json.dumps(redact(detail), ensure_ascii=False, default=str)),
-            prev_hash=previous.hash,
-        )
-        event.hash = compute_hash(event)
-        events.append(event)
-        previous = event
-    session.add_all(events)
-    session.flush()
-
-
-# A profile is tens of kilobytes: a thousand copies in the audit trail would say nothing more
-# than its digest does (the command row keeps the bytes).
-_AUDIT_INLINE_LIMIT = 4096
-
-
-def _audit_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        key: {"sha256": hashlib.sha256(value.encode()).hexdigest(), "chars": len(value)}
-        if isinstance(value, str) and len(value) > _AUDIT_INLINE_LIMIT
-        else value
-        for key, value in params.items()
-    }
+    """One command.queued event per command, appended to the chain in one insert (mdm.audit
+    redacts the parameters and keeps a digest of a large profile)."""
+    record_events(
+        session,
+        actor,
+        [
+            AuditEntry(
+                "command.queued",
+                "command",
+                c.uuid,
+                {
+                    "device_id": c.device_id,
+                    "request_type": c.request_type,
+                    "params": c.params,
+                    "priority": c.priority,
+                },
+            )
+            for c in commands
+        ],
+    )
 
 
 def _check_allowed(kind: CommandType, device: Device) -> None:

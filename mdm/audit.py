@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +19,15 @@ from sqlalchemy.orm import Session
 from mdm import clock
 from mdm.db import is_postgres
 from mdm.models import AuditEvent
+from mdm.redaction import INLINE_LIMIT, REDACTED, digest, is_secret_key, redact
+
+__all__ = [
+    "INLINE_LIMIT",
+    "REDACTED",
+    "digest",
+    "is_secret_key",
+    "redact",
+]
 
 GENESIS = "0" * 64
 # Arbitrary constant naming the PostgreSQL advisory lock that serialises chain appends.
@@ -37,21 +47,6 @@ class Actor:
 
 
 SYSTEM = Actor("system", "system")
-
-_REDACTED_KEYS = {"password", "challenge", "token", "secret", "unlock_token", "key", "passcode", "pin"}
-
-
-def redact(details: dict[str, Any]) -> dict[str, Any]:
-    """Drop secret values from audit details; the fact that they were set stays visible."""
-    clean: dict[str, Any] = {}
-    for key, value in details.items():
-        if key.lower() in _REDACTED_KEYS and value not in (None, ""):
-            clean[key] = "[redacted]"
-        elif isinstance(value, dict):
-            clean[key] = redact(value)
-        else:
-            clean[key] = value
-    return clean
 
 
 def _canonical_time(value: datetime) -> str:
@@ -84,30 +79,57 @@ def record_event(
     details: dict[str, Any] | None = None,
 ) -> AuditEvent:
     """Append an event to the chain inside the caller's transaction."""
+    return record_events(session, actor, [AuditEntry(action, target_type, target_id, details)])[0]
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One event for `record_events`."""
+
+    action: str
+    target_type: str | None = None
+    target_id: str | int | None = None
+    details: dict[str, Any] | None = None
+
+
+def record_events(session: Session, actor: Actor, entries: Sequence[AuditEntry]) -> list[AuditEvent]:
+    """Append many events by one actor to the chain in one insert, inside the caller's transaction.
+
+    The chain lock is taken once for the transaction; each event links to the one before it and
+    every event's details are redacted and digested exactly as `record_event` does."""
+    if not entries:
+        return []
     if is_postgres(session):
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CHAIN_LOCK_KEY})
     last = session.execute(
         select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)
     ).first()
-    # Round-trip through JSON so the hashed form is exactly what the database hands back.
-    clean = json.loads(json.dumps(redact(details or {}), ensure_ascii=False, default=str))
+    seq, prev_hash = (last.seq, last.hash) if last else (0, GENESIS)
     # Microseconds are kept: both databases store them, so the hash can be recomputed.
-    event = AuditEvent(
-        seq=(last.seq + 1) if last else 1,
-        occurred_at=clock.now(),
-        actor=actor.name,
-        actor_role=actor.role,
-        source_ip=actor.source_ip,
-        action=action,
-        target_type=target_type,
-        target_id=None if target_id is None else str(target_id),
-        details=clean,
-        prev_hash=last.hash if last else GENESIS,
-    )
-    event.hash = compute_hash(event)
-    session.add(event)
+    now = clock.now()
+    events = []
+    for entry in entries:
+        # Round-trip through JSON so the hashed form is exactly what the database hands back.
+        clean = json.loads(json.dumps(redact(entry.details or {}), ensure_ascii=False, default=str))
+        seq += 1
+        event = AuditEvent(
+            seq=seq,
+            occurred_at=now,
+            actor=actor.name,
+            actor_role=actor.role,
+            source_ip=actor.source_ip,
+            action=entry.action,
+            target_type=entry.target_type,
+            target_id=None if entry.target_id is None else str(entry.target_id),
+            details=clean,
+            prev_hash=prev_hash,
+        )
+        event.hash = compute_hash(event)
+        prev_hash = event.hash
+        events.append(event)
+    session.add_all(events)
     session.flush()
-    return event
+    return events
 
 
 @dataclass(frozen=True)

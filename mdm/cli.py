@@ -19,6 +19,7 @@ from mdm.db import (
     transaction,
     upgrade_database,
 )
+from mdm.logsetup import configure_logging
 
 
 def cli_actor() -> Actor:
@@ -67,6 +68,7 @@ pass_ctx = click.make_pass_decorator(Context, ensure=True)
 @click.pass_context
 def main(ctx: click.Context) -> None:
     """Hikeshi MDM: manage fire department field tablets."""
+    configure_logging("WARNING", unless_configured=True)
     ctx.call_on_close(ctx.ensure_object(Context).close)
 
 
@@ -104,7 +106,7 @@ def db() -> None:
 @pass_ctx
 def db_upgrade(ctx: Context) -> None:
     """Apply every pending migration."""
-    upgrade_database(ctx.settings.database_url)
+    upgrade_database(ctx.settings.database_url, secret_key=ctx.settings.secret_key)
     click.echo("database is up to date")
 
 

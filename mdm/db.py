@@ -6,6 +6,7 @@ command, scheduler job) owns the transaction. See DESIGN.md "Layers".
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,15 +21,43 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 def make_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        database = parsed.database if parsed.database and parsed.database != ":memory:" else None
+        if database is not None:
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+            keep_private(Path(database), create=True)
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, Path(database) if database is not None else None)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
-def _configure_sqlite(engine: Engine) -> None:
+# SQLite's side files: the write-ahead log, its index, and a rollback journal.
+SIDE_SUFFIXES = ("-wal", "-shm", "-journal")
+
+
+def keep_private(database: Path, *, create: bool = False) -> None:
+    """The SQLite file and its side files readable by the owner only (0600).
+
+    The database holds sealed secrets, password hashes and the audit trail; the instance folder is
+    0700, but a copy or a looser folder must not widen that. SQLite gives its side files the mode
+    of the main file, so a new main file is created 0600 before SQLite opens it (`create`), and
+    every file is tightened again on each connection (a file made by an older version, or copied
+    in). An existing database is never opened here: closing any descriptor of a file drops every
+    POSIX lock this process holds on it, SQLite's included."""
+    if create and not database.exists():
+        try:
+            os.close(os.open(database, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        except OSError:
+            pass  # created meanwhile, or not creatable: SQLite reports that better than we would
+    for path in (database, *(Path(f"{database}{suffix}") for suffix in SIDE_SUFFIXES)):
+        try:
+            if path.stat().st_mode & 0o077:
+                os.chmod(path, 0o600)
+        except OSError:
+            continue  # a side file that does not exist (yet) or is not ours
+
+
+def _configure_sqlite(engine: Engine, database: Path | None) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
         # Let SQLAlchemy's "begin" event below issue BEGIN itself.
@@ -39,6 +68,8 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
+        if database is not None:
+            keep_private(database)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn):  # type: ignore[no-untyped-def]
@@ -92,10 +123,14 @@ def alembic_config(url: str):  # type: ignore[no-untyped-def]
     return cfg
 
 
-def upgrade_database(url: str, revision: str = "head") -> None:
+def upgrade_database(url: str, revision: str = "head", *, secret_key: str | None = None) -> None:
+    """Apply migrations up to `revision`. Data migrations that seal secrets already stored in
+    clear (0006) need the instance secret: `hikeshi db upgrade` passes it."""
     from alembic import command
 
-    command.upgrade(alembic_config(url), revision)
+    cfg = alembic_config(url)
+    cfg.attributes["secret_key"] = secret_key
+    command.upgrade(cfg, revision)
 
 
 def migration_state(engine: Engine) -> tuple[set[str], set[str]]:

@@ -17,6 +17,7 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 
 from mdm.config import Settings
+from mdm.logsetup import AccessLogger, configure_logging
 from mdm.push.certificates import expiry_warning
 
 log = logging.getLogger("hikeshi")
@@ -39,6 +40,7 @@ class _Server(BaseApplication):  # type: ignore[misc]
     def load(self):  # type: ignore[no-untyped-def]
         from mdm import create_app
 
+        configure_logging("INFO")  # in each worker too: the app's own loggers, one format
         return create_app(self._settings)
 
 
@@ -101,5 +103,8 @@ def run_server(
         "accesslog": "-",
         "errorlog": "-",
         "loglevel": "info",
+        # gunicorn's access and error logs in our format, through the filter that redacts
+        # enrollment secrets from request lines (mdm.logsetup).
+        "logger_class": AccessLogger,
     }
     _Server(settings, options, scheduler=scheduler).run()

@@ -45,9 +45,14 @@ def policy_version(policy: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def policy_for_device(session: Session, device: Device) -> AndroidPolicyDocument:
-    """The merged policy of every profile assigned along the device's unit path (empty outside one)."""
-    context = RenderContext(ca_certificate_pem=_builtin_ca_pem(session))
+def policy_for_device(
+    session: Session, device: Device, *, secret_key: str | None = None
+) -> AndroidPolicyDocument:
+    """The merged policy of every profile assigned along the device's unit path (empty outside one).
+
+    With `secret_key` (the agent's own sync) the policy carries the profiles' secrets (Wi-Fi
+    passphrases); without it they are left out."""
+    context = RenderContext(ca_certificate_pem=_builtin_ca_pem(session), secret_key=secret_key)
     merged: dict[str, Any] = {}
     unsupported: list[str] = []
     for profile in desired_profiles(session, device):

@@ -19,7 +19,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from profiles.payloads.common import certificate_der
+from profiles.payloads.wifi import PERSONAL
 from profiles.rendering import ANDROID, RenderContext, RenderError, RenderResult
+from profiles.secret_settings import reveal_spec
 from profiles.spec import assign_payload_uuids, derived_uuid
 
 # allow_* setting → (Policy field, value when allowed, value when not allowed)
@@ -59,6 +61,7 @@ def render_android(
     `version` is accepted for symmetry with render_apple; the Policy carries no version of ours.
     """
     result = RenderResult(platform=ANDROID, content={})
+    spec = reveal_spec(spec, context.secret_key)
     builder = _AndroidBuilder(spec, context, dict(payload_uuids or assign_payload_uuids(spec)), result)
     result.content = builder.policy()
     return result
@@ -191,9 +194,10 @@ class _AndroidBuilder:
                 "The ONC subset of the Android Management API cannot require WPA3 only; the network is "
                 "rendered as WPA2/WPA3 (the device may also join WPA2).",
             )
-        if "password" in settings:
+        if security in PERSONAL:
             wifi["Security"] = "WPA-PSK"
-            wifi["Passphrase"] = settings["password"]
+            if settings.get("password"):
+                wifi["Passphrase"] = settings["password"]
         else:
             wifi["Security"] = "WPA-EAP"
             wifi["EAP"] = self._eap(payload, guid)

@@ -23,6 +23,7 @@ from typing import Any
 
 from profiles.payloads.common import certificate_der, common_name, is_self_signed, load_certificate
 from profiles.rendering import APPLE, ChallengeRequest, RenderContext, RenderError, RenderResult
+from profiles.secret_settings import reveal_spec
 from profiles.spec import assign_payload_uuids, derived_uuid, payload_identifier, profile_uuid
 
 RESTRICTION_KEYS = {
@@ -82,6 +83,7 @@ def render_apple(
     the profile-level PayloadUUID. Same input, same bytes.
     """
     result = RenderResult(platform=APPLE, content=b"")
+    spec = reveal_spec(spec, context.secret_key)
     builder = _AppleBuilder(spec, context, dict(payload_uuids or assign_payload_uuids(spec)), result)
     document = builder.profile(version)
     result.content = plistlib.dumps(document, fmt=plistlib.FMT_XML, sort_keys=True)
@@ -244,7 +246,7 @@ class _AppleBuilder:
             }
         )
         extra: list[dict[str, Any]] = []
-        if "password" in settings:
+        if settings.get("password"):
             wifi["Password"] = settings["password"]
         if settings.get("eap_type") == "EAP-TLS":
             anchors, anchor_uuids = self._anchors(payload, identifier, uuid)

@@ -42,6 +42,7 @@ from mdm.models import (
     ProfileAssignment,
 )
 from profiles.device_identity import delivery_marker, needs_device_challenge
+from profiles.secret_settings import has_secrets
 from profiles.service import update_profile
 from profiles.signing import signed_apple_profile, stored_apple_profile
 
@@ -199,7 +200,7 @@ def update_profile_and_apply(
 ) -> tuple[Profile, ReconcileSummary | None]:
     """profiles.service.update_profile, then push the new version to the devices that have it."""
     before = profile.version
-    update_profile(session, actor, profile, spec)
+    update_profile(session, actor, profile, spec, secret_key=settings.secret_key)
     if profile.version == before:
         return profile, None
     return profile, apply_profile_version(session, settings, profile, actor=actor)
@@ -351,8 +352,9 @@ def _install_params(
             summary.unsigned.append((profile.id, profile.version))
             return None
         params = {"Payload": stored.content}
-    if needs_device_challenge(profile.spec):
-        # Made for each device when delivered: its own one-time SCEP challenge (device_identity).
+    if needs_device_challenge(profile.spec) or has_secrets(profile.spec):
+        # Made for each device when delivered: its own one-time SCEP challenge and the profile's
+        # secrets, which the shared rendering in these parameters never holds (device_identity).
         params["DeviceIdentity"] = delivery_marker(profile.id, profile.version)
     return params
 

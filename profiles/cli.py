@@ -29,15 +29,16 @@ from profiles.assignment import (
     unassign_profile,
     update_profile_and_apply,
 )
+from profiles.export import export_profile
 from profiles.rendering import ANDROID, APPLE, PLATFORMS, RenderError
 from profiles.service import (
     create_profile_from_template,
     get_profile,
     get_profile_by_identifier,
     list_profiles,
-    render_profile,
+    preview_profile,
 )
-from profiles.signing import server_render_context, signed_apple_profile
+from profiles.signing import server_render_context
 from profiles.spec import validate_spec
 from profiles.templates import list_templates
 
@@ -107,11 +108,19 @@ def create(
                 if not identifier:
                     raise click.BadParameter("required with --template", param_hint="--identifier")
                 profile = create_profile_from_template(
-                    session, _actor(), slug, identifier=identifier, name_ja=name_ja, name_en=name_en
+                    session,
+                    _actor(),
+                    slug,
+                    identifier=identifier,
+                    name_ja=name_ja,
+                    name_en=name_en,
+                    secret_key=obj.settings.secret_key,
                 )
             else:
                 assert spec_file is not None
-                profile = create_profile(session, _actor(), _read_json(spec_file))
+                profile = create_profile(
+                    session, _actor(), _read_json(spec_file), secret_key=obj.settings.secret_key
+                )
             click.echo(f"{profile.id}\t{profile.identifier}\tv{profile.version}")
     except ValidationError as exc:
         raise click.ClickException(f"invalid profile: {_messages(exc.messages)}") from exc
@@ -212,15 +221,10 @@ def export(obj: Any, reference: str, platform: str) -> None:
     """Write the profile to stdout: a signed .mobileconfig (Apple) or policy JSON (Android)."""
     with transaction(obj.session_factory()) as session:
         profile = _resolve_profile(session, reference)
-        if platform == APPLE:
-            try:
-                data = signed_apple_profile(session, obj.settings, profile)
-            except (CANotReady, RenderError) as exc:
-                raise click.ClickException(str(exc)) from exc
-        else:
-            data = json.dumps(
-                _render(session, obj.settings, profile, platform).content, ensure_ascii=False, indent=2
-            ).encode("utf-8")
+        try:
+            data = export_profile(session, obj.settings, profile, platform, actor=_actor()).data
+        except (CANotReady, RenderError) as exc:
+            raise click.ClickException(str(exc)) from exc
     sys.stdout.buffer.write(data)
     sys.stdout.buffer.flush()
 
@@ -268,8 +272,9 @@ def _change_assignment(obj: Any, reference: str, unit_ref: str, *, assign: bool)
 
 
 def _render(session: Session, settings: Any, profile: Profile, platform: str) -> Any:
+    """A preview: secrets shown as ******** (only `export` carries them)."""
     try:
-        return render_profile(profile, platform, server_render_context(session, settings))
+        return preview_profile(profile, server_render_context(session, settings))[platform]
     except (CANotReady, RenderError) as exc:
         raise click.ClickException(str(exc)) from exc
 

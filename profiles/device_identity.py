@@ -40,6 +40,7 @@ from mdm.models import ChallengePurpose, Device, EnrollmentChallenge, ProfileVer
 from mdm.x509util import to_pem
 from profiles.apple_render import render_apple
 from profiles.rendering import ChallengeRequest, RenderContext
+from profiles.secret_settings import has_secrets
 
 # EnrollmentChallenge.purpose of a Wi-Fi identity challenge (enrollment uses "enroll" / "renew").
 WIFI_IDENTITY = ChallengePurpose.WIFI
@@ -104,7 +105,8 @@ def _signer_settings(secret_key: str) -> Settings:
 
 @on_install_delivery
 def make_for_device(keys: dict[str, Any], marker: dict[str, Any], context: DeliveryContext) -> dict[str, Any]:
-    """The install as this device gets it: its own challenge and subject, signed."""
+    """The install as this device gets it: its own challenge and subject, the profile's secrets
+    (Wi-Fi passphrases, sealed in the stored spec), signed."""
     device = context.device
     session = object_session(device)
     if session is None:
@@ -118,7 +120,7 @@ def make_for_device(keys: dict[str, Any], marker: dict[str, Any], context: Deliv
             ProfileVersion.profile_id == marker["profile_id"], ProfileVersion.version == marker["version"]
         )
     ).first()
-    if scep_url is None or row is None:
+    if row is None or (scep_url is None and not has_secrets(row.spec)):
         return keys
     issued: list[str] = []
 
@@ -131,11 +133,12 @@ def make_for_device(keys: dict[str, Any], marker: dict[str, Any], context: Deliv
     with session.begin_nested():
         context_for_device = RenderContext(
             scep_url=scep_url,
-            scep_challenge=challenge,
+            scep_challenge=challenge if scep_url is not None else None,
             scep_ca_fingerprint=fingerprint,
             ca_certificate_pem=to_pem(ca),
             device_common_name=(device.serial_number or device.udid or f"device-{device.id}")[:64],
             organization=str(shared.get("PayloadOrganization") or "Hikeshi MDM"),
+            secret_key=context.secret_key,
         )
         plist = render_apple(
             row.spec, context_for_device, version=row.version, payload_uuids=row.payload_uuids
@@ -143,12 +146,13 @@ def make_for_device(keys: dict[str, Any], marker: dict[str, Any], context: Deliv
         signed = sign_profile(
             plist.content, profile_signer(session, _signer_settings(context.secret_key)), [ca]
         )
-        record_event(
-            session,
-            DELIVERY,
-            "profile.device_identity_challenge_issued",
-            "device",
-            device.id,
-            {"profile_id": row.profile_id, "version": row.version, "payloads": issued},
-        )
+        if scep_url is not None:
+            record_event(
+                session,
+                DELIVERY,
+                "profile.device_identity_challenge_issued",
+                "device",
+                device.id,
+                {"profile_id": row.profile_id, "version": row.version, "payloads": issued},
+            )
     return {**keys, "Payload": signed}

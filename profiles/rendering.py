@@ -45,6 +45,9 @@ class RenderContext:
     device_common_name: subject CN for identities requested through SCEP, when rendering for one
         device (its serial number or UDID); None renders a per-profile name and says so in notes.
     organization: PayloadOrganization and the identity certificate's O.
+    secret_key: the instance secret, to reveal sealed secrets (Wi-Fi passphrases) of the spec;
+        None leaves them out: give it only to a rendering made for delivery or for an
+        administrator's export, never to one that is stored or shown (profiles.secret_settings).
     """
 
     scep_url: str | None = None
@@ -53,6 +56,7 @@ class RenderContext:
     ca_certificate_pem: str | None = None
     device_common_name: str | None = None
     organization: str = "Hikeshi MDM"
+    secret_key: str | None = field(default=None, repr=False)
 
     def challenge_for(self, request: ChallengeRequest) -> str | None:
         if self.scep_challenge is None or isinstance(self.scep_challenge, str):

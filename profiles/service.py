@@ -20,14 +20,17 @@ from mdm.models import Profile, ProfileVersion
 from profiles.android_render import render_android
 from profiles.apple_render import render_apple
 from profiles.rendering import ANDROID, APPLE, RenderContext, RenderResult
+from profiles.secret_settings import keep_unchanged_secrets, redacted_spec, seal_spec
 from profiles.spec import assign_payload_uuids, validate_spec
-from profiles.summary import redacted_spec
 from profiles.templates import template_spec
 
 
-def create_profile(session: Session, actor: Actor, spec: Mapping[str, Any]) -> Profile:
-    """Validate `spec` and store it as version 1 of a new profile."""
-    clean = validate_spec(spec)
+def create_profile(
+    session: Session, actor: Actor, spec: Mapping[str, Any], *, secret_key: str | None = None
+) -> Profile:
+    """Validate `spec` and store it as version 1 of a new profile, its secrets sealed with the
+    instance secret `secret_key` (needed when the spec holds any)."""
+    clean = seal_spec(validate_spec(keep_unchanged_secrets(spec, None, secret_key)), secret_key)
     identifier = clean["identifier"]
     if get_profile_by_identifier(session, identifier) is not None:
         raise ValidationError({"identifier": [f"A profile with identifier {identifier!r} already exists."]})
@@ -74,20 +77,30 @@ def create_profile_from_template(
     identifier: str,
     name_ja: str | None = None,
     name_en: str | None = None,
+    secret_key: str | None = None,
 ) -> Profile:
     """A new profile from a built-in template (profiles.templates), under the HQ's identifier."""
     try:
         spec = template_spec(slug, identifier=identifier, name_ja=name_ja, name_en=name_en)
     except KeyError as exc:
         raise ValidationError({"template": [f"No template {slug!r}."]}) from exc
-    return create_profile(session, actor, spec)
+    return create_profile(session, actor, spec, secret_key=secret_key)
 
 
-def update_profile(session: Session, actor: Actor, profile: Profile, spec: Mapping[str, Any]) -> Profile:
+def update_profile(
+    session: Session,
+    actor: Actor,
+    profile: Profile,
+    spec: Mapping[str, Any],
+    *,
+    secret_key: str | None = None,
+) -> Profile:
     """Replace the profile's spec; every change is a new version. An identical spec changes nothing.
 
-    The identifier cannot change (devices know the profile by it)."""
-    clean = validate_spec(spec)
+    The identifier cannot change (devices know the profile by it). A secret sent as REDACTED keeps
+    its stored value; secrets are sealed with `secret_key` (profiles.secret_settings)."""
+    incoming = keep_unchanged_secrets(spec, profile.spec, secret_key)
+    clean = seal_spec(validate_spec(incoming), secret_key, previous=profile.spec)
     if clean["identifier"] != profile.identifier:
         raise ValidationError(
             {"identifier": [f"The identifier of a profile cannot change (it is {profile.identifier!r})."]}
@@ -183,11 +196,10 @@ def _changed_payloads(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[st
     }
 
 
-def preview_profile(
-    profile: Profile | ProfileVersion, context: RenderContext, *, redact: bool = False
-) -> dict[str, RenderResult]:
-    """Both renderings of a profile (or a saved version), unsigned; `redact` hides its secrets."""
-    spec = redacted_spec(profile.spec) if redact else profile.spec
+def preview_profile(profile: Profile | ProfileVersion, context: RenderContext) -> dict[str, RenderResult]:
+    """Both renderings of a profile (or a saved version), unsigned, every secret shown as REDACTED
+    (a preview is read by people; only delivery and an administrator's export carry secrets)."""
+    spec = redacted_spec(profile.spec)
     uuids, version = profile.payload_uuids, profile.version
     return {
         APPLE: render_apple(spec, context, version=version, payload_uuids=uuids),

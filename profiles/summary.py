@@ -3,15 +3,22 @@ with its secrets hidden (Wi-Fi passphrases) for readers who may not change profi
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from typing import Any
 
 from profiles.payloads import KINDS
+from profiles.secret_settings import REDACTED, SECRET_SETTINGS, has_secrets, redacted_spec
 
-REDACTED = "********"
-# Settings that hold a secret, per payload kind.
-SECRET_SETTINGS = {"wifi": ("password",)}
+__all__ = [
+    "REDACTED",
+    "SECRET_SETTINGS",
+    "dotted_messages",
+    "has_secrets",
+    "payload_summaries",
+    "payload_summary",
+    "payload_title",
+    "redacted_spec",
+]
 
 
 def payload_title(kind: str, *, japanese: bool = False) -> str:
@@ -58,24 +65,6 @@ def payload_summaries(spec: Mapping[str, Any]) -> list[dict[str, str]]:
     return [
         {"kind": p["kind"], "key": p["key"], "summary": payload_summary(p)} for p in spec.get("payloads", [])
     ]
-
-
-def redacted_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
-    """A deep copy of `spec` with every secret setting replaced by REDACTED."""
-    clean = copy.deepcopy(dict(spec))
-    for payload in clean.get("payloads", []):
-        for name in SECRET_SETTINGS.get(payload.get("kind"), ()):
-            if name in payload.get("settings", {}):
-                payload["settings"][name] = REDACTED
-    return clean
-
-
-def has_secrets(spec: Mapping[str, Any]) -> bool:
-    return any(
-        name in (payload.get("settings") or {})
-        for payload in spec.get("payloads", [])
-        for name in SECRET_SETTINGS.get(payload.get("kind"), ())
-    )
 
 
 def dotted_messages(messages: Any, prefix: str = "") -> dict[str, list[str]]:

@@ -20,6 +20,8 @@ BOTTOM = (
     "mdm.clock",
     "mdm.config",
     "mdm.audit",
+    "mdm.redaction",
+    "mdm.logsetup",
     "mdm.secretbox",
     "mdm.push",
     "mdm.x509util",

@@ -13,13 +13,16 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import plistlib
 import re
 from collections.abc import Callable
 from typing import Any
 
+from asn1crypto import cms
 from marshmallow import Schema, ValidationError, fields, validate
 
 from commands.catalog import CommandType, DeliveryContext, Priority, register
+from mdm.redaction import is_secret_key
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +38,10 @@ class ProfileData(fields.Field):
         "invalid": "must be the profile as bytes or base64 text",
         "empty": "must not be empty",
         "too_large": f"must be at most {MAX_PROFILE_BYTES} bytes",
+        "secret": (
+            "carries a secret ({where}): it would be stored with the command in clear; create a "
+            "profile instead (its secrets are sealed and added when the command is delivered)"
+        ),
     }
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
@@ -51,7 +58,46 @@ class ProfileData(fields.Field):
             raise self.make_error("empty")
         if len(raw) > MAX_PROFILE_BYTES:
             raise self.make_error("too_large")
+        where = secret_in_profile(raw)
+        if where is not None:
+            raise self.make_error("secret", where=where)
         return base64.b64encode(raw).decode("ascii")
+
+
+def _plist_of(raw: bytes) -> Any:
+    if raw.startswith(b"bplist00") or raw.lstrip().startswith(b"<"):
+        return plistlib.loads(raw)
+    # A signed profile: DER CMS SignedData around the plist (an encrypted one is opaque here).
+    return plistlib.loads(bytes(cms.ContentInfo.load(raw)["content"]["encap_content_info"]["content"].native))
+
+
+def secret_in_profile(raw: bytes) -> str | None:
+    """Where a profile carries a secret in clear ("com.apple.wifi.managed Password"), or None.
+
+    A profile that cannot be read here (encrypted payloads, or not a profile at all) has nothing
+    readable to leak and is left to the device to judge."""
+    try:
+        document = _plist_of(raw)
+    except Exception:
+        return None
+
+    def walk(node: Any, payload_type: str) -> str | None:
+        if isinstance(node, dict):
+            payload_type = str(node.get("PayloadType") or payload_type)
+            for key, value in node.items():
+                if isinstance(value, (str, bytes)) and value and is_secret_key(str(key)):
+                    return f"{payload_type} {key}".strip()
+                found = walk(value, payload_type)
+                if found:
+                    return found
+        elif isinstance(node, list):
+            for item in node:
+                found = walk(item, payload_type)
+                if found:
+                    return found
+        return None
+
+    return walk(document, "")
 
 
 class DeviceIdentitySchema(Schema):

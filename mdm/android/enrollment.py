@@ -167,7 +167,9 @@ def enroll(session: Session, settings: Settings, data: dict[str, Any], *, source
         },
     )
     join_token_unit(session, device, token, row.fingerprint_sha256, actor=actor)
-    return Enrolled(device, cert, ca.certificate, current_policy(session, device))
+    return Enrolled(
+        device, cert, ca.certificate, current_policy(session, device, secret_key=settings.secret_key)
+    )
 
 
 def _load_csr(text: str) -> x509.CertificateRequest:

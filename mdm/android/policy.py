@@ -22,6 +22,7 @@ class AgentPolicy:
         return {"version": self.version, "policy": self.policy, "unsupported": list(self.unsupported)}
 
 
-def current_policy(session: Session, device: Device) -> AgentPolicy:
-    found = policy_for_device(session, device)
+def current_policy(session: Session, device: Device, *, secret_key: str | None = None) -> AgentPolicy:
+    """The agent's policy; with the instance secret it carries the Wi-Fi passphrases it needs."""
+    found = policy_for_device(session, device, secret_key=secret_key)
     return AgentPolicy(str(found.version), dict(found.policy), [str(u) for u in found.unsupported])

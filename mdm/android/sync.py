@@ -51,7 +51,7 @@ def sync(
     not_now = record_results(session, device, data.get("results") or [], actor=actor, identity=fp)
     answer: dict[str, Any] = {"protocol": PROTOCOL_VERSION, "device_id": device.id}
     if device.enrollment_state == EnrollmentState.ENROLLED:
-        policy = current_policy(session, device)
+        policy = current_policy(session, device, secret_key=settings.secret_key)
         answer["policy_version"] = policy.version
         if policy.version != data.get("policy_version"):
             answer["policy"] = policy.body()

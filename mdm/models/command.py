@@ -6,11 +6,12 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ForeignKey, Index, LargeBinary, String
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from mdm import clock
 from mdm.models.base import Base, JSONType
 from mdm.models.device import Device
+from mdm.redaction import strip_raw_message
 
 
 class CommandStatus:
@@ -76,3 +77,8 @@ class CommandResult(Base):
     received_at: Mapped[datetime] = mapped_column(default=clock.now)
 
     command: Mapped[Command] = relationship(back_populates="results")
+
+    @validates("raw")
+    def _without_secrets(self, _key: str, raw: bytes) -> bytes:
+        # A result can carry a secret (an Activation Lock bypass code): never stored in clear.
+        return strip_raw_message(raw)

@@ -6,10 +6,11 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text, text
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from mdm import clock
 from mdm.models.base import Base
+from mdm.redaction import strip_raw_message
 
 if TYPE_CHECKING:
     from mdm.models.org_unit import OrgUnit
@@ -129,7 +130,7 @@ class DeviceCertificate(Base):
 
 
 class DeviceMessage(Base):
-    """A check-in message exactly as the device sent it."""
+    """A check-in message as the device sent it, secrets (UnlockToken...) replaced by "[redacted]"."""
 
     __tablename__ = "device_messages"
 
@@ -139,3 +140,8 @@ class DeviceMessage(Base):
     raw: Mapped[bytes] = mapped_column(LargeBinary)
     source_ip: Mapped[str | None] = mapped_column(String(64))
     received_at: Mapped[datetime] = mapped_column(default=clock.now, index=True)
+
+    @validates("raw")
+    def _without_secrets(self, _key: str, raw: bytes) -> bytes:
+        # Every way a message is stored sets `raw`: the one place secrets are kept out of it.
+        return strip_raw_message(raw)

@@ -11,6 +11,7 @@ import click
 
 from mdm.config import Settings
 from mdm.db import DatabaseBehind
+from mdm.logsetup import configure_logging
 from mdm.scheduler.jobs import JOBS
 
 
@@ -21,7 +22,7 @@ def scheduler_command(jobs: tuple[str, ...], parent_pid: int | None) -> None:
     """Run the periodic jobs; a second scheduler waits for the first instead of running them twice."""
     from mdm.scheduler.runner import run_scheduler
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging("INFO", unless_configured=True)
     settings = Settings.from_env()
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mdm.audit import Actor, verify_chain
 from mdm.models import AuditEvent, Profile, ProfileVersion
+from profiles.secret_settings import SecretKeyMissing, is_sealed, unseal_value
 from profiles.service import (
     create_profile,
     create_profile_from_template,
@@ -212,6 +213,9 @@ def test_a_profile_can_start_from_a_template(session: Session) -> None:
     assert "template" in info.value.messages
 
 
+SECRET_KEY = "test-instance-secret"
+
+
 def test_a_wifi_password_stays_out_of_the_audit_trail(session: Session) -> None:
     spec = spec_with(
         {
@@ -220,10 +224,23 @@ def test_a_wifi_password_stays_out_of_the_audit_trail(session: Session) -> None:
         },
         identifier="jp.lg.example.fd.guest",
     )
-    profile = create_profile(session, ADMIN, spec)
+    profile = create_profile(session, ADMIN, spec, secret_key=SECRET_KEY)
     changed = copy.deepcopy(profile.spec)
     changed["payloads"][0]["settings"]["password"] = "kasai-2026-secret"
-    update_profile(session, ADMIN, profile, changed)
+    update_profile(session, ADMIN, profile, changed, secret_key=SECRET_KEY)
     for event in session.scalars(select(AuditEvent)):
         assert "secret" not in repr(event.details)
-    assert profile.spec["payloads"][0]["settings"]["password"] == "kasai-2026-secret"
+    stored = profile.spec["payloads"][0]["settings"]["password"]
+    assert is_sealed(stored) and unseal_value(SECRET_KEY, stored) == "kasai-2026-secret"
+
+
+def test_a_profile_with_secrets_is_not_stored_without_the_instance_secret(session: Session) -> None:
+    spec = spec_with(
+        {
+            "kind": "wifi",
+            "settings": {"ssid": "GUEST", "security": "wpa2_personal", "password": "kasai-2025"},
+        },
+        identifier="jp.lg.example.fd.guest",
+    )
+    with pytest.raises(SecretKeyMissing):
+        create_profile(session, ADMIN, spec)

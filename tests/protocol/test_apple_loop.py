@@ -66,11 +66,12 @@ def test_enroll_queue_fetch_acknowledge(client, ipad, session, app):
     assert device.push_token == ipad.token_hex and device.push_magic == ipad.push_magic
     secret = app.extensions["hikeshi"].settings.secret_key
     assert unseal(secret, "unlock-token", device.unlock_token_encrypted) == ipad.unlock_token
-    # Raw messages are kept exactly as the device sent them.
+    # Raw messages are kept as the device sent them, but for secrets (the UnlockToken).
     kinds = session.scalars(select(DeviceMessage.message_type).order_by(DeviceMessage.id)).all()
     raws = session.scalars(select(DeviceMessage.raw).order_by(DeviceMessage.id)).all()
     assert kinds == ["Authenticate", "TokenUpdate"]
     assert plistlib.loads(raws[1])["Token"] == ipad.token and raws[0].startswith(b"<?xml")
+    assert plistlib.loads(raws[1])["UnlockToken"] == "[redacted]"
 
     lock = enqueue_command(
         session, device, "DeviceLock", {"Message": "このiPadは消防本部の管理端末です"}, actor=ADMIN

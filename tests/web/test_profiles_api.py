@@ -194,14 +194,16 @@ def test_templates_are_listed_and_a_profile_starts_from_one(
     assert unknown.status_code == 400 and "template" in unknown.get_json()["error"]["fields"]
 
 
-def test_readers_see_no_wifi_passphrase_and_cannot_export(
+def test_nobody_sees_a_wifi_passphrase_and_readers_cannot_export(
     client: Any, tree: Any, admin: dict[str, str], session_factory: Any
 ) -> None:
     with session_factory() as session:
         auditor = bearer(make_token(session, "auditor"))
     psk = {"ssid": "FD-GUEST", "security": "wpa2_personal", "password": "s3cret-passphrase"}
     created = _create(client, admin, spec_with({"kind": "wifi", "settings": psk}))
-    assert created["spec"]["payloads"][0]["settings"]["password"] == "s3cret-passphrase"
+    # Not even the administrator who typed it: it is sealed and shown as ********.
+    assert created["spec"]["payloads"][0]["settings"]["password"] == "********"
+    assert created["secrets_redacted"] is True
     seen = client.get(f"/api/v1/profiles/{created['id']}", headers=auditor).get_json()
     assert seen["secrets_redacted"] is True
     assert seen["spec"]["payloads"][0]["settings"]["password"] == "********"

@@ -8,7 +8,6 @@ change a profile that is also assigned outside its subtree (a new version reache
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from flask import Response
@@ -19,9 +18,10 @@ from enrollment.ca import CANotReady
 from mdm.appctx import db_session, settings
 from mdm.models import Device, OrgUnit, Profile, ProfileAssignment, ProfileVersion
 from profiles import assignment as assignments
+from profiles import export as exports
 from profiles import service
 from profiles.rendering import ANDROID, APPLE, RenderError, RenderResult
-from profiles.signing import server_render_context, signed_apple_profile
+from profiles.signing import server_render_context
 from profiles.spec import validate_spec
 from profiles.summary import dotted_messages, has_secrets, payload_summaries, redacted_spec
 from profiles.templates import list_templates
@@ -109,10 +109,6 @@ def _reconcile_view(summary: assignments.ReconcileSummary | None) -> dict[str, i
     }
 
 
-def _may_see_secrets(principal: Principal) -> bool:
-    return principal.can(Permission.PROFILE_WRITE)
-
-
 def _profile_view(profile: Profile, assignment_count: int) -> dict[str, Any]:
     return {
         "id": profile.id,
@@ -132,7 +128,8 @@ def _detail_view(profile: Profile, reconcile: assignments.ReconcileSummary | Non
     principal = current_principal()
     session = db_session()
     visible = _visible_assignments(principal, profile)
-    redact = not _may_see_secrets(principal) and has_secrets(profile.spec)
+    # Secrets are shown to nobody once entered, writers included (profiles.secret_settings).
+    redact = has_secrets(profile.spec)
     versions = session.scalars(
         select(ProfileVersion).where(ProfileVersion.profile_id == profile.id).order_by(ProfileVersion.version)
     )
@@ -191,7 +188,9 @@ def create_profile(body: dict[str, Any]) -> Any:
     """Create a profile (version 1) from a spec; nothing is assigned yet."""
     session = db_session()
     try:
-        profile = service.create_profile(session, current_principal().actor, body)
+        profile = service.create_profile(
+            session, current_principal().actor, body, secret_key=settings().secret_key
+        )
     except ValidationError as exc:
         raise spec_error(exc) from exc
     session.commit()
@@ -205,7 +204,7 @@ def create_profile(body: dict[str, Any]) -> Any:
 def validate_profile(body: dict[str, Any]) -> Any:
     """Check a spec without storing anything: the normalized spec, or 400 naming every bad field."""
     try:
-        return {"spec": validate_spec(body)}
+        return {"spec": redacted_spec(validate_spec(body))}
     except ValidationError as exc:
         raise spec_error(exc) from exc
 
@@ -225,6 +224,7 @@ def create_from_template(body: dict[str, Any]) -> Any:
             identifier=body["identifier"],
             name_ja=body.get("name_ja"),
             name_en=body.get("name_en"),
+            secret_key=settings().secret_key,
         )
     except ValidationError as exc:
         raise spec_error(exc) from exc
@@ -282,7 +282,7 @@ def _rendering_view(result: RenderResult) -> dict[str, Any]:
 @permission(Permission.PROFILE_READ)
 def preview_profile(profile_id: int, version: int | None = None) -> Any:
     """The Apple plist (unsigned, as text) and the Android Policy, with what each platform cannot
-    express. Secrets are hidden from readers who cannot write profiles."""
+    express. Secrets are shown to nobody (as ********)."""
     session = db_session()
     profile = _profile_or_404(profile_id)
     source: Profile | ProfileVersion = profile
@@ -291,9 +291,8 @@ def preview_profile(profile_id: int, version: int | None = None) -> Any:
         if found is None:
             raise field_error("version", f"{profile.identifier} has no version {version}")
         source = found
-    redact = not _may_see_secrets(current_principal())
     try:
-        results = service.preview_profile(source, server_render_context(session, settings()), redact=redact)
+        results = service.preview_profile(source, server_render_context(session, settings()))
     except (CANotReady, RenderError) as exc:
         raise _unavailable(exc) from exc
     return {
@@ -311,24 +310,21 @@ def preview_profile(profile_id: int, version: int | None = None) -> Any:
 def export_profile(profile_id: int, platform: str) -> Response:
     """The installable profile: a signed .mobileconfig (Apple) or the Policy JSON (Android).
 
-    Needs profile.write: an export carries the profile's secrets (Wi-Fi passphrases)."""
+    Needs profile.write (administrators): an export carries the profile's secrets (Wi-Fi
+    passphrases), and each export is audited (`profile.exported`)."""
     session = db_session()
     profile = _profile_or_404(profile_id)
     try:
-        if platform == APPLE:
-            data = signed_apple_profile(session, settings(), profile)
-            content_type, suffix = MOBILECONFIG, "mobileconfig"
-        else:
-            policy = service.render_profile(profile, ANDROID, server_render_context(session, settings()))
-            data = json.dumps(policy.content, ensure_ascii=False, indent=2, sort_keys=True).encode("utf-8")
-            content_type, suffix = "application/json", "json"
+        exported = exports.export_profile(
+            session, settings(), profile, platform, actor=current_principal().actor
+        )
     except (CANotReady, RenderError) as exc:
         raise _unavailable(exc) from exc
-    # The signed rendering is stored on first use.
     session.commit()
-    filename = f"{profile.identifier}-v{profile.version}.{suffix}"
     return Response(
-        data, content_type=content_type, headers={"Content-Disposition": f'attachment; filename="{filename}"'}
+        exported.data,
+        content_type=exported.content_type,
+        headers={"Content-Disposition": f'attachment; filename="{exported.filename}"'},
     )
 
 

@@ -162,7 +162,8 @@ class ProfileDetailSchema(ProfileSchema):
     versions = fields.List(fields.Nested(VersionSchema), required=True)
     assignments = fields.List(fields.Nested(AssignmentSchema), required=True)
     secrets_redacted = fields.Boolean(
-        required=True, metadata={"description": "Wi-Fi passwords are hidden from readers who cannot write"}
+        required=True,
+        metadata={"description": "The spec holds secrets (Wi-Fi passwords), shown to nobody as ********"},
     )
     reconcile = fields.Nested(
         ReconcileSchema,

@@ -15,9 +15,10 @@ from enrollment.ca import CANotReady
 from mdm.appctx import db_session, settings
 from mdm.models import OrgUnit, Profile, ProfileAssignment, ProfileVersion
 from profiles import assignment as assignments
+from profiles import export as exports
 from profiles import service
 from profiles.rendering import ANDROID, APPLE, RenderError
-from profiles.signing import server_render_context, signed_apple_profile
+from profiles.signing import server_render_context
 from profiles.summary import dotted_messages, has_secrets, payload_summaries, payload_title, redacted_spec
 from profiles.templates import list_templates
 from web.console import bp
@@ -90,9 +91,12 @@ def profile_create() -> Response | str:
                 identifier=_clean_text(form.get("identifier"), 200),
                 name_ja=_clean_text(form.get("name_ja"), 128) or None,
                 name_en=_clean_text(form.get("name_en"), 128) or None,
+                secret_key=settings().secret_key,
             )
         else:
-            profile = service.create_profile(session, principal.actor, _spec_from_form(form.get("spec")))
+            profile = service.create_profile(
+                session, principal.actor, _spec_from_form(form.get("spec")), secret_key=settings().secret_key
+            )
     except ValidationError as exc:
         session.rollback()
         return _list_page(dotted_messages(exc.messages), dict(form))
@@ -116,7 +120,6 @@ def _detail_page(
 ) -> str:
     principal = current_principal()
     session = db_session()
-    writer = principal.can(Permission.PROFILE_WRITE)
     rows = [
         r
         for r in assignments.list_assignments(session, profile=profile)
@@ -132,14 +135,13 @@ def _detail_page(
             .order_by(ProfileVersion.version.desc())
         )
     )
-    redact = not writer and has_secrets(profile.spec)
+    # Secrets are shown to nobody once entered; a writer keeps one by leaving ******** in place.
+    redact = has_secrets(profile.spec)
     spec = redacted_spec(profile.spec) if redact else profile.spec
     preview: dict[str, Any] | None = None
     preview_error: str | None = None
     try:
-        results = service.preview_profile(
-            profile, server_render_context(session, settings()), redact=not writer
-        )
+        results = service.preview_profile(profile, server_render_context(session, settings()))
         preview = {
             APPLE: results[APPLE],
             ANDROID: results[ANDROID],
@@ -282,18 +284,15 @@ def profile_export(profile_id: int, platform: str) -> Response:
     if platform not in (APPLE, ANDROID):
         abort(404)
     try:
-        if platform == APPLE:
-            data = signed_apple_profile(session, settings(), profile)
-            content_type, suffix = "application/x-apple-aspen-config", "mobileconfig"
-        else:
-            rendered = service.render_profile(profile, ANDROID, server_render_context(session, settings()))
-            data = json.dumps(rendered.content, ensure_ascii=False, indent=2, sort_keys=True).encode("utf-8")
-            content_type, suffix = "application/json", "json"
+        exported = exports.export_profile(
+            session, settings(), profile, platform, actor=current_principal().actor
+        )
     except (CANotReady, RenderError) as exc:
         flash(str(exc), "error")
         return redirect(url_for("console.profile", profile_id=profile.id))  # type: ignore[return-value]
-    session.commit()  # the signed rendering is stored on first use
-    filename = f"{profile.identifier}-v{profile.version}.{suffix}"
+    session.commit()  # the audit event (and a shared rendering stored on first use)
     return Response(
-        data, content_type=content_type, headers={"Content-Disposition": f'attachment; filename="{filename}"'}
+        exported.data,
+        content_type=exported.content_type,
+        headers={"Content-Disposition": f'attachment; filename="{exported.filename}"'},
     )
