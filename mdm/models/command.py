@@ -52,6 +52,11 @@ class Command(Base):
     expires_at: Mapped[datetime | None] = mapped_column(index=True)
     delivery_count: Mapped[int] = mapped_column(default=0)
     error_chain: Mapped[list[Any] | None] = mapped_column(JSONType, default=None)
+    # Wake-ups asked again because the command still waits (mdm.push.repush); capped.
+    repushes: Mapped[int] = mapped_column(default=0)
+    repushed_at: Mapped[datetime | None]
+    # Why the server gave up on it (shown with the expired state): unknown stays unknown.
+    expired_reason: Mapped[str | None] = mapped_column(String(255))
 
     device: Mapped[Device] = relationship()
     results: Mapped[list[CommandResult]] = relationship(back_populates="command", order_by="CommandResult.id")
