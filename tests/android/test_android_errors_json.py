@@ -19,7 +19,9 @@ def test_database_unavailable_is_a_json_503_with_retry_after(
     ext = enroll_app.extensions["hikeshi"]
     working = ext.session_factory.kw["bind"]
     # A real connection refused (nothing listens on port 9), as during a database outage.
-    broken = create_engine("postgresql+psycopg://nobody@127.0.0.1:9/none", connect_args={"connect_timeout": 1})
+    broken = create_engine(
+        "postgresql+psycopg://nobody@127.0.0.1:9/none", connect_args={"connect_timeout": 1}
+    )
     ext.session_factory.configure(bind=broken)
     try:
         response = agent.request("POST", "/android/v1/sync", {"results": []})
@@ -49,4 +51,6 @@ def test_unknown_paths_and_wrong_methods_are_json(live_server: Any) -> None:
     assert wrong_method.json() == {"protocol": 1, "error": "method_not_allowed", "message": "use POST"}
     assert unknown.status_code == 404 and unknown.json()["error"] == "not_found"
     # Outside the agent protocol nothing changes.
-    assert elsewhere.status_code == 404 and not elsewhere.headers["content-type"].startswith("application/json")
+    assert elsewhere.status_code == 404 and not elsewhere.headers["content-type"].startswith(
+        "application/json"
+    )
