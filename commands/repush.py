@@ -2,9 +2,10 @@
 
 A push only asks a device to connect; it may be lost on the way, the device may be asleep, or its
 acknowledgement may have been lost (a 503 during a database outage leaves the command `sent`).
-So every sweep asks for a new wake-up (an outbox row, mdm.push.outbox) for each device whose
-oldest waiting command has waited a full interval since it was queued or last woken for; the
-interval doubles after each re-push, and after `max_repushes` the server stops asking. A
+So every sweep asks for one new wake-up (an outbox row, mdm.push.outbox) for each device with a
+command that has waited a full interval since it was queued or last woken for; every such
+command counts that wake-up, the interval doubles after each, and after `max_repushes` the
+server stops asking. A
 coalescing command (an inventory refresh) that reached the cap is expired with the reason, so a
 fresh one can be queued; anything else keeps waiting for the device (lock and wipe never expire).
 """
@@ -57,8 +58,7 @@ def repush_waiting(session: Session, policy: RepushPolicy) -> dict[str, int]:
                 _expire(session, command, policy)
                 expired += 1
             continue
-        if command.device_id in devices:
-            continue  # one wake-up per device a sweep: it fetches every waiting command
+        # One wake-up per device: it fetches every waiting command, so each due one counts it.
         devices.add(command.device_id)
         command.repushes += 1
         command.repushed_at = now

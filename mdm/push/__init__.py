@@ -23,11 +23,10 @@ def request_push(session: Session, device_id: int) -> None:
 
 def request_pushes(session: Session, device_ids: list[int] | set[int]) -> None:
     """Ask for a wake-up of these devices, durably, in the caller's transaction."""
-    fresh = set(device_ids) - session.info.get(PENDING_PUSHES, set())
-    if not fresh:
+    if not device_ids:
         return
-    outbox.request(session, OutboxTopic.WAKE_DEVICE, fresh)
-    session.info.setdefault(PENDING_PUSHES, set()).update(fresh)
+    outbox.request(session, OutboxTopic.WAKE_DEVICE, device_ids)
+    session.info.setdefault(PENDING_PUSHES, set()).update(device_ids)
 
 
 def take_pending_pushes(session: Session) -> set[int]:
