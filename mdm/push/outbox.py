@@ -23,6 +23,8 @@ from mdm.models.outbox import OutboxEntry
 FIRST_ATTEMPT_GRACE = timedelta(seconds=30)
 # How long a claimed row is left to its drainer before another may take it.
 CLAIM_LEASE = timedelta(seconds=60)
+# Failed attempts after which a request is given up (hours at the breaker's longest backoff).
+MAX_ATTEMPTS = 100
 
 
 def request(session: Session, topic: str, subject_ids: Iterable[int]) -> None:
@@ -91,9 +93,18 @@ def drop(session: Session, topic: str, subject_ids: Sequence[int]) -> None:
 
 
 def retry_later(
-    session: Session, topic: str, subject_ids: Sequence[int], *, error: str, delay: timedelta
+    session: Session,
+    topic: str,
+    subject_ids: Sequence[int],
+    *,
+    error: str,
+    delay: timedelta,
+    max_attempts: int = MAX_ATTEMPTS,
 ) -> None:
-    """The attempt failed: count it and make the rows due again after `delay` (durable backoff)."""
+    """The attempt failed: count it and make the rows due again after `delay` (durable backoff).
+
+    A row that failed `max_attempts` times is given up, so nothing retries for ever; for a
+    command still waiting, the re-push sweep asks again on its own, slower schedule."""
     if subject_ids:
         session.execute(
             update(OutboxEntry)
@@ -102,6 +113,15 @@ def retry_later(
                 attempts=OutboxEntry.attempts + 1,
                 next_attempt_at=clock.now() + delay,
                 last_error=error[:255],
+            )
+            .execution_options(synchronize_session=False)
+        )
+        session.execute(
+            delete(OutboxEntry)
+            .where(
+                OutboxEntry.topic == topic,
+                OutboxEntry.subject_id.in_(sorted(subject_ids)),
+                OutboxEntry.attempts >= max_attempts,
             )
             .execution_options(synchronize_session=False)
         )

@@ -45,6 +45,9 @@ def test_requests_join_claims_lease_and_outcomes_settle_or_postpone(session_fact
     assert sorted(rows) == [2, 3]
     assert rows[2].attempts == 1 and rows[2].last_error == "503 ServiceUnavailable"
     assert rows[2].next_attempt_at > clock.now() + timedelta(seconds=30)
+    with transaction(session_factory) as s:  # nothing retries for ever
+        outbox.retry_later(s, TOPIC, [2], error="503", delay=timedelta(seconds=1), max_attempts=2)
+    assert sorted(_rows(session_factory)) == [3]
 
 
 def test_two_drainers_never_take_the_same_row(clean_database):  # type: ignore[no-untyped-def]
