@@ -220,14 +220,18 @@ class PushDispatcher:
         )
         handed_over: list[int] = []
         if android_ids:
+            # The long-poll board was signalled after commit; an agent polling elsewhere re-reads.
+            handed_over = android_ids
             if self._mqtt is not None:
                 # Hands the wake-ups to the MQTT client's own thread; returns without network I/O.
                 try:
                     self._mqtt.publish_wakeups(android_ids)
                 except Exception:  # never at the expense of the Apple devices of this batch
                     log.exception("MQTT wake-up of devices %s failed", android_ids)
-            # The long-poll board was signalled after commit; an agent polling elsewhere re-reads.
-            handed_over = android_ids
+                    handed_over = []
+                    await asyncio.to_thread(
+                        self._postpone, android_ids, "MQTT wake-up failed", self._retry_delay()
+                    )
         if handed_over or unreachable_ids:
             await asyncio.to_thread(self._settle_without_apns, handed_over, unreachable_ids, started)
         if not targets:
