@@ -21,7 +21,7 @@ from mdm import clock
 from mdm.audit import Actor, AuditEntry, record_event, record_events
 from mdm.db import is_postgres
 from mdm.models import Command, CommandStatus, Device, EnrollmentState
-from mdm.push import request_push
+from mdm.push import request_push, request_pushes
 
 
 class CommandRefused(ValueError):
@@ -78,6 +78,9 @@ def enqueue_command(
     if kind.coalesce:
         pending = pending_command_of_type(session, device, request_type)
         if pending is not None:
+            # Whoever asks for a refresh wants it now: the waiting one gets a fresh wake-up.
+            if push:
+                request_push(session, device.id)
             return pending
     now = clock.now()
     if expires_at is _USE_DEFAULT:
@@ -169,8 +172,8 @@ def enqueue_commands(
     session.flush()
     _record_queued(session, actor, fresh)
     if push:
-        for command in fresh:
-            request_push(session, command.device_id)
+        # Every device with a command, fresh or already waiting (see enqueue_command), in one write.
+        request_pushes(session, {command.device_id for command in commands})
     return commands
 
 

@@ -84,6 +84,13 @@ class Settings:
     webhook_max_attempts: int = 8
     scheduler_lock_poll_seconds: float = 15.0
     scheduler_tick_seconds: int = 60
+    # Durable push (issue 16): a waiting command's device is woken again after this many minutes,
+    # doubling each time, at most push_repush_max times; an APNs outage longer than
+    # apns_outage_alert_minutes raises an alert; /readyz wants this much free disk.
+    push_repush_minutes: int = 15
+    push_repush_max: int = 6
+    apns_outage_alert_minutes: int = 10
+    readyz_min_free_mb: int = 100
     # Alert e-mail through SMTP; disabled while smtp_host or alert_email_to is empty.
     smtp_host: str | None = None
     smtp_port: int = 587
@@ -164,6 +171,10 @@ class Settings:
             webhook_max_attempts=_env_int("HIKESHI_WEBHOOK_MAX_ATTEMPTS", 8),
             scheduler_lock_poll_seconds=float(_env("HIKESHI_SCHEDULER_LOCK_POLL", "15") or "15"),
             scheduler_tick_seconds=_env_int("HIKESHI_SCHEDULER_TICK_SECONDS", 60),
+            push_repush_minutes=_env_int("HIKESHI_PUSH_REPUSH_MINUTES", 15),
+            push_repush_max=_env_int("HIKESHI_PUSH_REPUSH_MAX", 6),
+            apns_outage_alert_minutes=_env_int("HIKESHI_APNS_OUTAGE_ALERT_MINUTES", 10),
+            readyz_min_free_mb=_env_int("HIKESHI_READYZ_MIN_FREE_MB", 100),
             smtp_host=_env("HIKESHI_SMTP_HOST"),
             smtp_port=_env_int("HIKESHI_SMTP_PORT", 587),
             smtp_starttls=(_env("HIKESHI_SMTP_STARTTLS", "1") or "1") not in ("0", "false", "no"),

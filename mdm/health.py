@@ -27,3 +27,16 @@ def mark_health(session: Session, name: str, healthy: bool, detail: str | None =
 
 def service_health(session: Session, name: str) -> ServiceHealth | None:
     return session.get(ServiceHealth, name)
+
+
+def record_apns_health(session: Session, healthy: bool, detail: str) -> None:
+    """Record what the latest committed push batch showed, writing only when it changes.
+
+    Called in its own short transaction after the push results are committed, so the state never
+    runs ahead of them (a rolled-back batch leaves no trace here) and no worker keeps a copy that
+    could disagree with the row.
+    """
+    row = session.get(ServiceHealth, "apns", with_for_update=True)
+    if row is not None and row.healthy == healthy and row.detail == detail[:255]:
+        return
+    mark_health(session, "apns", healthy, detail)

@@ -17,7 +17,10 @@ import threading
 import time
 from typing import Any
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, current_app, request
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from werkzeug.exceptions import HTTPException
 
 from enrollment.ca import CANotReady
 from mdm import clock
@@ -40,6 +43,16 @@ bp = Blueprint("android_agent", __name__, template_folder="templates")
 RECHECK_SECONDS = 2.0
 # An agent refused a long poll (too many held) tries again after this long, syncing meanwhile.
 BUSY_RETRY_SECONDS = 60
+# An agent told the database is away tries again after this long (as Apple devices are told).
+RETRY_AFTER_SECONDS = 30
+_HTTP_CODES = {
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+    429: "busy",
+    503: "unavailable",
+}
 
 
 def _json(status: int, body: dict[str, Any]) -> Response:
@@ -50,6 +63,53 @@ def _json(status: int, body: dict[str, Any]) -> Response:
     )
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+@bp.errorhandler(OperationalError)
+@bp.errorhandler(PoolTimeout)
+def _database_unavailable(exc: Exception) -> Response:
+    """The database is away: the protocol's JSON error (agents back off on 503 + Retry-After),
+    not the plain-text 503 the rest of the server answers. The request's work was rolled back."""
+    log.error("android request: database unavailable: %s", exc)
+    response = _json(
+        503, ProtocolError(503, "unavailable", "the server cannot answer now; retry later").body()
+    )
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
+
+
+@bp.errorhandler(HTTPException)
+def _http_error(exc: HTTPException) -> Response:
+    code = exc.code or 500
+    response = _json(
+        code, ProtocolError(code, _HTTP_CODES.get(code, "bad_request"), exc.description or "").body()
+    )
+    return response
+
+
+@bp.route(f"{PREFIX}/<path:_rest>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+def _unrouted(_rest: str) -> Response:
+    """A path or method of the agent protocol that does not exist, answered in the protocol's
+    JSON (the routing errors would otherwise be Flask's HTML, outside this blueprint)."""
+    allowed = sorted(
+        method
+        for rule in current_app.url_map.iter_rules()
+        if rule.endpoint != "android_agent._unrouted" and rule.rule == request.path
+        for method in (rule.methods or ()) - {"HEAD", "OPTIONS"}
+    )
+    if allowed:
+        response = _json(405, ProtocolError(405, "method_not_allowed", f"use {', '.join(allowed)}").body())
+        response.headers["Allow"] = ", ".join(allowed)
+        return response
+    return _json(404, ProtocolError(404, "not_found", "no such endpoint of the agent protocol").body())
+
+
+@bp.errorhandler(Exception)
+def _internal_error(exc: Exception) -> Response:
+    # A bug: said as the protocol says errors; the traceback goes to the log, never to the agent.
+    log.exception("android request failed")
+    db_session().rollback()
+    return _json(500, ProtocolError(500, "internal_error", "the server failed; retry later").body())
 
 
 def _refused(exc: ProtocolError) -> Response:

@@ -4,19 +4,25 @@ while the database is unreachable."""
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import tempfile
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Flask, Response, jsonify, request
-from sqlalchemy import text
+from sqlalchemy import Engine, insert
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from mdm import clock
 from mdm.appctx import hikeshi
 from mdm.backup.schedule import backup_status
+from mdm.config import Settings
 from mdm.db import migration_state
 from mdm.health import service_health
+from mdm.models.health import ServiceHealth
 from mdm.push.certificates import active_push_certificate
 
 log = logging.getLogger(__name__)
@@ -27,7 +33,7 @@ RETRY_AFTER_SECONDS = 30
 # balancer never takes every node out because APNs or the scheduler is down (devices would then
 # miss the very commands the degraded mode keeps for their next check-in). `?strict=1` answers
 # 503 on any failing check, for monitors that read only the status code.
-SERVING_CHECKS = ("database", "migrations")
+SERVING_CHECKS = ("database", "disk", "migrations")
 # A scheduler that has not reported for this long is considered stopped.
 SCHEDULER_STALE = timedelta(minutes=3)
 
@@ -41,10 +47,9 @@ def healthz() -> Response:
 def readyz() -> tuple[Response, int]:
     checks: dict[str, dict[str, Any]] = {}
     ext = hikeshi()
+    checks["disk"] = disk_check(ext.settings)
     try:
-        with ext.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        checks["database"] = {"ok": True}
+        checks["database"] = write_probe(ext.engine)
         current, heads = migration_state(ext.engine)
         checks["migrations"] = {"ok": current == heads, "current": sorted(current), "required": sorted(heads)}
         with ext.session_factory() as session:
@@ -64,7 +69,64 @@ def readyz() -> tuple[Response, int]:
     status = "ready" if healthy else "degraded" if serving else "not ready"
     strict = request.args.get("strict") in ("1", "true")
     code = 200 if (healthy or (serving and not strict)) else 503
-    return jsonify(status=status, checks=checks), code
+    failing = sorted(name for name, check in checks.items() if not check["ok"])
+    return jsonify(status=status, failing=failing, checks=checks), code
+
+
+def write_probe(engine: Engine) -> dict[str, Any]:
+    """Prove the node can write, not only read: a row written and rolled back.
+
+    `SELECT 1` answers on a full disk, a read-only file system, a read-only replica or role; a
+    write does not. Nothing stays behind (the transaction is rolled back)."""
+    probe = f"readyz:{os.getpid()}"[:32]
+    with engine.connect() as conn:
+        try:
+            with conn.begin() as trans:  # SQLite takes its write lock here (BEGIN IMMEDIATE)
+                conn.execute(
+                    insert(ServiceHealth).values(
+                        name=probe,
+                        healthy=True,
+                        since=clock.now(),
+                        detail="write probe",
+                        updated_at=clock.now(),
+                    )
+                )
+                trans.rollback()
+        except DBAPIError as exc:
+            if isinstance(exc, OperationalError) and _unreachable(exc):
+                raise
+            log.warning("readiness: the database refuses writes: %s", exc)
+            return {"ok": False, "detail": f"cannot write: {_first_line(exc.orig)}"}
+    return {"ok": True, "writable": True}
+
+
+def disk_check(settings: Settings) -> dict[str, Any]:
+    """The instance folder (SQLite database, secrets, logs) accepts a file and has room."""
+    folder = Path(settings.instance_path)
+    minimum = settings.readyz_min_free_mb * 1024 * 1024
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".readyz-"):
+            pass
+        free = shutil.disk_usage(folder).free
+    except OSError as exc:
+        return {"ok": False, "detail": f"instance folder not writable: {exc.strerror or exc}"}
+    free_mb = free // (1024 * 1024)
+    if free < minimum:
+        return {
+            "ok": False,
+            "detail": f"{free_mb} MB free, below {settings.readyz_min_free_mb} MB",
+            "free_mb": free_mb,
+        }
+    return {"ok": True, "free_mb": free_mb}
+
+
+def _unreachable(exc: OperationalError) -> bool:
+    """No connection at all (as opposed to a database that answers but refuses the write)."""
+    return bool(exc.connection_invalidated) or "connect" in str(exc.orig).lower()
+
+
+def _first_line(error: object) -> str:
+    return (str(error).strip().splitlines() or ["?"])[0][:200]
 
 
 def _push_certificate_check(session: Any) -> dict[str, Any]:

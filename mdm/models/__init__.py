@@ -50,6 +50,7 @@ from mdm.models.inventory import (
 )
 from mdm.models.job_run import JobRun
 from mdm.models.org_unit import OrgUnit, OrgUnitKind, UnitType
+from mdm.models.outbox import OutboxEntry, OutboxTopic
 from mdm.models.profile import (
     DeviceProfileState,
     Profile,
@@ -58,6 +59,7 @@ from mdm.models.profile import (
     ProfileVersion,
 )
 from mdm.models.push import PushAttempt, PushCertificate
+from mdm.models.scheduler_lease import SchedulerLease
 from mdm.models.user import ApiToken, LoginThrottle, RecoveryCode, User, WebSession
 
 __all__ = [
@@ -102,6 +104,8 @@ __all__ = [
     "LossKind",
     "OrgUnit",
     "OrgUnitKind",
+    "OutboxEntry",
+    "OutboxTopic",
     "Profile",
     "ProfileAssignment",
     "ProfileRendering",
@@ -112,6 +116,7 @@ __all__ = [
     "ReadinessEvent",
     "ReadinessState",
     "RecoveryCode",
+    "SchedulerLease",
     "ServiceHealth",
     "Severity",
     "SpareDevice",

@@ -58,6 +58,11 @@ class Command(Base):
     failed_at: Mapped[datetime | None]
     # Why a failed command's answer was not accepted, e.g. "answer too large (40123456 bytes)".
     failure_reason: Mapped[str | None] = mapped_column(String(255))
+    # Wake-ups asked again because the command still waits (mdm.push.repush); capped.
+    repushes: Mapped[int] = mapped_column(default=0)
+    repushed_at: Mapped[datetime | None]
+    # Why the server gave up on it (shown with the expired state): unknown stays unknown.
+    expired_reason: Mapped[str | None] = mapped_column(String(255))
 
     device: Mapped[Device] = relationship()
     results: Mapped[list[CommandResult]] = relationship(back_populates="command", order_by="CommandResult.id")

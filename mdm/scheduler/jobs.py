@@ -6,12 +6,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from commands.repush import RepushPolicy, repush_waiting
 from mdm import clock
+from mdm.alerts.apns_outage import check_apns_outage
 from mdm.alerts.email import due_alert_emails, email_enabled, record_email, send_alert_email
 from mdm.alerts.service import raise_alert
 from mdm.alerts.webhooks import due_deliveries, post_delivery, record_attempt
@@ -24,6 +27,8 @@ from mdm.db import transaction
 from mdm.inventory.refresh import refresh_due_devices
 from mdm.models import Alert, JobRun, Severity
 from mdm.push.certificates import active_push_certificate, days_left
+from mdm.push.dispatcher import PushDispatcher
+from mdm.scheduler.fencing import FencedOut
 from mdm.scheduler.maintenance import (
     audit_purge,
     enrollment_challenge_purge,
@@ -37,9 +42,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class JobContext:
+    # Fenced while a scheduler runs (mdm.scheduler.fencing): its commits fail once it lost the lock.
     factory: sessionmaker[Session]
     settings: Settings
     holder: str
+    dispatcher: PushDispatcher | None = None
 
 
 Job = Callable[[JobContext], dict[str, Any]]
@@ -112,6 +119,20 @@ def alert_email(ctx: JobContext) -> dict[str, Any]:
     return {"enabled": True, "attempted": len(outgoing), "sent": sent}
 
 
+def push_outbox(ctx: JobContext) -> dict[str, Any]:
+    """Wake again the devices whose commands wait too long, send every due wake-up (left by a
+    killed worker, or waiting out an APNs outage), and raise or close the APNs outage alert."""
+    s = ctx.settings
+    with transaction(ctx.factory) as session:
+        repushed = repush_waiting(
+            session, RepushPolicy(timedelta(minutes=s.push_repush_minutes), s.push_repush_max)
+        )
+    drained = ctx.dispatcher.drain() if ctx.dispatcher is not None else {}
+    with transaction(ctx.factory) as session:
+        outage = check_apns_outage(session, timedelta(minutes=s.apns_outage_alert_minutes))
+    return {**repushed, **drained, "apns_outage_alert": outage}
+
+
 def retention_purge(ctx: JobContext) -> dict[str, Any]:
     s = ctx.settings
     days = RetentionDays(
@@ -130,6 +151,7 @@ def agent_nonce_purge(ctx: JobContext) -> dict[str, Any]:
 
 # name → (job, interval in scheduler ticks; a tick is settings.scheduler_tick_seconds, 60 s).
 JOBS: dict[str, tuple[Job, int]] = {
+    "push_outbox": (push_outbox, 1),
     "webhook_delivery": (webhook_delivery, 1),
     "readiness_recompute": (readiness_job, 1),
     "alert_email": (alert_email, 1),
@@ -149,12 +171,25 @@ JOBS: dict[str, tuple[Job, int]] = {
 def run_job(ctx: JobContext, name: str) -> JobRun:
     """Run one job and record it; a failing job is recorded as failed and never kills the scheduler."""
     job, _ = JOBS[name]
-    with transaction(ctx.factory) as session:
-        run = JobRun(job=name, holder=ctx.holder, started_at=clock.now(), outcome="running", details={})
-        session.add(run)
+    try:
+        with transaction(ctx.factory) as session:
+            run = JobRun(job=name, holder=ctx.holder, started_at=clock.now(), outcome="running", details={})
+            session.add(run)
+    except FencedOut as exc:
+        log.error("scheduler job %s not started: %s", name, exc)
+        return JobRun(job=name, holder=ctx.holder, started_at=clock.now(), outcome="fenced", details={})
     try:
         details = job(ctx)
         outcome = "ok"
+    except FencedOut as exc:
+        # Another scheduler holds the lock now; nothing of this run was kept. Said so unfenced.
+        log.error("scheduler job %s abandoned: %s", name, exc)
+        with transaction(sessionmaker(ctx.factory.kw["bind"])) as session:
+            fenced = session.merge(run)
+            fenced.finished_at = clock.now()
+            fenced.outcome = "fenced"
+            fenced.details = {"error": str(exc)[:500]}
+        return fenced
     except Exception as exc:
         log.exception("scheduler job %s failed", name)
         details, outcome = {"error": f"{type(exc).__name__}: {exc}"[:500]}, "failed"

@@ -20,6 +20,7 @@ from mdm.config import Settings
 from mdm.db import ensure_migrated, make_engine, make_session_factory, transaction
 from mdm.health import mark_health
 from mdm.push.dispatcher import PushDispatcher
+from mdm.scheduler.fencing import FencedOut, fenced_factory, take_over
 from mdm.scheduler.jobs import JOBS, JobContext, run_job
 from mdm.scheduler.lock import SchedulerLock, scheduler_lock_for
 
@@ -37,16 +38,26 @@ def run_scheduler(settings: Settings, stop: threading.Event, *, jobs: list[str] 
     factory = make_session_factory(engine)
     dispatcher = PushDispatcher(factory, settings)
     dispatcher.install()
-    ctx = JobContext(factory, settings, holder_name())
+    holder = holder_name()
     lock = scheduler_lock_for(settings.database_url, settings.instance_path)
     poll = settings.scheduler_lock_poll_seconds
     try:
         while not stop.is_set():
             if not lock.try_acquire():
-                log.info("scheduler %s: another scheduler is active; waiting", ctx.holder)
+                log.info("scheduler %s: another scheduler is active; waiting", holder)
                 stop.wait(poll)
                 continue
-            log.info("scheduler %s: active", ctx.holder)
+            try:
+                generation = take_over(factory, holder)
+            except SQLAlchemyError as exc:
+                log.warning("scheduler %s: cannot record the take-over: %s", holder, exc)
+                lock.release()
+                stop.wait(poll)
+                continue
+            log.info("scheduler %s: active (generation %d)", holder, generation)
+            fenced = fenced_factory(factory, generation)
+            dispatcher.install(fenced)  # pushes asked for by jobs leave right after their commit
+            ctx = JobContext(fenced, settings, holder, dispatcher)
             try:
                 _run_while_held(ctx, lock, stop, poll, jobs or list(JOBS))
             finally:
@@ -61,7 +72,7 @@ def _heartbeat(ctx: JobContext) -> None:
     try:
         with transaction(ctx.factory) as session:
             mark_health(session, "scheduler", True, f"active: {ctx.holder}")
-    except SQLAlchemyError as exc:
+    except (SQLAlchemyError, FencedOut) as exc:
         # The database being away is /readyz's own finding; jobs go on when it is back.
         log.warning("scheduler %s: heartbeat not recorded: %s", ctx.holder, exc)
 

@@ -306,6 +306,9 @@ class CommandSchema(Schema):
     not_now_at = fields.DateTime(allow_none=True, required=True)
     cancelled_at = fields.DateTime(allow_none=True, required=True)
     expired_at = fields.DateTime(allow_none=True, required=True)
+    # Why the server gave up on it (a refresh unanswered after every re-push), when it did.
+    expired_reason = fields.String(allow_none=True, required=True)
+    repushes = fields.Integer(required=True)
     expires_at = fields.DateTime(allow_none=True, required=True)
     delivery_count = fields.Integer(required=True)
     error_chain = fields.List(fields.Raw(), allow_none=True, required=True)
