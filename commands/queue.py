@@ -19,6 +19,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from commands.catalog import CommandType, get_command_type
+from commands.expiry import configured_expiry
 from mdm import clock
 from mdm.audit import Actor, compute_hash, record_event, redact
 from mdm.db import is_postgres
@@ -66,7 +67,7 @@ def enqueue_command(
             return pending
     now = clock.now()
     if expires_at is _USE_DEFAULT:
-        expires_at = None if kind.expires_after is None else now + kind.expires_after
+        expires_at = _expires_at(session, kind, now)
     command = Command(
         uuid=str(uuid.uuid4()).upper(),
         device_id=device.id,
@@ -144,7 +145,7 @@ def enqueue_commands(
             status=CommandStatus.QUEUED,
             requested_by=actor.name,
             queued_at=now,
-            expires_at=None if kind.expires_after is None else now + kind.expires_after,
+            expires_at=_expires_at(session, kind, now),
         )
         commands.append(command)
         fresh.append(command)
@@ -155,6 +156,11 @@ def enqueue_commands(
         for command in fresh:
             request_push(session, command.device_id)
     return commands
+
+
+def _expires_at(session: Session, kind: CommandType, now: datetime) -> datetime | None:
+    lifetime = kind.lifetime(configured_expiry(session))
+    return None if lifetime is None else now + lifetime
 
 
 def _record_queued(session: Session, actor: Actor, commands: Sequence[Command]) -> None:

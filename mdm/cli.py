@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 from sqlalchemy import select
 
+from commands.expiry import configure_command_expiry
 from mdm.audit import Actor, verify_chain
 from mdm.config import Settings
 from mdm.db import (
@@ -57,6 +58,7 @@ class Context:
                 except DatabaseBehind as exc:
                     raise click.ClickException(str(exc)) from exc
             self._factory = make_session_factory(engine)
+            configure_command_expiry(self._factory, self.settings)
         return self._factory
 
 

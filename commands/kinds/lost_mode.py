@@ -55,6 +55,7 @@ register(
         NoParams,
         "紛失モードの解除",
         "Disable lost mode",
+        expires_after=None,  # a lost-mode command: waits for the lost tablet like lost mode itself
         priority=Priority.URGENT,
         requires_supervision=True,
     )
@@ -65,6 +66,7 @@ register(
         NoParams,
         "位置情報の取得(紛失モード中)",
         "Locate the device (in lost mode)",
+        expires_after=None,  # a lost-mode command: waits for the lost tablet like lost mode itself
         priority=Priority.HIGH,
         requires_supervision=True,
     )
@@ -75,6 +77,7 @@ register(
         NoParams,
         "紛失モードの警告音を鳴らす",
         "Play the lost-mode sound",
+        expires_after=None,  # a lost-mode command: waits for the lost tablet like lost mode itself
         priority=Priority.HIGH,
         requires_supervision=True,
     )

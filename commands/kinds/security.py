@@ -25,6 +25,9 @@ register(
         "画面ロック",
         "Lock the device",
         priority=Priority.URGENT,
+        # The hotline's lock for unsupervised tablets: it must still be waiting when a tablet
+        # that was offline for weeks comes back (DESIGN.md invariant 2).
+        expires_after=None,
     )
 )
 register(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from commands.catalog import CommandParamsError, UnknownCommand, all_command_types, get_command_type
+from commands.expiry import configured_expiry
 from commands.queue import CommandRefused, CommandStateError, cancel_command, enqueue_command
 from mdm.appctx import db_session
 from mdm.models import Device
@@ -31,6 +33,10 @@ from web.queries import (
 from web.rbac import WIPE_COMMANDS, Permission, Principal, may_send
 
 blp = ApiBlueprint("devices", __name__, url_prefix="/api/v1", description="Devices and their commands")
+
+
+def _seconds(lifetime: timedelta | None) -> int | None:
+    return None if lifetime is None else int(lifetime.total_seconds())
 
 
 def _device_or_404(device_id: int) -> Device:
@@ -155,6 +161,7 @@ def cancel(command_uuid: str) -> Any:
 def command_types() -> Any:
     """The command catalog, with whether the caller may queue each type."""
     principal = current_principal()
+    configured = configured_expiry(db_session())
     return [
         {
             "request_type": kind.request_type,
@@ -163,9 +170,7 @@ def command_types() -> Any:
             "priority": kind.priority,
             "platforms": list(kind.platforms),
             "requires_supervision": kind.requires_supervision,
-            "expires_after_seconds": None
-            if kind.expires_after is None
-            else int(kind.expires_after.total_seconds()),
+            "expires_after_seconds": _seconds(kind.lifetime(configured)),
             "allowed": may_send(principal, kind.request_type),
         }
         for kind in all_command_types()
