@@ -13,9 +13,10 @@ class DeviceLockParams(Schema):
 
 
 class EraseDeviceParams(Schema):
+    # Only keys of Apple's device.erase.yaml: RevokeVPPLicenses is not an EraseDevice key and is
+    # refused as an unknown field.
     PreserveDataPlan = fields.Boolean()
     DisallowProximitySetup = fields.Boolean()
-    RevokeVPPLicenses = fields.Boolean()
 
 
 register(
