@@ -92,9 +92,7 @@ def serve(ctx: Context, host: str, port: int, workers: int, threads: int, with_s
     from mdm.server import run_server
 
     ctx.session_factory()  # refuses a database behind its migrations, before anything starts
-    run_server(
-        ctx.settings, host=host, port=port, workers=workers, threads=threads, scheduler=with_scheduler
-    )
+    run_server(ctx.settings, host=host, port=port, workers=workers, threads=threads, scheduler=with_scheduler)
 
 
 @main.group()

@@ -26,6 +26,7 @@ from mdm.models import (
     DeviceCompliance,
     EnrollmentState,
     EnrollmentToken,
+    ForeignCommandResult,
     InstalledApp,
     InventoryChange,
     OrgUnit,
@@ -248,6 +249,23 @@ def device_commands(session: Session, device: Device, limit: int = 100) -> list[
             select(Command).where(Command.device_id == device.id).order_by(Command.id.desc()).limit(limit)
         )
     )
+
+
+def _foreign_results(device: Device) -> Any:
+    return (
+        select(ForeignCommandResult)
+        .where(ForeignCommandResult.device_id == device.id)
+        .order_by(ForeignCommandResult.received_at.desc(), ForeignCommandResult.id.desc())
+    )
+
+
+def device_foreign_results(session: Session, device: Device, limit: int = 100) -> list[ForeignCommandResult]:
+    """Answers to commands Hikeshi never queued (another MDM's, from before the migration)."""
+    return list(session.scalars(_foreign_results(device).limit(limit)))
+
+
+def search_foreign_results(session: Session, device: Device, page: int, per_page: int) -> PageResult:
+    return _paged(session, _foreign_results(device), page, per_page)
 
 
 def visible_command(session: Session, principal: Principal, command_uuid: str) -> Command | None:

@@ -24,6 +24,7 @@ from commands.incidents.errors import (
     ReasonRequired,
     SamePersonError,
 )
+from commands.incidents.lock_state import state_of
 from commands.queue import cancel_command, enqueue_command
 from mdm import clock
 from mdm.audit import Actor, record_event
@@ -275,7 +276,12 @@ def mark_locked(session: Session, incident: Incident, command: Command) -> None:
         incident,
         Actor(f"device:{incident.device.udid}", "device"),
         "lock_confirmed",
-        {"command_uuid": command.uuid, "request_type": command.request_type},
+        {
+            "command_uuid": command.uuid,
+            "request_type": command.request_type,
+            "message_result": command.message_result,
+            "lock_state": state_of(command),
+        },
     )
 
 

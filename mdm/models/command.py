@@ -52,6 +52,9 @@ class Command(Base):
     expires_at: Mapped[datetime | None] = mapped_column(index=True)
     delivery_count: Mapped[int] = mapped_column(default=0)
     error_chain: Mapped[list[Any] | None] = mapped_column(JSONType, default=None)
+    # DeviceLock's MessageResult as the device reported it (Success, NoPasscodeSet,
+    # DeviceInLostMode, Unknown); None while unanswered or when the answer carried none.
+    message_result: Mapped[str | None] = mapped_column(String(32))
 
     device: Mapped[Device] = relationship()
     results: Mapped[list[CommandResult]] = relationship(back_populates="command", order_by="CommandResult.id")
@@ -69,3 +72,22 @@ class CommandResult(Base):
     received_at: Mapped[datetime] = mapped_column(default=clock.now)
 
     command: Mapped[Command] = relationship(back_populates="results")
+
+
+class ForeignCommandResult(Base):
+    """A device's answer to a command Hikeshi never queued (InstallApplication,
+    ManagedApplicationList, AvailableOSUpdates... sent by the MDM the fleet migrated from): kept
+    exactly as received, like every other answer, and shown in the device's history."""
+
+    __tablename__ = "foreign_command_results"
+    __table_args__ = (Index("ix_foreign_command_results_device", "device_id", "received_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+    command_uuid: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(32))
+    # The answer's own keys (ManagedApplicationList, AvailableOSUpdates...): what it is about,
+    # read from the answer, never guessed.
+    answer_keys: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    received_at: Mapped[datetime] = mapped_column(default=clock.now, index=True)

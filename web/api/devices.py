@@ -21,12 +21,14 @@ from web.api.schemas import (
     DeviceDetailSchema,
     DevicePageSchema,
     DeviceQuerySchema,
+    ForeignCommandResultPageSchema,
     PageQuerySchema,
 )
 from web.errors import ApiError, field_error
 from web.queries import (
     search_commands,
     search_devices,
+    search_foreign_results,
     visible_command,
     visible_device,
 )
@@ -71,6 +73,16 @@ def list_device_commands(device_id: int, **page: Any) -> Any:
     """The device's command history, newest first."""
     device = _device_or_404(device_id)
     return search_commands(db_session(), current_principal(), {**page, "device_id": device.id}).as_dict()
+
+
+@blp.route(f"/devices/<{ID}:device_id>/foreign-results", methods=["GET"])
+@blp.arguments(PageQuerySchema, location="query", as_kwargs=True)
+@blp.response(200, ForeignCommandResultPageSchema)
+@permission(Permission.COMMAND_READ)
+def list_device_foreign_results(device_id: int, page: int, per_page: int) -> Any:
+    """Answers to commands Hikeshi did not queue (sent by another MDM before migration), newest first."""
+    device = _device_or_404(device_id)
+    return search_foreign_results(db_session(), device, page, per_page).as_dict()
 
 
 def check_may_send(principal: Principal, request_type: str) -> None:

@@ -5,7 +5,16 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from mdm.models.incident import IncidentStatus, LossKind
-from web.api.schemas import CommandSchema, DeviceSchema, Id, PageQuerySchema, PageSchema, Text, When
+from web.api.schemas import (
+    CommandSchema,
+    DeviceSchema,
+    Id,
+    LockStateSchema,
+    PageQuerySchema,
+    PageSchema,
+    Text,
+    When,
+)
 
 PHONE = validate.Regexp(r"^[0-9+\-() ]{0,32}$", error="must be a phone number (digits, + - ( ) and spaces)")
 WIPE_PROGRESS = [
@@ -85,6 +94,12 @@ class IncidentSummarySchema(Schema):
             "description": "`approved_not_delivered`: EraseDevice is queued or pushed but the device "
             "has not fetched it; the device is called wiped only on its acknowledgement (`confirmed`)",
         },
+    )
+
+    lock = fields.Nested(
+        LockStateSchema,
+        required=True,
+        metadata={"description": "the newest lock: sent, acknowledged and displayed, or not displayed"},
     )
 
 
