@@ -82,6 +82,9 @@ class CommandType:
     # Adds keys read at delivery (ClearPasscode's UnlockToken): a secret added here is never
     # stored in commands.params nor written to the audit log.
     at_delivery: Callable[[dict[str, Any], DeliveryContext], dict[str, Any]] | None = None
+    # Refuses the command for a device that cannot run it, before anything is queued: returns
+    # (reason in Japanese, reason in English), or None when the device can.
+    refuse_for: Callable[[Device], tuple[str, str] | None] | None = None
 
     @property
     def never_expires(self) -> bool:

@@ -28,11 +28,28 @@ from mdm.push import request_push
 
 
 class CommandRefused(ValueError):
-    """The command cannot be queued for this device (platform, supervision, state)."""
+    """The command cannot be queued for this device (platform, supervision, state).
 
-    def __init__(self, message: str, field: str = "request_type") -> None:
+    `code` names a refusal an API client can act on; `message_ja` is the operator's reason in
+    Japanese when the refusal has one (the English one is the message)."""
+
+    def __init__(
+        self,
+        message: str,
+        field: str = "request_type",
+        *,
+        code: str | None = None,
+        message_ja: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.field = field
+        self.code = code
+        self.message_ja = message_ja
+
+    @property
+    def bilingual(self) -> str:
+        """Japanese first, then English: what the console shows."""
+        return f"{self.message_ja} / {self}" if self.message_ja else str(self)
 
 
 class CommandStateError(ValueError):
@@ -222,6 +239,16 @@ def _check_allowed(kind: CommandType, device: Device) -> None:
     if device.enrollment_state not in (EnrollmentState.ENROLLED, EnrollmentState.PENDING):
         raise CommandRefused(
             f"device is {device.enrollment_state}; commands need an enrolled device", field="device"
+        )
+    if kind.refuse_for is not None and device.platform == "apple":
+        reason = kind.refuse_for(device)
+        if reason is not None:
+            raise CommandRefused(reason[1], field="device", code="device_cannot_run", message_ja=reason[0])
+    if kind.requires_supervision and device.is_supervised is None:
+        raise CommandRefused(
+            f"{kind.request_type} needs a supervised device; this device has not reported whether it is"
+            " supervised yet (ask it for DeviceInformation)",
+            field="device",
         )
     if kind.requires_supervision and not device.is_supervised:
         raise CommandRefused(f"{kind.request_type} needs a supervised device", field="device")

@@ -120,7 +120,7 @@ def queue_command(body: dict[str, Any], device_id: int) -> Any:
         raise ApiError(400, str(exc), fields={"params": exc.fields}) from exc
     except CommandRefused as exc:
         status = 409 if exc.field == "device" else 400
-        raise ApiError(status, str(exc), fields={exc.field: [str(exc)]}) from exc
+        raise ApiError(status, exc.bilingual, code=exc.code, fields={exc.field: [exc.bilingual]}) from exc
     session.commit()
     return command
 

@@ -352,7 +352,7 @@ def send_command() -> Response | str:
             enqueue_command(session, target, request_type, params, actor=principal.actor)
             queued += 1
         except CommandRefused as exc:
-            refused.append(f"{target.device_name or target.id}: {exc}")
+            refused.append(f"{target.device_name or target.id}: {exc.bilingual}")
     session.commit()
     if queued:
         flash(

@@ -65,6 +65,7 @@ PURPOSES = {
     "recovery": _l("recovery"),
     "sound": _l("sound"),
     "passcode": _l("passcode"),
+    "supervision": _l("supervision check"),
 }
 STEPS = {
     "opened": _l("Call taken, incident opened"),
@@ -249,6 +250,8 @@ def _flash_error(exc: Exception) -> None:
         flash(_("Please check: %(fields)s", fields=", ".join(sorted(exc.fields))), "error")
     elif isinstance(exc, hotline.IncidentStateError):
         flash(_("Not possible in the incident's current state: %(message)s", message=str(exc)), "error")
+    elif isinstance(exc, CommandRefused):
+        flash(exc.bilingual, "error")
     else:
         flash(str(exc), "error")
 
