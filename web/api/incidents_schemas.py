@@ -174,7 +174,10 @@ class IncidentDetailSchema(IncidentSummarySchema):
     lost_place = fields.String(required=True)
     notes = fields.String(required=True)
     locked_at = fields.DateTime(allow_none=True, required=True)
-    lost_mode = fields.Boolean(required=True)
+    lost_mode = fields.Boolean(
+        required=True,
+        metadata={"description": "EnableLostMode was sent; `lock` says what the device confirmed"},
+    )
     wipe_requested_by = fields.String(allow_none=True, required=True)
     wipe_requested_at = fields.DateTime(allow_none=True, required=True)
     wipe_request_reason = fields.String(allow_none=True, required=True)
