@@ -258,7 +258,9 @@ class DeviceDetailSchema(DeviceSchema):
     pending_commands = fields.Function(lambda d: _pending(d), required=True, metadata={"type": "integer"})
     certificates = fields.List(fields.Nested(CertificateSummarySchema), required=True)
     open_findings = fields.Function(
-        lambda d: _compliance(d).open_findings, required=True, metadata={"type": "integer"}
+        lambda d: _compliance(d).open_findings,
+        required=True,
+        metadata={"type": "integer", "nullable": True, "description": "null when never evaluated"},
     )
     lock = fields.Function(
         lambda d: _lock(d),
