@@ -44,6 +44,7 @@ EXPECTED: dict[tuple[str, str], set[str] | None] = {
     ("GET", "/api/v1/devices/{device_id}"): READERS,
     ("PATCH", "/api/v1/devices/{device_id}"): ADMIN,
     ("GET", "/api/v1/devices/{device_id}/commands"): COMMAND_READERS,
+    ("GET", "/api/v1/devices/{device_id}/foreign-results"): COMMAND_READERS,
     ("POST", "/api/v1/devices/{device_id}/commands"): {"admin", "operator"},
     ("GET", "/api/v1/commands"): COMMAND_READERS,
     ("GET", "/api/v1/commands/{command_uuid}"): COMMAND_READERS,
