@@ -28,7 +28,15 @@ class Priority:
     LOW = -10  # inventory refreshes
 
 
-DEFAULT_EXPIRY = timedelta(days=7)
+class _ConfiguredExpiry:
+    """The catalog's default lifetime: HIKESHI_COMMAND_EXPIRY_DAYS (commands.expiry), read when
+    the command is queued."""
+
+    def __repr__(self) -> str:
+        return "CONFIGURED_EXPIRY"
+
+
+CONFIGURED_EXPIRY = _ConfiguredExpiry()
 
 
 @dataclass(frozen=True)
@@ -62,8 +70,9 @@ class CommandType:
     description_ja: str
     description_en: str
     priority: int = Priority.NORMAL
-    # None: never expires (lost mode must stay queued until the device comes back).
-    expires_after: timedelta | None = DEFAULT_EXPIRY
+    # None: never expires (lock, lost mode and wipe must stay queued until the device comes back);
+    # CONFIGURED_EXPIRY: HIKESHI_COMMAND_EXPIRY_DAYS.
+    expires_after: timedelta | _ConfiguredExpiry | None = CONFIGURED_EXPIRY
     platforms: tuple[str, ...] = ("apple",)
     requires_supervision: bool = False
     # Inventory-style commands: never queue a second one while one is still pending.
@@ -76,6 +85,21 @@ class CommandType:
     # Adds keys read at delivery (ClearPasscode's UnlockToken): a secret added here is never
     # stored in commands.params nor written to the audit log.
     at_delivery: Callable[[dict[str, Any], DeliveryContext], dict[str, Any]] | None = None
+    # Refuses the command for a device that cannot run it, before anything is queued: returns
+    # (reason in Japanese, reason in English), or None when the device can.
+    refuse_for: Callable[[Device], tuple[str, str] | None] | None = None
+
+    @property
+    def never_expires(self) -> bool:
+        return self.expires_after is None
+
+    def lifetime(self, configured: timedelta) -> timedelta | None:
+        """How long this command waits when `configured` is HIKESHI_COMMAND_EXPIRY_DAYS."""
+        if self.expires_after is None:
+            return None
+        if isinstance(self.expires_after, _ConfiguredExpiry):
+            return configured
+        return self.expires_after
 
     def apple_command(self, params: dict[str, Any], context: DeliveryContext) -> dict[str, Any]:
         """The keys of the Apple "Command" dictionary, as sent to `context.device` now."""

@@ -17,6 +17,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from commands.catalog import CommandType, get_command_type
+from commands.expiry import configured_expiry
 from mdm import clock
 from mdm.audit import Actor, AuditEntry, record_event, record_events
 from mdm.db import is_postgres
@@ -25,11 +26,28 @@ from mdm.push import request_push, request_pushes
 
 
 class CommandRefused(ValueError):
-    """The command cannot be queued for this device (platform, supervision, state)."""
+    """The command cannot be queued for this device (platform, supervision, state).
 
-    def __init__(self, message: str, field: str = "request_type") -> None:
+    `code` names a refusal an API client can act on; `message_ja` is the operator's reason in
+    Japanese when the refusal has one (the English one is the message)."""
+
+    def __init__(
+        self,
+        message: str,
+        field: str = "request_type",
+        *,
+        code: str | None = None,
+        message_ja: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.field = field
+        self.code = code
+        self.message_ja = message_ja
+
+    @property
+    def bilingual(self) -> str:
+        """Japanese first, then English: what the console shows."""
+        return f"{self.message_ja} / {self}" if self.message_ja else str(self)
 
 
 class TwoPersonCommand(CommandRefused):
@@ -84,7 +102,7 @@ def enqueue_command(
             return pending
     now = clock.now()
     if expires_at is _USE_DEFAULT:
-        expires_at = None if kind.expires_after is None else now + kind.expires_after
+        expires_at = _expires_at(session, kind, now)
     command = Command(
         uuid=str(uuid.uuid4()).upper(),
         device_id=device.id,
@@ -164,7 +182,7 @@ def enqueue_commands(
             status=CommandStatus.QUEUED,
             requested_by=actor.name,
             queued_at=now,
-            expires_at=None if kind.expires_after is None else now + kind.expires_after,
+            expires_at=_expires_at(session, kind, now),
         )
         commands.append(command)
         fresh.append(command)
@@ -175,6 +193,11 @@ def enqueue_commands(
         # Every device with a command, fresh or already waiting (see enqueue_command), in one write.
         request_pushes(session, {command.device_id for command in commands})
     return commands
+
+
+def _expires_at(session: Session, kind: CommandType, now: datetime) -> datetime | None:
+    lifetime = kind.lifetime(configured_expiry(session))
+    return None if lifetime is None else now + lifetime
 
 
 def _record_queued(session: Session, actor: Actor, commands: Sequence[Command]) -> None:
@@ -206,6 +229,16 @@ def _check_allowed(kind: CommandType, device: Device) -> None:
     if device.enrollment_state not in (EnrollmentState.ENROLLED, EnrollmentState.PENDING):
         raise CommandRefused(
             f"device is {device.enrollment_state}; commands need an enrolled device", field="device"
+        )
+    if kind.refuse_for is not None and device.platform == "apple":
+        reason = kind.refuse_for(device)
+        if reason is not None:
+            raise CommandRefused(reason[1], field="device", code="device_cannot_run", message_ja=reason[0])
+    if kind.requires_supervision and device.is_supervised is None:
+        raise CommandRefused(
+            f"{kind.request_type} needs a supervised device; this device has not reported whether it is"
+            " supervised yet (ask it for DeviceInformation)",
+            field="device",
         )
     if kind.requires_supervision and not device.is_supervised:
         raise CommandRefused(f"{kind.request_type} needs a supervised device", field="device")

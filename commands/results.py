@@ -7,12 +7,13 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from commands.queue import find_device_command
 from mdm import clock
 from mdm.audit import Actor, record_event
-from mdm.models import Command, CommandResult, CommandStatus, Device
+from mdm.models import Command, CommandResult, CommandStatus, Device, ForeignCommandResult
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +52,9 @@ def record_result(
     """Store a report exactly as received, with the fingerprint of the identity that signed it
     (None when the server itself records an outcome), and move the command on.
 
-    Returns the command, or None when the UUID is not one of this device's commands. A repeated
-    report for a command that is already final changes nothing.
+    Returns the command, or None when the UUID is not one of this device's commands: such an
+    answer (to a command another MDM sent before the fleet moved to Hikeshi) is kept as a
+    ForeignCommandResult. A repeated report for a command that is already final changes nothing.
     """
     status = report["Status"]
     command_uuid = report.get("CommandUUID")
@@ -60,7 +62,7 @@ def record_result(
         return None
     command = find_device_command(session, device, command_uuid)
     if command is None:
-        log.warning("device %s reported on unknown command %s", device.id, command_uuid)
+        record_foreign_result(session, device, command_uuid, report, raw, actor=actor)
         return None
     if command.status in CommandStatus.FINAL:
         return command
@@ -79,18 +81,69 @@ def record_result(
         command.error_chain = _plain(report.get("ErrorChain") or [])
     else:
         command.not_now_at = now
+    message_result = report.get("MessageResult")
+    if isinstance(message_result, str):
+        # DeviceLock says here whether its lock-screen message was shown (device.lock.yaml).
+        command.message_result = message_result[:32]
     record_event(
         session,
         actor,
         f"command.{new_state}",
         "command",
         command.uuid,
-        {"device_id": device.id, "request_type": command.request_type, "status": status},
+        {
+            "device_id": device.id,
+            "request_type": command.request_type,
+            "status": status,
+            **({"message_result": command.message_result} if command.message_result else {}),
+        },
     )
     if new_state in (CommandStatus.ACKNOWLEDGED, CommandStatus.ERROR):
         for handler in _HANDLERS.get(command.request_type, []):
             handler(session, command, report)
     return command
+
+
+# Keys every report carries; the rest say what the answer is about.
+_ENVELOPE_KEYS = frozenset({"UDID", "CommandUUID", "Status", "EnrollmentID", "EnrollmentUserID", "UserID"})
+_MAX_UUID = 64
+
+
+def record_foreign_result(
+    session: Session, device: Device, command_uuid: str, report: dict[str, Any], raw: bytes, *, actor: Actor
+) -> ForeignCommandResult | None:
+    """Keep, exactly as received, a device's answer to a command Hikeshi did not queue."""
+    status = str(report.get("Status"))
+    uuid = command_uuid[:_MAX_UUID]
+    repeated = session.scalars(
+        select(ForeignCommandResult.id).where(
+            ForeignCommandResult.device_id == device.id,
+            ForeignCommandResult.command_uuid == uuid,
+            ForeignCommandResult.status == status,
+        )
+    ).first()
+    if repeated is not None:
+        return None  # the device sent the same answer again (a retried connection)
+    keys = sorted(str(key) for key in report if key not in _ENVELOPE_KEYS)
+    row = ForeignCommandResult(
+        device_id=device.id,
+        command_uuid=uuid,
+        status=status,
+        answer_keys=keys,
+        raw=raw,
+        received_at=clock.now(),
+    )
+    session.add(row)
+    log.info("device %s answered command %s, which Hikeshi did not queue: kept", device.id, uuid)
+    record_event(
+        session,
+        actor,
+        "command.foreign_result",
+        "command",
+        uuid,
+        {"device_id": device.id, "status": status, "answer_keys": keys},
+    )
+    return row
 
 
 def _plain(value: Any) -> Any:

@@ -38,6 +38,11 @@ class EnvelopeError(ValueError):
     """The envelope cannot be opened: not for us, unsupported algorithm, or corrupt."""
 
 
+class UnsupportedCipher(EnvelopeError):
+    """The envelope is encrypted with an algorithm we do not accept (Blowfish, RC2, ...): SCEP
+    answers failInfo badAlg for it (RFC 8894 section 3.2.1.4), not badMessageCheck."""
+
+
 def _join_octet_chunks(data: bytes, depth: int = 0) -> bytes:
     if depth > 8:
         raise EnvelopeError("encrypted content nests too deeply")
@@ -81,7 +86,7 @@ def _cipher(name: str, key: bytes) -> CipherAlgorithm:
 def cipher_name(algorithm: algos.EncryptionAlgorithm) -> str:
     name = algorithm["algorithm"].native
     if name not in CIPHERS:
-        raise EnvelopeError(f"unsupported content encryption algorithm {algorithm['algorithm'].dotted}")
+        raise UnsupportedCipher(f"unsupported content encryption algorithm {algorithm['algorithm'].dotted}")
     return str(name)
 
 

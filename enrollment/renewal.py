@@ -108,7 +108,9 @@ def queue_identity_renewal(
     """Queue one renewal InstallProfile for `device`, whose current identity is `identity`."""
     kind = get_command_type("InstallProfile")
     now = clock.now()
-    expires_at = now + (kind.expires_after or timedelta(days=settings.command_expiry_days))
+    configured = timedelta(days=settings.command_expiry_days)
+    # The renewal challenge needs an end even if the catalog ever let InstallProfile wait forever.
+    expires_at = now + (kind.lifetime(configured) or configured)
     challenge, secret = issue_renewal_challenge(session, device, expires_at=expires_at)
     ca_cert = device_ca_certificate(session)
     topic = device.topic or push_topic(session)

@@ -8,6 +8,7 @@ from typing import Any
 from flask import Flask
 from sqlalchemy.orm import Session, sessionmaker
 
+from commands.expiry import configure_command_expiry
 from commands.wipe_certificate import sign_at_acknowledgement
 from mdm.appctx import Hikeshi, close_db_session
 from mdm.config import Settings
@@ -25,6 +26,7 @@ def build_app(settings: Settings | None = None, *, check_migrations: bool = True
     factory = make_session_factory(engine)
     # Result handlers sign wipe certificates at the acknowledgement (they need the settings).
     sign_at_acknowledgement(factory, settings)
+    configure_command_expiry(factory, settings)
     dispatcher = PushDispatcher(factory, settings)
     dispatcher.install()
     dispatcher.start()  # the MQTT wake-up connection, only when HIKESHI_MQTT_URL is set

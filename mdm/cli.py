@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 from sqlalchemy import select
 
+from commands.expiry import configure_command_expiry
 from mdm.audit import Actor, verify_chain
 from mdm.config import Settings
 from mdm.db import (
@@ -58,6 +59,7 @@ class Context:
                 except DatabaseBehind as exc:
                     raise click.ClickException(str(exc)) from exc
             self._factory = make_session_factory(engine)
+            configure_command_expiry(self._factory, self.settings)
         return self._factory
 
 
@@ -92,9 +94,7 @@ def serve(ctx: Context, host: str, port: int, workers: int, threads: int, with_s
     from mdm.server import run_server
 
     ctx.session_factory()  # refuses a database behind its migrations, before anything starts
-    run_server(
-        ctx.settings, host=host, port=port, workers=workers, threads=threads, scheduler=with_scheduler
-    )
+    run_server(ctx.settings, host=host, port=port, workers=workers, threads=threads, scheduler=with_scheduler)
 
 
 @main.group()

@@ -28,6 +28,13 @@ def _env_int(name: str, default: int) -> int:
         raise ValueError(f"{name} must be a whole number, not {value!r}") from exc
 
 
+def _env_positive(name: str, default: int) -> int:
+    value = _env_int(name, default)
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1, not {value}")
+    return value
+
+
 def _env_path(name: str) -> Path | None:
     value = _env(name)
     return Path(value).expanduser().resolve() if value else None
@@ -154,7 +161,7 @@ class Settings:
             max_device_body_bytes=_env_int("HIKESHI_MAX_DEVICE_BODY", 1024 * 1024),
             max_command_answer_bytes=_env_int("HIKESHI_MAX_COMMAND_ANSWER", 32 * 1024 * 1024),
             max_command_answer_read_bytes=_env_int("HIKESHI_MAX_COMMAND_ANSWER_READ", 256 * 1024 * 1024),
-            command_expiry_days=_env_int("HIKESHI_COMMAND_EXPIRY_DAYS", 7),
+            command_expiry_days=_env_positive("HIKESHI_COMMAND_EXPIRY_DAYS", 7),
             push_enabled=(_env("HIKESHI_PUSH_ENABLED", "1") or "1") not in ("0", "false", "no"),
             session_idle_minutes=_env_int("HIKESHI_SESSION_IDLE_MINUTES", 30),
             session_max_hours=_env_int("HIKESHI_SESSION_MAX_HOURS", 12),

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, String, and_, cast, func, or_, select, true
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from mdm import clock
 from mdm.models import (
@@ -24,8 +24,10 @@ from mdm.models import (
     ComplianceFinding,
     Device,
     DeviceCompliance,
+    DeviceFacts,
     EnrollmentState,
     EnrollmentToken,
+    ForeignCommandResult,
     InstalledApp,
     InventoryChange,
     OrgUnit,
@@ -89,11 +91,12 @@ class ComplianceStatus:
 
     label: str
     severity: str | None
-    open_findings: int
+    open_findings: int | None
     evaluated_at: datetime | None
 
 
-UNKNOWN_COMPLIANCE = ComplianceStatus("unknown", None, 0, None)
+# Never evaluated: how many findings are open is unknown too, not zero.
+UNKNOWN_COMPLIANCE = ComplianceStatus("unknown", None, None, None)
 
 
 def compliance_status(
@@ -250,6 +253,23 @@ def device_commands(session: Session, device: Device, limit: int = 100) -> list[
     )
 
 
+def _foreign_results(device: Device) -> Any:
+    return (
+        select(ForeignCommandResult)
+        .where(ForeignCommandResult.device_id == device.id)
+        .order_by(ForeignCommandResult.received_at.desc(), ForeignCommandResult.id.desc())
+    )
+
+
+def device_foreign_results(session: Session, device: Device, limit: int = 100) -> list[ForeignCommandResult]:
+    """Answers to commands Hikeshi never queued (another MDM's, from before the migration)."""
+    return list(session.scalars(_foreign_results(device).limit(limit)))
+
+
+def search_foreign_results(session: Session, device: Device, page: int, per_page: int) -> PageResult:
+    return _paged(session, _foreign_results(device), page, per_page)
+
+
 def visible_command(session: Session, principal: Principal, command_uuid: str) -> Command | None:
     command = session.scalars(select(Command).where(Command.uuid == command_uuid)).first()
     if command is None:
@@ -381,13 +401,13 @@ def search_audit(session: Session, principal: Principal, filters: Mapping[str, A
 class DashboardCounts:
     enrolled: int
     seen_last_hour: int
-    # Lost mode arrives with the hotline workflow; until then no device can be in it.
+    # In lost mode as the device last confirmed it (lost_mode_condition).
     lost: int
     pending_commands: int
     push_errors: int
     # Devices whose worst open compliance finding is a warning or worse; alerts not acknowledged.
-    noncompliant: int = 0
-    open_alerts: int = 0
+    noncompliant: int
+    open_alerts: int
 
 
 def dashboard_counts(session: Session, principal: Principal) -> DashboardCounts:
@@ -415,8 +435,53 @@ def dashboard_counts(session: Session, principal: Principal) -> DashboardCounts:
     open_alerts = session.scalar(
         select(func.count(Alert.id)).where(alert_scope(principal), Alert.acknowledged_at.is_(None))
     )
+    lost = session.scalar(
+        lost_mode_devices(select(func.count(Device.id)).select_from(Device)).where(
+            scope, Device.enrollment_state.in_((EnrollmentState.ENROLLED, EnrollmentState.PENDING))
+        )
+    )
     return DashboardCounts(
-        enrolled or 0, seen or 0, 0, pending or 0, push_errors or 0, noncompliant or 0, open_alerts or 0
+        enrolled=enrolled or 0,
+        seen_last_hour=seen or 0,
+        lost=lost or 0,
+        pending_commands=pending or 0,
+        push_errors=push_errors or 0,
+        noncompliant=noncompliant or 0,
+        open_alerts=open_alerts or 0,
+    )
+
+
+LOST_MODE_COMMANDS = ("EnableLostMode", "DisableLostMode")
+
+
+def lost_mode_devices(stmt: Any) -> Any:
+    """`stmt` (selecting from devices) narrowed to the devices in lost mode as the device itself
+    last confirmed it: the newer of its last acknowledged EnableLostMode/DisableLostMode (the
+    Android agent's START/STOP_LOST_MODE acknowledge under these names) and its last
+    DeviceInformation answer of IsMDMLostModeEnabled. A lost-mode command that was only sent
+    counts for nothing."""
+    last_ack = (
+        select(Command.device_id, func.max(Command.id).label("command_id"))
+        .where(Command.status == CommandStatus.ACKNOWLEDGED, Command.request_type.in_(LOST_MODE_COMMANDS))
+        .group_by(Command.device_id)
+        .subquery()
+    )
+    last = aliased(Command)
+    reported = and_(
+        DeviceFacts.is_lost_mode_enabled.is_not(None), DeviceFacts.device_information_at.is_not(None)
+    )
+    command_is_newer = or_(~reported, last.acknowledged_at >= DeviceFacts.device_information_at)
+    by_command = and_(last.id.is_not(None), command_is_newer, last.request_type == "EnableLostMode")
+    by_report = and_(
+        reported,
+        or_(last.id.is_(None), last.acknowledged_at < DeviceFacts.device_information_at),
+        DeviceFacts.is_lost_mode_enabled.is_(True),
+    )
+    return (
+        stmt.outerjoin(last_ack, last_ack.c.device_id == Device.id)
+        .outerjoin(last, last.id == last_ack.c.command_id)
+        .outerjoin(DeviceFacts, DeviceFacts.device_id == Device.id)
+        .where(or_(by_command, by_report))
     )
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from commands.incidents.lock_state import lock_view
 from commands.incidents.service import LOCK_PURPOSE, mark_locked, record_step
 from commands.incidents.wipe_identity import identity_mismatch, refuse_certificate
 from commands.results import on_result
@@ -34,8 +35,26 @@ def _lock_result(session: Session, command: Command, report: dict[str, Any]) -> 
     if link is None or link.purpose != LOCK_PURPOSE:
         return
     incident = link.incident
-    if command.status == CommandStatus.ACKNOWLEDGED:
+    view = lock_view(command)
+    if view.held:
         mark_locked(session, incident, command)
+    elif command.status == CommandStatus.ACKNOWLEDGED:
+        # Acknowledged, but the message did not show (no passcode) or the device could not say:
+        # the tablet is not locked in any sense an operator can rely on.
+        record_step(
+            session,
+            incident,
+            _device_actor(incident),
+            "lock_not_displayed",
+            {
+                "command_uuid": command.uuid,
+                "request_type": command.request_type,
+                "message_result": command.message_result,
+                "lock_state": view.state,
+                "next_step": view.next_step_en,
+            },
+            flagged=True,
+        )
     else:
         record_step(
             session,

@@ -26,6 +26,7 @@ from commands.incidents.errors import (
     RequesterUnknown,
     SamePersonError,
 )
+from commands.incidents.lock_state import state_of
 from commands.queue import cancel_command, enqueue_command
 from mdm import clock
 from mdm.audit import Actor, record_event
@@ -247,9 +248,20 @@ def lock_now(
     """
     _require_status(incident, IncidentStatus.ACTIVE, "lock")
     device = incident.device
-    lost_mode = bool(device.is_supervised)
+    # Lost mode only on a device that reported itself supervised; EnableLostMode fails on any
+    # other. Unknown (never reported) gets DeviceLock, which every device runs, and a
+    # DeviceInformation request so that the next lock can use lost mode if it is supervised.
+    lost_mode = device.is_supervised is True
+    supervision_unknown = device.is_supervised is None
     if lost_mode:
         notice = ("紛失モードを送信しました。", "Lost mode sent.")
+    elif supervision_unknown:
+        notice = (
+            "監視対象(supervised)かどうか端末から報告がないため、画面ロックを送信しました。"
+            "端末情報も要求しました。監視対象と報告されれば、次のロックで紛失モードを使えます。",
+            "The device never reported whether it is supervised, so a device lock was sent; device"
+            " information was requested too, and the next lock uses lost mode if it reports supervised.",
+        )
     else:
         notice = (
             "監視対象(supervised)でない端末のため、紛失モードは使えません。画面ロックを送信しました。",
@@ -274,6 +286,10 @@ def lock_now(
     )
     if lost_mode:
         incident.lost_mode = True
+    elif supervision_unknown and device.platform == "apple":
+        send_incident_command(
+            session, incident, "DeviceInformation", None, actor=actor, purpose="supervision"
+        )
     record_step(
         session,
         incident,
@@ -283,6 +299,7 @@ def lock_now(
             "command_uuid": command.uuid,
             "request_type": request_type,
             "lost_mode": lost_mode,
+            "supervised": device.is_supervised,
             "notice": notice[1],
         },
     )
@@ -299,7 +316,12 @@ def mark_locked(session: Session, incident: Incident, command: Command) -> None:
         incident,
         Actor(f"device:{incident.device.udid}", "device"),
         "lock_confirmed",
-        {"command_uuid": command.uuid, "request_type": command.request_type},
+        {
+            "command_uuid": command.uuid,
+            "request_type": command.request_type,
+            "message_result": command.message_result,
+            "lock_state": state_of(command),
+        },
     )
 
 
@@ -458,9 +480,8 @@ def play_lost_mode_sound(session: Session, incident: Incident, *, actor: Actor) 
 
 
 def clear_passcode(session: Session, incident: Incident, *, actor: Actor) -> Command:
-    """Clear the passcode with the device's stored UnlockToken (added only at delivery)."""
-    if incident.device.unlock_token_encrypted is None:
-        raise IncidentStateError("the device never sent an UnlockToken; its passcode cannot be cleared")
+    """Clear the passcode with the device's stored UnlockToken (added only at delivery). A device
+    that never sent one is refused by the queue (CommandRefused, code device_cannot_run)."""
     command = send_incident_command(session, incident, "ClearPasscode", {}, actor=actor, purpose="passcode")
     record_step(session, incident, actor, "passcode_clear_requested", {"command_uuid": command.uuid})
     return command

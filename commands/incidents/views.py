@@ -10,6 +10,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, or_, select, true
 from sqlalchemy.orm import Session
 
+from commands.incidents.lock_state import LockView, lock_view
+from commands.incidents.service import LOCK_PURPOSE
 from commands.incidents.timeline import incident_commands, incident_timeline, push_attempts, wipe_progress
 from commands.wipe_certificate import certificate_for_incident
 from mdm import orgunits
@@ -162,6 +164,12 @@ def visible_to(incident: Incident, unit_ids: Collection[int] | None) -> bool:
     return incident.org_unit_id in unit_ids or incident.device.org_unit_id in unit_ids
 
 
+def incident_lock(incident: Incident) -> LockView:
+    """The state of the incident's newest lock command (lock now may be pressed again)."""
+    locks = [link.command for link in incident.commands if link.purpose == LOCK_PURPOSE]
+    return lock_view(max(locks, key=lambda c: c.id) if locks else None)
+
+
 def incident_summary(incident: Incident) -> dict[str, Any]:
     device = incident.device
     ja, en = IncidentStatus.LABELS[incident.status]
@@ -180,6 +188,7 @@ def incident_summary(incident: Incident) -> dict[str, Any]:
         "operator": incident.operator,
         "opened_at": incident.opened_at,
         "wipe_progress": wipe_progress(incident),
+        "lock": incident_lock(incident).as_dict(),
     }
 
 

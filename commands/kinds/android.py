@@ -93,9 +93,16 @@ def _lost_mode(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _erase(params: dict[str, Any]) -> dict[str, Any]:
+    """EraseDevice on Android erases the eSIM's data plan unless PreserveDataPlan is true.
+
+    Apple's default (device.erase.yaml: PreserveDataPlan, default false) removes the plan, and a
+    lost or stolen tablet should not keep a working line for whoever holds it: the hotline wipe
+    (sent without parameters) therefore erases it on both platforms. WIPE_EUICC is that flag on
+    Android (DevicePolicyManager.wipeData); PreserveDataPlan=true leaves it out, for a tablet
+    that is wiped to be reissued on the same line.
+    """
     flags = list(DEFAULT_WIPE_FLAGS)
-    # Apple's PreserveDataPlan=false removes the eSIM plan; the Android flag for that is WIPE_EUICC.
-    if params.get("PreserveDataPlan") is False:
+    if not params.get("PreserveDataPlan", False):
         flags.append("WIPE_EUICC")
     return {"flags": flags}
 

@@ -6,7 +6,9 @@ from marshmallow import Schema, fields, validate
 
 from commands.catalog import CommandType, Priority, register
 
-# The standard DeviceInformation queries a fleet manager needs (Apple's information.device schema).
+# The standard DeviceInformation queries a fleet manager needs. Every key must be one of the
+# queries of Apple's information.device.yaml (tests/inventory/test_default_queries.py checks it):
+# PasscodeLockGracePeriodEnforced, for one, is a SecurityInfo answer, not a query.
 STANDARD_DEVICE_QUERIES = (
     "DeviceName",
     "OSVersion",
@@ -28,7 +30,6 @@ STANDARD_DEVICE_QUERIES = (
     "BluetoothMAC",
     "UDID",
     "IsMDMLostModeEnabled",
-    "PasscodeLockGracePeriodEnforced",
     "ICCID",
     "CellularTechnology",
     "IsRoaming",

@@ -7,6 +7,7 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from commands.catalog import CommandType, DeliveryContext, Priority, register
+from mdm.models import Device
 from mdm.secretbox import unseal
 
 UNLOCK_TOKEN_PURPOSE = "unlock-token"  # noqa: S105  (a secretbox purpose label, not a secret)
@@ -28,11 +29,26 @@ class NoParams(Schema):
     """A command without parameters; anything given is an error naming the key."""
 
 
+NO_UNLOCK_TOKEN = (
+    "この端末からはUnlockToken(パスコード解除に必要な鍵)が届いていないため、パスコードを解除できません。"
+    "端末を回収して手元で解除するか、必要なら消去(ワイプ)を申請してください。",
+    "The passcode cannot be cleared: this device never sent an UnlockToken (the key Apple requires to"
+    " clear it). Recover the tablet and reset it in hand, or request a wipe if needed.",
+)
+
+
+def _without_unlock_token(device: Device) -> tuple[str, str] | None:
+    # Apple's passcode.clear.yaml marks UnlockToken required: without it the device answers an
+    # error, so the command is refused before it is queued, with a reason the operator can use.
+    return NO_UNLOCK_TOKEN if device.unlock_token_encrypted is None else None
+
+
 def _with_unlock_token(keys: dict[str, Any], context: DeliveryContext) -> dict[str, Any]:
     # Unsealed only here, at delivery: the token never sits in commands.params or the audit log.
     sealed = context.device.unlock_token_encrypted
     if sealed is None:
-        # Nothing to clear the passcode with; the device answers with an Error that is recorded.
+        # Queued before the token was lost (refused at queue time otherwise): the device answers
+        # an Error that is recorded on the command.
         return keys
     return {**keys, "UnlockToken": unseal(context.secret_key, UNLOCK_TOKEN_PURPOSE, sealed)}
 
@@ -55,6 +71,7 @@ register(
         NoParams,
         "紛失モードの解除",
         "Disable lost mode",
+        expires_after=None,  # a lost-mode command: waits for the lost tablet like lost mode itself
         priority=Priority.URGENT,
         requires_supervision=True,
     )
@@ -65,6 +82,7 @@ register(
         NoParams,
         "位置情報の取得(紛失モード中)",
         "Locate the device (in lost mode)",
+        expires_after=None,  # a lost-mode command: waits for the lost tablet like lost mode itself
         priority=Priority.HIGH,
         requires_supervision=True,
     )
@@ -75,6 +93,7 @@ register(
         NoParams,
         "紛失モードの警告音を鳴らす",
         "Play the lost-mode sound",
+        expires_after=None,  # a lost-mode command: waits for the lost tablet like lost mode itself
         priority=Priority.HIGH,
         requires_supervision=True,
     )
@@ -87,6 +106,7 @@ register(
         "Clear the passcode",
         priority=Priority.HIGH,
         at_delivery=_with_unlock_token,
+        refuse_for=_without_unlock_token,
     )
 )
 register(

@@ -13,9 +13,10 @@ class DeviceLockParams(Schema):
 
 
 class EraseDeviceParams(Schema):
+    # Only keys of Apple's device.erase.yaml: RevokeVPPLicenses is not an EraseDevice key and is
+    # refused as an unknown field.
     PreserveDataPlan = fields.Boolean()
     DisallowProximitySetup = fields.Boolean()
-    RevokeVPPLicenses = fields.Boolean()
 
 
 register(
@@ -25,6 +26,9 @@ register(
         "画面ロック",
         "Lock the device",
         priority=Priority.URGENT,
+        # The hotline's lock for unsupervised tablets: it must still be waiting when a tablet
+        # that was offline for weeks comes back (DESIGN.md invariant 2).
+        expires_after=None,
     )
 )
 register(

@@ -55,6 +55,9 @@ class PKIMessage:
     digest_algorithm: str
     enveloped: cms.EnvelopedData | None
     signature_error: str | None = None  # set when the signature did not verify
+    # What the FAILURE CertRep says about signature_error: badAlg for an algorithm we refuse
+    # (MD5, SHA-224, a non-RSA key), badMessageCheck for a check that failed.
+    signature_fail_info: str = FailInfo.BAD_MESSAGE_CHECK
 
     def open_csr(
         self, ca_cert: x509.Certificate, ca_key: rsa.RSAPrivateKey
@@ -64,6 +67,8 @@ class PKIMessage:
             raise RequestRejected(FailInfo.BAD_REQUEST, "the request carries no envelope")
         try:
             plaintext, cipher = envelope.decrypt(self.enveloped, ca_cert, ca_key)
+        except envelope.UnsupportedCipher as exc:
+            raise RequestRejected(FailInfo.BAD_ALG, str(exc)) from exc
         except envelope.EnvelopeError as exc:
             raise RequestRejected(FailInfo.BAD_MESSAGE_CHECK, str(exc)) from exc
         try:
@@ -150,6 +155,7 @@ def _parse(der: bytes) -> PKIMessage:
         _verify(signer, signer_info, signed_attrs, content_bytes, digest_name)
     except RequestRejected as exc:
         message.signature_error = exc.reason
+        message.signature_fail_info = exc.fail_info
         return message
     if content_bytes:
         inner = cms.ContentInfo.load(content_bytes)

@@ -111,7 +111,7 @@ def _pki_operation(der: bytes) -> Response:
     now = clock.now()
     try:
         if message.signature_error:
-            raise RequestRejected(FailInfo.BAD_MESSAGE_CHECK, message.signature_error)
+            raise RequestRejected(message.signature_fail_info, message.signature_error)
         if message.message_type == MessageType.PKCS_REQ:
             csr, cipher = message.open_csr(ca.certificate, ca.private_key)
             # The PKCSReq signer is the requester's own key (a self-signed certificate).

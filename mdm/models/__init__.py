@@ -4,7 +4,7 @@ from mdm.models.agent_nonce import AgentRequestNonce
 from mdm.models.alerts import Alert, DeliveryStatus, Webhook, WebhookAttempt, WebhookDelivery
 from mdm.models.audit import AuditEvent
 from mdm.models.base import Base
-from mdm.models.command import Command, CommandResult, CommandStatus
+from mdm.models.command import Command, CommandResult, CommandStatus, ForeignCommandResult
 from mdm.models.compliance import ComplianceFinding, CompliancePolicy, DeviceCompliance, Severity
 from mdm.models.continuity import (
     ContinuityPlan,
@@ -88,6 +88,7 @@ __all__ = [
     "EnrollmentState",
     "EnrollmentToken",
     "EnrollmentTokenUse",
+    "ForeignCommandResult",
     "IdentityPurpose",
     "Incident",
     "IncidentCommand",

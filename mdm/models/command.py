@@ -63,6 +63,9 @@ class Command(Base):
     repushed_at: Mapped[datetime | None]
     # Why the server gave up on it (shown with the expired state): unknown stays unknown.
     expired_reason: Mapped[str | None] = mapped_column(String(255))
+    # DeviceLock's MessageResult as the device reported it (Success, NoPasscodeSet,
+    # DeviceInLostMode, Unknown); None while unanswered or when the answer carried none.
+    message_result: Mapped[str | None] = mapped_column(String(32))
 
     device: Mapped[Device] = relationship()
     results: Mapped[list[CommandResult]] = relationship(back_populates="command", order_by="CommandResult.id")
@@ -86,4 +89,28 @@ class CommandResult(Base):
     @validates("raw")
     def _without_secrets(self, _key: str, raw: bytes) -> bytes:
         # A result can carry a secret (an Activation Lock bypass code): never stored in clear.
+        return strip_raw_message(raw)
+
+
+class ForeignCommandResult(Base):
+    """A device's answer to a command Hikeshi never queued (InstallApplication,
+    ManagedApplicationList, AvailableOSUpdates... sent by the MDM the fleet migrated from): kept
+    exactly as received, like every other answer, and shown in the device's history."""
+
+    __tablename__ = "foreign_command_results"
+    __table_args__ = (Index("ix_foreign_command_results_device", "device_id", "received_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+    command_uuid: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(32))
+    # The answer's own keys (ManagedApplicationList, AvailableOSUpdates...): what it is about,
+    # read from the answer, never guessed.
+    answer_keys: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    received_at: Mapped[datetime] = mapped_column(default=clock.now, index=True)
+
+    @validates("raw")
+    def _without_secrets(self, _key: str, raw: bytes) -> bytes:
+        # Another MDM's answer can carry a secret just as well: never stored in clear.
         return strip_raw_message(raw)

@@ -69,7 +69,10 @@ class Device(Base):
     # From Authenticate (and later DeviceInformation answers): cellular identifiers.
     imei: Mapped[str | None] = mapped_column(String(32))
     meid: Mapped[str | None] = mapped_column(String(32))
-    is_supervised: Mapped[bool] = mapped_column(default=False)
+    # None until the device reports IsSupervised (DeviceInformation): unknown is not "no". The
+    # column is "supervised" since migration 0005 (a new nullable column: SQLite cannot make the
+    # old NOT NULL one nullable without rebuilding the devices table, which cascades deletes).
+    is_supervised: Mapped[bool | None] = mapped_column("supervised", default=None)
     org_unit_id: Mapped[int | None] = mapped_column(ForeignKey("org_units.id"), index=True)
     # HQ's asset sticker (資産番号) and the crew or person the tablet is issued to: what a caller
     # on the hotline reads off the back or says first. Unique asset tag; NULLs never collide.

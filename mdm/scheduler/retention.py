@@ -15,6 +15,7 @@ from mdm.models import (
     Alert,
     CommandResult,
     ComplianceFinding,
+    ForeignCommandResult,
     InventoryChange,
     JobRun,
     ReadinessDelivery,
@@ -51,6 +52,10 @@ def purge_expired(session: Session, days: RetentionDays) -> dict[str, int]:
         # The raw results are the bulk; the command rows stay (other tables point at them).
         cutoff = now - timedelta(days=days.command_results)
         run("command_results", delete(CommandResult).where(CommandResult.received_at < cutoff))
+        run(
+            "foreign_command_results",
+            delete(ForeignCommandResult).where(ForeignCommandResult.received_at < cutoff),
+        )
     if days.alerts:
         cutoff = now - timedelta(days=days.alerts)
         old_alerts = select(Alert.id).where(Alert.created_at < cutoff)

@@ -16,6 +16,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.exc import SQLAlchemyError
 
+from commands.expiry import configure_command_expiry
 from mdm.config import Settings
 from mdm.db import ensure_migrated, make_engine, make_session_factory, transaction
 from mdm.health import mark_health
@@ -36,6 +37,7 @@ def run_scheduler(settings: Settings, stop: threading.Event, *, jobs: list[str] 
     engine = make_engine(settings.database_url)
     ensure_migrated(engine)  # never run jobs against a schema the code does not match
     factory = make_session_factory(engine)
+    configure_command_expiry(factory, settings)
     dispatcher = PushDispatcher(factory, settings)
     dispatcher.install()
     holder = holder_name()

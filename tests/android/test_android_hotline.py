@@ -131,7 +131,8 @@ def test_two_person_wipe_produces_a_certificate_and_retires_the_device(
 
     assert enrolled.wait(timeout=5) is True
     [command] = enrolled.sync()["commands"]
-    assert command["type"] == "WIPE" and command["params"]["flags"] == ["WIPE_EXTERNAL_STORAGE"]
+    # Apple's default (PreserveDataPlan false): the eSIM's data plan goes with the wipe.
+    assert command["type"] == "WIPE" and command["params"]["flags"] == ["WIPE_EXTERNAL_STORAGE", "WIPE_EUICC"]
     assert not enrolled.tablet.wiped  # acknowledged first, erased after the server has it
     answer = enrolled.sync()
     assert enrolled.tablet.wiped

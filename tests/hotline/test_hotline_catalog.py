@@ -42,7 +42,6 @@ FULL_PARAMS: dict[str, dict[str, Any]] = {
     "ClearPasscode": {},
     "ShutDownDevice": {},
     "DeviceLock": {"Message": "紛失端末です", "PhoneNumber": "03-1234-5678"},
-    # RevokeVPPLicenses (accepted by commands/kinds/security.py) is not in Apple's device.erase.yaml.
     "EraseDevice": {"PreserveDataPlan": True, "DisallowProximitySetup": True},
     "RestartDevice": {"NotifyUser": True},
 }

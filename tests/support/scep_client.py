@@ -53,9 +53,12 @@ CIPHER_OIDS = {
     "aes128_cbc": ("2.16.840.1.101.3.4.1.2", 16, 16),
     "aes256_cbc": ("2.16.840.1.101.3.4.1.42", 32, 16),
     "tripledes_3key": ("1.2.840.113549.3.7", 24, 8),
+    # Blowfish-CBC (Bruce Schneier's OID): what an old client may still offer; servers refuse it.
+    "blowfish_cbc": ("1.3.6.1.4.1.3029.1.2", 16, 8),
 }
 _CIPHERS_BY_OID = {oid: (name, size, block) for name, (oid, size, block) in CIPHER_OIDS.items()}
-_HASHES = {"sha1": hashes.SHA1, "sha256": hashes.SHA256}
+# MD5 and SHA-224 only to send what old clients send (the server must refuse them: badAlg).
+_HASHES = {"sha1": hashes.SHA1, "sha256": hashes.SHA256, "md5": hashes.MD5, "sha224": hashes.SHA224}
 
 
 class _AnySet(asn1.SetOf):
@@ -92,6 +95,10 @@ def _set_der(contents: bytes) -> bytes:
 def _cipher(name: str, key: bytes) -> Any:
     if name.startswith("aes"):
         return algorithms.AES(key)
+    if name == "blowfish_cbc":
+        from cryptography.hazmat.decrepit.ciphers.algorithms import Blowfish
+
+        return Blowfish(key)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return TripleDES(key)

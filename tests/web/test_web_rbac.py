@@ -47,6 +47,7 @@ EXPECTED: dict[tuple[str, str], set[str] | None] = {
     ("POST", "/api/v1/devices/{device_id}/reenroll-allowance"): ADMIN,
     ("POST", "/api/v1/devices/{device_id}/out-of-service"): ADMIN,
     ("GET", "/api/v1/devices/{device_id}/commands"): COMMAND_READERS,
+    ("GET", "/api/v1/devices/{device_id}/foreign-results"): COMMAND_READERS,
     ("POST", "/api/v1/devices/{device_id}/commands"): {"admin", "operator"},
     ("GET", "/api/v1/commands"): COMMAND_READERS,
     ("GET", "/api/v1/commands/{command_uuid}"): COMMAND_READERS,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from commands.catalog import CommandParamsError, UnknownCommand, all_command_types, get_command_type
+from commands.expiry import configured_expiry
 from commands.queue import CommandRefused, CommandStateError, cancel_command, enqueue_command
 from enrollment.out_of_service import OutOfServiceRefused, take_out_of_service
 from mdm.appctx import db_session
@@ -20,6 +22,7 @@ from web.api.schemas import (
     DeviceDetailSchema,
     DevicePageSchema,
     DeviceQuerySchema,
+    ForeignCommandResultPageSchema,
     OutOfServiceSchema,
     PageQuerySchema,
 )
@@ -27,12 +30,17 @@ from web.errors import ApiError, field_error
 from web.queries import (
     search_commands,
     search_devices,
+    search_foreign_results,
     visible_command,
     visible_device,
 )
 from web.rbac import WIPE_COMMANDS, Permission, Principal, may_send
 
 blp = ApiBlueprint("devices", __name__, url_prefix="/api/v1", description="Devices and their commands")
+
+
+def _seconds(lifetime: timedelta | None) -> int | None:
+    return None if lifetime is None else int(lifetime.total_seconds())
 
 
 def _device_or_404(device_id: int) -> Device:
@@ -88,6 +96,16 @@ def list_device_commands(device_id: int, **page: Any) -> Any:
     return search_commands(db_session(), current_principal(), {**page, "device_id": device.id}).as_dict()
 
 
+@blp.route(f"/devices/<{ID}:device_id>/foreign-results", methods=["GET"])
+@blp.arguments(PageQuerySchema, location="query", as_kwargs=True)
+@blp.response(200, ForeignCommandResultPageSchema)
+@permission(Permission.COMMAND_READ)
+def list_device_foreign_results(device_id: int, page: int, per_page: int) -> Any:
+    """Answers to commands Hikeshi did not queue (sent by another MDM before migration), newest first."""
+    device = _device_or_404(device_id)
+    return search_foreign_results(db_session(), device, page, per_page).as_dict()
+
+
 def check_may_send(principal: Principal, request_type: str) -> None:
     """400 for an unknown type; 403 for a type the principal may not send (erase: never here)."""
     try:
@@ -123,7 +141,7 @@ def queue_command(body: dict[str, Any], device_id: int) -> Any:
         raise ApiError(400, str(exc), fields={"params": exc.fields}) from exc
     except CommandRefused as exc:
         status = 409 if exc.field == "device" else 400
-        raise ApiError(status, str(exc), fields={exc.field: [str(exc)]}) from exc
+        raise ApiError(status, exc.bilingual, code=exc.code, fields={exc.field: [exc.bilingual]}) from exc
     session.commit()
     return command
 
@@ -176,6 +194,7 @@ def cancel(command_uuid: str) -> Any:
 def command_types() -> Any:
     """The command catalog, with whether the caller may queue each type."""
     principal = current_principal()
+    configured = configured_expiry(db_session())
     return [
         {
             "request_type": kind.request_type,
@@ -184,9 +203,7 @@ def command_types() -> Any:
             "priority": kind.priority,
             "platforms": list(kind.platforms),
             "requires_supervision": kind.requires_supervision,
-            "expires_after_seconds": None
-            if kind.expires_after is None
-            else int(kind.expires_after.total_seconds()),
+            "expires_after_seconds": _seconds(kind.lifetime(configured)),
             "allowed": may_send(principal, kind.request_type),
         }
         for kind in all_command_types()

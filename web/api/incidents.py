@@ -72,7 +72,7 @@ def _domain_errors() -> Iterator[None]:
         raise ApiError(400, str(exc), fields=exc.fields) from exc
     except CommandRefused as exc:
         status = 409 if exc.field == "device" else 400
-        raise ApiError(status, str(exc), fields={exc.field: [str(exc)]}) from exc
+        raise ApiError(status, exc.bilingual, code=exc.code, fields={exc.field: [exc.bilingual]}) from exc
 
 
 def _detail(incident: Incident) -> dict[str, Any]:

@@ -5,7 +5,16 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from mdm.models.incident import IncidentStatus, LossKind
-from web.api.schemas import CommandSchema, DeviceSchema, Id, PageQuerySchema, PageSchema, Text, When
+from web.api.schemas import (
+    CommandSchema,
+    DeviceSchema,
+    Id,
+    LockStateSchema,
+    PageQuerySchema,
+    PageSchema,
+    Text,
+    When,
+)
 
 PHONE = validate.Regexp(r"^[0-9+\-() ]{0,32}$", error="must be a phone number (digits, + - ( ) and spaces)")
 WIPE_PROGRESS = [
@@ -87,6 +96,12 @@ class IncidentSummarySchema(Schema):
         },
     )
 
+    lock = fields.Nested(
+        LockStateSchema,
+        required=True,
+        metadata={"description": "the newest lock: sent, acknowledged and displayed, or not displayed"},
+    )
+
 
 class IncidentPageSchema(PageSchema):
     items = fields.List(fields.Nested(IncidentSummarySchema), required=True)
@@ -159,7 +174,10 @@ class IncidentDetailSchema(IncidentSummarySchema):
     lost_place = fields.String(required=True)
     notes = fields.String(required=True)
     locked_at = fields.DateTime(allow_none=True, required=True)
-    lost_mode = fields.Boolean(required=True)
+    lost_mode = fields.Boolean(
+        required=True,
+        metadata={"description": "EnableLostMode was sent; `lock` says what the device confirmed"},
+    )
     wipe_requested_by = fields.String(allow_none=True, required=True)
     wipe_requested_at = fields.DateTime(allow_none=True, required=True)
     wipe_request_reason = fields.String(allow_none=True, required=True)

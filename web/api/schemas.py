@@ -172,7 +172,12 @@ class DeviceSchema(Schema):
     model_name = fields.String(allow_none=True, required=True)
     product_name = fields.String(allow_none=True, required=True)
     os_version = fields.String(allow_none=True, required=True)
-    supervised = fields.Boolean(required=True, attribute="is_supervised")
+    supervised = fields.Boolean(
+        required=True,
+        allow_none=True,
+        attribute="is_supervised",
+        metadata={"description": "IsSupervised as the device last reported it; null: never reported"},
+    )
     enrollment_state = fields.String(required=True)
     org_unit_id = fields.Integer(allow_none=True, required=True)
     compliance = fields.Function(
@@ -204,6 +209,40 @@ class CertificateSummarySchema(Schema):
     bound_at = fields.DateTime(allow_none=True, required=True)
 
 
+class LockStateSchema(Schema):
+    """What a lock really achieved, from the device's answer (commands.incidents.lock_state)."""
+
+    state = fields.String(
+        required=True,
+        metadata={
+            "enum": [
+                "not_sent",
+                "sent",
+                "displayed",
+                "lost_mode_on",
+                "in_lost_mode",
+                "not_displayed_no_passcode",
+                "display_unknown",
+                "display_not_reported",
+                "failed",
+                "withdrawn",
+            ],
+            "description": "`sent`: no answer yet; `displayed`/`lost_mode_on`: acknowledged and shown; "
+            "`not_displayed_no_passcode`: acknowledged but not displayed (MessageResult NoPasscodeSet)",
+        },
+    )
+    label_ja = fields.String(required=True)
+    label_en = fields.String(required=True)
+    next_step_ja = fields.String(required=True, metadata={"description": "what the operator should do next"})
+    next_step_en = fields.String(required=True)
+    request_type = fields.String(allow_none=True, required=True)
+    command_uuid = fields.String(allow_none=True, required=True)
+    message_result = fields.String(
+        allow_none=True, required=True, metadata={"description": "DeviceLock's MessageResult as reported"}
+    )
+    answered_at = fields.DateTime(allow_none=True, required=True)
+
+
 class DeviceDetailSchema(DeviceSchema):
     build_version = fields.String(allow_none=True, required=True)
     imei = fields.String(
@@ -233,7 +272,19 @@ class DeviceDetailSchema(DeviceSchema):
     pending_commands = fields.Function(lambda d: _pending(d), required=True, metadata={"type": "integer"})
     certificates = fields.List(fields.Nested(CertificateSummarySchema), required=True)
     open_findings = fields.Function(
-        lambda d: _compliance(d).open_findings, required=True, metadata={"type": "integer"}
+        lambda d: _compliance(d).open_findings,
+        required=True,
+        metadata={"type": "integer", "nullable": True, "description": "null when never evaluated"},
+    )
+    lock = fields.Function(
+        lambda d: _lock(d),
+        required=True,
+        metadata={
+            "type": "object",
+            "nullable": True,
+            "description": "state of the newest DeviceLock or EnableLostMode (LockStateSchema); "
+            "null when none was ever sent",
+        },
     )
     compliance_evaluated_at = fields.Function(
         lambda d: _iso(_compliance(d).evaluated_at),
@@ -264,6 +315,14 @@ def _unit_path(device: Any) -> str | None:
     if device.org_unit is None or session is None:
         return None
     return path_label(session, device.org_unit)
+
+
+def _lock(device: Any) -> dict[str, Any] | None:
+    from commands.incidents.lock_state import device_lock_view
+
+    session = object_session(device)
+    view = device_lock_view(session, device) if session is not None else None
+    return None if view is None else dict(LockStateSchema().dump(view.as_dict()))
 
 
 def _pending(device: Any) -> int:
@@ -318,6 +377,25 @@ class CommandSchema(Schema):
         required=True,
         metadata={"description": "why the device's answer was not accepted (status failed)"},
     )
+    message_result = fields.String(
+        allow_none=True,
+        required=True,
+        metadata={"description": "DeviceLock: whether its message was shown (MessageResult)"},
+    )
+
+
+class ForeignCommandResultSchema(Schema):
+    """A device's answer to a command Hikeshi never queued (another MDM's, before the migration).
+    The answer itself is kept as received; its keys say what it is about."""
+
+    command_uuid = fields.String(required=True)
+    status = fields.String(required=True)
+    answer_keys = fields.List(fields.String(), required=True)
+    received_at = fields.DateTime(required=True)
+
+
+class ForeignCommandResultPageSchema(PageSchema):
+    items = fields.List(fields.Nested(ForeignCommandResultSchema), required=True)
 
 
 class CommandPageSchema(PageSchema):

@@ -40,6 +40,7 @@ from web.queries import (
     device_commands,
     device_compliance_status,
     device_findings,
+    device_foreign_results,
     search_alerts,
     search_devices,
     visible_command,
@@ -173,6 +174,8 @@ def device(device_id: int) -> str:
         device=found,
         unit_path=path_label(session, found.org_unit) if found.org_unit else None,
         history=device_commands(session, found),
+        foreign_results=device_foreign_results(session, found),
+        lock=_lock_texts(session, found),
         commands=sendable_commands(principal),
         pending_states=CommandStatus.PENDING,
         compliance=device_compliance_status(session, found.id),
@@ -196,6 +199,14 @@ def device(device_id: int) -> str:
         mqtt_wakeup=bool(settings().mqtt_url),
         now=clock.now(),
     )
+
+
+def _lock_texts(session: Any, device: Device) -> dict[str, Any] | None:
+    from commands.incidents.lock_state import device_lock_view
+    from web.console.hotline import lock_texts
+
+    view = device_lock_view(session, device)
+    return None if view is None else lock_texts(view.as_dict())
 
 
 @bp.route("/devices/<int:device_id>/inventory/refresh", methods=["POST"])
@@ -346,7 +357,7 @@ def send_command() -> Response | str:
             enqueue_command(session, target, request_type, params, actor=principal.actor)
             queued += 1
         except CommandRefused as exc:
-            refused.append(f"{target.device_name or target.id}: {exc}")
+            refused.append(f"{target.device_name or target.id}: {exc.bilingual}")
     session.commit()
     if queued:
         flash(

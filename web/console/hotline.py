@@ -65,6 +65,7 @@ PURPOSES = {
     "recovery": _l("recovery"),
     "sound": _l("sound"),
     "passcode": _l("passcode"),
+    "supervision": _l("supervision check"),
 }
 STEPS = {
     "opened": _l("Call taken, incident opened"),
@@ -72,6 +73,7 @@ STEPS = {
     "lock_repushed": _l("Lock pushed again"),
     "lock_confirmed": _l("Lock confirmed by the device"),
     "lock_failed": _l("Lock failed on the device"),
+    "lock_not_displayed": _l("Lock acknowledged but its message was NOT displayed"),
     "wipe_requested": _l("Wipe requested"),
     "wipe_approved": _l("Wipe approved"),
     "wipe_rejected": _l("Wipe rejected"),
@@ -102,6 +104,16 @@ def _pair(labels: tuple[str, str]) -> str:
     return labels[0] if _ja() else labels[1]
 
 
+def lock_texts(lock: dict[str, Any]) -> dict[str, Any]:
+    """The lock state and the operator's next step in the page's language (Japanese first)."""
+    return {
+        "state": lock["state"],
+        "label": lock["label_ja"] if _ja() else lock["label_en"],
+        "next_step": lock["next_step_ja"] if _ja() else lock["next_step_en"],
+        "message_result": lock["message_result"],
+    }
+
+
 def status_text(status: str) -> str:
     return _pair(IncidentStatus.LABELS.get(status, (status, status)))
 
@@ -128,6 +140,8 @@ def _entry_text(entry: dict[str, Any]) -> str:
         text += f" — {details['reason']}"
     elif details.get("request_type"):
         text += f" ({command_label(details['request_type'])})"
+        if details.get("message_result"):
+            text += f" MessageResult: {details['message_result']}"
     elif details.get("latitude") is not None:
         text += f" ({details['latitude']:.6f}, {details['longitude']:.6f})"
     return text
@@ -143,6 +157,7 @@ def live_view(detail: dict[str, Any]) -> dict[str, Any]:
         "wipe_progress": detail["wipe_progress"],
         "wipe_progress_label": str(WIPE_PROGRESS.get(detail["wipe_progress"], detail["wipe_progress"])),
         "locked_at": _time(detail["locked_at"]),
+        "lock": lock_texts(detail["lock"]),
         "lost_mode": detail["lost_mode"],
         "commands": [
             {
@@ -238,6 +253,8 @@ def _flash_error(exc: Exception) -> None:
         flash(_("Please check: %(fields)s", fields=", ".join(sorted(exc.fields))), "error")
     elif isinstance(exc, hotline.IncidentStateError):
         flash(_("Not possible in the incident's current state: %(message)s", message=str(exc)), "error")
+    elif isinstance(exc, CommandRefused):
+        flash(exc.bilingual, "error")
     else:
         flash(str(exc), "error")
 

@@ -122,6 +122,9 @@
     var emptyPushes = pushes.querySelector("tr.empty td");
     var emptyCommandsText = emptyCommands ? emptyCommands.textContent : "";
     var emptyPushesText = emptyPushes ? emptyPushes.textContent : "";
+    var lockResult = document.getElementById("lock-result");
+    var lockLabel = document.getElementById("lock-result-label");
+    var lockNext = document.getElementById("lock-next-step");
     var mapLink = document.getElementById("map-link");
     if (mapLink) { location.setAttribute("data-map-label", mapLink.textContent); }
     var stopped = false;
@@ -131,6 +134,12 @@
       status.className = "hotline-state state-" + data.status;
       progress.textContent = data.wipe_progress_label;
       progress.className = "wipe-progress wipe-" + data.wipe_progress;
+      if (lockResult && data.lock) {
+        lockResult.className = "lock-result lock-" + data.lock.state;
+        lockResult.setAttribute("data-state", data.lock.state);
+        lockLabel.textContent = data.lock.label;
+        lockNext.textContent = data.lock.next_step;
+      }
       fillBody(commands, data.commands.map(commandRow), 7, emptyCommandsText);
       fillBody(pushes, data.pushes.map(pushRow), 4, emptyPushesText);
       while (timeline.firstChild) { timeline.removeChild(timeline.firstChild); }
