@@ -36,10 +36,29 @@ def run_migrations_online() -> None:
     engine = make_engine(config.get_main_option("sqlalchemy.url") or "")
     try:
         with engine.connect() as connection:
-            _run(connection)
-            connection.commit()
+            sqlite = connection.dialect.name == "sqlite"
+            if sqlite:
+                # Batch migrations rebuild a SQLite table by dropping it; with foreign keys on,
+                # that drop deletes (or refuses to delete) every row that refers to it. The
+                # pragma only takes effect outside a transaction, so it goes to the driver first.
+                _sqlite_pragma(connection, "PRAGMA foreign_keys=OFF")
+            try:
+                _run(connection)
+                if sqlite:
+                    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise RuntimeError(f"migration left rows that refer to nothing: {broken[:5]}")
+                connection.commit()
+            finally:
+                if sqlite:
+                    connection.rollback()
+                    _sqlite_pragma(connection, "PRAGMA foreign_keys=ON")
     finally:
         engine.dispose()
+
+
+def _sqlite_pragma(connection: Any, pragma: str) -> None:
+    connection.connection.dbapi_connection.execute(pragma)
 
 
 def _run(connection: Any) -> None:
