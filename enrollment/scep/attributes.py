@@ -72,7 +72,10 @@ class FailInfo:
 def register() -> None:
     for oid, name in OIDS.items():
         cms.CMSAttributeType._map.setdefault(oid, name)
-        cms.CMSAttributeType._reverse_map = None  # rebuilt lazily from _map
+        # asn1crypto builds _reverse_map once per class, at its first instance: a class already
+        # used (any CMS parsed before this import) never rebuilds it, so extend it in place.
+        if cms.CMSAttributeType._reverse_map is not None:
+            cms.CMSAttributeType._reverse_map.setdefault(name, oid)
         cms.CMSAttribute._oid_specs.setdefault(name, SPECS[name])
 
 
