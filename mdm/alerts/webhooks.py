@@ -122,7 +122,8 @@ def post_delivery(outgoing: OutgoingDelivery, *, timeout: float) -> AttemptOutco
             timeout=timeout,
             follow_redirects=False,
         )
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL, ValueError, UnicodeError, OSError) as exc:
+        # Every failure of this one delivery is its own outcome, recorded; the next still goes.
         return AttemptOutcome(None, f"{type(exc).__name__}: {exc}"[:512], _ms(started))
     error = None if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"
     return AttemptOutcome(response.status_code, error, _ms(started))

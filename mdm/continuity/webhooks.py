@@ -111,8 +111,11 @@ def deliver_due(factory: sessionmaker[Session], settings: Settings) -> dict[str,
     delivered = 0
     for item in outgoing:
         outcome = post_delivery(item, timeout=settings.webhook_timeout_seconds)
-        with transaction(factory) as session:
-            record_attempt(session, item.delivery_id, outcome, max_attempts=settings.webhook_max_attempts)
+        try:
+            with transaction(factory) as session:
+                record_attempt(session, item.delivery_id, outcome, max_attempts=settings.webhook_max_attempts)
+        except Exception:  # one delivery that cannot be recorded must not stop the others
+            log.exception("recording readiness delivery %s failed", item.delivery_id)
         delivered += outcome.ok
     return {"attempted": len(outgoing), "delivered": delivered}
 

@@ -105,7 +105,11 @@ def test_query_ids_out_of_range_are_400(client: Any, admin_token: str) -> None:
     ],
 )
 def test_console_ids_out_of_range_are_404(
-    client: Any, tree: Any, session_factory: Any, settings: Any, path: str  # noqa: F811
+    client: Any,
+    tree: Any,
+    session_factory: Any,
+    settings: Any,
+    path: str,  # noqa: F811
 ) -> None:
     with session_factory() as session:
         admin = make_user(session, settings, "admin-hostile", "admin")
@@ -115,7 +119,10 @@ def test_console_ids_out_of_range_are_404(
 
 
 def test_deep_json_typed_into_the_console_profile_form_is_a_form_error(
-    client: Any, tree: Any, session_factory: Any, settings: Any  # noqa: F811
+    client: Any,
+    tree: Any,
+    session_factory: Any,
+    settings: Any,  # noqa: F811
 ) -> None:
     with session_factory() as session:
         admin = make_user(session, settings, "admin-hostile", "admin")
