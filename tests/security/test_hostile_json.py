@@ -1,6 +1,7 @@
 """Hostile input that used to be a 500: deep JSON, over-long numbers, ids beyond the database's
 range. Each attack goes over HTTP through the real app; each must be a 4xx naming the problem."""
 
+# ruff: noqa: F811  (the `tree` fixture is imported from tests/web and used as a parameter)
 from __future__ import annotations
 
 import json
@@ -16,7 +17,7 @@ DEEP = 100_000  # far beyond Python's recursion limit
 
 
 @pytest.fixture
-def admin_token(session_factory: Any, tree: Any) -> str:  # noqa: F811
+def admin_token(session_factory: Any, tree: Any) -> str:
     with session_factory() as session:
         return make_token(session, "admin")
 
@@ -52,7 +53,7 @@ def test_nesting_just_within_the_bound_is_parsed_normally(client: Any, admin_tok
     assert "device_id" in body["error"]["fields"]
 
 
-def test_brackets_inside_strings_do_not_count_as_nesting(client: Any, admin_token: str, tree: Any) -> None:  # noqa: F811
+def test_brackets_inside_strings_do_not_count_as_nesting(client: Any, admin_token: str, tree: Any) -> None:
     payload = {"device_id": tree.device_a.id, "caller_name": "[" * 40 + "{" * 40 + '\\"'}
     response = _post_raw(client, "/api/v1/incidents", json.dumps(payload), admin_token)
     assert response.status_code == 201, response.data[:300]
@@ -109,7 +110,7 @@ def test_console_ids_out_of_range_are_404(
     tree: Any,
     session_factory: Any,
     settings: Any,
-    path: str,  # noqa: F811
+    path: str,
 ) -> None:
     with session_factory() as session:
         admin = make_user(session, settings, "admin-hostile", "admin")
@@ -122,7 +123,7 @@ def test_deep_json_typed_into_the_console_profile_form_is_a_form_error(
     client: Any,
     tree: Any,
     session_factory: Any,
-    settings: Any,  # noqa: F811
+    settings: Any,
 ) -> None:
     with session_factory() as session:
         admin = make_user(session, settings, "admin-hostile", "admin")
@@ -132,7 +133,7 @@ def test_deep_json_typed_into_the_console_profile_form_is_a_form_error(
     assert "JSON として正しくありません: JSON nested deeper than 32 levels" in response.data.decode()
 
 
-def test_deep_json_body_to_the_console_is_400(client: Any, tree: Any) -> None:  # noqa: F811
+def test_deep_json_body_to_the_console_is_400(client: Any, tree: Any) -> None:
     response = client.post(
         "/console/login", data="[" * DEEP + "]" * DEEP, headers={"Content-Type": "application/json"}
     )
