@@ -63,7 +63,26 @@ class Context:
 pass_ctx = click.make_pass_decorator(Context, ensure=True)
 
 
-@click.group()
+class HikeshiGroup(click.Group):
+    """Fails like a tool, not like a crash: a database that cannot be reached, a setting that is
+    refused or an instance folder it cannot use is one line saying what is wrong and what to
+    do, exit code 1 (mdm.cli_errors)."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        from mdm.cli_errors import explain
+
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:
+            message = explain(exc, ctx.find_object(Context))
+            if message is None:
+                raise
+            raise click.ClickException(message) from exc
+
+
+@click.group(cls=HikeshiGroup)
 @click.pass_context
 def main(ctx: click.Context) -> None:
     """Hikeshi MDM: manage fire department field tablets."""
@@ -88,11 +107,14 @@ def main(ctx: click.Context) -> None:
 def serve(ctx: Context, host: str, port: int, workers: int, threads: int, with_scheduler: bool) -> None:
     """Run the server (gunicorn) on HOST:PORT."""
     from mdm.server import run_server
+    from mdm.transport import check_public_url, request_line_limit
 
+    # Settings that make the server unsafe or unusable are refused before anything starts.
+    for warning in check_public_url(ctx.settings):
+        click.echo(f"WARNING: {warning}", err=True)
+    request_line_limit(ctx.settings)
     ctx.session_factory()  # refuses a database behind its migrations, before anything starts
-    run_server(
-        ctx.settings, host=host, port=port, workers=workers, threads=threads, scheduler=with_scheduler
-    )
+    run_server(ctx.settings, host=host, port=port, workers=workers, threads=threads, scheduler=with_scheduler)
 
 
 @main.group()
@@ -260,6 +282,7 @@ def push_cert_import(ctx: Context, path: Path, password: str | None, force: bool
     from mdm.push.certificates import (
         PushCertificateError,
         TopicChangeRefused,
+        expiry_warning,
         import_push_certificate,
         read_push_certificate,
     )
@@ -271,6 +294,7 @@ def push_cert_import(ctx: Context, path: Path, password: str | None, force: bool
                 session, loaded, secret_key=ctx.settings.secret_key, actor=cli_actor(), force=force
             )
             topic, not_after = row.topic, row.not_after
+            warning = expiry_warning(row)
     except TopicChangeRefused as exc:
         raise click.ClickException(f"refused: {exc}") from exc
     except PushCertificateError as exc:
@@ -280,6 +304,8 @@ def push_cert_import(ctx: Context, path: Path, password: str | None, force: bool
             "WARNING: topic changed; every enrolled device must be re-enrolled to receive pushes.", err=True
         )
     click.echo(f"imported push certificate: topic {topic}, expires {not_after:%Y-%m-%d}")
+    if warning:  # fewer than 30 days left: imported, but renew it soon
+        click.echo(f"WARNING: {warning}", err=True)
 
 
 @push_cert.command("show")
@@ -358,16 +384,19 @@ def restore(ctx: Context, path: Path, key_file: Path | None) -> None:
     from mdm.backup.archive import BackupError, restore_backup
 
     key = _backup_key(key_file)
+    # The backup brings the instance secret: none is generated, so a refused restore leaves the
+    # target folder as it found it.
+    settings = Settings.from_env(generate_secret=False)
     try:
-        manifest = restore_backup(ctx.settings, path, key)
+        manifest = restore_backup(settings, path, key)
     except BackupError as exc:
         raise click.ClickException(f"restore refused: {exc}") from exc
     click.echo(f"restored backup of {manifest['created_at']} ({manifest['database']})")
-    restored_secret = (ctx.settings.instance_path / "secret_key").read_text().strip()
+    restored_secret = (settings.instance_path / "secret_key").read_text().strip()
     if os.environ.get("HIKESHI_SECRET_KEY") and os.environ["HIKESHI_SECRET_KEY"] != restored_secret:
         click.echo(
             "WARNING: HIKESHI_SECRET_KEY differs from the restored instance secret; set it to the value now "
-            f"in {ctx.settings.instance_path / 'secret_key'} or the CA and push keys cannot be opened.",
+            f"in {settings.instance_path / 'secret_key'} or the CA and push keys cannot be opened.",
             err=True,
         )
 

@@ -18,6 +18,7 @@ from gunicorn.app.base import BaseApplication
 
 from mdm.config import Settings
 from mdm.push.certificates import expiry_warning
+from mdm.transport import request_line_limit
 
 log = logging.getLogger("hikeshi")
 
@@ -101,5 +102,7 @@ def run_server(
         "accesslog": "-",
         "errorlog": "-",
         "loglevel": "info",
+        # SCEP clients (certmonger) send PKIOperation as GET: the message is in the request line.
+        "limit_request_line": request_line_limit(settings),
     }
     _Server(settings, options, scheduler=scheduler).run()

@@ -124,6 +124,9 @@ def settings(tmp_path: Path, database_url: str, clean_database: Engine) -> Setti
         database_url=database_url,
         secret_key="test-secret-" + secrets.token_hex(8),
         public_url="https://mdm.test.invalid",
+        # Test webhook receivers listen on loopback: allow-listed through the setting, as an
+        # administrator would (tests/security/test_webhook_ssrf.py turns it off).
+        webhook_allow_networks=("127.0.0.0/8", "::1/128"),
     )
 
 

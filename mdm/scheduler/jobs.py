@@ -91,7 +91,11 @@ def webhook_delivery(ctx: JobContext) -> dict[str, Any]:
         outgoing = due_deliveries(session, secret_key=ctx.settings.secret_key)
     delivered = 0
     for item in outgoing:
-        outcome = post_delivery(item, timeout=ctx.settings.webhook_timeout_seconds)
+        outcome = post_delivery(
+            item,
+            timeout=ctx.settings.webhook_timeout_seconds,
+            allow_networks=ctx.settings.webhook_allow_networks,
+        )
         try:
             with transaction(ctx.factory) as session:
                 record_attempt(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import socket
 from dataclasses import replace
 from typing import Any
 
@@ -101,10 +102,25 @@ def test_a_webhook_that_cannot_be_posted_fails_alone(
 ) -> None:
     with webhook_receiver() as receiver:
         # Sorted by name, the broken one comes first.
+        with socket.socket() as closed:  # a port nobody listens on: the connection is refused
+            closed.bind(("127.0.0.1", 0))
+            dead_url = f"http://127.0.0.1:{closed.getsockname()[1]}/hook"
         broken, _ = create_webhook(
-            session, SYSTEM, "a-broken", "http://bad host.invalid/hook", secret_key=settings.secret_key
+            session,
+            SYSTEM,
+            "a-broken",
+            dead_url,
+            secret_key=settings.secret_key,
+            allow_networks=settings.webhook_allow_networks,
         )
-        good, _ = create_webhook(session, SYSTEM, "b-good", receiver.url, secret_key=settings.secret_key)
+        good, _ = create_webhook(
+            session,
+            SYSTEM,
+            "b-good",
+            receiver.url,
+            secret_key=settings.secret_key,
+            allow_networks=settings.webhook_allow_networks,
+        )
         raise_alert(session, "x", "critical", "an alert")
         session.commit()
         result = webhook_delivery(JobContext(session_factory, settings, "t"))

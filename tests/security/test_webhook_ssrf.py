@@ -1,0 +1,113 @@
+"""Webhooks cannot be aimed at internal addresses (loopback, link-local metadata, private,
+multicast, reserved) unless an administrator allow-lists the network; the address is checked
+again at every delivery on what the name resolves to then; and a captured delivery cannot be
+replayed later (the signed timestamp)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from mdm.alerts.destinations import allowed_networks
+from mdm.alerts.service import raise_alert
+from mdm.alerts.signing import SIGNATURE_HEADER, verify_signature
+from mdm.alerts.webhooks import WebhookError, create_webhook
+from mdm.audit import SYSTEM
+from mdm.models import DeliveryStatus, Webhook, WebhookAttempt, WebhookDelivery
+from mdm.scheduler.jobs import JobContext, webhook_delivery
+from tests.alerts.receiver import webhook_receiver
+
+LOOPBACK = ("127.0.0.0/8", "::1/128")
+
+
+@pytest.mark.parametrize(
+    ("url", "kind"),
+    [
+        ("http://127.0.0.1:5432/", "loopback"),
+        ("http://localhost:6379/", "loopback"),
+        ("http://[::1]/", "loopback"),
+        ("http://[::ffff:127.0.0.1]/", "loopback"),
+        ("http://169.254.169.254/latest/meta-data/", "link-local"),
+        ("http://[fe80::1]/", "link-local"),
+        ("http://10.0.0.5/", "private"),
+        ("http://172.16.3.4/", "private"),
+        ("https://192.168.1.1/", "private"),
+        ("http://[fd00::1]/", "private"),
+        ("http://224.0.0.1/", "multicast"),
+        ("http://0.0.0.0/", "unspecified"),
+        ("http://240.0.0.1/", "reserved"),
+        ("http://100.64.0.1/", "public"),
+    ],
+)
+def test_internal_addresses_are_refused_without_an_allow_list(
+    session: Any, settings: Any, url: str, kind: str
+) -> None:
+    with pytest.raises(WebhookError) as refused:
+        create_webhook(session, SYSTEM, "evil", url, secret_key=settings.secret_key, allow_networks=())
+    assert refused.value.field == "url"
+    assert kind in str(refused.value) and "HIKESHI_WEBHOOK_ALLOW_NETWORKS" in str(refused.value)
+    assert session.query(Webhook).count() == 0
+
+
+def test_an_allow_listed_network_and_public_addresses_are_accepted(session: Any, settings: Any) -> None:
+    hook, _ = create_webhook(
+        session, SYSTEM, "lab", "http://127.0.0.1:9/", secret_key=settings.secret_key, allow_networks=LOOPBACK
+    )
+    public, _ = create_webhook(
+        session, SYSTEM, "dispatch", "https://8.8.8.8/hook", secret_key=settings.secret_key, allow_networks=()
+    )
+    assert hook.id and public.id
+    with pytest.raises(ValueError, match="HIKESHI_WEBHOOK_ALLOW_NETWORKS"):
+        allowed_networks(["not-a-network"])
+
+
+def test_the_address_is_checked_again_at_delivery(
+    session: Any, session_factory: Any, settings: Any, frozen_clock: Any
+) -> None:
+    """Created while loopback was allowed (or while the name pointed elsewhere); at delivery the
+    name resolves to loopback and the allow-list no longer covers it: nothing is sent."""
+    with webhook_receiver() as receiver:
+        url = receiver.url.replace("127.0.0.1", "localhost")
+        create_webhook(
+            session, SYSTEM, "rebound", url, secret_key=settings.secret_key, allow_networks=LOOPBACK
+        )
+        raise_alert(session, "x", "critical", "an alert")
+        session.commit()
+        strict = replace(settings, webhook_allow_networks=())
+        assert webhook_delivery(JobContext(session_factory, strict, "t")) == {"attempted": 1, "delivered": 0}
+        assert receiver.requests == []
+        session.expire_all()
+        [attempt] = session.query(WebhookAttempt).all()
+        assert attempt.status_code is None
+        assert attempt.error.startswith("refused: localhost → ") and "loopback" in attempt.error
+        # Allowed again: delivered to the checked address, with the name in the Host header.
+        frozen_clock.advance(minutes=5)
+        assert webhook_delivery(JobContext(session_factory, settings, "t"))["delivered"] == 1
+    [request] = receiver.requests
+    assert request.headers["Host"] == url.split("/")[2]
+    session.rollback()  # a fresh read
+    assert session.query(WebhookDelivery).one().status == DeliveryStatus.DELIVERED
+
+
+def test_a_captured_delivery_cannot_be_replayed_later(
+    session: Any, session_factory: Any, settings: Any, frozen_clock: Any
+) -> None:
+    with webhook_receiver() as receiver:
+        _, secret = create_webhook(
+            session, SYSTEM, "dispatch", receiver.url, secret_key=settings.secret_key, allow_networks=LOOPBACK
+        )
+        raise_alert(session, "device.lost_mode", "critical", "lost")
+        session.commit()
+        webhook_delivery(JobContext(session_factory, settings, "t"))
+    [request] = receiver.requests
+    header = request.headers[SIGNATURE_HEADER]
+    assert header.startswith(f"t={int(frozen_clock.current.timestamp())},v1=")
+    assert verify_signature(secret.encode(), request.body, header)
+    # The same bytes with another body, or the same delivery replayed six minutes later: refused.
+    forged = json.dumps({**json.loads(request.body), "title": "forged"}).encode()
+    assert not verify_signature(secret.encode(), forged, header)
+    frozen_clock.advance(minutes=6)
+    assert not verify_signature(secret.encode(), request.body, header)
