@@ -125,9 +125,13 @@ def db() -> None:
 @db.command("upgrade")
 @pass_ctx
 def db_upgrade(ctx: Context) -> None:
-    """Apply every pending migration."""
-    upgrade_database(ctx.settings.database_url)
-    click.echo("database is up to date")
+    """Apply every pending migration, naming each one applied."""
+    applied = upgrade_database(ctx.settings.database_url)
+    for revision, title in applied:
+        click.echo(f"applied migration {revision}: {title}")
+    click.echo(
+        f"database is up to date ({len(applied)} migrations applied)" if applied else "database is up to date"
+    )
 
 
 @main.group()
@@ -154,13 +158,16 @@ def devices_list(ctx: Context, as_json: bool) -> None:
                 "os": d.os_version,
                 "state": d.enrollment_state,
                 "last_seen": d.last_seen_at.isoformat() if d.last_seen_at else None,
+                "asset_tag": d.asset_tag,
+                "user": d.assigned_user,
             }
             if as_json:
                 click.echo(json.dumps(record, ensure_ascii=False))
             else:
                 click.echo(
-                    f"{d.id:>5}  {d.udid or '-':<40} {d.serial_number or '-':<14} {d.enrollment_state:<10} "
-                    f"{d.os_version or '-':<8} {record['last_seen'] or 'never'}"
+                    f"{d.id:>5}  {d.udid or '-':<40} {d.serial_number or '-':<14} {d.asset_tag or '-':<12} "
+                    f"{d.assigned_user or '-':<16} {d.enrollment_state:<10} {d.os_version or '-':<8} "
+                    f"{record['last_seen'] or 'never'}"
                 )
         if not rows and not as_json:
             click.echo("no devices")
@@ -210,7 +217,7 @@ def command_send(ctx: Context, udid: str, request_type: str, params: tuple[str, 
     """Queue REQUEST_TYPE for the device UDID and push it."""
     from commands.catalog import CommandParamsError, UnknownCommand
     from commands.queue import CommandRefused, enqueue_command
-    from mdm.devices import find_device_by_udid
+    from mdm.devices import lookup_device_by_udid
     from mdm.push.dispatcher import PushDispatcher
 
     parsed: dict[str, object] = {}
@@ -227,7 +234,7 @@ def command_send(ctx: Context, udid: str, request_type: str, params: tuple[str, 
     dispatcher.install()
     try:
         with transaction(factory) as session:
-            device = find_device_by_udid(session, udid)
+            device = lookup_device_by_udid(session, udid)
             if device is None:
                 raise click.ClickException(f"no device with UDID {udid}")
             try:

@@ -92,10 +92,22 @@ def alembic_config(url: str):  # type: ignore[no-untyped-def]
     return cfg
 
 
-def upgrade_database(url: str, revision: str = "head") -> None:
+def upgrade_database(url: str, revision: str = "head") -> list[tuple[str, str]]:
+    """Upgrade; returns the migrations applied, oldest first, as (revision, title)."""
     from alembic import command
+    from alembic.script import ScriptDirectory
 
-    command.upgrade(alembic_config(url), revision)
+    config = alembic_config(url)
+    engine = make_engine(url)
+    try:
+        before, _heads = migration_state(engine)
+    finally:
+        engine.dispose()
+    command.upgrade(config, revision)
+    script = ScriptDirectory.from_config(config)
+    lower = next(iter(before)) if len(before) == 1 else "base"
+    applied = list(script.iterate_revisions(revision, lower))
+    return [(r.revision, (r.doc or "").strip().splitlines()[0] if r.doc else "") for r in reversed(applied)]
 
 
 def migration_state(engine: Engine) -> tuple[set[str], set[str]]:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from cryptography import x509
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from mdm import clock
@@ -62,6 +62,18 @@ def require_string(message: dict[str, Any], key: str, max_length: int = 255) -> 
 
 def find_device_by_udid(session: Session, udid: str) -> Device | None:
     return session.scalars(select(Device).where(Device.udid == udid)).first()
+
+
+def lookup_device_by_udid(session: Session, udid: str) -> Device | None:
+    """A UDID typed by a person (CLI): exact, else ignoring case (UDIDs are hex, and people copy
+    them in either case), when that names exactly one device. Device requests never use this:
+    a device is identified by its certificate, its UDID compared exactly."""
+    udid = udid.strip()
+    exact = find_device_by_udid(session, udid)
+    if exact is not None:
+        return exact
+    found = session.scalars(select(Device).where(func.lower(Device.udid) == udid.lower()).limit(2)).all()
+    return found[0] if len(found) == 1 else None
 
 
 def _certificate_row(session: Session, cert: x509.Certificate) -> DeviceCertificate | None:

@@ -203,3 +203,98 @@ def test_a_refused_restore_leaves_no_new_secret_in_the_target(tmp_path: Path) ->
     assert line.startswith("Error: restore refused:")
     assert not (target / "secret_key").exists()
     assert not target.exists() or not any(target.iterdir())
+
+
+def test_a_missing_apple_schema_folder_fails_in_ci_and_skips_elsewhere(tmp_path: Path) -> None:
+    """Run the schema-checker tests with the folder pointed somewhere empty: on a user's machine
+    they skip with the reason, in CI (CI=true or HIKESHI_REQUIRE_APPLE_SCHEMA=1) they fail."""
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "HIKESHI_REQUIRE_APPLE_SCHEMA")}
+    env["HIKESHI_APPLE_SCHEMA_DIR"] = str(tmp_path)
+    target = "tests/profiles/test_apple_schema_checker.py::test_conforming_payloads_have_no_problems"
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", target]
+    root = Path(__file__).resolve().parents[2]
+    laptop = subprocess.run(command, env=env, cwd=root, capture_output=True, text=True, timeout=300)
+    assert laptop.returncode == 0 and "skipped" in laptop.stdout, laptop.stdout[-2000:]
+    for flag in ({"CI": "true"}, {"HIKESHI_REQUIRE_APPLE_SCHEMA": "1"}):
+        ci = subprocess.run(
+            command, env={**env, **flag}, cwd=root, capture_output=True, text=True, timeout=300
+        )
+        assert ci.returncode == 1 and ("failed" in ci.stdout or "error" in ci.stdout), ci.stdout[-2000:]
+        assert "required here" in ci.stdout
+
+
+def test_db_upgrade_on_an_empty_database_names_the_revisions(tmp_path: Path) -> None:
+    env = _env(tmp_path / "instance")
+    first = _hikeshi(env, "db", "upgrade")
+    assert first.returncode == 0, first.stderr
+    assert "applied migration 0001: initial schema" in first.stdout
+    assert first.stdout.strip().splitlines()[-1].startswith("database is up to date (")
+    again = _hikeshi(env, "db", "upgrade")
+    assert again.stdout.strip() == "database is up to date"
+
+
+def test_devices_list_shows_asset_tag_and_user_and_udids_ignore_case(cli: Any, session: Any) -> None:
+    from tests.support.factories import make_device
+
+    device = make_device(session, udid="00008101-ABCDEF0123456789")
+    session.commit()
+    labelled = cli("devices", "label", str(device.id), "--asset-tag", "HK-0042", "--user", "中央救急1隊")
+    assert labelled.exit_code == 0, labelled.output
+    listed = cli("devices", "list")
+    assert "HK-0042" in listed.output and "中央救急1隊" in listed.output
+    record = next(line for line in cli("devices", "list", "--json").output.splitlines() if line)
+    assert '"asset_tag": "HK-0042"' in record and '"user": "中央救急1隊"' in record
+    sent = cli("command", "send", "00008101-abcdef0123456789", "DeviceInformation")
+    assert sent.exit_code == 0, sent.output
+    assert cli("command", "send", "00008101-nope", "DeviceInformation").exit_code == 1
+
+
+def test_profile_export_writes_a_file_and_never_binary_to_a_terminal(
+    cli: Any, session: Any, tmp_path: Path, settings: Any
+) -> None:
+    import pty
+
+    assert cli("ca", "init").exit_code == 0
+    created = cli("profile", "create", "--template", "field-standard", "--identifier", "jp.example.fd.out")
+    assert created.exit_code == 0, created.output
+    out = tmp_path / "base.mobileconfig"
+    written = cli("profile", "export", "jp.example.fd.out", "--out", str(out))
+    assert written.exit_code == 0, written.output
+    assert out.read_bytes()[:1] == b"\x30"  # DER SignedData
+    missing = cli("profile", "export", "jp.example.fd.out", "--out", str(tmp_path / "no" / "x.mobileconfig"))
+    assert missing.exit_code == 1 and "does not exist" in missing.output
+    # On a real terminal (a pty), stdout is refused with the hint; nothing binary is written.
+    leader, follower = pty.openpty()
+    env = {
+        **os.environ,
+        "HIKESHI_DATABASE_URL": settings.database_url,
+        "HIKESHI_INSTANCE_PATH": str(settings.instance_path),
+        "HIKESHI_SECRET_KEY": settings.secret_key,
+        "HIKESHI_PUBLIC_URL": "https://mdm.example.jp",
+    }
+    try:
+        result = subprocess.run(
+            [str(BIN / "hikeshi"), "profile", "export", "jp.example.fd.out"],
+            env=env,
+            stdout=follower,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+        os.close(follower)
+        follower = -1
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        if follower != -1:
+            os.close(follower)
+        os.close(leader)
+    assert result.returncode == 1 and "give --out FILE" in result.stderr
+    assert b"\x30\x82" not in shown
