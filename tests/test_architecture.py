@@ -25,6 +25,7 @@ BOTTOM = (
     "mdm.x509util",
     "mdm.health",
     "mdm.migrations",
+    "mdm.transport",
 )
 TOP = (
     "web",
@@ -36,6 +37,7 @@ TOP = (
     "commands.cli",
     "profiles.cli",
     "mdm.cli",
+    "mdm.cli_errors",
     "mdm.server",
     "mdm.scheduler",
     "mdm.appctx",

@@ -7,6 +7,7 @@ Delivery runs in three steps so no database transaction stays open during HTTP:
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from collections.abc import Sequence
@@ -230,3 +231,32 @@ def set_webhook_enabled(session: Session, actor: Actor, webhook: Webhook, enable
         {"name": webhook.name},
     )
     return webhook
+
+
+def trial_delivery(webhook: Webhook, *, secret_key: str) -> OutgoingDelivery:
+    """A signed test body for `webhook` (not stored: it belongs to no alert), to POST at once."""
+    now = clock.now()
+    body = json.dumps(
+        {"kind": "webhook.test", "webhook_id": webhook.id, "sent_at": now.isoformat()}, sort_keys=True
+    ).encode()
+    secret = unseal(secret_key, SEALED_AS, webhook.secret_encrypted)
+    headers = {
+        "Content-Type": "application/json; charset=utf-8",
+        "User-Agent": "Hikeshi-MDM-Webhook/1",
+        SIGNATURE_HEADER: sign_body(secret, body),
+        "X-Hikeshi-Event": "webhook.test",
+        "X-Hikeshi-Delivery": f"test-{webhook.id}-{int(now.timestamp())}",
+    }
+    return OutgoingDelivery(0, webhook.url, body, headers)
+
+
+def recent_deliveries(session: Session, webhook_id: int, *, limit: int = 100) -> list[WebhookDelivery]:
+    """The delivery log of a webhook, newest first."""
+    return list(
+        session.scalars(
+            select(WebhookDelivery)
+            .where(WebhookDelivery.webhook_id == webhook_id)
+            .order_by(WebhookDelivery.id.desc())
+            .limit(limit)
+        )
+    )

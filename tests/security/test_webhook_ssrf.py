@@ -111,3 +111,43 @@ def test_a_captured_delivery_cannot_be_replayed_later(
     assert not verify_signature(secret.encode(), forged, header)
     frozen_clock.advance(minutes=6)
     assert not verify_signature(secret.encode(), request.body, header)
+
+
+def test_webhook_api_create_list_test_disable_log_with_rbac_and_audit(
+    app: Any, session_factory: Any, settings: Any
+) -> None:
+    from mdm.models import AuditEvent
+    from tests.web.helpers import bearer, make_token
+
+    with session_factory() as s:
+        admin = bearer(make_token(s, "admin"))
+        operator = bearer(make_token(s, "operator"))
+    client = app.test_client()
+    assert client.get("/api/v1/webhooks", headers=operator).status_code == 403
+    metadata = client.post(
+        "/api/v1/webhooks", json={"name": "meta", "url": "http://169.254.169.254/"}, headers=admin
+    )
+    assert metadata.status_code == 400 and "url" in metadata.get_json()["error"]["fields"]
+    with webhook_receiver() as receiver:
+        created = client.post("/api/v1/webhooks", json={"name": "指令", "url": receiver.url}, headers=admin)
+        assert created.status_code == 201, created.data
+        hook = created.get_json()
+        assert len(hook["secret"]) > 30
+        listed = client.get("/api/v1/webhooks", headers=admin).get_json()["items"]
+        assert [h["name"] for h in listed] == ["指令"] and "secret" not in listed[0]
+        sent = client.post(f"/api/v1/webhooks/{hook['id']}/test", headers=admin).get_json()
+        assert sent["ok"] and sent["status_code"] == 200
+    [request] = receiver.requests
+    assert request.headers["X-Hikeshi-Event"] == "webhook.test"
+    assert verify_signature(hook["secret"].encode(), request.body, request.headers[SIGNATURE_HEADER])
+    with session_factory() as s:
+        raise_alert(s, "x", "critical", "queued for the webhook")
+        s.commit()
+    disabled = client.post(f"/api/v1/webhooks/{hook['id']}/disable", headers=admin).get_json()
+    assert disabled["enabled"] is False
+    log = client.get(f"/api/v1/webhooks/{hook['id']}/deliveries", headers=admin).get_json()["items"]
+    assert [d["status"] for d in log] == ["pending"]
+    assert client.get("/api/v1/webhooks/99999999999/deliveries", headers=admin).status_code == 404
+    with session_factory() as s:
+        actions = [e.action for e in s.query(AuditEvent).filter(AuditEvent.target_type == "webhook")]
+    assert actions == ["webhook.created", "webhook.test_sent", "webhook.disabled"]

@@ -20,6 +20,7 @@ from web.api import (
     readiness,
     tokens,
     users,
+    webhooks,
 )
 from web.api.auth import authenticate_request
 from web.api.base import PublicIdConverter, public_id_schema
@@ -41,6 +42,7 @@ BLUEPRINTS = (
     incidents.blp,
     incident_policy.blp,
     readiness.blp,
+    webhooks.blp,
 )
 MAX_BODY = 1024 * 1024
 
