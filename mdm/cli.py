@@ -408,6 +408,111 @@ def restore(ctx: Context, path: Path, key_file: Path | None) -> None:
         )
 
 
+@main.group()
+def webhook() -> None:
+    """Webhooks for alerts and readiness changes (docs/webhooks.md)."""
+
+
+@webhook.command("create")
+@click.argument("name")
+@click.argument("url")
+@pass_ctx
+def webhook_create(ctx: Context, name: str, url: str) -> None:
+    """Create a webhook; its signing secret is printed once."""
+    from mdm.alerts.webhooks import WebhookError, create_webhook
+
+    try:
+        with transaction(ctx.session_factory()) as session:
+            hook, secret = create_webhook(
+                session,
+                cli_actor(),
+                name,
+                url,
+                secret_key=ctx.settings.secret_key,
+                allow_networks=ctx.settings.webhook_allow_networks,
+            )
+            hook_id = hook.id
+    except WebhookError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"webhook #{hook_id} {name} → {url}")
+    click.echo(f"signing secret (shown only now): {secret}")
+
+
+@webhook.command("list")
+@pass_ctx
+def webhook_list(ctx: Context) -> None:
+    """List webhooks (never their secrets)."""
+    from mdm.alerts.webhooks import list_webhooks
+
+    with transaction(ctx.session_factory()) as session:
+        for hook in list_webhooks(session):
+            state = "enabled" if hook.enabled else "disabled"
+            click.echo(f"{hook.id:>4}  {hook.name:<24} {state:<8} {hook.url}")
+
+
+def _set_webhook(ctx: Context, webhook_id: int, enabled: bool) -> None:
+    from mdm.alerts.webhooks import set_webhook_enabled
+    from mdm.models import Webhook
+
+    with transaction(ctx.session_factory()) as session:
+        hook = session.get(Webhook, webhook_id)
+        if hook is None:
+            raise click.ClickException(f"no webhook with id {webhook_id}")
+        set_webhook_enabled(session, cli_actor(), hook, enabled)
+    click.echo(f"webhook #{webhook_id} {'enabled' if enabled else 'disabled'}")
+
+
+@webhook.command("disable")
+@click.argument("webhook_id", type=click.IntRange(1, 2**31 - 1))
+@pass_ctx
+def webhook_disable(ctx: Context, webhook_id: int) -> None:
+    """Stop delivering to a webhook (pending deliveries wait)."""
+    _set_webhook(ctx, webhook_id, False)
+
+
+@webhook.command("enable")
+@click.argument("webhook_id", type=click.IntRange(1, 2**31 - 1))
+@pass_ctx
+def webhook_enable(ctx: Context, webhook_id: int) -> None:
+    """Deliver to a webhook again."""
+    _set_webhook(ctx, webhook_id, True)
+
+
+@webhook.command("test")
+@click.argument("webhook_id", type=click.IntRange(1, 2**31 - 1))
+@pass_ctx
+def webhook_test(ctx: Context, webhook_id: int) -> None:
+    """POST a signed webhook.test body now and show the answer (audited)."""
+    from mdm.alerts.webhooks import post_delivery, trial_delivery
+    from mdm.models import Webhook
+
+    factory = ctx.session_factory()
+    with transaction(factory) as session:
+        hook = session.get(Webhook, webhook_id)
+        if hook is None:
+            raise click.ClickException(f"no webhook with id {webhook_id}")
+        outgoing = trial_delivery(hook, secret_key=ctx.settings.secret_key)
+    outcome = post_delivery(
+        outgoing,
+        timeout=ctx.settings.webhook_timeout_seconds,
+        allow_networks=ctx.settings.webhook_allow_networks,
+    )
+    with transaction(factory) as session:
+        from mdm.audit import record_event
+
+        record_event(
+            session,
+            cli_actor(),
+            "webhook.test_sent",
+            "webhook",
+            webhook_id,
+            {"status_code": outcome.status_code, "error": outcome.error},
+        )
+    if not outcome.ok:
+        raise click.ClickException(f"test delivery failed: {outcome.error}")
+    click.echo(f"test delivery answered HTTP {outcome.status_code} in {outcome.duration_ms} ms")
+
+
 def _register_subcommands() -> None:
     """Commands defined by other packages (enrollment, web, ...) are attached here."""
     from web.cli import AUDIT_COMMANDS as audit_commands

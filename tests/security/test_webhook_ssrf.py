@@ -151,3 +151,33 @@ def test_webhook_api_create_list_test_disable_log_with_rbac_and_audit(
     with session_factory() as s:
         actions = [e.action for e in s.query(AuditEvent).filter(AuditEvent.target_type == "webhook")]
     assert actions == ["webhook.created", "webhook.test_sent", "webhook.disabled"]
+
+
+def test_webhook_cli_refuses_internal_urls_and_manages_webhooks(
+    session_factory: Any, settings: Any, monkeypatch: Any
+) -> None:
+    from click.testing import CliRunner
+
+    from mdm.cli import main
+
+    monkeypatch.setenv("HIKESHI_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("HIKESHI_INSTANCE_PATH", str(settings.instance_path))
+    monkeypatch.setenv("HIKESHI_SECRET_KEY", settings.secret_key)
+
+    def cli(*args: str) -> Any:
+        return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+    refused = cli("webhook", "create", "db", "http://127.0.0.1:5432/")
+    assert refused.exit_code == 1 and "loopback" in refused.output
+    with webhook_receiver() as receiver:
+        monkeypatch.setenv("HIKESHI_WEBHOOK_ALLOW_NETWORKS", "127.0.0.0/8")
+        created = cli("webhook", "create", "lab", receiver.url)
+        assert created.exit_code == 0 and "signing secret (shown only now): " in created.output
+        secret = created.output.split("signing secret (shown only now): ")[1].split()[0]
+        hook_id = created.output.split("#")[1].split()[0]
+        tested = cli("webhook", "test", hook_id)
+        assert tested.exit_code == 0 and "answered HTTP 200" in tested.output
+    [request] = receiver.requests
+    assert verify_signature(secret.encode(), request.body, request.headers[SIGNATURE_HEADER])
+    assert cli("webhook", "disable", hook_id).exit_code == 0
+    assert "disabled" in cli("webhook", "list").output
