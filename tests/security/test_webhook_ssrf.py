@@ -181,3 +181,38 @@ def test_webhook_cli_refuses_internal_urls_and_manages_webhooks(
     assert verify_signature(secret.encode(), request.body, request.headers[SIGNATURE_HEADER])
     assert cli("webhook", "disable", hook_id).exit_code == 0
     assert "disabled" in cli("webhook", "list").output
+
+
+def test_webhook_console_page_creates_refuses_tests_and_disables(
+    app: Any, session_factory: Any, settings: Any
+) -> None:
+    from tests.web.helpers import login, make_user, post_form
+
+    with session_factory() as s:
+        admin = make_user(s, settings, "it-admin", "admin")
+        auditor = make_user(s, settings, "auditor-1", "auditor")
+    client = app.test_client()
+    login(client, admin)
+    refused = post_form(client, "/console/webhooks", {"name": "meta", "url": "http://169.254.169.254/"})
+    assert refused.status_code == 200 and "link-local" in refused.get_data(as_text=True)
+    with webhook_receiver() as receiver:
+        created = post_form(client, "/console/webhooks", {"name": "指令", "url": receiver.url})
+        page = created.get_data(as_text=True)
+        assert "署名用の秘密鍵は今だけ表示されます" in page and 'id="webhook-table"' in page
+        with session_factory() as s:
+            hook_id = s.query(Webhook).one().id
+        tested = post_form(client, f"/console/webhooks/{hook_id}/test", {}, page="/console/webhooks")
+        assert tested.status_code == 302
+    assert len(receiver.requests) == 1
+    assert (
+        post_form(client, f"/console/webhooks/{hook_id}/disable", {}, page="/console/webhooks").status_code
+        == 302
+    )
+    with session_factory() as s:
+        assert s.get(Webhook, hook_id).enabled is False
+    reader = app.test_client()
+    login(reader, auditor)
+    # The auditor reads (settings.read) but cannot change anything.
+    listed = reader.get("/console/webhooks")
+    assert listed.status_code == 200 and 'id="webhook-form"' not in listed.get_data(as_text=True)
+    assert reader.post(f"/console/webhooks/{hook_id}/enable").status_code in (400, 403)
