@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -148,6 +149,8 @@ def token_create(
         raise click.ClickException(
             "cannot write the Android provisioning QR code; set " + _fields_message(missing)
         )
+    if qr_path is not None:
+        _check_writable(qr_path)
     with transaction(obj.session_factory()) as session:
         unit = _resolve_unit(session, unit_ref)
         try:
@@ -180,9 +183,15 @@ def token_create(
         else:
             url = created.url(obj.settings)
             record |= {"url": url, "sheet_url": url + "/sheet", "qr_png_url": url + "/qr.png"}
-    if qr_path is not None:
-        png = android_qr.qr_png(obj.settings, created.secret) if android else qr.qr_png(record["url"])
-        qr_path.write_bytes(png)
+        if qr_path is not None:
+            # Written before the token commits: if the file cannot be written, no token exists.
+            png = android_qr.qr_png(obj.settings, created.secret) if android else qr.qr_png(record["url"])
+            try:
+                qr_path.write_bytes(png)
+            except OSError as exc:
+                raise click.ClickException(
+                    f"cannot write the QR code to {qr_path}: {exc.strerror}; no token was created"
+                ) from exc
     if missing:
         click.echo(
             "warning: the Android provisioning QR code cannot be made until these settings are set: "
@@ -203,6 +212,15 @@ def token_create(
         click.echo(f"QR code:  {record['qr_png_url']}")
     shown = "The sheet address" if android else "The URL"
     click.echo(f"{shown} is shown only now; print the sheet or keep the QR code before closing this window.")
+
+
+def _check_writable(path: Path) -> None:
+    """Refuse an output path that cannot be written, before anything is created."""
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise click.ClickException(f"cannot write the QR code to {path}: the folder {folder} does not exist")
+    if path.is_dir() or not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise click.ClickException(f"cannot write the QR code to {path}: not writable")
 
 
 def _android_provisioning_url(settings: Any, secret: str) -> str:

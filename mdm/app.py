@@ -14,12 +14,15 @@ from mdm.appctx import Hikeshi, close_db_session
 from mdm.config import Settings
 from mdm.db import ensure_migrated, make_engine, make_session_factory, transaction
 from mdm.push.dispatcher import PushDispatcher
+from mdm.transport import check_public_url
 
 log = logging.getLogger(__name__)
 
 
 def build_app(settings: Settings | None = None, *, check_migrations: bool = True, **overrides: Any) -> Flask:
     settings = settings or Settings.from_env(**overrides)
+    for warning in check_public_url(settings):  # raises TransportError for an unsafe public URL
+        log.warning("%s", warning)
     engine = make_engine(settings.database_url)
     if check_migrations:
         ensure_migrated(engine)

@@ -66,7 +66,26 @@ class Context:
 pass_ctx = click.make_pass_decorator(Context, ensure=True)
 
 
-@click.group()
+class HikeshiGroup(click.Group):
+    """Fails like a tool, not like a crash: a database that cannot be reached, a setting that is
+    refused or an instance folder it cannot use is one line saying what is wrong and what to
+    do, exit code 1 (mdm.cli_errors)."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        from mdm.cli_errors import explain
+
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:
+            message = explain(exc, ctx.find_object(Context))
+            if message is None:
+                raise
+            raise click.ClickException(message) from exc
+
+
+@click.group(cls=HikeshiGroup)
 @click.pass_context
 def main(ctx: click.Context) -> None:
     """Hikeshi MDM: manage fire department field tablets."""
@@ -92,7 +111,12 @@ def main(ctx: click.Context) -> None:
 def serve(ctx: Context, host: str, port: int, workers: int, threads: int, with_scheduler: bool) -> None:
     """Run the server (gunicorn) on HOST:PORT."""
     from mdm.server import run_server
+    from mdm.transport import check_public_url, request_line_limit
 
+    # Settings that make the server unsafe or unusable are refused before anything starts.
+    for warning in check_public_url(ctx.settings):
+        click.echo(f"WARNING: {warning}", err=True)
+    request_line_limit(ctx.settings)
     ctx.session_factory()  # refuses a database behind its migrations, before anything starts
     run_server(ctx.settings, host=host, port=port, workers=workers, threads=threads, scheduler=with_scheduler)
 
@@ -105,9 +129,13 @@ def db() -> None:
 @db.command("upgrade")
 @pass_ctx
 def db_upgrade(ctx: Context) -> None:
-    """Apply every pending migration."""
-    upgrade_database(ctx.settings.database_url, secret_key=ctx.settings.secret_key)
-    click.echo("database is up to date")
+    """Apply every pending migration, naming each one applied."""
+    applied = upgrade_database(ctx.settings.database_url, secret_key=ctx.settings.secret_key)
+    for revision, title in applied:
+        click.echo(f"applied migration {revision}: {title}")
+    click.echo(
+        f"database is up to date ({len(applied)} migrations applied)" if applied else "database is up to date"
+    )
 
 
 @main.group()
@@ -134,13 +162,16 @@ def devices_list(ctx: Context, as_json: bool) -> None:
                 "os": d.os_version,
                 "state": d.enrollment_state,
                 "last_seen": d.last_seen_at.isoformat() if d.last_seen_at else None,
+                "asset_tag": d.asset_tag,
+                "user": d.assigned_user,
             }
             if as_json:
                 click.echo(json.dumps(record, ensure_ascii=False))
             else:
                 click.echo(
-                    f"{d.id:>5}  {d.udid or '-':<40} {d.serial_number or '-':<14} {d.enrollment_state:<10} "
-                    f"{d.os_version or '-':<8} {record['last_seen'] or 'never'}"
+                    f"{d.id:>5}  {d.udid or '-':<40} {d.serial_number or '-':<14} {d.asset_tag or '-':<12} "
+                    f"{d.assigned_user or '-':<16} {d.enrollment_state:<10} {d.os_version or '-':<8} "
+                    f"{record['last_seen'] or 'never'}"
                 )
         if not rows and not as_json:
             click.echo("no devices")
@@ -229,7 +260,7 @@ def command_send(ctx: Context, udid: str, request_type: str, params: tuple[str, 
     """Queue REQUEST_TYPE for the device UDID and push it (never EraseDevice: see `hikeshi incident`)."""
     from commands.catalog import CommandParamsError, UnknownCommand, get_command_type
     from commands.queue import CommandRefused, enqueue_command
-    from mdm.devices import find_device_by_udid
+    from mdm.devices import lookup_device_by_udid
     from mdm.push.dispatcher import PushDispatcher
 
     try:
@@ -257,7 +288,7 @@ def command_send(ctx: Context, udid: str, request_type: str, params: tuple[str, 
     dispatcher.install()
     try:
         with transaction(factory) as session:
-            device = find_device_by_udid(session, udid)
+            device = lookup_device_by_udid(session, udid)
             if device is None:
                 raise click.ClickException(f"no device with UDID {udid}")
             try:
@@ -312,6 +343,7 @@ def push_cert_import(ctx: Context, path: Path, password: str | None, force: bool
     from mdm.push.certificates import (
         PushCertificateError,
         TopicChangeRefused,
+        expiry_warning,
         import_push_certificate,
         read_push_certificate,
     )
@@ -323,6 +355,7 @@ def push_cert_import(ctx: Context, path: Path, password: str | None, force: bool
                 session, loaded, secret_key=ctx.settings.secret_key, actor=cli_actor(), force=force
             )
             topic, not_after = row.topic, row.not_after
+            warning = expiry_warning(row)
     except TopicChangeRefused as exc:
         raise click.ClickException(f"refused: {exc}") from exc
     except PushCertificateError as exc:
@@ -332,6 +365,8 @@ def push_cert_import(ctx: Context, path: Path, password: str | None, force: bool
             "WARNING: topic changed; every enrolled device must be re-enrolled to receive pushes.", err=True
         )
     click.echo(f"imported push certificate: topic {topic}, expires {not_after:%Y-%m-%d}")
+    if warning:  # fewer than 30 days left: imported, but renew it soon
+        click.echo(f"WARNING: {warning}", err=True)
 
 
 @push_cert.command("show")
@@ -410,18 +445,126 @@ def restore(ctx: Context, path: Path, key_file: Path | None) -> None:
     from mdm.backup.archive import BackupError, restore_backup
 
     key = _backup_key(key_file)
+    # The backup brings the instance secret: none is generated, so a refused restore leaves the
+    # target folder as it found it.
+    settings = Settings.from_env(generate_secret=False)
     try:
-        manifest = restore_backup(ctx.settings, path, key)
+        manifest = restore_backup(settings, path, key)
     except BackupError as exc:
         raise click.ClickException(f"restore refused: {exc}") from exc
     click.echo(f"restored backup of {manifest['created_at']} ({manifest['database']})")
-    restored_secret = (ctx.settings.instance_path / "secret_key").read_text().strip()
+    restored_secret = (settings.instance_path / "secret_key").read_text().strip()
     if os.environ.get("HIKESHI_SECRET_KEY") and os.environ["HIKESHI_SECRET_KEY"] != restored_secret:
         click.echo(
             "WARNING: HIKESHI_SECRET_KEY differs from the restored instance secret; set it to the value now "
-            f"in {ctx.settings.instance_path / 'secret_key'} or the CA and push keys cannot be opened.",
+            f"in {settings.instance_path / 'secret_key'} or the CA and push keys cannot be opened.",
             err=True,
         )
+
+
+@main.group()
+def webhook() -> None:
+    """Webhooks for alerts and readiness changes (docs/webhooks.md)."""
+
+
+@webhook.command("create")
+@click.argument("name")
+@click.argument("url")
+@pass_ctx
+def webhook_create(ctx: Context, name: str, url: str) -> None:
+    """Create a webhook; its signing secret is printed once."""
+    from mdm.alerts.webhooks import WebhookError, create_webhook
+
+    try:
+        with transaction(ctx.session_factory()) as session:
+            hook, secret = create_webhook(
+                session,
+                cli_actor(),
+                name,
+                url,
+                secret_key=ctx.settings.secret_key,
+                allow_networks=ctx.settings.webhook_allow_networks,
+            )
+            hook_id = hook.id
+    except WebhookError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"webhook #{hook_id} {name} → {url}")
+    click.echo(f"signing secret (shown only now): {secret}")
+
+
+@webhook.command("list")
+@pass_ctx
+def webhook_list(ctx: Context) -> None:
+    """List webhooks (never their secrets)."""
+    from mdm.alerts.webhooks import list_webhooks
+
+    with transaction(ctx.session_factory()) as session:
+        for hook in list_webhooks(session):
+            state = "enabled" if hook.enabled else "disabled"
+            click.echo(f"{hook.id:>4}  {hook.name:<24} {state:<8} {hook.url}")
+
+
+def _set_webhook(ctx: Context, webhook_id: int, enabled: bool) -> None:
+    from mdm.alerts.webhooks import set_webhook_enabled
+    from mdm.models import Webhook
+
+    with transaction(ctx.session_factory()) as session:
+        hook = session.get(Webhook, webhook_id)
+        if hook is None:
+            raise click.ClickException(f"no webhook with id {webhook_id}")
+        set_webhook_enabled(session, cli_actor(), hook, enabled)
+    click.echo(f"webhook #{webhook_id} {'enabled' if enabled else 'disabled'}")
+
+
+@webhook.command("disable")
+@click.argument("webhook_id", type=click.IntRange(1, 2**31 - 1))
+@pass_ctx
+def webhook_disable(ctx: Context, webhook_id: int) -> None:
+    """Stop delivering to a webhook (pending deliveries wait)."""
+    _set_webhook(ctx, webhook_id, False)
+
+
+@webhook.command("enable")
+@click.argument("webhook_id", type=click.IntRange(1, 2**31 - 1))
+@pass_ctx
+def webhook_enable(ctx: Context, webhook_id: int) -> None:
+    """Deliver to a webhook again."""
+    _set_webhook(ctx, webhook_id, True)
+
+
+@webhook.command("test")
+@click.argument("webhook_id", type=click.IntRange(1, 2**31 - 1))
+@pass_ctx
+def webhook_test(ctx: Context, webhook_id: int) -> None:
+    """POST a signed webhook.test body now and show the answer (audited)."""
+    from mdm.alerts.webhooks import post_delivery, trial_delivery
+    from mdm.models import Webhook
+
+    factory = ctx.session_factory()
+    with transaction(factory) as session:
+        hook = session.get(Webhook, webhook_id)
+        if hook is None:
+            raise click.ClickException(f"no webhook with id {webhook_id}")
+        outgoing = trial_delivery(hook, secret_key=ctx.settings.secret_key)
+    outcome = post_delivery(
+        outgoing,
+        timeout=ctx.settings.webhook_timeout_seconds,
+        allow_networks=ctx.settings.webhook_allow_networks,
+    )
+    with transaction(factory) as session:
+        from mdm.audit import record_event
+
+        record_event(
+            session,
+            cli_actor(),
+            "webhook.test_sent",
+            "webhook",
+            webhook_id,
+            {"status_code": outcome.status_code, "error": outcome.error},
+        )
+    if not outcome.ok:
+        raise click.ClickException(f"test delivery failed: {outcome.error}")
+    click.echo(f"test delivery answered HTTP {outcome.status_code} in {outcome.duration_ms} ms")
 
 
 def _register_subcommands() -> None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import stat
+import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -50,6 +52,22 @@ def read_or_create_secret(path: Path, nbytes: int = 32) -> str:
     with os.fdopen(fd, "w") as fh:
         fh.write(value + "\n")
     return value
+
+
+def keep_private(folder: Path) -> None:
+    """Make the instance folder 0700 when it is not. A folder that is already right is not
+    touched, and one that cannot be changed (read-only mount, owned by another user) only
+    warns: read-only commands (audit verify, devices list) must still work there."""
+    try:
+        if stat.S_IMODE(folder.stat().st_mode) == 0o700:
+            return
+        os.chmod(folder, 0o700)
+    except OSError as exc:
+        # On stderr, not only in a log: a CLI command has no logging set up.
+        print(
+            f"WARNING: cannot make {folder} private (mode 0700): {exc.strerror or exc}; continuing",
+            file=sys.stderr,
+        )
 
 
 @dataclass(frozen=True)
@@ -139,14 +157,27 @@ class Settings:
     mqtt_ca_file: str | None = None  # CA bundle for mqtts://; system trust when unset
     mqtt_topic_prefix: str = "hikeshi/devices"  # wake-ups go to <prefix>/<device id>/wake
     mqtt_device_url: str | None = None  # the broker as agents reach it, when not as the server does
+    # http:// public URLs other than loopback are refused unless this is set (mdm/transport.py).
+    dev_insecure_http: bool = False
+    # gunicorn's request-line limit: SCEP GET PKIOperation of a 4096-bit request is about 5.6 KB.
+    max_request_line: int = 8190
+    # Networks webhooks may reach although they are loopback, private, link-local... (CIDR list).
+    webhook_allow_networks: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_env(cls, **overrides: Any) -> Settings:
+    def from_env(cls, *, generate_secret: bool = True, **overrides: Any) -> Settings:
+        """Settings from the environment. `generate_secret=False` never writes a secret_key (a
+        restore brings its own: a refused one must leave the target folder as it was)."""
         instance = Path(_env("HIKESHI_INSTANCE_PATH", "instance") or "instance").resolve()
         instance.mkdir(parents=True, exist_ok=True)
-        os.chmod(instance, 0o700)
-        secret = _env("HIKESHI_SECRET_KEY") or read_or_create_secret(instance / "secret_key")
+        keep_private(instance)
+        secret = _env("HIKESHI_SECRET_KEY")
+        if not secret:
+            if generate_secret or (instance / "secret_key").exists():
+                secret = read_or_create_secret(instance / "secret_key")
+            else:
+                secret = ""
         database_url = _env("HIKESHI_DATABASE_URL") or f"sqlite:///{instance / 'hikeshi.db'}"
         settings = cls(
             instance_path=instance,
@@ -163,6 +194,13 @@ class Settings:
             max_command_answer_read_bytes=_env_int("HIKESHI_MAX_COMMAND_ANSWER_READ", 256 * 1024 * 1024),
             command_expiry_days=_env_positive("HIKESHI_COMMAND_EXPIRY_DAYS", 7),
             push_enabled=(_env("HIKESHI_PUSH_ENABLED", "1") or "1") not in ("0", "false", "no"),
+            dev_insecure_http=(_env("HIKESHI_DEV_INSECURE_HTTP", "0") or "0") in ("1", "true", "yes"),
+            max_request_line=_env_int("HIKESHI_MAX_REQUEST_LINE", 8190),
+            webhook_allow_networks=tuple(
+                part.strip()
+                for part in (_env("HIKESHI_WEBHOOK_ALLOW_NETWORKS", "") or "").split(",")
+                if part.strip()
+            ),
             session_idle_minutes=_env_int("HIKESHI_SESSION_IDLE_MINUTES", 30),
             session_max_hours=_env_int("HIKESHI_SESSION_MAX_HOURS", 12),
             audit_retention_days=_env_int("HIKESHI_AUDIT_RETENTION_DAYS", 1825),

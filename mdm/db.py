@@ -123,14 +123,27 @@ def alembic_config(url: str):  # type: ignore[no-untyped-def]
     return cfg
 
 
-def upgrade_database(url: str, revision: str = "head", *, secret_key: str | None = None) -> None:
-    """Apply migrations up to `revision`. Data migrations that seal secrets already stored in
-    clear (0006) need the instance secret: `hikeshi db upgrade` passes it."""
+def upgrade_database(
+    url: str, revision: str = "head", *, secret_key: str | None = None
+) -> list[tuple[str, str]]:
+    """Apply migrations up to `revision`; returns the migrations applied, oldest first, as
+    (revision, title). Data migrations that seal secrets already stored in clear (0006) need the
+    instance secret: `hikeshi db upgrade` passes it."""
     from alembic import command
+    from alembic.script import ScriptDirectory
 
-    cfg = alembic_config(url)
-    cfg.attributes["secret_key"] = secret_key
-    command.upgrade(cfg, revision)
+    config = alembic_config(url)
+    config.attributes["secret_key"] = secret_key
+    engine = make_engine(url)
+    try:
+        before, _heads = migration_state(engine)
+    finally:
+        engine.dispose()
+    command.upgrade(config, revision)
+    script = ScriptDirectory.from_config(config)
+    lower = next(iter(before)) if len(before) == 1 else "base"
+    applied = list(script.iterate_revisions(revision, lower))
+    return [(r.revision, (r.doc or "").strip().splitlines()[0] if r.doc else "") for r in reversed(applied)]
 
 
 def migration_state(engine: Engine) -> tuple[set[str], set[str]]:

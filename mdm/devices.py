@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography import x509
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from mdm import clock
@@ -149,6 +149,18 @@ def _certificate_row(session: Session, fp: str, *, lock: bool = False) -> Device
     if lock:
         stmt = stmt.with_for_update()
     return session.scalars(stmt).first()
+
+
+def lookup_device_by_udid(session: Session, udid: str) -> Device | None:
+    """A UDID typed by a person (CLI): exact, else ignoring case (UDIDs are hex, and people copy
+    them in either case), when that names exactly one device. Device requests never use this:
+    a device is identified by its certificate, its UDID compared exactly."""
+    udid = udid.strip()
+    exact = find_device_by_udid(session, udid)
+    if exact is not None:
+        return exact
+    found = session.scalars(select(Device).where(func.lower(Device.udid) == udid.lower()).limit(2)).all()
+    return found[0] if len(found) == 1 else None
 
 
 def mdm_identity_row(

@@ -19,6 +19,7 @@ from gunicorn.app.base import BaseApplication
 from mdm.config import Settings
 from mdm.logsetup import AccessLogger, configure_logging
 from mdm.push.certificates import expiry_warning
+from mdm.transport import request_line_limit
 
 log = logging.getLogger("hikeshi")
 
@@ -106,5 +107,7 @@ def run_server(
         # gunicorn's access and error logs in our format, through the filter that redacts
         # enrollment secrets from request lines (mdm.logsetup).
         "logger_class": AccessLogger,
+        # SCEP clients (certmonger) send PKIOperation as GET: the message is in the request line.
+        "limit_request_line": request_line_limit(settings),
     }
     _Server(settings, options, scheduler=scheduler).run()

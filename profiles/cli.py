@@ -216,15 +216,36 @@ def preview(obj: Any, reference: str, platform: str) -> None:
 @profile_group.command("export")
 @click.argument("reference", metavar="ID")
 @click.option("--platform", type=click.Choice(PLATFORMS), default=APPLE, show_default=True)
+@click.option(
+    "--out",
+    "out_path",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Write to this file instead of stdout.",
+)
 @click.pass_obj
-def export(obj: Any, reference: str, platform: str) -> None:
-    """Write the profile to stdout: a signed .mobileconfig (Apple) or policy JSON (Android)."""
+def export(obj: Any, reference: str, platform: str, out_path: Path | None) -> None:
+    """Write the profile to --out FILE or stdout: a signed .mobileconfig (Apple, binary DER, never
+    written to a terminal) or policy JSON (Android)."""
+    if out_path is None and platform == APPLE and sys.stdout.isatty():
+        raise click.ClickException(
+            "a signed .mobileconfig is binary: give --out FILE (e.g. --out profile.mobileconfig) "
+            "or redirect stdout"
+        )
+    if out_path is not None and not out_path.parent.is_dir():
+        raise click.ClickException(f"cannot write {out_path}: the folder {out_path.parent} does not exist")
     with transaction(obj.session_factory()) as session:
         profile = _resolve_profile(session, reference)
         try:
             data = export_profile(session, obj.settings, profile, platform, actor=_actor()).data
         except (CANotReady, RenderError) as exc:
             raise click.ClickException(str(exc)) from exc
+    if out_path is not None:
+        try:
+            out_path.write_bytes(data)
+        except OSError as exc:
+            raise click.ClickException(f"cannot write {out_path}: {exc.strerror}") from exc
+        click.echo(f"wrote {out_path} ({len(data)} bytes)", err=True)
+        return
     sys.stdout.buffer.write(data)
     sys.stdout.buffer.flush()
 

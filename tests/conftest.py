@@ -26,24 +26,36 @@ from mdm.models import Base
 pytest_plugins = ["tests.support.apns_server"]
 
 
-def _fresh_postgres_database(base_url: str) -> tuple[str, str]:
-    """Create a database of our own on the server, so concurrent runs never share one."""
+def _admin_connection(base_url: str):  # type: ignore[no-untyped-def]
+    """A connection for CREATE/DROP DATABASE: to the URL's database, or to `postgres` when that
+    one does not exist (the README's URL names `test`, which a fresh server does not have)."""
     import psycopg
 
+    url = make_url(base_url).set(drivername="postgresql")
+    try:
+        return psycopg.connect(
+            url.set(database=url.database or "postgres").render_as_string(hide_password=False),
+            autocommit=True,
+        )
+    except psycopg.OperationalError as exc:
+        if "does not exist" not in str(exc) or url.database in (None, "postgres"):
+            raise
+        return psycopg.connect(
+            url.set(database="postgres").render_as_string(hide_password=False), autocommit=True
+        )
+
+
+def _fresh_postgres_database(base_url: str) -> tuple[str, str]:
+    """Create a database of our own on the server, so concurrent runs never share one."""
     url = make_url(base_url)
     name = f"hikeshi_test_{secrets.token_hex(4)}"
-    admin = url.set(drivername="postgresql", database=url.database or "postgres")
-    with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as conn:
+    with _admin_connection(base_url) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     return url.set(drivername="postgresql+psycopg", database=name).render_as_string(hide_password=False), name
 
 
 def _drop_postgres_database(base_url: str, name: str) -> None:
-    import psycopg
-
-    url = make_url(base_url)
-    admin = url.set(drivername="postgresql", database=url.database or "postgres")
-    with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as conn:
+    with _admin_connection(base_url) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
@@ -124,6 +136,9 @@ def settings(tmp_path: Path, database_url: str, clean_database: Engine) -> Setti
         database_url=database_url,
         secret_key="test-secret-" + secrets.token_hex(8),
         public_url="https://mdm.test.invalid",
+        # Test webhook receivers listen on loopback: allow-listed through the setting, as an
+        # administrator would (tests/security/test_webhook_ssrf.py turns it off).
+        webhook_allow_networks=("127.0.0.0/8", "::1/128"),
     )
 
 

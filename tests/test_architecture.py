@@ -27,6 +27,7 @@ BOTTOM = (
     "mdm.x509util",
     "mdm.health",
     "mdm.migrations",
+    "mdm.transport",
 )
 TOP = (
     "web",
@@ -38,6 +39,7 @@ TOP = (
     "commands.cli",
     "profiles.cli",
     "mdm.cli",
+    "mdm.cli_errors",
     "mdm.server",
     "mdm.scheduler",
     "mdm.appctx",

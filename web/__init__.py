@@ -11,7 +11,7 @@ from flask import Flask
 def init_web(app: Flask) -> None:
     """Attach translations, security headers, error pages, the API and the console to `app`."""
     from mdm.appctx import Hikeshi
-    from web import api, console, errors, headers, i18n
+    from web import api, console, errors, headers, hostile_input, i18n
     from web.auth.sessions import secure_cookies
     from web.console import labels
 
@@ -25,10 +25,12 @@ def init_web(app: Flask) -> None:
         SESSION_COOKIE_SECURE=secure_cookies(conf),
         SESSION_COOKIE_PATH="/console",
     )
+    hostile_input.install_converters(app)
     i18n.init_app(app, conf.instance_path)
     headers.init_app(app)
     errors.init_app(app)
     api.init_app(app)
+    hostile_input.init_app(app)
     console.init_app(app)
     app.jinja_env.globals.update(
         status_label=labels.status_label,

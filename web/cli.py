@@ -31,6 +31,7 @@ from web.users import (
     find_user_by_name,
     reset_password,
     reset_second_factor,
+    unlock_user,
 )
 
 
@@ -144,6 +145,8 @@ def _user_command(action: str) -> Any:
                     enable_user(session, user, actor=_actor())
                 elif action == "reset-totp":
                     reset_second_factor(session, user, actor=_actor())
+                elif action == "unlock":
+                    unlock_user(session, user, actor=_actor())
                 else:
                     _user_obj, password = reset_password(session, user, actor=_actor())
             except UserError as exc:
@@ -161,6 +164,7 @@ for _action, _help in (
     ("enable", "Enable a disabled user."),
     ("reset-password", "Give a user a new one-time password (printed once)."),
     ("reset-totp", "Forget a user's authenticator (lost phone); they enroll again at sign-in."),
+    ("unlock", "Lift the sign-in lock of a user after repeated wrong passwords."),
 ):
     user_group.command(_action, help=_help)(
         click.argument("username")(click.pass_obj(_user_command(_action)))

@@ -215,6 +215,23 @@ def reset_second_factor(
     return user
 
 
+def unlock_user(session: Session, user: User, *, actor: Actor) -> User:
+    """An administrator lifts the sign-in lock of a name (someone locked it with wrong passwords)."""
+    from web.auth import lockout
+
+    locked_until = lockout.locked_until(session, user.username)
+    lockout.unlock(session, user.username)
+    record_event(
+        session,
+        actor,
+        "user.unlocked",
+        "user",
+        user.id,
+        {"username": user.username, "was_locked_until": locked_until.isoformat() if locked_until else None},
+    )
+    return user
+
+
 def change_password(
     session: Session, user: User, *, current: str, new: str, actor: Actor, keep_session_id: int | None = None
 ) -> User:

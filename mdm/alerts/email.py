@@ -8,6 +8,7 @@ with old alerts.
 
 from __future__ import annotations
 
+import re
 import smtplib
 import ssl
 from dataclasses import dataclass
@@ -22,6 +23,9 @@ from mdm.config import Settings
 from mdm.models import Alert, Device, Severity
 
 MAIL_WINDOW = timedelta(days=1)
+# Line breaks of every kind (CR, LF, VT, FF, NEL, U+2028/2029) and other control characters: a
+# device names its apps, and an app called "x\nBcc: someone" must never add a header.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 MAIL_SEVERITIES = (Severity.WARNING, Severity.CRITICAL)
 
 
@@ -65,18 +69,27 @@ def due_alert_emails(session: Session, *, max_attempts: int, limit: int = 50) ->
             )
         for key, value in sorted(alert.details.items()):
             lines.append(f"{key}: {value}")
-        subject = f"[Hikeshi MDM][{alert.severity}] {alert.title}"[:200]
+        subject = header_text(f"[Hikeshi MDM][{alert.severity}] {alert.title}")
         out.append(OutgoingEmail(alert.id, subject, "\n".join(lines) + "\n"))
     return out
 
 
+def header_text(value: str, limit: int = 200) -> str:
+    """Outside text fit for a mail header: control characters become one space, then cut."""
+    return " ".join(_CONTROL.sub(" ", value).split())[:limit]
+
+
 def send_alert_email(settings: Settings, outgoing: OutgoingEmail, *, timeout: float = 30.0) -> str | None:
-    """Send one alert mail; returns None on success, else the error."""
-    message = EmailMessage()
-    message["From"] = settings.smtp_from
-    message["To"] = ", ".join(settings.alert_email_to)
-    message["Subject"] = outgoing.subject
-    message.set_content(outgoing.body)
+    """Send one alert mail; returns None on success, else the error. Never raises: one mail that
+    cannot be built or sent must not stop the mails after it."""
+    try:
+        message = EmailMessage()
+        message["From"] = settings.smtp_from
+        message["To"] = ", ".join(settings.alert_email_to)
+        message["Subject"] = header_text(outgoing.subject)
+        message.set_content(outgoing.body)
+    except (ValueError, TypeError, UnicodeError) as exc:
+        return f"message not built: {type(exc).__name__}: {exc}"[:512]
     try:
         with smtplib.SMTP(settings.smtp_host or "", settings.smtp_port, timeout=timeout) as smtp:
             if settings.smtp_starttls:
@@ -84,7 +97,7 @@ def send_alert_email(settings: Settings, outgoing: OutgoingEmail, *, timeout: fl
             if settings.smtp_username:
                 smtp.login(settings.smtp_username, settings.smtp_password or "")
             smtp.send_message(message)
-    except (OSError, smtplib.SMTPException) as exc:
+    except (OSError, smtplib.SMTPException, ValueError, UnicodeError) as exc:
         return f"{type(exc).__name__}: {exc}"[:512]
     return None
 

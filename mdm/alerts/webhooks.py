@@ -7,8 +7,10 @@ Delivery runs in three steps so no database transaction stays open during HTTP:
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
@@ -18,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mdm import clock
+from mdm.alerts.destinations import DestinationRefused, allowed_networks, check_destination
 from mdm.alerts.signing import SIGNATURE_HEADER, sign_body
 from mdm.audit import Actor, record_event
 from mdm.models import Alert, DeliveryStatus, ReadinessDelivery, Webhook, WebhookAttempt, WebhookDelivery
@@ -35,15 +38,30 @@ class WebhookError(ValueError):
 
 
 def create_webhook(
-    session: Session, actor: Actor, name: str, url: str, *, secret_key: str
+    session: Session,
+    actor: Actor,
+    name: str,
+    url: str,
+    *,
+    secret_key: str,
+    allow_networks: Sequence[str] = (),
 ) -> tuple[Webhook, str]:
-    """Create a webhook; returns it and its signing secret, which is shown only this once."""
+    """Create a webhook; returns it and its signing secret, which is shown only this once.
+    Its URL must reach a public address unless `allow_networks` (the administrator's
+    HIKESHI_WEBHOOK_ALLOW_NETWORKS) allows it (mdm.alerts.destinations)."""
     name = (name or "").strip()
     if not name or len(name) > 100:
         raise WebhookError("name", "required, at most 100 characters")
-    parts = urlsplit(url or "")
+    try:
+        parts = urlsplit(url or "")
+    except ValueError as exc:
+        raise WebhookError("url", "must be an http:// or https:// URL") from exc
     if parts.scheme not in ("http", "https") or not parts.netloc or len(url) > 1024:
         raise WebhookError("url", "must be an http:// or https:// URL")
+    try:
+        check_destination(url, allowed_networks(allow_networks))
+    except DestinationRefused as exc:
+        raise WebhookError("url", str(exc)) from exc
     if session.scalars(select(Webhook).where(Webhook.name == name)).first() is not None:
         raise WebhookError("name", "a webhook with this name exists")
     secret = secrets.token_urlsafe(32)
@@ -112,17 +130,29 @@ def due_deliveries(session: Session, *, secret_key: str, limit: int = 100) -> li
     return outgoing
 
 
-def post_delivery(outgoing: OutgoingDelivery, *, timeout: float) -> AttemptOutcome:
+def post_delivery(
+    outgoing: OutgoingDelivery, *, timeout: float, allow_networks: Sequence[str] = ()
+) -> AttemptOutcome:
+    """POST one delivery to the address its name resolves to now, checked again here (a name may
+    have been re-pointed at an internal address since the webhook was created)."""
     started = time.monotonic()
     try:
-        response = httpx.post(
-            outgoing.url,
-            content=outgoing.body,
-            headers=outgoing.headers,
-            timeout=timeout,
-            follow_redirects=False,
-        )
-    except httpx.HTTPError as exc:
+        destination = check_destination(outgoing.url, allowed_networks(allow_networks))
+    except DestinationRefused as exc:
+        return AttemptOutcome(None, f"refused: {exc}"[:512], _ms(started))
+    extensions = {"sni_hostname": destination.host} if destination.scheme == "https" else {}
+    try:
+        with httpx.Client(timeout=timeout, follow_redirects=False) as client:
+            request = client.build_request(
+                "POST",
+                destination.pinned_url(outgoing.url),
+                content=outgoing.body,
+                headers={**outgoing.headers, "Host": destination.host_header},
+                extensions=extensions,
+            )
+            response = client.send(request)
+    except (httpx.HTTPError, httpx.InvalidURL, ValueError, UnicodeError, OSError) as exc:
+        # Every failure of this one delivery is its own outcome, recorded; the next still goes.
         return AttemptOutcome(None, f"{type(exc).__name__}: {exc}"[:512], _ms(started))
     error = None if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"
     return AttemptOutcome(response.status_code, error, _ms(started))
@@ -201,3 +231,32 @@ def set_webhook_enabled(session: Session, actor: Actor, webhook: Webhook, enable
         {"name": webhook.name},
     )
     return webhook
+
+
+def trial_delivery(webhook: Webhook, *, secret_key: str) -> OutgoingDelivery:
+    """A signed test body for `webhook` (not stored: it belongs to no alert), to POST at once."""
+    now = clock.now()
+    body = json.dumps(
+        {"kind": "webhook.test", "webhook_id": webhook.id, "sent_at": now.isoformat()}, sort_keys=True
+    ).encode()
+    secret = unseal(secret_key, SEALED_AS, webhook.secret_encrypted)
+    headers = {
+        "Content-Type": "application/json; charset=utf-8",
+        "User-Agent": "Hikeshi-MDM-Webhook/1",
+        SIGNATURE_HEADER: sign_body(secret, body),
+        "X-Hikeshi-Event": "webhook.test",
+        "X-Hikeshi-Delivery": f"test-{webhook.id}-{int(now.timestamp())}",
+    }
+    return OutgoingDelivery(0, webhook.url, body, headers)
+
+
+def recent_deliveries(session: Session, webhook_id: int, *, limit: int = 100) -> list[WebhookDelivery]:
+    """The delivery log of a webhook, newest first."""
+    return list(
+        session.scalars(
+            select(WebhookDelivery)
+            .where(WebhookDelivery.webhook_id == webhook_id)
+            .order_by(WebhookDelivery.id.desc())
+            .limit(limit)
+        )
+    )

@@ -110,9 +110,14 @@ def deliver_due(factory: sessionmaker[Session], settings: Settings) -> dict[str,
         outgoing = due_deliveries(session, secret_key=settings.secret_key)
     delivered = 0
     for item in outgoing:
-        outcome = post_delivery(item, timeout=settings.webhook_timeout_seconds)
-        with transaction(factory) as session:
-            record_attempt(session, item.delivery_id, outcome, max_attempts=settings.webhook_max_attempts)
+        outcome = post_delivery(
+            item, timeout=settings.webhook_timeout_seconds, allow_networks=settings.webhook_allow_networks
+        )
+        try:
+            with transaction(factory) as session:
+                record_attempt(session, item.delivery_id, outcome, max_attempts=settings.webhook_max_attempts)
+        except Exception:  # one delivery that cannot be recorded must not stop the others
+            log.exception("recording readiness delivery %s failed", item.delivery_id)
         delivered += outcome.ok
     return {"attempted": len(outgoing), "delivered": delivered}
 

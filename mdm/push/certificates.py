@@ -20,6 +20,7 @@ from mdm.x509util import fingerprint, to_pem
 
 KEY_PURPOSE = "apns-push-key"
 EXPIRY_WARNING = timedelta(days=30)
+MDM_TOPIC_PREFIX = "com.apple.mgmt."
 
 
 class PushCertificateError(ValueError):
@@ -67,6 +68,17 @@ def read_push_certificate(data: bytes, password: bytes | None = None) -> LoadedP
             "the certificate has no UID (topic) in its subject: not an MDM push certificate"
         )
     topic = str(uids[0].value)
+    if not topic.startswith(MDM_TOPIC_PREFIX):
+        # A certificate for another service (an app's push topic) cannot wake devices for MDM,
+        # and once active it would make the right one a "topic change" needing --force.
+        raise PushCertificateError(
+            f"the certificate's topic {topic} is not an MDM push topic (those start with "
+            f"{MDM_TOPIC_PREFIX}): request an MDM push certificate at identity.apple.com"
+        )
+    if cert.not_valid_after_utc <= clock.now():
+        raise PushCertificateError(
+            f"the certificate expired on {cert.not_valid_after_utc:%Y-%m-%d}: renew it at identity.apple.com"
+        )
     key_pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )

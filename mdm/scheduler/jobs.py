@@ -98,9 +98,18 @@ def webhook_delivery(ctx: JobContext) -> dict[str, Any]:
         outgoing = due_deliveries(session, secret_key=ctx.settings.secret_key)
     delivered = 0
     for item in outgoing:
-        outcome = post_delivery(item, timeout=ctx.settings.webhook_timeout_seconds)
-        with transaction(ctx.factory) as session:
-            record_attempt(session, item.delivery_id, outcome, max_attempts=ctx.settings.webhook_max_attempts)
+        outcome = post_delivery(
+            item,
+            timeout=ctx.settings.webhook_timeout_seconds,
+            allow_networks=ctx.settings.webhook_allow_networks,
+        )
+        try:
+            with transaction(ctx.factory) as session:
+                record_attempt(
+                    session, item.delivery_id, outcome, max_attempts=ctx.settings.webhook_max_attempts
+                )
+        except Exception:  # one delivery that cannot be recorded must not stop the others
+            log.exception("recording webhook delivery %s failed", item.delivery_id)
         delivered += outcome.ok
     return {"attempted": len(outgoing), "delivered": delivered}
 
@@ -113,8 +122,11 @@ def alert_email(ctx: JobContext) -> dict[str, Any]:
     sent = 0
     for item in outgoing:
         error = send_alert_email(ctx.settings, item)
-        with transaction(ctx.factory) as session:
-            record_email(session, item.alert_id, error)
+        try:
+            with transaction(ctx.factory) as session:
+                record_email(session, item.alert_id, error)
+        except Exception:  # one alert that cannot be recorded must not stop the others
+            log.exception("recording the e-mail of alert %s failed", item.alert_id)
         sent += error is None
     return {"enabled": True, "attempted": len(outgoing), "sent": sent}
 

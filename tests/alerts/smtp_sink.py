@@ -14,11 +14,14 @@ from dataclasses import dataclass, field
 class Sink:
     port: int = 0
     messages: list[tuple[str, list[str], bytes]] = field(default_factory=list)
+    # A message containing any of these bytes is refused at the end of DATA (554), as a real
+    # server's content filter would.
+    refuse_containing: list[bytes] = field(default_factory=list)
 
 
 @contextmanager
-def smtp_sink() -> Iterator[Sink]:
-    sink = Sink()
+def smtp_sink(refuse_containing: list[bytes] | None = None) -> Iterator[Sink]:
+    sink = Sink(refuse_containing=list(refuse_containing or []))
 
     class Handler(socketserver.StreamRequestHandler):
         def reply(self, line: str) -> None:
@@ -46,7 +49,11 @@ def smtp_sink() -> Iterator[Sink]:
                     lines = []
                     while (line := self.rfile.readline()) not in (b".\r\n", b""):
                         lines.append(line)
-                    sink.messages.append((sender, recipients, b"".join(lines)))
+                    data = b"".join(lines)
+                    if any(marker in data for marker in sink.refuse_containing):
+                        self.reply("554 refused by content filter")
+                        continue
+                    sink.messages.append((sender, recipients, data))
                     self.reply("250 queued")
                 elif verb == "QUIT":
                     self.reply("221 bye")

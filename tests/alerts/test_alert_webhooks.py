@@ -27,7 +27,14 @@ def _job(session_factory, settings) -> JobContext:
 
 def test_delivery_is_signed_and_recorded(session, session_factory, settings, frozen_clock):
     with webhook_receiver() as receiver:
-        _, secret = create_webhook(session, ADMIN, "dispatch", receiver.url, secret_key=settings.secret_key)
+        _, secret = create_webhook(
+            session,
+            ADMIN,
+            "dispatch",
+            receiver.url,
+            secret_key=settings.secret_key,
+            allow_networks=settings.webhook_allow_networks,
+        )
         device = make_device(session)
         alert = raise_alert(
             session, "device.lost_mode", "critical", "救急1隊のiPadが紛失モード", device=device
@@ -35,8 +42,10 @@ def test_delivery_is_signed_and_recorded(session, session_factory, settings, fro
         session.commit()
         assert webhook_delivery(_job(session_factory, settings)) == {"attempted": 1, "delivered": 1}
     [request] = receiver.requests
-    expected = "sha256=" + hmac.new(secret.encode(), request.body, hashlib.sha256).hexdigest()
-    assert request.headers[SIGNATURE_HEADER] == expected
+    # t=<sending time>,v1=HMAC(secret, "<t>." + body): the timestamp is signed with the body.
+    sent_at = int(frozen_clock.current.timestamp())
+    mac = hmac.new(secret.encode(), f"{sent_at}.".encode() + request.body, hashlib.sha256).hexdigest()
+    assert request.headers[SIGNATURE_HEADER] == f"t={sent_at},v1={mac}"
     assert verify_signature(secret.encode(), request.body, request.headers[SIGNATURE_HEADER])
     assert not verify_signature(b"wrong", request.body, request.headers[SIGNATURE_HEADER])
     payload = json.loads(request.body)
@@ -54,7 +63,14 @@ def test_delivery_is_signed_and_recorded(session, session_factory, settings, fro
 def test_failures_retry_with_backoff_then_give_up(session, session_factory, settings, frozen_clock):
     settings = replace(settings, webhook_max_attempts=3)
     with webhook_receiver(statuses=[500, 503, 500, 500]) as receiver:
-        create_webhook(session, ADMIN, "flaky", receiver.url, secret_key=settings.secret_key)
+        create_webhook(
+            session,
+            ADMIN,
+            "flaky",
+            receiver.url,
+            secret_key=settings.secret_key,
+            allow_networks=settings.webhook_allow_networks,
+        )
         raise_alert(session, "test", "warning", "retry me")
         session.commit()
         ctx = _job(session_factory, settings)
@@ -80,7 +96,14 @@ def test_failures_retry_with_backoff_then_give_up(session, session_factory, sett
 def test_unreachable_webhook_is_an_attempt_with_an_error(session, session_factory, settings, frozen_clock):
     with webhook_receiver() as receiver:
         url = receiver.url
-    create_webhook(session, ADMIN, "gone", url, secret_key=settings.secret_key)
+    create_webhook(
+        session,
+        ADMIN,
+        "gone",
+        url,
+        secret_key=settings.secret_key,
+        allow_networks=settings.webhook_allow_networks,
+    )
     raise_alert(session, "test", "warning", "nobody listens")
     session.commit()
     webhook_delivery(_job(session_factory, settings))
@@ -98,10 +121,24 @@ def test_backoff_doubles_up_to_an_hour():
 
 def test_webhook_validation_names_the_field(session, settings):
     with pytest.raises(WebhookError) as bad_url:
-        create_webhook(session, ADMIN, "x", "ftp://example.org", secret_key=settings.secret_key)
+        create_webhook(
+            session,
+            ADMIN,
+            "x",
+            "ftp://example.org",
+            secret_key=settings.secret_key,
+            allow_networks=settings.webhook_allow_networks,
+        )
     assert bad_url.value.field == "url"
     with pytest.raises(WebhookError) as no_name:
-        create_webhook(session, ADMIN, " ", "https://example.org", secret_key=settings.secret_key)
+        create_webhook(
+            session,
+            ADMIN,
+            " ",
+            "https://example.org",
+            secret_key=settings.secret_key,
+            allow_networks=settings.webhook_allow_networks,
+        )
     assert no_name.value.field == "name"
 
 
@@ -120,7 +157,14 @@ def test_disabled_webhook_gets_nothing_until_enabled(session, session_factory, s
     from mdm.alerts.webhooks import list_webhooks, set_webhook_enabled
 
     with webhook_receiver() as receiver:
-        hook, _ = create_webhook(session, ADMIN, "dispatch", receiver.url, secret_key=settings.secret_key)
+        hook, _ = create_webhook(
+            session,
+            ADMIN,
+            "dispatch",
+            receiver.url,
+            secret_key=settings.secret_key,
+            allow_networks=settings.webhook_allow_networks,
+        )
         raise_alert(session, "test", "warning", "while enabled")
         set_webhook_enabled(session, ADMIN, hook, False)
         raise_alert(session, "test", "warning", "while disabled")

@@ -91,7 +91,12 @@ def test_unauthorized_app_alert_webhook_and_self_closing_finding(app, client, ip
             profile = create_profile(s, ADMIN, SPEC)
             assign_profile(s, settings, profile, unit, actor=ADMIN)
             _, secret = create_webhook(
-                s, ADMIN, "dispatch-center", receiver.url, secret_key=settings.secret_key
+                s,
+                ADMIN,
+                "dispatch-center",
+                receiver.url,
+                secret_key=settings.secret_key,
+                allow_networks=settings.webhook_allow_networks,
             )
             device_id = device.id
             installed_profiles = [
@@ -115,8 +120,9 @@ def test_unauthorized_app_alert_webhook_and_self_closing_finding(app, client, ip
         assert webhook_delivery(JobContext(factory, settings, "test")) == {"attempted": 1, "delivered": 1}
         # The receiver may also hear other events (unit readiness): take the alerts.
         [request] = [r for r in receiver.requests if "alert_id" in json.loads(r.body)]
-        signature = "sha256=" + hmac.new(secret.encode(), request.body, hashlib.sha256).hexdigest()
-        assert hmac.compare_digest(request.headers[SIGNATURE_HEADER], signature)
+        timestamp = request.headers[SIGNATURE_HEADER].split(",")[0].removeprefix("t=")
+        mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + request.body, hashlib.sha256).hexdigest()
+        assert hmac.compare_digest(request.headers[SIGNATURE_HEADER], f"t={timestamp},v1={mac}")
         payload = json.loads(request.body)
         assert payload["kind"] == "compliance.unauthorized_app"
         assert payload["details"]["identifier"] == BLOCKED and payload["details"]["reason"] == "blocked"

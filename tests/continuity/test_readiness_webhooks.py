@@ -36,7 +36,12 @@ def test_posted_after_commit_then_retried_by_the_job(app, session, session_facto
     assert JOBS["readiness_recompute"][0] is readiness_job
     with webhook_receiver(statuses=[503]) as receiver:
         _, secret = create_webhook(
-            session, ADMIN, "指令センター", receiver.url, secret_key=settings.secret_key
+            session,
+            ADMIN,
+            "指令センター",
+            receiver.url,
+            secret_key=settings.secret_key,
+            allow_networks=settings.webhook_allow_networks,
         )
         session.commit()
         tree = build_tree(session)

@@ -141,7 +141,12 @@ def test_shift_walk(app, session, settings, device_ca, shift):
         session.commit()
 
         _, secret = create_webhook(
-            session, ADMIN, "消防指令システム", receiver.url, secret_key=settings.secret_key
+            session,
+            ADMIN,
+            "消防指令システム",
+            receiver.url,
+            secret_key=settings.secret_key,
+            allow_networks=settings.webhook_allow_networks,
         )
         session.commit()
 

@@ -184,3 +184,70 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def _scep_get_of_a_4096_bit_request(port: int) -> str:
+    """The request line certmonger sends for a 4096-bit key: PKIOperation as GET (measured: about
+    5.6 KB with a 4096-bit CA, more than gunicorn's default 4,094 bytes)."""
+    import base64
+    from urllib.parse import quote
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from tests.support.scep_client import PKCS_REQ, envelope_for, make_csr, pki_message, self_signed
+
+    ca = x509.load_der_x509_certificate(
+        httpx.get(f"http://127.0.0.1:{port}/scep?operation=GetCACert", timeout=10).content
+    )
+    key = rsa.generate_private_key(public_exponent=65537, key_size=4096)
+    csr = make_csr(key, "certmonger 4096-bit request for a field tablet", "not-a-live-challenge")
+    message = pki_message(
+        message_type=PKCS_REQ,
+        content=envelope_for(csr.public_bytes(Encoding.DER), ca, "aes128_cbc"),
+        signer_cert=self_signed(key, "SCEP SIGNER"),
+        signer_key=key,
+        transaction_id=base64.b64encode(os.urandom(20)).decode(),
+        sender_nonce=os.urandom(16),
+    )
+    return f"/scep?operation=PKIOperation&message={quote(base64.b64encode(message).decode(), safe='')}"
+
+
+def test_serve_accepts_a_scep_get_of_a_4096_bit_request(tmp_path):
+    env = _env(tmp_path, HIKESHI_SCHEDULER_IN_SERVE="0", HIKESHI_PUSH_ENABLED="0")
+    subprocess.run([str(BIN / "hikeshi"), "db", "upgrade"], env=env, check=True, capture_output=True)
+    port = _free_port()
+    server = _serve(env, port, tmp_path / "serve.log")
+    try:
+        _wait_for(lambda: _healthy(port), 60, "the server")
+        target = _scep_get_of_a_4096_bit_request(port)
+        assert len(f"GET {target} HTTP/1.1") > 5000
+        response = httpx.get(f"http://127.0.0.1:{port}{target}", timeout=30)
+        # Not 414: the message reached the SCEP endpoint, which answers with a CertRep.
+        assert response.status_code == 200, response.text[:300]
+        assert response.headers["Content-Type"] == "application/x-pki-message"
+        # The limit is a setting: beyond it gunicorn still refuses, so it is really in force.
+        too_long = httpx.get(f"http://127.0.0.1:{port}/scep?operation=GetCACaps&x={'a' * 9000}", timeout=30)
+        assert too_long.status_code in (400, 414)
+    finally:
+        _stop(server)
+    log = (tmp_path / "serve.log").read_text()
+    assert "public URL http://127.0.0.1:8000 is plain http on loopback" in log
+
+
+def test_serve_refuses_a_plain_http_public_url_with_one_line(tmp_path):
+    env = _env(tmp_path, HIKESHI_PUBLIC_URL="http://mdm.example.jp")
+    subprocess.run([str(BIN / "hikeshi"), "db", "upgrade"], env=env, check=True, capture_output=True)
+    result = subprocess.run(
+        [str(BIN / "hikeshi"), "serve", "--port", str(_free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "HIKESHI_PUBLIC_URL http://mdm.example.jp is plain http" in lines[0]
+    assert "HIKESHI_DEV_INSECURE_HTTP=1" in lines[0]

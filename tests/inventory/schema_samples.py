@@ -8,8 +8,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
+
+from tests.support.apple_schema import schema_missing
 
 COMMANDS_DIR = Path(__file__).resolve().parents[3] / "shared" / "apple-device-management" / "mdm" / "commands"
 
@@ -19,7 +20,7 @@ def response_keys(name: str) -> list[dict[str, Any]]:
     path = COMMANDS_DIR / f"{name}.yaml"
     if not path.is_file():
         # A checkout without ../shared (a user's machine): skip, as the hotline catalog test does.
-        pytest.skip(f"Apple schema folder missing: {COMMANDS_DIR}")
+        schema_missing(f"Apple schema folder missing: {COMMANDS_DIR}")
     data = yaml.safe_load(path.read_text())
     return data.get("responsekeys") or []
 

@@ -32,6 +32,7 @@ def _start(settings, tmp_path: Path, name: str) -> subprocess.Popen:
         "HIKESHI_SCHEDULER_TICK_SECONDS": "1",
         "HIKESHI_SCHEDULER_LOCK_POLL": "0.5",
         "HIKESHI_PUSH_ENABLED": "0",
+        "HIKESHI_WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8",
     }
     with open(tmp_path / f"{name}.log", "wb") as log:
         return subprocess.Popen(
@@ -59,7 +60,14 @@ def _wait(predicate, timeout: float) -> bool:
 
 def test_two_schedulers_run_each_job_once_and_take_over(session, settings, tmp_path):
     with webhook_receiver() as receiver:
-        create_webhook(session, ADMIN, "dispatch", receiver.url, secret_key=settings.secret_key)
+        create_webhook(
+            session,
+            ADMIN,
+            "dispatch",
+            receiver.url,
+            secret_key=settings.secret_key,
+            allow_networks=settings.webhook_allow_networks,
+        )
         raise_alert(session, "test.exactly_once", "warning", "deliver me once")
         session.commit()
         first, second = _start(settings, tmp_path, "a"), _start(settings, tmp_path, "b")

@@ -251,13 +251,33 @@ def _matches(pattern: str, value: str) -> bool:
         return True  # a pattern Python cannot read is no evidence against the value
 
 
+REQUIRE_ENV = "HIKESHI_REQUIRE_APPLE_SCHEMA"
+
+
+def schema_required() -> bool:
+    """In CI (CI=true, as CI services set it) or with HIKESHI_REQUIRE_APPLE_SCHEMA=1 a missing
+    schema folder fails the tests that need it instead of skipping them silently."""
+    flag = os.environ.get(REQUIRE_ENV, "").lower()
+    if flag in ("0", "false", "no"):
+        return False
+    return flag in ("1", "true", "yes") or os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def schema_missing(reason: str) -> None:
+    """Skip the calling test for a missing schema folder, or fail it where the folder is required."""
+    if schema_required():
+        pytest.fail(f"{reason}; required here ({REQUIRE_ENV}=1 or CI=true)", pytrace=False)
+    pytest.skip(reason)
+
+
 def schema_dir_or_skip() -> Path:
     """schema_dir(), or skip the calling test with the reason: a checkout without ../shared (a
-    user's machine) runs everything else; CI and the development machines have the folder."""
+    user's machine) runs everything else. Where the folder is required (CI) it fails instead."""
     try:
         return schema_dir()
     except FileNotFoundError as exc:
-        pytest.skip(str(exc))
+        schema_missing(str(exc))
+        raise
 
 
 @lru_cache(maxsize=4)

@@ -139,7 +139,14 @@ def enrolled_fleet(app: Any, client: Any, ipad: Any, tree: Any) -> Iterator[Flee
             device = s.scalars(select(Device).where(Device.udid == ipad.udid)).one()
             assign_device(s, device, unit, actor=SYSTEM)
             assign_profile(s, settings, create_profile(s, SYSTEM, SPEC), unit, actor=SYSTEM)
-            create_webhook(s, SYSTEM, "dispatch-center", receiver.url, secret_key=settings.secret_key)
+            create_webhook(
+                s,
+                SYSTEM,
+                "dispatch-center",
+                receiver.url,
+                secret_key=settings.secret_key,
+                allow_networks=settings.webhook_allow_networks,
+            )
             ids = (device.id, unit.id)
         seen = drain(client, ipad, [app_entry(TRIAGE, "Triage"), app_entry(BLOCKED, "Fun Game")])
         assert set(INVENTORY_KINDS) <= set(seen)

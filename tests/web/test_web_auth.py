@@ -255,7 +255,15 @@ def test_session_cookie_flags(
 ) -> None:
     from mdm import create_app
 
-    application = create_app(replace(settings, public_url=public_url, device_ca_file=str(device_ca.path)))
+    # A plain-http lab address needs the explicit development mode (mdm/transport.py).
+    application = create_app(
+        replace(
+            settings,
+            public_url=public_url,
+            device_ca_file=str(device_ca.path),
+            dev_insecure_http=public_url.startswith("http://"),
+        )
+    )
     try:
         with session_factory() as session:
             account = make_user(session, settings, "cookie", "auditor")

@@ -67,6 +67,15 @@ EXPECTED: dict[tuple[str, str], set[str] | None] = {
     ("PATCH", "/api/v1/users/{user_id}"): ADMIN,
     ("POST", "/api/v1/users/{user_id}/password-reset"): ADMIN,
     ("POST", "/api/v1/users/{user_id}/totp-reset"): ADMIN,
+    ("POST", "/api/v1/users/{user_id}/unlock"): ADMIN,
+    ("GET", "/api/v1/webhooks"): AUDITORS,
+    # Need a webhook (and a receiver for the test send): tests/security/test_webhook_ssrf.py
+    # covers them, with an operator refused.
+    ("POST", "/api/v1/webhooks"): None,
+    ("POST", "/api/v1/webhooks/{webhook_id}/disable"): None,
+    ("POST", "/api/v1/webhooks/{webhook_id}/enable"): None,
+    ("POST", "/api/v1/webhooks/{webhook_id}/test"): None,
+    ("GET", "/api/v1/webhooks/{webhook_id}/deliveries"): None,
     ("GET", "/api/v1/api-tokens"): AUDITORS,
     ("POST", "/api/v1/api-tokens"): ADMIN,
     ("GET", "/api/v1/api-tokens/{api_token_id}"): AUDITORS,

@@ -21,6 +21,7 @@ from web.api import (
     readiness,
     tokens,
     users,
+    webhooks,
 )
 from web.api.auth import authenticate_request
 from web.api.base import PublicIdConverter, public_id_schema
@@ -43,6 +44,7 @@ BLUEPRINTS = (
     incidents.blp,
     incident_policy.blp,
     readiness.blp,
+    webhooks.blp,
 )
 MAX_BODY = 1024 * 1024
 

@@ -155,7 +155,7 @@ def get_incident(incident_id: int) -> Any:
 
 
 @blp.route(f"/incidents/<{ID}:incident_id>/lock", methods=["POST"])
-@blp.arguments(LockSchema)
+@blp.arguments(LockSchema, required=False)
 @blp.response(200, IncidentActionSchema)
 @permission(Permission.COMMAND_QUEUE_HOTLINE)
 def lock_now(body: dict[str, Any], incident_id: int) -> Any:
@@ -174,7 +174,7 @@ def request_location(incident_id: int) -> Any:
 
 
 @blp.route(f"/incidents/<{ID}:incident_id>/wipe-request", methods=["POST"])
-@blp.arguments(ReasonSchema)
+@blp.arguments(ReasonSchema, required=False)
 @blp.response(200, IncidentActionSchema)
 @permission(Permission.WIPE_REQUEST)
 def request_wipe(body: dict[str, Any], incident_id: int) -> Any:
@@ -220,7 +220,7 @@ def break_glass(body: dict[str, Any], incident_id: int) -> Any:
 
 
 @blp.route(f"/incidents/<{ID}:incident_id>/recover", methods=["POST"])
-@blp.arguments(RecoverSchema)
+@blp.arguments(RecoverSchema, required=False)
 @blp.response(200, IncidentActionSchema)
 @permission(Permission.INCIDENT_WRITE)
 def recover(body: dict[str, Any], incident_id: int) -> Any:

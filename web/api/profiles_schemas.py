@@ -13,6 +13,7 @@ from marshmallow import Schema, ValidationError, fields, validate
 
 from profiles.payloads import kind_names
 from profiles.rendering import PLATFORMS
+from profiles.templates import TEMPLATES
 from web.api.schemas import MAX_ID, Id, Text
 
 # A spec may carry certificates (PEM); the API body limit (1 MiB) bounds it anyway.
@@ -74,7 +75,7 @@ class ProfileSpecInSchema(Schema):
 
 
 class FromTemplateSchema(Schema):
-    template = Text(required=True, validate=validate.Length(min=1, max=64))
+    template = Text(required=True, validate=validate.OneOf(sorted(TEMPLATES)))
     identifier = Text(required=True, validate=validate.Length(min=1, max=200))
     name_ja = Text(validate=validate.Length(min=1, max=128))
     name_en = Text(validate=validate.Length(min=1, max=128))

@@ -25,8 +25,21 @@ def _clean_text(value: str) -> None:
             raise ValidationError("contains a character that cannot be stored (NUL or lone surrogate)")
 
 
+# The same rule in the OpenAPI document, so clients (and schemathesis) know it.
+STORABLE_TEXT = "^[^\\u0000]*$"  # lone surrogates (only as \\u escapes) are refused too
+
+
 class Text(fields.String):
     """A string without NUL or lone surrogates."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        validators = kwargs.get("validate")
+        listed = validators if isinstance(validators, list | tuple) else [validators]
+        metadata = dict(kwargs.pop("metadata", None) or {})
+        # A field with a pattern of its own keeps that one (OpenAPI has one pattern per string).
+        if not any(isinstance(v, validate.Regexp) for v in listed):
+            metadata.setdefault("pattern", STORABLE_TEXT)
+        super().__init__(*args, metadata=metadata, **kwargs)
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
         text = super()._deserialize(value, attr, data, **kwargs)

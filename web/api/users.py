@@ -25,6 +25,7 @@ from web.users import (
     enable_user,
     reset_password,
     reset_second_factor,
+    unlock_user,
     update_user,
 )
 
@@ -160,5 +161,19 @@ def totp_reset(user_id: int) -> Any:
         reset_second_factor(session, user, actor=principal.actor, acting_user_id=acting_user_id(principal))
     except UserError as exc:
         raise _user_error(exc) from exc
+    session.commit()
+    return user
+
+
+@blp.route(f"/users/<{ID}:user_id>/unlock", methods=["POST"])
+@blp.response(200, UserSchema)
+@permission(Permission.USER_WRITE)
+def unlock(user_id: int) -> Any:
+    """Lift the sign-in lock of the user's name (after repeated wrong passwords, perhaps by
+    someone else); audited."""
+    principal = current_principal()
+    user = _user_or_404(user_id)
+    session = db_session()
+    unlock_user(session, user, actor=principal.actor)
     session.commit()
     return user

@@ -1,7 +1,8 @@
 """The console login: password, then second factor. Every attempt is an audit event.
 
-Failures are counted per user name typed (web.auth.lockout) and answered the same way whether
-the user exists, is disabled or typed a wrong password, so the form never confirms a name.
+Attempts are counted per user name typed and per source address (web.auth.lockout) and answered
+the same way whether the user exists, is disabled or typed a wrong password, so the form never
+confirms a name.
 """
 
 from __future__ import annotations
@@ -37,36 +38,101 @@ def _actor(username: str, user: User | None, source_ip: str | None) -> Actor:
     return Actor(f"user:{username[:64]}", user.role if user else "unknown", source_ip)
 
 
-def password_login(
-    session: Session, username: str, password: str, *, source_ip: str | None, user_agent: str | None
-) -> LoginResult:
-    """Check the password; on success start a session (second factor still to come, if any)."""
+@dataclass(frozen=True)
+class Gate:
+    """One login attempt admitted (or refused) by the throttles, committed before any check."""
+
+    username: str
+    source: lockout.Admission
+    account: lockout.Admission | None
+
+
+def admit_password_attempt(session: Session, username: str, *, source_ip: str | None) -> Gate:
+    """Count the attempt on its source and its name (web.auth.lockout); the boundary commits this
+    before the password is checked, so parallel attempts see each other's counts."""
     username = username.strip().lower()
-    locked = lockout.locked_until(session, username)
+    source = lockout.admit(session, lockout.source_key(source_ip), lockout.SOURCE_THRESHOLD)
+    if source.refused:
+        return Gate(username, source, None)
+    return Gate(username, source, lockout.admit(session, lockout.throttle_key(username)))
+
+
+def _refusal(user: User | None, password_ok: bool) -> str | None:
+    if user is None:
+        return "unknown_user"
+    if not password_ok:
+        return "bad_password"
+    if not user.active:
+        return "disabled"
+    if user.role not in {r.value for r in USER_ROLES}:
+        return "role_not_allowed"
+    return None
+
+
+def password_login(
+    session: Session,
+    gate: Gate,
+    password: str,
+    *,
+    settings: Settings,
+    code: str | None = None,
+    source_ip: str | None,
+    user_agent: str | None,
+) -> LoginResult:
+    """Check the password of an admitted attempt; on success start a session (second factor still
+    to come, if any). While the name is locked, a user with TOTP signs in with the password and a
+    current code together; nobody else gets past the lock, and the answer to a wrong password is
+    the same as to a right one."""
+    username = gate.username
     user = find_user_by_name(session, username)
     actor = _actor(username, user, source_ip)
-    if locked is not None:
+    if gate.source.refused or gate.account is None:
+        assert gate.source.locked_until is not None
         record_event(
             session,
             actor,
             "auth.login_failed",
             "user",
             user.id if user else None,
-            {"reason": "locked", "locked_until": locked.isoformat()},
+            {"reason": "source_locked", "locked_until": gate.source.locked_until.isoformat()},
         )
-        return LoginResult(locked_until=locked)
+        return LoginResult(locked_until=gate.source.locked_until)
+    if gate.account.refused:
+        assert gate.account.locked_until is not None
+        past_lock = _password_and_code_past_lock(session, user, password, code, settings)
+        if past_lock is None:
+            record_event(
+                session,
+                actor,
+                "auth.login_failed",
+                "user",
+                user.id if user else None,
+                {
+                    "reason": "locked",
+                    "with_code": bool(code),
+                    "locked_until": gate.account.locked_until.isoformat(),
+                },
+            )
+            return LoginResult(locked_until=gate.account.locked_until)
+        assert user is not None
+        lockout.reset(session, username)
+        lockout.reset_source(session, source_ip)
+        web_session, token = start_session(session, user, source_ip=source_ip, user_agent=user_agent)
+        web_session.mfa_verified_at = clock.now()
+        user.last_login_at = clock.now()
+        record_event(
+            session,
+            actor,
+            "auth.login",
+            "user",
+            user.id,
+            {"session": web_session.id, "second_factor": "totp", "past_lock": True},
+        )
+        return LoginResult(user=user, web_session=web_session, token=token)
     password_ok = passwords.verify_password(user.password_hash if user else None, password)
-    reason = None
-    if user is None:
-        reason = "unknown_user"
-    elif not password_ok:
-        reason = "bad_password"
-    elif not user.active:
-        reason = "disabled"
-    elif user.role not in {r.value for r in USER_ROLES}:
-        reason = "role_not_allowed"
+    reason = _refusal(user, password_ok)
     if reason is not None:
-        locked = lockout.register_failure(session, username)
+        locked = lockout.current_lock(session, lockout.throttle_key(username))
         record_event(
             session,
             actor,
@@ -78,6 +144,7 @@ def password_login(
         return LoginResult(locked_until=locked)
     assert user is not None
     lockout.reset(session, username)
+    lockout.reset_source(session, source_ip)
     if passwords.needs_rehash(user.password_hash):
         user.password_hash = passwords.hash_password(password)
     web_session, token = start_session(session, user, source_ip=source_ip, user_agent=user_agent)
@@ -89,6 +156,22 @@ def password_login(
             session, actor, "auth.login", "user", user.id, {"session": web_session.id, "second_factor": None}
         )
     return LoginResult(user=user, web_session=web_session, token=token)
+
+
+def _password_and_code_past_lock(
+    session: Session, user: User | None, password: str, code: str | None, settings: Settings
+) -> User | None:
+    """The user, when the password AND a fresh TOTP code are right (both always checked, so the
+    time taken does not say which was wrong); else None."""
+    if not code or user is None or not user.totp_enabled or user.totp_secret_encrypted is None:
+        return None
+    password_ok = passwords.verify_password(user.password_hash, password)
+    seed = totp.unseal_seed(settings.secret_key, user.totp_secret_encrypted)
+    step = totp.accepted_step(seed, code, user.totp_last_step)
+    if not password_ok or step is None or _refusal(user, True) is not None:
+        return None
+    user.totp_last_step = step
+    return user
 
 
 def second_factor(
@@ -104,17 +187,24 @@ def second_factor(
     cookie value rotated). Failures count towards the same lockout as passwords."""
     user = web_session.user
     actor = _actor(user.username, user, source_ip)
-    locked = lockout.locked_until(session, user.username)
-    if locked is not None:
+    # The password was proven in this session, so the name's lock (which anyone can set) does not
+    # stop this step; the source's does, and each wrong code counts on both.
+    source = lockout.admit(session, lockout.source_key(source_ip), lockout.SOURCE_THRESHOLD)
+    if source.refused:
+        assert source.locked_until is not None
         record_event(
             session,
             actor,
             "auth.login_failed",
             "user",
             user.id,
-            {"reason": "locked", "step": "second_factor", "locked_until": locked.isoformat()},
+            {
+                "reason": "source_locked",
+                "step": "second_factor",
+                "locked_until": source.locked_until.isoformat(),
+            },
         )
-        return LoginResult(locked_until=locked)
+        return LoginResult(locked_until=source.locked_until)
     method = None
     if code and user.totp_secret_encrypted is not None:
         seed = totp.unseal_seed(settings.secret_key, user.totp_secret_encrypted)
@@ -130,7 +220,8 @@ def second_factor(
                 method = "recovery_code"
                 break
     if method is None:
-        locked = lockout.register_failure(session, user.username)
+        lockout.admit(session, lockout.throttle_key(user.username))
+        locked = lockout.current_lock(session, lockout.source_key(source_ip))
         record_event(
             session,
             actor,
@@ -145,6 +236,7 @@ def second_factor(
         )
         return LoginResult(locked_until=locked)
     lockout.reset(session, user.username)
+    lockout.reset_source(session, source_ip)
     web_session.mfa_verified_at = clock.now()
     token = rotate(web_session)
     user.last_login_at = clock.now()

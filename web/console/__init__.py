@@ -108,4 +108,5 @@ from web.console import (  # noqa: E402, F401
     profiles,
     settings_views,
     users,
+    webhooks,
 )

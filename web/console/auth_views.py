@@ -52,10 +52,15 @@ def login() -> Response | str:
     if errors:
         return render_template("console/login.html", errors=errors, username=request.form.get("username", ""))
     session = db_session()
+    # The attempt is counted and committed before the password is checked (web.auth.lockout).
+    gate = login_service.admit_password_attempt(session, data["username"], source_ip=client_ip())
+    session.commit()
     result = login_service.password_login(
         session,
-        data["username"],
+        gate,
         data["password"],
+        settings=settings(),
+        code=data.get("code") or None,
         source_ip=client_ip(),
         user_agent=request.headers.get("User-Agent"),
     )
@@ -65,7 +70,13 @@ def login() -> Response | str:
             _locked_message(result.locked_until) if result.locked_until else _("Wrong user name or password.")
         )
         return make_response(
-            render_template("console/login.html", errors={"_form": [message]}, username=data["username"]), 401
+            render_template(
+                "console/login.html",
+                errors={"_form": [message]},
+                username=data["username"],
+                locked=result.locked_until is not None,
+            ),
+            401,
         )
     assert result.token is not None
     target = safe_next(request.args.get("next"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 from typing import Any
 
@@ -34,6 +33,7 @@ from web.console import bp
 from web.console.forms import CommandForm, DeviceFilterForm, FormSchema, load_form
 from web.console.guard import ask_confirmation, confirmed, current_principal, needs
 from web.console.labels import command_label, failure_label, status_label
+from web.hostile_input import loads_bounded
 from web.queries import (
     device_apps,
     device_changes,
@@ -293,8 +293,8 @@ def _params(request_type: str, data: dict[str, Any]) -> dict[str, Any]:
         return params
     if data.get("params_json"):
         try:
-            value = json.loads(data["params_json"])
-        except json.JSONDecodeError as exc:
+            value = loads_bounded(data["params_json"])
+        except ValueError as exc:  # not JSON, or beyond the bounds of web.hostile_input
             raise CommandParamsError(request_type, {"params_json": [_("not valid JSON")]}) from exc
         if not isinstance(value, dict):
             raise CommandParamsError(request_type, {"params_json": [_("must be a JSON object")]})

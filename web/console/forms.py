@@ -34,6 +34,8 @@ def load_form(schema: Schema, form: Mapping[str, Any]) -> tuple[dict[str, Any], 
 class LoginForm(FormSchema):
     username = Text(required=True, validate=validate.Length(min=1, max=64))
     password = Text(required=True, validate=validate.Length(min=1, max=1024))
+    # Only while the name is locked: password and a TOTP code together still sign in.
+    code = Text(validate=validate.Length(max=32))
 
 
 class CodeForm(FormSchema):

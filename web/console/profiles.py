@@ -23,6 +23,7 @@ from profiles.summary import dotted_messages, has_secrets, payload_summaries, pa
 from profiles.templates import list_templates
 from web.console import bp
 from web.console.guard import ask_confirmation, confirmed, current_principal, needs
+from web.hostile_input import loads_bounded
 from web.queries import visible_unit, visible_units
 from web.rbac import Permission
 
@@ -110,8 +111,8 @@ def _spec_from_form(text: str | None) -> Any:
     if len(raw) > MAX_SPEC_CHARS:
         raise ValidationError({"spec": [_("The spec is too large.")]})
     try:
-        return json.loads(raw)
-    except json.JSONDecodeError as exc:
+        return loads_bounded(raw)
+    except ValueError as exc:  # not JSON, or beyond the bounds of web.hostile_input
         raise ValidationError({"spec": [_("Not valid JSON: %(error)s", error=str(exc))]}) from exc
 
 

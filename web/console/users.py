@@ -12,6 +12,7 @@ from sqlalchemy import select
 from mdm import clock
 from mdm.appctx import db_session
 from mdm.models import User
+from web.auth import lockout
 from web.auth.tokens import ApiTokenError, create_api_token, revoke_api_token
 from web.console import bp
 from web.console.forms import ApiTokenForm, UserCreateForm, UserUpdateForm, load_form
@@ -33,6 +34,7 @@ from web.users import (
     enable_user,
     reset_password,
     reset_second_factor,
+    unlock_user,
     update_user,
 )
 
@@ -145,13 +147,16 @@ def user_detail(user_id: int) -> Response | str:
         roles=USER_ROLES,
         errors=errors,
         is_me=user.id == g.user.id,
+        locked_until=lockout.locked_until(session, user.username),
     )
 
 
-USER_ACTIONS = ("disable", "enable", "reset_password", "reset_totp")
+USER_ACTIONS = ("disable", "enable", "reset_password", "reset_totp", "unlock")
 
 
-@bp.route("/users/<int:user_id>/<any(disable, enable, reset_password, reset_totp):action>", methods=["POST"])
+@bp.route(
+    "/users/<int:user_id>/<any(disable, enable, reset_password, reset_totp, unlock):action>", methods=["POST"]
+)
 @needs(Permission.USER_WRITE)
 def user_action(user_id: int, action: str) -> Response | str:
     principal = current_principal()
@@ -180,6 +185,11 @@ def user_action(user_id: int, action: str) -> Response | str:
             ),
             _("Reset password"),
         ),
+        "unlock": (
+            _("Unlock sign-in"),
+            _("This lifts the sign-in lock of %(user)s set by repeated wrong passwords.", user=user.username),
+            _("Unlock"),
+        ),
         "reset_totp": (
             _("Reset two-factor authentication"),
             _(
@@ -192,7 +202,7 @@ def user_action(user_id: int, action: str) -> Response | str:
     }
     if not confirmed():
         title, message, label = questions[action]
-        return ask_confirmation(title, message, action_label=label, danger=action != "enable")
+        return ask_confirmation(title, message, action_label=label, danger=action not in ("enable", "unlock"))
     try:
         if action == "disable":
             disable_user(session, user, actor=principal.actor, acting_user_id=principal.id)
@@ -200,6 +210,8 @@ def user_action(user_id: int, action: str) -> Response | str:
             enable_user(session, user, actor=principal.actor)
         elif action == "reset_totp":
             reset_second_factor(session, user, actor=principal.actor, acting_user_id=principal.id)
+        elif action == "unlock":
+            unlock_user(session, user, actor=principal.actor)
         else:
             _user, password = reset_password(
                 session, user, actor=principal.actor, acting_user_id=principal.id
