@@ -127,7 +127,7 @@ def upgrade_database(
     url: str, revision: str = "head", *, secret_key: str | None = None
 ) -> list[tuple[str, str]]:
     """Apply migrations up to `revision`; returns the migrations applied, oldest first, as
-    (revision, title). Data migrations that seal secrets already stored in clear (0006) need the
+    (revision, title). Data migrations that seal secrets already stored in clear (0008) need the
     instance secret: `hikeshi db upgrade` passes it."""
     from alembic import command
     from alembic.script import ScriptDirectory

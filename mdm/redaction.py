@@ -66,6 +66,8 @@ _DESCRIPTIVE_SUFFIXES = (
     "at",
     "update",
     "publickey",
+    # AvailableOSUpdates names an update by its ProductKey: an identifier, not key material.
+    "productkey",
     "attempts",
     "purge",
     "history",

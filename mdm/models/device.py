@@ -70,7 +70,7 @@ class Device(Base):
     imei: Mapped[str | None] = mapped_column(String(32))
     meid: Mapped[str | None] = mapped_column(String(32))
     # None until the device reports IsSupervised (DeviceInformation): unknown is not "no". The
-    # column is "supervised" since migration 0005 (a new nullable column: SQLite cannot make the
+    # column is "supervised" since migration 0007 (a new nullable column: SQLite cannot make the
     # old NOT NULL one nullable without rebuilding the devices table, which cascades deletes).
     is_supervised: Mapped[bool | None] = mapped_column("supervised", default=None)
     org_unit_id: Mapped[int | None] = mapped_column(ForeignKey("org_units.id"), index=True)

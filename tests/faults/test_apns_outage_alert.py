@@ -28,7 +28,14 @@ def test_an_apns_outage_past_the_threshold_alerts_and_its_end_closes_it(
     ext.dispatcher.breaker = CircuitBreaker(threshold=1, base_cooldown=0.5, max_cooldown=1.0)
     with webhook_receiver() as receiver:
         with transaction(ext.session_factory) as s:
-            create_webhook(s, ADMIN, "dispatch", receiver.url, secret_key=ext.settings.secret_key)
+            create_webhook(
+                s,
+                ADMIN,
+                "dispatch",
+                receiver.url,
+                secret_key=ext.settings.secret_key,
+                allow_networks=ext.settings.webhook_allow_networks,
+            )
 
         apns_server.set_outage(503)
         with transaction(ext.session_factory) as s:

@@ -50,6 +50,7 @@ def test_checkin_storm_during_apns_recovery(settings, device_ca, apns_server, se
             org_unit_id=None,
             expires_at=clock.now() + timedelta(days=1),
             actor=SYSTEM,
+            service_account="fault-suite",
         )
     ipads = enroll_ipads(app, device_ca, creds.topic, DEVICES, prefix="storm")
     assert ext.dispatcher.wait_idle(30)

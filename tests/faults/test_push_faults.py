@@ -45,6 +45,7 @@ def fleet(settings, device_ca, apns_server, session_factory):  # type: ignore[no
             org_unit_id=None,
             expires_at=clock.now() + timedelta(days=1),
             actor=SYSTEM,
+            service_account="fault-suite",
         )
     ipads = enroll_ipads(app, device_ca, creds.topic, 6)
     # Enrollment's own wake-ups are done before the faults begin; this process leaves the stage.

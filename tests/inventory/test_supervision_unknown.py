@@ -1,6 +1,6 @@
 """Unknown is shown as unknown (issue 14, item 3): IsSupervised that a device never reported is
 null in the model, the API and the console, never "false"; the device's own DeviceInformation
-answer (Apple's information.device.yaml key IsSupervised) sets it; migration 0005 turns the old
+answer (Apple's information.device.yaml key IsSupervised) sets it; migration 0007 turns the old
 default false of devices that never reported into null, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def _migration_url() -> tuple[str, object]:
     return f"sqlite:///{Path(tmp.name) / 'm.db'}", tmp.cleanup
 
 
-def test_migration_0005_turns_unreported_false_into_null() -> None:
+def test_migration_0007_turns_unreported_false_into_null() -> None:
     url, cleanup = _migration_url()
     try:
         upgrade_database(url, "0002")
@@ -112,7 +112,7 @@ def test_migration_0005_turns_unreported_false_into_null() -> None:
                     " 'acknowledged', 'admin', CURRENT_TIMESTAMP, 1 FROM devices WHERE udid = 'NEVER'"
                 )
             )
-        upgrade_database(url, "0005")
+        upgrade_database(url, "0007")
         with engine.connect() as conn:
             rows = dict(conn.execute(text("SELECT udid, supervised FROM devices")).all())
             facts = conn.execute(text("SELECT count(*) FROM device_facts")).scalar()

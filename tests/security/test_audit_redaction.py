@@ -84,7 +84,15 @@ def test_descriptions_of_secrets_stay_readable(session):
 def test_secret_key_names():
     for name in ("password", "UserPassword", "api_token", "totp_secret", "apns_key", "Passphrase", "pin"):
         assert is_secret_key(name), name
-    for name in ("token_id", "token_prefix", "key_size", "device_id", "serial_number", "request_type"):
+    for name in (
+        "token_id",
+        "token_prefix",
+        "key_size",
+        "device_id",
+        "serial_number",
+        "request_type",
+        "ProductKey",
+    ):
         assert not is_secret_key(name), name
 
 

@@ -121,8 +121,13 @@ def _fill_as_before_the_fix(url: str) -> None:
     engine.dispose()
 
 
+# The revision before the sealing migration: rows are written with today's models, as the old
+# code wrote them, so the schema must be the one just before 0008.
+BEFORE_SEALING = "0007"
+
+
 def test_migration_seals_and_strips_what_was_stored_in_clear(old_database):
-    upgrade_database(old_database, "0002")
+    upgrade_database(old_database, BEFORE_SEALING)
     _fill_as_before_the_fix(old_database)
     engine = make_engine(old_database)
     hits, _ = scan_database(engine, {"psk": PSK, "unlock": UNLOCK})
@@ -131,7 +136,7 @@ def test_migration_seals_and_strips_what_was_stored_in_clear(old_database):
     with pytest.raises(RuntimeError, match="hikeshi db upgrade"):
         upgrade_database(old_database)  # without the instance secret nothing can be sealed
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == BEFORE_SEALING
 
     upgrade_database(old_database, secret_key=KEY)
     hits, values = scan_database(engine, {"psk": PSK, "unlock": UNLOCK, "bypass": "BYPASS-CODE-1234"})

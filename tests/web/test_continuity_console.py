@@ -158,6 +158,10 @@ def test_spare_swap_from_the_incident_link_until_the_unit_is_ready(app, shift, u
     assert "予備機・接続待ち" in a3_row
 
     # The spare checks in working: 救急3隊 is ready again, and the dashboard says so.
+    # A fresh snapshot first: the console wrote since this (deferred) session last read, and
+    # SQLite refuses a write from a stale read snapshot.
+    session.rollback()
+    spare = session.get(Device, shift["spare"])
     spare.last_seen_at = clock.now()
     session.commit()
     html = client.get("/console/continuity").get_data(as_text=True)

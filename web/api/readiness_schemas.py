@@ -109,6 +109,10 @@ class StreamQuerySchema(Schema):
 class PlanBodySchema(PlanSchema):
     """The continuity plan of a unit, every field given."""
 
+    # JSON has booleans: 0, 1 or "yes" are a client's mistake, refused rather than guessed at
+    # (the console's form fields go through PlanSchema, which reads its checkbox strings).
+    require_compliant = fields.Boolean(load_default=True, truthy={True}, falsy={False})
+
 
 class PlanOutSchema(Schema):
     org_unit_id = fields.Integer(required=True)

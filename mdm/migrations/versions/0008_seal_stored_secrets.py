@@ -10,8 +10,8 @@
 - device_messages.raw and command_results.raw: UnlockToken and every other secret replaced by
   "[redacted]" (mdm.redaction.strip_raw_message).
 
-Revision ID: 0006
-Revises: 0009
+Revision ID: 0008
+Revises: 0007
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision = "0006"
-down_revision = "0009"
+revision = '0008'
+down_revision = '0007'
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """durable push intents, scheduler fencing
 
-Revision ID: 0008
-Revises: 0006
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-06 06:16:01.340808
 """
 from alembic import op
@@ -9,8 +9,8 @@ import sqlalchemy as sa
 
 
 
-revision = '0008'
-down_revision = '0006'
+revision = '0006'
+down_revision = '0005'
 branch_labels = None
 depends_on = None
 
