@@ -10,6 +10,7 @@ import click
 from sqlalchemy import select
 
 from commands.expiry import configure_command_expiry
+from mdm import package_clash
 from mdm.audit import Actor, verify_chain
 from mdm.config import BACKUP_PASSPHRASE, SCHEDULER_IN_SERVE, SECRET_KEY, Settings
 from mdm.db import (
@@ -89,6 +90,9 @@ class HikeshiGroup(click.Group):
 @click.pass_context
 def main(ctx: click.Context) -> None:
     """Hikeshi MDM: manage fire department field tablets."""
+    problem = package_clash()  # `hikeshi` checks before this module's imports; this is for callers of main
+    if problem is not None:
+        raise click.ClickException(problem)
     configure_logging("WARNING", unless_configured=True)
     ctx.call_on_close(ctx.ensure_object(Context).close)
 
