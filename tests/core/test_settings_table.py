@@ -105,15 +105,25 @@ def test_settings_read_where_they_are_used_refuse_bad_values_too():
     assert by_name["HIKESHI_LOG_FORMAT"].read({"HIKESHI_LOG_FORMAT": "JSON"}) == "json"
 
 
-def test_the_cli_prints_the_refusal_as_one_line_and_exits_1(tmp_path: Path):
+@pytest.mark.parametrize(
+    ("command", "name", "value", "message"),
+    [
+        ("audit verify", "HIKESHI_APNS_TIMEOUT", "abc", "must be a number of seconds, not 'abc'"),
+        ("audit verify", "HIKESHI_LOG_FORMAT", "xml", "must be one of text, json, not 'xml'"),
+        ("serve --port 1", "HIKESHI_SCHEDULER_IN_SERVE", "perhaps", "must be 1 or 0"),
+    ],
+)
+def test_the_cli_prints_the_refusal_as_one_line_and_exits_1(
+    tmp_path: Path, command: str, name: str, value: str, message: str
+):
     env = {k: v for k, v in os.environ.items() if not k.startswith("HIKESHI_")}
-    env.update(HIKESHI_INSTANCE_PATH=str(tmp_path), HIKESHI_APNS_TIMEOUT="abc")
+    env.update({"HIKESHI_INSTANCE_PATH": str(tmp_path), name: value})
     result = subprocess.run(
-        [str(BIN / "hikeshi"), "audit", "verify"], env=env, capture_output=True, text=True, timeout=120
+        [str(BIN / "hikeshi"), *command.split()], env=env, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 1, (result.stdout, result.stderr)
     lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert lines == ["Error: HIKESHI_APNS_TIMEOUT must be a number of seconds, not 'abc'"]
+    assert len(lines) == 1 and lines[0].startswith(f"Error: {name} {message}"), result.stderr
 
 
 _ENV_READERS = {"environ", "getenv", "environb", "putenv", "unsetenv"}
