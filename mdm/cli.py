@@ -10,8 +10,9 @@ import click
 from sqlalchemy import select
 
 from commands.expiry import configure_command_expiry
+from mdm import package_clash
 from mdm.audit import Actor, verify_chain
-from mdm.config import Settings
+from mdm.config import BACKUP_PASSPHRASE, SCHEDULER_IN_SERVE, SECRET_KEY, Settings
 from mdm.db import (
     DatabaseBehind,
     ensure_migrated,
@@ -89,6 +90,9 @@ class HikeshiGroup(click.Group):
 @click.pass_context
 def main(ctx: click.Context) -> None:
     """Hikeshi MDM: manage fire department field tablets."""
+    problem = package_clash()  # `hikeshi` checks before this module's imports; this is for callers of main
+    if problem is not None:
+        raise click.ClickException(problem)
     configure_logging("WARNING", unless_configured=True)
     ctx.call_on_close(ctx.ensure_object(Context).close)
 
@@ -101,9 +105,8 @@ def main(ctx: click.Context) -> None:
 @click.option(
     "--scheduler/--no-scheduler",
     "with_scheduler",
-    default=True,
-    show_default=True,
-    envvar="HIKESHI_SCHEDULER_IN_SERVE",
+    default=SCHEDULER_IN_SERVE.read,
+    show_default="HIKESHI_SCHEDULER_IN_SERVE, else on",
     help="Run the periodic jobs in the server's master process (single machine); turn off where "
     "`hikeshi scheduler` runs on its own. Env: HIKESHI_SCHEDULER_IN_SERVE=0/1.",
 )
@@ -392,11 +395,9 @@ def push_cert_show(ctx: Context) -> None:
 
 
 def _backup_key(key_file: Path | None):  # type: ignore[no-untyped-def]
-    import os
-
     from mdm.backup.crypto import BackupKey, BackupKeyError
 
-    passphrase = os.environ.get("HIKESHI_BACKUP_PASSPHRASE") if key_file is None else None
+    passphrase = BACKUP_PASSPHRASE.read() if key_file is None else None
     try:
         return BackupKey.from_options(passphrase, key_file)
     except BackupKeyError as exc:
@@ -440,8 +441,6 @@ def backup(
 @pass_ctx
 def restore(ctx: Context, path: Path, key_file: Path | None) -> None:
     """Restore a backup onto an empty instance (refuses a tampered file or a wrong key)."""
-    import os
-
     from mdm.backup.archive import BackupError, restore_backup
 
     key = _backup_key(key_file)
@@ -454,7 +453,8 @@ def restore(ctx: Context, path: Path, key_file: Path | None) -> None:
         raise click.ClickException(f"restore refused: {exc}") from exc
     click.echo(f"restored backup of {manifest['created_at']} ({manifest['database']})")
     restored_secret = (settings.instance_path / "secret_key").read_text().strip()
-    if os.environ.get("HIKESHI_SECRET_KEY") and os.environ["HIKESHI_SECRET_KEY"] != restored_secret:
+    secret_from_env = SECRET_KEY.read()
+    if secret_from_env and secret_from_env != restored_secret:
         click.echo(
             "WARNING: HIKESHI_SECRET_KEY differs from the restored instance secret; set it to the value now "
             f"in {settings.instance_path / 'secret_key'} or the CA and push keys cannot be opened.",

@@ -5,7 +5,7 @@ HIKESHI_LOG_FORMAT: `text` (default) or `json` (one JSON object per line: time, 
 pid, message, and exc when there is a traceback). HIKESHI_LOG_LEVEL: DEBUG, INFO, WARNING...
 (INFO under `hikeshi serve` and `hikeshi scheduler`, WARNING for the other commands).
 
-These are read from the environment, not from Settings: logging must work before the settings
+These are read through mdm.config's table, not from Settings: logging must work before the settings
 load and when they cannot.
 
 The filter rewrites each record's text: enrollment URLs (/enroll/<token>, the Android
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import sys
 from datetime import UTC, datetime
@@ -27,10 +26,9 @@ from typing import Any
 
 from gunicorn.glogging import Logger as GunicornLogger
 
+from mdm.config import LOG_FORMAT, LOG_LEVEL
 from mdm.redaction import REDACTED, is_secret_key
 
-FORMAT_ENV = "HIKESHI_LOG_FORMAT"
-LEVEL_ENV = "HIKESHI_LOG_LEVEL"
 TEXT_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
 _HANDLER_NAME = "hikeshi"
 
@@ -100,12 +98,12 @@ class JsonFormatter(logging.Formatter):
 
 
 def log_format() -> str:
-    value = os.environ.get(FORMAT_ENV, "text").strip().lower() or "text"
-    return value if value in ("text", "json") else "text"
+    value: str = LOG_FORMAT.read()
+    return value
 
 
 def log_level(default: str) -> int:
-    name = (os.environ.get(LEVEL_ENV) or default).strip().upper()
+    name = LOG_LEVEL.read() or default.strip().upper()
     level = logging.getLevelName(name)
     return level if isinstance(level, int) else logging.getLevelName(default.upper())
 
