@@ -11,9 +11,9 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
 from commands.catalog import CommandType, get_command_type
@@ -270,7 +270,9 @@ def expire_overdue(session: Session, device_id: int | None = None) -> int:
     )
     if device_id is not None:
         stmt = stmt.where(Command.device_id == device_id)
-    return session.execute(stmt.execution_options(synchronize_session=False)).rowcount or 0
+    # Session.execute is typed as returning a Result; for an UPDATE or DELETE it is a CursorResult.
+    result = cast(CursorResult[Any], session.execute(stmt.execution_options(synchronize_session=False)))
+    return result.rowcount or 0
 
 
 def next_command(session: Session, device: Device, *, offer_not_now: bool) -> Command | None:

@@ -168,7 +168,7 @@ def token_create(
         except tokens.TokenError as exc:
             raise click.ClickException(_fields_message(exc.fields)) from exc
         token = created.token
-        record = {
+        record: dict[str, object] = {
             "id": token.id,
             "unit": unit.code or unit.id,
             "unit_name": orgunits.path_label(session, unit),
@@ -176,6 +176,7 @@ def token_create(
             "max_uses": token.max_uses,
             "expires_at": token.expires_at.isoformat(),
         }
+        url: str | None = None
         if android:
             base = _android_provisioning_url(obj.settings, created.secret)
             # The QR code carries the secret: there is no URL a tablet opens, only the sheet.
@@ -185,7 +186,7 @@ def token_create(
             record |= {"url": url, "sheet_url": url + "/sheet", "qr_png_url": url + "/qr.png"}
         if qr_path is not None:
             # Written before the token commits: if the file cannot be written, no token exists.
-            png = android_qr.qr_png(obj.settings, created.secret) if android else qr.qr_png(record["url"])
+            png = android_qr.qr_png(obj.settings, created.secret) if url is None else qr.qr_png(url)
             try:
                 qr_path.write_bytes(png)
             except OSError as exc:

@@ -139,7 +139,10 @@ def _decrypt(
         elif key_algorithm == "rsaes_oaep":
             params = recipient["key_encryption_algorithm"]["parameters"]
             hash_name = params["hash_algorithm"]["algorithm"].native if params.native else "sha1"
-            digest = {"sha1": hashes.SHA1, "sha256": hashes.SHA256, "sha512": hashes.SHA512}.get(hash_name)
+            oaep_digests: dict[str, type[hashes.HashAlgorithm]] = {
+                "sha1": hashes.SHA1, "sha256": hashes.SHA256, "sha512": hashes.SHA512
+            }
+            digest = oaep_digests.get(hash_name)
             if digest is None:
                 raise EnvelopeError(f"unsupported OAEP hash {hash_name}")
             content_key = key.decrypt(

@@ -45,7 +45,7 @@ class IssuedIdentity:
     row: DeviceCertificate
 
 
-def check_csr(csr: x509.CertificateRequest) -> None:
+def check_csr(csr: x509.CertificateSigningRequest) -> None:
     if not csr.is_signature_valid:
         raise BadCertificateRequest("the CSR signature does not verify")
     key = csr.public_key()
@@ -55,7 +55,7 @@ def check_csr(csr: x509.CertificateRequest) -> None:
         raise BadCertificateRequest(f"the CSR key must be at least {MIN_KEY_BITS} bits")
 
 
-def _common_name(csr: x509.CertificateRequest) -> str:
+def _common_name(csr: x509.CertificateSigningRequest) -> str:
     names = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     value = names[0].value if names else ""
     text = value if isinstance(value, str) else value.decode("utf-8", "replace")
@@ -63,7 +63,7 @@ def _common_name(csr: x509.CertificateRequest) -> str:
 
 
 def _issue(
-    session: Session, settings: Settings, ca: Credential, csr: x509.CertificateRequest, *, purpose: str
+    session: Session, settings: Settings, ca: Credential, csr: x509.CertificateSigningRequest, *, purpose: str
 ) -> IssuedIdentity:
     check_csr(csr)
     cert = issue_device_identity(ca, csr.public_key(), _common_name(csr), days=settings.identity_cert_days)
@@ -73,7 +73,12 @@ def _issue(
 
 
 def issue_with_challenge(
-    session: Session, settings: Settings, csr: x509.CertificateRequest, challenge_secret: str, *, actor: Actor
+    session: Session,
+    settings: Settings,
+    csr: x509.CertificateSigningRequest,
+    challenge_secret: str,
+    *,
+    actor: Actor,
 ) -> IssuedIdentity:
     """PKCSReq: redeem the single-use challenge and issue an identity for the CSR's key.
 
@@ -112,7 +117,7 @@ def issue_with_challenge(
 def renew_with_identity(
     session: Session,
     settings: Settings,
-    csr: x509.CertificateRequest,
+    csr: x509.CertificateSigningRequest,
     signer: x509.Certificate,
     *,
     actor: Actor,

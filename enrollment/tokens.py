@@ -17,10 +17,10 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from marshmallow import Schema, ValidationError, fields, validate
-from sqlalchemy import delete, select, update
+from sqlalchemy import CursorResult, delete, select, update
 from sqlalchemy.orm import Session
 
 from mdm import clock
@@ -295,7 +295,8 @@ def take_token_use(session: Session, token_id: int | None) -> bool:
     """Count one use of a token that is still usable, in one statement: two devices racing for
     the last use cannot both have it. False when the token is revoked, expired or used up."""
     now = clock.now()
-    taken = session.execute(
+    # Session.execute is typed as returning a Result; for an UPDATE or DELETE it is a CursorResult.
+    taken = cast(CursorResult[Any], session.execute(
         update(EnrollmentToken)
         .where(
             EnrollmentToken.id == token_id,
@@ -305,7 +306,7 @@ def take_token_use(session: Session, token_id: int | None) -> bool:
         )
         .values(use_count=EnrollmentToken.use_count + 1)
         .execution_options(synchronize_session=False)
-    ).rowcount
+    )).rowcount
     return taken == 1
 
 
@@ -329,12 +330,12 @@ def redeem_challenge(session: Session, secret: str) -> EnrollmentChallenge:
         raise ChallengeRejected("challenge password has expired")
     if challenge.purpose == ChallengePurpose.ENROLL and not take_token_use(session, challenge.token_id):
         raise ChallengeRejected("the enrollment token is revoked, expired or used up")
-    marked = session.execute(
+    marked = cast(CursorResult[Any], session.execute(
         update(EnrollmentChallenge)
         .where(EnrollmentChallenge.id == challenge.id, EnrollmentChallenge.used_at.is_(None))
         .values(used_at=now)
         .execution_options(synchronize_session=False)
-    ).rowcount
+    )).rowcount
     if marked != 1:
         # Another request redeemed it between our read and this write; its transaction counts.
         raise ChallengeRejected("challenge password was already used")
@@ -387,9 +388,9 @@ def purge_stale_challenges(session: Session, *, older_than: timedelta = timedelt
     Used challenges stay: token uses point at them.
     """
     cutoff = clock.now() - older_than
-    result = session.execute(
+    result = cast(CursorResult[Any], session.execute(
         delete(EnrollmentChallenge)
         .where(EnrollmentChallenge.used_at.is_(None), EnrollmentChallenge.expires_at < cutoff)
         .execution_options(synchronize_session=False)
-    )
+    ))
     return result.rowcount or 0

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from sqlalchemy import select
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session, sessionmaker
 
 from commands.expiry import configure_command_expiry
 from mdm import package_clash
@@ -23,6 +25,9 @@ from mdm.db import (
 )
 from mdm.logsetup import configure_logging
 
+if TYPE_CHECKING:
+    from mdm.backup.crypto import BackupKey
+
 
 def cli_actor() -> Actor:
     import getpass
@@ -35,8 +40,8 @@ class Context:
 
     def __init__(self) -> None:
         self._settings: Settings | None = None
-        self._factory = None
-        self._engine = None
+        self._factory: sessionmaker[Session] | None = None
+        self._engine: Engine | None = None
 
     def close(self) -> None:
         """Give the pool's connections back when the command ends (tests run many in one process)."""
@@ -51,7 +56,7 @@ class Context:
             self._settings = Settings.from_env()
         return self._settings
 
-    def session_factory(self, *, check_migrations: bool = True):  # type: ignore[no-untyped-def]
+    def session_factory(self, *, check_migrations: bool = True) -> sessionmaker[Session]:
         if self._factory is None:
             engine = self._engine = make_engine(self.settings.database_url)
             if check_migrations:
@@ -394,7 +399,7 @@ def push_cert_show(ctx: Context) -> None:
         sys.exit(1)
 
 
-def _backup_key(key_file: Path | None):  # type: ignore[no-untyped-def]
+def _backup_key(key_file: Path | None) -> BackupKey:
     from mdm.backup.crypto import BackupKey, BackupKeyError
 
     passphrase = BACKUP_PASSPHRASE.read() if key_file is None else None

@@ -10,10 +10,14 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -59,7 +63,7 @@ def keep_private(database: Path, *, create: bool = False) -> None:
 
 def _configure_sqlite(engine: Engine, database: Path | None) -> None:
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+    def _on_connect(dbapi_connection: Any, _record: object) -> None:  # the driver's own connection
         # Let SQLAlchemy's "begin" event below issue BEGIN itself.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
@@ -72,7 +76,7 @@ def _configure_sqlite(engine: Engine, database: Path | None) -> None:
             keep_private(database)
 
     @event.listens_for(engine, "begin")
-    def _on_begin(conn):  # type: ignore[no-untyped-def]
+    def _on_begin(conn: Connection) -> None:
         # IMMEDIATE takes the write lock up front: a transaction that reads and then writes
         # (every audited change does) can never fail half-way on a stale WAL snapshot. A
         # read-mostly session opts out with `read_mostly(engine)`.
@@ -114,7 +118,7 @@ def is_postgres(session_or_engine: Session | Engine) -> bool:
     return bind.dialect.name == "postgresql"
 
 
-def alembic_config(url: str):  # type: ignore[no-untyped-def]
+def alembic_config(url: str) -> Config:
     from alembic.config import Config
 
     cfg = Config()

@@ -137,7 +137,7 @@ def configure_logging(
     return handler
 
 
-class AccessLogger(GunicornLogger):  # type: ignore[misc]
+class AccessLogger(GunicornLogger):
     """gunicorn's logger, writing its error and access logs through our handler (same format,
     same secret filter); request lines, paths, query strings and referers are redacted too."""
 

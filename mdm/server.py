@@ -14,6 +14,7 @@ import logging
 import os
 from typing import Any
 
+from flask import Flask
 from gunicorn.app.base import BaseApplication
 
 from mdm.config import Settings
@@ -24,7 +25,7 @@ from mdm.transport import request_line_limit
 log = logging.getLogger("hikeshi")
 
 
-class _Server(BaseApplication):  # type: ignore[misc]
+class _Server(BaseApplication):
     def __init__(self, settings: Settings, options: dict[str, Any], *, scheduler: bool = False) -> None:
         self._settings = settings
         self._options = options
@@ -38,7 +39,7 @@ class _Server(BaseApplication):  # type: ignore[misc]
             self.cfg.set("when_ready", self._scheduler.when_ready)
             self.cfg.set("on_exit", self._scheduler.on_exit)
 
-    def load(self):  # type: ignore[no-untyped-def]
+    def load(self) -> Flask:
         from mdm import create_app
 
         configure_logging("INFO")  # in each worker too: the app's own loggers, one format

@@ -29,7 +29,8 @@ class ChallengeRequest:
     scep_url: str
 
 
-ChallengeProvider = Callable[[ChallengeRequest], str]
+# None: no challenge for this request (another CA's endpoint); the Challenge is left out.
+ChallengeProvider = Callable[[ChallengeRequest], str | None]
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import base64
 import copy
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, TypeGuard
 
 from marshmallow import ValidationError
 
@@ -35,7 +35,7 @@ class SecretKeyMissing(RuntimeError):
     """A spec with secrets was stored or revealed without the instance secret (a wiring bug)."""
 
 
-def is_sealed(value: Any) -> bool:
+def is_sealed(value: Any) -> TypeGuard[str]:
     return isinstance(value, str) and value.startswith(SEALED_PREFIX)
 
 

@@ -61,7 +61,7 @@ class PKIMessage:
 
     def open_csr(
         self, ca_cert: x509.Certificate, ca_key: rsa.RSAPrivateKey
-    ) -> tuple[x509.CertificateRequest, str]:
+    ) -> tuple[x509.CertificateSigningRequest, str]:
         """(CSR, content-encryption algorithm) from the envelope, or RequestRejected."""
         if self.enveloped is None:
             raise RequestRejected(FailInfo.BAD_REQUEST, "the request carries no envelope")
@@ -79,7 +79,7 @@ class PKIMessage:
             ) from exc
 
 
-def challenge_password(csr: x509.CertificateRequest) -> str | None:
+def challenge_password(csr: x509.CertificateSigningRequest) -> str | None:
     try:
         value = csr.attributes.get_attribute_for_oid(AttributeOID.CHALLENGE_PASSWORD).value
     except x509.AttributeNotFound:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -30,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from werkzeug.datastructures import Headers
 
 from mdm import clock
 from mdm.android.protocol import (
@@ -75,7 +75,7 @@ def authenticate(
     *,
     method: str,
     path: str,
-    headers: Mapping[str, str],
+    headers: Headers,
     body: bytes,
 ) -> AuthenticatedDevice:
     """The enrolled Android device this request speaks for, or Unauthenticated / ProtocolError."""
@@ -116,7 +116,7 @@ def _signed_request(
     settings: Settings,
     method: str,
     path: str,
-    headers: Mapping[str, str],
+    headers: Headers,
     body: bytes,
 ) -> tuple[DeviceCertificate, x509.Certificate]:
     fp = (headers.get(CERTIFICATE_HEADER) or "").strip().lower()

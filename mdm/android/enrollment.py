@@ -172,7 +172,7 @@ def enroll(session: Session, settings: Settings, data: dict[str, Any], *, source
     )
 
 
-def _load_csr(text: str) -> x509.CertificateRequest:
+def _load_csr(text: str) -> x509.CertificateSigningRequest:
     try:
         if "-----BEGIN" in text:
             csr = x509.load_pem_x509_csr(text.encode())

@@ -95,7 +95,7 @@ def _unrouted(_rest: str) -> Response:
         method
         for rule in current_app.url_map.iter_rules()
         if rule.endpoint != "android_agent._unrouted" and rule.rule == request.path
-        for method in (rule.methods or ()) - {"HEAD", "OPTIONS"}
+        for method in (rule.methods or set()) - {"HEAD", "OPTIONS"}
     )
     if allowed:
         response = _json(405, ProtocolError(405, "method_not_allowed", f"use {', '.join(allowed)}").body())

@@ -44,7 +44,7 @@ def oversized_answer(session: Session, body: OversizedBody, conf: Settings) -> R
         body.uuids,
         body.size,
         limit,
-        actor=devices.device_actor(device.udid, client_ip()),
+        actor=devices.device_actor(device.udid or "", client_ip()),
     )
     session.commit()
     log.warning(

@@ -233,8 +233,8 @@ def _signed_attributes_der(signed_attrs: cms.CMSAttributes, body: bytes, digest_
 
 
 def _checked_signed_attributes(signed_attrs: cms.CMSAttributes, body_digest: bytes) -> bytes:
-    content_types = []
-    message_digests = []
+    content_types: list[str] = []
+    message_digests: list[bytes] = []
     for attribute in signed_attrs:
         name = attribute["type"].native
         values = attribute["values"]

@@ -149,14 +149,14 @@ def _evaluate(
         if finding.rule not in names:
             still_open.append(finding)
             continue
-        violation = found.get((finding.rule, finding.subject))
-        if violation is None:
+        seen = found.get((finding.rule, finding.subject))
+        if seen is None:
             finding.closed_at = now
         else:
             finding.last_seen_at = now
-            finding.severity = violation.severity
-            finding.message = violation.message[:512]
-            finding.details = violation.details
+            finding.severity = seen.severity
+            finding.message = seen.message[:512]
+            finding.details = seen.details
             still_open.append(finding)
     for key, violation in found.items():
         if key not in current:

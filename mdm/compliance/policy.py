@@ -72,7 +72,7 @@ class PolicyBook:
         self.rows = _rows_by_unit(session)
         self.parents: dict[int, int | None] = dict(
             session.execute(select(OrgUnit.id, OrgUnit.parent_id)).all()
-        )  # type: ignore[arg-type]
+        )
         self._cache: dict[int | None, UnitPolicy] = {}
 
     def for_unit(self, org_unit_id: int | None) -> UnitPolicy:

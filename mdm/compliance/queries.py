@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import ColumnElement, Select, func, or_, select
 from sqlalchemy.orm import Session
 
 from mdm.models import ComplianceFinding, Device, DeviceCompliance, Severity
@@ -16,7 +16,7 @@ def with_compliance_filter(stmt: Select[Any], states: Iterable[str]) -> Select[A
     never evaluated), so the devices list can add its own filters, order and paging."""
     wanted = list(states)
     stmt = stmt.outerjoin(DeviceCompliance, DeviceCompliance.device_id == Device.id)
-    condition = DeviceCompliance.state.in_(wanted)
+    condition: ColumnElement[bool] = DeviceCompliance.state.in_(wanted)
     if Severity.OK in wanted:
         condition = or_(condition, DeviceCompliance.device_id.is_(None))
     return stmt.where(condition)

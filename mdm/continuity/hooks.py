@@ -134,7 +134,7 @@ def _units_of(session: Session, pending: Pending) -> set[int] | None:
         )
     if pending.device_ids:
         rows = session.execute(
-            select(Device.id, Device.org_unit_id, OrgUnit.kind)
+            select(Device.id, OrgUnit.id, OrgUnit.kind)
             .join(OrgUnit, OrgUnit.id == Device.org_unit_id)
             .where(Device.id.in_(sorted(pending.device_ids)))
         ).all()

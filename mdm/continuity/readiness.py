@@ -277,9 +277,10 @@ def _finish_events(
 ) -> None:
     """Give each event its published payload (which names its own id) and queue its webhooks."""
     webhooks = list(session.scalars(select(Webhook).where(Webhook.enabled.is_(True)).order_by(Webhook.id)))
-    station_states = _station_states(session, {computed[e.org_unit_id].station_id for e, _ in events})
+    # The state row's unit is never null; the event's may become null once its unit is deleted.
+    station_states = _station_states(session, {computed[row.org_unit_id].station_id for _, row in events})
     for event, row in events:
-        c = computed[event.org_unit_id]
+        c = computed[row.org_unit_id]
         row.last_event_id = event.id
         event.payload = event_payload(event, c, station_states.get(c.station_id))
         body = json.dumps(event.payload, ensure_ascii=False, sort_keys=True).encode()

@@ -123,8 +123,12 @@ def deliver_due(factory: sessionmaker[Session], settings: Settings) -> dict[str,
 
 
 class JobContextLike(Protocol):
-    factory: sessionmaker[Session]
-    settings: Settings
+    # Read-only, as the scheduler's JobContext (a frozen dataclass) has them.
+    @property
+    def factory(self) -> sessionmaker[Session]: ...
+
+    @property
+    def settings(self) -> Settings: ...
 
 
 def readiness_job(ctx: JobContextLike) -> dict[str, Any]:

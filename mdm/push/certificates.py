@@ -60,7 +60,9 @@ def read_push_certificate(data: bytes, password: bytes | None = None) -> LoadedP
             raise PushCertificateError("not a PEM or PKCS#12 file, or the password is wrong") from exc
     if cert is None or key is None:
         raise PushCertificateError("the file must hold both the certificate and its private key")
-    if cert.public_key().public_numbers() != key.public_key().public_numbers():
+    # Compared as SubjectPublicKeyInfo: defined for every key type (public_numbers is not).
+    spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    if cert.public_key().public_bytes(*spki) != key.public_key().public_bytes(*spki):
         raise PushCertificateError("the private key does not belong to the certificate")
     uids = cert.subject.get_attributes_for_oid(NameOID.USER_ID)
     if not uids:

@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import event, select, update
 from sqlalchemy.exc import DBAPIError
@@ -76,7 +77,7 @@ class PushDispatcher:
         self._inflight = 0
         self._idle = threading.Condition()
         # Background tasks kept referenced until done (closing old clients, deferred retries).
-        self._closing: set[asyncio.Future[object]] = set()
+        self._closing: set[asyncio.Future[Any]] = set()
         self.breaker = CircuitBreaker()
         self._retry_handle: asyncio.TimerHandle | None = None
         # None unless a broker is configured: then nothing ever opens a connection.

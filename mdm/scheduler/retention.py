@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any, cast
 
-from sqlalchemy import delete, select
+from sqlalchemy import CursorResult, Delete, delete, select
 from sqlalchemy.orm import Session
 
 from mdm import clock
@@ -38,8 +39,10 @@ def purge_expired(session: Session, days: RetentionDays) -> dict[str, int]:
     now = clock.now()
     counts: dict[str, int] = {}
 
-    def run(name: str, stmt) -> None:  # type: ignore[no-untyped-def]
-        counts[name] = session.execute(stmt.execution_options(synchronize_session=False)).rowcount or 0
+    def run(name: str, stmt: Delete) -> None:
+        # Session.execute is typed as returning a Result; for a DELETE it is a CursorResult.
+        result = cast(CursorResult[Any], session.execute(stmt.execution_options(synchronize_session=False)))
+        counts[name] = result.rowcount or 0
 
     if days.inventory_history:
         run(

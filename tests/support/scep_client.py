@@ -177,7 +177,9 @@ def self_signed(key: rsa.RSAPrivateKey, common_name: str) -> x509.Certificate:
     )
 
 
-def make_csr(key: rsa.RSAPrivateKey, common_name: str, challenge: str | None) -> x509.CertificateRequest:
+def make_csr(
+    key: rsa.RSAPrivateKey, common_name: str, challenge: str | None
+) -> x509.CertificateSigningRequest:
     builder = x509.CertificateSigningRequestBuilder().subject_name(
         x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     )
@@ -296,7 +298,7 @@ def parse_certrep(der: bytes, ca_cert: x509.Certificate) -> CertRep:
 @dataclass
 class Enrollment:
     key: rsa.RSAPrivateKey
-    csr: x509.CertificateRequest
+    csr: x509.CertificateSigningRequest
     transaction_id: str
     sender_nonce: bytes
     reply: CertRep

@@ -39,7 +39,10 @@ class DuplicateAssetTag(ValueError):
 class Label(fields.String):
     """Trimmed text on one line; blank (or null) clears the label."""
 
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str | None:
+    # marshmallow types a String's value as str; a blank label is None by design (it clears the label).
+    def _deserialize(  # type: ignore[override]
+        self, value: Any, attr: str | None, data: Any, **kwargs: Any
+    ) -> str | None:
         text = super()._deserialize(value, attr, data, **kwargs).strip()
         if any(ord(ch) < 0x20 or ord(ch) == 0x7F or 0xD800 <= ord(ch) <= 0xDFFF for ch in text):
             raise ValidationError("must be one line of printable text")

@@ -10,8 +10,9 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
 from mdm import clock
@@ -112,9 +113,13 @@ def revoke_user_sessions(session: Session, user_id: int, reason: str, *, keep_id
     stmt = update(WebSession).where(WebSession.user_id == user_id, WebSession.revoked_at.is_(None))
     if keep_id is not None:
         stmt = stmt.where(WebSession.id != keep_id)
-    result = session.execute(
-        stmt.values(revoked_at=clock.now(), revoked_reason=reason[:32]).execution_options(
-            synchronize_session="fetch"
-        )
+    # Session.execute is typed as returning a Result; for an UPDATE or DELETE it is a CursorResult.
+    result = cast(
+        CursorResult[Any],
+        session.execute(
+            stmt.values(revoked_at=clock.now(), revoked_reason=reason[:32]).execution_options(
+                synchronize_session="fetch"
+            )
+        ),
     )
     return result.rowcount or 0

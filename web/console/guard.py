@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from flask import Response, abort, g, jsonify, redirect, render_template, request, url_for
 from flask_babel import gettext as _
+from werkzeug.wrappers import Response as BaseResponse
 
 from mdm.appctx import client_ip, db_session, settings
 from mdm.models import User, WebSession
@@ -67,7 +68,7 @@ def _wants_json() -> bool:
     return request.headers.get(POLL_HEADER) == "1" or request.accept_mimetypes.best == "application/json"
 
 
-def load_console_user() -> Response | None:
+def load_console_user() -> BaseResponse | None:
     if not request.path.startswith("/console"):
         return None
     conf = settings()
@@ -153,7 +154,7 @@ def needs(permission: Permission) -> Callable[[F], F]:
                 abort(403)
             return fn(*args, **kwargs)
 
-        wrapper._hikeshi_permission = permission
+        wrapper.__dict__["_hikeshi_permission"] = permission  # as web/api/base.py marks its views
         return wrapper  # type: ignore[return-value]
 
     return decorate

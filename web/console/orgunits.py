@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from flask import Response, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
@@ -179,7 +181,7 @@ def org_unit_incident_policy(unit_id: int) -> Response:
     return back  # type: ignore[return-value]
 
 
-def _policy_problems(errors: dict[str, object]) -> str:
+def _policy_problems(errors: Mapping[str, object]) -> str:
     texts = {
         "auto_wipe_after_hours": _("hours must be a whole number from 1 to 720, or blank for off"),
         "remind_before_hours": _("the reminder must be 0 to 168 hours and less than the auto-wipe delay"),
