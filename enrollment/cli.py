@@ -10,6 +10,7 @@ import getpass
 import json
 import os
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from enrollment import ca as ca_service
 from mdm import clock, orgunits
 from mdm.android.sheet import PATH as ANDROID_PROVISIONING_PATH
 from mdm.audit import Actor
+from mdm.compliance.policy import POLICY_FIELDS, policy_input_problems, policy_layers, set_unit_policy
 from mdm.db import transaction
 from mdm.models import OrgUnit, OrgUnitKind, TokenPlatform, UnitType
 
@@ -411,6 +413,100 @@ def units_list(obj: Any, as_json: bool) -> None:
                 )
         if not nodes and not as_json:
             click.echo("no org units")
+
+
+# -- hikeshi units compliance-policy (issue #15 item 9) ----------------------------------------------
+
+
+def _hours_or_days(maximum: int) -> click.IntRange:
+    return click.IntRange(1, maximum)
+
+
+@units_group.command("compliance-policy")
+@click.argument("unit_ref", required=False)
+@click.option("--default", "fleet_default", is_flag=True, help="The fleet default row instead of a unit.")
+@click.option("--minimum-os", default=None, help="Oldest iOS/iPadOS version accepted, e.g. 17.4.")
+@click.option("--offline-limit-hours", type=_hours_or_days(8760), default=None)
+@click.option("--require-supervision/--no-require-supervision", default=None)
+@click.option("--inventory-interval-hours", type=_hours_or_days(8760), default=None)
+@click.option("--certificate-warning-days", type=_hours_or_days(3650), default=None)
+@click.option("--minimum-android-patch", default=None, help="Oldest Android patch level, YYYY-MM-DD.")
+@click.option(
+    "--inherit",
+    "inherit",
+    multiple=True,
+    type=click.Choice(POLICY_FIELDS),
+    help="Drop the unit's own value of FIELD so it inherits again (repeatable).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print own, inherited and effective values as JSON.")
+@click.pass_obj
+def units_compliance_policy(
+    obj: Any,
+    unit_ref: str | None,
+    fleet_default: bool,
+    minimum_os: str | None,
+    offline_limit_hours: int | None,
+    require_supervision: bool | None,
+    inventory_interval_hours: int | None,
+    certificate_warning_days: int | None,
+    minimum_android_patch: str | None,
+    inherit: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Show or change the compliance rules behind alerts of UNIT (code or id), or --default.
+
+    With no change options it prints the policy that applies."""
+    if (unit_ref is None) == (not fleet_default):
+        raise click.UsageError("give exactly one of UNIT or --default")
+    given = {
+        "minimum_os_version": minimum_os,
+        "offline_limit_hours": offline_limit_hours,
+        "require_supervision": require_supervision,
+        "inventory_interval_hours": inventory_interval_hours,
+        "certificate_warning_days": certificate_warning_days,
+        "minimum_android_security_patch": minimum_android_patch,
+    }
+    values: dict[str, Any] = {name: value for name, value in given.items() if value is not None}
+    clash = sorted(set(values) & set(inherit))
+    if clash:
+        raise click.UsageError(f"{', '.join(clash)}: give a value or --inherit, not both")
+    values.update(dict.fromkeys(inherit))
+    problems = policy_input_problems(values)
+    if problems:
+        raise click.ClickException(_fields_message(problems))
+    with transaction(obj.session_factory()) as session:
+        unit_id = None if fleet_default else _resolve_unit(session, unit_ref or "", "UNIT").id
+        if values:
+            set_unit_policy(session, _actor(), unit_id, **values)
+        layers = policy_layers(session, unit_id)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "org_unit_id": unit_id,
+                    "own": layers.own,
+                    "inherited": asdict(layers.inherited),
+                    "effective": asdict(layers.effective),
+                },
+                ensure_ascii=False,
+            )
+        )
+        return
+    if values:
+        click.echo("saved")
+    click.echo(f"compliance policy of {'the fleet default' if unit_id is None else f'unit #{unit_id}'}:")
+    for name in POLICY_FIELDS:
+        own = layers.own[name]
+        source = "own" if own is not None else "inherited"
+        click.echo(f"  {name}: {_shown(getattr(layers.effective, name))} ({source})")
+
+
+def _shown(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
 
 
 COMMANDS = (ca_group, enroll_group, units_group)

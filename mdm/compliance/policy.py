@@ -3,6 +3,7 @@ default row (org_unit_id NULL), else the built-in defaults below."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from datetime import date
 
@@ -46,6 +47,25 @@ def parse_patch_level(value: object) -> date | None:
         return date.fromisoformat(value)
     except ValueError:
         return None
+
+
+# What the API, console and CLI accept for the two text fields.
+OS_VERSION = re.compile(r"^\d{1,3}\.\d{1,3}(\.\d{1,3})?$")
+PATCH_LEVEL = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def policy_input_problems(values: dict[str, object]) -> dict[str, list[str]]:
+    """Field -> messages for text values an operator typed that the rules could not use."""
+    problems: dict[str, list[str]] = {}
+    version = values.get("minimum_os_version")
+    if version is not None and not (isinstance(version, str) and OS_VERSION.match(version)):
+        problems["minimum_os_version"] = ["must be a version like 17.4 or 17.4.1"]
+    patch = values.get("minimum_android_security_patch")
+    if patch is not None and not (
+        isinstance(patch, str) and PATCH_LEVEL.match(patch) and parse_patch_level(patch) is not None
+    ):
+        problems["minimum_android_security_patch"] = ["must be a date YYYY-MM-DD, e.g. 2025-06-05"]
+    return problems
 
 
 def _rows_by_unit(session: Session) -> dict[int | None, CompliancePolicy]:
@@ -103,13 +123,7 @@ def set_unit_policy(
     patch = values.get("minimum_android_security_patch")
     if patch is not None and parse_patch_level(patch) is None:
         raise ValueError("minimum_android_security_patch must be a date YYYY-MM-DD")
-    row = session.scalars(
-        select(CompliancePolicy).where(
-            CompliancePolicy.org_unit_id.is_(None)
-            if org_unit_id is None
-            else CompliancePolicy.org_unit_id == org_unit_id
-        )
-    ).first()
+    row = own_policy(session, org_unit_id)
     if row is None:
         row = CompliancePolicy(org_unit_id=org_unit_id)
         session.add(row)
@@ -126,3 +140,37 @@ def set_unit_policy(
         {k: v for k, v in values.items()},
     )
     return row
+
+
+POLICY_FIELDS = _FIELDS
+
+
+def own_policy(session: Session, org_unit_id: int | None) -> CompliancePolicy | None:
+    """The unit's own stored row (None: the default row), or None when it has none."""
+    return session.scalars(
+        select(CompliancePolicy).where(
+            CompliancePolicy.org_unit_id.is_(None)
+            if org_unit_id is None
+            else CompliancePolicy.org_unit_id == org_unit_id
+        )
+    ).first()
+
+
+@dataclass(frozen=True)
+class PolicyLayers:
+    """What a unit stores itself, what it would get from above, and what applies."""
+
+    own: dict[str, object]
+    inherited: UnitPolicy
+    effective: UnitPolicy
+
+
+def policy_layers(session: Session, org_unit_id: int | None) -> PolicyLayers:
+    book = PolicyBook(session)
+    row = own_policy(session, org_unit_id)
+    own = {name: getattr(row, name) for name in _FIELDS} if row is not None else dict.fromkeys(_FIELDS)
+    if org_unit_id is None:
+        inherited = book.base
+    else:
+        inherited = book.for_unit(book.parents.get(org_unit_id))
+    return PolicyLayers(own=own, inherited=inherited, effective=book.for_unit(org_unit_id))

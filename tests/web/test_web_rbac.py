@@ -130,6 +130,10 @@ EXPECTED: dict[tuple[str, str], set[str] | None] = {
     ("PUT", "/api/v1/org-units/{unit_id}/continuity-plan"): ADMIN,
     ("GET", "/api/v1/org-units/{unit_id}/incident-policy"): INCIDENT_READERS,
     ("PUT", "/api/v1/org-units/{unit_id}/incident-policy"): ADMIN,
+    ("GET", "/api/v1/org-units/{unit_id}/compliance-policy"): INCIDENT_READERS,
+    ("PUT", "/api/v1/org-units/{unit_id}/compliance-policy"): ADMIN,
+    ("GET", "/api/v1/compliance-policy/default"): INCIDENT_READERS,
+    ("PUT", "/api/v1/compliance-policy/default"): ADMIN,
 }
 ROLES = sorted(EVERYONE)
 PROFILE_SPEC = {
@@ -216,6 +220,8 @@ def world(app: Any, tree: Any, session_factory: Any, settings: Any) -> World:
         ("POST", "/api/v1/devices/{device_id}/reenroll-allowance"): {"hours": 4},
         ("POST", "/api/v1/devices/{device_id}/out-of-service"): {"reason": "初期化済み・旧記録を停止"},
         ("PUT", "/api/v1/org-units/{unit_id}/incident-policy"): {"auto_wipe_after_hours": 24},
+        ("PUT", "/api/v1/org-units/{unit_id}/compliance-policy"): {"minimum_os_version": "17.4"},
+        ("PUT", "/api/v1/compliance-policy/default"): {"offline_limit_hours": 48},
         ("POST", "/api/v1/enrollment-tokens"): {"org_unit_id": tree.unit_a1.id},
         ("POST", "/api/v1/enrollment-tokens/{enrollment_token_id}/revoke"): {},
         ("POST", "/api/v1/users"): {"username": "newbie", "role": "auditor"},

@@ -8,6 +8,7 @@ from flask_smorest import Api
 from web.api import (
     alerts,
     audit,
+    compliance_policy,
     device_identity,
     device_labels,
     devices,
@@ -43,6 +44,7 @@ BLUEPRINTS = (
     audit.blp,
     incidents.blp,
     incident_policy.blp,
+    compliance_policy.blp,
     readiness.blp,
     webhooks.blp,
 )

@@ -9,8 +9,10 @@ from flask_babel import gettext as _
 
 from commands.incidents import IncidentInputError, set_incident_policy
 from mdm.appctx import db_session
+from mdm.compliance.policy import POLICY_FIELDS, set_unit_policy
 from mdm.models import OrgUnitKind, UnitType
 from mdm.orgunits import OrgUnitError, create_unit, move_unit, unit_tree, update_unit, walk
+from web.api.compliance_policy import CompliancePolicyUpdateSchema, compliance_policy_view
 from web.api.incident_policy import IncidentPolicyUpdateSchema, default_remind_hours, policy_view
 from web.console import bp
 from web.console.forms import OrgUnitEditForm, OrgUnitForm, load_form
@@ -124,6 +126,9 @@ def org_unit(unit_id: int) -> Response | str:
         kinds=OrgUnitKind.LABELS,
         errors=errors,
         incident_policy=policy_view(session, unit) if principal.can(Permission.INCIDENT_READ) else None,
+        compliance_policy=(
+            compliance_policy_view(session, unit.id) if principal.can(Permission.INCIDENT_READ) else None
+        ),
     )
 
 
@@ -185,5 +190,76 @@ def _policy_problems(errors: Mapping[str, object]) -> str:
     texts = {
         "auto_wipe_after_hours": _("hours must be a whole number from 1 to 720, or blank for off"),
         "remind_before_hours": _("the reminder must be 0 to 168 hours and less than the auto-wipe delay"),
+    }
+    return "; ".join(str(texts.get(name, name)) for name in sorted(errors))
+
+
+# -- compliance policy: the rules behind compliance alerts (issue #15 item 9) -------------------------
+
+
+def _text(text: str | None) -> str | None:
+    text = (text or "").strip()
+    return text or None
+
+
+def _choice(text: str | None) -> bool | str | None:
+    """The supervision select: inherit (blank), yes or no; anything else is left for the schema."""
+    text = (text or "").strip()
+    return {"": None, "yes": True, "no": False}.get(text, text)
+
+
+@bp.route("/org-units/<int:unit_id>/compliance-policy", methods=["POST"])
+@needs(Permission.ORGUNIT_WRITE)
+def org_unit_compliance_policy(unit_id: int) -> Response:
+    """Set the unit's own compliance values; a blank field inherits from the units above."""
+    principal = current_principal()
+    session = db_session()
+    unit = visible_unit(session, principal, unit_id)
+    if unit is None:
+        abort(404)
+    back = redirect(url_for("console.org_unit", unit_id=unit.id) + "#compliance-policy")
+    form = request.form
+    data: dict[str, object] = {
+        "minimum_os_version": _text(form.get("minimum_os_version")),
+        "offline_limit_hours": _hours(form.get("offline_limit_hours")),
+        "require_supervision": _choice(form.get("require_supervision")),
+        "inventory_interval_hours": _hours(form.get("inventory_interval_hours")),
+        "certificate_warning_days": _hours(form.get("certificate_warning_days")),
+        "minimum_android_security_patch": _text(form.get("minimum_android_security_patch")),
+    }
+    schema = CompliancePolicyUpdateSchema()
+    errors = schema.validate(data)
+    if errors:
+        flash(_("Compliance policy not saved: %(problems)s", problems=_compliance_problems(errors)), "error")
+        return back  # type: ignore[return-value]
+    clean = schema.load(data)
+    own = compliance_policy_view(session, unit.id)["own"]
+    changed = {name: clean[name] for name in POLICY_FIELDS if clean[name] != own[name]}
+    if not changed:
+        flash(_("Compliance policy unchanged."), "ok")
+        return back  # type: ignore[return-value]
+    try:
+        set_unit_policy(session, principal.actor, unit.id, **changed)
+    except ValueError:
+        session.rollback()
+        flash(_("Compliance policy not saved: %(problems)s", problems=_compliance_problems(changed)), "error")
+        return back  # type: ignore[return-value]
+    session.commit()
+    flash(_("Compliance policy saved."), "ok")
+    return back  # type: ignore[return-value]
+
+
+def _compliance_problems(errors: Mapping[str, object]) -> str:
+    texts = {
+        "minimum_os_version": _("the minimum OS version must look like 17.4 or 17.4.1"),
+        "offline_limit_hours": _("the offline limit must be a whole number of hours from 1 to 8760"),
+        "require_supervision": _("supervision must be inherit, required or not required"),
+        "inventory_interval_hours": _(
+            "the inventory interval must be a whole number of hours from 1 to 8760"
+        ),
+        "certificate_warning_days": _(
+            "the certificate warning must be a whole number of days from 1 to 3650"
+        ),
+        "minimum_android_security_patch": _("the Android security patch level must be a date YYYY-MM-DD"),
     }
     return "; ".join(str(texts.get(name, name)) for name in sorted(errors))
