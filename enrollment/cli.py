@@ -478,7 +478,9 @@ def units_compliance_policy(
         unit_id = None if fleet_default else _resolve_unit(session, unit_ref or "", "UNIT").id
         if values:
             set_unit_policy(session, _actor(), unit_id, **values)
-        layers = policy_layers(session, unit_id)
+        layers = policy_layers(
+            session, unit_id, default_inventory_interval_hours=obj.settings.inventory_interval_hours
+        )
     if as_json:
         click.echo(
             json.dumps(

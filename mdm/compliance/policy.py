@@ -165,8 +165,17 @@ class PolicyLayers:
     effective: UnitPolicy
 
 
-def policy_layers(session: Session, org_unit_id: int | None) -> PolicyLayers:
-    book = PolicyBook(session)
+def policy_layers(
+    session: Session, org_unit_id: int | None, *, default_inventory_interval_hours: int | None = None
+) -> PolicyLayers:
+    """`default_inventory_interval_hours`: the setting the scheduler's inventory refresh uses for
+    units without a value, so the interval shown is the one that runs."""
+    base = (
+        UnitPolicy()
+        if default_inventory_interval_hours is None
+        else UnitPolicy(inventory_interval_hours=default_inventory_interval_hours)
+    )
+    book = PolicyBook(session, base)
     row = own_policy(session, org_unit_id)
     own = {name: getattr(row, name) for name in _FIELDS} if row is not None else dict.fromkeys(_FIELDS)
     if org_unit_id is None:

@@ -287,6 +287,8 @@ def cli(settings: Any, monkeypatch: Any) -> Any:
     monkeypatch.setenv("HIKESHI_DATABASE_URL", settings.database_url)
     monkeypatch.setenv("HIKESHI_INSTANCE_PATH", str(settings.instance_path))
     monkeypatch.setenv("HIKESHI_SECRET_KEY", settings.secret_key)
+    # The interval the scheduler's inventory refresh uses for units without one: shown as inherited.
+    monkeypatch.setenv("HIKESHI_INVENTORY_INTERVAL_HOURS", "6")
     runner = CliRunner()
     return lambda *args: runner.invoke(main, list(args))
 
@@ -295,6 +297,7 @@ def test_cli_shows_sets_and_inherits(cli, tree, session_factory):  # noqa: F811
     shown = cli("units", "compliance-policy", "A1")
     assert shown.exit_code == 0, shown.output
     assert "offline_limit_hours: 24 (inherited)" in shown.output
+    assert "inventory_interval_hours: 6 (inherited)" in shown.output
 
     station = cli(
         "units",

@@ -12,7 +12,7 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 from sqlalchemy.orm import Session
 
-from mdm.appctx import db_session
+from mdm.appctx import db_session, settings
 from mdm.compliance.policy import (
     OS_VERSION,
     POLICY_FIELDS,
@@ -112,7 +112,9 @@ class CompliancePolicySchema(Schema):
 
 
 def compliance_policy_view(session: Session, org_unit_id: int | None) -> dict[str, Any]:
-    layers = policy_layers(session, org_unit_id)
+    layers = policy_layers(
+        session, org_unit_id, default_inventory_interval_hours=settings().inventory_interval_hours
+    )
     return {
         "org_unit_id": org_unit_id,
         "own": layers.own,
