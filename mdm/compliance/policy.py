@@ -50,8 +50,8 @@ def parse_patch_level(value: object) -> date | None:
 
 
 # What the API, console and CLI accept for the two text fields.
-OS_VERSION = re.compile(r"^\d{1,3}\.\d{1,3}(\.\d{1,3})?$")
-PATCH_LEVEL = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+OS_VERSION = re.compile(r"^\d{1,3}\.\d{1,3}(\.\d{1,3})?\Z")
+PATCH_LEVEL = re.compile(r"^\d{4}-\d{2}-\d{2}\Z")
 
 
 def policy_input_problems(values: dict[str, object]) -> dict[str, list[str]]:

@@ -126,6 +126,7 @@ def test_set_get_inherit_and_audit(client, tree, session_factory):  # noqa: F811
         ({"minimum_os_version": "17"}, "minimum_os_version"),
         ({"minimum_os_version": "seventeen"}, "minimum_os_version"),
         ({"minimum_os_version": "17.4.1.2"}, "minimum_os_version"),
+        ({"minimum_os_version": "17.4\n"}, "minimum_os_version"),
         ({"minimum_os_version": 17.4}, "minimum_os_version"),
         ({"minimum_android_security_patch": "2025-13-01"}, "minimum_android_security_patch"),
         ({"minimum_android_security_patch": "20250605"}, "minimum_android_security_patch"),
@@ -360,3 +361,14 @@ def test_cli_shows_sets_and_inherits(cli, tree, session_factory):  # noqa: F811
     assert len(events) == 3 and all(e.actor.startswith("cli:") for e in events)
     as_json = cli("units", "compliance-policy", "A1", "--json")
     assert '"offline_limit_hours": 12' in as_json.output
+
+
+def test_openapi_states_the_bounds(client):
+    spec = client.get("/api/v1/openapi.json").get_json()
+    props = spec["components"]["schemas"]["CompliancePolicyUpdate"]["properties"]
+    assert (
+        props["offline_limit_hours"]["maximum"] == 8760
+        and props["certificate_warning_days"]["maximum"] == 3650
+    )
+    assert props["minimum_os_version"]["pattern"] == r"^\d{1,3}\.\d{1,3}(\.\d{1,3})?$"
+    assert "/api/v1/compliance-policy/default" in spec["paths"]

@@ -14,7 +14,6 @@ from sqlalchemy.orm import Session
 
 from mdm.appctx import db_session, settings
 from mdm.compliance.policy import (
-    OS_VERSION,
     POLICY_FIELDS,
     policy_input_problems,
     policy_layers,
@@ -38,6 +37,12 @@ MAX_HOURS = 8760  # a year
 MAX_DAYS = 3650  # ten years
 
 
+def _os_version(value: str) -> None:
+    problems = policy_input_problems({"minimum_os_version": value})
+    if problems:
+        raise ValidationError(problems["minimum_os_version"])
+
+
 def _patch_level(value: str) -> None:
     problems = policy_input_problems({"minimum_android_security_patch": value})
     if problems:
@@ -58,8 +63,11 @@ class CompliancePolicyUpdateSchema(Schema):
 
     minimum_os_version = fields.String(
         allow_none=True,
-        validate=validate.Regexp(OS_VERSION, error="must be a version like 17.4 or 17.4.1"),
-        metadata={"description": "oldest iOS/iPadOS version accepted, e.g. 17.4"},
+        validate=_os_version,
+        metadata={
+            "description": "oldest iOS/iPadOS version accepted, e.g. 17.4",
+            "pattern": r"^\d{1,3}\.\d{1,3}(\.\d{1,3})?$",
+        },
     )
     offline_limit_hours = fields.Integer(
         allow_none=True, strict=True, validate=validate.Range(min=1, max=MAX_HOURS)
