@@ -24,6 +24,13 @@ def _database(context: Any) -> str:
     return f"the database {url.database or '?'} on {url.host or 'localhost'}:{url.port or 5432}"
 
 
+def _backend(context: Any) -> str | None:
+    try:
+        return str(make_url(context.settings.database_url).get_backend_name())
+    except Exception:
+        return None
+
+
 def _first_line(exc: BaseException) -> str:
     inner = getattr(exc, "orig", None) or exc
     text = str(inner).strip().splitlines()
@@ -36,6 +43,14 @@ def explain(exc: Exception, context: Any) -> str | None:
         return str(exc)
     if isinstance(exc, (ArgumentError, NoSuchModuleError)):
         return f"HIKESHI_DATABASE_URL is not a usable database URL ({_first_line(exc)}); see the README"
+    backend = _backend(context)
+    if isinstance(exc, ModuleNotFoundError) and backend not in (None, "sqlite", "postgresql"):
+        # SQLAlchemy knows the dialect (mysql, oracle...) but its driver is not installed: the
+        # database is one Hikeshi does not run on, whatever the driver.
+        return (
+            f"HIKESHI_DATABASE_URL names a {backend} database; Hikeshi runs on SQLite "
+            "(sqlite:///PATH) or PostgreSQL (postgresql+psycopg://USER@HOST/DB)"
+        )
     if isinstance(exc, (OperationalError, DBAPIError)) and _is_connection_failure(exc):
         where = _database(context) if context is not None else "the database"
         reason = _first_line(exc)

@@ -72,6 +72,12 @@ def test_a_database_that_refuses_connections_is_one_line(tmp_path: Path, args: t
     assert "check that the database server is running and HIKESHI_DATABASE_URL points at it" in line
 
 
+def test_a_database_hikeshi_does_not_run_on_is_one_line(tmp_path: Path) -> None:
+    env = _env(tmp_path / "instance", HIKESHI_DATABASE_URL="mysql://hikeshi@127.0.0.1/hikeshi")
+    line = _one_line_error(_hikeshi(env, "db", "upgrade"))
+    assert "names a mysql database; Hikeshi runs on SQLite" in line
+
+
 def test_a_database_that_does_not_exist_is_one_line(tmp_path: Path, database_url: str) -> None:
     if database_url.startswith("sqlite"):
         pytest.skip(
