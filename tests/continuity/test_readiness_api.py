@@ -108,6 +108,9 @@ def test_plan_crud_and_validation(client, session, setup):
         "min_battery_percent",
     }
     good = {"required_working": 0, "max_seen_minutes": 30, "min_battery_percent": 0}
+    for not_a_boolean in (0, 1, "yes"):
+        guessed = client.put(url, json={**good, "require_compliant": not_a_boolean}, headers=tokens["admin"])
+        assert guessed.status_code == 400 and "require_compliant" in guessed.get_json()["error"]["fields"]
     saved = client.put(url, json=good, headers=tokens["admin"])
     assert saved.status_code == 200 and saved.get_json()["is_default"] is False
     units = {

@@ -22,6 +22,7 @@ from mdm.compliance.policy import (
 from mdm.models import OrgUnit
 from web.api.auth import current_principal
 from web.api.base import ID, ApiBlueprint, permission
+from web.api.schemas import StrictBoolean
 from web.errors import ApiError
 from web.queries import visible_unit
 from web.rbac import Permission
@@ -49,15 +50,6 @@ def _patch_level(value: str) -> None:
         raise ValidationError(problems["minimum_android_security_patch"])
 
 
-class _StrictBoolean(fields.Boolean):
-    """JSON true or false only (1 == True in a Python set, so truthy={True} would take 1)."""
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
-        if not isinstance(value, bool):
-            raise self.make_error("invalid", input=value)
-        return value
-
-
 class CompliancePolicyUpdateSchema(Schema):
     """Only the fields given change; null makes a field inherit again."""
 
@@ -72,7 +64,7 @@ class CompliancePolicyUpdateSchema(Schema):
     offline_limit_hours = fields.Integer(
         allow_none=True, strict=True, validate=validate.Range(min=1, max=MAX_HOURS)
     )
-    require_supervision = _StrictBoolean(allow_none=True, metadata={"description": "true or false"})
+    require_supervision = StrictBoolean(allow_none=True, metadata={"description": "true or false"})
     inventory_interval_hours = fields.Integer(
         allow_none=True, strict=True, validate=validate.Range(min=1, max=MAX_HOURS)
     )

@@ -7,6 +7,7 @@ from marshmallow import Schema, fields, validate
 from mdm.continuity.plans import PlanSchema
 from mdm.models import ReadinessState
 from web.api.base import MAX_ID
+from web.api.schemas import StrictBoolean
 
 
 class ReasonSchema(Schema):
@@ -109,9 +110,8 @@ class StreamQuerySchema(Schema):
 class PlanBodySchema(PlanSchema):
     """The continuity plan of a unit, every field given."""
 
-    # JSON has booleans: 0, 1 or "yes" are a client's mistake, refused rather than guessed at
-    # (the console's form fields go through PlanSchema, which reads its checkbox strings).
-    require_compliant = fields.Boolean(load_default=True, truthy={True}, falsy={False})
+    # The console's form goes through PlanSchema, which reads its checkbox strings; JSON has booleans.
+    require_compliant = StrictBoolean(load_default=True)
 
 
 class PlanOutSchema(Schema):

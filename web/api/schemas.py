@@ -29,6 +29,17 @@ def _clean_text(value: str) -> None:
 STORABLE_TEXT = "^[^\\u0000]*$"  # lone surrogates (only as \\u escapes) are refused too
 
 
+
+class StrictBoolean(fields.Boolean):
+    """JSON true or false only: 0, 1 or "yes" is a client's mistake, refused rather than guessed
+    at (truthy={True} would not do: 1 == True in a Python set)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value
+
+
 class Text(fields.String):
     """A string without NUL or lone surrogates."""
 
