@@ -33,7 +33,7 @@ from mdm.audit import Actor, record_event
 from mdm.config import Settings
 from mdm.models import Command
 from mdm.models.incident import Incident, LossKind, WipeCertificate
-from mdm.x509util import fingerprint
+from mdm.x509util import fingerprint, issued_by
 
 CERTIFICATE_TYPE = "hikeshi.wipe-certificate"
 VERSION = 1
@@ -274,20 +274,12 @@ def verify_detached(content: bytes, signature: bytes, trusted: Sequence[x509.Cer
         raise CertificateInvalid(f"malformed signature: {exc}") from exc
     signing_time = _attribute(attrs, "signing_time")
     signed_at = signing_time.native if signing_time is not None else None
-    if not any(_issued_by(signer, ca) for ca in trusted):
+    if not any(issued_by(signer, ca) for ca in trusted):
         raise CertificateInvalid("the signer was not issued by a trusted CA")
     when = signed_at or clock.now()
     if not signer.not_valid_before_utc <= when <= signer.not_valid_after_utc:
         raise CertificateInvalid("the signer's certificate was not valid when it signed")
     return Verified(signer, signed_at)
-
-
-def _issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
-    try:
-        cert.verify_directly_issued_by(ca)
-    except (ValueError, TypeError, InvalidSignature):
-        return False
-    return True
 
 
 # -- printable page ---------------------------------------------------------------------------------

@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from sqlalchemy import select
@@ -26,7 +25,7 @@ from mdm.audit import Actor, record_event
 from mdm.config import Settings
 from mdm.devices import certificate_row_for
 from mdm.models import ChallengePurpose, Device, DeviceCertificate, IdentityPurpose
-from mdm.x509util import fingerprint
+from mdm.x509util import fingerprint, issued_by
 
 MIN_KEY_BITS = 2048
 
@@ -125,7 +124,7 @@ def renew_with_identity(
     """RenewalReq: the request is signed with the device's current identity; issue its successor."""
     check_csr(csr)
     now = clock.now()
-    if not any(_issued_by(signer, ca) for ca in builtin_device_cas(session, settings)):
+    if not any(issued_by(signer, ca) for ca in builtin_device_cas(session, settings)):
         raise RenewalRefused("the signing certificate was not issued by the built-in CA")
     if not signer.not_valid_before_utc <= now <= signer.not_valid_after_utc:
         raise RenewalRefused("the signing certificate is expired or not yet valid")
@@ -157,16 +156,6 @@ def renew_with_identity(
         },
     )
     return issued
-
-
-def _issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
-    if cert.issuer != ca.subject:
-        return False
-    try:
-        cert.verify_directly_issued_by(ca)
-    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
-        return False
-    return True
 
 
 def _audit_issued(session: Session, actor: Actor, row: DeviceCertificate, details: dict[str, object]) -> None:

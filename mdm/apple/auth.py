@@ -9,10 +9,9 @@ the service's job (mdm.devices), after the body has been authenticated.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from flask import Request
 from sqlalchemy.orm import Session
 
@@ -27,6 +26,7 @@ from mdm.apple.signature import (
 from mdm.apple.trust import builtin_cas, trusted_device_cas
 from mdm.config import Settings
 from mdm.devices import PresentedIdentity
+from mdm.x509util import issued_by
 
 
 class Unauthenticated(PermissionError):
@@ -36,45 +36,44 @@ class Unauthenticated(PermissionError):
 def request_identity(
     request: Request, body: bytes, session: Session, settings: Settings
 ) -> PresentedIdentity:
-    signature = request.headers.get("Mdm-Signature")
-    try:
-        if signature:
-            cert = verify_mdm_signature(signature, body)
-        elif settings.client_cert_header and request.headers.get(settings.client_cert_header):
-            cert = parse_proxy_certificate(request.headers[settings.client_cert_header])
-        else:
-            raise Unauthenticated("no Mdm-Signature header and no client certificate")
-        verify_chain(cert, trusted_device_cas(session, settings), clock.now())
-    except SignatureError as exc:
-        raise Unauthenticated(str(exc)) from exc
-    return PresentedIdentity(cert, any(_issued_by(cert, ca) for ca in builtin_cas(session, settings)))
-
-
-def _issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
-    if cert.issuer != ca.subject:
-        return False
-    try:
-        cert.verify_directly_issued_by(ca)
-    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
-        return False
-    return True
+    return _identify(request, session, settings, lambda signature: verify_mdm_signature(signature, body))
 
 
 def streamed_request_identity(
     request: Request, chunks: Iterable[bytes], session: Session, settings: Settings
 ) -> PresentedIdentity:
     """As `request_identity`, for a body read as a stream; `chunks` is read to its end."""
+
+    def drain() -> None:
+        for _chunk in chunks:
+            pass  # the TLS peer sent it all; read it to learn what it answers
+
+    return _identify(
+        request,
+        session,
+        settings,
+        lambda signature: verify_mdm_signature_streamed(signature, chunks),
+        drain,
+    )
+
+
+def _identify(
+    request: Request,
+    session: Session,
+    settings: Settings,
+    verify_signature: Callable[[str], x509.Certificate],
+    read_rest: Callable[[], None] = lambda: None,
+) -> PresentedIdentity:
     signature = request.headers.get("Mdm-Signature")
     try:
         if signature:
-            cert = verify_mdm_signature_streamed(signature, chunks)
+            cert = verify_signature(signature)
         elif settings.client_cert_header and request.headers.get(settings.client_cert_header):
             cert = parse_proxy_certificate(request.headers[settings.client_cert_header])
-            for _chunk in chunks:
-                pass  # the TLS peer sent it all; read it to learn what it answers
+            read_rest()
         else:
             raise Unauthenticated("no Mdm-Signature header and no client certificate")
         verify_chain(cert, trusted_device_cas(session, settings), clock.now())
     except SignatureError as exc:
         raise Unauthenticated(str(exc)) from exc
-    return PresentedIdentity(cert, any(_issued_by(cert, ca) for ca in builtin_cas(session, settings)))
+    return PresentedIdentity(cert, any(issued_by(cert, ca) for ca in builtin_cas(session, settings)))
