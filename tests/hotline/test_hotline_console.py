@@ -15,7 +15,9 @@ from tests.web.helpers import csrf_of, login, make_user
 
 
 def _client(app: Any, session_factory: Any, settings: Any, username: str, role: str, **kwargs: Any) -> Any:
-    with session_factory() as session:
+    # The app's own factory (BEGIN IMMEDIATE on SQLite): the test's read-mostly one reads before it
+    # writes, and fails on a stale snapshot when the app's push thread has committed meanwhile.
+    with app.extensions["hikeshi"].session_factory() as session:
         account = make_user(session, settings, username, role, **kwargs)
     client = app.test_client()
     login(client, account)
