@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from mdm.config import Settings
+from mdm.ground.config import Settings
 
 COMMAND_EXPIRY = "hikeshi.command_expiry"
 # The default of HIKESHI_COMMAND_EXPIRY_DAYS, for a session built without the settings (tests).

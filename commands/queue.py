@@ -18,11 +18,11 @@ from sqlalchemy.orm import Session
 
 from commands.catalog import CommandType, get_command_type
 from commands.expiry import configured_expiry
-from mdm import clock
-from mdm.audit import Actor, AuditEntry, record_event, record_events
-from mdm.db import is_postgres
-from mdm.models import Command, CommandStatus, Device, EnrollmentState
-from mdm.push import request_push, request_pushes
+from mdm.ground import clock
+from mdm.ground.audit import Actor, AuditEntry, record_event, record_events
+from mdm.ground.db import is_postgres
+from mdm.ground.models import Command, CommandStatus, Device, EnrollmentState
+from mdm.ground.push import request_push, request_pushes
 
 
 class CommandRefused(ValueError):
@@ -201,7 +201,7 @@ def _expires_at(session: Session, kind: CommandType, now: datetime) -> datetime 
 
 
 def _record_queued(session: Session, actor: Actor, commands: Sequence[Command]) -> None:
-    """One command.queued event per command, appended to the chain in one insert (mdm.audit
+    """One command.queued event per command, appended to the chain in one insert (mdm.ground.audit
     redacts the parameters and keeps a digest of a large profile)."""
     record_events(
         session,

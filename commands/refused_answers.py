@@ -17,10 +17,10 @@ from collections.abc import Collection
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mdm import clock
-from mdm.alerts.service import raise_alert
-from mdm.audit import Actor, record_event
-from mdm.models import Command, CommandStatus, Device, Severity
+from mdm.ground import clock
+from mdm.ground.audit import Actor, record_event
+from mdm.ground.models import Command, CommandStatus, Device, Severity
+from mdm.services.alerts.service import raise_alert
 
 ALERT_KIND = "command.answer_too_large"
 

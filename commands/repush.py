@@ -2,7 +2,7 @@
 
 A push only asks a device to connect; it may be lost on the way, the device may be asleep, or its
 acknowledgement may have been lost (a 503 during a database outage leaves the command `sent`).
-So every sweep asks for one new wake-up (an outbox row, mdm.push.outbox) for each device with a
+So every sweep asks for one new wake-up (an outbox row, mdm.ground.push.outbox) for each device with a
 command that has waited a full interval since it was queued or last woken for; every such
 command counts that wake-up, the interval doubles after each, and after `max_repushes` the
 server stops asking. A
@@ -19,10 +19,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from commands.catalog import UnknownCommand, get_command_type
-from mdm import clock
-from mdm.audit import SYSTEM, record_event
-from mdm.models import Command, CommandStatus
-from mdm.push import request_pushes
+from mdm.ground import clock
+from mdm.ground.audit import SYSTEM, record_event
+from mdm.ground.models import Command, CommandStatus
+from mdm.ground.push import request_pushes
 
 # Commands looked at per sweep; the rest wait for the next one.
 SWEEP_LIMIT = 5000

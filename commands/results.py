@@ -11,9 +11,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from commands.queue import find_device_command
-from mdm import clock
-from mdm.audit import Actor, record_event
-from mdm.models import Command, CommandResult, CommandStatus, Device, ForeignCommandResult
+from mdm.ground import clock
+from mdm.ground.audit import Actor, record_event
+from mdm.ground.models import Command, CommandResult, CommandStatus, Device, ForeignCommandResult
 
 log = logging.getLogger(__name__)
 

@@ -27,13 +27,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from commands.catalog import equivalent_for
-from enrollment.ca import profile_signer
-from mdm import clock
-from mdm.audit import Actor, record_event
-from mdm.config import Settings
-from mdm.models import Command
-from mdm.models.incident import Incident, LossKind, WipeCertificate
-from mdm.x509util import fingerprint, issued_by
+from mdm.ground import clock
+from mdm.ground.audit import Actor, record_event
+from mdm.ground.ca import profile_signer
+from mdm.ground.config import Settings
+from mdm.ground.models import Command
+from mdm.ground.models.incident import Incident, LossKind, WipeCertificate
+from mdm.ground.x509util import fingerprint, issued_by
 
 CERTIFICATE_TYPE = "hikeshi.wipe-certificate"
 VERSION = 1

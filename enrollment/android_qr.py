@@ -5,7 +5,7 @@ a JSON object of `android.app.extra.PROVISIONING_*` extras: where to download th
 the checksum of the agent's signing certificate (URL-safe base64 of its SHA-256, with padding,
 as DevicePolicyManager#EXTRA_PROVISIONING_DEVICE_ADMIN_SIGNATURE_CHECKSUM asks), and the admin
 extras bundle the agent receives once it is device owner: the server URL and the enrollment
-token it enrolls with (mdm.android, docs/android-agent-protocol.md). No Google service is needed.
+token it enrolls with (mdm.doors.android, docs/android-agent-protocol.md). No Google service is needed.
 
 The token secret is in the code, so like the Apple QR it is shown only when the token is made,
 and the printable sheet carries the secret in its URL.
@@ -24,7 +24,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from enrollment.qr import QUIET_ZONE, make_qr
-from mdm.config import Settings
+from mdm.ground.config import Settings
 
 EXTRA = "android.app.extra."
 COMPONENT_NAME = EXTRA + "PROVISIONING_DEVICE_ADMIN_COMPONENT_NAME"

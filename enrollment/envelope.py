@@ -140,7 +140,9 @@ def _decrypt(
             params = recipient["key_encryption_algorithm"]["parameters"]
             hash_name = params["hash_algorithm"]["algorithm"].native if params.native else "sha1"
             oaep_digests: dict[str, type[hashes.HashAlgorithm]] = {
-                "sha1": hashes.SHA1, "sha256": hashes.SHA256, "sha512": hashes.SHA512
+                "sha1": hashes.SHA1,
+                "sha256": hashes.SHA256,
+                "sha512": hashes.SHA512,
             }
             digest = oaep_digests.get(hash_name)
             if digest is None:

@@ -1,6 +1,6 @@
 """When a device authenticates with an identity issued through a token, it joins the token's unit.
 
-Registered with mdm.devices on import (the app factory imports this module in load_services).
+Registered with mdm.services.devices on import (the app factory imports this module in load_services).
 """
 
 from __future__ import annotations
@@ -8,10 +8,11 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mdm import clock, orgunits
-from mdm.audit import Actor, record_event
-from mdm.devices import on_identity_bound
-from mdm.models import Device, DeviceCertificate, EnrollmentToken, EnrollmentTokenUse, OrgUnit
+from mdm.ground import clock
+from mdm.ground.audit import Actor, record_event
+from mdm.ground.models import Device, DeviceCertificate, EnrollmentToken, EnrollmentTokenUse, OrgUnit
+from mdm.services import orgunits
+from mdm.services.devices import on_identity_bound
 
 
 @on_identity_bound

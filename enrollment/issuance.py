@@ -3,9 +3,9 @@
 Every issued certificate is recorded as a DeviceCertificate at once, with its purpose: through an
 enrollment challenge it is an MDM identity carrying the token (and the device is bound when it
 authenticates); through a renewal challenge or a RenewalReq it is an MDM identity bound to the
-renewing device immediately, so mdm.devices.identify_device accepts it on the device's next request
+renewing device immediately, so mdm.services.devices.identify_device accepts it on the device's next request
 without a new Authenticate; through a Wi-Fi challenge it is a Wi-Fi certificate, which never opens
-/mdm/* (mdm.devices refuses any purpose but mdm_identity there).
+/mdm/* (mdm.services.devices refuses any purpose but mdm_identity there).
 """
 
 from __future__ import annotations
@@ -18,14 +18,14 @@ from cryptography.x509.oid import NameOID
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from enrollment.ca import Credential, builtin_device_cas, device_ca, issue_device_identity
 from enrollment.tokens import ChallengeRejected, record_token_use, redeem_challenge
-from mdm import clock
-from mdm.audit import Actor, record_event
-from mdm.config import Settings
-from mdm.devices import certificate_row_for
-from mdm.models import ChallengePurpose, Device, DeviceCertificate, IdentityPurpose
-from mdm.x509util import fingerprint, issued_by
+from mdm.ground import clock
+from mdm.ground.audit import Actor, record_event
+from mdm.ground.ca import Credential, builtin_device_cas, device_ca, issue_device_identity
+from mdm.ground.config import Settings
+from mdm.ground.models import ChallengePurpose, Device, DeviceCertificate, IdentityPurpose
+from mdm.ground.x509util import fingerprint, issued_by
+from mdm.services.devices import certificate_row_for
 
 MIN_KEY_BITS = 2048
 

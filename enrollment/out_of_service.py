@@ -1,6 +1,6 @@
 """An administrator takes an Android tablet's record out of service: the tablet was factory-reset
 without a wipe (or its agent is lost for good), so its record is still enrolled and a new
-enrollment claiming its serial number is refused (mdm.android.enrollment, 409 serial_conflict).
+enrollment claiming its serial number is refused (mdm.doors.android.enrollment, 409 serial_conflict).
 
 This is the only way an enrolled Android record stops being enrolled other than an acknowledged
 wipe: a person decides it, with a reason, audited. The record keeps its history; its
@@ -13,9 +13,9 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mdm import clock
-from mdm.audit import Actor, record_event
-from mdm.models import Device, DeviceCertificate, EnrollmentState
+from mdm.ground import clock
+from mdm.ground.audit import Actor, record_event
+from mdm.ground.models import Device, DeviceCertificate, EnrollmentState
 
 MAX_REASON = 500
 

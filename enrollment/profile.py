@@ -18,14 +18,14 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from sqlalchemy.orm import Session
 
 from enrollment import envelope
-from enrollment.ca import device_ca_certificate, profile_signer, sha1_fingerprint
-from enrollment.signing import sign_profile
 from enrollment.tokens import issue_enrollment_challenge
-from mdm import orgunits
-from mdm.audit import Actor
-from mdm.config import Settings
-from mdm.models import EnrollmentToken, OrgUnit
-from mdm.push.certificates import active_push_certificate
+from mdm.ground.audit import Actor
+from mdm.ground.ca import device_ca_certificate, profile_signer, sha1_fingerprint
+from mdm.ground.config import Settings
+from mdm.ground.models import EnrollmentToken, OrgUnit
+from mdm.ground.push.certificates import active_push_certificate
+from mdm.ground.signing import sign_profile
+from mdm.services import orgunits
 
 PROFILE_IDENTIFIER = "jp.hikeshi.mdm.enrollment"
 MDM_PAYLOAD_IDENTIFIER = PROFILE_IDENTIFIER + ".mdm"

@@ -21,14 +21,13 @@ from sqlalchemy.orm import Session
 
 from commands.catalog import get_command_type
 from commands.queue import enqueue_command
-from enrollment.ca import builtin_device_cas, device_ca_certificate, profile_signer
 from enrollment.profile import encrypted_profile_plist, enrollment_payloads, push_topic
-from enrollment.signing import sign_profile
 from enrollment.tokens import issue_renewal_challenge
-from mdm import clock
-from mdm.audit import Actor, record_event
-from mdm.config import Settings
-from mdm.models import (
+from mdm.ground import clock
+from mdm.ground.audit import Actor, record_event
+from mdm.ground.ca import builtin_device_cas, device_ca_certificate, profile_signer
+from mdm.ground.config import Settings
+from mdm.ground.models import (
     ChallengePurpose,
     Command,
     CommandStatus,
@@ -37,6 +36,7 @@ from mdm.models import (
     EnrollmentChallenge,
     EnrollmentState,
 )
+from mdm.ground.signing import sign_profile
 
 RENEWAL_DESCRIPTION = (
     "端末証明書を期限前に更新します。登録はそのまま維持されます。\n"

@@ -23,10 +23,10 @@ from marshmallow import Schema, ValidationError, fields, validate
 from sqlalchemy import CursorResult, delete, select, update
 from sqlalchemy.orm import Session
 
-from mdm import clock
-from mdm.audit import Actor, record_event
-from mdm.config import Settings
-from mdm.models import (
+from mdm.ground import clock
+from mdm.ground.audit import Actor, record_event
+from mdm.ground.config import Settings
+from mdm.ground.models import (
     ChallengePurpose,
     Device,
     DeviceCertificate,
@@ -296,17 +296,20 @@ def take_token_use(session: Session, token_id: int | None) -> bool:
     the last use cannot both have it. False when the token is revoked, expired or used up."""
     now = clock.now()
     # Session.execute is typed as returning a Result; for an UPDATE or DELETE it is a CursorResult.
-    taken = cast(CursorResult[Any], session.execute(
-        update(EnrollmentToken)
-        .where(
-            EnrollmentToken.id == token_id,
-            EnrollmentToken.revoked_at.is_(None),
-            EnrollmentToken.expires_at > now,
-            EnrollmentToken.use_count < EnrollmentToken.max_uses,
-        )
-        .values(use_count=EnrollmentToken.use_count + 1)
-        .execution_options(synchronize_session=False)
-    )).rowcount
+    taken = cast(
+        CursorResult[Any],
+        session.execute(
+            update(EnrollmentToken)
+            .where(
+                EnrollmentToken.id == token_id,
+                EnrollmentToken.revoked_at.is_(None),
+                EnrollmentToken.expires_at > now,
+                EnrollmentToken.use_count < EnrollmentToken.max_uses,
+            )
+            .values(use_count=EnrollmentToken.use_count + 1)
+            .execution_options(synchronize_session=False)
+        ),
+    ).rowcount
     return taken == 1
 
 
@@ -330,12 +333,15 @@ def redeem_challenge(session: Session, secret: str) -> EnrollmentChallenge:
         raise ChallengeRejected("challenge password has expired")
     if challenge.purpose == ChallengePurpose.ENROLL and not take_token_use(session, challenge.token_id):
         raise ChallengeRejected("the enrollment token is revoked, expired or used up")
-    marked = cast(CursorResult[Any], session.execute(
-        update(EnrollmentChallenge)
-        .where(EnrollmentChallenge.id == challenge.id, EnrollmentChallenge.used_at.is_(None))
-        .values(used_at=now)
-        .execution_options(synchronize_session=False)
-    )).rowcount
+    marked = cast(
+        CursorResult[Any],
+        session.execute(
+            update(EnrollmentChallenge)
+            .where(EnrollmentChallenge.id == challenge.id, EnrollmentChallenge.used_at.is_(None))
+            .values(used_at=now)
+            .execution_options(synchronize_session=False)
+        ),
+    ).rowcount
     if marked != 1:
         # Another request redeemed it between our read and this write; its transaction counts.
         raise ChallengeRejected("challenge password was already used")
@@ -388,9 +394,12 @@ def purge_stale_challenges(session: Session, *, older_than: timedelta = timedelt
     Used challenges stay: token uses point at them.
     """
     cutoff = clock.now() - older_than
-    result = cast(CursorResult[Any], session.execute(
-        delete(EnrollmentChallenge)
-        .where(EnrollmentChallenge.used_at.is_(None), EnrollmentChallenge.expires_at < cutoff)
-        .execution_options(synchronize_session=False)
-    ))
+    result = cast(
+        CursorResult[Any],
+        session.execute(
+            delete(EnrollmentChallenge)
+            .where(EnrollmentChallenge.used_at.is_(None), EnrollmentChallenge.expires_at < cutoff)
+            .execution_options(synchronize_session=False)
+        ),
+    )
     return result.rowcount or 0

@@ -1,6 +1,6 @@
 """The one Android policy a device should have: its desired profiles merged into one document.
 
-The Android agent protocol (mdm/android) answers the agent's sync with `policy_for_device`: the
+The Android agent protocol (mdm/doors/android) answers the agent's sync with `policy_for_device`: the
 `version` is a stable hash of the merged policy, so the agent (and the server) can tell "nothing
 changed" without comparing documents.
 
@@ -22,9 +22,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from enrollment.ca import CANotReady, device_ca_certificate
-from mdm.models import Device
-from mdm.x509util import to_pem
+from mdm.ground.ca import CANotReady, device_ca_certificate
+from mdm.ground.models import Device
+from mdm.ground.x509util import to_pem
 from profiles.assignment import desired_profiles
 from profiles.rendering import ANDROID, RenderContext, RenderError
 from profiles.service import render_profile

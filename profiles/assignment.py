@@ -3,7 +3,7 @@
 A profile assigned to a unit applies to every device in that unit and below it; a device's
 desired set is the union of the assignments along its path from the HQ down. Whenever that set
 or a profile in it changes (assignment, unassignment, a new version, a device enrolling, or moving
-unit through mdm.orgunits.assign_device), `reconcile_devices` turns the difference into
+unit through mdm.services.orgunits.assign_device), `reconcile_devices` turns the difference into
 InstallProfile / RemoveProfile commands, queued together (commands.queue.enqueue_commands) and
 pushed together after commit.
 
@@ -27,11 +27,10 @@ from sqlalchemy.orm import Session
 
 from commands.queue import CommandRequest, cancel_command, enqueue_commands
 from commands.results import on_result
-from mdm import clock, orgunits
-from mdm.audit import Actor, record_event
-from mdm.config import Settings
-from mdm.devices import on_enrolled
-from mdm.models import (
+from mdm.ground import clock
+from mdm.ground.audit import Actor, record_event
+from mdm.ground.config import Settings
+from mdm.ground.models import (
     Command,
     CommandStatus,
     Device,
@@ -41,6 +40,8 @@ from mdm.models import (
     Profile,
     ProfileAssignment,
 )
+from mdm.services import orgunits
+from mdm.services.devices import on_enrolled
 from profiles.device_identity import delivery_marker, needs_device_challenge
 from profiles.secret_settings import has_secrets
 from profiles.service import update_profile
@@ -209,7 +210,7 @@ def update_profile_and_apply(
 def reconcile_unit(
     session: Session, settings: Settings | None, unit: OrgUnit, *, actor: Actor
 ) -> ReconcileSummary:
-    """Reconcile every device in `unit` and below; call after mdm.orgunits.move_unit."""
+    """Reconcile every device in `unit` and below; call after mdm.services.orgunits.move_unit."""
     return reconcile_devices(
         session, _device_ids_in_subtree(session, unit.id), actor=actor, settings=settings
     )
@@ -419,7 +420,7 @@ def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
 def follow_moved_device(
     session: Session, device: Device, from_unit_id: int | None, to_unit_id: int | None, actor: Actor
 ) -> None:
-    # mdm.orgunits.assign_device is the one way a device changes unit: its desired set changed.
+    # mdm.services.orgunits.assign_device is the one way a device changes unit: its desired set changed.
     reconcile_devices(session, [device.id], actor=actor)
 
 

@@ -30,14 +30,14 @@ from sqlalchemy.orm import Session, object_session
 
 from commands.catalog import DeliveryContext
 from commands.kinds.profiles import on_install_delivery
-from enrollment.ca import device_ca_certificate, profile_signer, sha1_fingerprint
-from enrollment.signing import sign_profile
 from enrollment.tokens import hash_secret
-from mdm import clock
-from mdm.audit import Actor, record_event
-from mdm.config import Settings
-from mdm.models import ChallengePurpose, Device, EnrollmentChallenge, ProfileVersion
-from mdm.x509util import to_pem
+from mdm.ground import clock
+from mdm.ground.audit import Actor, record_event
+from mdm.ground.ca import device_ca_certificate, profile_signer, sha1_fingerprint
+from mdm.ground.config import Settings
+from mdm.ground.models import ChallengePurpose, Device, EnrollmentChallenge, ProfileVersion
+from mdm.ground.signing import sign_profile
+from mdm.ground.x509util import to_pem
 from profiles.apple_render import render_apple
 from profiles.rendering import ChallengeRequest, RenderContext
 from profiles.secret_settings import has_secrets

@@ -6,7 +6,7 @@ recorded as foreign (DeviceProfileState with no profile) and reported in the aud
 when first seen. The installed version is read from the profile's top-level PayloadUUID, which
 is uuid5(identifier, version) by design (profiles.spec.profile_uuid).
 
-Inventory keeps its own record of installed profiles (mdm.inventory); this handler only compares.
+Inventory keeps its own record of installed profiles (mdm.services.inventory); this handler only compares.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from sqlalchemy.orm import Session
 
 from commands.results import on_result
 from enrollment.profile import PROFILE_IDENTIFIER as ENROLLMENT_PROFILE_IDENTIFIER
-from mdm import clock
-from mdm.audit import Actor, record_event
-from mdm.models import Command, CommandStatus, Device, DeviceProfileState, Profile
+from mdm.ground import clock
+from mdm.ground.audit import Actor, record_event
+from mdm.ground.models import Command, CommandStatus, Device, DeviceProfileState, Profile
 from profiles.assignment import reconcile_devices
 from profiles.spec import profile_uuid
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass, replace
 from marshmallow import ValidationError
 from sqlalchemy.orm import Session
 
-from mdm.audit import Actor, record_event
-from mdm.config import Settings
-from mdm.models import Profile
+from mdm.ground.audit import Actor, record_event
+from mdm.ground.config import Settings
+from mdm.ground.models import Profile
 from profiles.rendering import ANDROID, APPLE
 from profiles.secret_settings import has_secrets
 from profiles.service import render_profile

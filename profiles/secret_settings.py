@@ -2,7 +2,7 @@
 when a profile is rendered for delivery.
 
 A stored spec (profiles.spec, and every saved version) holds each secret setting as
-`sealed:v1:<base64>` (mdm.secretbox, purpose "profile-setting"). An administrator types the clear
+`sealed:v1:<base64>` (mdm.ground.secretbox, purpose "profile-setting"). An administrator types the clear
 value once; afterwards every reader (API, console, preview) sees REDACTED, and sending REDACTED
 back in an edit keeps the stored value. Renderers reveal a sealed value only when their
 RenderContext carries the instance secret: the rendering shared by every device, stored once
@@ -20,7 +20,7 @@ from typing import Any, TypeGuard
 
 from marshmallow import ValidationError
 
-from mdm.secretbox import seal, unseal
+from mdm.ground.secretbox import seal, unseal
 from profiles.spec import payload_keys
 
 PURPOSE = "profile-setting"

@@ -14,9 +14,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from mdm import clock
-from mdm.audit import Actor, record_event
-from mdm.models import Profile, ProfileVersion
+from mdm.ground import clock
+from mdm.ground.audit import Actor, record_event
+from mdm.ground.models import Profile, ProfileVersion
 from profiles.android_render import render_android
 from profiles.apple_render import render_apple
 from profiles.rendering import ANDROID, APPLE, RenderContext, RenderResult

@@ -1,5 +1,5 @@
 """Signed Apple renderings of profiles: rendered from the stored spec, signed like the enrollment
-profile (enrollment.signing with the built-in CA's profile signer), stored once per version.
+profile (mdm.ground.signing with the built-in CA's profile signer), stored once per version.
 
 Device hooks (enrollment, ProfileList results) have no instance secret to unseal the signer key,
 so every device gets the bytes stored here; a rendering is made wherever settings are at hand
@@ -14,13 +14,13 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from enrollment.ca import device_ca_certificate, profile_signer, sha1_fingerprint
 from enrollment.profile import SCEP_PATH
-from enrollment.signing import sign_profile
-from mdm import clock
-from mdm.config import Settings
-from mdm.models import Profile, ProfileRendering
-from mdm.x509util import to_pem
+from mdm.ground import clock
+from mdm.ground.ca import device_ca_certificate, profile_signer, sha1_fingerprint
+from mdm.ground.config import Settings
+from mdm.ground.models import Profile, ProfileRendering
+from mdm.ground.signing import sign_profile
+from mdm.ground.x509util import to_pem
 from profiles.rendering import APPLE, RenderContext
 from profiles.service import render_profile
 

@@ -18,10 +18,10 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from mdm import clock
-from mdm.config import Settings
-from mdm.db import make_engine, make_session_factory, read_mostly, upgrade_database
-from mdm.models import Base
+from mdm.ground import clock
+from mdm.ground.config import Settings
+from mdm.ground.db import make_engine, make_session_factory, read_mostly, upgrade_database
+from mdm.ground.models import Base
 
 pytest_plugins = ["tests.support.apns_server"]
 

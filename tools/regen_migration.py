@@ -12,7 +12,7 @@ from pathlib import Path
 
 from alembic import command
 
-from mdm.db import MIGRATIONS_DIR, alembic_config
+from mdm.ground.db import MIGRATIONS_DIR, alembic_config
 
 VERSIONS = MIGRATIONS_DIR / "versions"
 FROZEN = "0001"

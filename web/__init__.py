@@ -10,7 +10,7 @@ from flask import Flask
 
 def init_web(app: Flask) -> None:
     """Attach translations, security headers, error pages, the API and the console to `app`."""
-    from mdm.appctx import Hikeshi
+    from mdm.doors.appctx import Hikeshi
     from web import api, console, errors, headers, hostile_input, i18n
     from web.auth.sessions import secure_cookies
     from web.console import labels

@@ -1,7 +1,7 @@
 """Audit export as JSON Lines or CSV, streamed in batches in chain order.
 
 Each exported event carries its hash and the previous hash, so an export can be re-verified
-outside Hikeshi (mdm.audit.compute_hash documents the hashed form).
+outside Hikeshi (mdm.ground.audit.compute_hash documents the hashed form).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from mdm.db import make_session_factory, read_mostly
-from mdm.models import AuditEvent
+from mdm.ground.db import make_session_factory, read_mostly
+from mdm.ground.models import AuditEvent
 
 COLUMNS = (
     "seq",
@@ -70,7 +70,7 @@ def _csv_safe(value: Any) -> Any:
 
 def reader_factory() -> Callable[[], Session]:
     """Sessions whose SQLite transactions start deferred: a long export never blocks writers."""
-    from mdm.appctx import hikeshi
+    from mdm.doors.appctx import hikeshi
 
     return make_session_factory(read_mostly(hikeshi().engine))
 

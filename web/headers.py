@@ -33,7 +33,7 @@ def _strict(path: str) -> bool:
 
 
 def _apply(response: Response) -> Response:
-    from mdm.appctx import settings
+    from mdm.doors.appctx import settings
 
     headers = response.headers
     # A handler that needs a different policy (a printable sheet, say) sets its own.

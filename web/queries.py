@@ -14,8 +14,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, String, and_, cast, func, or_, select, true
 from sqlalchemy.orm import Session, aliased
 
-from mdm import clock
-from mdm.models import (
+from mdm.ground import clock
+from mdm.ground.models import (
     Alert,
     ApiToken,
     AuditEvent,
@@ -75,7 +75,7 @@ def device_scope(principal: Principal) -> ColumnElement[bool]:
 
 
 def units_below(session: Session, unit_id: int) -> set[int]:
-    from mdm.orgunits import subtree_ids
+    from mdm.services.orgunits import subtree_ids
 
     return subtree_ids(session, unit_id)
 
@@ -284,7 +284,7 @@ def visible_command(session: Session, principal: Principal, command_uuid: str) -
 
 
 def visible_units(session: Session, principal: Principal) -> list[OrgUnit]:
-    from mdm.orgunits import list_units
+    from mdm.services.orgunits import list_units
 
     return [u for u in list_units(session) if principal.sees_unit(u.id)]
 
@@ -503,7 +503,7 @@ class AppOnDevice:
 def device_apps(session: Session, device: Device) -> list[AppOnDevice]:
     """The device's apps; unauthorized by its current app policy (the allow and block lists of its
     assigned profiles), or by an open unauthorized-app finding not yet re-evaluated."""
-    from mdm.compliance.sources import allowed_apps_for
+    from mdm.services.compliance.sources import allowed_apps_for
 
     policy = allowed_apps_for(session, device)
     flagged = set(

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from mdm.audit import Actor
+from mdm.ground.audit import Actor
 
 
 class Permission(StrEnum):

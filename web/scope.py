@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from mdm.orgunits import subtree_ids
+from mdm.services.orgunits import subtree_ids
 
 
 def scope_of(session: Session, org_unit_id: int | None) -> frozenset[int] | None:

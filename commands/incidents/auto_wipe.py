@@ -15,10 +15,11 @@ from sqlalchemy.orm import Session
 
 from commands.incidents.errors import IncidentInputError
 from commands.incidents.service import policy_wipe, record_step
-from mdm import clock, orgunits
-from mdm.audit import Actor, record_event
-from mdm.models import OrgUnit
-from mdm.models.incident import Incident, IncidentPolicy, IncidentStatus
+from mdm.ground import clock
+from mdm.ground.audit import Actor, record_event
+from mdm.ground.models import OrgUnit
+from mdm.ground.models.incident import Incident, IncidentPolicy, IncidentStatus
+from mdm.services import orgunits
 
 POLICY_ACTOR = Actor("policy:auto-wipe", "system")
 MAX_HOURS = 24 * 90

@@ -15,7 +15,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mdm.models import Command, CommandStatus, Device
+from mdm.ground.models import Command, CommandStatus, Device
 
 LOCK_REQUEST_TYPES = ("DeviceLock", "EnableLostMode")
 

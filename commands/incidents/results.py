@@ -14,10 +14,17 @@ from commands.incidents.service import LOCK_PURPOSE, mark_locked, record_step
 from commands.incidents.wipe_identity import identity_mismatch, refuse_certificate
 from commands.results import on_result
 from commands.wipe_certificate import issue_wipe_certificate, record_wipe_certificate, signing_settings
-from mdm import clock, orgunits
-from mdm.audit import Actor, record_event
-from mdm.models import Command, CommandStatus, EnrollmentState
-from mdm.models.incident import Incident, IncidentCommand, IncidentLocation, IncidentStatus, WipeCertificate
+from mdm.ground import clock
+from mdm.ground.audit import Actor, record_event
+from mdm.ground.models import Command, CommandStatus, EnrollmentState
+from mdm.ground.models.incident import (
+    Incident,
+    IncidentCommand,
+    IncidentLocation,
+    IncidentStatus,
+    WipeCertificate,
+)
+from mdm.services import orgunits
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +171,7 @@ def _erase_result(session: Session, command: Command, report: dict[str, Any]) ->
 
 
 def _sign(session: Session, certificate: WipeCertificate, actor: Actor) -> None:
-    """Sign now when the application gave this session its settings (mdm.app). A signing failure
+    """Sign now when the application gave this session its settings (mdm.roots.app). A signing failure
     must not lose the device's acknowledgement: the certificate then stays unsigned and is signed
     by the next caller holding the settings (export, console, scheduler)."""
     settings = signing_settings(session)

@@ -28,12 +28,12 @@ from commands.incidents.errors import (
 )
 from commands.incidents.lock_state import state_of
 from commands.queue import cancel_command, enqueue_command
-from mdm import clock
-from mdm.audit import Actor, record_event
-from mdm.devices import bound_identities
-from mdm.models import Command, CommandStatus, Device
-from mdm.models.incident import Incident, IncidentCommand, IncidentStatus, IncidentStep, LossKind
-from mdm.push import request_push
+from mdm.ground import clock
+from mdm.ground.audit import Actor, record_event
+from mdm.ground.models import Command, CommandStatus, Device
+from mdm.ground.models.incident import Incident, IncidentCommand, IncidentStatus, IncidentStep, LossKind
+from mdm.ground.push import request_push
+from mdm.services.devices import bound_identities
 
 DEFAULT_LOCK_MESSAGE = "この端末は紛失・盗難の届出が出ています。拾得された方は消防署へお届けください。"
 DEFAULT_FOOTNOTE = "消防本部 情報システム担当"

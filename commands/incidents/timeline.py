@@ -10,8 +10,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mdm.models import Command, CommandStatus, PushAttempt
-from mdm.models.incident import Incident
+from mdm.ground.models import Command, CommandStatus, PushAttempt
+from mdm.ground.models.incident import Incident
 
 
 class Delivery:

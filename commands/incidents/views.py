@@ -14,9 +14,9 @@ from commands.incidents.lock_state import LockView, lock_view
 from commands.incidents.service import LOCK_PURPOSE
 from commands.incidents.timeline import incident_commands, incident_timeline, push_attempts, wipe_progress
 from commands.wipe_certificate import certificate_for_incident
-from mdm import orgunits
-from mdm.models import Device, OrgUnit
-from mdm.models.incident import Incident, IncidentStatus
+from mdm.ground.models import Device, OrgUnit
+from mdm.ground.models.incident import Incident, IncidentStatus
+from mdm.services import orgunits
 
 MAP_URL = "https://maps.google.com/?q={lat},{lon}"
 

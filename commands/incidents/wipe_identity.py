@@ -10,10 +10,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from commands.incidents.service import record_step
-from mdm.alerts.service import raise_alert
-from mdm.audit import Actor
-from mdm.models import Command, CommandResult, Severity
-from mdm.models.incident import Incident
+from mdm.ground.audit import Actor
+from mdm.ground.models import Command, CommandResult, Severity
+from mdm.ground.models.incident import Incident
+from mdm.services.alerts.service import raise_alert
 
 MISMATCH_ALERT = "incident.wipe_identity_mismatch"
 MISMATCH_STEP = "wipe_identity_mismatch"

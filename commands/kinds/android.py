@@ -5,7 +5,7 @@ console and RBAC (who may queue what; a wipe only through the two-person workflo
 for both platforms. Each action the agent can do is declared here with its Android command
 (commands.catalog.register_equivalent): the Apple type then accepts Android devices, keeps its
 name on the queue so its result handlers run (incident locked, location, wipe certificate), and
-the agent receives it under its Android name with Android parameters (mdm.android.delivery).
+the agent receives it under its Android name with Android parameters (mdm.doors.android.delivery).
 
     DeviceLock → LOCK                 EnableLostMode → START_LOST_MODE
     DisableLostMode → STOP_LOST_MODE  DeviceLocation → LOCATE
@@ -23,7 +23,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from commands.catalog import PlatformEquivalent, register_equivalent
+from commands.command_type import PlatformEquivalent, register_equivalent
 
 # The Apple kinds must be registered before their Android equivalents are declared.
 from commands.kinds import device_control, inventory, lost_mode, security  # noqa: F401
@@ -124,7 +124,7 @@ for _apple, _equivalent in {
     "DeviceInformation": PlatformEquivalent("REFRESH_INVENTORY"),
     "SecurityInfo": PlatformEquivalent("REFRESH_INVENTORY"),
     "InstalledApplicationList": PlatformEquivalent("REFRESH_INVENTORY"),
-    # Part of every full refresh (mdm.inventory.refresh); their Apple parsers find no list in the
+    # Part of every full refresh (mdm.services.inventory.refresh); their Apple parsers find no list in the
     # agent's acknowledgement and leave everything as it is.
     "ProfileList": PlatformEquivalent("REFRESH_INVENTORY"),
     "CertificateList": PlatformEquivalent("REFRESH_INVENTORY"),

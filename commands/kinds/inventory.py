@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from commands.catalog import CommandType, Priority, register
+from commands.command_type import CommandType, Priority, register
 
 # The standard DeviceInformation queries a fleet manager needs. Every key must be one of the
 # queries of Apple's information.device.yaml (tests/inventory/test_default_queries.py checks it):

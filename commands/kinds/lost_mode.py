@@ -6,9 +6,9 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from commands.catalog import CommandType, DeliveryContext, Priority, register
-from mdm.models import Device
-from mdm.secretbox import unseal
+from commands.command_type import CommandType, DeliveryContext, Priority, register
+from mdm.ground.models import Device
+from mdm.ground.secretbox import unseal
 
 UNLOCK_TOKEN_PURPOSE = "unlock-token"  # noqa: S105  (a secretbox purpose label, not a secret)
 

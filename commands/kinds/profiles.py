@@ -21,8 +21,8 @@ from typing import Any
 from asn1crypto import cms
 from marshmallow import Schema, ValidationError, fields, validate
 
-from commands.catalog import CommandType, DeliveryContext, Priority, register
-from mdm.redaction import is_secret_key
+from commands.command_type import CommandType, DeliveryContext, Priority, register
+from mdm.ground.redaction import is_secret_key
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from commands.catalog import CommandType, Priority, register
+from commands.command_type import CommandType, Priority, register
 
 
 class DeviceLockParams(Schema):

@@ -7,9 +7,9 @@ import email
 from dataclasses import replace
 from datetime import timedelta
 
-from mdm.alerts.service import raise_alert
-from mdm.models import Alert
-from mdm.scheduler.jobs import JobContext, alert_email
+from mdm.ground.models import Alert
+from mdm.roots.scheduler.jobs import JobContext, alert_email
+from mdm.services.alerts.service import raise_alert
 from tests.alerts.smtp_sink import smtp_sink
 from tests.support.factories import make_device
 

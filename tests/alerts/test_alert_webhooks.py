@@ -11,11 +11,11 @@ from dataclasses import replace
 import pytest
 from sqlalchemy import select
 
-from mdm.alerts.service import AlertStateError, acknowledge_alert, open_alert_count, raise_alert
-from mdm.alerts.signing import SIGNATURE_HEADER, verify_signature
-from mdm.alerts.webhooks import WebhookError, create_webhook, deliveries_of_alert, retry_delay
-from mdm.models import AuditEvent, DeliveryStatus, WebhookDelivery
-from mdm.scheduler.jobs import JobContext, webhook_delivery
+from mdm.ground.models import AuditEvent, DeliveryStatus, WebhookDelivery
+from mdm.roots.scheduler.jobs import JobContext, webhook_delivery
+from mdm.services.alerts.service import AlertStateError, acknowledge_alert, open_alert_count, raise_alert
+from mdm.services.alerts.signing import SIGNATURE_HEADER, verify_signature
+from mdm.services.alerts.webhooks import WebhookError, create_webhook, deliveries_of_alert, retry_delay
 from tests.alerts.receiver import webhook_receiver
 from tests.inventory.helpers import ADMIN
 from tests.support.factories import make_device
@@ -154,7 +154,7 @@ def test_acknowledge_with_comment(session):
 
 
 def test_disabled_webhook_gets_nothing_until_enabled(session, session_factory, settings, frozen_clock):
-    from mdm.alerts.webhooks import list_webhooks, set_webhook_enabled
+    from mdm.services.alerts.webhooks import list_webhooks, set_webhook_enabled
 
     with webhook_receiver() as receiver:
         hook, _ = create_webhook(

@@ -17,9 +17,9 @@ import pytest
 from sqlalchemy import select
 
 from enrollment import android_qr
-from mdm import orgunits
-from mdm.audit import SYSTEM
-from mdm.models import Device, DeviceFacts, EnrollmentToken
+from mdm.ground.audit import SYSTEM
+from mdm.ground.models import Device, DeviceFacts, EnrollmentToken
+from mdm.services import orgunits
 from tests.support.android_agent import ReferenceAgent
 from tests.support.tools import require_tool
 from tests.web.helpers import bearer, login, make_user, post_form

@@ -13,10 +13,9 @@ from sqlalchemy import select
 
 import commands.incidents as hotline
 from commands.queue import CommandRefused, enqueue_command
-from mdm.audit import Actor
-from mdm.db import transaction
-from mdm.inventory.refresh import INVENTORY_KINDS, queue_inventory_refresh
-from mdm.models import (
+from mdm.ground.audit import Actor
+from mdm.ground.db import transaction
+from mdm.ground.models import (
     Command,
     CommandStatus,
     Device,
@@ -25,6 +24,7 @@ from mdm.models import (
     IncidentStatus,
     WipeCertificate,
 )
+from mdm.services.inventory.refresh import INVENTORY_KINDS, queue_inventory_refresh
 from tests.support.android_agent import AgentError
 from tests.support.people import person
 

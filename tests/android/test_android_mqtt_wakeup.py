@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 
 import commands.incidents as hotline
-from mdm.audit import Actor
-from mdm.config import Settings
-from mdm.db import transaction
-from mdm.models import Command, CommandStatus, Device, Incident, IncidentStatus
+from mdm.ground.audit import Actor
+from mdm.ground.config import Settings
+from mdm.ground.db import transaction
+from mdm.ground.models import Command, CommandStatus, Device, Incident, IncidentStatus
 from tests.push.mqtt_support import require_local_broker
 
 OPERATOR = Actor("operator-tanaka", "operator", "192.0.2.10")

@@ -16,10 +16,9 @@ from cryptography.hazmat.primitives import hashes
 from sqlalchemy import select
 
 from commands.queue import enqueue_command
-from mdm.android.sync import wake_channels
-from mdm.compliance.evaluation import open_findings
-from mdm.db import transaction
-from mdm.models import (
+from mdm.doors.android.sync import wake_channels
+from mdm.ground.db import transaction
+from mdm.ground.models import (
     Alert,
     Command,
     CommandStatus,
@@ -31,7 +30,8 @@ from mdm.models import (
     EnrollmentTokenUse,
     InstalledApp,
 )
-from mdm.push.wakeups import BOARD
+from mdm.ground.push.wakeups import BOARD
+from mdm.services.compliance.evaluation import open_findings
 from profiles.assignment import assign_profile
 from profiles.service import create_profile, update_profile
 from tests.enrollment.conftest import ADMIN

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from enrollment import android_qr
 from enrollment.qr import make_qr
-from mdm.config import Settings
+from mdm.ground.config import Settings
 from tests.support.pki import make_ca, write_pem
 from tests.support.tools import require_tool
 

@@ -9,8 +9,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from mdm.apple.client_cert import BadClientCertificate, parse_proxy_certificate
-from mdm.apple.signature import SignatureError
+from mdm.ground.identity.client_cert import BadClientCertificate, parse_proxy_certificate
+from mdm.ground.identity.signature import SignatureError
 from tests.support.apple_device import SimulatedIPad
 from tests.support.pki import issue_cert, make_ca, pem
 

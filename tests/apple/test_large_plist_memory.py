@@ -9,7 +9,7 @@ import tracemalloc
 
 import pytest
 
-from mdm.apple.plist_codec import MalformedPlist, UnsafePlist, _check_xml_is_safe, decode_message
+from mdm.doors.apple.plist_codec import MalformedPlist, UnsafePlist, _check_xml_is_safe, decode_message
 
 
 def _answer(count: int) -> bytes:

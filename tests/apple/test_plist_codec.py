@@ -8,7 +8,7 @@ from datetime import datetime
 
 import pytest
 
-from mdm.apple.plist_codec import (
+from mdm.doors.apple.plist_codec import (
     MAX_DEPTH,
     BodyTooLarge,
     MalformedPlist,

@@ -19,13 +19,13 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
 from flask import Flask, request
 
-from mdm.apple.signature import (
+from mdm.ground.identity.signature import (
     SignatureError,
     UntrustedCertificate,
     verify_chain,
     verify_mdm_signature,
 )
-from mdm.x509util import fingerprint
+from mdm.ground.x509util import fingerprint
 from tests.support.apple_device import SimulatedIPad
 from tests.support.pki import issue_cert, make_ca, rsa_key, write_pem
 from tests.support.tools import require_tool

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
 
-from mdm.apple.signature import SignatureError, verify_mdm_signature, verify_mdm_signature_streamed
+from mdm.ground.identity.signature import SignatureError, verify_mdm_signature, verify_mdm_signature_streamed
 from tests.support.pki import issue_cert, make_ca
 
 BODY = os.urandom(3 * 1024 * 1024 + 17)

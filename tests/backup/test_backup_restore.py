@@ -12,13 +12,19 @@ import pytest
 from sqlalchemy import select
 
 from commands.queue import enqueue_command
-from mdm.audit import SYSTEM, Actor, verify_chain
-from mdm.backup.archive import BackupError, create_backup, prune_generations, read_backup, restore_backup
-from mdm.backup.crypto import BackupKey
-from mdm.config import Settings
-from mdm.db import make_engine, make_session_factory, upgrade_database
-from mdm.models import Command, Device, PushCertificate
-from mdm.push.certificates import decrypt_key, import_push_certificate, read_push_certificate
+from mdm.ground.audit import SYSTEM, Actor, verify_chain
+from mdm.ground.config import Settings
+from mdm.ground.db import make_engine, make_session_factory, upgrade_database
+from mdm.ground.models import Command, Device, PushCertificate
+from mdm.ground.push.certificates import decrypt_key, import_push_certificate, read_push_certificate
+from mdm.services.backup.archive import (
+    BackupError,
+    create_backup,
+    prune_generations,
+    read_backup,
+    restore_backup,
+)
+from mdm.services.backup.crypto import BackupKey
 from tests.conftest import _drop_postgres_database, _fresh_postgres_database
 from tests.support import pki
 from tests.support.factories import make_device
@@ -143,7 +149,7 @@ def test_restore_refuses_an_instance_in_use(populated, tmp_path):
 def test_cli_backup_and_restore(populated, empty_target, tmp_path, monkeypatch):
     from click.testing import CliRunner
 
-    from mdm.cli import main
+    from mdm.roots.cli import main
 
     monkeypatch.setenv("HIKESHI_BACKUP_PASSPHRASE", "long enough passphrase")
     for key, value in {
@@ -172,7 +178,7 @@ def test_cli_backup_and_restore(populated, empty_target, tmp_path, monkeypatch):
 
 
 def test_passphrase_rules():
-    from mdm.backup.crypto import BackupKeyError
+    from mdm.services.backup.crypto import BackupKeyError
 
     with pytest.raises(BackupKeyError):
         BackupKey.from_options("short", None)

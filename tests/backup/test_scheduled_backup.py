@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from mdm.backup.archive import read_backup
-from mdm.backup.crypto import BackupKey
-from mdm.backup.schedule import backup_status, list_generations
-from mdm.config import Settings
-from mdm.health import service_health
-from mdm.models import Alert, JobRun
-from mdm.scheduler.jobs import JobContext, run_job
+from mdm.ground.config import Settings
+from mdm.ground.health import service_health
+from mdm.ground.models import Alert, JobRun
+from mdm.roots.scheduler.jobs import JobContext, run_job
+from mdm.services.backup.archive import read_backup
+from mdm.services.backup.crypto import BackupKey
+from mdm.services.backup.schedule import backup_status, list_generations
 from tests.support.factories import make_device
 from tests.support.tools import require_tool
 

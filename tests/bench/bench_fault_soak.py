@@ -36,11 +36,12 @@ import pytest
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
-from mdm import clock, create_app
-from mdm.audit import SYSTEM
-from mdm.db import transaction
-from mdm.models import Command, CommandResult, CommandStatus, Device
-from mdm.push.certificates import import_push_certificate, read_push_certificate
+from mdm import create_app
+from mdm.ground import clock
+from mdm.ground.audit import SYSTEM
+from mdm.ground.db import transaction
+from mdm.ground.models import Command, CommandResult, CommandStatus, Device
+from mdm.ground.push.certificates import import_push_certificate, read_push_certificate
 from tests.faults.harness import ADMIN, enroll_ipads, running_server, wait_for
 from web.auth.tokens import create_api_token
 

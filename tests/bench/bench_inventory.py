@@ -11,7 +11,7 @@ real parsers, a transaction per batch of devices, in two ways measured in the sa
 alternate batches (so both see the same database size):
 
 - baseline: compliance evaluated after every result, as a check-in carrying one result does;
-- batched: evaluated once per device per transaction, at commit (mdm.inventory.events).
+- batched: evaluated once per device per transaction, at commit (mdm.services.inventory.events).
 
 Both are reported as ms per result and the batched one as a ratio against the baseline. The
 filtered list is reported as a ratio against the unfiltered first page measured in the same run
@@ -30,16 +30,9 @@ import pytest
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import joinedload
 
-from mdm import clock
-from mdm.audit import SYSTEM
-from mdm.compliance.evaluation import devices_by_compliance
-from mdm.compliance.policy import set_unit_policy
-from mdm.compliance.sources import AppPolicy, register_app_policy_source, unregister_app_policy_source
-from mdm.inventory.events import settle_inventory
-from mdm.inventory.parsers.applications import parse_installed_applications
-from mdm.inventory.parsers.device_information import parse_device_information
-from mdm.inventory.parsers.security_info import parse_security_info
-from mdm.models import (
+from mdm.ground import clock
+from mdm.ground.audit import SYSTEM
+from mdm.ground.models import (
     Command,
     CommandResult,
     CommandStatus,
@@ -48,6 +41,17 @@ from mdm.models import (
     EnrollmentState,
     Severity,
 )
+from mdm.services.compliance.evaluation import devices_by_compliance
+from mdm.services.compliance.sources import (
+    AppPolicy,
+    register_app_policy_source,
+    unregister_app_policy_source,
+)
+from mdm.services.inventory.events import settle_inventory
+from mdm.services.inventory.parsers.applications import parse_installed_applications
+from mdm.services.inventory.parsers.device_information import parse_device_information
+from mdm.services.inventory.parsers.security_info import parse_security_info
+from mdm.services.unit_policy import set_unit_policy
 from tests.inventory.helpers import load_services
 
 pytestmark = pytest.mark.bench

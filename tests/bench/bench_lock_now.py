@@ -34,9 +34,9 @@ import pytest
 
 import commands.incidents as hotline
 from mdm import create_app
-from mdm.audit import SYSTEM, Actor
-from mdm.db import transaction
-from mdm.push.certificates import import_push_certificate, read_push_certificate
+from mdm.ground.audit import SYSTEM, Actor
+from mdm.ground.db import transaction
+from mdm.ground.push.certificates import import_push_certificate, read_push_certificate
 from tests.support.factories import make_device
 from tests.web.helpers import bearer, make_token
 

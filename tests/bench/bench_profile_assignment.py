@@ -19,11 +19,13 @@ import uuid
 from dataclasses import replace
 
 from commands.queue import enqueue_command
-from mdm import clock, create_app, orgunits
-from mdm.audit import Actor
-from mdm.db import transaction
-from mdm.models import Device, EnrollmentState, Profile
-from mdm.push.certificates import import_push_certificate, read_push_certificate
+from mdm import create_app
+from mdm.ground import clock
+from mdm.ground.audit import Actor
+from mdm.ground.db import transaction
+from mdm.ground.models import Device, EnrollmentState, Profile
+from mdm.ground.push.certificates import import_push_certificate, read_push_certificate
+from mdm.services import orgunits
 from profiles.assignment import assign_profile
 from profiles.service import create_profile_from_template
 

@@ -20,12 +20,12 @@ import httpx
 import pyotp
 import pytest
 
-from mdm import clock
-from mdm.db import transaction
+from mdm.ground import clock
+from mdm.ground.db import transaction
 from tests.conftest import MovableClock
 from tests.support.tools import require_tool
 from tests.web.helpers import live_app
-from web.users import bootstrap_first_admin
+from web.auth.users import bootstrap_first_admin
 
 pytestmark = pytest.mark.browser
 

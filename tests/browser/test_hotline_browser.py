@@ -18,11 +18,11 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from mdm.audit import SYSTEM
-from mdm.db import transaction
-from mdm.models import Device
-from mdm.orgunits import assign_device, create_unit
-from mdm.push.certificates import import_push_certificate, read_push_certificate
+from mdm.ground.audit import SYSTEM
+from mdm.ground.db import transaction
+from mdm.ground.models import Device
+from mdm.ground.push.certificates import import_push_certificate, read_push_certificate
+from mdm.services.orgunits import assign_device, create_unit
 from tests.browser.test_console_browser import ARTIFACTS, browser  # noqa: F401
 from tests.web.helpers import Account, live_app, make_user
 

@@ -14,9 +14,9 @@ from sqlalchemy import select
 
 import commands.incidents as hotline
 from commands.queue import CommandRefused
-from mdm.audit import Actor
-from mdm.db import transaction
-from mdm.models import AuditEvent, Command, Device, Incident
+from mdm.ground.audit import Actor
+from mdm.ground.db import transaction
+from mdm.ground.models import AuditEvent, Command, Device, Incident
 from tests.protocol.test_apple_loop import _skip_first_inventory
 from tests.support.apple_schema import schema_dir_or_skip
 from tests.web.helpers import bearer, csrf_of, login, make_token, make_user

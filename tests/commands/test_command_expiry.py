@@ -15,11 +15,11 @@ from sqlalchemy import select
 from commands.catalog import all_command_types
 from commands.queue import enqueue_command, next_command
 from mdm import create_app
-from mdm.audit import Actor
-from mdm.cli import main
-from mdm.config import Settings
-from mdm.db import transaction
-from mdm.models import Command, CommandStatus, Device
+from mdm.ground.audit import Actor
+from mdm.ground.config import Settings
+from mdm.ground.db import transaction
+from mdm.ground.models import Command, CommandStatus, Device
+from mdm.roots.cli import main
 from tests.support.factories import make_device
 from tests.web.helpers import bearer, make_token
 

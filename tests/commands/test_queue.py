@@ -8,9 +8,9 @@ from sqlalchemy import func, select
 from commands.catalog import CommandParamsError, Priority, UnknownCommand, get_command_type
 from commands.queue import CommandRefused, CommandStateError, cancel_command, enqueue_command, next_command
 from commands.results import record_result
-from mdm.audit import Actor
-from mdm.models import AuditEvent, Command, CommandResult, CommandStatus, EnrollmentState
-from mdm.push import take_pending_pushes
+from mdm.ground.audit import Actor
+from mdm.ground.models import AuditEvent, Command, CommandResult, CommandStatus, EnrollmentState
+from mdm.ground.push import take_pending_pushes
 from tests.support.factories import make_device
 
 ADMIN = Actor("admin@hq", "admin", "192.0.2.10")

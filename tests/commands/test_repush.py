@@ -11,9 +11,9 @@ from sqlalchemy import select
 
 from commands.queue import enqueue_command
 from commands.repush import RepushPolicy, repush_waiting
-from mdm import clock
-from mdm.audit import Actor
-from mdm.models import AuditEvent, Command, CommandStatus, OutboxEntry, OutboxTopic
+from mdm.ground import clock
+from mdm.ground.audit import Actor
+from mdm.ground.models import AuditEvent, Command, CommandStatus, OutboxEntry, OutboxTopic
 from tests.conftest import MovableClock
 from tests.support.factories import make_device
 

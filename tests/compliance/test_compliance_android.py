@@ -7,10 +7,14 @@ from datetime import UTC, datetime
 
 import pytest
 
-from mdm.compliance.evaluation import device_compliance, evaluate_device, open_findings
-from mdm.compliance.policy import UnitPolicy, parse_patch_level, policy_for, set_unit_policy
-from mdm.compliance.rules import DeviceState, android_not_device_owner, android_security_patch_outdated
-from mdm.models import Device, DeviceFacts, OrgUnit, Severity
+from mdm.ground.models import Device, DeviceFacts, OrgUnit, Severity
+from mdm.services.compliance.evaluation import device_compliance, evaluate_device, open_findings
+from mdm.services.compliance.rules import (
+    DeviceState,
+    android_not_device_owner,
+    android_security_patch_outdated,
+)
+from mdm.services.unit_policy import UnitPolicy, parse_patch_level, policy_for, set_unit_policy
 from tests.inventory.helpers import ADMIN
 from tests.support.factories import make_device
 

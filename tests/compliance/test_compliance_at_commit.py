@@ -9,9 +9,9 @@ from sqlalchemy import func, select
 
 from commands.queue import enqueue_command
 from commands.results import record_result
-from mdm.compliance.evaluation import device_compliance, open_findings
-from mdm.continuity import current_readiness
-from mdm.models import DeviceCompliance, Severity
+from mdm.ground.models import DeviceCompliance, Severity
+from mdm.services.compliance.evaluation import device_compliance, open_findings
+from mdm.services.continuity import current_readiness
 from tests.continuity.helpers import build_tree, tablet
 from tests.inventory.helpers import ADMIN, apps
 

@@ -6,10 +6,19 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from mdm.compliance.evaluation import device_compliance, devices_by_compliance, evaluate_fleet, open_findings
-from mdm.compliance.policy import policy_for, set_unit_policy
-from mdm.compliance.sources import AppPolicy, register_app_policy_source, unregister_app_policy_source
-from mdm.models import Alert, ComplianceFinding, OrgUnit, Severity
+from mdm.ground.models import Alert, ComplianceFinding, OrgUnit, Severity
+from mdm.services.compliance.evaluation import (
+    device_compliance,
+    devices_by_compliance,
+    evaluate_fleet,
+    open_findings,
+)
+from mdm.services.compliance.sources import (
+    AppPolicy,
+    register_app_policy_source,
+    unregister_app_policy_source,
+)
+from mdm.services.unit_policy import policy_for, set_unit_policy
 from tests.inventory.helpers import ADMIN, answer, apps
 from tests.support.factories import make_device
 
@@ -100,7 +109,11 @@ def test_unit_policy_inherits_down_the_tree(session):
 
 
 def test_console_queries(session, frozen_clock, block_game):
-    from mdm.compliance.queries import compliance_summary, device_findings, unauthorized_app_identifiers
+    from mdm.services.compliance.queries import (
+        compliance_summary,
+        device_findings,
+        unauthorized_app_identifiers,
+    )
 
     device, fresh_device = make_device(session), make_device(session)
     answer(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from mdm.compliance.policy import UnitPolicy
-from mdm.compliance.rules import (
+from mdm.ground.models import Device, DeviceCertificate, DeviceFacts, InstalledApp, InstalledProfile, Severity
+from mdm.services.compliance.rules import (
     DeviceState,
     identity_certificate_expiring,
     not_supervised,
@@ -16,8 +16,8 @@ from mdm.compliance.rules import (
     profile_missing_or_outdated,
     unauthorized_app,
 )
-from mdm.compliance.sources import AppPolicy, ExpectedProfile, app_policy_from_specs
-from mdm.models import Device, DeviceCertificate, DeviceFacts, InstalledApp, InstalledProfile, Severity
+from mdm.services.compliance.sources import AppPolicy, ExpectedProfile, app_policy_from_specs
+from mdm.services.unit_policy import UnitPolicy
 
 NOW = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)
 

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-import mdm.continuity  # noqa: F401  (installs the readiness hooks, as the app factory does)
-from mdm import clock
-from mdm.audit import SYSTEM, Actor
-from mdm.models import Device, OrgUnit
-from mdm.orgunits import assign_device, create_unit
+import mdm.services.continuity  # noqa: F401  (installs the readiness hooks, as the app factory does)
+from mdm.ground import clock
+from mdm.ground.audit import SYSTEM, Actor
+from mdm.ground.models import Device, OrgUnit
+from mdm.services.orgunits import assign_device, create_unit
 from tests.support.factories import make_device
 
 ADMIN = Actor("user:admin", "admin")

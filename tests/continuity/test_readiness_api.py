@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from commands.incidents import open_incident
-from mdm.continuity import mark_spare
+from mdm.services.continuity import mark_spare
 from tests.continuity.helpers import ADMIN, OPERATOR, build_tree, tablet
 from tests.web.helpers import bearer, make_token
 

@@ -7,8 +7,8 @@ import threading
 
 from sqlalchemy import select
 
-from mdm.db import make_session_factory
-from mdm.models import Device, EnrollmentState, ReadinessEvent, UnitReadinessState
+from mdm.ground.db import make_session_factory
+from mdm.ground.models import Device, EnrollmentState, ReadinessEvent, UnitReadinessState
 from tests.continuity.helpers import build_tree, tablet
 
 

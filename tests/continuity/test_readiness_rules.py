@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from mdm.continuity.plans import DEFAULT_PLANS, Plan, PlanError, default_plan, load_plan
-from mdm.continuity.readiness import compute
-from mdm.continuity.working import DeviceFacts, is_available_spare, problems
-from mdm.continuity.world import World
-from mdm.models import EnrollmentState, OrgUnit, OrgUnitKind, ReadinessState, UnitType
+from mdm.ground.models import EnrollmentState, OrgUnit, OrgUnitKind, ReadinessState, UnitType
+from mdm.services.continuity.plans import DEFAULT_PLANS, Plan, PlanError, default_plan, load_plan
+from mdm.services.continuity.readiness import compute
+from mdm.services.continuity.working import DeviceFacts, is_available_spare, problems
+from mdm.services.continuity.world import World
 
 NOW = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)
 PLAN = Plan(required_working=1, max_seen_minutes=60, min_battery_percent=20)

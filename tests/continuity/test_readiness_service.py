@@ -9,9 +9,19 @@ import pytest
 from sqlalchemy import select
 
 from commands.incidents import open_incident, recover
-from mdm import clock
-from mdm.audit import SYSTEM
-from mdm.continuity import (
+from mdm.ground import clock
+from mdm.ground.audit import SYSTEM
+from mdm.ground.models import (
+    AuditEvent,
+    ComplianceFinding,
+    EnrollmentState,
+    IncidentStep,
+    ReadinessEvent,
+    SpareDevice,
+    UnitReadinessState,
+)
+from mdm.roots.scheduler.jobs import JobContext
+from mdm.services.continuity import (
     PlanError,
     SpareError,
     current_readiness,
@@ -25,17 +35,7 @@ from mdm.continuity import (
     station_rollup,
     swap_spare,
 )
-from mdm.models import (
-    AuditEvent,
-    ComplianceFinding,
-    EnrollmentState,
-    IncidentStep,
-    ReadinessEvent,
-    SpareDevice,
-    UnitReadinessState,
-)
-from mdm.orgunits import assign_device
-from mdm.scheduler.jobs import JobContext
+from mdm.services.orgunits import assign_device
 from tests.continuity.helpers import ADMIN, OPERATOR, build_tree, tablet
 
 

@@ -8,11 +8,11 @@ import time
 
 from sqlalchemy import select
 
-from mdm.alerts.signing import SIGNATURE_HEADER, verify_signature
-from mdm.alerts.webhooks import create_webhook
-from mdm.continuity import readiness_job
-from mdm.models import DeliveryStatus, ReadinessDelivery, ReadinessEvent
-from mdm.scheduler.jobs import JOBS, JobContext
+from mdm.ground.models import DeliveryStatus, ReadinessDelivery, ReadinessEvent
+from mdm.roots.scheduler.jobs import JOBS, JobContext
+from mdm.services.alerts.signing import SIGNATURE_HEADER, verify_signature
+from mdm.services.alerts.webhooks import create_webhook
+from mdm.services.continuity import readiness_job
 from tests.alerts.receiver import webhook_receiver
 from tests.continuity.helpers import ADMIN, build_tree, tablet
 

@@ -19,11 +19,11 @@ import pytest
 from sqlalchemy import select
 
 from commands.incidents import open_incident
-from mdm import clock
-from mdm.alerts.signing import SIGNATURE_HEADER, verify_signature
-from mdm.alerts.webhooks import create_webhook
-from mdm.models import Device, IncidentStep
-from mdm.orgunits import assign_device
+from mdm.ground import clock
+from mdm.ground.models import Device, IncidentStep
+from mdm.services.alerts.signing import SIGNATURE_HEADER, verify_signature
+from mdm.services.alerts.webhooks import create_webhook
+from mdm.services.orgunits import assign_device
 from tests.alerts.receiver import webhook_receiver
 from tests.continuity.helpers import ADMIN, OPERATOR, build_tree, tablet
 from tests.web.helpers import bearer, live_server, make_token

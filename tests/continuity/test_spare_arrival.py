@@ -18,11 +18,11 @@ import pytest
 from sqlalchemy import select
 
 from commands.incidents import open_incident
-from mdm import orgunits
-from mdm.audit import Actor
-from mdm.continuity import mark_spare
-from mdm.db import transaction
-from mdm.models import Device, ReadinessEvent
+from mdm.ground.audit import Actor
+from mdm.ground.db import transaction
+from mdm.ground.models import Device, ReadinessEvent
+from mdm.services import orgunits
+from mdm.services.continuity import mark_spare
 from profiles.assignment import assign_profile
 from profiles.service import create_profile_from_template
 from tests.profiles.test_install_refresh_no_flap import ProfileHoldingIPad, _unsigned_content

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from sqlalchemy import text
 
-from mdm.audit import GENESIS, SYSTEM, Actor, record_event, verify_chain
+from mdm.ground.audit import GENESIS, SYSTEM, Actor, record_event, verify_chain
 
 
 def test_chain_links_every_event(session):

@@ -10,10 +10,10 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select, text
 
-from mdm import clock
-from mdm.audit import SYSTEM, record_event
-from mdm.cli import main
-from mdm.models import Command, PushCertificate
+from mdm.ground import clock
+from mdm.ground.audit import SYSTEM, record_event
+from mdm.ground.models import Command, PushCertificate
+from mdm.roots.cli import main
 from tests.support import pki
 from tests.support.factories import make_device
 

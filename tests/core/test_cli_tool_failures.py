@@ -20,9 +20,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
-from mdm import clock
-from mdm.cli import main
-from mdm.models import EnrollmentToken, PushCertificate
+from mdm.ground import clock
+from mdm.ground.models import EnrollmentToken, PushCertificate
+from mdm.roots.cli import main
 from tests.support import pki
 
 BIN = Path(sys.executable).parent

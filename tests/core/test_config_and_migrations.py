@@ -9,10 +9,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from mdm import create_app
-from mdm.config import Settings
-from mdm.db import DatabaseBehind, make_engine, upgrade_database
-from mdm.models import Base
-from mdm.secretbox import SecretBoxError, seal, unseal
+from mdm.ground.config import Settings
+from mdm.ground.db import DatabaseBehind, make_engine, upgrade_database
+from mdm.ground.models import Base
+from mdm.ground.secretbox import SecretBoxError, seal, unseal
 
 
 def test_secrets_are_generated_once_with_mode_0600(tmp_path, monkeypatch):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
-from mdm.db import upgrade_database
+from mdm.ground.db import upgrade_database
 
 
 def test_existing_certificates_get_their_purpose(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from mdm.db import make_engine, upgrade_database
+from mdm.ground.db import make_engine, upgrade_database
 
 NOW = "2026-11-01 00:00:00.000000"
 

@@ -35,7 +35,7 @@ def _error_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
     ("package", "file"),
     [
         ("web", "web/__init__.py"),  # imported late, by the app factory
-        ("commands", "commands/__init__.py"),  # imported by mdm.cli itself
+        ("commands", "commands/__init__.py"),  # imported by mdm.roots.cli itself
         ("profiles", "profiles.py"),  # a plain module shadows a package just as well
     ],
 )

@@ -68,18 +68,20 @@ def _readme_configuration_table() -> tuple[set[str], set[str]]:
 
 
 def test_the_readme_configuration_table_is_the_settings_table():
-    from mdm.config import TABLE
+    from mdm.ground.config import TABLE
 
     table = {setting.name for setting in TABLE}
     documented, named = _readme_configuration_table()
     assert len(documented) > 60  # the pattern still finds the rows
     assert sorted(table - documented) == [], "document these in the README's Configuration table"
-    assert sorted(documented - table) == [], "the README documents settings mdm/config.py's TABLE lacks"
+    assert sorted(documented - table) == [], (
+        "the README documents settings mdm/ground/config.py's TABLE lacks"
+    )
     assert sorted(named - table) == [], "the Configuration table names variables that are not settings"
 
 
 def test_every_variable_the_readme_names_is_a_setting_or_test_only():
-    from mdm.config import TABLE
+    from mdm.ground.config import TABLE
 
     named = set(re.findall(r"\bHIKESHI_[A-Z0-9_]*[A-Z0-9]", (ROOT / "README.md").read_text()))
     assert sorted(named - {s.name for s in TABLE} - TEST_ONLY_VARIABLES) == []

@@ -19,7 +19,7 @@ import httpx
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
-from mdm.models import JobRun
+from mdm.ground.models import JobRun
 
 BIN = Path(sys.executable).parent
 

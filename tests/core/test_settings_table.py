@@ -1,6 +1,6 @@
-"""Configuration from one table (issue 17 item 5): Settings is built from mdm.config.TABLE, a bad
+"""Configuration from one table (issue 17 item 5): Settings is built from mdm.ground.config.TABLE, a bad
 value is refused in one line naming its variable, and no product module reads an environment
-variable by name outside mdm/config.py. The README side is in test_project_files.py."""
+variable by name outside mdm/ground/config.py. The README side is in test_project_files.py."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from mdm.config import TABLE, SettingError, Settings
+from mdm.ground.config import TABLE, SettingError, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 PRODUCT = ("mdm", "enrollment", "profiles", "commands", "web")
@@ -173,7 +173,7 @@ def test_no_product_module_but_config_reads_an_environment_variable_by_name():
         found = _env_reads(ast.parse(path.read_text(), str(path)))
         if found:
             offenders[str(path.relative_to(ROOT))] = found
-    assert offenders == {}, "read settings through mdm.config (a row of TABLE), not the environment"
+    assert offenders == {}, "read settings through mdm.ground.config (a row of TABLE), not the environment"
 
 
 def test_every_hikeshi_name_the_product_mentions_is_a_setting():
@@ -190,7 +190,7 @@ def test_every_hikeshi_name_the_product_mentions_is_a_setting():
 
 
 def test_every_row_read_outside_settings_is_read_somewhere():
-    import mdm.config as config
+    import mdm.ground.config as config
 
     handles = {id(value): key for key, value in vars(config).items() if isinstance(value, config.Setting)}
     product = "\n".join(p.read_text() for p in _product_files() if p != ROOT / "mdm" / "config.py")
@@ -198,5 +198,5 @@ def test_every_row_read_outside_settings_is_read_somewhere():
         if setting.attribute is not None:
             continue  # read by Settings.from_env
         handle = handles.get(id(setting))
-        assert handle is not None, f"{setting.name}: give it a module-level name in mdm/config.py"
+        assert handle is not None, f"{setting.name}: give it a module-level name in mdm/ground/config.py"
         assert re.search(rf"\b{handle}\.read\b", product), f"{setting.name} is never read"

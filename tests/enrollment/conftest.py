@@ -15,12 +15,12 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.serving import make_server
 
-from enrollment import ca as ca_service
 from enrollment import tokens
-from mdm import orgunits
-from mdm.audit import Actor
-from mdm.config import Settings
-from mdm.models import OrgUnit
+from mdm.ground import ca as ca_service
+from mdm.ground.audit import Actor
+from mdm.ground.config import Settings
+from mdm.ground.models import OrgUnit
+from mdm.services import orgunits
 
 ADMIN = Actor("admin@hq.example.jp", "admin", "192.0.2.10")
 TOPIC = "com.apple.mgmt.External.4f0c9a5e-hikeshi-test"
@@ -43,7 +43,7 @@ def provisioned_ca(
     enroll_settings: Settings, session_factory: sessionmaker[Session]
 ) -> ca_service.Credential:
     """The built-in CA, created through ensure_ca with keys generated once per run."""
-    from mdm.db import transaction
+    from mdm.ground.db import transaction
 
     with transaction(session_factory) as s:
         ca_service.ensure_ca(
@@ -91,7 +91,7 @@ def live_server(enroll_app: Any) -> Iterator[LiveServer]:
 @pytest.fixture
 def push_topic(session: Session, enroll_settings: Settings) -> str:
     """An imported APNs push certificate whose topic enrollment profiles carry."""
-    from mdm.push.certificates import LoadedPushCertificate, import_push_certificate
+    from mdm.ground.push.certificates import LoadedPushCertificate, import_push_certificate
     from tests.support.pki import issue_cert, key_pem, make_ca
 
     apple_ca, apple_key = make_ca("Test Apple Push CA")

@@ -12,12 +12,12 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from enrollment import ca as ca_service
-from mdm.apple.trust import trusted_device_cas
-from mdm.config import Settings
-from mdm.models import AuditEvent, CertificateAuthority, CertificatePurpose
-from mdm.secretbox import SecretBoxError
-from mdm.x509util import fingerprint
+from mdm.ground import ca as ca_service
+from mdm.ground.config import Settings
+from mdm.ground.identity.trust import trusted_device_cas
+from mdm.ground.models import AuditEvent, CertificateAuthority, CertificatePurpose
+from mdm.ground.secretbox import SecretBoxError
+from mdm.ground.x509util import fingerprint
 
 
 def test_first_start_creates_ca_and_signer(enroll_settings: Settings, session: Session) -> None:
@@ -70,8 +70,8 @@ def test_key_is_sealed_with_the_instance_secret(
 
 
 def test_concurrent_first_starts_create_one_ca(enroll_settings: Settings, engine: Engine) -> None:
-    from mdm.app import provision_builtin_ca
-    from mdm.db import make_session_factory
+    from mdm.ground.db import make_session_factory
+    from mdm.roots.app import provision_builtin_ca
 
     barrier = threading.Barrier(4)
     errors: list[BaseException] = []

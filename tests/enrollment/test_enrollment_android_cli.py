@@ -17,9 +17,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from enrollment import android_qr, tokens
-from mdm.cli import main
-from mdm.config import Settings
-from mdm.models import EnrollmentToken
+from mdm.ground.config import Settings
+from mdm.ground.models import EnrollmentToken
+from mdm.roots.cli import main
 from tests.support.tools import require_tool
 
 CHECKSUM = "gJD2YwtOiWJHkSMkkIfLRlj-quNqG1fb6v100QmzM9w="

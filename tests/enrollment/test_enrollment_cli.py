@@ -13,9 +13,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from enrollment import tokens
-from mdm.cli import main
-from mdm.config import Settings
-from mdm.models import AuditEvent, EnrollmentToken, OrgUnit
+from mdm.ground.config import Settings
+from mdm.ground.models import AuditEvent, EnrollmentToken, OrgUnit
+from mdm.roots.cli import main
 
 
 @pytest.fixture
@@ -43,7 +43,7 @@ def test_ca_show_and_init(cli_env: Any, session: Session) -> None:
     assert "already exists" in _run("ca", "init").output
     shown = _run("ca", "show")
     assert shown.exit_code == 0
-    from enrollment.ca import device_ca_certificate
+    from mdm.ground.ca import device_ca_certificate
 
     cert = device_ca_certificate(session)
     digest = cert.fingerprint(hashes.SHA256())

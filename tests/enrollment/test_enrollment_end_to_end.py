@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from enrollment.profile import CONTENT_TYPE, MDM_PAYLOAD_IDENTIFIER
-from mdm.models import (
+from mdm.ground.models import (
     AuditEvent,
     Device,
     DeviceCertificate,
@@ -18,7 +18,7 @@ from mdm.models import (
     EnrollmentToken,
     EnrollmentTokenUse,
 )
-from mdm.x509util import fingerprint
+from mdm.ground.x509util import fingerprint
 from tests.enrollment.helpers import challenge_of, payload, profile_dict
 from tests.support.apple_device import SimulatedIPad
 from tests.support.scep_client import ScepClient

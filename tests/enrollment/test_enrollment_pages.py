@@ -13,7 +13,7 @@ import segno
 from sqlalchemy.orm import Session
 
 from enrollment import qr, tokens
-from mdm.models import EnrollmentToken
+from mdm.ground.models import EnrollmentToken
 from tests.enrollment.conftest import ADMIN
 from tests.support.tools import require_tool
 

@@ -13,8 +13,6 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from enrollment import ca as ca_service
-from enrollment.ca import sha1_fingerprint
 from enrollment.profile import (
     ACCESS_RIGHTS,
     CONTENT_TYPE,
@@ -23,8 +21,10 @@ from enrollment.profile import (
     encrypted_profile_plist,
     profile_plist,
 )
-from mdm.config import Settings
-from mdm.models import EnrollmentChallenge
+from mdm.ground import ca as ca_service
+from mdm.ground.ca import sha1_fingerprint
+from mdm.ground.config import Settings
+from mdm.ground.models import EnrollmentChallenge
 from tests.enrollment.conftest import ADMIN
 from tests.enrollment.helpers import payload, signed_content
 from tests.support.apple_schema import check_payload, check_profile

@@ -12,13 +12,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from commands.queue import next_command
-from enrollment import ca as ca_service
 from enrollment.profile import MDM_PAYLOAD_IDENTIFIER, PROFILE_IDENTIFIER
 from enrollment.renewal import queue_identity_renewals
-from mdm.config import Settings
-from mdm.devices import certificate_row_for
-from mdm.models import AuditEvent, Command, CommandStatus, Device, DeviceCertificate
-from mdm.x509util import fingerprint
+from mdm.ground import ca as ca_service
+from mdm.ground.config import Settings
+from mdm.ground.models import AuditEvent, Command, CommandStatus, Device, DeviceCertificate
+from mdm.ground.x509util import fingerprint
+from mdm.services.devices import certificate_row_for
 from tests.enrollment.conftest import ADMIN
 from tests.enrollment.helpers import profile_dict
 from tests.support.apple_device import SimulatedIPad

@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mdm import orgunits
-from mdm.models import AuditEvent, OrgUnit
+from mdm.ground.models import AuditEvent, OrgUnit
+from mdm.services import orgunits
 from tests.enrollment.conftest import ADMIN
 from tests.support.factories import make_device
 

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from commands.catalog import CommandParamsError, Priority, get_command_type
 from commands.queue import enqueue_command
-from mdm.apple.plist_codec import encode_command
+from mdm.doors.apple.plist_codec import encode_command
 from tests.enrollment.conftest import ADMIN
 from tests.support.factories import make_device
 

@@ -11,9 +11,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from enrollment import tokens
-from enrollment.scep.attributes import FailInfo
-from mdm.config import Settings
-from mdm.models import DeviceCertificate
+from mdm.doors.scep.attributes import FailInfo
+from mdm.ground.config import Settings
+from mdm.ground.models import DeviceCertificate
 from tests.enrollment.conftest import ADMIN
 from tests.support.scep_client import ScepClient
 

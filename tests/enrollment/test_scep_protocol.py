@@ -11,11 +11,11 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from enrollment import ca as ca_service
 from enrollment import tokens
-from mdm.config import Settings
-from mdm.models import DeviceCertificate, EnrollmentToken
-from mdm.x509util import fingerprint
+from mdm.ground import ca as ca_service
+from mdm.ground.config import Settings
+from mdm.ground.models import DeviceCertificate, EnrollmentToken
+from mdm.ground.x509util import fingerprint
 from tests.enrollment.conftest import ADMIN
 from tests.support import scep_client as sc
 from tests.support.apple_device import SimulatedIPad

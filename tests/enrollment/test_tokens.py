@@ -11,9 +11,9 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
 from enrollment import tokens
-from mdm.config import Settings
-from mdm.db import make_session_factory, transaction
-from mdm.models import AuditEvent, EnrollmentChallenge, EnrollmentToken
+from mdm.ground.config import Settings
+from mdm.ground.db import make_session_factory, transaction
+from mdm.ground.models import AuditEvent, EnrollmentChallenge, EnrollmentToken
 from tests.enrollment.conftest import ADMIN
 
 

@@ -9,9 +9,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from mdm import clock, create_app
-from mdm.db import transaction
-from mdm.push.certificates import import_push_certificate, read_push_certificate
+from mdm import create_app
+from mdm.ground import clock
+from mdm.ground.db import transaction
+from mdm.ground.push.certificates import import_push_certificate, read_push_certificate
 from tests.conftest import MovableClock
 from tests.faults.harness import ADMIN
 

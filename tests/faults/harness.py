@@ -19,10 +19,10 @@ import httpx
 from sqlalchemy import select
 
 from commands.queue import cancel_command, pending_commands
-from mdm.audit import Actor
-from mdm.config import Settings
-from mdm.db import transaction
-from mdm.models import Device, SchedulerLease
+from mdm.ground.audit import Actor
+from mdm.ground.config import Settings
+from mdm.ground.db import transaction
+from mdm.ground.models import Device, SchedulerLease
 from tests.support.apple_device import SimulatedIPad
 
 BIN = Path(sys.executable).parent

@@ -8,12 +8,12 @@ import json
 from sqlalchemy import select
 
 from commands.queue import enqueue_command
-from mdm.alerts.webhooks import create_webhook
-from mdm.db import transaction
-from mdm.health import service_health
-from mdm.models import Alert, Device
-from mdm.push.breaker import CircuitBreaker
-from mdm.scheduler.jobs import JobContext, run_job, webhook_delivery
+from mdm.ground.db import transaction
+from mdm.ground.health import service_health
+from mdm.ground.models import Alert, Device
+from mdm.ground.push.breaker import CircuitBreaker
+from mdm.roots.scheduler.jobs import JobContext, run_job, webhook_delivery
+from mdm.services.alerts.webhooks import create_webhook
 from tests.alerts.receiver import webhook_receiver
 from tests.faults.harness import ADMIN, enroll_ipads, wait_for
 

@@ -8,9 +8,9 @@ import plistlib
 from sqlalchemy import create_engine, select
 
 from commands.queue import enqueue_command
-from mdm.db import transaction
-from mdm.models import Command, CommandStatus, Device
-from mdm.scheduler.jobs import JobContext, run_job
+from mdm.ground.db import transaction
+from mdm.ground.models import Command, CommandStatus, Device
+from mdm.roots.scheduler.jobs import JobContext, run_job
 from tests.faults.harness import ADMIN, enroll_ipads, wait_for
 
 

@@ -15,7 +15,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from mdm import create_app
-from mdm.db import upgrade_database
+from mdm.ground.db import upgrade_database
 
 
 def _mount_tmpfs(path: Path, size: str) -> bool:

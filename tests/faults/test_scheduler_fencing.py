@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from sqlalchemy import select, text
 
-from mdm.db import make_session_factory, transaction
-from mdm.models import Alert, JobRun, SchedulerLease
-from mdm.scheduler import jobs as scheduler_jobs
-from mdm.scheduler.fencing import FencedOut, fenced_factory, take_over
-from mdm.scheduler.lock import ADVISORY_KEY
-from mdm.scheduler.runner import run_scheduler
+from mdm.ground.db import make_session_factory, transaction
+from mdm.ground.models import Alert, JobRun, SchedulerLease
+from mdm.roots.scheduler import jobs as scheduler_jobs
+from mdm.roots.scheduler.fencing import FencedOut, fenced_factory, take_over
+from mdm.roots.scheduler.lock import ADVISORY_KEY
+from mdm.roots.scheduler.runner import run_scheduler
 from tests.faults.harness import wait_for
 
 PROBE = "fence.probe"

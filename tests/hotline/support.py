@@ -10,11 +10,11 @@ from sqlalchemy.orm import Session
 
 import commands.incidents as hotline
 from commands.results import record_result
-from mdm import clock
-from mdm.audit import Actor
-from mdm.devices import bound_identities
-from mdm.models import Device, DeviceCertificate, IdentityPurpose
-from mdm.models.incident import Incident
+from mdm.ground import clock
+from mdm.ground.audit import Actor
+from mdm.ground.models import Device, DeviceCertificate, IdentityPurpose
+from mdm.ground.models.incident import Incident
+from mdm.services.devices import bound_identities
 from tests.support.factories import make_device
 from tests.support.people import person
 

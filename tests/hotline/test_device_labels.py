@@ -10,8 +10,8 @@ from typing import Any
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from mdm.cli import main
-from mdm.models import AuditEvent, Device
+from mdm.ground.models import AuditEvent, Device
+from mdm.roots.cli import main
 from tests.web.conftest import tree  # noqa: F401
 from tests.web.helpers import bearer, csrf_of, login, make_token, make_user
 

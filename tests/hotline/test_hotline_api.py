@@ -12,9 +12,9 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from sqlalchemy import select
 
 from commands.wipe_certificate import verify_detached
-from enrollment.ca import builtin_device_cas
-from mdm.db import transaction
-from mdm.models import Device, WipeCertificate
+from mdm.ground.ca import builtin_device_cas
+from mdm.ground.db import transaction
+from mdm.ground.models import Device, WipeCertificate
 from tests.hotline.test_hotline_call import _enrolled, conf, push_topic, pushing_app  # noqa: F401
 from tests.web.helpers import bearer, make_token
 

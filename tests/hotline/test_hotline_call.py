@@ -16,13 +16,21 @@ from sqlalchemy import select
 
 import commands.incidents as hotline
 from commands.queue import enqueue_command
-from enrollment.ca import builtin_device_cas
 from mdm import create_app
-from mdm.audit import Actor
-from mdm.cli import main as hikeshi
-from mdm.db import transaction
-from mdm.models import AuditEvent, Command, Device, EnrollmentState, Incident, IncidentStatus, WipeCertificate
-from mdm.push.certificates import import_push_certificate, read_push_certificate
+from mdm.ground.audit import Actor
+from mdm.ground.ca import builtin_device_cas
+from mdm.ground.db import transaction
+from mdm.ground.models import (
+    AuditEvent,
+    Command,
+    Device,
+    EnrollmentState,
+    Incident,
+    IncidentStatus,
+    WipeCertificate,
+)
+from mdm.ground.push.certificates import import_push_certificate, read_push_certificate
+from mdm.roots.cli import main as hikeshi
 from tests.support.apple_device import SimulatedIPad
 from tests.support.people import person
 from tests.support.tools import require_tool

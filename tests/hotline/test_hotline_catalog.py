@@ -14,9 +14,9 @@ from sqlalchemy import select
 
 from commands.catalog import CommandParamsError, DeliveryContext, get_command_type
 from commands.queue import enqueue_command
-from mdm.audit import Actor
-from mdm.models import AuditEvent, Command, Device
-from mdm.secretbox import seal, unseal
+from mdm.ground.audit import Actor
+from mdm.ground.models import AuditEvent, Command, Device
+from mdm.ground.secretbox import seal, unseal
 from tests.support.apple_schema import schema_missing
 from tests.support.factories import make_device
 

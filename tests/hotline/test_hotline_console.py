@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from mdm.models.incident import Incident
+from mdm.ground.models.incident import Incident
 from tests.hotline.support import opened as opened_incident
 from tests.web.conftest import tree  # noqa: F401
 from tests.web.helpers import csrf_of, login, make_user

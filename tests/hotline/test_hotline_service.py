@@ -12,9 +12,9 @@ from sqlalchemy import select
 import commands.incidents as hotline
 from commands.queue import enqueue_command, next_command
 from commands.results import record_result
-from mdm import orgunits
-from mdm.audit import Actor, verify_chain
-from mdm.models import AuditEvent, CommandStatus, EnrollmentState, IncidentStatus, WipeCertificate
+from mdm.ground.audit import Actor, verify_chain
+from mdm.ground.models import AuditEvent, CommandStatus, EnrollmentState, IncidentStatus, WipeCertificate
+from mdm.services import orgunits
 from tests.hotline.support import give_identity
 from tests.support.factories import make_device
 from tests.support.people import person

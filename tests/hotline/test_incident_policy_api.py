@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy import select
 
 import commands.incidents as hotline
-from mdm.models import AuditEvent
-from mdm.models.incident import Incident, IncidentPolicy
+from mdm.ground.models import AuditEvent
+from mdm.ground.models.incident import Incident, IncidentPolicy
 from tests.hotline.support import opened
 from tests.web.conftest import tree  # noqa: F401
 from tests.web.helpers import bearer, csrf_of, login, make_token, make_user

@@ -18,7 +18,7 @@ import yaml
 from markupsafe import escape
 from sqlalchemy import select
 
-from mdm.models import Command, CommandStatus, Device
+from mdm.ground.models import Command, CommandStatus, Device
 from tests.protocol.test_apple_loop import _enroll, _skip_first_inventory
 from tests.support.apple_schema import schema_dir_or_skip
 from tests.web.helpers import bearer, login, make_token, make_user

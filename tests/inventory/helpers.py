@@ -10,10 +10,10 @@ from sqlalchemy.orm import Session
 
 from commands.queue import enqueue_command
 from commands.results import record_result
-from mdm.app import load_services
-from mdm.audit import Actor
-from mdm.inventory.events import settle_inventory
-from mdm.models import Command, Device
+from mdm.ground.audit import Actor
+from mdm.ground.models import Command, Device
+from mdm.roots.app import load_services
+from mdm.services.inventory.events import settle_inventory
 
 ADMIN = Actor("admin@hq", "admin", "192.0.2.1")
 
@@ -35,7 +35,7 @@ def answer(
     raw = plistlib.dumps(report)
     result = record_result(session, device, plistlib.loads(raw), raw, actor=ADMIN)
     assert result is command
-    # What the check-in's commit does first (mdm.inventory.events): tests read before committing.
+    # What the check-in's commit does first (mdm.services.inventory.events): tests read before committing.
     settle_inventory(session)
     session.flush()
     return command

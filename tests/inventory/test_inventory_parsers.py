@@ -6,10 +6,15 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from mdm.inventory.facts import device_facts
-from mdm.inventory.history import ChangeKind, device_history
-from mdm.inventory.queries import apps_report, devices_with_app, installed_apps, installed_certificates
-from mdm.models import Command, CommandStatus, InstalledApp, InstalledCertificate, InstalledProfile
+from mdm.ground.models import Command, CommandStatus, InstalledApp, InstalledCertificate, InstalledProfile
+from mdm.services.inventory.facts import device_facts
+from mdm.services.inventory.history import ChangeKind, device_history
+from mdm.services.inventory.queries import (
+    apps_report,
+    devices_with_app,
+    installed_apps,
+    installed_certificates,
+)
 from tests.inventory.helpers import answer, apps
 from tests.inventory.schema_samples import schema_response
 from tests.support.factories import make_device

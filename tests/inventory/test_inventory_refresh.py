@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from mdm.compliance.policy import set_unit_policy
-from mdm.inventory.refresh import (
+from mdm.ground.models import Command, CommandStatus, OrgUnit
+from mdm.services.inventory.refresh import (
     INVENTORY_KINDS,
     devices_due_for_refresh,
     queue_inventory_refresh,
     refresh_due_devices,
 )
-from mdm.models import Command, CommandStatus, OrgUnit
+from mdm.services.unit_policy import set_unit_policy
 from tests.inventory.helpers import ADMIN, answer
 from tests.support.factories import make_device
 
@@ -76,7 +76,7 @@ def test_per_unit_interval(session, frozen_clock):
 
 
 def test_enrollment_queues_the_first_inventory(session):
-    from mdm.devices import token_update
+    from mdm.services.devices import token_update
 
     device = make_device(session, state="pending")
     token_update(

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from mdm.models import Device, DeviceFacts, InventoryChange
+from mdm.ground.models import Device, DeviceFacts, InventoryChange
 from tests.inventory.schema_samples import schema_response
 from tests.protocol.test_oversized_answers import drain, fetch, queue
 from tests.support.apple_device import SimulatedIPad

@@ -13,8 +13,8 @@ from pathlib import Path
 import yaml
 from sqlalchemy import create_engine, select, text
 
-from mdm.db import upgrade_database
-from mdm.models import Device
+from mdm.ground.db import upgrade_database
+from mdm.ground.models import Device
 from tests.conftest import _drop_postgres_database, _fresh_postgres_database
 from tests.protocol.test_apple_loop import _enroll, fresh
 from tests.support.apple_schema import schema_dir_or_skip

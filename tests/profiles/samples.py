@@ -9,7 +9,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import NameOID
 
-from mdm import clock
+from mdm.ground import clock
 from profiles.rendering import RenderContext
 from tests.support.pki import make_ca, pem, rsa_key
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from enrollment.ca import ensure_ca
-from mdm import clock, orgunits
-from mdm.audit import Actor
-from mdm.models import Device, EnrollmentState
+from mdm.ground import clock
+from mdm.ground.audit import Actor
+from mdm.ground.ca import ensure_ca
+from mdm.ground.models import Device, EnrollmentState
+from mdm.services import orgunits
 from profiles.android_policy import AndroidPolicyDocument, merge_policy, policy_for_device, policy_version
 from profiles.assignment import assign_profile, update_profile_and_apply
 from profiles.service import create_profile, create_profile_from_template

@@ -11,12 +11,12 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from enrollment.ca import device_ca_certificate, ensure_ca
-from mdm import orgunits
-from mdm.audit import Actor
-from mdm.cli import main
-from mdm.models import Command, ProfileAssignment
-from mdm.x509util import to_pem
+from mdm.ground.audit import Actor
+from mdm.ground.ca import device_ca_certificate, ensure_ca
+from mdm.ground.models import Command, ProfileAssignment
+from mdm.ground.x509util import to_pem
+from mdm.roots.cli import main
+from mdm.services import orgunits
 from tests.support.factories import make_device
 from tests.support.tools import require_tool
 

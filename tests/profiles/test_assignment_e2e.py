@@ -13,12 +13,12 @@ import pytest
 from sqlalchemy import select
 
 from commands.queue import enqueue_command
-from enrollment.ca import device_ca_certificate
-from mdm import orgunits
-from mdm.audit import Actor
-from mdm.db import transaction
-from mdm.models import Command, CommandStatus, Device, DeviceProfileState, ProfileRendering
-from mdm.x509util import to_pem
+from mdm.ground.audit import Actor
+from mdm.ground.ca import device_ca_certificate
+from mdm.ground.db import transaction
+from mdm.ground.models import Command, CommandStatus, Device, DeviceProfileState, ProfileRendering
+from mdm.ground.x509util import to_pem
+from mdm.services import orgunits
 from profiles.assignment import (
     assign_profile,
     desired_profiles,

@@ -13,11 +13,11 @@ from sqlalchemy import func, select
 from commands.catalog import CommandParamsError
 from commands.queue import CommandRefused, CommandRequest, cancel_command, enqueue_commands
 from commands.results import record_result
-from enrollment.ca import ensure_ca
-from mdm import devices, orgunits
-from mdm.audit import Actor, verify_chain
-from mdm.models import AuditEvent, Command, CommandStatus, DeviceProfileState, EnrollmentState
-from mdm.push import take_pending_pushes
+from mdm.ground.audit import Actor, verify_chain
+from mdm.ground.ca import ensure_ca
+from mdm.ground.models import AuditEvent, Command, CommandStatus, DeviceProfileState, EnrollmentState
+from mdm.ground.push import take_pending_pushes
+from mdm.services import devices, orgunits
 from profiles.assignment import (
     apply_profile_version,
     assign_profile,
@@ -169,7 +169,7 @@ def test_moving_a_device_out_removes_and_cancelled_installs_are_not_removed(sess
     assign_profile(session, ready, profile, units["station"], actor=ADMIN)
     _ack(session, _commands(session, delivered, "InstallProfile")[0])
     take_pending_pushes(session)
-    # mdm.orgunits.assign_device is the one way to move a device; profiles follow through its hook.
+    # mdm.services.orgunits.assign_device is the one way to move a device; profiles follow through its hook.
     assert orgunits.assign_device(session, delivered, units["other"], actor=ADMIN) is True
     [remove] = _commands(session, delivered, "RemoveProfile")
     assert remove.params == {"Identifier": profile.identifier}

@@ -9,13 +9,13 @@ import pytest
 from sqlalchemy import select
 
 from commands.results import record_result
-from enrollment.ca import ensure_ca
-from mdm import orgunits
-from mdm.app import load_services
-from mdm.compliance import sources
-from mdm.compliance.evaluation import open_findings
-from mdm.compliance.profile_sources import expected_profiles_from_assignments
-from mdm.models import Command
+from mdm.ground.ca import ensure_ca
+from mdm.ground.models import Command
+from mdm.roots.app import load_services
+from mdm.services import orgunits
+from mdm.services.compliance import sources
+from mdm.services.compliance.evaluation import open_findings
+from mdm.services.compliance.profile_sources import expected_profiles_from_assignments
 from profiles.assignment import assign_profile, update_profile_and_apply
 from profiles.service import create_profile_from_template
 from profiles.spec import profile_uuid

@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from enrollment.ca import device_ca_certificate
 from enrollment.tokens import hash_secret
-from mdm import orgunits
-from mdm.audit import Actor
-from mdm.db import transaction
-from mdm.models import AuditEvent, Command, Device, DeviceCertificate, EnrollmentChallenge
-from mdm.x509util import fingerprint
+from mdm.ground.audit import Actor
+from mdm.ground.ca import device_ca_certificate
+from mdm.ground.db import transaction
+from mdm.ground.models import AuditEvent, Command, Device, DeviceCertificate, EnrollmentChallenge
+from mdm.ground.x509util import fingerprint
+from mdm.services import orgunits
 from profiles.assignment import assign_profile
 from profiles.device_identity import WIFI_IDENTITY, needs_device_challenge, unsigned_content
 from profiles.service import create_profile_from_template
@@ -129,9 +129,7 @@ def test_each_device_gets_its_own_one_time_challenge_at_delivery(app, factory, c
         issued_cert = first.reply.certificate
         assert issued_cert.issuer == device_ca_certificate(s).subject
         wifi_rows = s.scalars(
-            select(DeviceCertificate).where(
-                DeviceCertificate.fingerprint_sha256 == fingerprint(issued_cert)
-            )
+            select(DeviceCertificate).where(DeviceCertificate.fingerprint_sha256 == fingerprint(issued_cert))
         ).all()
         # Recorded by enrollment.issuance, but never bound as the device's MDM identity.
         assert len(wifi_rows) == 1 and wifi_rows[0].device_id is None

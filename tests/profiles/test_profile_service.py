@@ -11,8 +11,8 @@ from marshmallow import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from mdm.audit import Actor, verify_chain
-from mdm.models import AuditEvent, Profile, ProfileVersion
+from mdm.ground.audit import Actor, verify_chain
+from mdm.ground.models import AuditEvent, Profile, ProfileVersion
 from profiles.secret_settings import SecretKeyMissing, is_sealed, unseal_value
 from profiles.service import (
     create_profile,

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from enrollment.ca import device_ca_certificate, ensure_ca
-from mdm.audit import Actor
-from mdm.models import ProfileRendering
-from mdm.x509util import to_pem
+from mdm.ground.audit import Actor
+from mdm.ground.ca import device_ca_certificate, ensure_ca
+from mdm.ground.models import ProfileRendering
+from mdm.ground.x509util import to_pem
 from profiles.rendering import APPLE
 from profiles.service import create_profile_from_template, render_profile, update_profile
 from profiles.signing import server_render_context, signed_apple_profile

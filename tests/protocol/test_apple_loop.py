@@ -8,8 +8,8 @@ import plistlib
 from sqlalchemy import func, select
 
 from commands.queue import cancel_command, enqueue_command
-from mdm.audit import Actor
-from mdm.models import (
+from mdm.ground.audit import Actor
+from mdm.ground.models import (
     AuditEvent,
     Command,
     CommandResult,
@@ -18,7 +18,7 @@ from mdm.models import (
     DeviceMessage,
     EnrollmentState,
 )
-from mdm.secretbox import unseal
+from mdm.ground.secretbox import unseal
 from tests.support.apple_device import SimulatedIPad
 
 ADMIN = Actor("admin@hq", "admin", "192.0.2.1")
@@ -36,7 +36,7 @@ def _enroll(client, ipad) -> None:
 
 
 def _skip_first_inventory(session) -> None:
-    """Enrollment queues the first inventory (mdm.inventory.refresh); these tests follow other commands."""
+    """Enrollment queues the first inventory (inventory.refresh); these tests follow other commands."""
     fresh(session)
     for command in session.scalars(select(Command).where(Command.status == CommandStatus.QUEUED)):
         cancel_command(session, command, actor=ADMIN)

@@ -11,11 +11,11 @@ from sqlalchemy import create_engine, select
 
 from commands.queue import enqueue_command
 from mdm import create_app
-from mdm.audit import Actor
-from mdm.db import transaction
-from mdm.models import Command, Device, PushAttempt
-from mdm.push.breaker import CircuitBreaker
-from mdm.push.certificates import import_push_certificate, read_push_certificate
+from mdm.ground.audit import Actor
+from mdm.ground.db import transaction
+from mdm.ground.models import Command, Device, PushAttempt
+from mdm.ground.push.breaker import CircuitBreaker
+from mdm.ground.push.certificates import import_push_certificate, read_push_certificate
 from tests.support.apple_device import SimulatedIPad
 
 ADMIN = Actor("admin@hq", "admin", "192.0.2.1")

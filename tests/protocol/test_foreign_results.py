@@ -12,7 +12,7 @@ import pytest
 import yaml
 from sqlalchemy import func, select
 
-from mdm.models import AuditEvent, Command, Device, ForeignCommandResult
+from mdm.ground.models import AuditEvent, Command, Device, ForeignCommandResult
 from tests.protocol.test_apple_loop import _enroll, _skip_first_inventory, fresh
 from tests.support.apple_schema import schema_dir_or_skip
 from tests.web.helpers import bearer, login, make_token, make_user

@@ -15,10 +15,10 @@ import pytest
 from sqlalchemy import func, select
 
 from commands.queue import enqueue_command
-from mdm.audit import Actor
-from mdm.config import Settings
-from mdm.db import transaction
-from mdm.models import Alert, AuditEvent, Command, Device, InstalledApp
+from mdm.ground.audit import Actor
+from mdm.ground.config import Settings
+from mdm.ground.db import transaction
+from mdm.ground.models import Alert, AuditEvent, Command, Device, InstalledApp
 from tests.inventory.schema_samples import response_keys
 from tests.support.apple_device import SimulatedIPad
 from tests.web.helpers import bearer, login, make_token, make_user

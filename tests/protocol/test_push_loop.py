@@ -11,10 +11,10 @@ from sqlalchemy import select
 
 from commands.queue import cancel_command, enqueue_command, pending_commands
 from mdm import create_app
-from mdm.audit import Actor
-from mdm.db import transaction
-from mdm.models import AuditEvent, Command, CommandStatus, Device, PushAttempt
-from mdm.push.certificates import import_push_certificate, read_push_certificate
+from mdm.ground.audit import Actor
+from mdm.ground.db import transaction
+from mdm.ground.models import AuditEvent, Command, CommandStatus, Device, PushAttempt
+from mdm.ground.push.certificates import import_push_certificate, read_push_certificate
 from tests.support.apple_device import SimulatedIPad
 
 ADMIN = Actor("admin@hq", "admin", "192.0.2.1")
@@ -49,7 +49,7 @@ def _enrolled_ipad(app, device_ca, topic: str, name: str = "ipad-1") -> Simulate
     client = app.test_client()
     assert ipad.checkin(client, ipad.authenticate_body()).status_code == 200
     assert ipad.checkin(client, ipad.token_update_body()).status_code == 200
-    # Enrollment queued the first inventory (mdm.inventory.refresh); these tests follow other commands.
+    # Enrollment queued the first inventory (inventory.refresh); these tests follow other commands.
     with transaction(app.extensions["hikeshi"].session_factory) as s:
         device = s.scalars(select(Device).where(Device.udid == ipad.udid)).one()
         for command in pending_commands(s, device):
@@ -147,7 +147,7 @@ def test_rejected_certificate_raises_an_operator_alert(
     assert len(apns_server.pushes) == 1  # 403 is not retried
     event = session.scalars(select(AuditEvent).where(AuditEvent.action == "push_certificate.rejected")).one()
     assert event.details["reason"] == "BadCertificate"
-    from mdm.push.certificates import active_push_certificate
+    from mdm.ground.push.certificates import active_push_certificate
 
     assert "BadCertificate" in (active_push_certificate(session).last_error or "")
 

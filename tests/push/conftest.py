@@ -7,7 +7,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from commands.catalog import CommandType, all_command_types
-from mdm.db import make_session_factory
+from mdm.ground.db import make_session_factory
 
 
 @pytest.fixture
@@ -18,11 +18,11 @@ def android_request_type(monkeypatch: pytest.MonkeyPatch) -> str:
     lock = kinds.get("DeviceLock")
     if lock is not None and "android" in lock.platforms:
         return "DeviceLock"
-    from commands import catalog
+    from commands import command_type
     from commands.kinds.security import DeviceLockParams
 
     kind = CommandType("HikeshiTestWake", DeviceLockParams, "テスト", "test", platforms=("android",))
-    monkeypatch.setitem(catalog._CATALOG, kind.request_type, kind)
+    monkeypatch.setitem(command_type._CATALOG, kind.request_type, kind)
     return kind.request_type
 
 

@@ -17,9 +17,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from mdm import clock
-from mdm.push.apns import ApnsClient, PushCredentials, PushCredentialsError, PushOutcome
-from mdm.push.backoff import backoff_delay, parse_retry_after
+from mdm.ground import clock
+from mdm.ground.push.apns import ApnsClient, PushCredentials, PushCredentialsError, PushOutcome
+from mdm.ground.push.backoff import backoff_delay, parse_retry_after
 from tests.support import pki
 from tests.support.apns_server import ApnsTestServer, start_apns_server
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import gc
 import warnings
 
-from mdm.db import transaction
-from mdm.push.dispatcher import PushDispatcher
+from mdm.ground.db import transaction
+from mdm.ground.push.dispatcher import PushDispatcher
 from tests.push.test_wakeups import make_android_device
 
 

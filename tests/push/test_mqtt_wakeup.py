@@ -22,20 +22,20 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from commands.queue import enqueue_command, pending_commands
 from mdm import create_app
-from mdm.audit import Actor
-from mdm.config import Settings
-from mdm.db import transaction
-from mdm.health import service_health
-from mdm.models import Device, EnrollmentState
-from mdm.push.broker_accounts import (
+from mdm.ground.audit import Actor
+from mdm.ground.config import Settings
+from mdm.ground.db import transaction
+from mdm.ground.health import service_health
+from mdm.ground.models import Device, EnrollmentState
+from mdm.ground.push.broker_accounts import (
     android_accounts_password_file,
     device_broker_account,
     device_broker_password,
     mosquitto_password_file,
     mosquitto_password_line,
 )
-from mdm.push.dispatcher import PushDispatcher
-from mdm.push.mqtt import BrokerAddress, MqttWaker, check_topic_prefix, wake_payload, wake_topic
+from mdm.ground.push.dispatcher import PushDispatcher
+from mdm.ground.push.mqtt import BrokerAddress, MqttWaker, check_topic_prefix, wake_payload, wake_topic
 from tests.push.mqtt_support import PrivateMosquitto, Subscriber, free_port, require_local_broker
 from tests.push.test_wakeups import make_android_device
 from tests.support.factories import make_device

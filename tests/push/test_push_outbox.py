@@ -8,10 +8,10 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from mdm import clock
-from mdm.db import make_session_factory, transaction
-from mdm.models import OutboxEntry, OutboxTopic
-from mdm.push import outbox, request_pushes
+from mdm.ground import clock
+from mdm.ground.db import make_session_factory, transaction
+from mdm.ground.models import OutboxEntry, OutboxTopic
+from mdm.ground.push import outbox, request_pushes
 
 TOPIC = OutboxTopic.WAKE_DEVICE
 

@@ -13,13 +13,13 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from commands.queue import enqueue_command
-from mdm import clock
-from mdm.audit import Actor
-from mdm.config import Settings
-from mdm.db import transaction
-from mdm.models import Device, EnrollmentState
-from mdm.push.dispatcher import PushDispatcher
-from mdm.push.wakeups import (
+from mdm.ground import clock
+from mdm.ground.audit import Actor
+from mdm.ground.config import Settings
+from mdm.ground.db import transaction
+from mdm.ground.models import Device, EnrollmentState
+from mdm.ground.push.dispatcher import PushDispatcher
+from mdm.ground.push.wakeups import (
     BOARD,
     WakeupBoard,
     WakeupBoardFull,

@@ -6,8 +6,8 @@ import threading
 import time
 from dataclasses import replace
 
-from mdm.models import ServiceHealth
-from mdm.scheduler.runner import holder_name, run_scheduler
+from mdm.ground.models import ServiceHealth
+from mdm.roots.scheduler.runner import holder_name, run_scheduler
 
 
 def test_active_scheduler_heartbeat_reaches_readyz(settings, client, session):

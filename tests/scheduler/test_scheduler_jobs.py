@@ -6,9 +6,7 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
-from mdm.alerts.service import raise_alert
-from mdm.compliance.evaluation import open_findings
-from mdm.models import (
+from mdm.ground.models import (
     Alert,
     Command,
     CommandResult,
@@ -19,9 +17,11 @@ from mdm.models import (
     PushCertificate,
     ReadinessEvent,
 )
-from mdm.scheduler import jobs
-from mdm.scheduler.jobs import JobContext, run_job
-from mdm.scheduler.retention import RetentionDays, purge_expired
+from mdm.roots.scheduler import jobs
+from mdm.roots.scheduler.jobs import JobContext, run_job
+from mdm.roots.scheduler.retention import RetentionDays, purge_expired
+from mdm.services.alerts.service import raise_alert
+from mdm.services.compliance.evaluation import open_findings
 from tests.inventory.helpers import answer, apps
 from tests.support.factories import make_device
 
@@ -135,7 +135,7 @@ def test_retention_purges_only_what_is_old(session, frozen_clock):
 def test_scheduler_refuses_a_database_behind_its_migrations(tmp_path):
     from click.testing import CliRunner
 
-    from mdm.cli import main
+    from mdm.roots.cli import main
 
     env = {
         "HIKESHI_DATABASE_URL": f"sqlite:///{tmp_path / 'blank.db'}",

@@ -9,7 +9,7 @@ import os
 import pytest
 from sqlalchemy import text
 
-from mdm.scheduler.lock import ADVISORY_KEY, PostgresAdvisoryLock, SqliteFileLock, scheduler_lock_for
+from mdm.roots.scheduler.lock import ADVISORY_KEY, PostgresAdvisoryLock, SqliteFileLock, scheduler_lock_for
 
 
 def test_lock_kind_follows_the_database(tmp_path):

@@ -11,14 +11,14 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import func, select
 
 import commands.incidents as hotline
-from enrollment import ca as ca_service
-from mdm import orgunits
-from mdm.audit import Actor, record_event, verify_chain
-from mdm.db import transaction
-from mdm.devices import certificate_row_for
-from mdm.models import Alert, AuditEvent, Command, EnrollmentChallenge, IncidentStatus
-from mdm.models.incident import Incident
-from mdm.scheduler.jobs import JOBS, JobContext, run_job
+from mdm.ground import ca as ca_service
+from mdm.ground.audit import Actor, record_event, verify_chain
+from mdm.ground.db import transaction
+from mdm.ground.models import Alert, AuditEvent, Command, EnrollmentChallenge, IncidentStatus
+from mdm.ground.models.incident import Incident
+from mdm.roots.scheduler.jobs import JOBS, JobContext, run_job
+from mdm.services import orgunits
+from mdm.services.devices import certificate_row_for
 from tests.support.factories import make_device
 
 ADMIN = Actor("admin-suzuki", "admin", "192.0.2.12")

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from mdm.alerts.service import raise_alert
-from mdm.alerts.webhooks import create_webhook
-from mdm.models import JobRun
+from mdm.ground.models import JobRun
+from mdm.services.alerts.service import raise_alert
+from mdm.services.alerts.webhooks import create_webhook
 from tests.alerts.receiver import webhook_receiver
 from tests.inventory.helpers import ADMIN
 

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mdm.models import (
+from mdm.ground.models import (
     Alert,
     AuditEvent,
     Command,

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
-from mdm.models import Base
+from mdm.ground.models import Base
 
 
 def forms(secret: str | bytes) -> dict[str, bytes]:

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
-from mdm.db import read_mostly
+from mdm.ground.db import read_mostly
 
 GUARDED = ("devices", "device_certificates", "commands", "incidents", "incident_steps")
 

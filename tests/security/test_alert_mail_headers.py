@@ -9,12 +9,12 @@ import socket
 from dataclasses import replace
 from typing import Any
 
-from mdm.alerts.email import header_text
-from mdm.alerts.service import raise_alert
-from mdm.alerts.webhooks import create_webhook
-from mdm.audit import SYSTEM
-from mdm.models import Alert, DeliveryStatus, WebhookDelivery
-from mdm.scheduler.jobs import JobContext, alert_email, webhook_delivery
+from mdm.ground.audit import SYSTEM
+from mdm.ground.models import Alert, DeliveryStatus, WebhookDelivery
+from mdm.roots.scheduler.jobs import JobContext, alert_email, webhook_delivery
+from mdm.services.alerts.email import header_text
+from mdm.services.alerts.service import raise_alert
+from mdm.services.alerts.webhooks import create_webhook
 from tests.alerts.receiver import webhook_receiver
 from tests.alerts.smtp_sink import smtp_sink
 from tests.support.factories import make_device
@@ -34,7 +34,7 @@ def _mail_settings(settings: Any, port: int) -> Any:
 
 
 def _unauthorized_app_alert(session: Any, device: Any, name: str, identifier: str) -> Alert:
-    # The title the unauthorized-app rule writes (mdm.compliance.rules), with the device's app name.
+    # The title the unauthorized-app rule writes (mdm.services.compliance.rules), with the device's app name.
     return raise_alert(
         session,
         "compliance.unauthorized_app",

@@ -18,9 +18,9 @@ from sqlalchemy import select
 
 import commands.incidents as hotline
 from commands.queue import enqueue_command
-from mdm.audit import Actor
-from mdm.db import transaction
-from mdm.models import (
+from mdm.ground.audit import Actor
+from mdm.ground.db import transaction
+from mdm.ground.models import (
     Alert,
     AuditEvent,
     Device,

@@ -12,10 +12,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 import commands.incidents as hotline
-from mdm.audit import Actor
-from mdm.cli import main
-from mdm.models import DeviceCertificate, EnrollmentState
-from mdm.x509util import fingerprint
+from mdm.ground.audit import Actor
+from mdm.ground.models import DeviceCertificate, EnrollmentState
+from mdm.ground.x509util import fingerprint
+from mdm.roots.cli import main
 from tests.enrollment.conftest import ADMIN
 from tests.security.identity_support import (
     alerts,
@@ -161,7 +161,7 @@ def test_admin_allows_reenrollment_through_the_api(
 def test_allowance_expires(
     frozen_clock: Any, enroll_client: Any, session: Session, tree: Any, push_topic: str, make_token: Any
 ) -> None:
-    from mdm.devices import allow_reenroll
+    from mdm.services.devices import allow_reenroll
 
     ipad = enrolled_ipad(enroll_client, make_token(tree.ambulance).secret, push_topic)
     allow_reenroll(session, device_of(session, ipad.udid), hours=2, actor=ADMIN)
@@ -212,7 +212,7 @@ def test_renewal_30_days_before_expiry_then_a_wipe_is_certified(
     enroll_settings: Any,
 ) -> None:
     from enrollment.renewal import queue_identity_renewals
-    from mdm.models.incident import WipeCertificate
+    from mdm.ground.models.incident import WipeCertificate
     from tests.enrollment.test_identity_renewal import _renewal_payloads
 
     ipad = enrolled_ipad(enroll_client, make_token(tree.ambulance).secret, push_topic)

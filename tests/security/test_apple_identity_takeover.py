@@ -11,9 +11,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from commands.queue import enqueue_command
-from enrollment import ca as ca_service
-from mdm.models import Command, CommandStatus, EnrollmentState
-from mdm.x509util import fingerprint
+from mdm.ground import ca as ca_service
+from mdm.ground.models import Command, CommandStatus, EnrollmentState
+from mdm.ground.x509util import fingerprint
 from profiles.device_identity import issue_wifi_challenge
 from tests.enrollment.conftest import ADMIN
 from tests.security.identity_support import (

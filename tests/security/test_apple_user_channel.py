@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from commands.queue import enqueue_command
-from mdm.models import Command, CommandStatus
+from mdm.ground.models import Command, CommandStatus
 from tests.enrollment.conftest import ADMIN
 from tests.security.identity_support import device_of, enrolled_ipad, snapshot
 from tests.support.apple_device import SimulatedIPad

@@ -11,8 +11,8 @@ import os
 from sqlalchemy import select
 
 from commands.queue import CommandRequest, enqueue_command, enqueue_commands
-from mdm import clock
-from mdm.audit import (
+from mdm.ground import clock
+from mdm.ground.audit import (
     REDACTED,
     SYSTEM,
     Actor,
@@ -22,7 +22,7 @@ from mdm.audit import (
     record_events,
     verify_chain,
 )
-from mdm.models import AuditEvent, Device, EnrollmentState
+from mdm.ground.models import AuditEvent, Device, EnrollmentState
 
 ADMIN = Actor("admin", "admin")
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from mdm.db import SIDE_SUFFIXES, make_engine
+from mdm.ground.db import SIDE_SUFFIXES, make_engine
 
 BIN = Path(sys.executable).parent
 

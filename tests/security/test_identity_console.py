@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from mdm.x509util import fingerprint
+from mdm.ground.x509util import fingerprint
 from tests.security.identity_support import alerts, device_of, events, snapshot
 from tests.support.apple_device import SimulatedIPad
 from tests.web.helpers import csrf_of, login, make_user

@@ -7,7 +7,7 @@ import plistlib
 
 from sqlalchemy import select
 
-from mdm.models import Command, Device, ForeignCommandResult
+from mdm.ground.models import Command, Device, ForeignCommandResult
 from tests.protocol.test_apple_loop import _enroll, _skip_first_inventory, fresh
 from tests.support.apple_device import SimulatedIPad
 from tests.web.helpers import bearer, make_token

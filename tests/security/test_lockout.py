@@ -15,9 +15,9 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from mdm.cli import main
-from mdm.models import AuditEvent
-from mdm.models.user import LoginThrottle
+from mdm.ground.models import AuditEvent
+from mdm.ground.models.user import LoginThrottle
+from mdm.roots.cli import main
 from tests.web.conftest import tree  # noqa: F401  (fixture)
 from tests.web.helpers import PASSWORD, bearer, csrf_of, live_app, login, make_token, make_user, post_form
 from web.auth.lockout import SOURCE_THRESHOLD, THRESHOLD

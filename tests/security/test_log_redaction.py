@@ -7,7 +7,7 @@ import io
 import json
 import logging
 
-from mdm.logsetup import JsonFormatter, SecretFilter, redact_text
+from mdm.ground.logsetup import JsonFormatter, SecretFilter, redact_text
 
 
 def test_secret_shapes_are_redacted_and_the_rest_is_kept():

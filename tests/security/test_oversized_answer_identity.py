@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
 from sqlalchemy import func, select
 
-from mdm.models import Alert, AuditEvent, Command
+from mdm.ground.models import Alert, AuditEvent, Command
 from tests.protocol.test_oversized_answers import READ, SMALL, answer_body, enroll, fetch, queue
 from tests.support.apple_device import SimulatedIPad
 from tests.support.pki import issue_cert, make_ca

@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from mdm import orgunits
-from mdm.audit import Actor
-from mdm.db import transaction
-from mdm.models import AuditEvent, Command, Device, Profile, ProfileRendering, ProfileVersion
+from mdm.ground.audit import Actor
+from mdm.ground.db import transaction
+from mdm.ground.models import AuditEvent, Command, Device, Profile, ProfileRendering, ProfileVersion
+from mdm.services import orgunits
 from profiles.device_identity import unsigned_content
 from profiles.secret_settings import is_sealed
 from tests.profiles.samples import spec_with

@@ -14,11 +14,10 @@ import pytest
 from sqlalchemy import insert, select, text
 from sqlalchemy.orm import Session
 
-from enrollment.ca import Credential
-from enrollment.signing import sign_profile
-from mdm import clock
-from mdm.db import make_engine, upgrade_database
-from mdm.models import (
+from mdm.ground import clock
+from mdm.ground.ca import Credential
+from mdm.ground.db import make_engine, upgrade_database
+from mdm.ground.models import (
     Command,
     CommandResult,
     CommandStatus,
@@ -29,6 +28,7 @@ from mdm.models import (
     ProfileRendering,
     ProfileVersion,
 )
+from mdm.ground.signing import sign_profile
 from profiles.apple_render import render_apple
 from profiles.rendering import RenderContext
 from profiles.secret_settings import is_sealed, unseal_value

@@ -22,10 +22,10 @@ from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 import commands.incidents as hotline
-from mdm.audit import Actor
-from mdm.db import transaction
-from mdm.logsetup import make_handler
-from mdm.models import Device, Incident
+from mdm.ground.audit import Actor
+from mdm.ground.db import transaction
+from mdm.ground.logsetup import make_handler
+from mdm.ground.models import Device, Incident
 from profiles.device_identity import unsigned_content
 from tests.enrollment.conftest import (  # noqa: F401  (fixtures)
     enroll_app,

@@ -73,5 +73,5 @@ def test_text_format_is_the_default_and_says_level_and_logger(tmp_path):
         _stop(server)
     output = log.read_text(errors="replace")
     assert secret not in output
-    assert " WARNING [" in output and "] mdm.apple.checkin: " in output
+    assert " WARNING [" in output and "] mdm.doors.apple.checkin: " in output
     assert " INFO [" in output and "gunicorn.access: " in output

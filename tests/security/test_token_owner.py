@@ -11,8 +11,8 @@ from typing import Any
 from alembic import command
 from sqlalchemy import create_engine, delete, select, text
 
-from mdm.db import alembic_config
-from mdm.models import ApiToken, User
+from mdm.ground.db import alembic_config
+from mdm.ground.models import ApiToken, User
 from tests.security.tables_h13b import snapshot
 from tests.support.factories import make_device
 from tests.web.helpers import bearer, make_token, make_user

@@ -14,10 +14,10 @@ from sqlalchemy import select
 import commands.incidents as hotline
 from commands.incidents.auto_wipe import POLICY_ACTOR
 from commands.queue import TwoPersonCommand, enqueue_command
-from mdm.audit import Actor
-from mdm.cli import main as hikeshi
-from mdm.models import AuditEvent, Command, Device, Incident, IncidentStatus, IncidentStep
-from mdm.models.incident import IncidentPolicy
+from mdm.ground.audit import Actor
+from mdm.ground.models import AuditEvent, Command, Device, Incident, IncidentStatus, IncidentStep
+from mdm.ground.models.incident import IncidentPolicy
+from mdm.roots.cli import main as hikeshi
 from tests.security.tables_h13b import snapshot
 from tests.support.factories import make_device
 from tests.web.helpers import bearer, csrf_of, login, make_token, make_user
@@ -234,7 +234,7 @@ def test_cli_requests_as_a_named_person_and_that_person_cannot_approve(
     with session_factory() as session:
         hanako = make_user(session, settings, "hanako", "admin")
         make_user(session, settings, "gone", "operator")
-        from web.users import disable_user, find_user_by_name
+        from web.auth.users import disable_user, find_user_by_name
 
         disable_user(session, find_user_by_name(session, "gone"), actor=Actor("test", "admin"))
         make_user(session, settings, "auditor1", "auditor")

@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
-from mdm.alerts.destinations import allowed_networks
-from mdm.alerts.service import raise_alert
-from mdm.alerts.signing import SIGNATURE_HEADER, verify_signature
-from mdm.alerts.webhooks import WebhookError, create_webhook
-from mdm.audit import SYSTEM
-from mdm.models import DeliveryStatus, Webhook, WebhookAttempt, WebhookDelivery
-from mdm.scheduler.jobs import JobContext, webhook_delivery
+from mdm.ground.audit import SYSTEM
+from mdm.ground.models import DeliveryStatus, Webhook, WebhookAttempt, WebhookDelivery
+from mdm.roots.scheduler.jobs import JobContext, webhook_delivery
+from mdm.services.alerts.destinations import allowed_networks
+from mdm.services.alerts.service import raise_alert
+from mdm.services.alerts.signing import SIGNATURE_HEADER, verify_signature
+from mdm.services.alerts.webhooks import WebhookError, create_webhook
 from tests.alerts.receiver import webhook_receiver
 
 LOOPBACK = ("127.0.0.0/8", "::1/128")
@@ -116,7 +116,7 @@ def test_a_captured_delivery_cannot_be_replayed_later(
 def test_webhook_api_create_list_test_disable_log_with_rbac_and_audit(
     app: Any, session_factory: Any, settings: Any
 ) -> None:
-    from mdm.models import AuditEvent
+    from mdm.ground.models import AuditEvent
     from tests.web.helpers import bearer, make_token
 
     with session_factory() as s:
@@ -158,7 +158,7 @@ def test_webhook_cli_refuses_internal_urls_and_manages_webhooks(
 ) -> None:
     from click.testing import CliRunner
 
-    from mdm.cli import main
+    from mdm.roots.cli import main
 
     monkeypatch.setenv("HIKESHI_DATABASE_URL", settings.database_url)
     monkeypatch.setenv("HIKESHI_INSTANCE_PATH", str(settings.instance_path))

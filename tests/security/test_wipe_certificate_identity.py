@@ -10,11 +10,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 import commands.incidents as hotline
-from mdm.audit import Actor
-from mdm.devices import allow_reenroll
-from mdm.models import Command, CommandResult, CommandStatus, EnrollmentState
-from mdm.models.incident import Incident, IncidentStatus, IncidentStep, WipeCertificate
-from mdm.x509util import fingerprint
+from mdm.ground.audit import Actor
+from mdm.ground.models import Command, CommandResult, CommandStatus, EnrollmentState
+from mdm.ground.models.incident import Incident, IncidentStatus, IncidentStep, WipeCertificate
+from mdm.ground.x509util import fingerprint
+from mdm.services.devices import allow_reenroll
 from tests.enrollment.conftest import ADMIN
 from tests.security.identity_support import (
     alerts,

@@ -46,7 +46,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from mdm.push.apns import PushCredentials
+from mdm.ground.push.apns import PushCredentials
 from tests.support import pki
 
 MAX_PAYLOAD = 4096  # APNs limit for an MDM (non-VoIP) payload
@@ -91,7 +91,7 @@ class PushRecord:
     reason: str | None  # the reason it answered (None for 200)
     apns_id: str
     received_monotonic: float  # time.monotonic() on receipt
-    received_at: datetime  # real wall-clock time (deliberately not mdm.clock, which tests move)
+    received_at: datetime  # real wall-clock time (deliberately not mdm.ground.clock, which tests move)
 
     @property
     def topic(self) -> str | None:

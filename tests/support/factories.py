@@ -6,8 +6,8 @@ import uuid
 
 from sqlalchemy.orm import Session
 
-from mdm import clock
-from mdm.models import Device, EnrollmentState
+from mdm.ground import clock
+from mdm.ground.models import Device, EnrollmentState
 
 
 def make_device(

@@ -8,8 +8,8 @@ from dataclasses import replace
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mdm.audit import Actor
-from mdm.models import User
+from mdm.ground.audit import Actor
+from mdm.ground.models import User
 
 _USER_ROLES = ("admin", "operator", "approver", "auditor")
 

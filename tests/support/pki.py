@@ -7,7 +7,7 @@ By default a certificate's key label comes from its role and common name, so:
 * `make_ca("Test CA")` twice gives two CA certificates sharing one key;
 * an impostor CA "with the same name but another key" needs `key=rsa_key("impostor")`.
 
-Validity starts one hour before `mdm.clock.now()` (the real time unless a test froze the clock),
+Validity starts one hour before `mdm.ground.clock.now()` (the real time unless a test froze the clock),
 so certificates made under `frozen_clock` are valid at the frozen instant; TLS (OpenSSL) checks
 real time, so tests doing TLS should not freeze the clock before making their certificates.
 """
@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from mdm import clock
+from mdm.ground import clock
 
 Certificate = x509.Certificate
 PrivateKey = rsa.RSAPrivateKey

@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
 from cryptography.x509.oid import AttributeOID, NameOID
 
-from mdm import clock
+from mdm.ground import clock
 
 OID_MESSAGE_TYPE = "2.16.840.1.113733.1.9.2"
 OID_PKI_STATUS = "2.16.840.1.113733.1.9.3"

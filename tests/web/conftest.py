@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session
 
-from mdm import clock
-from mdm.audit import SYSTEM
-from mdm.models import Device, EnrollmentState, OrgUnit
-from mdm.orgunits import assign_device, create_unit
+from mdm.ground import clock
+from mdm.ground.audit import SYSTEM
+from mdm.ground.models import Device, EnrollmentState, OrgUnit
+from mdm.services.orgunits import assign_device, create_unit
 
 
 @dataclass

@@ -18,12 +18,12 @@ from flask import Flask
 from sqlalchemy.orm import Session
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from mdm import clock
-from mdm.audit import SYSTEM
-from mdm.models import User
+from mdm.ground import clock
+from mdm.ground.audit import SYSTEM
+from mdm.ground.models import User
 from web.auth import passwords
 from web.auth.tokens import create_api_token
-from web.users import confirm_totp, create_user, pending_totp_seed
+from web.auth.users import confirm_totp, create_user, pending_totp_seed
 
 PASSWORD = "correct horse battery staple"
 CSRF_RE = re.compile(r'name="csrf_token" value="([0-9a-f]{64})"')
@@ -160,7 +160,7 @@ def post_form(client: Any, path: str, data: dict[str, Any], *, page: str | None 
 
 
 def user_row(session: Session, username: str) -> User:
-    from web.users import find_user_by_name
+    from web.auth.users import find_user_by_name
 
     session.expire_all()
     user = find_user_by_name(session, username)

@@ -11,9 +11,9 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from mdm.cli import main
-from mdm.compliance.evaluation import evaluate_fleet, open_findings
-from mdm.models import Alert, AuditEvent, CompliancePolicy, Device
+from mdm.ground.models import Alert, AuditEvent, CompliancePolicy, Device
+from mdm.roots.cli import main
+from mdm.services.compliance.evaluation import evaluate_fleet, open_findings
 from tests.inventory.helpers import answer
 from tests.web.conftest import tree  # noqa: F401
 from tests.web.helpers import bearer, csrf_of, login, make_token, make_user

@@ -12,13 +12,14 @@ import pytest
 from sqlalchemy import select
 
 from commands.queue import enqueue_command
-from mdm import clock, create_app
-from mdm.audit import Actor
-from mdm.db import transaction
-from mdm.health import service_health
-from mdm.models import Device, PushCertificate
-from mdm.push.breaker import CircuitBreaker
-from mdm.push.certificates import import_push_certificate, read_push_certificate
+from mdm import create_app
+from mdm.ground import clock
+from mdm.ground.audit import Actor
+from mdm.ground.db import transaction
+from mdm.ground.health import service_health
+from mdm.ground.models import Device, PushCertificate
+from mdm.ground.push.breaker import CircuitBreaker
+from mdm.ground.push.certificates import import_push_certificate, read_push_certificate
 from tests.support.apple_device import SimulatedIPad
 from tests.web.helpers import login, make_user
 
@@ -99,7 +100,7 @@ def test_apns_outage_banner_on_every_page_until_it_recovers(
 
 
 def test_no_banner_before_sign_in(pushing_app, session):
-    from mdm.health import mark_health
+    from mdm.ground.health import mark_health
 
     mark_health(session, "apns", False, "503 ServiceUnavailable")
     session.commit()
@@ -145,7 +146,7 @@ def test_push_certificate_expiry_banner(app, session, session_factory, settings,
 
 
 def test_failing_backups_banner_for_administrators_only(app, session, session_factory, settings):
-    from mdm.health import mark_health
+    from mdm.ground.health import mark_health
 
     mark_health(session, "backup", False, "refusing to back up: the key file is inside the backup directory")
     session.commit()

@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import select
 
 from commands.incidents import open_incident
-from mdm import clock
-from mdm.continuity import current_readiness, mark_spare, plan_for
-from mdm.models import AuditEvent, Device, IncidentStep, SpareDevice
+from mdm.ground import clock
+from mdm.ground.models import AuditEvent, Device, IncidentStep, SpareDevice
+from mdm.services.continuity import current_readiness, mark_spare, plan_for
 from tests.continuity.helpers import ADMIN, OPERATOR, build_tree, tablet
 from tests.web.helpers import csrf_of, login, make_user
 
@@ -214,7 +214,7 @@ def test_plan_page_edits_validates_and_resets(app, shift, users, session):
     assert saved.status_code == 302
     session.rollback()
     session.expire_all()
-    from mdm.models import OrgUnit
+    from mdm.ground.models import OrgUnit
 
     plan = plan_for(session, session.get(OrgUnit, shift["command"]))
     assert (plan.required_working, plan.max_seen_minutes, plan.ignored_rules) == (3, 60, ("os_outdated",))

@@ -16,8 +16,8 @@ import pytest
 import yaml
 from sqlalchemy import select
 
-from mdm import clock
-from mdm.models import Device
+from mdm.ground import clock
+from mdm.ground.models import Device
 from tests.conftest import MovableClock
 from tests.protocol.test_apple_loop import _enroll, fresh
 from tests.support.apple_schema import schema_dir_or_skip
@@ -156,8 +156,8 @@ def test_a_scoped_user_counts_only_the_devices_of_their_units(app, client, ipad,
     )
     uuid = sent.get_json()["uuid"]
     from commands.results import record_result
-    from mdm.audit import Actor
-    from mdm.db import transaction
+    from mdm.ground.audit import Actor
+    from mdm.ground.db import transaction
 
     report = {"UDID": tree.device_a.udid, "CommandUUID": uuid, "Status": "Acknowledged"}
     with transaction(app.extensions["hikeshi"].session_factory) as s:

@@ -14,13 +14,13 @@ import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 from sqlalchemy import select
 
-from mdm.alerts.webhooks import create_webhook
-from mdm.audit import SYSTEM
-from mdm.db import transaction
-from mdm.inventory.refresh import INVENTORY_KINDS
-from mdm.models import Alert, AuditEvent, Command, Device
-from mdm.orgunits import assign_device, create_unit
-from mdm.scheduler.jobs import JobContext, webhook_delivery
+from mdm.ground.audit import SYSTEM
+from mdm.ground.db import transaction
+from mdm.ground.models import Alert, AuditEvent, Command, Device
+from mdm.roots.scheduler.jobs import JobContext, webhook_delivery
+from mdm.services.alerts.webhooks import create_webhook
+from mdm.services.inventory.refresh import INVENTORY_KINDS
+from mdm.services.orgunits import assign_device, create_unit
 from profiles.assignment import assign_profile
 from profiles.service import create_profile
 from profiles.spec import profile_uuid
@@ -273,7 +273,7 @@ def test_apps_report_counts_devices_and_unauthorized(
 
 
 def _station_b(session: Any) -> int:
-    from mdm.models import OrgUnit
+    from mdm.ground.models import OrgUnit
 
     return session.scalars(select(OrgUnit.id).where(OrgUnit.code == "ST-B")).one()
 

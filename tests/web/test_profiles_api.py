@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from mdm.models import AuditEvent, Command, Profile
+from mdm.ground.models import AuditEvent, Command, Profile
 from tests.profiles.samples import spec_with, station_wifi
 from tests.web.helpers import bearer, live_server, make_token
 

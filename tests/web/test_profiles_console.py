@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from mdm.models import Command, Profile, ProfileAssignment
+from mdm.ground.models import Command, Profile, ProfileAssignment
 from tests.web.helpers import csrf_of, login, make_user, post_form
 
 ROLES = ("admin", "operator", "approver", "auditor")

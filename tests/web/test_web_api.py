@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select, text
 
-from mdm import clock
-from mdm.models import AuditEvent, Command, CommandStatus
+from mdm.ground import clock
+from mdm.ground.models import AuditEvent, Command, CommandStatus
 from tests.web.helpers import bearer, make_token
 
 

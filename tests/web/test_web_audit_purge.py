@@ -10,9 +10,9 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select, text
 
-from mdm.audit import SYSTEM, Actor, AuditChainBroken, purge_audit, record_event, verify_chain
-from mdm.cli import main
-from mdm.models import AuditEvent
+from mdm.ground.audit import SYSTEM, Actor, AuditChainBroken, purge_audit, record_event, verify_chain
+from mdm.ground.models import AuditEvent
+from mdm.roots.cli import main
 
 
 def _write(session: Any, n: int, action: str = "test.event") -> None:

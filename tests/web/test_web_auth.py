@@ -9,7 +9,7 @@ import pyotp
 import pytest
 from sqlalchemy import select
 
-from mdm.models import AuditEvent, WebSession
+from mdm.ground.models import AuditEvent, WebSession
 from tests.web.helpers import PASSWORD, csrf_of, login, make_user, post_form, user_row
 from web.auth.lockout import THRESHOLD
 
@@ -120,7 +120,7 @@ def test_totp_login_refuses_replay_and_accepts_a_recovery_code_once(
 ) -> None:
     with session_factory() as session:
         account = make_user(session, settings, "kimura", "approver")
-        from web.users import replace_recovery_codes
+        from web.auth.users import replace_recovery_codes
 
         codes = replace_recovery_codes(session, user_row(session, "kimura"), settings)
         session.commit()
@@ -255,7 +255,7 @@ def test_session_cookie_flags(
 ) -> None:
     from mdm import create_app
 
-    # A plain-http lab address needs the explicit development mode (mdm/transport.py).
+    # A plain-http lab address needs the explicit development mode (mdm/ground/transport.py).
     application = create_app(
         replace(
             settings,

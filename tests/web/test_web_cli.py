@@ -8,8 +8,8 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from mdm.cli import main
-from mdm.models import ApiToken, AuditEvent, User
+from mdm.ground.models import ApiToken, AuditEvent, User
+from mdm.roots.cli import main
 from tests.web.helpers import bearer, csrf_of
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select, text
 
-from mdm.models import AuditEvent, Command, EnrollmentToken, User
+from mdm.ground.models import AuditEvent, Command, EnrollmentToken, User
 from tests.support.pki import issue_cert, key_pem, make_ca, pem
 from tests.web.helpers import csrf_of, login, make_user, post_form
 from web.console.guard import PUBLIC, STEP_ENDPOINTS

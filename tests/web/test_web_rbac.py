@@ -16,10 +16,10 @@ from sqlalchemy import select
 
 from commands.queue import enqueue_command
 from enrollment.tokens import create_token
-from mdm.alerts.service import raise_alert
-from mdm.audit import SYSTEM
-from mdm.continuity import mark_spare
-from mdm.models import Command
+from mdm.ground.audit import SYSTEM
+from mdm.ground.models import Command
+from mdm.services.alerts.service import raise_alert
+from mdm.services.continuity import mark_spare
 from profiles.assignment import assign_profile
 from profiles.service import create_profile
 from tests.hotline.support import rbac_bodies, rbac_incidents

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from mdm.alerts.service import AlertStateError, acknowledge_alert
-from mdm.appctx import db_session
-from mdm.models import Alert
+from mdm.doors.appctx import db_session
+from mdm.ground.models import Alert
+from mdm.services.alerts.service import AlertStateError, acknowledge_alert
 from web.api.auth import current_principal
 from web.api.base import ID, ApiBlueprint, Extended, permission
 from web.api.inventory_schemas import AcknowledgeSchema, AlertDetailSchema, AlertPageSchema, AlertQuerySchema

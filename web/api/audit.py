@@ -6,9 +6,9 @@ from typing import Any
 
 from flask import Response
 
-from mdm.appctx import db_session
-from mdm.audit import record_event, verify_chain
-from mdm.clock import now
+from mdm.doors.appctx import db_session
+from mdm.ground.audit import record_event, verify_chain
+from mdm.ground.clock import now
 from web.api.auth import current_principal
 from web.api.base import ApiBlueprint, permission
 from web.api.schemas import AuditExportQuerySchema, AuditPageSchema, AuditQuerySchema, ChainReportSchema

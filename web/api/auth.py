@@ -10,7 +10,7 @@ import logging
 
 from flask import current_app, g, request
 
-from mdm.appctx import client_ip, db_session
+from mdm.doors.appctx import client_ip, db_session
 from web.api.base import PERMISSION_ATTR
 from web.auth.tokens import authenticate_api_token, record_use
 from web.errors import ApiError

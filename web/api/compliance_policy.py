@@ -12,14 +12,14 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 from sqlalchemy.orm import Session
 
-from mdm.appctx import db_session, settings
-from mdm.compliance.policy import (
+from mdm.doors.appctx import db_session, settings
+from mdm.ground.models import OrgUnit
+from mdm.services.unit_policy import (
     POLICY_FIELDS,
     policy_input_problems,
     policy_layers,
     set_unit_policy,
 )
-from mdm.models import OrgUnit
 from web.api.auth import current_principal
 from web.api.base import ID, ApiBlueprint, permission
 from web.api.schemas import StrictBoolean

@@ -1,7 +1,7 @@
 """An administrator lets a tablet bind a new identity: `POST /api/v1/devices/<id>/reenroll-allowance`.
 
 A UDID that is enrolled (or pending) keeps its identity: any other certificate's Authenticate for
-it is an identity conflict (mdm.devices). When the tablet really is the same one (restored from a
+it is an identity conflict (mdm.services.devices). When the tablet really is the same one (restored from a
 backup, its profile removed without a CheckOut), an administrator allows re-enrollment for a few
 hours; the next Authenticate with a new identity binds it, revokes the old ones and uses the
 allowance up. The console's device page and `hikeshi devices allow-reenroll` do the same.
@@ -13,8 +13,8 @@ from typing import Any
 
 from marshmallow import Schema, fields, validate
 
-from mdm.appctx import db_session
-from mdm.devices import MAX_REENROLL_HOURS, allow_reenroll
+from mdm.doors.appctx import db_session
+from mdm.services.devices import MAX_REENROLL_HOURS, allow_reenroll
 from web.api.auth import current_principal
 from web.api.base import ID, ApiBlueprint, permission
 from web.errors import ApiError

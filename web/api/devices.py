@@ -9,8 +9,8 @@ from commands.catalog import CommandParamsError, UnknownCommand, all_command_typ
 from commands.expiry import configured_expiry
 from commands.queue import CommandRefused, CommandStateError, cancel_command, enqueue_command
 from enrollment.out_of_service import OutOfServiceRefused, take_out_of_service
-from mdm.appctx import db_session
-from mdm.models import Device
+from mdm.doors.appctx import db_session
+from mdm.ground.models import Device
 from web.api.auth import current_principal
 from web.api.base import ID, ApiBlueprint, permission
 from web.api.schemas import (

@@ -6,8 +6,8 @@ from datetime import timedelta
 from typing import Any
 
 from enrollment.tokens import TokenError, create_token, enrollment_url, list_tokens, revoke_token, token_state
-from mdm.appctx import db_session, settings
-from mdm.models import EnrollmentToken
+from mdm.doors.appctx import db_session, settings
+from mdm.ground.models import EnrollmentToken
 from web.api.auth import current_principal
 from web.api.base import ID, ApiBlueprint, Extended, permission
 from web.api.schemas import (

@@ -12,9 +12,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from commands.incidents import IncidentInputError, policy_for_unit, set_incident_policy
-from mdm.appctx import db_session
-from mdm.models import OrgUnit
-from mdm.models.incident import IncidentPolicy
+from mdm.doors.appctx import db_session
+from mdm.ground.models import OrgUnit
+from mdm.ground.models.incident import IncidentPolicy
 from web.api.auth import current_principal
 from web.api.base import ID, ApiBlueprint, permission
 from web.errors import ApiError

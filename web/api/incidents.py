@@ -18,10 +18,10 @@ from commands.wipe_certificate import (
     issue_wipe_certificate,
     render_certificate_html,
 )
-from mdm.appctx import db_session, hikeshi, settings
-from mdm.db import read_mostly
-from mdm.models import Command
-from mdm.models.incident import Incident, WipeCertificate
+from mdm.doors.appctx import db_session, hikeshi, settings
+from mdm.ground.db import read_mostly
+from mdm.ground.models import Command
+from mdm.ground.models.incident import Incident, WipeCertificate
 from web.api.auth import current_principal
 from web.api.base import ID, ApiBlueprint, permission
 from web.api.incidents_schemas import (

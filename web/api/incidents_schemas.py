@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from mdm.models.incident import IncidentStatus, LossKind
+from mdm.ground.models.incident import IncidentStatus, LossKind
 from web.api.schemas import (
     CommandSchema,
     DeviceSchema,

@@ -8,9 +8,9 @@ from typing import Any
 from sqlalchemy import select
 
 from commands.queue import CommandRefused
-from mdm.appctx import db_session
-from mdm.inventory.refresh import INVENTORY_KINDS, queue_inventory_refresh
-from mdm.models import Device, DeviceFacts, InstalledCertificate, InstalledProfile
+from mdm.doors.appctx import db_session
+from mdm.ground.models import Device, DeviceFacts, InstalledCertificate, InstalledProfile
+from mdm.services.inventory.refresh import INVENTORY_KINDS, queue_inventory_refresh
 from web.api.auth import current_principal
 from web.api.base import ID, ApiBlueprint, permission
 from web.api.inventory_schemas import (

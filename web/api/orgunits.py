@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from mdm.appctx import db_session
-from mdm.models import OrgUnit
-from mdm.orgunits import OrgUnitError, create_unit, get_unit, move_unit, update_unit
+from mdm.doors.appctx import db_session
+from mdm.ground.models import OrgUnit
+from mdm.services.orgunits import OrgUnitError, create_unit, get_unit, move_unit, update_unit
 from web.api.auth import current_principal
 from web.api.base import ID, ApiBlueprint, permission
 from web.api.schemas import OrgUnitCreateSchema, OrgUnitSchema, OrgUnitUpdateSchema

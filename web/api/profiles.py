@@ -14,9 +14,9 @@ from flask import Response
 from marshmallow import ValidationError
 from sqlalchemy import func, select
 
-from enrollment.ca import CANotReady
-from mdm.appctx import db_session, settings
-from mdm.models import Device, OrgUnit, Profile, ProfileAssignment, ProfileVersion
+from mdm.doors.appctx import db_session, settings
+from mdm.ground.ca import CANotReady
+from mdm.ground.models import Device, OrgUnit, Profile, ProfileAssignment, ProfileVersion
 from profiles import assignment as assignments
 from profiles import export as exports
 from profiles import service

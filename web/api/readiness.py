@@ -2,7 +2,7 @@
 continuity plan of each unit, spares and the spare swap.
 
 Poller, stream and webhooks read one table of change events with increasing ids
-(mdm.models.ReadinessEvent): `last_event_id` of GET /readiness is where a stream (Last-Event-ID)
+(mdm.ground.models.ReadinessEvent): `last_event_id` of GET /readiness is where a stream (Last-Event-ID)
 or GET /readiness/events resumes, and every event carries the same id in all three.
 """
 
@@ -19,9 +19,11 @@ from flask.blueprints import BlueprintSetupState
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from mdm import clock
-from mdm.appctx import db_session, hikeshi
-from mdm.continuity import (
+from mdm.doors.appctx import db_session, hikeshi
+from mdm.ground import clock
+from mdm.ground.db import make_session_factory, read_mostly
+from mdm.ground.models import Device, Incident, OrgUnit, OrgUnitKind
+from mdm.services.continuity import (
     PlanError,
     SpareError,
     current_readiness,
@@ -37,8 +39,6 @@ from mdm.continuity import (
     swap_spare,
     unmark_spare,
 )
-from mdm.db import make_session_factory, read_mostly
-from mdm.models import Device, Incident, OrgUnit, OrgUnitKind
 from web.api.auth import current_principal
 from web.api.base import ID, MAX_ID, ApiBlueprint, permission
 from web.api.readiness_schemas import (

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from mdm.continuity.plans import PlanSchema
-from mdm.models import ReadinessState
+from mdm.ground.models import ReadinessState
+from mdm.services.continuity.plans import PlanSchema
 from web.api.base import MAX_ID
 from web.api.schemas import StrictBoolean
 

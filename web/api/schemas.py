@@ -12,7 +12,7 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 from sqlalchemy.orm import object_session
 
-from mdm.models import CommandStatus, EnrollmentState, OrgUnitKind, TokenPlatform, UnitType
+from mdm.ground.models import CommandStatus, EnrollmentState, OrgUnitKind, TokenPlatform, UnitType
 from web.rbac import TOKEN_ROLES, USER_ROLES
 
 MAX_ID = 2**31 - 1
@@ -27,7 +27,6 @@ def _clean_text(value: str) -> None:
 
 # The same rule in the OpenAPI document, so clients (and schemathesis) know it.
 STORABLE_TEXT = "^[^\\u0000]*$"  # lone surrogates (only as \\u escapes) are refused too
-
 
 
 class StrictBoolean(fields.Boolean):
@@ -333,7 +332,7 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def _unit_path(device: Any) -> str | None:
-    from mdm.orgunits import path_label
+    from mdm.services.orgunits import path_label
 
     session = object_session(device)
     if device.org_unit is None or session is None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from mdm import clock
-from mdm.appctx import db_session
-from mdm.models import ApiToken, User
+from mdm.doors.appctx import db_session
+from mdm.ground import clock
+from mdm.ground.models import ApiToken, User
 from web.api.auth import current_principal
 from web.api.base import ApiBlueprint, Extended, permission
 from web.api.schemas import ApiTokenCreatedSchema, ApiTokenCreateSchema, ApiTokenSchema

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from mdm.appctx import db_session
-from mdm.models import User
+from mdm.doors.appctx import db_session
+from mdm.ground.models import User
 from web.api.auth import current_principal
 from web.api.base import ID, ApiBlueprint, Extended, permission
 from web.api.schemas import (
@@ -15,10 +15,7 @@ from web.api.schemas import (
     UserSchema,
     UserUpdateSchema,
 )
-from web.errors import ApiError, field_error
-from web.queries import visible_unit, visible_user, visible_users
-from web.rbac import Permission, Principal
-from web.users import (
+from web.auth.users import (
     UserError,
     create_user,
     disable_user,
@@ -28,6 +25,9 @@ from web.users import (
     unlock_user,
     update_user,
 )
+from web.errors import ApiError, field_error
+from web.queries import visible_unit, visible_user, visible_users
+from web.rbac import Permission, Principal
 
 blp = ApiBlueprint("users", __name__, url_prefix="/api/v1", description="Console users")
 

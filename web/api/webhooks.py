@@ -1,6 +1,6 @@
 """Webhooks: create (the signing secret is shown once), list, disable or enable, send a signed
 test, and read the delivery log. Every change is audited; the URL must reach a public address
-unless HIKESHI_WEBHOOK_ALLOW_NETWORKS allows it (mdm.alerts.destinations)."""
+unless HIKESHI_WEBHOOK_ALLOW_NETWORKS allows it (mdm.services.alerts.destinations)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ from typing import Any
 
 from marshmallow import Schema, fields, validate
 
-from mdm.alerts.webhooks import (
+from mdm.doors.appctx import db_session, settings
+from mdm.ground.audit import record_event
+from mdm.ground.models import Webhook
+from mdm.services.alerts.webhooks import (
     WebhookError,
     create_webhook,
     list_webhooks,
@@ -17,9 +20,6 @@ from mdm.alerts.webhooks import (
     set_webhook_enabled,
     trial_delivery,
 )
-from mdm.appctx import db_session, settings
-from mdm.audit import record_event
-from mdm.models import Webhook
 from web.api.auth import current_principal
 from web.api.base import ID, ApiBlueprint, Extended, permission
 from web.api.schemas import Text

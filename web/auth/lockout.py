@@ -27,8 +27,8 @@ from sqlalchemy import case, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from mdm import clock
-from mdm.models.user import LoginThrottle
+from mdm.ground import clock
+from mdm.ground.models.user import LoginThrottle
 
 THRESHOLD = 5
 SOURCE_THRESHOLD = 20

@@ -12,14 +12,14 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from mdm import clock
-from mdm.audit import Actor, record_event
-from mdm.config import Settings
-from mdm.models.user import User, WebSession
+from mdm.ground import clock
+from mdm.ground.audit import Actor, record_event
+from mdm.ground.config import Settings
+from mdm.ground.models.user import User, WebSession
 from web.auth import lockout, passwords, recovery, totp
 from web.auth.sessions import rotate, start_session
+from web.auth.users import find_user_by_name
 from web.rbac import USER_ROLES
-from web.users import find_user_by_name
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,9 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
-from mdm import clock
-from mdm.config import Settings
-from mdm.models.user import User, WebSession
+from mdm.ground import clock
+from mdm.ground.config import Settings
+from mdm.ground.models.user import User, WebSession
 
 # Writing last_active_at on every request would turn each page view into a write; once a
 # minute is precise enough for a 30-minute idle timeout.

@@ -21,9 +21,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mdm import clock
-from mdm.audit import Actor, record_event
-from mdm.models.user import ApiToken, User
+from mdm.ground import clock
+from mdm.ground.audit import Actor, record_event
+from mdm.ground.models.user import ApiToken, User
 from web.rbac import TOKEN_ROLES, permissions_of
 
 PREFIX = "hks"

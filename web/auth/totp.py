@@ -6,8 +6,8 @@ import hmac
 
 import pyotp
 
-from mdm import clock
-from mdm.secretbox import seal, unseal
+from mdm.ground import clock
+from mdm.ground.secretbox import seal, unseal
 
 ISSUER = "Hikeshi MDM"
 SEED_PURPOSE = "totp-seed"

@@ -7,10 +7,10 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from marshmallow import fields, validate
 
-from mdm.alerts.service import AlertStateError, acknowledge_alert
-from mdm.appctx import db_session
+from mdm.doors.appctx import db_session
+from mdm.services.alerts.service import AlertStateError, acknowledge_alert
 from web.api.schemas import Id, Text
-from web.console import bp
+from web.console.blueprint import bp
 from web.console.forms import FormSchema, load_form
 from web.console.guard import current_principal, needs
 from web.queries import ALERT_STATES, alert_deliveries, search_alerts, visible_alert, visible_units

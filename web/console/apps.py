@@ -7,9 +7,9 @@ from flask import render_template, request
 from flask_babel import gettext as _
 from marshmallow import fields, validate
 
-from mdm.appctx import db_session
+from mdm.doors.appctx import db_session
 from web.api.schemas import Id, Text
-from web.console import bp
+from web.console.blueprint import bp
 from web.console.forms import FormSchema, load_form
 from web.console.guard import current_principal, needs
 from web.queries import apps_report, visible_units

@@ -6,11 +6,11 @@ from typing import Any
 
 from flask import Response, abort, render_template, request
 
-from mdm import clock
-from mdm.appctx import db_session
-from mdm.audit import record_event, verify_chain
+from mdm.doors.appctx import db_session
+from mdm.ground import clock
+from mdm.ground.audit import record_event, verify_chain
 from web.audit_export import CONTENT_TYPES, reader_factory, stream_export
-from web.console import bp
+from web.console.blueprint import bp
 from web.console.forms import AuditFilterForm, load_form
 from web.console.guard import current_principal, needs
 from web.queries import audit_statement, search_audit

@@ -6,18 +6,18 @@ from flask import Response, g, make_response, redirect, render_template, request
 from flask_babel import format_datetime
 from flask_babel import gettext as _
 
-from mdm import clock
-from mdm.appctx import client_ip, db_session, settings
-from mdm.audit import Actor
+from mdm.doors.appctx import client_ip, db_session, settings
+from mdm.ground import clock
+from mdm.ground.audit import Actor
 from web.auth import login as login_service
 from web.auth import totp
 from web.auth.sessions import rotate
-from web.console import bp
+from web.auth.users import UserError, change_password, confirm_totp, pending_totp_seed, replace_recovery_codes
+from web.console.blueprint import bp
 from web.console.forms import CodeForm, LoginForm, PasswordChangeForm, load_form
 from web.console.guard import clear_session_cookie, safe_next, set_session_cookie
 from web.i18n import LOCALE_COOKIE, LOCALES, N_
 from web.qr import qr_svg
-from web.users import UserError, change_password, confirm_totp, pending_totp_seed, replace_recovery_codes
 
 SESSION_PROBLEMS = {
     "idle": N_("Your session ended after a period of inactivity. Please sign in again."),
@@ -121,7 +121,7 @@ def logout() -> Response:
 
 @bp.route("/account")
 def account() -> str:
-    from web.users import unused_recovery_codes
+    from web.auth.users import unused_recovery_codes
 
     return render_template("console/account.html", recovery_left=unused_recovery_codes(g.user))
 
@@ -200,7 +200,7 @@ def account_recovery_codes() -> Response | str:
         )
     session = db_session()
     codes = replace_recovery_codes(session, g.user, settings())
-    from mdm.audit import record_event
+    from mdm.ground.audit import record_event
 
     record_event(session, _user_actor(), "user.recovery_codes_replaced", "user", g.user.id, {})
     session.commit()

@@ -17,11 +17,11 @@ from flask_babel import format_datetime
 from flask_babel import gettext as _
 from sqlalchemy.exc import SQLAlchemyError
 
-from mdm import clock
-from mdm.appctx import db_session
-from mdm.health import service_health
-from mdm.push.certificates import active_push_certificate
-from web.console import bp
+from mdm.doors.appctx import db_session
+from mdm.ground import clock
+from mdm.ground.health import service_health
+from mdm.ground.push.certificates import active_push_certificate
+from web.console.blueprint import bp
 from web.rbac import Permission
 
 log = logging.getLogger(__name__)

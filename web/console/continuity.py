@@ -1,7 +1,7 @@
 """Continuity console: which units have working tablets (ready / degraded / critical), what is
 missing and why, spares per station, the history of changes; each unit's plan; the spare swap.
 
-Everything shown comes from mdm.continuity (the same published state the dispatch feed serves);
+Everything shown comes from mdm.services.continuity (the same published state the dispatch feed serves);
 this module only reads it for the user's scope and turns forms into service calls.
 """
 
@@ -14,11 +14,13 @@ from flask import Response, abort, current_app, flash, redirect, render_template
 from flask_babel import format_datetime
 from flask_babel import gettext as _
 
-from mdm import clock
-from mdm.appctx import db_session, settings
-from mdm.backup.schedule import backup_status
-from mdm.compliance.rules import RULES
-from mdm.continuity import (
+from mdm.doors.appctx import db_session, settings
+from mdm.ground import clock
+from mdm.ground.health import service_health
+from mdm.ground.models import Device, Incident, OrgUnitKind, ReadinessState
+from mdm.services.backup.schedule import backup_status
+from mdm.services.compliance.rules import RULES
+from mdm.services.continuity import (
     PlanError,
     SpareError,
     UnitReadiness,
@@ -32,9 +34,7 @@ from mdm.continuity import (
     station_rollup,
     swap_spare,
 )
-from mdm.health import service_health
-from mdm.models import Device, Incident, OrgUnitKind, ReadinessState
-from web.console import bp
+from web.console.blueprint import bp
 from web.console.devices import RULES as RULE_LABELS
 from web.console.guard import current_principal, needs
 from web.queries import visible_unit

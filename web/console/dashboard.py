@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from flask import render_template
 
-from mdm.appctx import db_session
-from mdm.push.certificates import active_push_certificate, expiry_warning
-from web.console import bp
+from mdm.doors.appctx import db_session
+from mdm.ground.push.certificates import active_push_certificate, expiry_warning
+from web.console.blueprint import bp
 from web.console.guard import current_principal, needs
 from web.queries import dashboard_counts
 from web.rbac import Permission

@@ -15,11 +15,9 @@ from sqlalchemy import select
 from commands.catalog import CommandParamsError, UnknownCommand, all_command_types, get_command_type
 from commands.queue import CommandRefused, CommandStateError, cancel_command, enqueue_command
 from enrollment.out_of_service import OutOfServiceRefused, take_out_of_service
-from mdm import clock
-from mdm.appctx import db_session, settings
-from mdm.devices import MAX_REENROLL_HOURS, allow_reenroll
-from mdm.inventory.refresh import INVENTORY_KINDS, queue_inventory_refresh
-from mdm.models import (
+from mdm.doors.appctx import db_session, settings
+from mdm.ground import clock
+from mdm.ground.models import (
     Command,
     CommandStatus,
     Device,
@@ -27,9 +25,11 @@ from mdm.models import (
     InstalledCertificate,
     InstalledProfile,
 )
-from web.api.device_labels import LIMITS, DeviceLabelsUpdateSchema, DuplicateAssetTag, set_device_labels
+from mdm.services.device_labels import LIMITS, DeviceLabelsUpdateSchema, DuplicateAssetTag, set_device_labels
+from mdm.services.devices import MAX_REENROLL_HOURS, allow_reenroll
+from mdm.services.inventory.refresh import INVENTORY_KINDS, queue_inventory_refresh
 from web.api.schemas import COMPLIANCE_STATES, Text
-from web.console import bp
+from web.console.blueprint import bp
 from web.console.forms import CommandForm, DeviceFilterForm, FormSchema, load_form
 from web.console.guard import ask_confirmation, confirmed, current_principal, needs
 from web.console.labels import command_label, failure_label, status_label
@@ -164,7 +164,7 @@ def device(device_id: int) -> str:
     found = visible_device(session, principal, device_id)
     if found is None:
         abort(404)
-    from mdm.orgunits import path_label
+    from mdm.services.orgunits import path_label
 
     alerts = None
     if principal.can(Permission.ALERT_READ):
@@ -453,7 +453,7 @@ class ReenrollForm(FormSchema):
 @bp.route("/devices/<int:device_id>/reenroll", methods=["POST"])
 @needs(Permission.DEVICE_WRITE)
 def device_reenroll(device_id: int) -> Response:
-    """Let the tablet bind a new identity for a few hours (mdm.devices.allow_reenroll; audited)."""
+    """Let the tablet bind a new identity for a few hours (mdm.services.devices.allow_reenroll; audited)."""
     principal = current_principal()
     session = db_session()
     found = visible_device(session, principal, device_id)

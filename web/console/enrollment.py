@@ -10,9 +10,9 @@ from markupsafe import Markup
 
 from enrollment import android_qr
 from enrollment.tokens import TokenError, create_token, enrollment_url, list_tokens, revoke_token, token_state
-from mdm.appctx import db_session, settings
-from mdm.models import EnrollmentToken, TokenPlatform
-from web.console import bp
+from mdm.doors.appctx import db_session, settings
+from mdm.ground.models import EnrollmentToken, TokenPlatform
+from web.console.blueprint import bp
 from web.console.forms import EnrollmentTokenForm, load_form
 from web.console.guard import ask_confirmation, confirmed, current_principal, needs
 from web.qr import qr_svg

@@ -68,9 +68,7 @@ class ApiTokenForm(FormSchema):
     org_unit_id = Id(load_default=None, strict=False)
     expires_in_days = fields.Integer(load_default=90, validate=validate.Range(min=1, max=730))
     # Empty: a token of one's own (works while one's account does). Set: a dispatch system's.
-    service_account = Text(
-        load_default=None, validate=validate.Regexp(r"^[a-z0-9][a-z0-9._-]{1,63}$|^$")
-    )
+    service_account = Text(load_default=None, validate=validate.Regexp(r"^[a-z0-9][a-z0-9._-]{1,63}$|^$"))
 
 
 class EnrollmentTokenForm(FormSchema):

@@ -16,8 +16,8 @@ from flask import Response, abort, g, jsonify, redirect, render_template, reques
 from flask_babel import gettext as _
 from werkzeug.wrappers import Response as BaseResponse
 
-from mdm.appctx import client_ip, db_session, settings
-from mdm.models import User, WebSession
+from mdm.doors.appctx import client_ip, db_session, settings
+from mdm.ground.models import User, WebSession
 from web import csrf
 from web.auth.sessions import cookie_name, load_session, secure_cookies, touch
 from web.rbac import Permission, Principal, permissions_of, totp_required

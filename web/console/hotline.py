@@ -26,10 +26,10 @@ from commands.wipe_certificate import (
     issue_wipe_certificate,
     render_certificate_html,
 )
-from mdm.appctx import db_session, hikeshi, settings
-from mdm.db import read_mostly
-from mdm.models.incident import Incident, IncidentStatus, LossKind, WipeCertificate
-from web.console import bp
+from mdm.doors.appctx import db_session, hikeshi, settings
+from mdm.ground.db import read_mostly
+from mdm.ground.models.incident import Incident, IncidentStatus, LossKind, WipeCertificate
+from web.console.blueprint import bp
 from web.console.guard import current_principal, needs
 from web.console.labels import command_label
 from web.headers import OTHER_PAGES_POLICY

@@ -8,13 +8,13 @@ from flask import Response, abort, flash, redirect, render_template, request, ur
 from flask_babel import gettext as _
 
 from commands.incidents import IncidentInputError, set_incident_policy
-from mdm.appctx import db_session
-from mdm.compliance.policy import POLICY_FIELDS, set_unit_policy
-from mdm.models import OrgUnitKind, UnitType
-from mdm.orgunits import OrgUnitError, create_unit, move_unit, unit_tree, update_unit, walk
+from mdm.doors.appctx import db_session
+from mdm.ground.models import OrgUnitKind, UnitType
+from mdm.services.orgunits import OrgUnitError, create_unit, move_unit, unit_tree, update_unit, walk
+from mdm.services.unit_policy import POLICY_FIELDS, set_unit_policy
 from web.api.compliance_policy import CompliancePolicyUpdateSchema, compliance_policy_view
 from web.api.incident_policy import IncidentPolicyUpdateSchema, default_remind_hours, policy_view
-from web.console import bp
+from web.console.blueprint import bp
 from web.console.forms import OrgUnitEditForm, OrgUnitForm, load_form
 from web.console.guard import ask_confirmation, confirmed, current_principal, needs
 from web.queries import visible_unit, visible_units

@@ -11,9 +11,9 @@ from flask_babel import gettext as _
 from marshmallow import ValidationError
 from sqlalchemy import func, select
 
-from enrollment.ca import CANotReady
-from mdm.appctx import db_session, settings
-from mdm.models import OrgUnit, Profile, ProfileAssignment, ProfileVersion
+from mdm.doors.appctx import db_session, settings
+from mdm.ground.ca import CANotReady
+from mdm.ground.models import OrgUnit, Profile, ProfileAssignment, ProfileVersion
 from profiles import assignment as assignments
 from profiles import export as exports
 from profiles import service
@@ -21,7 +21,7 @@ from profiles.rendering import ANDROID, APPLE, RenderError
 from profiles.signing import server_render_context
 from profiles.summary import dotted_messages, has_secrets, payload_summaries, payload_title, redacted_spec
 from profiles.templates import list_templates
-from web.console import bp
+from web.console.blueprint import bp
 from web.console.guard import ask_confirmation, confirmed, current_principal, needs
 from web.hostile_input import loads_bounded
 from web.queries import visible_unit, visible_units

@@ -5,8 +5,8 @@ from __future__ import annotations
 from flask import Response, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
-from mdm.appctx import db_session, settings
-from mdm.push.certificates import (
+from mdm.doors.appctx import db_session, settings
+from mdm.ground.push.certificates import (
     PushCertificateError,
     TopicChangeRefused,
     active_push_certificate,
@@ -15,7 +15,7 @@ from mdm.push.certificates import (
     import_push_certificate,
     read_push_certificate,
 )
-from web.console import bp
+from web.console.blueprint import bp
 from web.console.guard import current_principal, needs
 from web.rbac import Permission
 
@@ -24,7 +24,7 @@ MAX_CERT_FILE = 64 * 1024
 
 def _ca_summary() -> list[object]:
     try:
-        from enrollment.ca import ca_summary
+        from mdm.ground.ca import ca_summary
     except ImportError:  # pragma: no cover - enrollment is part of the distribution
         return []
     return list(ca_summary(db_session()))

@@ -9,12 +9,22 @@ from flask import Response, abort, flash, g, redirect, render_template, request,
 from flask_babel import gettext as _
 from sqlalchemy import select
 
-from mdm import clock
-from mdm.appctx import db_session
-from mdm.models import User
+from mdm.doors.appctx import db_session
+from mdm.ground import clock
+from mdm.ground.models import User
 from web.auth import lockout
 from web.auth.tokens import ApiTokenError, create_api_token, revoke_api_token
-from web.console import bp
+from web.auth.users import (
+    UserError,
+    create_user,
+    disable_user,
+    enable_user,
+    reset_password,
+    reset_second_factor,
+    unlock_user,
+    update_user,
+)
+from web.console.blueprint import bp
 from web.console.forms import ApiTokenForm, UserCreateForm, UserUpdateForm, load_form
 from web.console.guard import ask_confirmation, confirmed, current_principal, needs
 from web.console.labels import role_label
@@ -27,16 +37,6 @@ from web.queries import (
     visible_users,
 )
 from web.rbac import TOKEN_ROLES, USER_ROLES, Permission, Principal
-from web.users import (
-    UserError,
-    create_user,
-    disable_user,
-    enable_user,
-    reset_password,
-    reset_second_factor,
-    unlock_user,
-    update_user,
-)
 
 
 def _unit_error(principal: Principal, unit_id: int | None) -> dict[str, list[str]]:

@@ -7,7 +7,10 @@ from flask import Response, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from sqlalchemy import func, select
 
-from mdm.alerts.webhooks import (
+from mdm.doors.appctx import db_session, settings
+from mdm.ground.audit import record_event
+from mdm.ground.models import DeliveryStatus, Webhook, WebhookDelivery
+from mdm.services.alerts.webhooks import (
     WebhookError,
     create_webhook,
     list_webhooks,
@@ -16,10 +19,7 @@ from mdm.alerts.webhooks import (
     set_webhook_enabled,
     trial_delivery,
 )
-from mdm.appctx import db_session, settings
-from mdm.audit import record_event
-from mdm.models import DeliveryStatus, Webhook, WebhookDelivery
-from web.console import bp
+from web.console.blueprint import bp
 from web.console.guard import current_principal, needs
 from web.rbac import Permission
 

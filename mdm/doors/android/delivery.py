@@ -1,0 +1,138 @@
+"""Handing queued commands to the agent, and turning its results into the reports the result
+handlers read.
+
+Commands wait in the same queue as Apple's, under Apple's request types (commands.kinds.android
+explains why). Here they are rendered under their Android names; the agent's results come back
+as the Apple-shaped report `commands.results.record_result` expects, so the same handlers run
+(incident locked, location received, wipe certificate).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from marshmallow import ValidationError
+from sqlalchemy import exists, select
+from sqlalchemy.orm import Session
+
+from commands import queue, results
+from commands.catalog import equivalent_for
+from commands.kinds.android import ANDROID_COMMANDS
+from mdm.doors.android.protocol import MAX_COMMANDS_PER_SYNC, PLATFORM
+from mdm.ground import clock
+from mdm.ground.audit import Actor
+from mdm.ground.models import Command, CommandStatus, Device
+
+_STATUS = {"acknowledged": "Acknowledged", "error": "Error", "not_now": "NotNow"}
+
+
+class UndeliverableCommand(ValueError):
+    """A queued command has no Android rendering (it was queued before the catalog changed)."""
+
+
+def render(command: Command) -> dict[str, Any]:
+    """The command as the agent receives it: {"id", "type", "params"}."""
+    equivalent = equivalent_for(command.request_type, PLATFORM)
+    if equivalent is None:
+        raise UndeliverableCommand(f"{command.request_type} has no Android equivalent")
+    params = equivalent.params(dict(command.params or {}))
+    try:
+        clean = ANDROID_COMMANDS[equivalent.request_type]().load(params)
+    except ValidationError as exc:
+        raise UndeliverableCommand(f"{equivalent.request_type} parameters: {exc.messages}") from exc
+    return {"id": command.uuid, "type": equivalent.request_type, "params": clean}
+
+
+def commands_waiting(session: Session, device_id: int) -> bool:
+    """Whether a command is queued and not yet handed over (what ends a long poll)."""
+    return bool(
+        session.scalar(
+            select(exists().where(Command.device_id == device_id, Command.status == CommandStatus.QUEUED))
+        )
+    )
+
+
+def take_commands(session: Session, device: Device, *, skip: set[str], actor: Actor) -> list[dict[str, Any]]:
+    """The commands to hand over now, highest priority first, marked sent.
+
+    Sent but unanswered commands are handed over again (the agent may have lost the answer that
+    carried them; it recognises a command by its id). `skip` holds the ids the agent has just
+    answered NotNow: they wait for the next sync.
+    """
+    queue.expire_overdue(session, device.id)
+    now = clock.now()
+    out: list[dict[str, Any]] = []
+    for command in queue.pending_commands(session, device):
+        if command.uuid in skip:
+            continue
+        try:
+            rendered = render(command)
+        except UndeliverableCommand as exc:
+            _refuse(session, device, command, str(exc), actor)
+            continue
+        command.status = CommandStatus.SENT
+        command.sent_at = now
+        command.delivery_count += 1
+        out.append(rendered)
+        if len(out) >= MAX_COMMANDS_PER_SYNC:
+            break
+    return out
+
+
+def _refuse(session: Session, device: Device, command: Command, reason: str, actor: Actor) -> None:
+    # Recorded like a device's CommandFormatError: the command ends in error and says why.
+    report = {
+        "CommandUUID": command.uuid,
+        "Status": "Error",
+        "ErrorChain": [{"ErrorDomain": "hikeshi.android", "ErrorCode": 0, "USEnglishDescription": reason}],
+    }
+    results.record_result(session, device, report, json.dumps(report).encode(), actor=actor)
+
+
+def record_results(
+    session: Session,
+    device: Device,
+    items: list[dict[str, Any]],
+    *,
+    actor: Actor,
+    identity: str | None = None,
+) -> set[str]:
+    """Record each result; returns the ids answered NotNow (not to be offered again right away)."""
+    not_now: set[str] = set()
+    for item in items:
+        report = apple_report(item)
+        raw = json.dumps(item, default=_jsonable, ensure_ascii=False, sort_keys=True).encode()
+        results.record_result(session, device, report, raw, actor=actor, identity=identity)
+        if item["status"] == "not_now":
+            not_now.add(item["command_id"])
+    return not_now
+
+
+def apple_report(item: dict[str, Any]) -> dict[str, Any]:
+    """One agent result as the report dictionary the result handlers read."""
+    report: dict[str, Any] = {"CommandUUID": item["command_id"], "Status": _STATUS[item["status"]]}
+    error = item.get("error")
+    if item["status"] == "error":
+        error = error or {}
+        report["ErrorChain"] = [
+            {
+                "ErrorDomain": "android",
+                "ErrorCode": error.get("code") or "error",
+                "USEnglishDescription": error.get("message") or "",
+            }
+        ]
+    location = item.get("location")
+    if location:
+        report["Latitude"] = location["latitude"]
+        report["Longitude"] = location["longitude"]
+        if location.get("accuracy_m") is not None:
+            report["HorizontalAccuracy"] = location["accuracy_m"]
+        if location.get("time") is not None:
+            report["Timestamp"] = location["time"]
+    return report
+
+
+def _jsonable(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else str(value)

@@ -1,0 +1,28 @@
+"""The policy the agent enforces: the Android rendering of the profiles assigned to the device's
+unit, with a version so an unchanged policy is not sent again (profiles.android_policy)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from mdm.ground.models import Device
+from profiles.android_policy import policy_for_device
+
+
+@dataclass(frozen=True)
+class AgentPolicy:
+    version: str
+    policy: dict[str, Any]
+    unsupported: list[str]
+
+    def body(self) -> dict[str, Any]:
+        return {"version": self.version, "policy": self.policy, "unsupported": list(self.unsupported)}
+
+
+def current_policy(session: Session, device: Device, *, secret_key: str | None = None) -> AgentPolicy:
+    """The agent's policy; with the instance secret it carries the Wi-Fi passphrases it needs."""
+    found = policy_for_device(session, device, secret_key=secret_key)
+    return AgentPolicy(str(found.version), dict(found.policy), [str(u) for u in found.unsupported])

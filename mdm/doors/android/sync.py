@@ -1,0 +1,66 @@
+"""One sync of an authenticated agent: inventory in, results in, policy (if changed) and commands
+out. Never commits; the handler does."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from mdm.doors.android.delivery import record_results, take_commands
+from mdm.doors.android.policy import current_policy
+from mdm.doors.android.protocol import PROTOCOL_VERSION
+from mdm.ground import clock
+from mdm.ground.config import Settings
+from mdm.ground.models import Device, DeviceCertificate, DeviceMessage, EnrollmentState
+from mdm.ground.push.broker_accounts import device_broker_account
+from mdm.services.devices import device_actor
+from mdm.services.inventory.android import apply_android_inventory
+
+
+def wake_channels(settings: Settings, device_id: int) -> dict[str, Any]:
+    """How the agent is woken besides its polls: the long poll always, MQTT when a broker is set."""
+    channels: dict[str, Any] = {"long_poll_seconds": settings.android_long_poll_seconds}
+    account = device_broker_account(settings, device_id)
+    if account is not None:
+        channels["mqtt"] = account.as_json()
+    return channels
+
+
+def sync(
+    session: Session,
+    settings: Settings,
+    device: Device,
+    data: dict[str, Any],
+    raw: bytes,
+    *,
+    source_ip: str | None,
+    identity: DeviceCertificate | None = None,
+) -> dict[str, Any]:
+    """Apply a validated sync request (protocol.SyncRequestSchema) and build the answer.
+
+    `identity` is the certificate the request was authenticated with: results are recorded with
+    its fingerprint, which a wipe certificate depends on (commands.incidents.wipe_identity)."""
+    actor = device_actor(device.udid or "", source_ip)
+    device.last_seen_at = clock.now()
+    # Kept as received, like Apple check-ins: what the device said is evidence.
+    session.add(DeviceMessage(device_id=device.id, message_type="AndroidSync", raw=raw, source_ip=source_ip))
+    if data.get("inventory") is not None:
+        apply_android_inventory(session, device, data["inventory"])
+    fp = identity.fingerprint_sha256 if identity is not None else None
+    not_now = record_results(session, device, data.get("results") or [], actor=actor, identity=fp)
+    answer: dict[str, Any] = {"protocol": PROTOCOL_VERSION, "device_id": device.id}
+    if device.enrollment_state == EnrollmentState.ENROLLED:
+        policy = current_policy(session, device, secret_key=settings.secret_key)
+        answer["policy_version"] = policy.version
+        if policy.version != data.get("policy_version"):
+            answer["policy"] = policy.body()
+        answer["commands"] = take_commands(session, device, skip=not_now, actor=actor)
+    else:
+        # The device was just retired (its wipe was acknowledged in this very sync): nothing more.
+        answer["commands"] = []
+        answer["enrollment_state"] = device.enrollment_state
+    answer["poll_interval_seconds"] = settings.android_poll_interval_seconds
+    answer["wake"] = wake_channels(settings, device.id)
+    answer["server_time"] = clock.now().isoformat(timespec="seconds").replace("+00:00", "Z")
+    return answer

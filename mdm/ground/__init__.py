@@ -1,0 +1,1 @@
+"""The ground: models, database, settings, audit chain, clock, secrets, the built-in CA, push transport."""

@@ -1,0 +1,237 @@
+"""Audit trail: record events in the caller's transaction, and verify the hash chain.
+
+Every row carries the hash of the row before it; changing, inserting or deleting a row behind
+the application's back breaks the chain at that row, and `verify_chain` names it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select, text
+from sqlalchemy.orm import Session
+
+from mdm.ground import clock
+from mdm.ground.db import is_postgres
+from mdm.ground.models import AuditEvent
+from mdm.ground.redaction import INLINE_LIMIT, REDACTED, digest, is_secret_key, redact
+
+__all__ = [
+    "INLINE_LIMIT",
+    "REDACTED",
+    "digest",
+    "is_secret_key",
+    "redact",
+]
+
+GENESIS = "0" * 64
+# Arbitrary constant naming the PostgreSQL advisory lock that serialises chain appends.
+_CHAIN_LOCK_KEY = 0x48494B45
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who does something: a user, an API token, a device, or the system itself."""
+
+    name: str
+    role: str
+    source_ip: str | None = None
+    # The person behind the action (a console user, or the owner of an API token); None for
+    # devices, the system and service accounts. The two-person wipe rule compares this.
+    user_id: int | None = None
+
+
+SYSTEM = Actor("system", "system")
+
+
+def _canonical_time(value: datetime) -> str:
+    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def compute_hash(event: AuditEvent) -> str:
+    body = {
+        "seq": event.seq,
+        "occurred_at": _canonical_time(event.occurred_at),
+        "actor": event.actor,
+        "actor_role": event.actor_role,
+        "source_ip": event.source_ip,
+        "action": event.action,
+        "target_type": event.target_type,
+        "target_id": event.target_id,
+        "details": event.details,
+        "prev_hash": event.prev_hash,
+    }
+    data = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+    return hashlib.sha256(data.encode()).hexdigest()
+
+
+def record_event(
+    session: Session,
+    actor: Actor,
+    action: str,
+    target_type: str | None = None,
+    target_id: str | int | None = None,
+    details: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """Append an event to the chain inside the caller's transaction."""
+    return record_events(session, actor, [AuditEntry(action, target_type, target_id, details)])[0]
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One event for `record_events`."""
+
+    action: str
+    target_type: str | None = None
+    target_id: str | int | None = None
+    details: dict[str, Any] | None = None
+
+
+def record_events(session: Session, actor: Actor, entries: Sequence[AuditEntry]) -> list[AuditEvent]:
+    """Append many events by one actor to the chain in one insert, inside the caller's transaction.
+
+    The chain lock is taken once for the transaction; each event links to the one before it and
+    every event's details are redacted and digested exactly as `record_event` does."""
+    if not entries:
+        return []
+    if is_postgres(session):
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CHAIN_LOCK_KEY})
+    last = session.execute(
+        select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)
+    ).first()
+    seq, prev_hash = (last.seq, last.hash) if last else (0, GENESIS)
+    # Microseconds are kept: both databases store them, so the hash can be recomputed.
+    now = clock.now()
+    events = []
+    for entry in entries:
+        # Round-trip through JSON so the hashed form is exactly what the database hands back.
+        clean = json.loads(json.dumps(redact(entry.details or {}), ensure_ascii=False, default=str))
+        seq += 1
+        event = AuditEvent(
+            seq=seq,
+            occurred_at=now,
+            actor=actor.name,
+            actor_role=actor.role,
+            source_ip=actor.source_ip,
+            action=entry.action,
+            target_type=entry.target_type,
+            target_id=None if entry.target_id is None else str(entry.target_id),
+            details=clean,
+            prev_hash=prev_hash,
+        )
+        event.hash = compute_hash(event)
+        prev_hash = event.hash
+        events.append(event)
+    session.add_all(events)
+    session.flush()
+    return events
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    ok: bool
+    checked: int
+    broken_seq: int | None = None
+    broken_id: int | None = None
+    reason: str | None = None
+
+
+def verify_chain(session: Session, batch: int = 5000) -> ChainReport:
+    """Walk the chain in order; report the first row whose hash or link does not hold."""
+    prev_hash: str | None = None
+    prev_seq: int | None = None
+    checked = 0
+    last_seq = 0
+    while True:
+        rows = session.scalars(
+            select(AuditEvent).where(AuditEvent.seq > last_seq).order_by(AuditEvent.seq).limit(batch)
+        ).all()
+        if not rows:
+            return ChainReport(True, checked)
+        for row in rows:
+            if prev_hash is None:
+                expected_prev = anchor_for(session, row)
+            else:
+                expected_prev = prev_hash
+            if prev_seq is not None and row.seq != prev_seq + 1:
+                return ChainReport(False, checked, row.seq, row.id, f"a row is missing before seq {row.seq}")
+            if row.prev_hash != expected_prev:
+                return ChainReport(False, checked, row.seq, row.id, "link to the previous row is broken")
+            if compute_hash(row) != row.hash:
+                return ChainReport(False, checked, row.seq, row.id, "row content does not match its hash")
+            prev_hash, prev_seq, last_seq = row.hash, row.seq, row.seq
+            checked += 1
+        session.expunge_all()
+
+
+def anchor_for(session: Session, first: AuditEvent) -> str:
+    """The hash the oldest kept row must link to: genesis, or the last purged row's hash.
+
+    A retention purge records an `audit.purge` event naming the hash of the last row it removed,
+    so the chain stays verifiable after old rows are gone.
+    """
+    if first.seq == 1:
+        return GENESIS
+    purge = session.scalars(
+        select(AuditEvent).where(AuditEvent.action == "audit.purge").order_by(AuditEvent.seq.desc()).limit(1)
+    ).first()
+    if purge is not None and purge.details.get("up_to_seq") == first.seq - 1:
+        return str(purge.details.get("last_purged_hash"))
+    return "(missing rows before the oldest kept event)"
+
+
+class AuditChainBroken(RuntimeError):
+    """The chain does not verify; purging now would destroy the evidence."""
+
+    def __init__(self, report: ChainReport) -> None:
+        super().__init__(
+            f"audit chain broken at event id {report.broken_id} (seq {report.broken_seq}): {report.reason}"
+        )
+        self.report = report
+
+
+def purge_audit(session: Session, before: datetime, actor: Actor) -> AuditEvent | None:
+    """Delete the oldest events written before `before`, recording an `audit.purge` event.
+
+    Only an unbroken prefix of the chain goes: the purge stops at the first event that is still
+    within retention, even if older events follow it. The purge event names the last purged seq
+    and hash, so `verify_chain` anchors the oldest kept row on it. A chain that does not verify
+    is never purged. Returns the purge event, or None when nothing is old enough.
+    """
+    if is_postgres(session):
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CHAIN_LOCK_KEY})
+    report = verify_chain(session)
+    if not report.ok:
+        raise AuditChainBroken(report)
+    first_kept = session.scalar(select(func.min(AuditEvent.seq)).where(AuditEvent.occurred_at >= before))
+    oldest = session.scalar(select(func.min(AuditEvent.seq)))
+    if oldest is None:
+        return None
+    if first_kept is None:
+        up_to = session.scalar(select(func.max(AuditEvent.seq)))
+    else:
+        up_to = first_kept - 1
+    if up_to is None or up_to < oldest:
+        return None
+    last = session.scalars(select(AuditEvent).where(AuditEvent.seq == up_to)).one()
+    count = up_to - oldest + 1
+    event = record_event(
+        session,
+        actor,
+        "audit.purge",
+        "audit",
+        None,
+        {
+            "up_to_seq": up_to,
+            "last_purged_hash": last.hash,
+            "purged_events": count,
+            "before": _canonical_time(before.astimezone(UTC)),
+        },
+    )
+    session.execute(delete(AuditEvent).where(AuditEvent.seq <= up_to))
+    return event

@@ -1,0 +1,133 @@
+"""All models, imported here so metadata is complete for Alembic and create_all."""
+
+from mdm.ground.models.agent_nonce import AgentRequestNonce
+from mdm.ground.models.alerts import Alert, DeliveryStatus, Webhook, WebhookAttempt, WebhookDelivery
+from mdm.ground.models.audit import AuditEvent
+from mdm.ground.models.base import Base
+from mdm.ground.models.command import Command, CommandResult, CommandStatus, ForeignCommandResult
+from mdm.ground.models.compliance import ComplianceFinding, CompliancePolicy, DeviceCompliance, Severity
+from mdm.ground.models.continuity import (
+    ContinuityPlan,
+    ReadinessDelivery,
+    ReadinessEvent,
+    ReadinessState,
+    SpareDevice,
+    UnitReadinessState,
+)
+from mdm.ground.models.device import (
+    Device,
+    DeviceCertificate,
+    DeviceMessage,
+    EnrollmentState,
+    IdentityPurpose,
+)
+from mdm.ground.models.enrollment import (
+    CertificateAuthority,
+    CertificatePurpose,
+    ChallengePurpose,
+    EnrollmentChallenge,
+    EnrollmentToken,
+    EnrollmentTokenUse,
+    TokenPlatform,
+)
+from mdm.ground.models.health import ServiceHealth
+from mdm.ground.models.incident import (
+    Incident,
+    IncidentCommand,
+    IncidentLocation,
+    IncidentPolicy,
+    IncidentStatus,
+    IncidentStep,
+    LossKind,
+    WipeCertificate,
+)
+from mdm.ground.models.inventory import (
+    DeviceFacts,
+    InstalledApp,
+    InstalledCertificate,
+    InstalledProfile,
+    InventoryChange,
+)
+from mdm.ground.models.job_run import JobRun
+from mdm.ground.models.org_unit import OrgUnit, OrgUnitKind, UnitType
+from mdm.ground.models.outbox import OutboxEntry, OutboxTopic
+from mdm.ground.models.profile import (
+    DeviceProfileState,
+    Profile,
+    ProfileAssignment,
+    ProfileRendering,
+    ProfileVersion,
+)
+from mdm.ground.models.push import PushAttempt, PushCertificate
+from mdm.ground.models.scheduler_lease import SchedulerLease
+from mdm.ground.models.user import ApiToken, LoginThrottle, RecoveryCode, User, WebSession
+
+__all__ = [
+    "AgentRequestNonce",
+    "Alert",
+    "ApiToken",
+    "AuditEvent",
+    "Base",
+    "CertificateAuthority",
+    "CertificatePurpose",
+    "ChallengePurpose",
+    "Command",
+    "CommandResult",
+    "CommandStatus",
+    "ComplianceFinding",
+    "CompliancePolicy",
+    "ContinuityPlan",
+    "DeliveryStatus",
+    "Device",
+    "DeviceCertificate",
+    "DeviceCompliance",
+    "DeviceFacts",
+    "DeviceMessage",
+    "DeviceProfileState",
+    "EnrollmentChallenge",
+    "EnrollmentState",
+    "EnrollmentToken",
+    "EnrollmentTokenUse",
+    "ForeignCommandResult",
+    "IdentityPurpose",
+    "Incident",
+    "IncidentCommand",
+    "IncidentLocation",
+    "IncidentPolicy",
+    "IncidentStatus",
+    "IncidentStep",
+    "InstalledApp",
+    "InstalledCertificate",
+    "InstalledProfile",
+    "InventoryChange",
+    "JobRun",
+    "LoginThrottle",
+    "LossKind",
+    "OrgUnit",
+    "OrgUnitKind",
+    "OutboxEntry",
+    "OutboxTopic",
+    "Profile",
+    "ProfileAssignment",
+    "ProfileRendering",
+    "ProfileVersion",
+    "PushAttempt",
+    "PushCertificate",
+    "ReadinessDelivery",
+    "ReadinessEvent",
+    "ReadinessState",
+    "RecoveryCode",
+    "SchedulerLease",
+    "ServiceHealth",
+    "Severity",
+    "SpareDevice",
+    "TokenPlatform",
+    "UnitReadinessState",
+    "UnitType",
+    "User",
+    "WebSession",
+    "Webhook",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WipeCertificate",
+]

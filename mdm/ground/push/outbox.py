@@ -1,0 +1,139 @@
+"""The transactional outbox (mdm.ground.models.outbox): ask in the same transaction, drain after commit.
+
+Generic over topics, so every "do this once the commit is in" shares one table, one drain and one
+rule: a row is written with the change that needs it; a drainer claims due rows (FOR UPDATE SKIP
+LOCKED on PostgreSQL, so two drainers never take the same row) with a short lease, does the
+work outside any transaction, then settles them (done: delete; failed: back off durably).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from mdm.ground import clock
+from mdm.ground.models.outbox import OutboxEntry
+
+# A request is first the job of the after-commit dispatcher of the process that made it; drainers
+# leave it alone this long, so a healthy node pushes once, and a killed one is covered.
+FIRST_ATTEMPT_GRACE = timedelta(seconds=30)
+# How long a claimed row is left to its drainer before another may take it.
+CLAIM_LEASE = timedelta(seconds=60)
+# Failed attempts after which a request is given up (hours at the breaker's longest backoff).
+MAX_ATTEMPTS = 100
+
+
+def request(session: Session, topic: str, subject_ids: Iterable[int]) -> None:
+    """Record that each subject needs `topic` done; joins a request already waiting."""
+    ids = sorted(set(subject_ids))
+    if not ids:
+        return
+    now = clock.now()
+    due = now + FIRST_ATTEMPT_GRACE
+    rows = [
+        {"topic": topic, "subject_id": i, "requested_at": now, "next_attempt_at": due, "attempts": 0}
+        for i in ids
+    ]
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(OutboxEntry).values(rows)
+    # A waiting row keeps its backoff (APNs may be down) but learns the newer request, so a push
+    # that succeeded for the older one does not settle this one.
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["topic", "subject_id"],
+        set_={"requested_at": stmt.excluded.requested_at},
+    )
+    session.execute(stmt)
+
+
+def claim_due(session: Session, topic: str, *, limit: int = 500, lease: timedelta = CLAIM_LEASE) -> list[int]:
+    """Take up to `limit` due subjects for this drainer, in id order, leased for `lease`."""
+    now = clock.now()
+    stmt = (
+        select(OutboxEntry)
+        .where(OutboxEntry.topic == topic, OutboxEntry.next_attempt_at <= now)
+        .order_by(OutboxEntry.id)
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    entries = list(session.scalars(stmt))
+    for entry in entries:
+        entry.next_attempt_at = now + lease
+    session.flush()
+    return sorted(e.subject_id for e in entries)
+
+
+def settle(session: Session, topic: str, subject_ids: Sequence[int], *, requested_before: datetime) -> None:
+    """The work is done for these subjects: drop their rows, unless asked again since it began."""
+    if subject_ids:
+        session.execute(
+            delete(OutboxEntry)
+            .where(
+                OutboxEntry.topic == topic,
+                OutboxEntry.subject_id.in_(sorted(subject_ids)),
+                OutboxEntry.requested_at <= requested_before,
+            )
+            .execution_options(synchronize_session=False)
+        )
+
+
+def drop(session: Session, topic: str, subject_ids: Sequence[int]) -> None:
+    """Nothing can be done for these subjects (no push token, say): forget the request."""
+    if subject_ids:
+        session.execute(
+            delete(OutboxEntry)
+            .where(OutboxEntry.topic == topic, OutboxEntry.subject_id.in_(sorted(subject_ids)))
+            .execution_options(synchronize_session=False)
+        )
+
+
+def retry_later(
+    session: Session,
+    topic: str,
+    subject_ids: Sequence[int],
+    *,
+    error: str,
+    delay: timedelta,
+    max_attempts: int = MAX_ATTEMPTS,
+) -> None:
+    """The attempt failed: count it and make the rows due again after `delay` (durable backoff).
+
+    A row that failed `max_attempts` times is given up, so nothing retries for ever; for a
+    command still waiting, the re-push sweep asks again on its own, slower schedule."""
+    if subject_ids:
+        session.execute(
+            update(OutboxEntry)
+            .where(OutboxEntry.topic == topic, OutboxEntry.subject_id.in_(sorted(subject_ids)))
+            .values(
+                attempts=OutboxEntry.attempts + 1,
+                next_attempt_at=clock.now() + delay,
+                last_error=error[:255],
+            )
+            .execution_options(synchronize_session=False)
+        )
+        session.execute(
+            delete(OutboxEntry)
+            .where(
+                OutboxEntry.topic == topic,
+                OutboxEntry.subject_id.in_(sorted(subject_ids)),
+                OutboxEntry.attempts >= max_attempts,
+            )
+            .execution_options(synchronize_session=False)
+        )
+
+
+def next_due(session: Session, topic: str) -> datetime | None:
+    """When the earliest row of a topic falls due (None when none waits)."""
+    return session.scalar(select(func.min(OutboxEntry.next_attempt_at)).where(OutboxEntry.topic == topic))
+
+
+def waiting(session: Session, topic: str) -> list[OutboxEntry]:
+    """Every row of a topic (operators, tests)."""
+    return list(
+        session.scalars(select(OutboxEntry).where(OutboxEntry.topic == topic).order_by(OutboxEntry.id))
+    )

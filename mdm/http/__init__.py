@@ -1,1 +1,0 @@
-"""HTTP pieces shared by every surface: health, readiness, database-outage answers."""

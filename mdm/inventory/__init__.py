@@ -1,5 +1,0 @@
-"""Inventory: what each device is, how it is secured and what it has installed.
-
-Parsers (one module per result kind) register with `commands.results.on_result` when
-`mdm.inventory.parsers` is imported (mdm.app.load_services does it).
-"""

@@ -1,0 +1,19 @@
+"""What the scheduler hands each job: its session factory, settings and fencing holder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from mdm.ground.config import Settings
+from mdm.ground.push.dispatcher import PushDispatcher
+
+
+@dataclass(frozen=True)
+class JobContext:
+    # Fenced while a scheduler runs (mdm.roots.scheduler.fencing): its commits fail once it lost the lock.
+    factory: sessionmaker[Session]
+    settings: Settings
+    holder: str
+    dispatcher: PushDispatcher | None = None

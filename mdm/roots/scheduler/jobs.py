@@ -1,0 +1,202 @@
+"""The periodic jobs. Each is a boundary: it owns its transactions, is idempotent, and records a
+JobRun row. Per-device work goes into the command queue, never into APScheduler."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from commands.repush import RepushPolicy, repush_waiting
+from mdm.ground import clock
+from mdm.ground.audit import SYSTEM
+from mdm.ground.db import transaction
+from mdm.ground.models import Alert, JobRun, Severity
+from mdm.ground.push.certificates import active_push_certificate, days_left
+from mdm.roots.scheduler.context import JobContext
+from mdm.roots.scheduler.fencing import FencedOut
+from mdm.roots.scheduler.maintenance import (
+    audit_purge,
+    enrollment_challenge_purge,
+    identity_renewal,
+    incident_auto_wipe,
+)
+from mdm.roots.scheduler.retention import RetentionDays, purge_expired
+from mdm.services.alerts.apns_outage import check_apns_outage
+from mdm.services.alerts.email import due_alert_emails, email_enabled, record_email, send_alert_email
+from mdm.services.alerts.service import raise_alert
+from mdm.services.alerts.webhooks import due_deliveries, post_delivery, record_attempt
+from mdm.services.backup.schedule import scheduled_backup
+from mdm.services.compliance.evaluation import evaluate_fleet
+from mdm.services.continuity.webhooks import readiness_job
+from mdm.services.inventory.refresh import refresh_due_devices
+
+log = logging.getLogger(__name__)
+
+
+Job = Callable[[JobContext], dict[str, Any]]
+
+
+def inventory_refresh(ctx: JobContext) -> dict[str, Any]:
+    with transaction(ctx.factory) as session:
+        count = refresh_due_devices(
+            session, SYSTEM, default_interval_hours=ctx.settings.inventory_interval_hours
+        )
+        return {"devices": count}
+
+
+def offline_check(ctx: JobContext) -> dict[str, Any]:
+    with transaction(ctx.factory) as session:
+        return {"devices": evaluate_fleet(session, rules=["offline_too_long"])}
+
+
+def certificate_expiry(ctx: JobContext) -> dict[str, Any]:
+    with transaction(ctx.factory) as session:
+        devices = evaluate_fleet(session, rules=["identity_certificate_expiring"])
+        push_alert = _push_certificate_alert(session)
+    return {"devices": devices, "push_certificate_alert": push_alert}
+
+
+def _push_certificate_alert(session: Session, warning_days: int = 30) -> bool:
+    """One alert per push certificate entering its last 30 days (not one a day)."""
+    row = active_push_certificate(session)
+    if row is None or days_left(row) > warning_days:
+        return False
+    marker = row.not_after.isoformat()
+    for alert in session.scalars(select(Alert).where(Alert.kind == "push_certificate.expiring")):
+        if alert.details.get("not_after") == marker:
+            return False
+    left = days_left(row)
+    raise_alert(
+        session,
+        "push_certificate.expiring",
+        Severity.CRITICAL if left <= 7 else Severity.WARNING,
+        f"APNs push certificate {row.topic} expires in {left} days ({row.not_after:%Y-%m-%d})",
+        details={"topic": row.topic, "not_after": marker, "days_left": left},
+    )
+    return True
+
+
+def webhook_delivery(ctx: JobContext) -> dict[str, Any]:
+    """Deliver what is due; no transaction stays open while a webhook answers."""
+    with transaction(ctx.factory) as session:
+        outgoing = due_deliveries(session, secret_key=ctx.settings.secret_key)
+    delivered = 0
+    for item in outgoing:
+        outcome = post_delivery(
+            item,
+            timeout=ctx.settings.webhook_timeout_seconds,
+            allow_networks=ctx.settings.webhook_allow_networks,
+        )
+        try:
+            with transaction(ctx.factory) as session:
+                record_attempt(
+                    session, item.delivery_id, outcome, max_attempts=ctx.settings.webhook_max_attempts
+                )
+        except Exception:  # one delivery that cannot be recorded must not stop the others
+            log.exception("recording webhook delivery %s failed", item.delivery_id)
+        delivered += outcome.ok
+    return {"attempted": len(outgoing), "delivered": delivered}
+
+
+def alert_email(ctx: JobContext) -> dict[str, Any]:
+    if not email_enabled(ctx.settings):
+        return {"enabled": False}
+    with transaction(ctx.factory) as session:
+        outgoing = due_alert_emails(session, max_attempts=ctx.settings.webhook_max_attempts)
+    sent = 0
+    for item in outgoing:
+        error = send_alert_email(ctx.settings, item)
+        try:
+            with transaction(ctx.factory) as session:
+                record_email(session, item.alert_id, error)
+        except Exception:  # one alert that cannot be recorded must not stop the others
+            log.exception("recording the e-mail of alert %s failed", item.alert_id)
+        sent += error is None
+    return {"enabled": True, "attempted": len(outgoing), "sent": sent}
+
+
+def push_outbox(ctx: JobContext) -> dict[str, Any]:
+    """Wake again the devices whose commands wait too long, send every due wake-up (left by a
+    killed worker, or waiting out an APNs outage), and raise or close the APNs outage alert."""
+    s = ctx.settings
+    with transaction(ctx.factory) as session:
+        repushed = repush_waiting(
+            session, RepushPolicy(timedelta(minutes=s.push_repush_minutes), s.push_repush_max)
+        )
+    drained = ctx.dispatcher.drain() if ctx.dispatcher is not None else {}
+    with transaction(ctx.factory) as session:
+        outage = check_apns_outage(session, timedelta(minutes=s.apns_outage_alert_minutes))
+    return {**repushed, **drained, "apns_outage_alert": outage}
+
+
+def retention_purge(ctx: JobContext) -> dict[str, Any]:
+    s = ctx.settings
+    days = RetentionDays(
+        s.inventory_history_retention_days, s.command_result_retention_days, s.alert_retention_days
+    )
+    with transaction(ctx.factory) as session:
+        return purge_expired(session, days)
+
+
+def agent_nonce_purge(ctx: JobContext) -> dict[str, Any]:
+    from mdm.doors.android.auth import purge_expired_nonces
+
+    with transaction(ctx.factory) as session:
+        return {"purged": purge_expired_nonces(session)}
+
+
+# name → (job, interval in scheduler ticks; a tick is settings.scheduler_tick_seconds, 60 s).
+JOBS: dict[str, tuple[Job, int]] = {
+    "push_outbox": (push_outbox, 1),
+    "webhook_delivery": (webhook_delivery, 1),
+    "readiness_recompute": (readiness_job, 1),
+    "alert_email": (alert_email, 1),
+    "inventory_refresh": (inventory_refresh, 15),
+    "offline_check": (offline_check, 15),
+    "certificate_expiry": (certificate_expiry, 60),
+    "retention_purge": (retention_purge, 24 * 60),
+    "identity_renewal": (identity_renewal, 60),
+    "enrollment_challenge_purge": (enrollment_challenge_purge, 24 * 60),
+    "agent_nonce_purge": (agent_nonce_purge, 60),  # each device also forgets its own on insert
+    "audit_purge": (audit_purge, 24 * 60),
+    "incident_auto_wipe": (incident_auto_wipe, 1),  # reminders and wipes on the minute
+    "scheduled_backup": (scheduled_backup, 5),  # backs up only when due (backup_interval_minutes)
+}
+
+
+def run_job(ctx: JobContext, name: str) -> JobRun:
+    """Run one job and record it; a failing job is recorded as failed and never kills the scheduler."""
+    job, _ = JOBS[name]
+    try:
+        with transaction(ctx.factory) as session:
+            run = JobRun(job=name, holder=ctx.holder, started_at=clock.now(), outcome="running", details={})
+            session.add(run)
+    except FencedOut as exc:
+        log.error("scheduler job %s not started: %s", name, exc)
+        return JobRun(job=name, holder=ctx.holder, started_at=clock.now(), outcome="fenced", details={})
+    try:
+        details = job(ctx)
+        outcome = "ok"
+    except FencedOut as exc:
+        # Another scheduler holds the lock now; nothing of this run was kept. Said so unfenced.
+        log.error("scheduler job %s abandoned: %s", name, exc)
+        with transaction(sessionmaker(ctx.factory.kw["bind"])) as session:
+            fenced = session.merge(run)
+            fenced.finished_at = clock.now()
+            fenced.outcome = "fenced"
+            fenced.details = {"error": str(exc)[:500]}
+        return fenced
+    except Exception as exc:
+        log.exception("scheduler job %s failed", name)
+        details, outcome = {"error": f"{type(exc).__name__}: {exc}"[:500]}, "failed"
+    with transaction(ctx.factory) as session:
+        run = session.merge(run)
+        run.finished_at = clock.now()
+        run.outcome = outcome
+        run.details = details
+    return run

@@ -1,0 +1,243 @@
+"""Evaluating devices: run every rule, open findings for new violations (raising an alert),
+close the findings whose condition cleared, and keep each device's compliance state."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mdm.ground import clock
+from mdm.ground.models import (
+    ComplianceFinding,
+    Device,
+    DeviceCertificate,
+    DeviceCompliance,
+    DeviceFacts,
+    EnrollmentState,
+    InstalledApp,
+    InstalledProfile,
+    Severity,
+)
+from mdm.services.alerts.service import raise_alert
+from mdm.services.compliance import profile_sources  # noqa: F401  (registers the profiles' app rules)
+from mdm.services.compliance.queries import with_compliance_filter
+from mdm.services.compliance.rules import RULES, DeviceState, Violation
+from mdm.services.compliance.sources import allowed_apps_for, expected_profiles_for
+from mdm.services.inventory.events import after_inventory
+from mdm.services.unit_policy import PolicyBook
+
+
+@dataclass
+class _Loaded:
+    """What the rules read, for a batch of devices: one query per table, not per device."""
+
+    facts: dict[int, DeviceFacts]
+    apps: dict[int, list[InstalledApp]]
+    profiles: dict[int, list[InstalledProfile]]
+    identity_certificates: dict[int, list[DeviceCertificate]]
+    open_findings: dict[int, list[ComplianceFinding]]
+    compliance: dict[int, DeviceCompliance]
+
+
+def _grouped(session: Session, model: Any, column: Any, ids: list[int]) -> dict[int, list[Any]]:
+    grouped: dict[int, list[Any]] = defaultdict(list)
+    for row in session.scalars(select(model).where(column.in_(ids)).order_by(model.id)):
+        grouped[getattr(row, column.key)].append(row)
+    return grouped
+
+
+def _load(session: Session, ids: list[int]) -> _Loaded:
+    return _Loaded(
+        facts={
+            f.device_id: f for f in session.scalars(select(DeviceFacts).where(DeviceFacts.device_id.in_(ids)))
+        },
+        apps=_grouped(session, InstalledApp, InstalledApp.device_id, ids),
+        profiles=_grouped(session, InstalledProfile, InstalledProfile.device_id, ids),
+        identity_certificates=_grouped(session, DeviceCertificate, DeviceCertificate.device_id, ids),
+        open_findings=_grouped_open_findings(session, ids),
+        compliance={
+            c.device_id: c
+            for c in session.scalars(select(DeviceCompliance).where(DeviceCompliance.device_id.in_(ids)))
+        },
+    )
+
+
+def _grouped_open_findings(session: Session, ids: list[int]) -> dict[int, list[ComplianceFinding]]:
+    grouped: dict[int, list[ComplianceFinding]] = defaultdict(list)
+    for finding in session.scalars(
+        select(ComplianceFinding)
+        .where(ComplianceFinding.device_id.in_(ids), ComplianceFinding.closed_at.is_(None))
+        .order_by(ComplianceFinding.id)
+    ):
+        grouped[finding.device_id].append(finding)
+    return grouped
+
+
+def _state(session: Session, device: Device, book: PolicyBook, loaded: _Loaded) -> DeviceState:
+    return DeviceState(
+        device=device,
+        policy=book.for_unit(device.org_unit_id),
+        now=clock.now(),
+        facts=loaded.facts.get(device.id),
+        apps=loaded.apps.get(device.id, []),
+        profiles=loaded.profiles.get(device.id, []),
+        identity_certificates=loaded.identity_certificates.get(device.id, []),
+        app_policy=allowed_apps_for(session, device),
+        expected_profiles=expected_profiles_for(session, device),
+    )
+
+
+def load_state(session: Session, device: Device, book: PolicyBook | None = None) -> DeviceState:
+    session.flush()
+    return _state(session, device, book or PolicyBook(session), _load(session, [device.id]))
+
+
+def open_findings(session: Session, device_id: int) -> list[ComplianceFinding]:
+    return list(
+        session.scalars(
+            select(ComplianceFinding)
+            .where(ComplianceFinding.device_id == device_id, ComplianceFinding.closed_at.is_(None))
+            .order_by(ComplianceFinding.id)
+        )
+    )
+
+
+def evaluate_device(
+    session: Session, device: Device, *, book: PolicyBook | None = None, rules: Iterable[str] | None = None
+) -> list[ComplianceFinding]:
+    """Evaluate the device (all rules, or only those named) and return its open findings."""
+    return evaluate_devices(session, [device], book=book, rules=rules)[device.id]
+
+
+def evaluate_devices(
+    session: Session,
+    devices: list[Device],
+    *,
+    book: PolicyBook | None = None,
+    rules: Iterable[str] | None = None,
+) -> dict[int, list[ComplianceFinding]]:
+    """Evaluate several devices at once (what they have is loaded in one query per table);
+    returns each device's open findings."""
+    if not devices:
+        return {}
+    session.flush()
+    book = book or PolicyBook(session)
+    names = list(RULES) if rules is None else list(rules)
+    loaded = _load(session, [d.id for d in devices])
+    return {d.id: _evaluate(session, _state(session, d, book, loaded), names, loaded) for d in devices}
+
+
+def _evaluate(
+    session: Session, state: DeviceState, names: list[str], loaded: _Loaded
+) -> list[ComplianceFinding]:
+    device = state.device
+    found: dict[tuple[str, str], Violation] = {}
+    for name in names:
+        for violation in RULES[name](state):
+            found[(name, violation.subject)] = violation
+    now = state.now
+    still_open: list[ComplianceFinding] = []
+    current: dict[tuple[str, str], ComplianceFinding] = {}
+    for finding in loaded.open_findings.get(device.id, []):
+        current[(finding.rule, finding.subject)] = finding
+        if finding.rule not in names:
+            still_open.append(finding)
+            continue
+        seen = found.get((finding.rule, finding.subject))
+        if seen is None:
+            finding.closed_at = now
+        else:
+            finding.last_seen_at = now
+            finding.severity = seen.severity
+            finding.message = seen.message[:512]
+            finding.details = seen.details
+            still_open.append(finding)
+    for key, violation in found.items():
+        if key not in current:
+            still_open.append(_open_finding(session, device, key[0], violation, now))
+    still_open.sort(key=lambda f: f.id)
+    _store_state(session, device, still_open, loaded.compliance.get(device.id))
+    return still_open
+
+
+def _open_finding(
+    session: Session, device: Device, rule: str, violation: Violation, now: datetime
+) -> ComplianceFinding:
+    finding = ComplianceFinding(
+        device_id=device.id,
+        rule=rule,
+        subject=violation.subject[:255],
+        severity=violation.severity,
+        message=violation.message[:512],
+        details=violation.details,
+        opened_at=now,
+        last_seen_at=now,
+    )
+    session.add(finding)
+    session.flush()
+    raise_alert(
+        session,
+        f"compliance.{rule}",
+        violation.severity,
+        violation.message,
+        device=device,
+        finding_id=finding.id,
+        details={"rule": rule, "subject": violation.subject, **violation.details},
+    )
+    return finding
+
+
+def _store_state(
+    session: Session, device: Device, findings: list[ComplianceFinding], row: DeviceCompliance | None
+) -> None:
+    worst = max((f.severity for f in findings), key=Severity.rank, default=Severity.OK)
+    if row is None:  # _load found none after a flush: the device has never been evaluated
+        row = DeviceCompliance(device_id=device.id)
+        session.add(row)
+    row.state = worst
+    row.open_findings = len(findings)
+    row.evaluated_at = clock.now()
+
+
+def device_compliance(session: Session, device_id: int) -> str:
+    """The device's state: the worst severity of its open findings, "ok" when none."""
+    row = session.get(DeviceCompliance, device_id)
+    return row.state if row is not None else Severity.OK
+
+
+def devices_by_compliance(session: Session, states: Iterable[str], *, limit: int = 500) -> list[Device]:
+    """Devices whose compliance state is one of `states` ("ok" includes never-evaluated ones)."""
+    stmt = with_compliance_filter(select(Device), states).order_by(Device.id).limit(limit)
+    return list(session.scalars(stmt))
+
+
+def evaluate_fleet(session: Session, *, rules: Iterable[str] | None = None, batch: int = 500) -> int:
+    """Evaluate every enrolled device (the scheduled check); returns how many."""
+    book = PolicyBook(session)
+    count = 0
+    last_id = 0
+    while True:
+        devices = list(
+            session.scalars(
+                select(Device)
+                .where(Device.enrollment_state == EnrollmentState.ENROLLED, Device.id > last_id)
+                .order_by(Device.id)
+                .limit(batch)
+            )
+        )
+        if not devices:
+            return count
+        evaluate_devices(session, devices, book=book, rules=rules)
+        count += len(devices)
+        last_id = devices[-1].id
+
+
+@after_inventory
+def evaluate_after_inventory(session: Session, devices: list[Device]) -> None:
+    evaluate_devices(session, devices)

@@ -1,0 +1,72 @@
+"""What the profiles assigned to a device's unit (profiles.assignment) expect of it: its app rules
+and the profiles it should have installed, registered with mdm.services.compliance.sources on import
+(mdm.services.compliance.evaluation imports this module, and the app factory loads that at start).
+
+A profile whose first install is still in flight (the device never held it) is not expected yet:
+a "profile missing" finding for every device right after each assignment, or from a ProfileList
+the device answered before it got to the install, would be noise. Once the device has held it,
+it is expected whatever is in flight, so a removed profile stays reported until its reinstall is
+acknowledged, and does not flap. An acknowledged install is judged only by a ProfileList answered
+after the acknowledgement (ExpectedProfile.acknowledged_at).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from mdm.ground.models import Device, DeviceProfileState, Profile
+from mdm.services.compliance.sources import (
+    AppPolicy,
+    ExpectedProfile,
+    app_policy_from_specs,
+    register_app_policy_source,
+    register_expected_profiles_source,
+)
+from profiles.assignment import INSTALL, desired_profiles, device_profile_states
+from profiles.spec import profile_uuid
+
+
+@register_app_policy_source
+def app_policy_from_assigned_profiles(session: Session, device: Device) -> AppPolicy | None:
+    profiles = desired_profiles(session, device)
+    if not profiles:
+        return None
+    return app_policy_from_specs([p.spec for p in profiles], device.platform)
+
+
+@register_expected_profiles_source
+def expected_profiles_from_assignments(session: Session, device: Device) -> list[ExpectedProfile] | None:
+    """The assigned profiles at their current version (Apple: the version's top-level PayloadUUID)."""
+    if device.platform != "apple":
+        return None  # Android devices get one merged policy (profiles.android_policy), not profiles
+    profiles = desired_profiles(session, device)
+    if not profiles:
+        return None
+    states = {state.identifier: state for state in device_profile_states(session, device)}
+    expected = []
+    for profile in profiles:
+        state = states.get(profile.identifier)
+        if state is not None and state.first_confirmed_at is None and _install_in_flight(state, profile):
+            continue
+        acknowledged_at = (
+            state.install_acknowledged_at
+            if state is not None and state.installed_version == profile.version
+            else None
+        )
+        expected.append(
+            ExpectedProfile(
+                profile.identifier,
+                profile_uuid(profile.identifier, profile.version),
+                profile.name_ja,
+                acknowledged_at,
+            )
+        )
+    return expected
+
+
+def _install_in_flight(state: DeviceProfileState, profile: Profile) -> bool:
+    return (
+        state.pending_action == INSTALL
+        and state.pending_command_uuid is not None
+        and state.pending_version == profile.version
+    )

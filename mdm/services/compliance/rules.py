@@ -1,0 +1,244 @@
+"""The compliance rules: each a small named function from what is known of a device to the
+violations it finds. A rule that lacks the data it needs finds nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from mdm.ground.models import (
+    Device,
+    DeviceCertificate,
+    DeviceFacts,
+    InstalledApp,
+    InstalledProfile,
+    Severity,
+)
+from mdm.services.compliance.sources import AppPolicy, ExpectedProfile
+from mdm.services.inventory.values import version_key
+from mdm.services.unit_policy import UnitPolicy, parse_patch_level
+
+
+@dataclass(frozen=True)
+class Violation:
+    subject: str
+    severity: str
+    message: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DeviceState:
+    """Everything the rules look at for one device, loaded once."""
+
+    device: Device
+    policy: UnitPolicy
+    now: datetime
+    facts: DeviceFacts | None = None
+    apps: list[InstalledApp] = field(default_factory=list)
+    profiles: list[InstalledProfile] = field(default_factory=list)
+    identity_certificates: list[DeviceCertificate] = field(default_factory=list)
+    app_policy: AppPolicy | None = None
+    expected_profiles: list[ExpectedProfile] | None = None
+
+
+Rule = Callable[[DeviceState], list[Violation]]
+
+
+def unauthorized_app(state: DeviceState) -> list[Violation]:
+    if state.app_policy is None:
+        return []
+    return [
+        Violation(
+            app.identifier,
+            Severity.CRITICAL,
+            f"未許可アプリ: {app.name or app.identifier} ({app.identifier})"
+            f" / Unauthorized app installed: {app.name or app.identifier} ({app.identifier})",
+            {
+                "identifier": app.identifier,
+                "name": app.name,
+                "version": app.short_version,
+                "reason": state.app_policy.reason(app.identifier),
+            },
+        )
+        for app in state.apps
+        if not state.app_policy.permits(app.identifier)
+    ]
+
+
+def passcode_missing(state: DeviceState) -> list[Violation]:
+    facts = state.facts
+    if facts is None or facts.passcode_present is not False:
+        return []
+    return [Violation("", Severity.CRITICAL, "パスコード未設定 / No passcode is set")]
+
+
+def passcode_not_compliant(state: DeviceState) -> list[Violation]:
+    facts = state.facts
+    if facts is None or facts.passcode_present is not True:
+        return []
+    if facts.passcode_compliant is False or facts.passcode_compliant_with_profiles is False:
+        return [
+            Violation(
+                "",
+                Severity.WARNING,
+                "パスコードがポリシーを満たしていない / Passcode does not meet the passcode policy",
+                {
+                    "passcode_compliant": facts.passcode_compliant,
+                    "passcode_compliant_with_profiles": facts.passcode_compliant_with_profiles,
+                },
+            )
+        ]
+    return []
+
+
+def not_supervised(state: DeviceState) -> list[Violation]:
+    if not state.policy.require_supervision or state.facts is None or state.facts.is_supervised is not False:
+        return []
+    return [
+        Violation(
+            "",
+            Severity.WARNING,
+            "監視対象外の端末 (所属の方針で監視対象が必須)"
+            " / Device is not supervised; its unit requires supervision",
+        )
+    ]
+
+
+def os_outdated(state: DeviceState) -> list[Violation]:
+    minimum = version_key(state.policy.minimum_os_version)
+    current = version_key(state.device.os_version)
+    if minimum is None or current is None or current >= minimum:
+        return []
+    return [
+        Violation(
+            "",
+            Severity.WARNING,
+            f"OS {state.device.os_version} が最低バージョン {state.policy.minimum_os_version} より古い"
+            f" / OS {state.device.os_version} is older than the minimum {state.policy.minimum_os_version}",
+            {"os_version": state.device.os_version, "minimum": state.policy.minimum_os_version},
+        )
+    ]
+
+
+def offline_too_long(state: DeviceState) -> list[Violation]:
+    last = state.device.last_seen_at or state.device.enrolled_at
+    limit = timedelta(hours=state.policy.offline_limit_hours)
+    if last is None or state.now - last <= limit:
+        return []
+    hours = int((state.now - last).total_seconds() // 3600)
+    return [
+        Violation(
+            "",
+            Severity.WARNING,
+            f"{hours}時間通信なし (上限 {state.policy.offline_limit_hours}時間)"
+            f" / Not seen for {hours} hours (limit {state.policy.offline_limit_hours})",
+            {"last_seen_at": last.isoformat(), "limit_hours": state.policy.offline_limit_hours},
+        )
+    ]
+
+
+def identity_certificate_expiring(state: DeviceState) -> list[Violation]:
+    valid = [c for c in state.identity_certificates if c.revoked_at is None]
+    if not valid:
+        return []
+    newest = max(valid, key=lambda c: c.not_after)
+    window = timedelta(days=state.policy.certificate_warning_days)
+    if newest.not_after - state.now > window:
+        return []
+    expired = newest.not_after <= state.now
+    return [
+        Violation(
+            newest.fingerprint_sha256,
+            Severity.CRITICAL if expired else Severity.WARNING,
+            f"端末証明書の有効期限{'切れ' if expired else 'が近い'} ({newest.not_after:%Y-%m-%d})"
+            f" / Identity certificate {'expired' if expired else 'expires'} on {newest.not_after:%Y-%m-%d}",
+            {"not_after": newest.not_after.isoformat(), "subject": newest.subject},
+        )
+    ]
+
+
+def profile_missing_or_outdated(state: DeviceState) -> list[Violation]:
+    if state.expected_profiles is None or state.facts is None or state.facts.profiles_at is None:
+        return []
+    installed = {p.identifier: p for p in state.profiles}
+    listed_at = state.facts.profiles_at
+    found = []
+    for expected in state.expected_profiles:
+        if expected.acknowledged_at is not None and listed_at <= expected.acknowledged_at:
+            continue  # the last ProfileList predates the install: it cannot judge it
+        have = installed.get(expected.identifier)
+        name = expected.name or expected.identifier
+        if have is None:
+            found.append(
+                Violation(
+                    expected.identifier,
+                    Severity.WARNING,
+                    f"構成プロファイル未インストール: {name} / Profile missing: {name}",
+                    {"identifier": expected.identifier, "reason": "missing"},
+                )
+            )
+        elif expected.payload_uuid is not None and have.payload_uuid != expected.payload_uuid:
+            found.append(
+                Violation(
+                    expected.identifier,
+                    Severity.WARNING,
+                    f"構成プロファイルが旧版: {name} / Profile outdated: {name}",
+                    {
+                        "identifier": expected.identifier,
+                        "reason": "outdated",
+                        "installed_uuid": have.payload_uuid,
+                        "expected_uuid": expected.payload_uuid,
+                    },
+                )
+            )
+    return found
+
+
+def android_security_patch_outdated(state: DeviceState) -> list[Violation]:
+    minimum = parse_patch_level(state.policy.minimum_android_security_patch)
+    reported = state.facts.android_security_patch if state.facts is not None else None
+    current = parse_patch_level(reported)
+    if minimum is None or current is None or current >= minimum:
+        return []
+    return [
+        Violation(
+            "",
+            Severity.WARNING,
+            f"Androidセキュリティパッチ {reported} が最低"
+            f" {state.policy.minimum_android_security_patch} より古い"
+            f" / Android security patch {reported} is older than the minimum "
+            f"{state.policy.minimum_android_security_patch}",
+            {"security_patch": reported, "minimum": state.policy.minimum_android_security_patch},
+        )
+    ]
+
+
+def android_not_device_owner(state: DeviceState) -> list[Violation]:
+    # Without device owner the agent cannot enforce restrictions, lock task or wipe the whole device.
+    if state.facts is None or state.facts.android_device_owner is not False:
+        return []
+    return [
+        Violation(
+            "",
+            Severity.WARNING,
+            "Hikeshiエージェントがデバイスオーナーではない (完全管理外)"
+            " / Hikeshi agent is not the device owner (not fully managed)",
+        )
+    ]
+
+
+RULES: dict[str, Rule] = {
+    "unauthorized_app": unauthorized_app,
+    "passcode_missing": passcode_missing,
+    "passcode_not_compliant": passcode_not_compliant,
+    "not_supervised": not_supervised,
+    "os_outdated": os_outdated,
+    "offline_too_long": offline_too_long,
+    "identity_certificate_expiring": identity_certificate_expiring,
+    "profile_missing_or_outdated": profile_missing_or_outdated,
+    "android_security_patch_outdated": android_security_patch_outdated,
+    "android_not_device_owner": android_not_device_owner,
+}

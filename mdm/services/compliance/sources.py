@@ -1,0 +1,130 @@
+"""What a device should have, as other services declare it: its app rules and its profiles.
+
+Profile assignment lives in `profiles/`; it plugs in here with `register_app_policy_source` and
+`register_expected_profiles_source`. With no source registered, or none that knows the device,
+`allowed_apps_for` / `expected_profiles_for` return None and the matching rules find nothing:
+a device without an app policy has no unauthorized app.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from mdm.ground.models import Device
+
+# iOS lists some of Apple's own removable apps; an allow list of a fleet's apps would flag them all.
+SYSTEM_APP_PREFIX = "com.apple."
+
+
+@dataclass(frozen=True)
+class AppPolicy:
+    """`allowed` None: any app not blocked is fine. Otherwise only the allowed ones are."""
+
+    allowed: frozenset[str] | None = None
+    blocked: frozenset[str] = frozenset()
+
+    def permits(self, identifier: str) -> bool:
+        if identifier in self.blocked:
+            return False
+        if self.allowed is None or identifier.startswith(SYSTEM_APP_PREFIX):
+            return True
+        return identifier in self.allowed
+
+    def reason(self, identifier: str) -> str:
+        return "blocked" if identifier in self.blocked else "not_allowed"
+
+    def merged(self, other: AppPolicy) -> AppPolicy:
+        # Several profiles combine as the device does: allow lists intersect, block lists add up.
+        if self.allowed is None:
+            allowed = other.allowed
+        elif other.allowed is None:
+            allowed = self.allowed
+        else:
+            allowed = self.allowed & other.allowed
+        return AppPolicy(allowed, self.blocked | other.blocked)
+
+
+@dataclass(frozen=True)
+class ExpectedProfile:
+    """A profile the device should have; payload_uuid None accepts any version.
+
+    `acknowledged_at`: when the device acknowledged installing this very version. A ProfileList
+    answered before then shows the device as it was before the install, so it cannot say the
+    profile is missing or outdated."""
+
+    identifier: str
+    payload_uuid: str | None = None
+    name: str | None = None
+    acknowledged_at: datetime | None = None
+
+
+def _app_ids(apps: Iterable[Mapping[str, Any]], platform: str) -> frozenset[str]:
+    key = "bundle_id" if platform == "apple" else "package_name"
+    return frozenset(str(app[key]) for app in apps if app.get(key))
+
+
+def app_policy_from_specs(specs: Iterable[Mapping[str, Any]], platform: str = "apple") -> AppPolicy | None:
+    """The app rules of profile specs (profiles.spec form): their restrictions payloads' lists."""
+    policy: AppPolicy | None = None
+    for spec in specs:
+        for payload in spec.get("payloads", []):
+            if payload.get("kind") != "restrictions":
+                continue
+            settings = payload.get("settings") or {}
+            if "app_allow_list" not in settings and "app_block_list" not in settings:
+                continue
+            allowed = _app_ids(settings["app_allow_list"], platform) if "app_allow_list" in settings else None
+            found = AppPolicy(allowed, _app_ids(settings.get("app_block_list", []), platform))
+            policy = found if policy is None else policy.merged(found)
+    return policy
+
+
+AppPolicySource = Callable[[Session, Device], AppPolicy | None]
+ExpectedProfilesSource = Callable[[Session, Device], list[ExpectedProfile] | None]
+_APP_SOURCES: list[AppPolicySource] = []
+_PROFILE_SOURCES: list[ExpectedProfilesSource] = []
+
+
+def register_app_policy_source(fn: AppPolicySource) -> AppPolicySource:
+    if fn not in _APP_SOURCES:
+        _APP_SOURCES.append(fn)
+    return fn
+
+
+def unregister_app_policy_source(fn: AppPolicySource) -> None:
+    if fn in _APP_SOURCES:
+        _APP_SOURCES.remove(fn)
+
+
+def register_expected_profiles_source(fn: ExpectedProfilesSource) -> ExpectedProfilesSource:
+    if fn not in _PROFILE_SOURCES:
+        _PROFILE_SOURCES.append(fn)
+    return fn
+
+
+def unregister_expected_profiles_source(fn: ExpectedProfilesSource) -> None:
+    if fn in _PROFILE_SOURCES:
+        _PROFILE_SOURCES.remove(fn)
+
+
+def allowed_apps_for(session: Session, device: Device) -> AppPolicy | None:
+    policy: AppPolicy | None = None
+    for source in _APP_SOURCES:
+        found = source(session, device)
+        if found is not None:
+            policy = found if policy is None else policy.merged(found)
+    return policy
+
+
+def expected_profiles_for(session: Session, device: Device) -> list[ExpectedProfile] | None:
+    expected: list[ExpectedProfile] | None = None
+    for source in _PROFILE_SOURCES:
+        found = source(session, device)
+        if found is not None:
+            expected = [*(expected or []), *found]
+    return expected

@@ -1,0 +1,198 @@
+"""Readiness follows every device change without each service calling it.
+
+One listener on every Session notes, after each flush, which units a change may affect
+(enrollment, check-in, compliance, battery, incident opened or closed, device moved, retired,
+spares, plans, the org tree). Just before the transaction commits, only those units are
+recomputed, in the same transaction — so the change and its readiness event commit together, or
+not at all. If the recompute fails, the device's own change still commits (a command is never
+lost to a readiness bug) and the scheduled recompute catches up.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import event, inspect, select
+from sqlalchemy.orm import Session
+
+from mdm.ground import clock
+from mdm.ground.models import (
+    ComplianceFinding,
+    ContinuityPlan,
+    Device,
+    DeviceCompliance,
+    DeviceFacts,
+    DeviceProfileState,
+    Incident,
+    OrgUnit,
+    OrgUnitKind,
+    ReadinessDelivery,
+    ReadinessEvent,
+    SpareDevice,
+    UnitReadinessState,
+)
+from mdm.services.continuity.plans import MIN_SEEN_MINUTES
+from mdm.services.continuity.readiness import recompute
+
+log = logging.getLogger(__name__)
+
+PENDING_KEY = "hikeshi.readiness.pending"
+BUSY_KEY = "hikeshi.readiness.busy"
+_DEVICE_FIELDS = ("org_unit_id", "enrollment_state")
+
+
+@dataclass
+class Pending:
+    unit_ids: set[int] = field(default_factory=set)
+    device_ids: set[int] = field(default_factory=set)
+    # Checked in, seen lately: matters only for a swapped-in spare (its first check-in there).
+    seen: set[int] = field(default_factory=set)
+    everything: bool = False
+
+    def __bool__(self) -> bool:
+        return self.everything or bool(self.unit_ids) or bool(self.device_ids) or bool(self.seen)
+
+
+def _changed(obj: Any, name: str) -> tuple[list[Any], bool]:
+    """(old and new values, whether it changed) of one attribute in the flush being made."""
+    history = inspect(obj).attrs[name].history
+    return [*history.deleted, *history.added], history.has_changes()
+
+
+def _note_device(pending: Pending, device: Device, is_new: bool) -> None:
+    if is_new:
+        if device.org_unit_id is not None:
+            pending.unit_ids.add(device.org_unit_id)
+        return
+    for name in _DEVICE_FIELDS:
+        values, changed = _changed(device, name)
+        if changed:
+            pending.device_ids.add(device.id)
+            if name == "org_unit_id":
+                pending.unit_ids.update(v for v in values if v is not None)
+    _values, changed = _changed(device, "last_seen_at")
+    if changed:
+        # A check-in only matters when the tablet had not been seen lately: it may be working
+        # again. Otherwise every check-in of a busy fleet would recompute its unit.
+        old = inspect(device).attrs.last_seen_at.history.deleted
+        recent = clock.now() - timedelta(minutes=MIN_SEEN_MINUTES)
+        if not old or old[0] is None or old[0] < recent:
+            pending.device_ids.add(device.id)
+        else:
+            pending.seen.add(device.id)
+
+
+def _collect(session: Session, _flush_context: Any) -> None:
+    if session.info.get(BUSY_KEY):
+        return
+    pending: Pending = session.info.setdefault(PENDING_KEY, Pending())
+    new = set(session.new)
+    for obj in [*session.new, *session.dirty, *session.deleted]:
+        if isinstance(obj, Device):
+            if obj in session.deleted:
+                if obj.org_unit_id is not None:
+                    pending.unit_ids.add(obj.org_unit_id)
+            else:
+                _note_device(pending, obj, obj in new)
+        elif isinstance(
+            obj, (Incident, ComplianceFinding, DeviceCompliance, DeviceFacts, DeviceProfileState)
+        ):
+            # DeviceProfileState: a swapped-in spare works once it holds its unit's profiles.
+            pending.device_ids.add(obj.device_id)
+        elif isinstance(obj, ContinuityPlan):
+            pending.unit_ids.add(obj.org_unit_id)
+        elif isinstance(obj, SpareDevice):
+            # A spare counts for every unit of its station: recompute them all (cheap, rare).
+            pending.everything = True
+        elif isinstance(obj, OrgUnit):
+            if obj in new:
+                pending.unit_ids.add(obj.id)
+            elif _changed(obj, "parent_id")[1] or obj in session.deleted:
+                pending.everything = True
+            elif _changed(obj, "unit_type")[1] or _changed(obj, "kind")[1]:
+                pending.unit_ids.add(obj.id)
+    if not pending:
+        session.info.pop(PENDING_KEY, None)
+
+
+def _units_of(session: Session, pending: Pending) -> set[int] | None:
+    if pending.everything:
+        return None
+    units = set(pending.unit_ids)
+    if pending.seen - pending.device_ids:
+        # One indexed lookup per check-in; a unit is recomputed only for a spare on its way.
+        pending.device_ids |= set(
+            session.scalars(
+                select(SpareDevice.device_id).where(
+                    SpareDevice.device_id.in_(sorted(pending.seen - pending.device_ids)),
+                    SpareDevice.swapped_to_unit_id.is_not(None),
+                )
+            )
+        )
+    if pending.device_ids:
+        rows = session.execute(
+            select(Device.id, OrgUnit.id, OrgUnit.kind)
+            .join(OrgUnit, OrgUnit.id == Device.org_unit_id)
+            .where(Device.id.in_(sorted(pending.device_ids)))
+        ).all()
+        elsewhere = []
+        for device_id, unit_id, kind in rows:
+            if kind == OrgUnitKind.UNIT:
+                units.add(unit_id)
+            else:
+                elsewhere.append(device_id)
+        if elsewhere and session.scalar(
+            select(SpareDevice.id).where(SpareDevice.device_id.in_(elsewhere)).limit(1)
+        ):
+            # A spare at a station counts for every unit there (and a swapped one for its new unit).
+            return None
+    return units
+
+
+def _before_commit(session: Session) -> None:
+    # A savepoint being released is not the end of the transaction: wait for the real commit.
+    if session.in_nested_transaction() or session.info.get(BUSY_KEY):
+        return
+    if session.new or session.dirty or session.deleted:
+        session.flush()  # the commit flushes only after this hook: collect what it will write
+    pending: Pending | None = session.info.pop(PENDING_KEY, None)
+    if not pending:
+        return
+    session.info[BUSY_KEY] = True
+    try:
+        unit_ids = _units_of(session, pending)
+        if unit_ids is None or unit_ids:
+            recompute(session, unit_ids)
+    except Exception:
+        # Not in a savepoint: releasing one would fire every after_commit hook (pushes) before
+        # the device's change is committed. recompute reads everything before it writes, so a
+        # failure leaves nothing of its own behind, except what we drop here.
+        log.exception("readiness recompute failed; the scheduled recompute will catch up")
+        for obj in list(session.new):
+            if isinstance(obj, (ReadinessEvent, UnitReadinessState, ReadinessDelivery)):
+                session.expunge(obj)
+    finally:
+        session.info.pop(BUSY_KEY, None)
+
+
+def _after_rollback(session: Session, previous: Any) -> None:
+    # A rolled-back savepoint leaves the outer transaction's notes in place.
+    if not getattr(previous, "nested", False):
+        session.info.pop(PENDING_KEY, None)
+
+
+_installed = False
+
+
+def install() -> None:
+    """Listen on every Session (idempotent; called when mdm.services.continuity is imported)."""
+    global _installed
+    if _installed:
+        return
+    event.listen(Session, "after_flush", _collect)
+    event.listen(Session, "before_commit", _before_commit)
+    event.listen(Session, "after_soft_rollback", _after_rollback)
+    _installed = True

@@ -1,0 +1,202 @@
+"""Readiness changes to the webhooks, signed exactly like the alert webhooks (mdm.services.alerts.signing)
+and posted with the same client (mdm.services.alerts.webhooks.post_delivery).
+
+Each change is queued for every enabled webhook in the transaction that records it. Delivery is
+tried right after that transaction commits (so a dispatch system hears within a second), and by
+the scheduler's readiness job for retries with backoff. A delivery is leased before it is posted,
+so two app nodes never post the same one at the same time. The body is the event's payload with
+its `event_id`: the receiver sees the same ids as the stream and the poller.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import weakref
+from datetime import timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import event, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from mdm.ground import clock
+from mdm.ground.config import Settings
+from mdm.ground.db import is_postgres, read_mostly, transaction
+from mdm.ground.models import DeliveryStatus, ReadinessDelivery, Webhook
+from mdm.ground.secretbox import unseal
+from mdm.services.alerts.signing import SIGNATURE_HEADER, sign_body
+from mdm.services.alerts.webhooks import (
+    SEALED_AS,
+    AttemptOutcome,
+    OutgoingDelivery,
+    advance_delivery,
+    post_delivery,
+)
+from mdm.services.continuity.readiness import EVENT_KIND, EVENTS_WRITTEN_KEY, recompute
+
+log = logging.getLogger(__name__)
+
+# Long enough for one POST with its timeout; a node that dies mid-post leaves it to be retried.
+LEASE = timedelta(seconds=120)
+
+
+def due_deliveries(session: Session, *, secret_key: str, limit: int = 100) -> list[OutgoingDelivery]:
+    """Lease and return what is due, oldest event first."""
+    now = clock.now()
+    stmt = (
+        select(ReadinessDelivery)
+        .join(Webhook, Webhook.id == ReadinessDelivery.webhook_id)
+        .where(
+            ReadinessDelivery.status == DeliveryStatus.PENDING,
+            ReadinessDelivery.next_attempt_at <= now,
+            Webhook.enabled.is_(True),
+        )
+        .order_by(ReadinessDelivery.event_id, ReadinessDelivery.id)
+        .limit(limit)
+    )
+    if is_postgres(session):
+        stmt = stmt.with_for_update(of=ReadinessDelivery, skip_locked=True)
+    outgoing = []
+    secrets: dict[int, bytes] = {}
+    for delivery in session.scalars(stmt):
+        webhook = session.get(Webhook, delivery.webhook_id)
+        assert webhook is not None
+        if webhook.id not in secrets:
+            secrets[webhook.id] = unseal(secret_key, SEALED_AS, webhook.secret_encrypted)
+        delivery.next_attempt_at = now + LEASE
+        headers = {
+            "Content-Type": "application/json; charset=utf-8",
+            "User-Agent": "Hikeshi-MDM-Webhook/1",
+            SIGNATURE_HEADER: sign_body(secrets[webhook.id], delivery.body),
+            "X-Hikeshi-Event": EVENT_KIND,
+            "X-Hikeshi-Delivery": f"readiness-{delivery.id}",
+            "X-Hikeshi-Event-Id": str(delivery.event_id),
+        }
+        outgoing.append(OutgoingDelivery(delivery.id, webhook.url, delivery.body, headers))
+    return outgoing
+
+
+def record_attempt(
+    session: Session, delivery_id: int, outcome: AttemptOutcome, *, max_attempts: int
+) -> ReadinessDelivery | None:
+    delivery = session.get(ReadinessDelivery, delivery_id)
+    if delivery is None or delivery.status != DeliveryStatus.PENDING:
+        return delivery
+    delivery.last_status_code = outcome.status_code
+    advance_delivery(delivery, outcome, max_attempts=max_attempts, now=clock.now())
+    return delivery
+
+
+def anything_due(factory: sessionmaker[Session]) -> bool:
+    """A read that takes no write lock: most commits of a busy server have nothing to deliver."""
+    engine = factory.kw["bind"]
+    with Session(read_mostly(engine)) as session:
+        found = session.scalar(
+            select(ReadinessDelivery.id)
+            .where(
+                ReadinessDelivery.status == DeliveryStatus.PENDING,
+                ReadinessDelivery.next_attempt_at <= clock.now(),
+            )
+            .limit(1)
+        )
+    return found is not None
+
+
+def deliver_due(factory: sessionmaker[Session], settings: Settings) -> dict[str, int]:
+    """Post what is due; no transaction stays open while a webhook answers."""
+    if not anything_due(factory):
+        return {"attempted": 0, "delivered": 0}
+    with transaction(factory) as session:
+        outgoing = due_deliveries(session, secret_key=settings.secret_key)
+    delivered = 0
+    for item in outgoing:
+        outcome = post_delivery(
+            item, timeout=settings.webhook_timeout_seconds, allow_networks=settings.webhook_allow_networks
+        )
+        try:
+            with transaction(factory) as session:
+                record_attempt(session, item.delivery_id, outcome, max_attempts=settings.webhook_max_attempts)
+        except Exception:  # one delivery that cannot be recorded must not stop the others
+            log.exception("recording readiness delivery %s failed", item.delivery_id)
+        delivered += outcome.ok
+    return {"attempted": len(outgoing), "delivered": delivered}
+
+
+class JobContextLike(Protocol):
+    # Read-only, as the scheduler's JobContext (a frozen dataclass) has them.
+    @property
+    def factory(self) -> sessionmaker[Session]: ...
+
+    @property
+    def settings(self) -> Settings: ...
+
+
+def readiness_job(ctx: JobContextLike) -> dict[str, Any]:
+    """Scheduler job: recompute every unit (time passes: "seen within N minutes"), then deliver."""
+    with transaction(ctx.factory) as session:
+        events = recompute(session, None)
+    return {"changes": len(events), **deliver_due(ctx.factory, ctx.settings)}
+
+
+# -- right after commit ---------------------------------------------------------------------------
+
+
+class Notifier:
+    """Delivers readiness webhooks of one app right after a transaction recorded a change."""
+
+    def __init__(self, factory: sessionmaker[Session], settings: Settings) -> None:
+        self.factory = factory
+        self.settings = settings
+
+    def deliver(self) -> None:
+        try:
+            deliver_due(self.factory, self.settings)
+        except Exception:
+            log.exception("readiness webhook delivery failed; the scheduler retries")
+
+
+_notifiers: weakref.WeakSet[Notifier] = weakref.WeakSet()
+_wake = threading.Event()
+_start_lock = threading.Lock()
+_worker: threading.Thread | None = None
+
+
+def install_notifier(factory: sessionmaker[Session], settings: Settings) -> Notifier:
+    """Register an app's notifier; keep the returned object alive as long as the app."""
+    notifier = Notifier(factory, settings)
+    _notifiers.add(notifier)
+    _start_worker()
+    return notifier
+
+
+def _start_worker() -> None:
+    # One thread for the process, however many apps (tests build many): idle, it only waits.
+    global _worker
+    with _start_lock:
+        if _worker is None or not _worker.is_alive():
+            _worker = threading.Thread(target=_work, name="hikeshi-readiness-webhooks", daemon=True)
+            _worker.start()
+
+
+def _work() -> None:
+    while True:
+        _wake.wait()
+        _wake.clear()
+        for notifier in list(_notifiers):
+            notifier.deliver()
+
+
+def _after_commit(session: Session) -> None:
+    if session.in_nested_transaction():
+        return  # a savepoint released: the events are not visible to others yet
+    if session.info.pop(EVENTS_WRITTEN_KEY, False) and len(_notifiers):
+        _wake.set()
+
+
+def _after_rollback(session: Session, previous: Any) -> None:
+    if not getattr(previous, "nested", False):
+        session.info.pop(EVENTS_WRITTEN_KEY, None)
+
+
+event.listen(Session, "after_commit", _after_commit)
+event.listen(Session, "after_soft_rollback", _after_rollback)
