@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from mdm.doors.bodies import BodyTooLarge
+from mdm.doors import bodies
 
 DEFAULT_MAX_BYTES = 1024 * 1024
 # Real MDM messages nest a handful of levels (ProfileList → PayloadContent → ...); a deeper tree only
@@ -43,6 +43,13 @@ class PlistError(ValueError):
     """A device body that cannot be accepted; `http_status` is what the handler answers."""
 
     http_status = 400
+
+
+class BodyTooLarge(bodies.BodyTooLarge, PlistError):
+    """A plist past its size limit: a refusal of this codec (PlistError) and of the doors' body
+    reading alike, so a handler catching either answers 413."""
+
+    http_status = 413
 
 
 class UnsafePlist(PlistError):
