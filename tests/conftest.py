@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from mdm.ground import clock
+from mdm.ground.audit_sealer import AuditSealer
 from mdm.ground.config import Settings
 from mdm.ground.db import make_engine, make_session_factory, read_mostly, upgrade_database
 from mdm.ground.models import Base
@@ -118,7 +119,9 @@ def clean_database(engine: Engine) -> Engine:
 def session_factory(clean_database: Engine) -> sessionmaker[Session]:
     engine = clean_database
     # Deferred on SQLite, so a test holding a session open never blocks the server under test.
-    return make_session_factory(read_mostly(engine))
+    factory = make_session_factory(read_mostly(engine))
+    AuditSealer(factory, background=False).attach()  # PostgreSQL: events sealed as each commit ends
+    return factory
 
 
 @pytest.fixture

@@ -53,11 +53,12 @@ def event_record(event: AuditEvent) -> dict[str, Any]:
 def _batches(session: Session, stmt: Any) -> Iterator[list[AuditEvent]]:
     last = 0
     while True:
-        rows = list(session.scalars(stmt.where(AuditEvent.seq > last).order_by(AuditEvent.seq).limit(BATCH)))
+        # By id, the order events were written: an event not yet sealed has no seq (mdm.ground.audit).
+        rows = list(session.scalars(stmt.where(AuditEvent.id > last).order_by(AuditEvent.id).limit(BATCH)))
         if not rows:
             return
         yield rows
-        last = rows[-1].seq
+        last = rows[-1].id
         session.expunge_all()
 
 

@@ -390,7 +390,7 @@ def audit_statement(principal: Principal, filters: Mapping[str, Any]) -> Any:
 
 
 def search_audit(session: Session, principal: Principal, filters: Mapping[str, Any]) -> PageResult:
-    stmt = audit_statement(principal, filters).order_by(AuditEvent.seq.desc())
+    stmt = audit_statement(principal, filters).order_by(AuditEvent.id.desc())
     return _paged(session, stmt, filters.get("page", 1), filters.get("per_page", 50))
 
 

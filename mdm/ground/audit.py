@@ -1,7 +1,15 @@
-"""Audit trail: record events in the caller's transaction, and verify the hash chain.
+"""Audit trail: record events in the caller's transaction, seal them into the hash chain, verify it.
 
-Every row carries the hash of the row before it; changing, inserting or deleting a row behind
-the application's back breaks the chain at that row, and `verify_chain` names it.
+Every sealed row carries its place in the chain (`seq`) and the hash of the row before it;
+changing, inserting or deleting a sealed row behind the application's back breaks the chain at
+that row, and `verify_chain` names it.
+
+On PostgreSQL an event is written unsealed in the caller's transaction and sealed right after
+its commit, in commit order, by `seal_pending` (mdm.ground.audit_sealer runs it). Extending the
+chain needs the previous row's hash, so it is serialised; doing it after commit keeps that one
+short lock out of every request's transaction (holding it through COMMIT serialised all writers,
+issue 18). SQLite serialises writers itself, so there events are sealed where they are written.
+An event that stays unsealed longer than SEAL_GRACE is reported by `verify_chain`.
 """
 
 from __future__ import annotations
@@ -10,7 +18,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, select, text
@@ -30,6 +38,10 @@ __all__ = [
 ]
 
 GENESIS = "0" * 64
+# session.info key: this transaction wrote unsealed events (the sealer is woken after commit).
+UNSEALED_WRITTEN = "hikeshi.audit_unsealed"
+# The sealer runs right after commit and a scheduled sweep every minute; older means it is broken.
+SEAL_GRACE = timedelta(minutes=10)
 # Arbitrary constant naming the PostgreSQL advisory lock that serialises chain appends.
 _CHAIN_LOCK_KEY = 0x48494B45
 
@@ -95,25 +107,21 @@ class AuditEntry:
 def record_events(session: Session, actor: Actor, entries: Sequence[AuditEntry]) -> list[AuditEvent]:
     """Append many events by one actor to the chain in one insert, inside the caller's transaction.
 
-    The chain lock is taken once for the transaction; each event links to the one before it and
-    every event's details are redacted and digested exactly as `record_event` does."""
+    Every event's details are redacted and digested exactly as `record_event` does. On SQLite
+    each event is linked to the one before it here; on PostgreSQL after commit (module doc)."""
     if not entries:
         return []
-    if is_postgres(session):
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CHAIN_LOCK_KEY})
-    last = session.execute(
-        select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)
-    ).first()
-    seq, prev_hash = (last.seq, last.hash) if last else (0, GENESIS)
+    deferred = is_postgres(session)
+    seq, prev_hash = 0, GENESIS
+    if not deferred:
+        seq, prev_hash = _chain_head(session)
     # Microseconds are kept: both databases store them, so the hash can be recomputed.
     now = clock.now()
     events = []
     for entry in entries:
         # Round-trip through JSON so the hashed form is exactly what the database hands back.
         clean = json.loads(json.dumps(redact(entry.details or {}), ensure_ascii=False, default=str))
-        seq += 1
         event = AuditEvent(
-            seq=seq,
             occurred_at=now,
             actor=actor.name,
             actor_role=actor.role,
@@ -122,14 +130,53 @@ def record_events(session: Session, actor: Actor, entries: Sequence[AuditEntry])
             target_type=entry.target_type,
             target_id=None if entry.target_id is None else str(entry.target_id),
             details=clean,
-            prev_hash=prev_hash,
         )
-        event.hash = compute_hash(event)
-        prev_hash = event.hash
+        if not deferred:
+            seq += 1
+            prev_hash = _seal(event, seq, prev_hash)
         events.append(event)
+    if deferred:
+        session.info[UNSEALED_WRITTEN] = True
     session.add_all(events)
     session.flush()
     return events
+
+
+def _chain_head(session: Session) -> tuple[int, str]:
+    last = session.execute(
+        select(AuditEvent.seq, AuditEvent.hash)
+        .where(AuditEvent.seq.is_not(None))
+        .order_by(AuditEvent.seq.desc())
+        .limit(1)
+    ).first()
+    return (int(last.seq), str(last.hash)) if last else (0, GENESIS)
+
+
+def _seal(event: AuditEvent, seq: int, prev_hash: str) -> str:
+    event.seq = seq
+    event.prev_hash = prev_hash
+    event.hash = compute_hash(event)
+    return event.hash
+
+
+def seal_pending(session: Session, limit: int = 500) -> int:
+    """Link committed unsealed events into the chain, oldest first; returns how many.
+
+    Takes the chain lock for this short transaction only. An event committed later than one
+    already sealed simply gets a later place in the chain: `seq` is the chain's order."""
+    if is_postgres(session):
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CHAIN_LOCK_KEY})
+    pending = session.scalars(
+        select(AuditEvent).where(AuditEvent.seq.is_(None)).order_by(AuditEvent.id).limit(limit)
+    ).all()
+    if not pending:
+        return 0
+    seq, prev_hash = _chain_head(session)
+    for event in pending:
+        seq += 1
+        prev_hash = _seal(event, seq, prev_hash)
+    session.flush()
+    return len(pending)
 
 
 @dataclass(frozen=True)
@@ -139,6 +186,7 @@ class ChainReport:
     broken_seq: int | None = None
     broken_id: int | None = None
     reason: str | None = None
+    unsealed: int = 0  # written, not yet linked into the chain (normally for a moment)
 
 
 def verify_chain(session: Session, batch: int = 5000) -> ChainReport:
@@ -152,7 +200,7 @@ def verify_chain(session: Session, batch: int = 5000) -> ChainReport:
             select(AuditEvent).where(AuditEvent.seq > last_seq).order_by(AuditEvent.seq).limit(batch)
         ).all()
         if not rows:
-            return ChainReport(True, checked)
+            return _unsealed_report(session, checked)
         for row in rows:
             if prev_hash is None:
                 expected_prev = anchor_for(session, row)
@@ -164,9 +212,24 @@ def verify_chain(session: Session, batch: int = 5000) -> ChainReport:
                 return ChainReport(False, checked, row.seq, row.id, "link to the previous row is broken")
             if compute_hash(row) != row.hash:
                 return ChainReport(False, checked, row.seq, row.id, "row content does not match its hash")
-            prev_hash, prev_seq, last_seq = row.hash, row.seq, row.seq
+            prev_hash, prev_seq, last_seq = row.hash, row.seq, int(row.seq or 0)
             checked += 1
         session.expunge_all()
+
+
+def _unsealed_report(session: Session, checked: int) -> ChainReport:
+    unsealed = session.scalar(select(func.count()).where(AuditEvent.seq.is_(None))) or 0
+    stale = session.scalars(
+        select(AuditEvent)
+        .where(AuditEvent.seq.is_(None), AuditEvent.occurred_at < clock.now() - SEAL_GRACE)
+        .order_by(AuditEvent.id)
+        .limit(1)
+    ).first()
+    if stale is not None:
+        return ChainReport(
+            False, checked, None, stale.id, f"event id {stale.id} was never sealed into the chain", unsealed
+        )
+    return ChainReport(True, checked, unsealed=unsealed)
 
 
 def anchor_for(session: Session, first: AuditEvent) -> str:
@@ -178,7 +241,7 @@ def anchor_for(session: Session, first: AuditEvent) -> str:
     if first.seq == 1:
         return GENESIS
     purge = session.scalars(
-        select(AuditEvent).where(AuditEvent.action == "audit.purge").order_by(AuditEvent.seq.desc()).limit(1)
+        select(AuditEvent).where(AuditEvent.action == "audit.purge").order_by(AuditEvent.id.desc()).limit(1)
     ).first()
     if purge is not None and purge.details.get("up_to_seq") == first.seq - 1:
         return str(purge.details.get("last_purged_hash"))
@@ -203,8 +266,8 @@ def purge_audit(session: Session, before: datetime, actor: Actor) -> AuditEvent 
     and hash, so `verify_chain` anchors the oldest kept row on it. A chain that does not verify
     is never purged. Returns the purge event, or None when nothing is old enough.
     """
-    if is_postgres(session):
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CHAIN_LOCK_KEY})
+    while seal_pending(session):
+        pass  # the chain lock is now held (PostgreSQL) until this transaction ends
     report = verify_chain(session)
     if not report.ok:
         raise AuditChainBroken(report)
@@ -233,5 +296,6 @@ def purge_audit(session: Session, before: datetime, actor: Actor) -> AuditEvent 
             "before": _canonical_time(before.astimezone(UTC)),
         },
     )
+    seal_pending(session)  # the purge event links to the last purged row before that row goes
     session.execute(delete(AuditEvent).where(AuditEvent.seq <= up_to))
     return event

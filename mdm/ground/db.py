@@ -113,6 +113,19 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         session.close()
 
 
+def insert_if_absent(session: Session, model: type[Any], values: dict[str, Any]) -> None:
+    """Insert a row unless one with the same primary key exists (INSERT ... ON CONFLICT DO NOTHING).
+
+    Two transactions creating the same first row (two evaluations of one device, two workers
+    recording APNs health) both succeed; the caller then reads the row with a row lock and updates it.
+    """
+    if is_postgres(session):
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    session.execute(dialect_insert(model).values(**values).on_conflict_do_nothing())
+
+
 def is_postgres(session_or_engine: Session | Engine) -> bool:
     bind = session_or_engine.get_bind() if isinstance(session_or_engine, Session) else session_or_engine
     return bind.dialect.name == "postgresql"

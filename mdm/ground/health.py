@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from mdm.ground import clock
+from mdm.ground.db import insert_if_absent
 from mdm.ground.models.health import ServiceHealth
 
 
@@ -14,9 +15,11 @@ def mark_health(session: Session, name: str, healthy: bool, detail: str | None =
     detail = (detail or None) and detail[:255]
     row = session.get(ServiceHealth, name)
     if row is None:
-        row = ServiceHealth(name=name, healthy=healthy, since=now, detail=detail, updated_at=now)
-        session.add(row)
-        return row
+        # Two workers may record the first state at once: the loser updates the winner's row.
+        values = {"name": name, "healthy": healthy, "since": now, "detail": detail, "updated_at": now}
+        insert_if_absent(session, ServiceHealth, values)
+        row = session.get(ServiceHealth, name, with_for_update=True, populate_existing=True)
+        assert row is not None
     if row.healthy != healthy:
         row.since = now
     row.healthy = healthy

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from commands.expiry import configure_command_expiry
 from commands.wipe_certificate import sign_at_acknowledgement
 from mdm.doors.appctx import Hikeshi, close_db_session
+from mdm.ground.audit_sealer import AuditSealer
 from mdm.ground.config import Settings
 from mdm.ground.db import ensure_migrated, make_engine, make_session_factory, transaction
 from mdm.ground.push.dispatcher import PushDispatcher
@@ -27,6 +28,7 @@ def build_app(settings: Settings | None = None, *, check_migrations: bool = True
     if check_migrations:
         ensure_migrated(engine)
     factory = make_session_factory(engine)
+    AuditSealer(factory).attach()  # audit events are sealed into the chain after each commit
     # Result handlers sign wipe certificates at the acknowledgement (they need the settings).
     sign_at_acknowledgement(factory, settings)
     configure_command_expiry(factory, settings)

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from commands.expiry import configure_command_expiry
 from mdm.ground.audit import Actor, verify_chain
+from mdm.ground.audit_sealer import AuditSealer, seal_all
 from mdm.ground.config import BACKUP_PASSPHRASE, SCHEDULER_IN_SERVE, SECRET_KEY, Settings
 from mdm.ground.db import (
     DatabaseBehind,
@@ -65,6 +66,7 @@ class Context:
                 except DatabaseBehind as exc:
                     raise click.ClickException(str(exc)) from exc
             self._factory = make_session_factory(engine)
+            AuditSealer(self._factory, background=False).attach()
             configure_command_expiry(self._factory, self.settings)
         return self._factory
 
@@ -322,11 +324,13 @@ def audit() -> None:
 @audit.command("verify")
 @pass_ctx
 def audit_verify(ctx: Context) -> None:
-    """Verify the audit hash chain; exit 1 naming the first broken row."""
+    """Seal committed events into the audit hash chain, then verify it; exit 1 naming the first broken row."""
+    seal_all(ctx.session_factory())
     with transaction(ctx.session_factory()) as session:
         report = verify_chain(session)
     if report.ok:
-        click.echo(f"audit chain intact: {report.checked} events verified")
+        pending = f"; {report.unsealed} written since, not yet sealed" if report.unsealed else ""
+        click.echo(f"audit chain intact: {report.checked} events verified{pending}")
         return
     click.echo(
         f"audit chain BROKEN at event id {report.broken_id} (seq {report.broken_seq}): {report.reason}; "

@@ -15,6 +15,8 @@ def test_chain_links_every_event(session):
 
 def test_first_event_links_to_genesis(session):
     event = record_event(session, SYSTEM, "test.event")
+    session.commit()  # sealed by then on both databases (PostgreSQL: after the commit)
+    session.refresh(event)
     assert event.prev_hash == GENESIS and event.seq == 1
 
 

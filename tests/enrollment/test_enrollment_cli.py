@@ -172,6 +172,6 @@ def test_token_commands(cli_env: Any, session: Session, tmp_path: Path) -> None:
     )
     session.rollback()  # end the read snapshot to see what the server wrote
     session.expire_all()
-    actions = [e.action for e in session.scalars(select(AuditEvent).order_by(AuditEvent.seq))]
+    actions = [e.action for e in session.scalars(select(AuditEvent).order_by(AuditEvent.id))]
     assert actions.count("enrollment_token.created") == 2 and "enrollment_token.revoked" in actions
     assert all(e.actor.startswith("cli:") for e in session.scalars(select(AuditEvent)))

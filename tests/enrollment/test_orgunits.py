@@ -16,7 +16,7 @@ from tests.support.factories import make_device
 
 def _events(session: Session, action: str) -> list[AuditEvent]:
     return list(
-        session.scalars(select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.seq))
+        session.scalars(select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.id))
     )
 
 
@@ -63,11 +63,11 @@ def test_tree_ancestors_and_subtree(session: Session, tree: Any) -> None:
 def test_bad_input_is_refused_naming_the_field(
     session: Session, tree: Any, data: dict[str, Any], field: str
 ) -> None:
-    before = session.scalar(select(AuditEvent.seq).order_by(AuditEvent.seq.desc()).limit(1))
+    before = session.scalar(select(AuditEvent.id).order_by(AuditEvent.id.desc()).limit(1))
     with pytest.raises(orgunits.OrgUnitError) as caught:
         orgunits.create_unit(session, data, actor=ADMIN)
     assert field in caught.value.fields
-    assert session.scalar(select(AuditEvent.seq).order_by(AuditEvent.seq.desc()).limit(1)) == before
+    assert session.scalar(select(AuditEvent.id).order_by(AuditEvent.id.desc()).limit(1)) == before
 
 
 def test_kind_rules(session: Session, tree: Any) -> None:

@@ -73,7 +73,7 @@ def test_api_sets_trims_clears_and_audits_the_labels(client, tree, session_facto
             .where(
                 AuditEvent.action == "device.labels_updated", AuditEvent.target_id == str(tree.device_a.id)
             )
-            .order_by(AuditEvent.seq)
+            .order_by(AuditEvent.id)
         ).all()
     assert [e.details for e in events] == [
         {
@@ -247,7 +247,7 @@ def test_cli_labels_a_device(tree, settings, session_factory, monkeypatch):  # n
         actors = session.scalars(
             select(AuditEvent.actor)
             .where(AuditEvent.action == "device.labels_updated")
-            .order_by(AuditEvent.seq)
+            .order_by(AuditEvent.id)
         ).all()
     assert len(actors) == 2 and all(a.startswith("cli:") for a in actors)
 

@@ -109,7 +109,7 @@ def test_two_people_are_needed_and_reasons_are_required(session, incident):
     session.commit()
     assert command.request_type == "EraseDevice" and incident.status == IncidentStatus.WIPE_APPROVED
     assert hotline.wipe_progress(incident) == hotline.WipeProgress.NOT_DELIVERED
-    actions = [e.action for e in session.scalars(select(AuditEvent).order_by(AuditEvent.seq))]
+    actions = [e.action for e in session.scalars(select(AuditEvent).order_by(AuditEvent.id))]
     assert actions.count("incident.wipe_requested") == 2
     assert "incident.wipe_rejected" in actions and "incident.wipe_approved" in actions
     assert verify_chain(session).ok

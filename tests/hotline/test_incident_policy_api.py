@@ -60,7 +60,7 @@ def test_off_by_default_set_inherited_and_audited(client, tree, session_factory)
 
     with session_factory() as session:
         events = session.scalars(
-            select(AuditEvent).where(AuditEvent.action == "incident_policy.updated").order_by(AuditEvent.seq)
+            select(AuditEvent).where(AuditEvent.action == "incident_policy.updated").order_by(AuditEvent.id)
         ).all()
     assert [(e.target_id, e.details) for e in events] == [
         (str(station), {"auto_wipe_after_hours": 48, "remind_before_hours": 6}),

@@ -282,7 +282,7 @@ def test_bulk_queue_is_all_or_nothing_and_validates_each_request(session, units)
     )
     assert [c.request_type for c in queued] == ["SecurityInfo", "RemoveProfile"]
     events = session.scalars(
-        select(AuditEvent).where(AuditEvent.action == "command.queued").order_by(AuditEvent.seq)
+        select(AuditEvent).where(AuditEvent.action == "command.queued").order_by(AuditEvent.id)
     ).all()
     assert [e.target_id for e in events] == [c.uuid for c in queued]
     assert events[1].details["params"] == {"Identifier": "a.b.c"}

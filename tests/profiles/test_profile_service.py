@@ -99,7 +99,7 @@ def test_update_bumps_the_version_and_keeps_payload_uuids(session: Session, froz
     assert versions[1].spec["payloads"][0]["settings"]["min_length"] == 8
 
     events = session.scalars(
-        select(AuditEvent).where(AuditEvent.action == "profile.updated").order_by(AuditEvent.seq)
+        select(AuditEvent).where(AuditEvent.action == "profile.updated").order_by(AuditEvent.id)
     ).all()
     assert [(e.details["from_version"], e.details["version"]) for e in events] == [(1, 2), (2, 3)]
     assert events[0].details["changed_payloads"] == {"added": [], "removed": [], "changed": ["passcode.1"]}

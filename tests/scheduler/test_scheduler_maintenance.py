@@ -103,7 +103,7 @@ def test_audit_purge_job_keeps_the_retention_and_the_chain(session, session_fact
     assert run_job(ctx, "audit_purge").details == {"enabled": True, "purged_events": 0}
     _fresh(session)
     assert verify_chain(session).ok
-    actions = [e.action for e in session.scalars(select(AuditEvent).order_by(AuditEvent.seq))]
+    actions = [e.action for e in session.scalars(select(AuditEvent).order_by(AuditEvent.id))]
     assert actions == ["test.recent", "audit.purge"]
 
 

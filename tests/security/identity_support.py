@@ -86,5 +86,5 @@ def alerts(session: Session, kind: str) -> list[Alert]:
 
 def events(session: Session, action: str) -> list[AuditEvent]:
     fresh(session)
-    stmt = select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.seq)
+    stmt = select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.id)
     return list(session.scalars(stmt))

@@ -133,7 +133,7 @@ def test_single_and_bulk_enqueue_write_the_same_digest_and_one_chain(session):
     )
     session.commit()
     events = session.scalars(
-        select(AuditEvent).where(AuditEvent.action == "command.queued").order_by(AuditEvent.seq)
+        select(AuditEvent).where(AuditEvent.action == "command.queued").order_by(AuditEvent.id)
     ).all()
     assert events[0].target_id == single.uuid
     digests = [e.details["params"]["Payload"] for e in events[:2]]

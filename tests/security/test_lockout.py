@@ -39,7 +39,7 @@ def _reasons(session_factory: Any) -> list[Any]:
         return [
             e.details.get("reason")
             for e in session.scalars(
-                select(AuditEvent).where(AuditEvent.action.startswith("auth.login")).order_by(AuditEvent.seq)
+                select(AuditEvent).where(AuditEvent.action.startswith("auth.login")).order_by(AuditEvent.id)
             )
         ]
 

@@ -36,7 +36,7 @@ def _events(session_factory: Any) -> list[AuditEvent]:
             session.scalars(
                 select(AuditEvent)
                 .where(AuditEvent.action == "compliance.policy_changed")
-                .order_by(AuditEvent.seq)
+                .order_by(AuditEvent.id)
             )
         )
 

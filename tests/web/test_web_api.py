@@ -160,7 +160,7 @@ def test_queue_list_and_cancel_commands(
         row = session.scalars(select(Command).where(Command.uuid == command["uuid"])).one()
         assert row.status == CommandStatus.CANCELLED
         events = session.scalars(
-            select(AuditEvent).where(AuditEvent.target_id == command["uuid"]).order_by(AuditEvent.seq)
+            select(AuditEvent).where(AuditEvent.target_id == command["uuid"]).order_by(AuditEvent.id)
         ).all()
         assert [e.action for e in events] == ["command.queued", "command.cancelled"]
         assert all(e.actor.startswith("token:") and e.actor_role == "admin" and e.source_ip for e in events)
@@ -323,7 +323,7 @@ def test_audit_search_export_and_verify(
     assert client.get("/api/v1/audit/verify", headers=bearer(admin_token)).get_json()["ok"] is True
     with session_factory() as session:
         victim = session.scalars(
-            select(AuditEvent).where(AuditEvent.action == "org_unit.created").order_by(AuditEvent.seq)
+            select(AuditEvent).where(AuditEvent.action == "org_unit.created").order_by(AuditEvent.id)
         ).first()
         session.execute(
             text("UPDATE audit_events SET actor = 'user:mallory' WHERE id = :id"), {"id": victim.id}

@@ -32,7 +32,7 @@ def test_purge_keeps_the_chain_verifiable(session: Any, frozen_clock: Any) -> No
     assert event is not None and event.action == "audit.purge"
     assert event.details["up_to_seq"] == 5 and event.details["last_purged_hash"] == last_old.hash
     assert event.details["purged_events"] == 5
-    assert session.scalars(select(AuditEvent.action).order_by(AuditEvent.seq)).all() == ["new.event"] * 3 + [
+    assert session.scalars(select(AuditEvent.action).order_by(AuditEvent.id)).all() == ["new.event"] * 3 + [
         "audit.purge"
     ]
     assert verify_chain(session).ok
@@ -56,7 +56,7 @@ def test_purge_stops_at_the_first_event_still_within_retention(session: Any, fro
     frozen_clock.advance(days=20)
     purge_audit(session, frozen_clock.current - timedelta(days=5), SYSTEM)
     session.commit()
-    assert session.scalars(select(AuditEvent.action).order_by(AuditEvent.seq)).all() == [
+    assert session.scalars(select(AuditEvent.action).order_by(AuditEvent.id)).all() == [
         "recent",
         "odd",
         "audit.purge",
@@ -92,7 +92,7 @@ def test_cli_purge_and_verify(
     verified = runner.invoke(main, ["audit", "verify"])
     assert verified.exit_code == 0 and "intact" in verified.output
     with session_factory() as session:
-        victim = session.scalars(select(AuditEvent).order_by(AuditEvent.seq)).first()
+        victim = session.scalars(select(AuditEvent).order_by(AuditEvent.id)).first()
         session.execute(text("UPDATE audit_events SET details = '{}' WHERE id = :id"), {"id": victim.id})
         session.commit()
     broken = runner.invoke(main, ["audit", "verify"])

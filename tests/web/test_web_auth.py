@@ -18,7 +18,7 @@ def _events(session_factory: Any, prefix: str = "auth.") -> list[AuditEvent]:
     with session_factory() as session:
         return list(
             session.scalars(
-                select(AuditEvent).where(AuditEvent.action.startswith(prefix)).order_by(AuditEvent.seq)
+                select(AuditEvent).where(AuditEvent.action.startswith(prefix)).order_by(AuditEvent.id)
             )
         )
 

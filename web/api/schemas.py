@@ -616,7 +616,9 @@ class AuditExportQuerySchema(AuditQuerySchema):
 
 class AuditEventSchema(Schema):
     id = fields.Integer(required=True)
-    seq = fields.Integer(required=True)
+    seq = fields.Integer(
+        allow_none=True, required=True, metadata={"description": "place in the hash chain; null until sealed"}
+    )
     occurred_at = fields.DateTime(required=True)
     actor = fields.String(required=True)
     actor_role = fields.String(required=True)
@@ -625,8 +627,8 @@ class AuditEventSchema(Schema):
     target_type = fields.String(allow_none=True, required=True)
     target_id = fields.String(allow_none=True, required=True)
     details = fields.Dict(required=True)
-    prev_hash = fields.String(required=True)
-    hash = fields.String(required=True)
+    prev_hash = fields.String(allow_none=True, required=True)
+    hash = fields.String(allow_none=True, required=True)
 
 
 class AuditPageSchema(PageSchema):
@@ -639,3 +641,7 @@ class ChainReportSchema(Schema):
     broken_seq = fields.Integer(allow_none=True, required=True)
     broken_id = fields.Integer(allow_none=True, required=True)
     reason = fields.String(allow_none=True, required=True)
+    unsealed = fields.Integer(
+        required=True,
+        metadata={"description": "events written but not yet sealed into the chain (normally seconds)"},
+    )

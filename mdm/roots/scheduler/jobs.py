@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from commands.repush import RepushPolicy, repush_waiting
 from mdm.ground import clock
 from mdm.ground.audit import SYSTEM
+from mdm.ground.audit_sealer import seal_all
 from mdm.ground.db import transaction
 from mdm.ground.models import Alert, JobRun, Severity
 from mdm.ground.push.certificates import active_push_certificate, days_left
@@ -39,6 +40,11 @@ log = logging.getLogger(__name__)
 
 
 Job = Callable[[JobContext], dict[str, Any]]
+
+
+def audit_seal(ctx: JobContext) -> dict[str, Any]:
+    """The sweep behind the after-commit sealer: events of a process that died before sealing."""
+    return {"sealed": seal_all(ctx.factory)}
 
 
 def inventory_refresh(ctx: JobContext) -> dict[str, Any]:
@@ -164,6 +170,7 @@ JOBS: dict[str, tuple[Job, int]] = {
     "enrollment_challenge_purge": (enrollment_challenge_purge, 24 * 60),
     "agent_nonce_purge": (agent_nonce_purge, 60),  # each device also forgets its own on insert
     "audit_purge": (audit_purge, 24 * 60),
+    "audit_seal": (audit_seal, 1),
     "incident_auto_wipe": (incident_auto_wipe, 1),  # reminders and wipes on the minute
     "scheduled_backup": (scheduled_backup, 5),  # backs up only when due (backup_interval_minutes)
 }

@@ -17,6 +17,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.exc import SQLAlchemyError
 
 from commands.expiry import configure_command_expiry
+from mdm.ground.audit_sealer import AuditSealer
 from mdm.ground.config import Settings
 from mdm.ground.db import ensure_migrated, make_engine, make_session_factory, transaction
 from mdm.ground.health import mark_health
@@ -37,6 +38,7 @@ def run_scheduler(settings: Settings, stop: threading.Event, *, jobs: list[str] 
     engine = make_engine(settings.database_url)
     ensure_migrated(engine)  # never run jobs against a schema the code does not match
     factory = make_session_factory(engine)
+    AuditSealer(factory).attach()
     configure_command_expiry(factory, settings)
     dispatcher = PushDispatcher(factory, settings)
     dispatcher.install()

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mdm.ground import clock
+from mdm.ground.db import insert_if_absent
 from mdm.ground.models import (
     ComplianceFinding,
     Device,
@@ -197,9 +198,12 @@ def _store_state(
     session: Session, device: Device, findings: list[ComplianceFinding], row: DeviceCompliance | None
 ) -> None:
     worst = max((f.severity for f in findings), key=Severity.rank, default=Severity.OK)
-    if row is None:  # _load found none after a flush: the device has never been evaluated
-        row = DeviceCompliance(device_id=device.id)
-        session.add(row)
+    if row is None:  # _load found none: first evaluation here, but maybe not the only one running
+        now = clock.now()
+        values = {"device_id": device.id, "state": worst, "open_findings": len(findings), "evaluated_at": now}
+        insert_if_absent(session, DeviceCompliance, values)
+        row = session.get(DeviceCompliance, device.id, with_for_update=True, populate_existing=True)
+        assert row is not None  # inserted above, or by the transaction we waited for
     row.state = worst
     row.open_findings = len(findings)
     row.evaluated_at = clock.now()
