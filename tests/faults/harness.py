@@ -1,17 +1,22 @@
 """A real `hikeshi serve` (gunicorn master, web workers, the scheduler process) on the test
-database, the APNs test server, and enrolled simulated iPads: what the fault tests break."""
+database, the APNs test server, enrolled simulated iPads, and a private PostgreSQL server that can
+be stopped and started: what the fault tests and the fault soak (tests/bench) break."""
 
 from __future__ import annotations
 
 import os
+import pwd
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,11 +24,15 @@ import httpx
 from sqlalchemy import select
 
 from commands.queue import cancel_command, pending_commands
-from mdm.ground.audit import Actor
+from mdm import create_app
+from mdm.ground import clock
+from mdm.ground.audit import SYSTEM, Actor
 from mdm.ground.config import Settings
 from mdm.ground.db import transaction
-from mdm.ground.models import Device, SchedulerLease
+from mdm.ground.models import Device, OutboxEntry, SchedulerLease
+from mdm.ground.push.certificates import import_push_certificate, read_push_certificate
 from tests.support.apple_device import SimulatedIPad
+from web.auth.tokens import create_api_token
 
 BIN = Path(sys.executable).parent
 ADMIN = Actor("admin@hq", "admin", "192.0.2.1")
@@ -166,3 +175,184 @@ def enroll_ipads(
             for command in pending_commands(s, device):
                 cancel_command(s, command, actor=ADMIN)
     return ipads
+
+
+def pushing_settings(settings: Settings, device_ca: Any, apns_server: Any) -> Settings:
+    """The test settings, pointed at the test device CA and the APNs test server."""
+    return replace(
+        settings,
+        device_ca_file=str(device_ca.path),
+        apns_url=apns_server.url,
+        apns_ca_file=str(apns_server.ca_file),
+    )
+
+
+def import_push_identity(factory: Any, conf: Settings, creds: Any) -> None:
+    """The APNs test server's client certificate, imported as an administrator would."""
+    with transaction(factory) as s:
+        import_push_certificate(
+            s, read_push_certificate(creds.cert_pem + creds.key_pem), secret_key=conf.secret_key, actor=ADMIN
+        )
+
+
+@dataclass
+class Fleet:
+    """Settings for a server that pushes to the APNs test server, its enrolled iPads (first
+    wake-ups delivered, outbox empty), and an admin API token."""
+
+    conf: Settings
+    ipads: list[SimulatedIPad]
+    token: str
+
+
+def enrolled_fleet(
+    settings: Settings, device_ca: Any, apns_server: Any, count: int, prefix: str = "ipad"
+) -> Fleet:
+    """Enroll `count` iPads through an in-process app, which then leaves the stage: the faults
+    are for the `hikeshi serve` the test starts next on the same database."""
+    creds = apns_server.issue_client_credentials()
+    conf = pushing_settings(settings, device_ca, apns_server)
+    app = create_app(conf)
+    ext = app.extensions["hikeshi"]
+    try:
+        import_push_identity(ext.session_factory, conf, creds)
+        with transaction(ext.session_factory) as s:
+            _row, token = create_api_token(
+                s,
+                name=f"{prefix}-faults",
+                role="admin",
+                org_unit_id=None,
+                expires_at=clock.now() + timedelta(days=1),
+                actor=SYSTEM,
+                service_account="fault-suite",
+            )
+        ipads = enroll_ipads(app, device_ca, creds.topic, count, prefix=prefix)
+
+        def outbox_empty() -> bool:
+            with ext.session_factory() as s:
+                return s.scalars(select(OutboxEntry).limit(1)).first() is None
+
+        wait_for(outbox_empty, 60, "enrollment wake-ups")
+        assert ext.dispatcher.wait_idle(60)
+    finally:
+        ext.dispatcher.close()
+        ext.engine.dispose()
+    return Fleet(conf, ipads, token)
+
+
+# A PostgreSQL server of the test's own, so a test can restart it without disturbing the shared
+# server other runs use. initdb refuses to run as root: as root, the tools run as `postgres`.
+PG_BIN = Path(os.environ.get("HIKESHI_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+
+def _postgres_user() -> list[str]:
+    return ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+
+
+def private_postgres_missing() -> str | None:
+    """Why this machine cannot run a private PostgreSQL server, or None when it can."""
+    for tool in ("initdb", "pg_ctl", "postgres"):
+        if not (PG_BIN / tool).is_file():
+            return f"no {PG_BIN / tool} (set HIKESHI_TEST_PG_BIN to PostgreSQL's bin folder)"
+    if os.geteuid() == 0:
+        if shutil.which("runuser") is None:
+            return "running as root without runuser, and initdb refuses root"
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            return "running as root without a postgres user, and initdb refuses root"
+    return None
+
+
+@dataclass
+class PrivatePostgres:
+    folder: Path
+    port: int
+
+    @property
+    def data(self) -> Path:
+        return self.folder / "data"
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
+
+    def _pg_ctl(self, *args: str) -> None:
+        done = subprocess.run(
+            [*_postgres_user(), str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-w", "-t", "120", *args],
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"pg_ctl {args[-1]} failed: {done.stdout}{done.stderr}\n{self.output()}")
+
+    def start(self) -> None:
+        """Start the server and return once it accepts connections."""
+        self._pg_ctl("-l", str(self.folder / "server.log"), "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop it: `fast` disconnects every client and shuts down cleanly, `immediate` is a crash."""
+        self._pg_ctl("-m", mode, "stop")
+
+    def create_database(self, name: str) -> str:
+        import psycopg
+
+        with psycopg.connect(
+            f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres", autocommit=True
+        ) as c:
+            c.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def output(self) -> str:
+        try:
+            return (self.folder / "server.log").read_text(errors="replace")[-4000:]
+        except OSError:
+            return ""
+
+
+@contextmanager
+def private_postgres() -> Iterator[PrivatePostgres]:
+    """A fresh PostgreSQL cluster in a temporary folder, listening on 127.0.0.1 only, trusting
+    local connections (it lives as long as the test and holds test data only)."""
+    missing = private_postgres_missing()
+    if missing:
+        raise RuntimeError(missing)
+    folder = Path(tempfile.mkdtemp(prefix="hikeshi-pg-"))
+    if os.geteuid() == 0:
+        owner = pwd.getpwnam("postgres")
+        os.chown(folder, owner.pw_uid, owner.pw_gid)
+    server = PrivatePostgres(folder, free_port())
+    try:
+        subprocess.run(
+            [
+                *_postgres_user(),
+                str(PG_BIN / "initdb"),
+                "-D",
+                str(server.data),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+        with open(server.data / "postgresql.conf", "a") as conf:
+            conf.write(
+                f"listen_addresses = '127.0.0.1'\nport = {server.port}\n"
+                f"unix_socket_directories = '{folder}'\n"
+                # Three server processes with a pool each, the test's own engines: room for all.
+                "max_connections = 200\nshared_buffers = 32MB\n"
+            )
+        server.start()
+        try:
+            yield server
+        finally:
+            with suppress(RuntimeError):  # already stopped by the test, or never came back
+                server.stop("fast")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

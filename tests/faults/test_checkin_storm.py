@@ -9,21 +9,13 @@ from __future__ import annotations
 import plistlib
 import threading
 import time
-from dataclasses import replace
-from datetime import timedelta
 
 import httpx
 import pytest
 from sqlalchemy import select
 
-from mdm import create_app
-from mdm.ground import clock
-from mdm.ground.audit import SYSTEM
-from mdm.ground.db import transaction
 from mdm.ground.models import Command, CommandStatus, Device, PushAttempt
-from mdm.ground.push.certificates import import_push_certificate, read_push_certificate
-from tests.faults.harness import ADMIN, enroll_ipads, running_server, wait_for
-from web.auth.tokens import create_api_token
+from tests.faults.harness import enrolled_fleet, running_server, wait_for
 
 pytestmark = pytest.mark.slow
 DEVICES = 30
@@ -31,32 +23,8 @@ STORM_THREADS = 6
 
 
 def test_checkin_storm_during_apns_recovery(settings, device_ca, apns_server, session_factory, tmp_path):  # type: ignore[no-untyped-def]
-    creds = apns_server.issue_client_credentials()
-    conf = replace(
-        settings,
-        device_ca_file=str(device_ca.path),
-        apns_url=apns_server.url,
-        apns_ca_file=str(apns_server.ca_file),
-    )
-    app = create_app(conf)
-    ext = app.extensions["hikeshi"]
-    with transaction(ext.session_factory) as s:
-        import_push_certificate(
-            s, read_push_certificate(creds.cert_pem + creds.key_pem), secret_key=conf.secret_key, actor=ADMIN
-        )
-        _row, token = create_api_token(
-            s,
-            name="storm",
-            role="admin",
-            org_unit_id=None,
-            expires_at=clock.now() + timedelta(days=1),
-            actor=SYSTEM,
-            service_account="fault-suite",
-        )
-    ipads = enroll_ipads(app, device_ca, creds.topic, DEVICES, prefix="storm")
-    assert ext.dispatcher.wait_idle(30)
-    ext.dispatcher.close()
-    ext.engine.dispose()
+    fleet = enrolled_fleet(settings, device_ca, apns_server, DEVICES, prefix="storm")
+    conf, ipads, token = fleet.conf, fleet.ipads, fleet.token
     with session_factory() as s:
         ids = {d.udid: d.id for d in s.scalars(select(Device))}
 

@@ -5,55 +5,20 @@ so when APNs returns every queued command is pushed, fetched and acknowledged ex
 from __future__ import annotations
 
 import plistlib
-from dataclasses import replace
-from datetime import timedelta
 
 import httpx
 import pytest
 from sqlalchemy import select
 
-from mdm import create_app
-from mdm.ground import clock
-from mdm.ground.audit import SYSTEM
-from mdm.ground.db import transaction
 from mdm.ground.models import Command, CommandStatus, Device, OutboxEntry
-from mdm.ground.push.certificates import import_push_certificate, read_push_certificate
-from tests.faults.harness import ADMIN, enroll_ipads, running_server, wait_for
-from web.auth.tokens import create_api_token
+from tests.faults.harness import Fleet, enrolled_fleet, running_server, wait_for
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def fleet(settings, device_ca, apns_server, session_factory):  # type: ignore[no-untyped-def]
-    creds = apns_server.issue_client_credentials()
-    conf = replace(
-        settings,
-        device_ca_file=str(device_ca.path),
-        apns_url=apns_server.url,
-        apns_ca_file=str(apns_server.ca_file),
-    )
-    app = create_app(conf)
-    ext = app.extensions["hikeshi"]
-    with transaction(ext.session_factory) as s:
-        import_push_certificate(
-            s, read_push_certificate(creds.cert_pem + creds.key_pem), secret_key=conf.secret_key, actor=ADMIN
-        )
-        _row, token = create_api_token(
-            s,
-            name="faults",
-            role="admin",
-            org_unit_id=None,
-            expires_at=clock.now() + timedelta(days=1),
-            actor=SYSTEM,
-            service_account="fault-suite",
-        )
-    ipads = enroll_ipads(app, device_ca, creds.topic, 6)
-    # Enrollment's own wake-ups are done before the faults begin; this process leaves the stage.
-    wait_for(lambda: _outbox_rows(session_factory) == [], 30, "enrollment wake-ups")
-    ext.dispatcher.close()
-    ext.engine.dispose()
-    yield conf, ipads, token
+def fleet(settings, device_ca, apns_server) -> Fleet:  # type: ignore[no-untyped-def]
+    return enrolled_fleet(settings, device_ca, apns_server, 6)
 
 
 def _outbox_rows(factory) -> list[OutboxEntry]:  # type: ignore[no-untyped-def]
@@ -85,7 +50,7 @@ def _tried_and_failed(factory, device_ids: list[int]) -> bool:  # type: ignore[n
 def test_worker_kill_and_reload_during_an_apns_outage_lose_no_push(
     fleet, apns_server, session_factory, tmp_path
 ):  # type: ignore[no-untyped-def]
-    conf, ipads, token = fleet
+    conf, ipads, token = fleet.conf, fleet.ipads, fleet.token
     ids = _device_ids(session_factory, ipads)
     apns_server.set_outage(503)
     with running_server(conf, session_factory, tmp_path, "--workers", "2", "--threads", "4") as server:
