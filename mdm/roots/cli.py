@@ -558,8 +558,8 @@ def _register_subcommands() -> None:
     from mdm.roots.cli_doctor import COMMANDS as doctor_commands
     from mdm.roots.cli_push_cert import COMMANDS as push_cert_commands
 
-    for group in [*command_commands, *push_cert_commands, *doctor_commands]:
-        main.add_command(group)
+    for entry in [*command_commands, *push_cert_commands, *doctor_commands]:
+        main.add_command(entry)
 
 
 _register_subcommands()

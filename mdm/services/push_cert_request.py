@@ -31,6 +31,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.x509.oid import NameOID
 from sqlalchemy.orm import Session
 
@@ -75,8 +76,8 @@ class PendingRequest:
         return self.csr.public_bytes(serialization.Encoding.DER)
 
 
-def key_id_of(public_key: rsa.RSAPublicKey | object) -> str:
-    return hashlib.sha256(public_key.public_bytes(*_SPKI)).hexdigest()  # type: ignore[attr-defined]
+def key_id_of(public_key: PublicKeyTypes) -> str:
+    return hashlib.sha256(public_key.public_bytes(*_SPKI)).hexdigest()
 
 
 def _folder(settings: Settings) -> Path:
