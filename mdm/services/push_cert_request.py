@@ -362,8 +362,9 @@ def certificate_with_stored_key(
             key_pem = decrypt_key(current, settings.secret_key)
         else:
             raise PushCertificateError(
-                "no key on this instance matches the certificate: import the certificate Apple issued for "
-                "the request made here (`hikeshi push-cert request`), or a PEM/PKCS#12 file with its key"
+                "the file holds no private key, and no key on this instance matches the certificate: import "
+                "the certificate Apple issued for the request made here (`hikeshi push-cert request`), or a "
+                "PEM/PKCS#12 file with its private key"
             )
     else:
         key_pem = key.private_bytes(
