@@ -147,10 +147,15 @@ def push_cert_import(ctx: Any, path: Path, password: str | None, force: bool) ->
         import_push_certificate,
         read_push_certificate,
     )
-    from mdm.services.push_cert_request import PushRequestError, certificate_with_stored_key, forget_request
+    from mdm.services.push_cert_request import (
+        PushRequestError,
+        certificate_with_stored_key,
+        forget_request,
+        holds_certificate_only,
+    )
 
     data = path.read_bytes()
-    holds_key = b"PRIVATE KEY-----" in data or not (b"-----BEGIN CERTIFICATE" in data or data[:1] == b"\x30")
+    holds_key = not holds_certificate_only(data)
     pending: str | None = None
     try:
         with transaction(ctx.session_factory()) as session:

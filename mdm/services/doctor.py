@@ -364,6 +364,13 @@ def examine(
     findings.append(database)
     if database.state == "fail":
         findings.append(check_clock_without_database(probe))
+        for key, labels in (("push_certificate", PUSH), ("backups", BACKUPS), ("administrator", ADMIN)):
+            findings.append(
+                _finding(
+                    key, labels, "unknown", "データベースに届かないため不明です。", "unknown: no database."
+                )
+            )
+        findings.append(check_abm_token())
         return findings
     with session_factory() as session:
         findings.insert(0, check_push_certificate(session))

@@ -291,7 +291,8 @@ _HEX = re.compile(rb"^[0-9a-fA-F\s]+$")
 
 def _enveloped(data: bytes) -> cms.EnvelopedData:
     """The encrypted answer as a service may send it: DER, PEM, base64 or hex (mdmcert.download)."""
-    raw = data.strip()
+    # DER is taken as it is: stripping "whitespace" would cut a final 0x0a or 0x20 byte off it.
+    raw = data if data[:1] == b"\x30" else data.strip()
     if raw.startswith(b"-----BEGIN"):
         raw = b"".join(line for line in raw.splitlines() if not line.startswith(b"-----"))
     if raw[:1] != b"\x30":
@@ -340,6 +341,18 @@ def decrypt_signed_request(settings: Settings, data: bytes) -> tuple[bytes, str]
 
 
 # -- Apple's certificate back ------------------------------------------------------------------------
+
+
+def holds_certificate_only(data: bytes) -> bool:
+    """A PEM or DER certificate without a key: what Apple's portal hands back. (PKCS#12, which
+    is DER too, and PEM with a key go through read_push_certificate.)"""
+    if b"-----BEGIN" in data:
+        return b"PRIVATE KEY-----" not in data and b"-----BEGIN CERTIFICATE-----" in data
+    try:
+        x509.load_der_x509_certificate(data)
+    except ValueError:
+        return False
+    return True
 
 
 def certificate_with_stored_key(

@@ -77,3 +77,17 @@ def test_public_url_and_https_without_a_server(settings) -> None:
         replace(settings, public_url="https://127.0.0.1:9"), doctor.HttpsProbe(), timeout=2
     )
     assert unreachable.state == "fail" and "cannot reach" in unreachable.en
+
+
+def test_an_unreachable_database_fails_and_leaves_what_it_holds_unknown(settings) -> None:
+    from mdm.ground.db import make_engine, make_session_factory
+
+    unreachable = replace(settings, database_url="postgresql+psycopg://hikeshi@127.0.0.1:1/hikeshi")
+    engine = make_engine(unreachable.database_url)
+    try:
+        findings = doctor.examine(unreachable, engine, make_session_factory(engine), timeout=1)
+    finally:
+        engine.dispose()
+    states = {f.key: f.state for f in findings}
+    assert states["database"] == "fail" and doctor.failed(findings)
+    assert states["push_certificate"] == states["backups"] == states["administrator"] == "unknown"

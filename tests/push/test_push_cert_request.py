@@ -280,3 +280,26 @@ def _foreign_csr() -> bytes:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "elsewhere")])
     csr = x509.CertificateSigningRequestBuilder().subject_name(name).sign(key, hashes.SHA256())
     return csr.public_bytes(serialization.Encoding.PEM)
+
+
+def test_apple_certificate_as_der_and_a_pkcs12_file_both_import(cli_env, tmp_path):
+    out = tmp_path / "out"
+    assert _run("push-cert", "request", "--out", str(out), "--community").exit_code == 0
+    pem_file = _apple_issues((out / "push-request.csr").read_bytes(), tmp_path)
+    der_file = tmp_path / "MDM_Certificate.cer"
+    der_file.write_bytes(
+        x509.load_pem_x509_certificate(pem_file.read_bytes()).public_bytes(serialization.Encoding.DER)
+    )
+    der = _run("push-cert", "import", str(der_file))
+    assert der.exit_code == 0, der.output
+    # PKCS#12 is DER too: it still goes through the password path, key included.
+    from cryptography.hazmat.primitives.serialization import BestAvailableEncryption, pkcs12
+
+    ca, ca_key = pki.make_ca("Apple push (p12 test)")
+    cert, key = pki.issue_cert(ca, ca_key, "APSP:p12", uid=TOPIC)
+    p12 = tmp_path / "push.p12"
+    p12.write_bytes(
+        pkcs12.serialize_key_and_certificates(b"push", key, cert, None, BestAvailableEncryption(b"pw"))
+    )
+    imported = _run("push-cert", "import", str(p12), "--password", "pw")
+    assert imported.exit_code == 0, imported.output
