@@ -250,6 +250,23 @@ def read_signed_request(data: bytes) -> dict[str, str]:
     return {k: request[k] for k in keys}
 
 
+def _check_vendor_signature(request: dict[str, str], csr_der: bytes) -> None:
+    """The service's signature verifies with the first certificate of its chain, so a damaged
+    answer is caught here rather than by Apple's portal. Apple documented SHA-1 first, SHA-256 now."""
+    leaf = _load_chain(request["PushCertCertificateChain"].encode(), "PushCertCertificateChain")[0]
+    public_key = leaf.public_key()
+    if not isinstance(public_key, rsa.RSAPublicKey):
+        raise PushRequestError("the signing service's certificate does not hold an RSA key")
+    signature = base64.b64decode(request["PushCertSignature"])
+    for digest in (hashes.SHA256(), hashes.SHA1()):  # noqa: S303 - only verifying what the service chose
+        try:
+            public_key.verify(signature, csr_der, padding.PKCS1v15(), digest)
+            return
+        except InvalidSignature:
+            continue
+    raise PushRequestError("the signing service's signature does not verify over the CSR")
+
+
 # -- community signing service ---------------------------------------------------------------------
 
 
@@ -330,9 +347,10 @@ def decrypt_signed_request(settings: Settings, data: bytes) -> tuple[bytes, str]
                 continue
             raise PushRequestError(f"the encrypted answer cannot be opened: {exc}") from exc
         request = read_signed_request(plaintext)
-        csr = x509.load_der_x509_csr(base64.b64decode(request["PushCertRequestCSR"]))
-        if key_id_of(csr.public_key()) != key_id:
+        csr_der = base64.b64decode(request["PushCertRequestCSR"])
+        if key_id_of(x509.load_der_x509_csr(csr_der).public_key()) != key_id:
             raise PushRequestError("the signed request inside is for another CSR than the one sent")
+        _check_vendor_signature(request, csr_der)
         return plaintext.strip() + b"\n", key_id
     raise PushRequestError(
         "the encrypted answer is addressed to none of this instance's pending requests "

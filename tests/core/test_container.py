@@ -112,6 +112,11 @@ def test_only_the_tls_proxy_is_published_and_it_passes_client_certificates():
     assert f"proxy_set_header {header} $ssl_client_escaped_cert;" in NGINX
     assert "ssl_verify_client optional_no_ca;" in NGINX
     assert services["app"]["environment"]["HIKESHI_PUBLIC_URL"].startswith("${HIKESHI_PUBLIC_URL:?")
+    health = " ".join(proxy["healthcheck"]["test"])
+    path = re.search(r"http://127\.0\.0\.1(/\S+)", health).group(1)  # type: ignore[union-attr]
+    assert f"location = {path} {{" in NGINX
+    # The app never mounts the folder holding the server's private key.
+    assert not any(v.startswith("./tls") for v in services["app"]["volumes"])
     mounted = {v.split(":")[0]: v.split(":")[1] for v in proxy["volumes"]}
     assert mounted["./nginx.conf"] == "/etc/nginx/conf.d/default.conf"
     for path in re.findall(r"ssl_certificate(?:_key)?\s+(\S+);", NGINX):
