@@ -77,7 +77,10 @@ def push_cert_request(
     with transaction(ctx.session_factory()) as session:
         current = active_push_certificate(session)
         renews = current.topic if current else None
-        pending = new_request(session, settings, actor=cli_actor(), email=email)
+        try:
+            pending = new_request(session, settings, actor=cli_actor(), email=email)
+        except PushRequestError as exc:
+            raise click.ClickException(str(exc)) from exc
         try:
             if vendor_cert and vendor_key:
                 upload = vendor_signed_request(

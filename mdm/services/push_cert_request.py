@@ -108,6 +108,8 @@ def new_request(
     email: str | None = None,
 ) -> PendingRequest:
     """A new key (sealed into the instance folder) and its CSR; audited."""
+    if email is not None and not re.fullmatch(r"[!-~]{1,64}@[!-~]{1,190}", email):
+        raise PushRequestError(f"--email: {email!r} is not an e-mail address (ASCII, name@domain)")
     key = rsa.generate_private_key(public_exponent=65537, key_size=KEY_SIZE)
     attributes = [
         x509.NameAttribute(NameOID.COMMON_NAME, (common_name or f"{settings.organization_name} MDM")[:64]),

@@ -264,6 +264,8 @@ def test_bad_vendor_files_and_foreign_certificates_are_refused_clearly(cli_env, 
     assert no_chain.exit_code == 1 and "add its issuer" in no_chain.output
     # A refused request leaves no key behind.
     assert list((cli_env.instance_path / REQUEST_FOLDER).glob("*.key.sealed")) == []
+    bad_email = _run("push-cert", "request", "--out", str(out), "--community", "--email", "消防本部")
+    assert bad_email.exit_code == 1 and "--email" in bad_email.output
     neither = _run("push-cert", "request", "--out", str(out))
     assert neither.exit_code == 2 and "--community" in neither.output
     # A certificate whose key this instance never made.
