@@ -237,3 +237,15 @@ def test_the_image_user_can_start_in_its_folders_and_a_root_owned_volume_is_expl
     root_owned.mkdir(mode=0o755)
     code, output = _as_user(uid, {**env, "HIKESHI_INSTANCE_PATH": str(root_owned)}, "db", "upgrade")
     assert code == 1 and str(root_owned) in output and "Traceback" not in output
+
+
+def test_the_readme_production_commands_name_this_compose_file_and_its_services():
+    readme = (ROOT / "README.md").read_text()
+    production = readme.split("\n## Production\n", 1)[1].split("\n## ", 1)[0]
+    commands = re.findall(r"^docker compose -f (\S+) (?:run --rm (\w+) (.+)|up .+)$", production, re.M)
+    assert len(commands) == 3
+    for compose_file, service, _command in commands:
+        assert (ROOT / compose_file).resolve() == (ROOT / "docker" / "compose.yaml").resolve()
+        assert not service or service in COMPOSE["services"]
+    assert ("docker/compose.yaml", "app", "hikeshi user bootstrap") in commands
+    assert ("docker/compose.yaml", "app", "hikeshi doctor") in commands
