@@ -31,6 +31,7 @@ PROFILE_IDENTIFIER = "jp.hikeshi.mdm.enrollment"
 MDM_PAYLOAD_IDENTIFIER = PROFILE_IDENTIFIER + ".mdm"
 SCEP_PAYLOAD_IDENTIFIER = PROFILE_IDENTIFIER + ".scep"
 CA_PAYLOAD_IDENTIFIER = PROFILE_IDENTIFIER + ".ca"
+SERVER_ANCHOR_IDENTIFIER = PROFILE_IDENTIFIER + ".server-anchor"
 # Every right MDM can hold (1 | 2 | 4 | ... | 4096): fire HQ manages the whole tablet.
 ACCESS_RIGHTS = 8191
 SCEP_KEY_SIZE = 2048
@@ -38,6 +39,38 @@ SCEP_KEY_SIZE = 2048
 SCEP_KEY_USAGE = 5
 SCEP_PATH = "/scep"
 CONTENT_TYPE = "application/x-apple-aspen-config"
+
+
+class ServerAnchorError(RuntimeError):
+    """HIKESHI_SERVER_ANCHOR_FILE cannot be read as PEM certificates."""
+
+
+def server_anchor_certificates(settings: Settings) -> list[x509.Certificate]:
+    """The private CA(s) behind the server's TLS certificate, when the operator names them."""
+    if not settings.server_anchor_file:
+        return []
+    try:
+        with open(settings.server_anchor_file, "rb") as fh:
+            return x509.load_pem_x509_certificates(fh.read())
+    except (OSError, ValueError) as exc:
+        raise ServerAnchorError(
+            f"HIKESHI_SERVER_ANCHOR_FILE {settings.server_anchor_file}: no readable PEM certificate ({exc})"
+        ) from exc
+
+
+def _anchor_payloads(settings: Settings) -> list[dict[str, Any]]:
+    return [
+        {
+            "PayloadType": "com.apple.security.root",
+            "PayloadVersion": 1,
+            "PayloadIdentifier": f"{SERVER_ANCHOR_IDENTIFIER}.{n}",
+            "PayloadUUID": _new_uuid(),
+            "PayloadDisplayName": f"{settings.organization_name} サーバー認証局 (Server CA)",
+            "PayloadCertificateFileName": f"hikeshi-server-ca-{n}.cer",
+            "PayloadContent": cert.public_bytes(Encoding.DER),
+        }
+        for n, cert in enumerate(server_anchor_certificates(settings), 1)
+    ]
 
 
 class NoPushTopic(RuntimeError):
@@ -117,7 +150,14 @@ def enrollment_payloads(
         # No ServerCapabilities: Hikeshi serves the device channel only (no per-user
         # connections, no bootstrap or GetToken support), so it must not claim any.
     }
-    return [ca_payload, scep_payload, mdm_payload], scep_uuid
+    anchors = _anchor_payloads(settings)
+    if anchors:
+        # A server certificate from a private CA: a root installed by a profile is not trusted
+        # for TLS until someone enables it by hand, but the MDM client trusts what it is pinned to.
+        pinned = [anchor["PayloadUUID"] for anchor in anchors]
+        mdm_payload["ServerURLPinningCertificateUUIDs"] = pinned
+        mdm_payload["CheckInURLPinningCertificateUUIDs"] = pinned
+    return [ca_payload, *anchors, scep_payload, mdm_payload], scep_uuid
 
 
 def _top_level(settings: Settings, description: str) -> dict[str, Any]:

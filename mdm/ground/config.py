@@ -160,6 +160,8 @@ TABLE: tuple[Setting, ...] = (
             "extra PEM bundle of CAs trusted to vouch for device identities"),
     Setting("HIKESHI_CLIENT_CERT_HEADER", text, None, "client_cert_header",
             "header in which a TLS-terminating proxy passes the client certificate"),
+    Setting("HIKESHI_SERVER_ANCHOR_FILE", text, None, "server_anchor_file",
+            "PEM of the private CA behind the server's TLS certificate, carried by enrollment profiles"),
     Setting("HIKESHI_MAX_DEVICE_BODY", whole, "1048576", "max_device_body_bytes",
             "largest device request body in bytes"),
     Setting("HIKESHI_MAX_COMMAND_ANSWER", whole, "33554432", "max_command_answer_bytes",
@@ -300,6 +302,9 @@ class Settings:
     apns_expiration_seconds: int = 7 * 24 * 3600
     device_ca_file: str | None = None
     client_cert_header: str | None = None
+    # The private CA that issued the server's TLS certificate: enrollment profiles install it and
+    # pin the MDM URLs to it (enrollment/profile.py); `hikeshi doctor` trusts it for its HTTPS check.
+    server_anchor_file: str | None = None
     max_device_body_bytes: int = 1024 * 1024
     # /mdm/connect: answers up to the first limit are verified, parsed and stored; larger ones up
     # to the second are only streamed through the signature check, so that a verified device's

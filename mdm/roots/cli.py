@@ -117,18 +117,42 @@ def main(ctx: click.Context) -> None:
     help="Run the periodic jobs in the server's master process (single machine); turn off where "
     "`hikeshi scheduler` runs on its own. Env: HIKESHI_SCHEDULER_IN_SERVE=0/1.",
 )
+@click.option(
+    "--certfile", type=click.Path(exists=True, dir_okay=False), help="Serve HTTPS: certificate chain (PEM)."
+)
+@click.option(
+    "--keyfile", type=click.Path(exists=True, dir_okay=False), help="The certificate's private key (PEM)."
+)
 @pass_ctx
-def serve(ctx: Context, host: str, port: int, workers: int, threads: int, with_scheduler: bool) -> None:
-    """Run the server (gunicorn) on HOST:PORT."""
+def serve(
+    ctx: Context,
+    host: str,
+    port: int,
+    workers: int,
+    threads: int,
+    with_scheduler: bool,
+    certfile: str | None,
+    keyfile: str | None,
+) -> None:
+    """Run the server (gunicorn) on HOST:PORT, over HTTPS with --certfile and --keyfile."""
     from mdm.ground.transport import check_public_url, request_line_limit
-    from mdm.roots.server import run_server
+    from mdm.roots.server import run_server, tls_files
 
     # Settings that make the server unsafe or unusable are refused before anything starts.
     for warning in check_public_url(ctx.settings):
         click.echo(f"WARNING: {warning}", err=True)
     request_line_limit(ctx.settings)
     ctx.session_factory()  # refuses a database behind its migrations, before anything starts
-    run_server(ctx.settings, host=host, port=port, workers=workers, threads=threads, scheduler=with_scheduler)
+    tls = tls_files(certfile, keyfile)
+    run_server(
+        ctx.settings,
+        host=host,
+        port=port,
+        workers=workers,
+        threads=threads,
+        scheduler=with_scheduler,
+        tls=tls,
+    )
 
 
 @main.group()
@@ -340,69 +364,6 @@ def audit_verify(ctx: Context) -> None:
     sys.exit(1)
 
 
-@main.group("push-cert")
-def push_cert() -> None:
-    """APNs push certificate."""
-
-
-@push_cert.command("import")
-@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--password", default=None, help="Password of a PKCS#12 file or encrypted key.")
-@click.option("--force", is_flag=True, help="Accept a different topic (orphans every enrolled device).")
-@pass_ctx
-def push_cert_import(ctx: Context, path: Path, password: str | None, force: bool) -> None:
-    """Import the push certificate (PEM with key, or PKCS#12)."""
-    from mdm.ground.push.certificates import (
-        PushCertificateError,
-        TopicChangeRefused,
-        expiry_warning,
-        import_push_certificate,
-        read_push_certificate,
-    )
-
-    try:
-        loaded = read_push_certificate(path.read_bytes(), password.encode() if password else None)
-        with transaction(ctx.session_factory()) as session:
-            row = import_push_certificate(
-                session, loaded, secret_key=ctx.settings.secret_key, actor=cli_actor(), force=force
-            )
-            topic, not_after = row.topic, row.not_after
-            warning = expiry_warning(row)
-    except TopicChangeRefused as exc:
-        raise click.ClickException(f"refused: {exc}") from exc
-    except PushCertificateError as exc:
-        raise click.ClickException(str(exc)) from exc
-    if force:
-        click.echo(
-            "WARNING: topic changed; every enrolled device must be re-enrolled to receive pushes.", err=True
-        )
-    click.echo(f"imported push certificate: topic {topic}, expires {not_after:%Y-%m-%d}")
-    if warning:  # fewer than 30 days left: imported, but renew it soon
-        click.echo(f"WARNING: {warning}", err=True)
-
-
-@push_cert.command("show")
-@pass_ctx
-def push_cert_show(ctx: Context) -> None:
-    """Show the active push certificate, its topic and days left."""
-    from mdm.ground.push.certificates import active_push_certificate, days_left, expiry_warning
-
-    with transaction(ctx.session_factory()) as session:
-        row = active_push_certificate(session)
-        warning = expiry_warning(row)
-        if row is not None:
-            click.echo(f"topic:     {row.topic}")
-            click.echo(f"subject:   {row.subject}")
-            click.echo(f"expires:   {row.not_after:%Y-%m-%d %H:%M} UTC ({days_left(row)} days left)")
-            click.echo(f"imported:  {row.imported_at:%Y-%m-%d %H:%M} UTC by {row.imported_by}")
-            if row.last_error:
-                click.echo(f"ALERT:     {row.last_error}")
-    if warning:
-        click.echo(f"WARNING: {warning}", err=True)
-    if row is None:
-        sys.exit(1)
-
-
 def _backup_key(key_file: Path | None) -> BackupKey:
     from mdm.services.backup.crypto import BackupKey, BackupKeyError
 
@@ -598,9 +559,11 @@ def _register_subcommands() -> None:
     main.add_command(scheduler_command)
 
     from mdm.roots.cli_commands import COMMANDS as command_commands
+    from mdm.roots.cli_doctor import COMMANDS as doctor_commands
+    from mdm.roots.cli_push_cert import COMMANDS as push_cert_commands
 
-    for group in command_commands:
-        main.add_command(group)
+    for entry in [*command_commands, *push_cert_commands, *doctor_commands]:
+        main.add_command(entry)
 
 
 _register_subcommands()

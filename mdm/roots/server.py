@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import logging
 import os
+import ssl
+from dataclasses import dataclass
 from typing import Any
 
+import click
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 
@@ -74,6 +77,32 @@ class MasterScheduler:
         self._process = None
 
 
+@dataclass(frozen=True)
+class TLSFiles:
+    certfile: str
+    keyfile: str
+
+
+def tls_files(certfile: str | None, keyfile: str | None) -> TLSFiles | None:
+    """--certfile/--keyfile, checked before anything starts: both or neither, and a key that
+    belongs to the certificate (gunicorn would otherwise fail in every worker, after binding)."""
+    if not certfile and not keyfile:
+        return None
+    if not (certfile and keyfile):
+        raise click.UsageError("--certfile and --keyfile go together")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(certfile, keyfile)
+    except ssl.SSLError as exc:
+        raise click.BadParameter(
+            f"{certfile} and {keyfile} are not a PEM certificate chain and its private key ({exc.reason})",
+            param_hint="--certfile/--keyfile",
+        ) from exc
+    except OSError as exc:
+        raise click.BadParameter(f"cannot read: {exc}", param_hint="--certfile/--keyfile") from exc
+    return TLSFiles(certfile, keyfile)
+
+
 def startup_warnings(settings: Settings) -> list[str]:
     from mdm.ground.db import make_engine, make_session_factory
     from mdm.ground.push.certificates import active_push_certificate
@@ -88,11 +117,24 @@ def startup_warnings(settings: Settings) -> list[str]:
 
 
 def run_server(
-    settings: Settings, *, host: str, port: int, workers: int, threads: int, scheduler: bool = True
+    settings: Settings,
+    *,
+    host: str,
+    port: int,
+    workers: int,
+    threads: int,
+    scheduler: bool = True,
+    tls: TLSFiles | None = None,
 ) -> None:
+    from enrollment.profile import ServerAnchorError, server_anchor_certificates
+
+    try:  # every enrollment would fail on it: refused before the server starts
+        server_anchor_certificates(settings)
+    except ServerAnchorError as exc:
+        raise click.ClickException(str(exc)) from exc
     for warning in startup_warnings(settings):
         print(f"WARNING: {warning}", flush=True)
-    url = f"http://{host}:{port}/"
+    url = f"{'https' if tls else 'http'}://{host}:{port}/"
     print(f"Hikeshi MDM listening on {url} (public URL {settings.public_url})", flush=True)
     if scheduler:
         print("Scheduler: in this server (a scheduler already running elsewhere keeps the jobs)", flush=True)
@@ -114,4 +156,6 @@ def run_server(
         # SCEP clients (certmonger) send PKIOperation as GET: the message is in the request line.
         "limit_request_line": request_line_limit(settings),
     }
+    if tls is not None:
+        options.update(certfile=tls.certfile, keyfile=tls.keyfile)
     _Server(settings, options, scheduler=scheduler).run()
