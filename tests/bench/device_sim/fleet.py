@@ -17,10 +17,11 @@ Key generation (the slow part: tens of ms per 2048-bit key) runs in spawned proc
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from cryptography import x509
@@ -42,6 +43,7 @@ from tests.support.scep_client import ScepClient, make_csr
 ENROLLING = Actor("bench-enrollment", "system", "127.0.0.1")
 KEY_BITS = 2048
 PER_TOKEN = 8_000
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -97,14 +99,13 @@ def _chunks(items: list[Any], parts: int) -> list[list[Any]]:
     return [items[i::parts] for i in range(parts)]
 
 
-@dataclass
-class EnrolledFleet:
-    devices: list[DeviceRecord]
-    over_scep: int
-    through_issuance: int
-    scep_seconds: float  # profile download + SCEP, for the `over_scep` devices, one after the other
-    issuance_seconds: float  # key generation (parallel) + issuance, for the others
-    checkin_seconds: float  # Authenticate + TokenUpdate for all, in parallel processes
+def _in_processes(function: Callable[..., T], processes: int, *arguments: list[Any]) -> list[T]:
+    """map() over spawned processes; in this process when `processes` is 1 (the small in-suite
+    check, where starting interpreters would cost more than the work)."""
+    if processes <= 1:
+        return list(map(function, *arguments))
+    with ProcessPoolExecutor(max_workers=processes, mp_context=get_context("spawn")) as pool:
+        return list(pool.map(function, *arguments))
 
 
 def enroll_over_scep(base_url: str, secret: str, topic: str, count: int) -> tuple[list[DeviceRecord], float]:
@@ -140,8 +141,11 @@ def enroll_through_issuance(
             token = session.get(EnrollmentToken, token_ids[n // PER_TOKEN])
             assert token is not None
             challenges.append(issue_enrollment_challenge(session, settings, token, actor=ENROLLING))
-    with ProcessPoolExecutor(max_workers=processes, mp_context=get_context("spawn")) as pool:
-        made = [pair for part in pool.map(_keys_and_csrs, _chunks(challenges, processes)) for pair in part]
+    made = [
+        pair
+        for part in _in_processes(_keys_and_csrs, processes, _chunks(challenges, processes))
+        for pair in part
+    ]
     records = []
     for start in range(0, len(made), 250):
         with transaction(factory) as session:
@@ -172,8 +176,9 @@ def _first_checkins(base_url: str, records: list[DeviceRecord]) -> list[str]:
 
 def first_checkins(base_url: str, records: list[DeviceRecord], processes: int) -> float:
     started = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=processes, mp_context=get_context("spawn")) as pool:
-        parts = _chunks(records, processes)
-        failures = [f for part in pool.map(_first_checkins, [base_url] * len(parts), parts) for f in part]
+    parts = _chunks(records, processes)
+    failures = [
+        f for part in _in_processes(_first_checkins, processes, [base_url] * len(parts), parts) for f in part
+    ]
     assert not failures, failures[:5]
     return time.perf_counter() - started
