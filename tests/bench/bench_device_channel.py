@@ -32,7 +32,6 @@ from __future__ import annotations
 import os
 import platform
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,9 +48,7 @@ from tests.bench.device_sim.fleet import (
     enroll_through_issuance,
     first_checkins,
 )
-from tests.bench.device_sim.load import LoadResult, run_load
-from tests.bench.device_sim.measure import percentile, tree_cpu_seconds
-from tests.bench.device_sim.postgres import StatementCounts
+from tests.bench.device_sim.report import HEADER, LEGEND, Measured, measure_window, merge
 from tests.bench.device_sim.stage import ADMIN, Stage, cancel_pending, stage
 from tests.faults.harness import running_server
 
@@ -64,7 +61,6 @@ ROUNDS = int(os.environ.get("HIKESHI_BENCH_ROUNDS", "2"))
 COMMAND_ROUNDS = int(os.environ.get("HIKESHI_BENCH_COMMAND_ROUNDS", "1"))
 PROCESSES = int(os.environ.get("HIKESHI_BENCH_CLIENT_PROCESSES", "2"))
 THREADS = int(os.environ.get("HIKESHI_BENCH_CLIENT_THREADS", "8"))
-GOAL_CPU_MS = 2.0
 GOAL_EMPTY_STATEMENTS = 3
 GOAL_COMMAND_STATEMENTS = 8
 
@@ -74,36 +70,6 @@ COMMAND_LINE = (
     "HIKESHI_BENCH_CLIENT_THREADS={threads} HIKESHI_BENCH_SCEP_DEVICES={scep} "
     ".venv/bin/pytest -p no:cacheprovider -o python_files=bench_*.py "
     "tests/bench/bench_device_channel.py -m bench -s -q"
-)
-
-
-@dataclass
-class Measured:
-    workers: int
-    workload: str
-    result: LoadResult
-    cycles: int
-    server_cpu: float
-    database_cpu: float
-    statements: StatementCounts
-
-    def line(self) -> str:
-        r = self.result
-        per_request = self.statements.work / r.requests
-        per_cycle = self.statements.work / self.cycles
-        return (
-            f"{self.workers:>7} {self.workload:>8} {r.requests:>8} {r.per_second:>8.1f} "
-            f"{percentile(r.latencies, 0.5) * 1000:>7.1f} {percentile(r.latencies, 0.99) * 1000:>7.1f} "
-            f"{self.server_cpu / r.requests * 1000:>9.2f} {self.database_cpu / r.requests * 1000:>8.2f} "
-            f"{r.client_cpu_seconds / r.requests * 1000:>8.2f} {per_request:>8.2f} {per_cycle:>8.2f} "
-            f"{self.statements.total / self.cycles:>7.2f} {len(r.errors):>6}"
-        )
-
-
-HEADER = (
-    f"{'workers':>7} {'workload':>8} {'requests':>8} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
-    f"{'srv CPU ms':>9} {'PG CPU ms':>8} {'sim CPU':>8} {'SQL/req':>8} {'SQL/cyc':>8} {'all/cyc':>7} "
-    f"{'errors':>6}"
 )
 
 
@@ -168,65 +134,20 @@ def _warm_up(url: str, records: list[DeviceRecord]) -> None:
             assert ipad.connect(http, ipad.idle_body()).status_code == 200
 
 
-def _measure(
+def _window(
     built: Stage, server: Any, records: list[DeviceRecord], workers: int, workload: str, rounds: int
 ) -> Measured:
-    readings: dict[str, Any] = {}
-    postmaster = built.cluster.postmaster_pid()
-
-    def before() -> None:
-        readings["cpu"] = tree_cpu_seconds(server.proc.pid)
-        readings["pg"] = tree_cpu_seconds(postmaster)
-        readings["sql"] = built.cluster.statements()
-
-    def after() -> None:
-        readings["cpu"] = tree_cpu_seconds(server.proc.pid) - readings["cpu"]
-        readings["pg"] = tree_cpu_seconds(postmaster) - readings["pg"]
-        readings["sql"] = built.cluster.statements().minus(readings["sql"])
-
-    result = run_load(
-        server.url,
+    return measure_window(
+        built,
+        server,
         records,
+        workers,
         workload,
         rounds=rounds,
         processes=PROCESSES,
         threads=THREADS,
-        before=before,
-        after=after,
+        command=workload == COMMAND,
     )
-    assert not result.errors, result.errors[:5]
-    cycles = len(result.acknowledged) if workload == COMMAND else result.requests
-    return Measured(workers, workload, result, cycles, readings["cpu"], readings["pg"], readings["sql"])
-
-
-def _merge(parts: list[Measured]) -> Measured:
-    first = parts[0]
-    calls: dict[str, int] = {}
-    for part in parts:
-        for query, n in part.statements.calls.items():
-            calls[query] = calls.get(query, 0) + n
-    return Measured(
-        first.workers,
-        first.workload,
-        LoadResult(
-            requests=sum(p.result.requests for p in parts),
-            seconds=sum(p.result.seconds for p in parts),
-            latencies=[t for p in parts for t in p.result.latencies],
-            errors=[e for p in parts for e in p.result.errors],
-            acknowledged=[u for p in parts for u in p.result.acknowledged],
-            client_cpu_seconds=sum(p.result.client_cpu_seconds for p in parts),
-        ),
-        sum(p.cycles for p in parts),
-        sum(p.server_cpu for p in parts),
-        sum(p.database_cpu for p in parts),
-        StatementCounts(calls),
-    )
-
-
-def _top(measured: Measured, per: int) -> list[str]:
-    return [
-        f"    {n / per:6.2f}  {' '.join(query.split())[:150]}" for n, query in measured.statements.top(12)
-    ]
 
 
 def test_device_channel(bench_stage: Stage, tmp_path: Path) -> None:
@@ -238,18 +159,18 @@ def test_device_channel(bench_stage: Stage, tmp_path: Path) -> None:
             built.settings, built.factory, tmp_path, "--workers", str(workers), "--no-scheduler"
         ) as server:
             _warm_up(server.url, records)
-            rows.append(_measure(built, server, records, workers, EMPTY, ROUNDS))
+            rows.append(_window(built, server, records, workers, EMPTY, ROUNDS))
             parts = []
             for _ in range(COMMAND_ROUNDS):
                 queued = _queue_device_information(built)
-                measured = _measure(built, server, records, workers, COMMAND, 1)
+                measured = _window(built, server, records, workers, COMMAND, 1)
                 # Faithful: every queued DeviceInformation is acknowledged in the database.
                 assert sorted(measured.result.acknowledged) == sorted(queued)
                 with built.factory() as session:
                     statuses = set(session.scalars(select(Command.status).where(Command.uuid.in_(queued))))
                 assert statuses == {CommandStatus.ACKNOWLEDGED}, statuses
                 parts.append(measured)
-            rows.append(_merge(parts))
+            rows.append(merge(parts))
 
     lines = [
         "",
@@ -259,29 +180,21 @@ def test_device_channel(bench_stage: Stage, tmp_path: Path) -> None:
         *[f"  enrollment: {note}" for note in notes],
         f"  empty = Idle -> empty answer, {ROUNDS} per device; command = Idle -> DeviceInformation, "
         f"Acknowledged -> empty, {COMMAND_ROUNDS} per device (2 requests per cycle)",
-        "  srv CPU / PG CPU / sim CPU: ms of CPU per request (server process tree / PostgreSQL / simulator)",
-        "  SQL/req, SQL/cyc: pg_stat_statements calls of the server's role per request / per cycle without "
-        "BEGIN/COMMIT/ROLLBACK/SAVEPOINT; all/cyc with them",
+        *LEGEND,
         HEADER,
         *[row.line() for row in rows],
         "",
         "Against the goal of issue 18:",
     ]
     for row in rows:
-        cpu = row.server_cpu / row.result.requests * 1000
-        per_cycle = row.statements.work / row.cycles
-        goal = GOAL_EMPTY_STATEMENTS if row.workload == EMPTY else GOAL_COMMAND_STATEMENTS
         lines.append(
-            f"  {row.workers} worker(s), {row.workload:>7}: server CPU {cpu:.2f} ms/request (goal <= "
-            f"{GOAL_CPU_MS:.0f}); {per_cycle:.2f} statements per {row.workload} cycle "
-            f"({row.statements.total / row.cycles:.2f} with transaction control; goal <= {goal}); "
-            f"{row.result.per_second:.0f} requests/s"
+            row.against_goal(GOAL_EMPTY_STATEMENTS if row.workload == EMPTY else GOAL_COMMAND_STATEMENTS)
         )
     for row in rows[:2]:
         lines.append(
             f"  statements per {row.workload} cycle, {row.workers} worker(s), by query (calls / cycle):"
         )
-        lines.extend(_top(row, row.cycles))
+        lines.extend(row.top())
     lines.append("Reproduce:")
     lines.append(
         "  "

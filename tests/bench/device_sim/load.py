@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from tests.bench.device_sim.android import ANDROID_CYCLES, AgentRecord
 from tests.bench.device_sim.cycles import CYCLES, CycleOutcome
 from tests.bench.device_sim.fleet import DeviceRecord
 
@@ -39,7 +40,7 @@ class LoadResult:
 
 def _simulator(
     base_url: str,
-    records: list[DeviceRecord],
+    records: list[DeviceRecord] | list[AgentRecord],
     workload: str,
     rounds: int,
     threads: int,
@@ -47,17 +48,17 @@ def _simulator(
     start: Any,
     results: Any,
 ) -> None:
-    ipads = [record.ipad() for record in records]
-    cycle = CYCLES[workload]
-    shares = [ipads[i::threads] for i in range(threads)]
+    devices = [record.simulated() for record in records]
+    cycle = {**CYCLES, **ANDROID_CYCLES}[workload]
+    shares = [devices[i::threads] for i in range(threads)]
     outcomes = [CycleOutcome() for _ in shares]
     clients = [httpx.Client(base_url=base_url, timeout=120) for _ in shares]
 
     def run(share: list[Any], client: httpx.Client, outcome: CycleOutcome) -> None:
         for _ in range(rounds):
-            for ipad in share:
+            for device in share:
                 try:
-                    cycle(ipad, client, outcome)
+                    cycle(device, client, outcome)
                 except httpx.HTTPError as exc:
                     outcome.errors.append(f"{type(exc).__name__}: {exc}")
 
@@ -87,7 +88,7 @@ def _simulator(
 
 def run_load(
     base_url: str,
-    records: list[DeviceRecord],
+    records: list[DeviceRecord] | list[AgentRecord],
     workload: str,
     *,
     rounds: int,

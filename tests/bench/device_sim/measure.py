@@ -35,12 +35,14 @@ def process_tree(root: int) -> set[int]:
 
 
 def tree_cpu_seconds(root: int) -> float:
-    """User + system CPU time of the live process tree under `root` (utime, stime: fields 14, 15)."""
+    """User + system CPU time of the process tree under `root`: each live process's own (utime,
+    stime: fields 14, 15) and that of its children it has reaped (cutime, cstime: 16, 17), so a
+    PostgreSQL backend or autovacuum worker that exits inside the window still counts."""
     total = 0
     for pid in process_tree(root):
         fields = _stat(pid)
         if fields is not None:
-            total += int(fields[11]) + int(fields[12])
+            total += sum(int(value) for value in fields[11:15])
     return total / _TICKS
 
 
