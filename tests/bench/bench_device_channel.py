@@ -85,6 +85,7 @@ def _enroll(built: Stage, tmp: Path) -> tuple[list[DeviceRecord], list[str]]:
         scep, scep_seconds = enroll_over_scep(server.url, built.token_secret, built.topic, SCEP_DEVICES)
         rest, issuance_seconds = enroll_through_issuance(
             built.factory,
+            built.cluster.admin_url,
             built.settings,
             [t.token.id for t in built.tokens],
             built.topic,

@@ -52,7 +52,7 @@ def test_simulated_fleet_is_accepted_and_acknowledges(
     factory = enroll_app.extensions["hikeshi"].session_factory
     over_scep, _ = enroll_over_scep(live_server.url, created.secret, push_topic, 1)
     issued, _ = enroll_through_issuance(
-        factory, enroll_settings, [created.token.id], push_topic, 2, processes=1
+        factory, enroll_settings.database_url, enroll_settings, [created.token.id], push_topic, 2, processes=1
     )
     fleet = over_scep + issued
     first_checkins(live_server.url, fleet, processes=1)
