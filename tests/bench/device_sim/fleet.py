@@ -194,3 +194,28 @@ def first_checkins(base_url: str, records: list[DeviceRecord], processes: int) -
     ]
     assert not failures, failures[:5]
     return time.perf_counter() - started
+
+
+def enroll_whole(
+    base_url: str, secret: str, topic: str, count: int
+) -> tuple[list[DeviceRecord], list[float]]:
+    """In a spawned process: `count` iPads, each the whole way a new iPad goes (profile download,
+    SCEP with a new 2048-bit key, Authenticate, TokenUpdate); returns them and seconds per device."""
+    records, seconds = [], []
+    with httpx.Client(base_url=base_url, timeout=120) as http:
+        scep = ScepClient(http)
+        ca_cert = scep.get_ca_cert()
+        for _ in range(count):
+            started = time.perf_counter()
+            response = http.get(f"/enroll/{secret}")
+            assert response.status_code == 200, response.text[:300]
+            enrollment = scep.enroll(challenge_of(profile_dict(response.content)), ca_cert=ca_cert)
+            assert enrollment.reply.status == "0", enrollment.reply.fail_info
+            record = _record(enrollment.reply.certificate, enrollment.key, topic)
+            ipad = record.ipad()
+            for body in (ipad.authenticate_body(), ipad.token_update_body()):
+                answer = ipad.checkin(http, body)
+                assert answer.status_code == 200, answer.text[:300]
+            seconds.append(time.perf_counter() - started)
+            records.append(record)
+    return records, seconds
