@@ -38,7 +38,7 @@ from enrollment import tokens
 from mdm.db import transaction
 from mdm.models import Command, CommandStatus, Device, OrgUnit
 from tests.bench.device_sim.android import ANDROID_COMMAND, ANDROID_EMPTY, AgentRecord, enroll_agents
-from tests.bench.device_sim.fleet import _in_processes
+from tests.bench.device_sim.fleet import in_processes
 from tests.bench.device_sim.report import HEADER, LEGEND, Measured, measure_window, merge
 from tests.bench.device_sim.stage import ADMIN, Stage, cancel_pending, stage
 from tests.faults.harness import running_server
@@ -104,7 +104,7 @@ def test_android_sync(bench_stage: Stage, tmp_path: Path) -> None:
                 shares = [
                     DEVICES // PROCESSES + (1 if i < DEVICES % PROCESSES else 0) for i in range(PROCESSES)
                 ]
-                parts = _in_processes(
+                parts = in_processes(
                     enroll_agents, PROCESSES, [server.url] * PROCESSES, [secret] * PROCESSES, shares
                 )
                 records = [r for part in parts for r in part]

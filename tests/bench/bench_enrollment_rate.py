@@ -24,7 +24,7 @@ import pytest
 from sqlalchemy import func, select
 
 from mdm.models import Device, EnrollmentState
-from tests.bench.device_sim.fleet import _chunks, _in_processes, enroll_whole
+from tests.bench.device_sim.fleet import chunks, enroll_whole, in_processes
 from tests.bench.device_sim.measure import percentile, tree_cpu_seconds
 from tests.bench.device_sim.stage import stage
 from tests.faults.harness import running_server
@@ -41,10 +41,10 @@ def test_enrollment_rate(tmp_path: Path) -> None:
         with running_server(
             built.settings, built.factory, tmp_path, "--workers", str(WORKERS), "--no-scheduler"
         ) as server:
-            shares = [len(part) for part in _chunks(list(range(DEVICES)), PROCESSES)]
+            shares = [len(part) for part in chunks(list(range(DEVICES)), PROCESSES)]
             cpu_before = tree_cpu_seconds(server.proc.pid)
             started = time.perf_counter()
-            parts = _in_processes(
+            parts = in_processes(
                 enroll_whole,
                 PROCESSES,
                 [server.url] * len(shares),

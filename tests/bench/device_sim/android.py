@@ -18,7 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.bench.device_sim.cycles import CycleOutcome, _timed
+from tests.bench.device_sim.cycles import CycleOutcome, timed
 from tests.support.android_agent import ReferenceAgent
 
 ANDROID_EMPTY = "android-empty"
@@ -102,7 +102,7 @@ def enroll_agents(base_url: str, token: str, count: int) -> list[AgentRecord]:
 def _sync(agent: ReferenceAgent, client: Any, outcome: CycleOutcome) -> dict[str, Any] | None:
     agent.http = client
     try:
-        return _timed(outcome, agent.sync)
+        return timed(outcome, agent.sync)
     except Exception as exc:  # an AgentError names the status and the server's message
         outcome.errors.append(f"sync: {exc}")
         return None

@@ -63,7 +63,7 @@ class CycleOutcome:
     acknowledged: list[str] = field(default_factory=list)
 
 
-def _timed(outcome: CycleOutcome, send: Callable[[], Any]) -> Any:
+def timed(outcome: CycleOutcome, send: Callable[[], Any]) -> Any:
     started = time.perf_counter()
     response = send()
     outcome.latencies.append(time.perf_counter() - started)
@@ -76,7 +76,7 @@ def _body(response: Any) -> bytes:
 
 def empty_checkin(ipad: SimulatedIPad, client: Any, outcome: CycleOutcome) -> None:
     """Idle with nothing queued: the server answers 200 with an empty body."""
-    response = _timed(outcome, lambda: ipad.connect(client, ipad.idle_body()))
+    response = timed(outcome, lambda: ipad.connect(client, ipad.idle_body()))
     body = _body(response)
     if response.status_code != 200 or body:
         outcome.errors.append(f"Idle answered HTTP {response.status_code} with {body[:120]!r}")
@@ -84,7 +84,7 @@ def empty_checkin(ipad: SimulatedIPad, client: Any, outcome: CycleOutcome) -> No
 
 def command_cycle(ipad: SimulatedIPad, client: Any, outcome: CycleOutcome) -> None:
     """Idle → one DeviceInformation → Acknowledged with its answers → empty."""
-    response = _timed(outcome, lambda: ipad.connect(client, ipad.idle_body()))
+    response = timed(outcome, lambda: ipad.connect(client, ipad.idle_body()))
     body = _body(response)
     if response.status_code != 200 or not body:
         outcome.errors.append(f"Idle answered HTTP {response.status_code} with {body[:120]!r}, no command")
@@ -98,7 +98,7 @@ def command_cycle(ipad: SimulatedIPad, client: Any, outcome: CycleOutcome) -> No
     answer = ipad.result_body(
         uuid, "Acknowledged", QueryResponses=query_responses(ipad, command.get("Queries"))
     )
-    response = _timed(outcome, lambda: ipad.connect(client, answer))
+    response = timed(outcome, lambda: ipad.connect(client, answer))
     body = _body(response)
     if response.status_code != 200 or body:
         outcome.errors.append(f"Acknowledged answered HTTP {response.status_code} with {body[:120]!r}")

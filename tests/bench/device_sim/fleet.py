@@ -108,12 +108,12 @@ def _issue_identities(
     return records
 
 
-def _chunks(items: list[Any], parts: int) -> list[list[Any]]:
+def chunks(items: list[Any], parts: int) -> list[list[Any]]:
     parts = max(1, min(parts, len(items)))
     return [items[i::parts] for i in range(parts)]
 
 
-def _in_processes(function: Callable[..., T], processes: int, *arguments: list[Any]) -> list[T]:
+def in_processes(function: Callable[..., T], processes: int, *arguments: list[Any]) -> list[T]:
     """map() over spawned processes; in this process when `processes` is 1 (the small in-suite
     check, where starting interpreters would cost more than the work)."""
     if processes <= 1:
@@ -156,10 +156,10 @@ def enroll_through_issuance(
             token = session.get(EnrollmentToken, token_ids[n // PER_TOKEN])
             assert token is not None
             challenges.append(issue_enrollment_challenge(session, settings, token, actor=ENROLLING))
-    parts = _chunks(challenges, processes)
+    parts = chunks(challenges, processes)
     records = [
         record
-        for part in _in_processes(
+        for part in in_processes(
             _issue_identities,
             processes,
             [database_url] * len(parts),
@@ -188,9 +188,9 @@ def _first_checkins(base_url: str, records: list[DeviceRecord]) -> list[str]:
 
 def first_checkins(base_url: str, records: list[DeviceRecord], processes: int) -> float:
     started = time.perf_counter()
-    parts = _chunks(records, processes)
+    parts = chunks(records, processes)
     failures = [
-        f for part in _in_processes(_first_checkins, processes, [base_url] * len(parts), parts) for f in part
+        f for part in in_processes(_first_checkins, processes, [base_url] * len(parts), parts) for f in part
     ]
     assert not failures, failures[:5]
     return time.perf_counter() - started
