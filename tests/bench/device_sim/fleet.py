@@ -69,6 +69,9 @@ class DeviceRecord:
             topic=self.topic,
         )
 
+    def simulated(self) -> SimulatedIPad:
+        return self.ipad()
+
 
 def _record(cert: x509.Certificate, key: rsa.RSAPrivateKey, topic: str) -> DeviceRecord:
     template = SimulatedIPad(cert, key, topic=topic)  # a fresh UDID and serial, as a new iPad has
