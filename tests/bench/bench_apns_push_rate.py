@@ -105,6 +105,11 @@ def _devices(factory: Any, topic: str, count: int) -> list[int]:
         return [d.id for d in devices]
 
 
+def _database_env() -> str:
+    url = os.environ.get("HIKESHI_TEST_DATABASE_URL")
+    return f"HIKESHI_TEST_DATABASE_URL={url} " if url else ""
+
+
 def test_pushes_per_second(settings: Any) -> None:
     context = get_context("spawn")
     ours, theirs = context.Pipe()
@@ -158,7 +163,7 @@ def test_pushes_per_second(settings: Any) -> None:
                 f"{peak_streams} streams in flight at once (it answers each stream as it ends); its own CPU "
                 f"{stand_in_cpu / PUSHES * 1000:.2f} ms per push",
                 "Reproduce:",
-                f"  HIKESHI_BENCH_PUSHES={PUSHES} .venv/bin/pytest -p no:cacheprovider "
+                f"  HIKESHI_BENCH_PUSHES={PUSHES} {_database_env()}.venv/bin/pytest -p no:cacheprovider "
                 "-o python_files=bench_*.py tests/bench/bench_apns_push_rate.py -m bench -s -q",
             ]
         )
