@@ -1,0 +1,176 @@
+"""Benchmark (issue 18): the Android agent channel, `/android/v1/sync`, measured as the Apple one is
+(tests/bench/bench_device_channel.py): a real `hikeshi serve` on a private PostgreSQL 15 cluster
+with pg_stat_statements, driven by spawned simulator processes.
+
+Not part of the default test run. Run it explicitly:
+
+    .venv/bin/pytest -p no:cacheprovider -o python_files=bench_*.py \\
+        tests/bench/bench_android_sync.py -m bench -s -q
+
+The agents are tests.support.android_agent.ReferenceAgent (the protocol's reference client): each
+enrolls over HTTP with its own 2048-bit key (POST /android/v1/enroll) and syncs once with its
+first inventory; then every request is signed with a fresh nonce and timestamp. Workloads:
+
+- android-empty: a sync with nothing to report and nothing waiting (no policy, no commands back);
+- android-command: a DeviceInformation queued for every tablet (REFRESH_INVENTORY on Android),
+  then sync → the command; sync with its acknowledgement and the inventory → nothing.
+
+Environment: HIKESHI_BENCH_ANDROID_DEVICES [300], HIKESHI_BENCH_WORKERS [1,2,4],
+HIKESHI_BENCH_ROUNDS [2], HIKESHI_BENCH_COMMAND_ROUNDS [1], HIKESHI_BENCH_CLIENT_PROCESSES [2],
+HIKESHI_BENCH_CLIENT_THREADS [8]. Figures and how they are counted: see bench_device_channel.py.
+Long-poll wake-ups (/android/v1/wait) are not measured here.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from commands.queue import CommandRequest, enqueue_commands
+from enrollment import tokens
+from mdm.db import transaction
+from mdm.models import Command, CommandStatus, Device, OrgUnit
+from tests.bench.device_sim.android import ANDROID_COMMAND, ANDROID_EMPTY, AgentRecord, enroll_agents
+from tests.bench.device_sim.fleet import in_processes
+from tests.bench.device_sim.report import HEADER, LEGEND, Measured, measure_window, merge
+from tests.bench.device_sim.stage import ADMIN, Stage, cancel_pending, stage
+from tests.faults.harness import running_server
+
+pytestmark = pytest.mark.bench
+
+DEVICES = int(os.environ.get("HIKESHI_BENCH_ANDROID_DEVICES", "300"))
+WORKERS = [int(w) for w in os.environ.get("HIKESHI_BENCH_WORKERS", "1,2,4").split(",")]
+ROUNDS = int(os.environ.get("HIKESHI_BENCH_ROUNDS", "2"))
+COMMAND_ROUNDS = int(os.environ.get("HIKESHI_BENCH_COMMAND_ROUNDS", "1"))
+PROCESSES = int(os.environ.get("HIKESHI_BENCH_CLIENT_PROCESSES", "2"))
+THREADS = int(os.environ.get("HIKESHI_BENCH_CLIENT_THREADS", "8"))
+GOAL_EMPTY_STATEMENTS = 3
+GOAL_COMMAND_STATEMENTS = 8
+
+
+@pytest.fixture(scope="module")
+def bench_stage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stage]:
+    with stage(tmp_path_factory.mktemp("android-sync"), 0) as built:
+        yield built
+
+
+def _android_token(built: Stage) -> str:
+    with transaction(built.factory) as session:
+        unit = session.scalars(select(OrgUnit)).first()
+        assert unit is not None
+        created = tokens.create_token(
+            session,
+            {
+                "org_unit_id": unit.id,
+                "max_uses": DEVICES,
+                "platform": "android",
+                "expires_in": timedelta(days=1),
+            },
+            actor=ADMIN,
+        )
+    return created.secret
+
+
+def _queue_refresh(built: Stage) -> list[str]:
+    with built.factory() as session:
+        commands = enqueue_commands(
+            session,
+            [CommandRequest(d, "DeviceInformation", None) for d in session.scalars(select(Device))],
+            actor=ADMIN,
+            push=False,
+        )
+        uuids = [c.uuid for c in commands]
+        session.commit()
+    return uuids
+
+
+def test_android_sync(bench_stage: Stage, tmp_path: Path) -> None:
+    built = bench_stage
+    secret = _android_token(built)
+    rows: list[Measured] = []
+    records: list[AgentRecord] = []
+    for workers in WORKERS:
+        with running_server(
+            built.settings, built.factory, tmp_path, "--workers", str(workers), "--no-scheduler"
+        ) as server:
+            if not records:
+                shares = [
+                    DEVICES // PROCESSES + (1 if i < DEVICES % PROCESSES else 0) for i in range(PROCESSES)
+                ]
+                parts = in_processes(
+                    enroll_agents, PROCESSES, [server.url] * PROCESSES, [secret] * PROCESSES, shares
+                )
+                records = [r for part in parts for r in part]
+                cancel_pending(built.factory)
+
+            def window(
+                workload: str,
+                rounds: int,
+                server: Any = server,
+                workers: int = workers,
+                records: list[AgentRecord] = records,
+            ) -> Measured:
+                return measure_window(
+                    built,
+                    server,
+                    records,
+                    workers,
+                    workload,
+                    rounds=rounds,
+                    processes=PROCESSES,
+                    threads=THREADS,
+                    command=workload == ANDROID_COMMAND,
+                )
+
+            rows.append(window(ANDROID_EMPTY, ROUNDS))
+            measured = []
+            for _ in range(COMMAND_ROUNDS):
+                queued = _queue_refresh(built)
+                one = window(ANDROID_COMMAND, 1)
+                assert sorted(one.result.acknowledged) == sorted(queued)
+                with built.factory() as session:
+                    statuses = set(session.scalars(select(Command.status).where(Command.uuid.in_(queued))))
+                assert statuses == {CommandStatus.ACKNOWLEDGED}, statuses
+                measured.append(one)
+            rows.append(merge(measured))
+
+    lines = [
+        "",
+        f"Android agent channel (/android/v1/sync), {DEVICES} enrolled tablets (RSA 2048), PostgreSQL 15 "
+        f"(private cluster, fsync on), {PROCESSES} simulator processes x {THREADS} threads, "
+        f"{os.cpu_count()} CPUs ({platform.machine()})",
+        f"  android-empty = sync with nothing to report -> nothing, {ROUNDS} per tablet; android-command = "
+        f"sync -> REFRESH_INVENTORY, sync with result + inventory -> nothing, {COMMAND_ROUNDS} per tablet",
+        *LEGEND,
+        HEADER,
+        *[row.line() for row in rows],
+        "",
+        "Against the goal of issue 18 (stated for Apple; the same figures for Android):",
+        *[
+            row.against_goal(
+                GOAL_EMPTY_STATEMENTS if row.workload == ANDROID_EMPTY else GOAL_COMMAND_STATEMENTS
+            )
+            for row in rows
+        ],
+    ]
+    for row in rows[:2]:
+        lines.append(
+            f"  statements per {row.workload} cycle, {row.workers} worker(s), by query (calls / cycle):"
+        )
+        lines.extend(row.top())
+    lines += [
+        "Reproduce:",
+        f"  HIKESHI_BENCH_ANDROID_DEVICES={DEVICES} HIKESHI_BENCH_WORKERS={','.join(map(str, WORKERS))} "
+        f"HIKESHI_BENCH_ROUNDS={ROUNDS} HIKESHI_BENCH_COMMAND_ROUNDS={COMMAND_ROUNDS} "
+        f"HIKESHI_BENCH_CLIENT_PROCESSES={PROCESSES} HIKESHI_BENCH_CLIENT_THREADS={THREADS} "
+        ".venv/bin/pytest -p no:cacheprovider -o python_files=bench_*.py "
+        "tests/bench/bench_android_sync.py -m bench -s -q",
+    ]
+    print("\n".join(lines))

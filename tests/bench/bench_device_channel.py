@@ -1,0 +1,212 @@
+"""Benchmark (issue 18): the Apple device channel of a real `hikeshi serve` on PostgreSQL, driven by
+Hikeshi's own multi-process device simulator (tests/bench/device_sim).
+
+Not part of the default test run. Run it explicitly (it starts its own PostgreSQL 15 cluster with
+pg_stat_statements; HIKESHI_TEST_DATABASE_URL is not used):
+
+    .venv/bin/pytest -p no:cacheprovider -o python_files=bench_*.py \\
+        tests/bench/bench_device_channel.py -m bench -s -q
+
+Environment (defaults in brackets):
+
+- HIKESHI_BENCH_DEVICES [1000]: enrolled iPads (10000 for the issue's second size).
+- HIKESHI_BENCH_SCEP_DEVICES [10]: of those, enrolled over the real door (profile download + SCEP
+  PKIOperation); the others get their identity through the issuance service the SCEP door calls.
+- HIKESHI_BENCH_WORKERS [1,2,4]: `hikeshi serve --workers` values, one server each.
+- HIKESHI_BENCH_ROUNDS [2]: empty check-ins per device. HIKESHI_BENCH_COMMAND_ROUNDS [1]: command
+  cycles per device (a DeviceInformation is queued for every device before each round).
+- HIKESHI_BENCH_CLIENT_PROCESSES [2], HIKESHI_BENCH_CLIENT_THREADS [8]: simulator processes and
+  threads in each (so 16 devices talk at once); each thread keeps one HTTP connection.
+
+Each request is signed at the moment it is sent (2048-bit RSA, SHA-256, detached CMS over the
+exact body). Reported per worker count and workload: requests/s, p50/p99 latency, server CPU per
+request (user + system time of the `hikeshi serve` process tree, gunicorn master and workers, from
+/proc before and after the window; the scheduler is off), PostgreSQL CPU per request (the private
+cluster's processes, the same way), and SQL statements per request: `calls` in pg_stat_statements
+(track = top) of the role the server connects as, in the benchmark database, after minus before;
+"work" excludes BEGIN/COMMIT/ROLLBACK/SAVEPOINT, "all" includes them.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from commands.queue import CommandRequest, enqueue_commands
+from mdm.models import Command, CommandStatus, Device
+from tests.bench.device_sim.cycles import COMMAND, EMPTY
+from tests.bench.device_sim.fleet import (
+    DeviceRecord,
+    enroll_over_scep,
+    enroll_through_issuance,
+    first_checkins,
+)
+from tests.bench.device_sim.report import HEADER, LEGEND, Measured, measure_window, merge
+from tests.bench.device_sim.stage import ADMIN, Stage, cancel_pending, stage
+from tests.faults.harness import running_server
+
+pytestmark = pytest.mark.bench
+
+DEVICES = int(os.environ.get("HIKESHI_BENCH_DEVICES", "1000"))
+SCEP_DEVICES = min(DEVICES, int(os.environ.get("HIKESHI_BENCH_SCEP_DEVICES", "10")))
+WORKERS = [int(w) for w in os.environ.get("HIKESHI_BENCH_WORKERS", "1,2,4").split(",")]
+ROUNDS = int(os.environ.get("HIKESHI_BENCH_ROUNDS", "2"))
+COMMAND_ROUNDS = int(os.environ.get("HIKESHI_BENCH_COMMAND_ROUNDS", "1"))
+PROCESSES = int(os.environ.get("HIKESHI_BENCH_CLIENT_PROCESSES", "2"))
+THREADS = int(os.environ.get("HIKESHI_BENCH_CLIENT_THREADS", "8"))
+GOAL_EMPTY_STATEMENTS = 3
+GOAL_COMMAND_STATEMENTS = 8
+
+COMMAND_LINE = (
+    "HIKESHI_BENCH_DEVICES={devices} HIKESHI_BENCH_WORKERS={workers} HIKESHI_BENCH_ROUNDS={rounds} "
+    "HIKESHI_BENCH_COMMAND_ROUNDS={command_rounds} HIKESHI_BENCH_CLIENT_PROCESSES={processes} "
+    "HIKESHI_BENCH_CLIENT_THREADS={threads} HIKESHI_BENCH_SCEP_DEVICES={scep} "
+    ".venv/bin/pytest -p no:cacheprovider -o python_files=bench_*.py "
+    "tests/bench/bench_device_channel.py -m bench -s -q"
+)
+
+
+@pytest.fixture(scope="module")
+def bench_stage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stage]:
+    with stage(tmp_path_factory.mktemp("device-channel"), DEVICES) as built:
+        yield built
+
+
+def _enroll(built: Stage, tmp: Path) -> tuple[list[DeviceRecord], list[str]]:
+    notes = []
+    with running_server(built.settings, built.factory, tmp, "--workers", "2", "--no-scheduler") as server:
+        scep, scep_seconds = enroll_over_scep(server.url, built.token_secret, built.topic, SCEP_DEVICES)
+        rest, issuance_seconds = enroll_through_issuance(
+            built.factory,
+            built.cluster.admin_url,
+            built.settings,
+            [t.token.id for t in built.tokens],
+            built.topic,
+            DEVICES - SCEP_DEVICES,
+            PROCESSES,
+        )
+        records = scep + rest
+        checkin_seconds = first_checkins(server.url, records, PROCESSES)
+    cancelled = cancel_pending(built.factory)
+    if SCEP_DEVICES:
+        notes.append(
+            f"{SCEP_DEVICES} iPads over the real door (profile download + SCEP, one after the other): "
+            f"{SCEP_DEVICES / scep_seconds:.1f} devices/s"
+        )
+    notes.append(
+        f"{len(rest)} iPads through the issuance service the SCEP door calls (key generation in "
+        f"{PROCESSES} processes + issuance): {len(rest) / issuance_seconds:.1f} devices/s"
+        if rest
+        else "no iPads through the issuance service"
+    )
+    notes.append(
+        f"Authenticate + TokenUpdate for all {len(records)} over HTTP ({PROCESSES} processes): "
+        f"{len(records) / checkin_seconds:.1f} devices/s; {cancelled} first-inventory commands cancelled"
+    )
+    return records, notes
+
+
+def _queue_device_information(built: Stage) -> list[str]:
+    with built.factory() as session:
+        devices = list(session.scalars(select(Device)))
+        commands = enqueue_commands(
+            session,
+            [CommandRequest(device, "DeviceInformation", None) for device in devices],
+            actor=ADMIN,
+            push=False,
+        )
+        uuids = [c.uuid for c in commands]
+        session.commit()
+    return uuids
+
+
+def _warm_up(url: str, records: list[DeviceRecord]) -> None:
+    """A few check-ins first, so imports and caches of fresh workers are not in the window."""
+    with httpx.Client(base_url=url, timeout=60) as http:
+        for record in records[:20]:
+            ipad = record.ipad()
+            assert ipad.connect(http, ipad.idle_body()).status_code == 200
+
+
+def _window(
+    built: Stage, server: Any, records: list[DeviceRecord], workers: int, workload: str, rounds: int
+) -> Measured:
+    return measure_window(
+        built,
+        server,
+        records,
+        workers,
+        workload,
+        rounds=rounds,
+        processes=PROCESSES,
+        threads=THREADS,
+        command=workload == COMMAND,
+    )
+
+
+def test_device_channel(bench_stage: Stage, tmp_path: Path) -> None:
+    built = bench_stage
+    records, notes = _enroll(built, tmp_path)
+    rows: list[Measured] = []
+    for workers in WORKERS:
+        with running_server(
+            built.settings, built.factory, tmp_path, "--workers", str(workers), "--no-scheduler"
+        ) as server:
+            _warm_up(server.url, records)
+            rows.append(_window(built, server, records, workers, EMPTY, ROUNDS))
+            parts = []
+            for _ in range(COMMAND_ROUNDS):
+                queued = _queue_device_information(built)
+                measured = _window(built, server, records, workers, COMMAND, 1)
+                # Faithful: every queued DeviceInformation is acknowledged in the database.
+                assert sorted(measured.result.acknowledged) == sorted(queued)
+                with built.factory() as session:
+                    statuses = set(session.scalars(select(Command.status).where(Command.uuid.in_(queued))))
+                assert statuses == {CommandStatus.ACKNOWLEDGED}, statuses
+                parts.append(measured)
+            rows.append(merge(parts))
+
+    lines = [
+        "",
+        f"Apple device channel, {DEVICES} enrolled iPads (RSA 2048), PostgreSQL 15 (private cluster, "
+        f"fsync on), {PROCESSES} simulator processes x {THREADS} threads, {os.cpu_count()} CPUs "
+        f"({platform.processor() or platform.machine()})",
+        *[f"  enrollment: {note}" for note in notes],
+        f"  empty = Idle -> empty answer, {ROUNDS} per device; command = Idle -> DeviceInformation, "
+        f"Acknowledged -> empty, {COMMAND_ROUNDS} per device (2 requests per cycle)",
+        *LEGEND,
+        HEADER,
+        *[row.line() for row in rows],
+        "",
+        "Against the goal of issue 18:",
+    ]
+    for row in rows:
+        lines.append(
+            row.against_goal(GOAL_EMPTY_STATEMENTS if row.workload == EMPTY else GOAL_COMMAND_STATEMENTS)
+        )
+    for row in rows[:2]:
+        lines.append(
+            f"  statements per {row.workload} cycle, {row.workers} worker(s), by query (calls / cycle):"
+        )
+        lines.extend(row.top())
+    lines.append("Reproduce:")
+    lines.append(
+        "  "
+        + COMMAND_LINE.format(
+            devices=DEVICES,
+            workers=",".join(map(str, WORKERS)),
+            rounds=ROUNDS,
+            command_rounds=COMMAND_ROUNDS,
+            processes=PROCESSES,
+            threads=THREADS,
+            scep=SCEP_DEVICES,
+        )
+    )
+    print("\n".join(lines))
