@@ -35,8 +35,8 @@ from sqlalchemy import select
 
 from commands.queue import CommandRequest, enqueue_commands
 from enrollment import tokens
-from mdm.db import transaction
-from mdm.models import Command, CommandStatus, Device, OrgUnit
+from mdm.ground.db import transaction
+from mdm.ground.models import Command, CommandStatus, Device, OrgUnit
 from tests.bench.device_sim.android import ANDROID_COMMAND, ANDROID_EMPTY, AgentRecord, enroll_agents
 from tests.bench.device_sim.fleet import in_processes
 from tests.bench.device_sim.report import HEADER, LEGEND, Measured, measure_window, merge

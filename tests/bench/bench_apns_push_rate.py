@@ -30,11 +30,13 @@ from typing import Any
 
 import pytest
 
-from mdm import clock, create_app, orgunits
-from mdm.audit import SYSTEM
-from mdm.db import transaction
-from mdm.models import Device, EnrollmentState
-from mdm.push.certificates import import_push_certificate, read_push_certificate
+from mdm import create_app
+from mdm.ground import clock
+from mdm.ground.audit import SYSTEM
+from mdm.ground.db import transaction
+from mdm.ground.models import Device, EnrollmentState
+from mdm.ground.push.certificates import import_push_certificate, read_push_certificate
+from mdm.services import orgunits
 
 pytestmark = pytest.mark.bench
 

@@ -40,7 +40,7 @@ import pytest
 from sqlalchemy import select
 
 from commands.queue import CommandRequest, enqueue_commands
-from mdm.models import Command, CommandStatus, Device
+from mdm.ground.models import Command, CommandStatus, Device
 from tests.bench.device_sim.cycles import COMMAND, EMPTY
 from tests.bench.device_sim.fleet import (
     DeviceRecord,

@@ -25,10 +25,11 @@ from typing import Any
 import pytest
 from sqlalchemy import insert, select
 
-from mdm import clock, orgunits
-from mdm.audit import SYSTEM
-from mdm.db import transaction
-from mdm.models import Device, DeviceCompliance, EnrollmentState
+from mdm.ground import clock
+from mdm.ground.audit import SYSTEM
+from mdm.ground.db import transaction
+from mdm.ground.models import Device, DeviceCompliance, EnrollmentState
+from mdm.services import orgunits
 from tests.bench.device_sim.measure import percentile
 from tests.web.helpers import bearer, make_token
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from mdm.models import Device, EnrollmentState
+from mdm.ground.models import Device, EnrollmentState
 from tests.bench.device_sim.fleet import chunks, enroll_whole, in_processes
 from tests.bench.device_sim.measure import percentile, tree_cpu_seconds
 from tests.bench.device_sim.stage import stage

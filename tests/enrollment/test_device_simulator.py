@@ -17,8 +17,8 @@ from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from commands.queue import CommandRequest, enqueue_commands
-from mdm.models import Command, CommandStatus, Device, DeviceCertificate, EnrollmentTokenUse
-from mdm.x509util import fingerprint
+from mdm.ground.models import Command, CommandStatus, Device, DeviceCertificate, EnrollmentTokenUse
+from mdm.ground.x509util import fingerprint
 from tests.bench.device_sim.cycles import CycleOutcome, command_cycle, empty_checkin
 from tests.bench.device_sim.fleet import enroll_over_scep, enroll_through_issuance, first_checkins
 from tests.bench.device_sim.stage import ADMIN, cancel_pending

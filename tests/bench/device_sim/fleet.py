@@ -34,10 +34,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from enrollment.issuance import issue_with_challenge
 from enrollment.tokens import issue_enrollment_challenge
-from mdm.audit import Actor
-from mdm.config import Settings
-from mdm.db import make_engine, make_session_factory, transaction
-from mdm.models import EnrollmentToken
+from mdm.ground.audit import Actor
+from mdm.ground.config import Settings
+from mdm.ground.db import make_engine, make_session_factory, transaction
+from mdm.ground.models import EnrollmentToken
 from tests.enrollment.helpers import challenge_of, profile_dict
 from tests.support.apple_device import SimulatedIPad
 from tests.support.scep_client import ScepClient, make_csr

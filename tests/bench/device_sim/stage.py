@@ -16,13 +16,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from commands.queue import cancel_command
 from enrollment import tokens
-from enrollment.ca import ensure_ca
-from mdm import orgunits
-from mdm.audit import Actor
-from mdm.config import Settings
-from mdm.db import make_engine, make_session_factory, transaction, upgrade_database
-from mdm.models import Command, CommandStatus
-from mdm.push.certificates import LoadedPushCertificate, import_push_certificate
+from mdm.ground.audit import Actor
+from mdm.ground.ca import ensure_ca
+from mdm.ground.config import Settings
+from mdm.ground.db import make_engine, make_session_factory, transaction, upgrade_database
+from mdm.ground.models import Command, CommandStatus
+from mdm.ground.push.certificates import LoadedPushCertificate, import_push_certificate
+from mdm.services import orgunits
 from tests.bench.device_sim.postgres import PrivateCluster, private_cluster
 from tests.support.pki import issue_cert, key_pem, make_ca
 
