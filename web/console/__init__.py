@@ -94,6 +94,7 @@ def init_app(app: Flask) -> None:
 
 # The view modules register their routes on bp when imported.
 from web.console import (  # noqa: E402, F401
+    alert_text,
     alerts,
     apps,
     audit,
