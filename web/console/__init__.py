@@ -105,6 +105,7 @@ from web.console import (  # noqa: E402, F401
     devices,
     enrollment,
     hotline,
+    messages,
     orgunits,
     profiles,
     settings_views,

@@ -17,6 +17,7 @@ from flask_babel import gettext as _
 from mdm.appctx import db_session
 from mdm.models import Alert, Device
 from web.console import bp
+from web.console.devices import RULES
 
 _JAPANESE = re.compile(r"[\u3040-\u30ff\u3400-\u9fff]")
 
@@ -80,3 +81,9 @@ def alert_title(alert: Alert) -> str:
 @bp.app_context_processor
 def _alert_text() -> dict[str, object]:
     return {"alert_title": alert_title, "alert_device": alert_device}
+
+
+@bp.app_template_filter("rule_text")
+def rule_text(rule: str) -> str:
+    """A compliance rule by its name in the reader's language (continuity reasons list rule ids)."""
+    return str(RULES.get(rule, rule))
