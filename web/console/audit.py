@@ -208,6 +208,9 @@ def _target(event: AuditEvent, devices: dict[int, str]) -> dict[str, Any]:
         "audit": _("Audit log"),
         "webhook": _("Webhook"),
         "alert": _("Alert"),
+        "certificate_authority": _("Certificate authority"),
+        "push_certificate": _("Push certificate"),
+        "continuity_plan": _("Continuity plan"),
     }
     text = f"{labels.get(kind, kind)} #{ident}" if ident else str(labels.get(kind, kind))
     href = None

@@ -6,8 +6,10 @@ only the page and the export's extra columns speak Japanese.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
@@ -133,6 +135,42 @@ DETAIL_KEYS: dict[str, Any] = {
     "serial_number": _l("Serial number"),
     "caller_name": _l("Caller"),
     "flagged": _l("Flagged"),
+    "caller_unit": _l("Caller's unit"),
+    "lost_at": _l("Lost at"),
+    "lost_place": _l("Where lost"),
+    "display_name": _l("Display name"),
+    "expires_at": _l("Expires"),
+    "from_org_unit_id": _l("From unit"),
+    "to_org_unit_id": _l("To unit"),
+    "parent_id": _l("Parent unit"),
+    "max_uses": _l("Uses"),
+    "name_en": _l("Name (English)"),
+    "unit_type": _l("Type of unit"),
+    "user_id": _l("User"),
+    "second_factor": _l("Second factor"),
+    "platform": _l("Platform"),
+    "note": _l("Note"),
+    "session": _l("Session"),
+    "subject": _l("Subject"),
+    "fingerprint": _l("Fingerprint"),
+    "generation": _l("Generation"),
+    "wipe_requested": _l("Wipe requested"),
+    "message": _l("Message"),
+    "phone_number": _l("Phone number"),
+    "labels": _l("Labels"),
+    "asset_tag": _l("Asset tag"),
+    "assigned_user": _l("User"),
+    "topic": _l("Topic"),
+    "not_after": _l("Valid until"),
+    "sha256": _l("SHA-256"),
+    "signer": _l("Signer"),
+    "profile_id": _l("Profile"),
+    "version": _l("Version"),
+    "identifier": _l("Identifier"),
+    "url": _l("URL"),
+    "comment": _l("Comment"),
+    "incident_id": _l("Incident"),
+    "source_ip": _l("Source address"),
 }
 
 
@@ -239,6 +277,13 @@ class Detail:
     label: str
     text: str
     key: str
+    # No label of ours: the page shows the stored field name as a field name (code).
+    raw_key: bool = False
+
+
+# "2026-12-13T10:08:57.556001+00:00": a stored moment, shown as Japan time to the second.
+_MOMENT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})")
+JST = timezone(timedelta(hours=9), "JST")
 
 
 def device_names(session: Session, events: Iterable[AuditEvent]) -> dict[int, str]:
@@ -260,6 +305,9 @@ def _text(value: Any) -> str:
         return "—"
     if isinstance(value, bool):
         return str(_l("yes")) if value else str(_l("no"))
+    if isinstance(value, str) and _MOMENT.fullmatch(value):
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return moment.astimezone(JST).strftime("%Y-%m-%d %H:%M:%S")
     if isinstance(value, str | int | float):
         return str(value)
     if isinstance(value, list) and all(isinstance(v, str | int | float) for v in value):
@@ -276,7 +324,7 @@ def readable_details(details: Mapping[str, Any] | None, devices: Mapping[int, st
             shown = f"{devices[value]} (#{value})"
         else:
             shown = _text(value)
-        rows.append(Detail(label, shown, key))
+        rows.append(Detail(label, shown, key, raw_key=key not in DETAIL_KEYS))
     return rows
 
 
