@@ -107,6 +107,7 @@ from web.console import (  # noqa: E402, F401
     hotline,
     messages,
     orgunits,
+    profile_text,
     profiles,
     settings_views,
     users,

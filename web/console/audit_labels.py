@@ -12,11 +12,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from flask_babel import get_locale
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mdm.models import ApiToken, AuditEvent, Device, User
+from mdm.models.incident import IncidentStatus
 from web.console.hotline import STEPS
 from web.console.labels import ROLES
 
@@ -322,6 +324,9 @@ def readable_details(details: Mapping[str, Any] | None, devices: Mapping[int, st
         label = str(DETAIL_KEYS[key]) if key in DETAIL_KEYS else key
         if key == "device_id" and isinstance(value, int) and value in devices:
             shown = f"{devices[value]} (#{value})"
+        elif key == "status" and isinstance(value, str) and value in IncidentStatus.LABELS:
+            japanese, english = IncidentStatus.LABELS[value]
+            shown = japanese if str(get_locale() or "ja") == "ja" else english
         else:
             shown = _text(value)
         rows.append(Detail(label, shown, key, raw_key=key not in DETAIL_KEYS))
