@@ -39,7 +39,7 @@ _SCOPED_ARGS: dict[str, tuple[str, Any]] = {
 def _unit_of(kind: str, row: Any) -> int | None:
     if kind == "org_unit":
         return int(row.id)
-    return row.org_unit_id  # type: ignore[no-any-return]
+    return row.org_unit_id
 
 
 def _out_of_scope_target(principal: Any) -> tuple[str, int] | None:
@@ -69,7 +69,7 @@ def _out_of_scope_target(principal: Any) -> tuple[str, int] | None:
 def _actor() -> Actor:
     principal = g.get("principal")
     if principal is not None:
-        return principal.actor  # type: ignore[no-any-return]
+        return principal.actor
     user = g.get("user")
     if user is not None:
         return Actor(f"user:{user.username}", user.role, request.remote_addr, user_id=user.id)

@@ -167,7 +167,7 @@ def _page(*, report: Any = None, incident: Incident | None = None) -> str:
         }
         for e in events
     ]
-    query = {k: v for k, v in request.args.items() if k != "page" and v}
+    query: dict[str, Any] = {k: v for k, v in request.args.items() if k != "page" and v}
     export_query = dict(query, incident=incident.id) if incident is not None else query
     return render_template(
         "console/audit.html",
@@ -185,12 +185,14 @@ def _page(*, report: Any = None, incident: Incident | None = None) -> str:
         groups=[(prefix, str(label)) for prefix, label in GROUPS.items()],
         actors=_actor_choices(session, principal),
         role_label=role_text,
-        page_url=lambda n: (
-            url_for("console.audit_incident", incident_id=incident.id, page=n, **query)
-            if incident is not None
-            else url_for("console.audit", page=n, **query)
-        ),
+        page_url=lambda n: _page_url(n, query, incident),
     )
+
+
+def _page_url(page: int, query: dict[str, Any], incident: Incident | None) -> str:
+    if incident is not None:
+        return url_for("console.audit_incident", incident_id=incident.id, page=page, **query)
+    return url_for("console.audit", page=page, **query)
 
 
 def _target(event: AuditEvent, devices: dict[int, str]) -> dict[str, Any]:

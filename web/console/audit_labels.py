@@ -230,7 +230,9 @@ def actor_names(session: Session, actors: Iterable[str]) -> dict[str, ActorName]
         else {}
     )
     devices = (
-        {d.udid: d for d in session.scalars(select(Device).where(Device.udid.in_(udids)))} if udids else {}
+        {d.udid: d for d in session.scalars(select(Device).where(Device.udid.in_(udids))) if d.udid}
+        if udids
+        else {}
     )
     names = {}
     for raw in raws:
