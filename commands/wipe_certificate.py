@@ -13,7 +13,7 @@ import html
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from asn1crypto import cms
@@ -36,6 +36,8 @@ from mdm.ground.models.incident import Incident, LossKind, WipeCertificate
 from mdm.ground.x509util import fingerprint, issued_by
 
 CERTIFICATE_TYPE = "hikeshi.wipe-certificate"
+# The printed page speaks the reader's time; the signed JSON keeps exact UTC.
+JST = timezone(timedelta(hours=9), "JST")
 VERSION = 1
 # Session.info key: the settings needed to unseal the signing key where a result handler runs.
 SIGNING_SETTINGS = "hikeshi.signing_settings"
@@ -79,6 +81,7 @@ def certificate_content(incident: Incident, erase: Command, unit_path: str | Non
         "title_en": "Certificate of device erasure",
         "device": {
             "serial_number": device.serial_number,
+            "asset_tag": device.asset_tag,
             "udid": device.udid,
             "model": device.model,
             "model_name": device.model_name,
@@ -293,6 +296,19 @@ def _row(label_ja: str, label_en: str, value: Any) -> str:
     )
 
 
+def _jst(value: str | None) -> str | None:
+    """An ISO timestamp of the content as Japan time to the second ("2026-11-23 13:00:05 JST")."""
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return value  # not ours to reinterpret: show it as signed
+    if moment.tzinfo is None:
+        return value
+    return moment.astimezone(JST).strftime("%Y-%m-%d %H:%M:%S JST")
+
+
 def render_certificate_html(content: bytes, *, signer_fingerprint: str | None = None) -> str:
     """A printable page (Japanese first, English below each label) of the certificate content."""
     data = json.loads(content)
@@ -308,6 +324,7 @@ def render_certificate_html(content: bytes, *, signer_fingerprint: str | None = 
         approval = _row("承認者", "Approver", wipe["approved_by"])
     rows = "".join(
         [
+            _row("資産管理番号", "Asset tag", device.get("asset_tag")),
             _row("端末シリアル番号", "Serial number", device["serial_number"]),
             _row("UDID", "UDID", device["udid"]),
             _row(
@@ -318,14 +335,15 @@ def render_certificate_html(content: bytes, *, signer_fingerprint: str | None = 
             _row("端末名", "Device name", device["device_name"]),
             _row("所属", "Unit", unit["path"]),
             _row("インシデント番号", "Incident", f"#{incident['id']} ({kind[0]} / {kind[1]})"),
+            _row("受付日時", "Reported at", _jst(incident.get("opened_at"))),
             _row("受付者", "Hotline operator", incident["operator"]),
             _row("消去申請者", "Requested by", wipe["requested_by"]),
             approval,
-            _row("申請日時", "Requested at", wipe["requested_at"]),
-            _row("承認日時", "Approved at", wipe["approved_at"]),
-            _row("プッシュ送信日時", "Pushed at", wipe["pushed_at"]),
-            _row("端末への配信日時", "Delivered at", wipe["delivered_at"]),
-            _row("端末の消去応答日時", "Acknowledged at", wipe["acknowledged_at"]),
+            _row("申請日時", "Requested at", _jst(wipe["requested_at"])),
+            _row("承認日時", "Approved at", _jst(wipe["approved_at"])),
+            _row("プッシュ送信日時", "Pushed at", _jst(wipe["pushed_at"])),
+            _row("端末への配信日時", "Delivered at", _jst(wipe["delivered_at"])),
+            _row("端末の消去応答日時", "Acknowledged at", _jst(wipe["acknowledged_at"])),
             _row("消去方式", "Method", wipe["method"]),
             _row("コマンドUUID", "Command UUID", wipe["command_uuid"]),
             _row("署名証明書 (SHA-256)", "Signer (SHA-256)", signer_fingerprint),

@@ -23,7 +23,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from enrollment.qr import QUIET_ZONE, make_qr
+from enrollment.qr import QUIET_ZONE, make_qr, scalable_svg
 from mdm.ground.config import Settings
 
 EXTRA = "android.app.extra."
@@ -139,6 +139,6 @@ def qr_png(settings: Settings, token_secret: str, *, scale: int = 6) -> bytes:
 
 def qr_svg_inline(settings: Settings, token_secret: str, *, scale: int = 4) -> str:
     """An <svg> element (segno writes only path data: the secret never appears as text)."""
-    return make_qr(provisioning_json(settings, token_secret)).svg_inline(
-        scale=scale, border=QUIET_ZONE, title="Android provisioning QR code"
+    return scalable_svg(
+        make_qr(provisioning_json(settings, token_secret)), scale=scale, title="Android provisioning QR code"
     )

@@ -59,11 +59,17 @@ def check_request(secret_key: str, public_url: str) -> None:
     if request.method in SAFE_METHODS:
         return
     if not _origin_ok(public_url):
-        raise CsrfError("request from another origin")
+        _refuse("request from another origin")
     presented = request.headers.get(HEADER) or request.form.get(FIELD) or ""
     expected = csrf_token(secret_key)
     if not presented or not hmac.compare_digest(presented.encode(), expected.encode()):
-        raise CsrfError("missing or invalid CSRF token")
+        _refuse("missing or invalid CSRF token")
+
+
+def _refuse(reason: str) -> None:
+    # Marked on the request so the error handler audits the refusal (web.refusals).
+    g.csrf_refused = reason
+    raise CsrfError(reason)
 
 
 def set_pre_session_cookie(response: Response, secure: bool) -> Response:

@@ -13,6 +13,8 @@ from typing import Any
 from flask import Flask, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from web.refusals import record_refusal
+
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/"
@@ -91,6 +93,8 @@ def is_console_request() -> bool:
 
 def _handle_http_exception(exc: HTTPException) -> Any:
     status = exc.code or 500
+    if status in (400, 403, 404) and (is_api_request() or is_console_request()):
+        record_refusal(status)
     if is_api_request():
         if isinstance(exc, ApiError):
             response = api_error_response(status, str(exc.description), exc.error_code, exc.fields)

@@ -28,6 +28,7 @@ from mdm.ground.models import (
     EnrollmentState,
     EnrollmentToken,
     ForeignCommandResult,
+    Incident,
     InstalledApp,
     InventoryChange,
     OrgUnit,
@@ -360,6 +361,14 @@ def audit_scope(principal: Principal) -> ColumnElement[bool]:
         and_(
             AuditEvent.target_type == "user",
             AuditEvent.target_id.in_(select(as_text(User.id)).where(User.org_unit_id.in_(units))),
+        ),
+        and_(
+            AuditEvent.target_type == "incident",
+            AuditEvent.target_id.in_(
+                select(as_text(Incident.id)).where(
+                    or_(Incident.org_unit_id.in_(units), Incident.device_id.in_(device_ids))
+                )
+            ),
         ),
         and_(
             AuditEvent.target_type == "api_token",

@@ -149,7 +149,7 @@ def test_console_form_sets_labels_and_shows_them_in_header_and_list(app, tree, s
     assert '<strong id="device-assigned-user">救急3隊 隊長</strong>' in html
 
     listed = admin.get("/console/devices").get_data(as_text=True)
-    assert '<span class="asset-tag" title="資産番号">FD-0123</span>' in listed and "救急3隊 隊長" in listed
+    assert '<td class="asset-tag">FD-0123</td>' in listed and "救急3隊 隊長" in listed  # its own column
     # The devices list's text search finds a tablet by its asset tag and by its user.
     by_tag = admin.get("/console/devices?q=fd-0123").get_data(as_text=True)
     assert "救急1 iPad" in by_tag and "北1 iPad" not in by_tag

@@ -14,6 +14,7 @@ def _site_root() -> Response:
 
 def init_app(app: Flask) -> None:
     from web.console import (  # noqa: F401  (each view module attaches its routes to the blueprint)
+        alert_text,
         alerts,
         apps,
         audit,
@@ -24,7 +25,9 @@ def init_app(app: Flask) -> None:
         devices,
         enrollment,
         hotline,
+        messages,
         orgunits,
+        profile_text,
         profiles,
         settings_views,
         users,

@@ -163,7 +163,7 @@ def account_totp() -> Response | str:
     seed = pending_totp_seed(session, user, conf)
     session.commit()
     uri = totp.provisioning_uri(seed, user.username)
-    page = {"seed": seed, "qr_svg": qr_svg(uri, scale=5), "uri": uri}
+    page = {"seed": seed, "qr_svg": qr_svg(uri, scale=5, title=_("Authenticator QR code")), "uri": uri}
     if request.method == "GET":
         return render_template("console/totp_setup.html", errors={}, **page)
     data, errors = load_form(CodeForm(), request.form)

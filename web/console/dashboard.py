@@ -5,9 +5,10 @@ from __future__ import annotations
 from flask import render_template
 
 from mdm.doors.appctx import db_session
-from mdm.ground.push.certificates import active_push_certificate, expiry_warning
+from mdm.ground.push.certificates import active_push_certificate
 from web.console.blueprint import bp
 from web.console.guard import current_principal, needs
+from web.console.push_text import push_certificate_refused, push_certificate_warning
 from web.queries import dashboard_counts
 from web.rbac import Permission
 
@@ -17,11 +18,11 @@ def current_alerts() -> list[str]:
     session = db_session()
     alerts = []
     cert = active_push_certificate(session)
-    warning = expiry_warning(cert)
+    warning = push_certificate_warning(cert)
     if warning:
         alerts.append(warning)
     if cert is not None and cert.last_error:
-        alerts.append(f"APNs refused the push certificate: {cert.last_error}")
+        alerts.append(push_certificate_refused(cert.last_error))
     return alerts
 
 

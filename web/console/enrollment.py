@@ -74,7 +74,7 @@ def enrollment_token_create() -> str:
         "console/enrollment_token_created.html",
         token=created.token,
         url=url,
-        qr_svg=qr_svg(url, scale=4),
+        qr_svg=qr_svg(url, scale=5, title=_("Enrollment QR code")),
         sheet_url=url + "/sheet",
     )
 
@@ -82,7 +82,7 @@ def enrollment_token_create() -> str:
 def _android_token_created(token: EnrollmentToken, secret: str) -> str:
     """The device-owner provisioning QR code (shown once), or which settings it still needs."""
     try:
-        svg = Markup(android_qr.qr_svg_inline(settings(), secret, scale=3))  # noqa: S704 - segno output
+        svg = Markup(android_qr.qr_svg_inline(settings(), secret, scale=4))  # noqa: S704 - segno output
     except android_qr.ProvisioningNotConfigured as exc:
         return render_template(
             "console/enrollment_token_created.html", token=token, android=True, missing=sorted(exc.settings)

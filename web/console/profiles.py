@@ -23,6 +23,7 @@ from profiles.summary import dotted_messages, has_secrets, payload_summaries, pa
 from profiles.templates import list_templates
 from web.console.blueprint import bp
 from web.console.guard import ask_confirmation, confirmed, current_principal, needs
+from web.console.profile_text import summary_text
 from web.hostile_input import loads_bounded
 from web.queries import visible_unit, visible_units
 from web.rbac import Permission
@@ -157,7 +158,12 @@ def _detail_page(
     return render_template(
         "console/profile.html",
         profile=profile,
-        payloads=payload_summaries(profile.spec),
+        payloads=[
+            {**row, "summary": summary_text(payload)}
+            for row, payload in zip(
+                payload_summaries(profile.spec), profile.spec.get("payloads", []), strict=True
+            )
+        ],
         title_of=payload_title,
         versions=versions,
         assignments=[(r, units.get(r.org_unit_id)) for r in rows],

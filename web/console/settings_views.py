@@ -11,12 +11,12 @@ from mdm.ground.push.certificates import (
     TopicChangeRefused,
     active_push_certificate,
     days_left,
-    expiry_warning,
     import_push_certificate,
     read_push_certificate,
 )
 from web.console.blueprint import bp
 from web.console.guard import current_principal, needs
+from web.console.push_text import push_certificate_warning
 from web.rbac import Permission
 
 MAX_CERT_FILE = 64 * 1024
@@ -37,7 +37,7 @@ def _page(errors: dict[str, list[str]] | None = None) -> str:
         "console/settings.html",
         cert=cert,
         days_left=days_left(cert) if cert else None,
-        warning=expiry_warning(cert),
+        warning=push_certificate_warning(cert),
         cas=_ca_summary(),
         conf=settings(),
         errors=errors or {},

@@ -33,7 +33,14 @@ from mdm.ground.models import EnrollmentToken, OrgUnit, TokenPlatform
 from mdm.services import orgunits
 
 log = logging.getLogger(__name__)
-bp = Blueprint("enrollment", __name__, template_folder="templates")
+# The sheets' one script (the print button) is a static file: their CSP runs no inline script.
+bp = Blueprint(
+    "enrollment",
+    __name__,
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/enroll/static",
+)
 
 # Japan has no daylight saving time: a fixed offset needs no tz database in the container.
 DISPLAY_TIMEZONE = timezone(timedelta(hours=9), "JST")
