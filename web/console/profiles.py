@@ -8,12 +8,13 @@ from typing import Any
 
 from flask import Response, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from marshmallow import ValidationError
 from sqlalchemy import func, select
 
 from enrollment.ca import CANotReady
 from mdm.appctx import db_session, settings
-from mdm.models import OrgUnit, Profile, ProfileAssignment, ProfileVersion
+from mdm.models import Device, OrgUnit, Profile, ProfileAssignment, ProfileVersion
 from profiles import assignment as assignments
 from profiles import export as exports
 from profiles import service
@@ -28,6 +29,78 @@ from web.queries import visible_unit, visible_units
 from web.rbac import Permission
 
 MAX_SPEC_CHARS = 900_000
+
+# -- desired versus installed, per device (issue #19 item 2) -------------------------------------------
+
+# The state of one profile on one device, worst first; shown with the same words on the device page
+# and the unit's page.
+PROFILE_STATES = {
+    "error": _l("refused by the device"),
+    "missing": _l("not installed"),
+    "installing": _l("install on its way"),
+    "outdated": _l("older version installed"),
+    "updating": _l("update on its way"),
+    "removing": _l("removal on its way"),
+    "unwanted": _l("no longer assigned, still installed"),
+    "foreign": _l("not installed by Hikeshi"),
+    "installed": _l("installed"),
+}
+PROFILE_STATE_ORDER = {name: i for i, name in enumerate(PROFILE_STATES)}
+
+
+def _profile_state(state: Any) -> str:
+    if state.is_foreign:
+        return "foreign"
+    if state.last_error:
+        return "error"
+    if state.desired_version is None:
+        if state.pending_action == assignments.REMOVE:
+            return "removing"
+        return "unwanted" if state.installed_version is not None else "installed"
+    if state.installed_version is None:
+        return "installing" if state.pending_action == assignments.INSTALL else "missing"
+    if state.installed_version < state.desired_version:
+        return "updating" if state.pending_action == assignments.INSTALL else "outdated"
+    return "installed"
+
+
+def device_profile_rows(session: Any, device: Device) -> list[dict[str, Any]]:
+    """The API's /devices/<id>/profiles for the console: per profile, desired and installed version,
+    what is in flight, when the device last confirmed it and its last error; worst first."""
+    states = [
+        s
+        for s in assignments.device_profile_states(session, device)
+        # A profile neither wanted nor installed nor in flight is history, not a state.
+        if s.is_foreign
+        or s.desired_version is not None
+        or s.installed_version is not None
+        or s.pending_action
+    ]
+    ids = sorted({s.profile_id for s in states if s.profile_id is not None})
+    names: dict[int, str] = {}
+    if ids:
+        names = dict(session.execute(select(Profile.id, Profile.name_ja).where(Profile.id.in_(ids))).all())
+    rows = []
+    for s in states:
+        state = _profile_state(s)
+        rows.append(
+            {
+                "identifier": s.identifier,
+                "profile_id": s.profile_id,
+                "name": names.get(s.profile_id) if s.profile_id is not None else s.foreign_display_name,
+                "desired_version": s.desired_version,
+                "installed_version": s.installed_version,
+                "pending_action": s.pending_action,
+                "pending_version": s.pending_version,
+                "last_verified_at": s.last_verified_at,
+                "last_error": s.last_error,
+                "state": state,
+                "state_label": str(PROFILE_STATES[state]),
+                "ok": state in ("installed", "foreign"),
+            }
+        )
+    rows.sort(key=lambda r: (PROFILE_STATE_ORDER[r["state"]], r["identifier"]))
+    return rows
 
 
 def _profile_or_404(profile_id: int) -> Profile:
