@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from flask import render_template
+from typing import Any
 
+from flask import g, render_template
+
+from commands.incidents.approvers import pending_wipe_requests, person_label
 from mdm.appctx import db_session
 from mdm.push.certificates import active_push_certificate, expiry_warning
 from web.console import bp
@@ -25,9 +28,32 @@ def current_alerts() -> list[str]:
     return alerts
 
 
+def _pending_wipes() -> list[Any]:
+    """The wipe requests this approver may decide (in scope), once per request."""
+    if "pending_wipes" not in g:
+        principal = g.get("principal")
+        if principal is None or not principal.can(Permission.WIPE_APPROVE):
+            g.pending_wipes = []
+        else:
+            g.pending_wipes = pending_wipe_requests(db_session(), principal.scope_unit_ids)
+    return g.pending_wipes  # type: ignore[no-any-return]
+
+
+@bp.app_context_processor
+def _approver_queue() -> dict[str, Any]:
+    # The navigation shows the count on every page, so an approver sees a request wherever they are.
+    return {"pending_wipe_count": lambda: len(_pending_wipes())}
+
+
 @bp.route("/dashboard")
 @needs(Permission.DEVICE_READ)
 def dashboard() -> str:
     counts = dashboard_counts(db_session(), current_principal())
     alerts = current_alerts()
-    return render_template("console/dashboard.html", counts=counts, alerts=alerts)
+    return render_template(
+        "console/dashboard.html",
+        counts=counts,
+        alerts=alerts,
+        pending_wipes=_pending_wipes(),
+        person_label=person_label,
+    )
