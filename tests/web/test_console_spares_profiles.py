@@ -177,3 +177,32 @@ def test_profiles_desired_versus_installed_on_the_device_and_unit_pages(app, ses
     # Without profile.read (an approver) the section is not shown.
     other = _client(app, approver)
     assert 'id="profile-state-table"' not in other.get(f"/console/devices/{device_id}").get_data(as_text=True)
+
+
+def test_dispatch_staff_read_readiness_and_nothing_else(app, session_factory, settings):
+    with session_factory() as session:
+        tree = build_tree(session)
+        device = tablet(session, tree.ambulance3, "救急3 iPad")
+        session.commit()
+        device_id, unit_id = device.id, tree.ambulance3.id
+        dispatcher = make_user(session, settings, "shirei19", "dispatcher")
+        admin = make_user(session, settings, "chief19d", "admin")
+    # An administrator can create the role in the console's user form.
+    admin_client = _client(app, admin)
+    users_page = admin_client.get("/console/users").get_data(as_text=True)
+    assert 'value="dispatcher"' in users_page and "指令員" in users_page
+    client = _client(app, dispatcher)
+    start = client.get("/console/dashboard")
+    assert start.status_code == 302 and start.headers["Location"].endswith("/console/continuity")
+    board = client.get("/console/continuity").get_data(as_text=True)
+    assert "救急3隊" in board and 'id="nav-continuity"' in board
+    assert "/console/devices" not in board and "/console/hotline" not in board
+    plan = client.get(f"/console/continuity/units/{unit_id}/plan")
+    assert plan.status_code == 200
+    for path in ("/console/devices", f"/console/devices/{device_id}", "/console/hotline", "/console/alerts"):
+        assert client.get(path).status_code == 403, path
+    changed = client.post(
+        f"/console/continuity/units/{unit_id}/plan",
+        data={"required_working": "2", "csrf_token": csrf_of(plan.get_data(as_text=True))},
+    )
+    assert changed.status_code == 403

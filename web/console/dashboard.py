@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import g, render_template
+from flask import Response, abort, g, redirect, render_template, url_for
 
 from commands.incidents.approvers import pending_wipe_requests, person_label
 from mdm.appctx import db_session
@@ -46,8 +46,14 @@ def _approver_queue() -> dict[str, Any]:
 
 
 @bp.route("/dashboard")
-@needs(Permission.DEVICE_READ)
-def dashboard() -> str:
+@needs(Permission.SELF_READ)
+def dashboard() -> str | Response:
+    principal = current_principal()
+    if not principal.can(Permission.DEVICE_READ):
+        # Dispatch staff read readiness only: their start page is the continuity board.
+        if principal.can(Permission.READINESS_READ):
+            return redirect(url_for("console.continuity"))  # type: ignore[return-value]
+        abort(403)
     counts = dashboard_counts(db_session(), current_principal())
     alerts = current_alerts()
     return render_template(
