@@ -99,6 +99,7 @@ from web.console import (  # noqa: E402, F401
     audit,
     auth_views,
     banners,
+    bulk_labels,
     continuity,
     dashboard,
     devices,
