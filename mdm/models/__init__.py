@@ -22,6 +22,7 @@ from mdm.models.device import (
     IdentityPurpose,
 )
 from mdm.models.enrollment import (
+    AndroidProvisioning,
     CertificateAuthority,
     CertificatePurpose,
     ChallengePurpose,
@@ -65,6 +66,7 @@ from mdm.models.user import ApiToken, LoginThrottle, RecoveryCode, User, WebSess
 __all__ = [
     "AgentRequestNonce",
     "Alert",
+    "AndroidProvisioning",
     "ApiToken",
     "AuditEvent",
     "Base",
