@@ -36,7 +36,7 @@ def _pending_wipes() -> list[Any]:
             g.pending_wipes = []
         else:
             g.pending_wipes = pending_wipe_requests(db_session(), principal.scope_unit_ids)
-    return g.pending_wipes  # type: ignore[no-any-return]
+    return g.pending_wipes
 
 
 @bp.app_context_processor

@@ -101,7 +101,7 @@ def device_profile_rows(session: Any, device: Device) -> list[dict[str, Any]]:
                 "ok": state in ("installed", "foreign"),
             }
         )
-    rows.sort(key=lambda r: (PROFILE_STATE_ORDER[r["state"]], r["identifier"]))
+    rows.sort(key=lambda r: (PROFILE_STATE_ORDER[str(r["state"])], str(r["identifier"])))
     return rows
 
 

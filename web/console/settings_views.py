@@ -142,7 +142,7 @@ def push_certificate_upload() -> Any:
         return _page({"certificate": [str(exc)]})
     session.commit()
     flash(_("Imported the push certificate for %(topic)s.", topic=row.topic), "ok")
-    return redirect(url_for("console.settings_page"))  # type: ignore[return-value]
+    return redirect(url_for("console.settings_page"))
 
 
 @bp.route("/settings/android", methods=["POST"])
