@@ -58,6 +58,8 @@ class Role(StrEnum):
     APPROVER = "approver"
     AUDITOR = "auditor"
     DISPATCH = "dispatch"
+    # A person in the dispatch center (指令員) who reads unit readiness in the console, nothing more.
+    DISPATCHER = "dispatcher"
 
 
 P = Permission
@@ -106,10 +108,11 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     ),
     # The dispatch center's systems: read readiness and device status, nothing else.
     Role.DISPATCH: frozenset({P.SELF_READ, P.DEVICE_READ, P.ORGUNIT_READ, P.READINESS_READ}),
+    Role.DISPATCHER: frozenset({P.SELF_READ, P.ORGUNIT_READ, P.READINESS_READ}),
 }
 
 # People log in to the console; dispatch is a system and exists only as API tokens.
-USER_ROLES: tuple[Role, ...] = (Role.ADMIN, Role.OPERATOR, Role.APPROVER, Role.AUDITOR)
+USER_ROLES: tuple[Role, ...] = (Role.ADMIN, Role.OPERATOR, Role.APPROVER, Role.AUDITOR, Role.DISPATCHER)
 TOKEN_ROLES: tuple[Role, ...] = tuple(Role)
 # The guideline asks for multi-factor authentication where a login can do the most harm.
 TOTP_REQUIRED_ROLES: frozenset[Role] = frozenset({Role.ADMIN, Role.APPROVER})

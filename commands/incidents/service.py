@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from commands.catalog import Priority
+from commands.incidents.approvers import settle_approver_alerts, tell_approvers
 from commands.incidents.errors import (
     BreakGlassNotAllowed,
     IncidentInputError,
@@ -343,6 +344,7 @@ def request_wipe(
     incident.wipe_request_reason = (reason or "").strip() or None
     details = {"reason": incident.wipe_request_reason, "user_id": person}
     record_step(session, incident, actor, "wipe_requested", details)
+    tell_approvers(session, incident, actor)
     return incident
 
 
@@ -368,6 +370,7 @@ def approve_wipe(session: Session, incident: Incident, *, actor: Actor) -> Comma
     incident.wipe_approved_by_user_id = person
     incident.wipe_approved_at = clock.now()
     command = _send_erase(session, incident, actor)
+    settle_approver_alerts(session, incident, actor, "消去を承認 / wipe approved")
     record_step(
         session,
         incident,
@@ -395,6 +398,7 @@ def reject_wipe(session: Session, incident: Incident, *, actor: Actor, reason: s
     incident.wipe_requested_by_user_id = None
     incident.wipe_requested_at = None
     incident.wipe_request_reason = None
+    settle_approver_alerts(session, incident, actor, f"消去を却下 / wipe rejected: {text}")
     record_step(
         session,
         incident,
@@ -423,6 +427,7 @@ def break_glass_wipe(session: Session, incident: Incident, *, actor: Actor, reas
     incident.break_glass = True
     incident.break_glass_reason = text
     command = _send_erase(session, incident, actor)
+    settle_approver_alerts(session, incident, actor, f"緊急単独実行 / break glass: {text}")
     record_step(
         session,
         incident,
@@ -515,6 +520,7 @@ def recover(session: Session, incident: Incident, *, actor: Actor, note: str | N
         sent.append(
             send_incident_command(session, incident, request_type, None, actor=actor, purpose="recovery")
         )
+    settle_approver_alerts(session, incident, actor, "端末回収 / tablet recovered")
     now = clock.now()
     incident.status = IncidentStatus.RECOVERED
     incident.recovered_by = actor.name

@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from enrollment import android_qr, qr, tokens
+from enrollment.android_settings import effective_settings
 from mdm.doors.android.sheet import PATH as ANDROID_PROVISIONING_PATH
 from mdm.ground import ca as ca_service
 from mdm.ground import clock
@@ -26,12 +27,7 @@ from mdm.ground.audit import Actor
 from mdm.ground.db import transaction
 from mdm.ground.models import OrgUnit, OrgUnitKind, TokenPlatform, UnitType
 from mdm.services import orgunits
-from mdm.services.unit_policy import (
-    POLICY_FIELDS,
-    policy_input_problems,
-    policy_layers,
-    set_unit_policy,
-)
+from mdm.services.unit_policy import POLICY_FIELDS, policy_input_problems, policy_layers, set_unit_policy
 
 
 def _actor() -> Actor:
@@ -151,11 +147,17 @@ def token_create(
     except tokens.TokenError as exc:
         raise click.BadParameter(_fields_message(exc.fields), param_hint="--expires") from exc
     android = platform == TokenPlatform.ANDROID
-    missing = _android_settings_missing(obj.settings) if android else {}
-    if missing and qr_path is not None:
+    conf = obj.settings
+    if android:
+        with obj.session_factory()() as session:
+            # What the console stored wins over the environment (enrollment.android_settings).
+            conf = effective_settings(session, obj.settings)
+    missing = _android_settings_missing(conf) if android else {}
+    if missing:
         # Refused before the token exists: a token whose QR code cannot be made is of no use.
         raise click.ClickException(
-            "cannot write the Android provisioning QR code; set " + _fields_message(missing)
+            "no Android token was made: the provisioning QR code cannot be made; set (in the console's "
+            "settings or the environment) " + _fields_message(missing)
         )
     if qr_path is not None:
         _check_writable(qr_path)
@@ -194,19 +196,13 @@ def token_create(
             record |= {"url": url, "sheet_url": url + "/sheet", "qr_png_url": url + "/qr.png"}
         if qr_path is not None:
             # Written before the token commits: if the file cannot be written, no token exists.
-            png = android_qr.qr_png(obj.settings, created.secret) if url is None else qr.qr_png(url)
+            png = android_qr.qr_png(conf, created.secret) if url is None else qr.qr_png(url)
             try:
                 qr_path.write_bytes(png)
             except OSError as exc:
                 raise click.ClickException(
                     f"cannot write the QR code to {qr_path}: {exc.strerror}; no token was created"
                 ) from exc
-    if missing:
-        click.echo(
-            "warning: the Android provisioning QR code cannot be made until these settings are set: "
-            + _fields_message(missing),
-            err=True,
-        )
     if as_json:
         click.echo(json.dumps(record, ensure_ascii=False))
         return

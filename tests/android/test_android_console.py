@@ -22,7 +22,7 @@ from mdm.ground.models import Device, DeviceFacts, EnrollmentToken
 from mdm.services import orgunits
 from tests.support.android_agent import ReferenceAgent
 from tests.support.tools import require_tool
-from tests.web.helpers import bearer, login, make_user, post_form
+from tests.web.helpers import bearer, csrf_of, login, make_user, post_form
 from tests.web.helpers import make_token as api_token
 
 CHECKSUM = "gJD2YwtOiWJHkSMkkIfLRlj-quNqG1fb6v100QmzM9w="
@@ -134,16 +134,82 @@ def test_console_shows_the_android_qr_and_the_sheet_enrolls_an_agent(
     assert client.get("/android/provisioning/not-a-token/sheet").status_code == 404
 
 
-def test_console_names_the_missing_settings(settings: Any) -> None:
+def test_android_tokens_are_refused_until_the_console_settings_make_them_usable(settings: Any) -> None:
+    """Issue #19 item 8: no token whose QR code cannot be made; the settings are stored from the
+    console (no environment variable, no restart), audited without the Wi-Fi password."""
+    from enrollment.android_settings import effective_settings
+    from mdm.ground.models import AndroidProvisioning, AuditEvent
+
     app = _build(settings)
     try:
         admin, unit_id = _admin_and_unit(app)
         client = app.test_client()
         login(client, admin)
-        html = _create_android_token(client, unit_id).get_data(as_text=True)
-        assert 'id="android-not-configured"' in html
-        assert "HIKESHI_ANDROID_AGENT_URL" in html and "HIKESHI_ANDROID_AGENT_CHECKSUM" in html
-        assert "<svg" not in html
+        refused = _create_android_token(client, unit_id).get_data(as_text=True)
+        assert "トークンを作成しません" in refused and "エージェントAPKのURL" in refused
+        assert "<svg" not in refused
+        with app.extensions["hikeshi"].session_factory() as session:
+            headers = bearer(api_token(session, "admin"))
+        by_api = client.post(
+            "/api/v1/enrollment-tokens",
+            json={"org_unit_id": unit_id, "platform": "android", "max_uses": 1, "expires_in_hours": 24},
+            headers=headers,
+        )
+        assert by_api.status_code == 400 and "platform" in by_api.get_json()["error"]["fields"]
+        page = client.get("/console/settings").get_data(as_text=True)
+        problems = re.search(r'id="android-provisioning-problems".*?</div>', page, re.S)
+        assert problems and "エージェントAPKのダウンロードURL" in problems.group(0)
+
+        bad = post_form(
+            client,
+            "/console/settings/android",
+            {"agent_download_url": "http://plain.example/a.apk", "agent_signature_checksum": "abc"},
+            page="/console/settings",
+        )
+        text = bad.get_data(as_text=True)
+        assert bad.status_code == 400 and "受け付けられません" in text and "https://" in text and "44" in text
+        saved = post_form(
+            client,
+            "/console/settings/android",
+            {
+                "agent_download_url": "https://mdm.test.invalid/agent/hikeshi-agent.apk",
+                "agent_signature_checksum": CHECKSUM,
+                "wifi_ssid": "FD-SETUP",
+                "wifi_security": "wpa",
+                "wifi_password": "setup-secret-1",
+            },
+            page="/console/settings",
+        )
+        assert saved.status_code == 302
+        assert 'id="android-provisioning-ready"' in client.get("/console/settings").get_data(as_text=True)
+        made = _create_android_token(client, unit_id).get_data(as_text=True)
+        assert 'id="android-provisioning-qr"' in made and "<svg" in made
+        hikeshi = app.extensions["hikeshi"]
+        with hikeshi.session_factory() as session:
+            assert len(session.scalars(select(EnrollmentToken)).all()) == 1
+            payload = android_qr.provisioning_payload(effective_settings(session, hikeshi.settings), "s")
+            assert payload[android_qr.DOWNLOAD_LOCATION].endswith("/hikeshi-agent.apk")
+            assert (
+                payload[android_qr.WIFI_SSID] == "FD-SETUP"
+                and payload[android_qr.WIFI_SECURITY_TYPE] == "WPA"
+            )
+            assert payload[android_qr.WIFI_PASSWORD] == "setup-secret-1"
+            row = session.get(AndroidProvisioning, 1)
+            assert row is not None and b"setup-secret-1" not in (row.wifi_password_sealed or b"")
+            event = session.scalars(
+                select(AuditEvent).where(AuditEvent.action == "android.provisioning_changed")
+            ).one()
+            assert event.details["wifi_password_stored"] is True
+            assert "setup-secret-1" not in json.dumps(event.details)
+            local = make_user(session, hikeshi.settings, "station-admin", "admin", org_unit_id=unit_id)
+        scoped = app.test_client()
+        login(scoped, local)
+        page = scoped.get("/console/settings").get_data(as_text=True)
+        assert 'id="save-android-settings"' not in page
+        denied = scoped.post(
+            "/console/settings/android", data={"locale": "en_US", "csrf_token": csrf_of(page)}
+        )
+        assert denied.status_code == 403
     finally:
         app.extensions["hikeshi"].dispatcher.close()
         app.extensions["hikeshi"].engine.dispose()

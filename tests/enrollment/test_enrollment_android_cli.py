@@ -123,11 +123,10 @@ def test_cli_refuses_the_qr_before_making_a_token_when_android_is_not_configured
     assert not png.exists()
     assert session.scalars(select(EnrollmentToken)).all() == []  # nothing half-made
 
-    # Without --qr-png the token is made (the settings can follow), with a warning naming them.
-    made = _create("--json")
-    assert made.exit_code == 0, made.output
-    assert "HIKESHI_ANDROID_AGENT_URL" in made.stderr
-    assert json.loads(made.stdout)["sheet_url"].endswith("/sheet")
+    # Without --qr-png too: a token whose QR code cannot be made is refused (issue #19 item 8).
+    refused = _create("--json")
+    assert refused.exit_code != 0 and "HIKESHI_ANDROID_AGENT_URL" in refused.output
+    assert session.scalars(select(EnrollmentToken)).all() == []
 
 
 def test_apple_tokens_keep_their_enrollment_url(cli_env: Any, tree: Any, tmp_path: Path) -> None:

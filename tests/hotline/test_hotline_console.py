@@ -65,8 +65,20 @@ def test_search_lock_and_two_person_wipe_in_the_console(app, tree, session_facto
         url + "/wipe-approve", data={"csrf_token": csrf_of(operator.get(url).data)}
     )
     assert operator_approves.status_code == 403
-    approved = _post(admin, url + "/wipe-approve", {}, url)
+    # The approver's dashboard and navigation show the request; approving asks first, naming the
+    # tablet and the requester.
+    dashboard = admin.get("/console/dashboard").get_data(as_text=True)
+    assert 'id="nav-approvals-count">1<' in dashboard and "救急1 iPad" in dashboard and "盗難" in dashboard
+    asked = _post(admin, url + "/wipe-approve", {}, url)
+    assert asked.status_code == 200
+    question = asked.get_data(as_text=True)
+    assert "救急1 iPad" in question and "SERIALA0001" in question and "op" in question
+    assert 'id="confirm-button"' in question
+    assert "消去承認済み" not in admin.get(url).get_data(as_text=True)  # nothing sent yet
+    approved = _post(admin, url + "/wipe-approve", {"confirmed": "yes"}, url)
     assert approved.status_code == 302
+    dashboard = admin.get("/console/dashboard").get_data(as_text=True)
+    assert 'id="nav-approvals-count">0<' in dashboard and 'id="no-pending-wipes"' in dashboard
     after = admin.get(url).get_data(as_text=True)
     assert "消去承認済み・未実行" in after and "未配信" in after
     assert admin.get(url + "/certificate.json").status_code == 404

@@ -194,7 +194,7 @@ def test_webhook_console_page_creates_refuses_tests_and_disables(
     client = app.test_client()
     login(client, admin)
     refused = post_form(client, "/console/webhooks", {"name": "meta", "url": "http://169.254.169.254/"})
-    assert refused.status_code == 200 and "link-local" in refused.get_data(as_text=True)
+    assert refused.status_code == 400 and "link-local" in refused.get_data(as_text=True)
     with webhook_receiver() as receiver:
         created = post_form(client, "/console/webhooks", {"name": "指令", "url": receiver.url})
         page = created.get_data(as_text=True)

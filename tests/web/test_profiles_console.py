@@ -64,7 +64,7 @@ def test_admin_creates_assigns_previews_and_unassigns(
     client = app.test_client()
     login(client, accounts["admin"])
     bad = _create_from_template(client, identifier="not an identifier")
-    assert bad.status_code == 200 and "identifier" in bad.get_data(as_text=True)
+    assert bad.status_code == 400 and "identifier" in bad.get_data(as_text=True)
     created = _create_from_template(client, name_ja="中央署標準")
     assert created.status_code == 302
     path = created.headers["Location"]
@@ -97,7 +97,7 @@ def test_admin_creates_assigns_previews_and_unassigns(
     spec = dict(profile.spec)
     spec["payloads"] = [{**spec["payloads"][0], "settings": {"min_length": 0}}]
     refused = post_form(client, path, {"spec": json.dumps(spec)})
-    assert refused.status_code == 200 and "payloads.0.settings.min_length" in refused.get_data(as_text=True)
+    assert refused.status_code == 400 and "payloads.0.settings.min_length" in refused.get_data(as_text=True)
     spec["payloads"] = [{**spec["payloads"][0], "settings": {"min_length": 8}}]
     saved = post_form(client, path, {"spec": json.dumps(spec)})
     assert saved.status_code == 302
@@ -120,3 +120,33 @@ def test_the_pages_speak_japanese(app: Any, accounts: dict[str, Any], tree: Any)
     assert "構成プロファイル" in listing and "テンプレートから新しいプロファイルを作成" in listing
     detail = client.get(path).get_data(as_text=True)
     assert "このプラットフォームでは設定できない項目" in detail and "バージョン履歴" in detail
+
+
+def test_a_template_profile_gets_an_offered_identifier_and_no_unit_by_default(
+    app: Any, accounts: dict[str, Any], tree: Any, session: Any, settings: Any
+) -> None:
+    from web.console.profiles import identifier_base
+
+    assert identifier_base("https://mdm.fd.example.jp") == "jp.example.fd.mdm"
+    assert identifier_base("https://127.0.0.1:8443") == "local.hikeshi"
+    client = app.test_client()
+    login(client, accounts["admin"])
+    page = client.get("/console/profiles").get_data(as_text=True)
+    base = identifier_base(settings.public_url)
+    assert f'data-identifier="{base}.myna-kyukyu"' in page and "js/profiles.js" in page
+    # Left blank, the identifier offered for the template is used; the next one is numbered.
+    first = post_form(
+        client, "/console/profiles", {"source": "template", "template": "myna-kyukyu", "identifier": ""}
+    )
+    assert first.status_code == 302
+    assert f'data-identifier="{base}.myna-kyukyu-2"' in client.get("/console/profiles").get_data(as_text=True)
+    session.rollback()
+    assert session.scalars(select(Profile.identifier)).all() == [f"{base}.myna-kyukyu"]
+    # The assignment form chooses no unit until the user does; posting without one names the field.
+    path = first.headers["Location"]
+    detail = client.get(path).get_data(as_text=True)
+    assert '<select name="org_unit_id" id="assign-unit" required><option value="">' in detail
+    refused = post_form(client, path + "/assign", {"org_unit_id": ""}, page=path)
+    assert refused.status_code == 400 and "割り当て先の組織を選んでください" in refused.get_data(as_text=True)
+    session.rollback()
+    assert session.scalars(select(ProfileAssignment)).all() == []

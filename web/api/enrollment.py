@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from enrollment.android_settings import require_usable_provisioning
 from enrollment.tokens import TokenError, create_token, enrollment_url, list_tokens, revoke_token, token_state
 from mdm.doors.appctx import db_session, settings
 from mdm.ground.models import EnrollmentToken
@@ -62,6 +63,8 @@ def create_enrollment_token(body: dict[str, Any]) -> Any:
         "expires_in": timedelta(hours=body["expires_in_hours"]),
     }
     try:
+        if data["platform"] == "android":
+            require_usable_provisioning(session, settings())
         created = create_token(session, data, actor=principal.actor)
     except TokenError as exc:
         raise ApiError(400, str(exc), fields=exc.fields) from exc

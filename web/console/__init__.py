@@ -20,6 +20,7 @@ def init_app(app: Flask) -> None:
         audit,
         auth_views,
         banners,
+        bulk_labels,
         continuity,
         dashboard,
         devices,

@@ -13,11 +13,12 @@ from typing import Any
 from flask import Response, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import format_datetime
 from flask_babel import gettext as _
+from sqlalchemy import select
 
 from mdm.doors.appctx import db_session, settings
 from mdm.ground import clock
 from mdm.ground.health import service_health
-from mdm.ground.models import Device, Incident, OrgUnitKind, ReadinessState
+from mdm.ground.models import Device, EnrollmentState, Incident, OrgUnitKind, ReadinessState, SpareDevice
 from mdm.services.backup.schedule import backup_status
 from mdm.services.compliance.rules import RULES
 from mdm.services.continuity import (
@@ -33,11 +34,15 @@ from mdm.services.continuity import (
     spares_by_station,
     station_rollup,
     swap_spare,
+    unmark_spare,
 )
+from mdm.services.continuity import mark_spare as keep_as_spare
+from mdm.services.continuity.world import POOL_KINDS, load_world
 from web.console.blueprint import bp
 from web.console.devices import RULES as RULE_LABELS
 from web.console.guard import current_principal, needs
-from web.queries import visible_unit
+from web.errors import field_error
+from web.queries import visible_device, visible_unit
 from web.rbac import Permission
 
 # Worst first: the page leads with what needs a decision.
@@ -89,6 +94,7 @@ def continuity() -> str:
         hq=hq_rollup(session, units),
         stations=station_rollup(session, units),
         spares=spares_by_station(session, scope),
+        spare_candidates=spare_candidates(session, scope),
         history=readiness_history(session, limit=100, principal_scope=scope),
         unit_names={u.unit_id: u.unit_name_ja for u in units},
         system=system,
@@ -146,6 +152,7 @@ def _plan_page(
         rules=[(name, _rule_label(name)) for name in sorted(RULES)],
         history=readiness_history(session, unit.id, limit=20),
         errors=errors or {},
+        profile_rows=unit_profile_rows(session, unit.id) if principal_can_read_profiles() else None,
         **_template_helpers(),
     )
 
@@ -193,12 +200,11 @@ def _int_arg(source: Any, name: str, *, required: bool) -> int | None:
     raw = (source.get(name) or "").strip()
     if not raw:
         if required:
-            abort(400, description=_("%(field)s is required.", field=name))
+            raise field_error(name, _("%(field)s is required.", field=name))
         return None
-    try:
-        return int(raw)
-    except ValueError:
-        abort(400, description=_("%(field)s must be a whole number.", field=name))
+    if not raw.isdecimal() or len(raw) > 9:
+        raise field_error(name, _("%(field)s must be a whole number.", field=name))
+    return int(raw)
 
 
 def _visible_incident(incident_id: int | None) -> Incident | None:
@@ -218,11 +224,15 @@ def _swap_page(unit: Any, incident: Incident | None, error: str | None = None) -
     if here is not None and here.station_id is not None:
         pools = spares_by_station(session, current_principal().scope_unit_ids)
         station = next((s for s in pools if s.station_id == here.station_id), None)
+    candidates = []
+    if here is not None and here.station_id is not None:
+        candidates = spare_candidates(session, current_principal().scope_unit_ids).get(here.station_id, [])
     return render_template(
         "console/continuity_swap.html",
         unit=unit,
         readiness=here,
         station=station,
+        candidates=candidates,
         incident=incident,
         error=error,
         **_template_helpers(),
@@ -268,3 +278,119 @@ def continuity_swap() -> Response | str:
     if incident is not None and "console.hotline_incident" in current_app.view_functions:
         return redirect(url_for("console.hotline_incident", incident_id=incident.id))  # type: ignore[return-value]
     return redirect(url_for("console.continuity"))  # type: ignore[return-value]
+
+
+# -- marking spares (issue #19 item 3) ----------------------------------------------------------------
+
+
+def spare_candidates(session: Any, scope: frozenset[int] | None) -> dict[int, list[Device]]:
+    """Per station (the pool spares are counted in): the tablets kept there that could be marked
+    as spares: assigned to the station itself or one of its branches, not retired, not spares yet."""
+    world = load_world(session, set())
+    pool_units: dict[int, int] = {}
+    for unit in world.units.values():
+        if unit.kind in POOL_KINDS and (scope is None or unit.id in scope):
+            pool = world.pool_of(unit.id)
+            if pool is not None:
+                pool_units[unit.id] = pool
+    if not pool_units:
+        return {}
+    devices = session.scalars(
+        select(Device)
+        .where(
+            Device.org_unit_id.in_(sorted(pool_units)),
+            Device.enrollment_state != EnrollmentState.RETIRED,
+            Device.id.not_in(select(SpareDevice.device_id)),
+        )
+        .order_by(Device.device_name, Device.id)
+    )
+    out: dict[int, list[Device]] = {}
+    for device in devices:
+        out.setdefault(pool_units[device.org_unit_id], []).append(device)
+    return out
+
+
+def _back(default: str) -> str:
+    back = request.form.get("back") or ""
+    return back if back.startswith("/console/") and not back.startswith("//") else default
+
+
+def _spare_device_or_404(device_id: int) -> Device:
+    device = visible_device(db_session(), current_principal(), device_id)
+    if device is None:
+        abort(404)
+    return device
+
+
+@bp.route("/continuity/spares/mark", methods=["POST"])
+@needs(Permission.CONTINUITY_WRITE)
+def continuity_spare_mark() -> Response:
+    """Keep a tablet of a station (or branch) as its spare; audited as continuity.spare_marked."""
+    principal = current_principal()
+    session = db_session()
+    device_id = _int_arg(request.form, "device_id", required=True)
+    assert device_id is not None
+    device = _spare_device_or_404(device_id)
+    note = (request.form.get("note") or "").replace("\x00", "").strip()
+    if len(note) > 255:
+        raise field_error(_("Note"), _("at most 255 characters"))
+    try:
+        keep_as_spare(session, device, actor=principal.actor, note=note)
+    except SpareError as exc:
+        session.rollback()
+        if exc.field == "device_id":
+            raise field_error(
+                _("Tablet"),
+                _("a spare must be assigned to a station or branch, not to a unit"),
+            ) from exc
+        raise field_error(exc.field, exc.message, exc.status) from exc
+    session.commit()
+    name = device.device_name or device.serial_number or f"#{device.id}"
+    flash(_("%(name)s is now kept as a spare.", name=name), "ok")
+    return redirect(_back(url_for("console.continuity") + "#spares"))  # type: ignore[return-value]
+
+
+@bp.route("/continuity/spares/<int:device_id>/unmark", methods=["POST"])
+@needs(Permission.CONTINUITY_WRITE)
+def continuity_spare_unmark(device_id: int) -> Response:
+    """The tablet is no longer a spare; audited as continuity.spare_unmarked."""
+    principal = current_principal()
+    session = db_session()
+    device = _spare_device_or_404(device_id)
+    if not unmark_spare(session, device, actor=principal.actor):
+        raise field_error(_("Tablet"), _("this tablet is not a spare"), 409)
+    session.commit()
+    name = device.device_name or device.serial_number or f"#{device.id}"
+    flash(_("%(name)s is no longer a spare.", name=name), "ok")
+    return redirect(_back(url_for("console.continuity") + "#spares"))  # type: ignore[return-value]
+
+
+def spare_state(session: Any, device: Device) -> SpareDevice | None:
+    """The device's spare row while it is a spare (not once swapped into a unit)."""
+    row = session.scalars(select(SpareDevice).where(SpareDevice.device_id == device.id)).first()
+    return row if row is not None and row.swapped_to_unit_id is None else None
+
+
+def may_keep_as_spare(session: Any, device: Device) -> bool:
+    home = device.org_unit
+    return home is not None and home.kind in POOL_KINDS and device.enrollment_state != EnrollmentState.RETIRED
+
+
+# -- desired versus installed profiles of a unit's tablets (issue #19 item 2) -------------------------
+
+
+def principal_can_read_profiles() -> bool:
+    return current_principal().can(Permission.PROFILE_READ)
+
+
+def unit_profile_rows(session: Any, unit_id: int) -> list[dict[str, Any]]:
+    """Every tablet of the unit with its profile states (the service behind the API's
+    /devices/<id>/profiles), worst first."""
+    from web.console.profiles import device_profile_rows
+
+    devices = list(
+        session.scalars(
+            select(Device).where(Device.org_unit_id == unit_id).order_by(Device.device_name, Device.id)
+        )
+    )
+    return [{"device": d, "profiles": device_profile_rows(session, d)} for d in devices]

@@ -165,6 +165,8 @@ def device(device_id: int) -> str:
     if found is None:
         abort(404)
     from mdm.services.orgunits import path_label
+    from web.console.continuity import may_keep_as_spare, spare_state
+    from web.console.profiles import device_profile_rows
 
     alerts = None
     if principal.can(Permission.ALERT_READ):
@@ -194,6 +196,11 @@ def device(device_id: int) -> str:
         changes=device_changes(session, found.id, {"per_page": 100}).items,
         findings=device_findings(session, found.id),
         alerts=alerts,
+        profile_states=device_profile_rows(session, found)
+        if principal.can(Permission.PROFILE_READ)
+        else None,
+        spare=spare_state(session, found),
+        may_keep_as_spare=may_keep_as_spare(session, found),
         may_refresh=all(may_send(principal, kind) for kind in INVENTORY_KINDS),
         # An Android agent is woken by its long poll, and over MQTT where the site runs a broker.
         mqtt_wakeup=bool(settings().mqtt_url),

@@ -9,6 +9,7 @@ from flask_babel import gettext as _
 from markupsafe import Markup
 
 from enrollment import android_qr
+from enrollment.android_settings import effective_settings, require_usable_provisioning
 from enrollment.tokens import TokenError, create_token, enrollment_url, list_tokens, revoke_token, token_state
 from mdm.doors.appctx import db_session, settings
 from mdm.ground.models import EnrollmentToken, TokenPlatform
@@ -50,6 +51,8 @@ def enrollment_token_create() -> str:
     if errors:
         return _page(errors)
     try:
+        if data["platform"] == "android":
+            require_usable_provisioning(session, settings())  # issue #19 item 8
         created = create_token(
             session,
             {
@@ -82,7 +85,7 @@ def enrollment_token_create() -> str:
 def _android_token_created(token: EnrollmentToken, secret: str) -> str:
     """The device-owner provisioning QR code (shown once), or which settings it still needs."""
     try:
-        svg = Markup(android_qr.qr_svg_inline(settings(), secret, scale=4))  # noqa: S704 - segno output
+        svg = Markup(android_qr.qr_svg_inline(effective_settings(db_session(), settings()), secret, scale=4))  # noqa: S704 - segno output
     except android_qr.ProvisioningNotConfigured as exc:
         return render_template(
             "console/enrollment_token_created.html", token=token, android=True, missing=sorted(exc.settings)

@@ -14,6 +14,8 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy.orm import Session
 
 import commands.incidents as hotline
+from commands.incidents.approvers import person_label
+from commands.incidents.service import same_person
 from commands.incidents.views import (
     find_devices,
     incident_detail,
@@ -30,7 +32,7 @@ from mdm.doors.appctx import db_session, hikeshi, settings
 from mdm.ground.db import read_mostly
 from mdm.ground.models.incident import Incident, IncidentStatus, LossKind, WipeCertificate
 from web.console.blueprint import bp
-from web.console.guard import current_principal, needs
+from web.console.guard import ask_confirmation, confirmed, current_principal, needs
 from web.console.labels import command_label
 from web.headers import OTHER_PAGES_POLICY
 from web.queries import visible_device
@@ -381,7 +383,36 @@ def hotline_wipe_request(incident_id: int) -> Response:
 
 @bp.route("/hotline/incidents/<int:incident_id>/wipe-approve", methods=["POST"])
 @needs(Permission.WIPE_APPROVE)
-def hotline_wipe_approve(incident_id: int) -> Response:
+def hotline_wipe_approve(incident_id: int) -> Response | str:
+    """Approval is a second step: the page names the tablet and the requester before anything is
+    sent. A request the approver could not decide anyway (not waiting, or their own) is refused
+    at once by the service, with its reason."""
+    incident = _incident_or_404(incident_id)
+    principal = current_principal()
+    decidable = incident.status == IncidentStatus.WIPE_REQUESTED and not (
+        principal.person_id == incident.wipe_requested_by_user_id
+        or same_person(principal.actor.name, incident.wipe_requested_by)
+    )
+    if decidable and not confirmed():
+        device = incident.device
+        name = device.device_name or device.serial_number or f"#{device.id}"
+        if device.asset_tag:
+            name = f"{name} [{device.asset_tag}]"
+        reason = incident.wipe_request_reason or _("no reason given")
+        return ask_confirmation(
+            _("Approve the wipe of %(device)s?", device=name),
+            _(
+                "This erases the tablet %(device)s (serial %(serial)s) of incident %(id)d at its next "
+                "connection; it cannot be undone. Requested by %(requester)s at %(when)s: %(reason)s.",
+                device=name,
+                serial=device.serial_number or "—",
+                id=incident.id,
+                requester=person_label(incident.wipe_requested_by),
+                when=_time(incident.wipe_requested_at),
+                reason=reason,
+            ),
+            action_label=_("Approve and erase %(device)s", device=name),
+        )
     return _act(
         incident_id,
         lambda s, i, p: hotline.approve_wipe(s, i, actor=p.actor),

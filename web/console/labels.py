@@ -31,6 +31,7 @@ ROLES = {
     "approver": _l("Approver"),
     "auditor": _l("Auditor"),
     "dispatch": _l("Dispatch system (API only)"),
+    "dispatcher": _l("Dispatch staff (reads readiness only)"),
 }
 TOKEN_STATES = {
     "active": _l("active"),

@@ -3,17 +3,20 @@ and a profile's page (payloads, versions, assignments, assign / unassign, previe
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import Response, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from marshmallow import ValidationError
 from sqlalchemy import func, select
 
 from mdm.doors.appctx import db_session, settings
 from mdm.ground.ca import CANotReady
-from mdm.ground.models import OrgUnit, Profile, ProfileAssignment, ProfileVersion
+from mdm.ground.models import Device, OrgUnit, Profile, ProfileAssignment, ProfileVersion
 from profiles import assignment as assignments
 from profiles import export as exports
 from profiles import service
@@ -29,6 +32,78 @@ from web.queries import visible_unit, visible_units
 from web.rbac import Permission
 
 MAX_SPEC_CHARS = 900_000
+
+# -- desired versus installed, per device (issue #19 item 2) -------------------------------------------
+
+# The state of one profile on one device, worst first; shown with the same words on the device page
+# and the unit's page.
+PROFILE_STATES = {
+    "error": _l("refused by the device"),
+    "missing": _l("not installed"),
+    "installing": _l("install on its way"),
+    "outdated": _l("older version installed"),
+    "updating": _l("update on its way"),
+    "removing": _l("removal on its way"),
+    "unwanted": _l("no longer assigned, still installed"),
+    "foreign": _l("not installed by Hikeshi"),
+    "installed": _l("installed"),
+}
+PROFILE_STATE_ORDER = {name: i for i, name in enumerate(PROFILE_STATES)}
+
+
+def _profile_state(state: Any) -> str:
+    if state.is_foreign:
+        return "foreign"
+    if state.last_error:
+        return "error"
+    if state.desired_version is None:
+        if state.pending_action == assignments.REMOVE:
+            return "removing"
+        return "unwanted" if state.installed_version is not None else "installed"
+    if state.installed_version is None:
+        return "installing" if state.pending_action == assignments.INSTALL else "missing"
+    if state.installed_version < state.desired_version:
+        return "updating" if state.pending_action == assignments.INSTALL else "outdated"
+    return "installed"
+
+
+def device_profile_rows(session: Any, device: Device) -> list[dict[str, Any]]:
+    """The API's /devices/<id>/profiles for the console: per profile, desired and installed version,
+    what is in flight, when the device last confirmed it and its last error; worst first."""
+    states = [
+        s
+        for s in assignments.device_profile_states(session, device)
+        # A profile neither wanted nor installed nor in flight is history, not a state.
+        if s.is_foreign
+        or s.desired_version is not None
+        or s.installed_version is not None
+        or s.pending_action
+    ]
+    ids = sorted({s.profile_id for s in states if s.profile_id is not None})
+    names: dict[int, str] = {}
+    if ids:
+        names = dict(session.execute(select(Profile.id, Profile.name_ja).where(Profile.id.in_(ids))).all())
+    rows = []
+    for s in states:
+        state = _profile_state(s)
+        rows.append(
+            {
+                "identifier": s.identifier,
+                "profile_id": s.profile_id,
+                "name": names.get(s.profile_id) if s.profile_id is not None else s.foreign_display_name,
+                "desired_version": s.desired_version,
+                "installed_version": s.installed_version,
+                "pending_action": s.pending_action,
+                "pending_version": s.pending_version,
+                "last_verified_at": s.last_verified_at,
+                "last_error": s.last_error,
+                "state": state,
+                "state_label": str(PROFILE_STATES[state]),
+                "ok": state in ("installed", "foreign"),
+            }
+        )
+    rows.sort(key=lambda r: (PROFILE_STATE_ORDER[str(r["state"])], str(r["identifier"])))
+    return rows
 
 
 def _profile_or_404(profile_id: int) -> Profile:
@@ -51,7 +126,35 @@ def _clean_text(value: str | None, limit: int) -> str:
     return text
 
 
-def _list_page(errors: dict[str, list[str]] | None = None, form: dict[str, str] | None = None) -> str:
+def identifier_base(public_url: str) -> str:
+    """The site's reverse-DNS name (https://mdm.fd.example.jp → jp.example.fd.mdm): the prefix a
+    new profile's identifier is offered under, so nobody has to invent one at 2 a.m."""
+    host = (urlsplit(public_url).hostname or "").lower()
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        labels = [label for label in host.split(".") if label]
+        if len(labels) >= 2 and all(label.replace("-", "").isalnum() and label.isascii() for label in labels):
+            return ".".join(reversed(labels))
+    return "local.hikeshi"
+
+
+def suggested_identifiers(session: Any) -> dict[str, str]:
+    """Per template: `<site>.<template>`, numbered when a profile already has it."""
+    base = identifier_base(settings().public_url)
+    taken = set(session.scalars(select(Profile.identifier).where(Profile.identifier.like(base + ".%"))))
+    out = {}
+    for template in list_templates():
+        candidate, n = f"{base}.{template.slug}", 2
+        while candidate in taken:
+            candidate, n = f"{base}.{template.slug}-{n}", n + 1
+        out[template.slug] = candidate
+    return out
+
+
+def _list_page(
+    errors: dict[str, list[str]] | None = None, form: dict[str, str] | None = None
+) -> str | tuple[str, int]:
     principal = current_principal()
     session = db_session()
     stmt = select(ProfileAssignment.profile_id, func.count(ProfileAssignment.id)).group_by(
@@ -60,37 +163,44 @@ def _list_page(errors: dict[str, list[str]] | None = None, form: dict[str, str] 
     if principal.scope_unit_ids is not None:
         stmt = stmt.where(ProfileAssignment.org_unit_id.in_(sorted(principal.scope_unit_ids)))
     counts = {profile_id: int(count) for profile_id, count in session.execute(stmt)}
-    return render_template(
+    html = render_template(
         "console/profiles.html",
         profiles=service.list_profiles(session),
         counts=counts,
         summaries=payload_summaries,
         title_of=payload_title,
         templates=list_templates(),
+        suggested=suggested_identifiers(session),
         errors=errors or {},
         form=form or {},
     )
+    return (html, 400) if errors else html
 
 
 @bp.route("/profiles")
 @needs(Permission.PROFILE_READ)
-def profiles() -> str:
+def profiles() -> str | tuple[str, int]:
     return _list_page()
 
 
 @bp.route("/profiles", methods=["POST"])
 @needs(Permission.PROFILE_WRITE)
-def profile_create() -> Response | str:
+def profile_create() -> Response | str | tuple[str, int]:
     principal = current_principal()
     session = db_session()
     form = request.form
     try:
         if form.get("source") == "template":
+            slug = _clean_text(form.get("template"), 64)
+            # Left blank: the identifier the page offered for this template.
+            identifier = _clean_text(form.get("identifier"), 200) or suggested_identifiers(session).get(
+                slug, ""
+            )
             profile = service.create_profile_from_template(
                 session,
                 principal.actor,
-                _clean_text(form.get("template"), 64),
-                identifier=_clean_text(form.get("identifier"), 200),
+                slug,
+                identifier=identifier,
                 name_ja=_clean_text(form.get("name_ja"), 128) or None,
                 name_en=_clean_text(form.get("name_en"), 128) or None,
                 secret_key=settings().secret_key,
@@ -119,7 +229,7 @@ def _spec_from_form(text: str | None) -> Any:
 
 def _detail_page(
     profile: Profile, errors: dict[str, list[str]] | None = None, spec_text: str | None = None
-) -> str:
+) -> str | tuple[str, int]:
     principal = current_principal()
     session = db_session()
     rows = [
@@ -155,7 +265,7 @@ def _detail_page(
     except (CANotReady, RenderError) as exc:
         preview_error = str(exc)
     assigned_ids = {r.org_unit_id for r in rows}
-    return render_template(
+    html = render_template(
         "console/profile.html",
         profile=profile,
         payloads=[
@@ -174,17 +284,18 @@ def _detail_page(
         redacted=redact,
         errors=errors or {},
     )
+    return (html, 400) if errors else html
 
 
 @bp.route("/profiles/<int:profile_id>")
 @needs(Permission.PROFILE_READ)
-def profile(profile_id: int) -> str:
+def profile(profile_id: int) -> str | tuple[str, int]:
     return _detail_page(_profile_or_404(profile_id))
 
 
 @bp.route("/profiles/<int:profile_id>", methods=["POST"])
 @needs(Permission.PROFILE_WRITE)
-def profile_update(profile_id: int) -> Response | str:
+def profile_update(profile_id: int) -> Response | str | tuple[str, int]:
     principal = current_principal()
     session = db_session()
     profile = _profile_or_404(profile_id)
@@ -220,12 +331,15 @@ def profile_update(profile_id: int) -> Response | str:
 
 @bp.route("/profiles/<int:profile_id>/assign", methods=["POST"])
 @needs(Permission.PROFILE_WRITE)
-def profile_assign(profile_id: int) -> Response | str:
+def profile_assign(profile_id: int) -> Response | str | tuple[str, int]:
     principal = current_principal()
     session = db_session()
     profile = _profile_or_404(profile_id)
     unit_id = _int(request.form.get("org_unit_id"))
     unit = visible_unit(session, principal, unit_id) if unit_id is not None else None
+    if unit_id is None:
+        # No unit chosen is the default: a new profile reaches no tablet until someone says where.
+        return _detail_page(profile, {"org_unit_id": [_("Choose the unit to assign the profile to.")]})
     if unit is None:
         return _detail_page(profile, {"org_unit_id": [_("Unknown unit.")]})
     try:

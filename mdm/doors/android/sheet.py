@@ -16,6 +16,7 @@ from flask import Blueprint, Response, render_template
 from markupsafe import Markup
 
 from enrollment import android_qr
+from enrollment.android_settings import effective_settings
 from enrollment.tokens import TokenState, TokenUnavailable, token_state, usable_token
 from mdm.doors.appctx import db_session, settings
 from mdm.ground import clock
@@ -59,9 +60,10 @@ def _local(moment: datetime) -> str:
 
 def sheet(secret: str) -> Response:
     session = db_session()
+    conf = effective_settings(session, settings())  # what the console stored wins over the environment
     try:
         token = _token(secret)
-        qr_svg = Markup(android_qr.qr_svg_inline(settings(), secret, scale=4))  # noqa: S704 - segno output
+        qr_svg = Markup(android_qr.qr_svg_inline(conf, secret, scale=4))  # noqa: S704 - segno output
     except TokenUnavailable as exc:
         return _unavailable(exc.state)
     except android_qr.ProvisioningNotConfigured as exc:
@@ -79,7 +81,7 @@ def sheet(secret: str) -> Response:
         remaining=token.max_uses - token.use_count,
         state=token_state(token, clock.now()),
         organization=settings().organization_name,
-        wifi_ssid=settings().android_provisioning_wifi_ssid,
+        wifi_ssid=conf.android_provisioning_wifi_ssid,
     )
     return _private(Response(html, status=200, content_type="text/html; charset=utf-8"))
 
@@ -87,7 +89,7 @@ def sheet(secret: str) -> Response:
 def qr_png(secret: str) -> Response:
     try:
         _token(secret)
-        png = android_qr.qr_png(settings(), secret)
+        png = android_qr.qr_png(effective_settings(db_session(), settings()), secret)
     except TokenUnavailable as exc:
         return _unavailable(exc.state)
     except android_qr.ProvisioningNotConfigured as exc:

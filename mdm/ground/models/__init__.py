@@ -22,6 +22,7 @@ from mdm.ground.models.device import (
     IdentityPurpose,
 )
 from mdm.ground.models.enrollment import (
+    AndroidProvisioning,
     CertificateAuthority,
     CertificatePurpose,
     ChallengePurpose,
@@ -65,6 +66,7 @@ from mdm.ground.models.user import ApiToken, LoginThrottle, RecoveryCode, User, 
 __all__ = [
     "AgentRequestNonce",
     "Alert",
+    "AndroidProvisioning",
     "ApiToken",
     "AuditEvent",
     "Base",

@@ -119,3 +119,27 @@ class EnrollmentTokenUse(Base):
     source_ip: Mapped[str | None] = mapped_column(String(64))
 
     token: Mapped[EnrollmentToken] = relationship(back_populates="uses")
+
+
+class AndroidProvisioning(Base):
+    """What the Android device-owner QR code installs, set in the console (one row, id 1).
+
+    A column left NULL falls back to the server's setting (HIKESHI_ANDROID_*), so an installation
+    configured by environment keeps working; a value stored here wins without a restart. The
+    Wi-Fi password is sealed (mdm.ground.secretbox) like every other stored secret.
+    """
+
+    __tablename__ = "android_provisioning"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    agent_package: Mapped[str | None] = mapped_column(String(255))
+    agent_component: Mapped[str | None] = mapped_column(String(255))
+    agent_download_url: Mapped[str | None] = mapped_column(String(1024))
+    agent_signature_checksum: Mapped[str | None] = mapped_column(String(64))
+    wifi_ssid: Mapped[str | None] = mapped_column(String(64))
+    wifi_security: Mapped[str | None] = mapped_column(String(8))
+    wifi_password_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
+    locale: Mapped[str | None] = mapped_column(String(16))
+    time_zone: Mapped[str | None] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(default=clock.now)
+    updated_by: Mapped[str] = mapped_column(String(255), default="")

@@ -6,15 +6,15 @@ held through every request's COMMIT). Existing rows are all sealed and keep thei
 
 SQLite rebuilds audit_events (batch mode); no table refers to it, so nothing cascades.
 
-Revision ID: 0011
-Revises: 0008
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-12-06 10:05:00
 """
 from alembic import op
 import sqlalchemy as sa
 
-revision = '0011'
-down_revision = '0008'
+revision = '0010'
+down_revision = '0009'
 branch_labels = None
 depends_on = None
 
