@@ -243,7 +243,7 @@ def anchor_for(session: Session, first: AuditEvent) -> str:
     purge = session.scalars(
         select(AuditEvent).where(AuditEvent.action == "audit.purge").order_by(AuditEvent.id.desc()).limit(1)
     ).first()
-    if purge is not None and purge.details.get("up_to_seq") == first.seq - 1:
+    if purge is not None and purge.details.get("up_to_seq") == (first.seq or 0) - 1:
         return str(purge.details.get("last_purged_hash"))
     return "(missing rows before the oldest kept event)"
 

@@ -119,11 +119,10 @@ def insert_if_absent(session: Session, model: type[Any], values: dict[str, Any])
     Two transactions creating the same first row (two evaluations of one device, two workers
     recording APNs health) both succeed; the caller then reads the row with a row lock and updates it.
     """
-    if is_postgres(session):
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    session.execute(dialect_insert(model).values(**values).on_conflict_do_nothing())
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect: Any = postgresql if is_postgres(session) else sqlite
+    session.execute(dialect.insert(model).values(**values).on_conflict_do_nothing())
 
 
 def is_postgres(session_or_engine: Session | Engine) -> bool:

@@ -17,7 +17,7 @@ from flask_babel import gettext as _
 from mdm.doors.appctx import db_session
 from mdm.ground.models import Alert, Device
 from web.console.blueprint import bp
-from web.console.devices import RULES
+from web.console.labels import RULES
 
 _JAPANESE = re.compile(r"[\u3040-\u30ff\u3400-\u9fff]")
 

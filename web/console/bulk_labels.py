@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 
 from mdm.doors.appctx import db_session
 from mdm.ground.models import Device, EnrollmentState
-from web.api.device_labels import LIMITS, DuplicateAssetTag, set_device_labels
+from mdm.services.device_labels import LIMITS, DuplicateAssetTag, set_device_labels
 from web.console.blueprint import bp
 from web.console.guard import current_principal, needs
 from web.queries import device_scope

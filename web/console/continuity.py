@@ -39,8 +39,8 @@ from mdm.services.continuity import (
 from mdm.services.continuity import mark_spare as keep_as_spare
 from mdm.services.continuity.world import POOL_KINDS, load_world
 from web.console.blueprint import bp
-from web.console.devices import RULES as RULE_LABELS
 from web.console.guard import current_principal, needs
+from web.console.labels import RULES as RULE_LABELS
 from web.errors import field_error
 from web.queries import visible_device, visible_unit
 from web.rbac import Permission

@@ -32,7 +32,7 @@ from web.api.schemas import COMPLIANCE_STATES, Text
 from web.console.blueprint import bp
 from web.console.forms import CommandForm, DeviceFilterForm, FormSchema, load_form
 from web.console.guard import ask_confirmation, confirmed, current_principal, needs
-from web.console.labels import command_label, failure_label, status_label
+from web.console.labels import RULES, command_label, failure_label, status_label
 from web.hostile_input import loads_bounded
 from web.queries import (
     device_apps,
@@ -62,18 +62,6 @@ COMPLIANCE = {
     "compliant": _l("compliant"),
     "noncompliant": _l("non-compliant"),
     "unknown": _l("not evaluated"),
-}
-RULES = {
-    "unauthorized_app": _l("Unauthorized app"),
-    "passcode_missing": _l("No passcode set"),
-    "passcode_not_compliant": _l("Passcode does not meet the policy"),
-    "not_supervised": _l("Not supervised"),
-    "os_outdated": _l("OS older than the unit's minimum"),
-    "offline_too_long": _l("Not seen for too long"),
-    "identity_certificate_expiring": _l("Identity certificate expiring"),
-    "profile_missing_or_outdated": _l("Profile missing or outdated"),
-    "android_security_patch_outdated": _l("Android security patch older than the unit's minimum"),
-    "android_not_device_owner": _l("Agent is not the device owner"),
 }
 CHANGES = {
     "os_upgraded": _l("OS upgraded"),

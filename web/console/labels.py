@@ -78,3 +78,18 @@ def command_label(request_type: str) -> str:
     if str(get_locale() or "ja") == "ja":
         return f"{kind.description_ja} ({request_type})"
     return f"{kind.description_en} ({request_type})"
+
+
+# Compliance rules by id, as the device list, alerts and continuity reasons name them.
+RULES = {
+    "unauthorized_app": _l("Unauthorized app"),
+    "passcode_missing": _l("No passcode set"),
+    "passcode_not_compliant": _l("Passcode does not meet the policy"),
+    "not_supervised": _l("Not supervised"),
+    "os_outdated": _l("OS older than the unit's minimum"),
+    "offline_too_long": _l("Not seen for too long"),
+    "identity_certificate_expiring": _l("Identity certificate expiring"),
+    "profile_missing_or_outdated": _l("Profile missing or outdated"),
+    "android_security_patch_outdated": _l("Android security patch older than the unit's minimum"),
+    "android_not_device_owner": _l("Agent is not the device owner"),
+}
