@@ -1,6 +1,6 @@
 """When a device authenticates with an identity issued through a token, it joins the token's unit.
 
-Registered with mdm.services.devices on import (the app factory imports this module in load_services).
+The wiring (mdm.roots.wiring) connects `place_in_token_unit` to mdm.services.devices' IDENTITY_BOUND.
 """
 
 from __future__ import annotations
@@ -12,10 +12,8 @@ from mdm.ground import clock
 from mdm.ground.audit import Actor, record_event
 from mdm.ground.models import Device, DeviceCertificate, EnrollmentToken, EnrollmentTokenUse, OrgUnit
 from mdm.services import orgunits
-from mdm.services.devices import on_identity_bound
 
 
-@on_identity_bound
 def place_in_token_unit(session: Session, device: Device, row: DeviceCertificate, actor: Actor) -> None:
     if row.enrollment_token_id is None:
         return

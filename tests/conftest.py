@@ -19,10 +19,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from mdm.ground import clock
-from mdm.ground.audit_sealer import AuditSealer
 from mdm.ground.config import Settings
 from mdm.ground.db import make_engine, make_session_factory, read_mostly, upgrade_database
 from mdm.ground.models import Base
+from mdm.roots.wiring import wire
 
 pytest_plugins = ["tests.support.apns_server"]
 
@@ -120,7 +120,9 @@ def session_factory(clean_database: Engine) -> sessionmaker[Session]:
     engine = clean_database
     # Deferred on SQLite, so a test holding a session open never blocks the server under test.
     factory = make_session_factory(read_mostly(engine))
-    AuditSealer(factory, background=False).attach()  # PostgreSQL: events sealed as each commit ends
+    # The app's wiring without settings: what runs inside a transaction (hooks, inventory
+    # settled, readiness recomputed); nothing is sent after commit, the test drives that.
+    wire(factory, None, seal_in_background=False)  # PostgreSQL: events sealed as each commit ends
     return factory
 
 
@@ -198,6 +200,19 @@ def app(settings: Settings, device_ca: DeviceCA) -> Iterator[Any]:
     yield application
     application.extensions["hikeshi"].dispatcher.close()
     application.extensions["hikeshi"].engine.dispose()
+
+
+@pytest.fixture
+def app_session(app: Any) -> Iterator[Session]:
+    """A session of the app under test: its wiring posts the webhooks after commit (another
+    app's sessions, the `session` fixture's included, are not heard). Deferred on SQLite, so the
+    notifier's thread can write while the test holds it."""
+    ext = app.extensions["hikeshi"]
+    factory: sessionmaker[Session] = sessionmaker(
+        read_mostly(ext.engine), class_=ext.session_factory.class_, expire_on_commit=False
+    )
+    with factory() as session:
+        yield session
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 
 from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
@@ -44,6 +45,9 @@ class AuditSealer:
         self._guard = threading.Lock()
         self._thread: threading.Thread | None = None
         self._pid = 0
+
+    def listeners(self) -> list[tuple[str, Callable[..., None]]]:
+        return [("after_commit", self._after_commit)]
 
     def attach(self) -> AuditSealer:
         event.listen(self._factory, "after_commit", self._after_commit)

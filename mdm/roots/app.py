@@ -8,14 +8,11 @@ from typing import Any
 from flask import Flask
 from sqlalchemy.orm import Session, sessionmaker
 
-from commands.expiry import configure_command_expiry
-from commands.wipe_certificate import sign_at_acknowledgement
 from mdm.doors.appctx import Hikeshi, close_db_session
-from mdm.ground.audit_sealer import AuditSealer
 from mdm.ground.config import Settings
 from mdm.ground.db import ensure_migrated, make_engine, make_session_factory, transaction
-from mdm.ground.push.dispatcher import PushDispatcher
 from mdm.ground.transport import check_public_url
+from mdm.roots.wiring import wire
 
 log = logging.getLogger(__name__)
 
@@ -28,39 +25,22 @@ def build_app(settings: Settings | None = None, *, check_migrations: bool = True
     if check_migrations:
         ensure_migrated(engine)
     factory = make_session_factory(engine)
-    AuditSealer(factory).attach()  # audit events are sealed into the chain after each commit
-    # Result handlers sign wipe certificates at the acknowledgement (they need the settings).
-    sign_at_acknowledgement(factory, settings)
-    configure_command_expiry(factory, settings)
-    dispatcher = PushDispatcher(factory, settings)
-    dispatcher.install()
-    dispatcher.start()  # the MQTT wake-up connection, only when HIKESHI_MQTT_URL is set
+    # What every commit of the app runs (mdm.roots.wiring): inventory settled and compliance
+    # evaluated, readiness recomputed, then pushes, MQTT wake-ups, readiness webhooks and the
+    # sealing of its audit events into the hash chain.
+    wiring = wire(factory, settings)
+    assert wiring.dispatcher is not None
+    wiring.dispatcher.start()  # the MQTT wake-up connection, only when HIKESHI_MQTT_URL is set
 
     app = Flask(__name__)
     app.config.update(SECRET_KEY=settings.secret_key, MAX_CONTENT_LENGTH=None, JSON_SORT_KEYS=False)
-    app.extensions["hikeshi"] = Hikeshi(settings, engine, factory, dispatcher)
+    app.extensions["hikeshi"] = Hikeshi(settings, engine, factory, wiring.dispatcher)
+    app.extensions["hikeshi.wiring"] = wiring
     app.teardown_appcontext(close_db_session)
-    load_services()
     provision_builtin_ca(factory, settings)
     _register_blueprints(app)
 
     return app
-
-
-def load_services() -> None:
-    """Import the services whose hooks (result handlers, enrollment hooks) must be registered."""
-    import commands.incidents
-    import commands.kinds  # noqa: F401
-    import enrollment.hooks  # noqa: F401
-
-    # Inventory parsers, the first inventory after enrollment, compliance after every result;
-    # profile installs on enrollment and ProfileList enforcement.
-    import mdm.services.compliance.evaluation
-    import mdm.services.continuity  # readiness recomputed after every device change
-    import mdm.services.inventory.parsers
-    import mdm.services.inventory.refresh  # noqa: F401
-    import profiles.assignment
-    import profiles.enforcement  # noqa: F401
 
 
 def _register_blueprints(app: Flask) -> None:

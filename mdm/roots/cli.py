@@ -11,9 +11,8 @@ import click
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from commands.expiry import configure_command_expiry
 from mdm.ground.audit import Actor, verify_chain
-from mdm.ground.audit_sealer import AuditSealer, seal_all
+from mdm.ground.audit_sealer import seal_all
 from mdm.ground.config import BACKUP_PASSPHRASE, SCHEDULER_IN_SERVE, SECRET_KEY, Settings
 from mdm.ground.db import (
     DatabaseBehind,
@@ -27,6 +26,8 @@ from mdm.ground.logsetup import configure_logging
 from mdm.roots.distribution import package_clash
 
 if TYPE_CHECKING:
+    from mdm.ground.push.dispatcher import PushDispatcher
+    from mdm.roots.wiring import Wiring
     from mdm.services.backup.crypto import BackupKey
 
 
@@ -43,9 +44,14 @@ class Context:
         self._settings: Settings | None = None
         self._factory: sessionmaker[Session] | None = None
         self._engine: Engine | None = None
+        self._wiring: Wiring | None = None
 
     def close(self) -> None:
-        """Give the pool's connections back when the command ends (tests run many in one process)."""
+        """Post what the command's commits asked for, stop the push channels and give the pool's
+        connections back when the command ends (tests run many in one process)."""
+        if self._wiring is not None:
+            self._wiring.close()
+            self._wiring = None
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
@@ -65,10 +71,20 @@ class Context:
                     ensure_migrated(engine)
                 except DatabaseBehind as exc:
                     raise click.ClickException(str(exc)) from exc
-            self._factory = make_session_factory(engine)
-            AuditSealer(self._factory, background=False).attach()
-            configure_command_expiry(self._factory, self.settings)
+            from mdm.roots.wiring import wire  # imports every service: not for `hikeshi --help`
+
+            factory = make_session_factory(engine)
+            # The app's wiring (mdm.roots.wiring): the same listeners and hooks as the server's.
+            self._wiring = wire(factory, self.settings, seal_in_background=False)  # a CLI may exit at once
+            self._factory = factory
         return self._factory
+
+    @property
+    def dispatcher(self) -> PushDispatcher:
+        """Wakes the devices a command's commit queued commands for; closed with the context."""
+        self.session_factory()
+        assert self._wiring is not None and self._wiring.dispatcher is not None
+        return self._wiring.dispatcher
 
 
 pass_ctx = click.make_pass_decorator(Context, ensure=True)
@@ -294,7 +310,6 @@ def command_send(ctx: Context, udid: str, request_type: str, params: tuple[str, 
     """Queue REQUEST_TYPE for the device UDID and push it (never EraseDevice: see `hikeshi incident`)."""
     from commands.catalog import CommandParamsError, UnknownCommand, get_command_type
     from commands.queue import CommandRefused, enqueue_command
-    from mdm.ground.push.dispatcher import PushDispatcher
     from mdm.services.devices import lookup_device_by_udid
 
     try:
@@ -317,26 +332,20 @@ def command_send(ctx: Context, udid: str, request_type: str, params: tuple[str, 
             parsed[key] = json.loads(value)
         except json.JSONDecodeError:
             parsed[key] = value
-    factory = ctx.session_factory()
-    dispatcher = PushDispatcher(factory, ctx.settings)
-    dispatcher.install()
-    try:
-        with transaction(factory) as session:
-            device = lookup_device_by_udid(session, udid)
-            if device is None:
-                raise click.ClickException(f"no device with UDID {udid}")
-            try:
-                cmd = enqueue_command(session, device, request_type, parsed, actor=cli_actor())
-            except UnknownCommand as exc:
-                raise click.ClickException(str(exc)) from exc
-            except CommandParamsError as exc:
-                raise click.ClickException(f"{exc}: {json.dumps(exc.fields, ensure_ascii=False)}") from exc
-            except CommandRefused as exc:
-                raise click.ClickException(f"{exc.field}: {exc}") from exc
-            uuid = cmd.uuid
-        dispatcher.wait_idle(60)
-    finally:
-        dispatcher.close()
+    with transaction(ctx.session_factory()) as session:
+        device = lookup_device_by_udid(session, udid)
+        if device is None:
+            raise click.ClickException(f"no device with UDID {udid}")
+        try:
+            cmd = enqueue_command(session, device, request_type, parsed, actor=cli_actor())
+        except UnknownCommand as exc:
+            raise click.ClickException(str(exc)) from exc
+        except CommandParamsError as exc:
+            raise click.ClickException(f"{exc}: {json.dumps(exc.fields, ensure_ascii=False)}") from exc
+        except CommandRefused as exc:
+            raise click.ClickException(f"{exc.field}: {exc}") from exc
+        uuid = cmd.uuid
+    ctx.dispatcher.wait_idle(60)
     click.echo(f"queued {request_type} {uuid}")
 
 

@@ -59,30 +59,22 @@ def request_wipe_command(
     obj: Any, incident_id: int, username: str, reason: str | None, break_glass: bool
 ) -> None:
     """Ask for a wipe of INCIDENT_ID's device; a different person approves it (console or API)."""
-    from mdm.ground.push.dispatcher import PushDispatcher
-
     needed = Permission.WIPE_BREAK_GLASS if break_glass else Permission.WIPE_REQUEST
-    factory = obj.session_factory()
-    dispatcher = PushDispatcher(factory, obj.settings)
-    dispatcher.install()
-    try:
-        with transaction(factory) as session:
-            actor = person_actor(_person(session, username, needed))
-            incident = session.get(Incident, incident_id)
-            if incident is None:
-                raise click.BadParameter(f"no incident #{incident_id}", param_hint="INCIDENT_ID")
-            try:
-                if break_glass:
-                    command = hotline.break_glass_wipe(session, incident, actor=actor, reason=reason)
-                    done = f"BREAK GLASS: EraseDevice {command.uuid} queued for incident #{incident_id}"
-                else:
-                    hotline.request_wipe(session, incident, actor=actor, reason=reason)
-                    done = f"wipe requested for incident #{incident_id}; a different person must approve it"
-            except hotline.IncidentError as exc:
-                raise click.ClickException(f"{exc.field}: {exc}") from exc
-        dispatcher.wait_idle(60)
-    finally:
-        dispatcher.close()
+    with transaction(obj.session_factory()) as session:
+        actor = person_actor(_person(session, username, needed))
+        incident = session.get(Incident, incident_id)
+        if incident is None:
+            raise click.BadParameter(f"no incident #{incident_id}", param_hint="INCIDENT_ID")
+        try:
+            if break_glass:
+                command = hotline.break_glass_wipe(session, incident, actor=actor, reason=reason)
+                done = f"BREAK GLASS: EraseDevice {command.uuid} queued for incident #{incident_id}"
+            else:
+                hotline.request_wipe(session, incident, actor=actor, reason=reason)
+                done = f"wipe requested for incident #{incident_id}; a different person must approve it"
+        except hotline.IncidentError as exc:
+            raise click.ClickException(f"{exc.field}: {exc}") from exc
+    obj.dispatcher.wait_idle(60)
     click.echo(done)
 
 

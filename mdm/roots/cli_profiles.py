@@ -20,7 +20,6 @@ from mdm.ground.audit import Actor
 from mdm.ground.ca import CANotReady
 from mdm.ground.db import transaction
 from mdm.ground.models import OrgUnit, Profile
-from mdm.ground.push.dispatcher import PushDispatcher
 from mdm.services import orgunits
 from profiles.assignment import (
     ReconcileSummary,
@@ -139,21 +138,16 @@ def create(
 def update(obj: Any, reference: str, spec_file: Path) -> None:
     """Save a new version of a profile; devices that have it get it installed again (pushed)."""
     spec = _read_json(spec_file)
-    factory = obj.session_factory()
-    dispatcher = PushDispatcher(factory, obj.settings)
-    dispatcher.install()
     try:
-        with transaction(factory) as session:
+        with transaction(obj.session_factory()) as session:
             profile = _resolve_profile(session, reference)
             profile, summary = update_profile_and_apply(session, obj.settings, profile, spec, actor=_actor())
             label = f"{profile.identifier} v{profile.version}"
-        dispatcher.wait_idle(PUSH_WAIT_SECONDS)
+        obj.dispatcher.wait_idle(PUSH_WAIT_SECONDS)
     except ValidationError as exc:
         raise click.ClickException(f"invalid profile: {_messages(exc.messages)}") from exc
     except (CANotReady, RenderError) as exc:
         raise click.ClickException(str(exc)) from exc
-    finally:
-        dispatcher.close()
     if summary is None:
         click.echo(f"{label}: unchanged")
     else:
@@ -269,23 +263,18 @@ def unassign(obj: Any, reference: str, unit_ref: str) -> None:
 
 
 def _change_assignment(obj: Any, reference: str, unit_ref: str, *, assign: bool) -> None:
-    factory = obj.session_factory()
-    dispatcher = PushDispatcher(factory, obj.settings)
-    dispatcher.install()
     try:
-        with transaction(factory) as session:
+        with transaction(obj.session_factory()) as session:
             profile = _resolve_profile(session, reference)
             unit = _resolve_unit(session, unit_ref)
             change = assign_profile if assign else unassign_profile
             summary: ReconcileSummary = change(session, obj.settings, profile, unit, actor=_actor())
             label = f"{profile.identifier} {'→' if assign else '✕'} {unit.code or unit.id}"
-        dispatcher.wait_idle(PUSH_WAIT_SECONDS)
+        obj.dispatcher.wait_idle(PUSH_WAIT_SECONDS)
     except ValidationError as exc:
         raise click.ClickException(_messages(exc.messages)) from exc
     except CANotReady as exc:
         raise click.ClickException(str(exc)) from exc
-    finally:
-        dispatcher.close()
     click.echo(
         f"{label}: {summary.devices} devices, {len(summary.installs)} installs, "
         f"{len(summary.removals)} removals queued, {len(summary.cancelled)} undelivered installs cancelled"

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from mdm.ground import clock
 from mdm.ground.audit import Actor, record_event
+from mdm.ground.hooks import HookPoint
 from mdm.ground.models import (
     Alert,
     Device,
@@ -109,21 +110,22 @@ def refuse_user_channel(message: dict[str, Any]) -> None:
         raise UserChannelRefused("user channel not supported")
 
 
-# Services that react to a device finishing enrollment (first TokenUpdate) register here.
+# Services that react to a device finishing enrollment (first TokenUpdate), and to a new identity
+# binding (placing the device in its token's unit): connected by the wiring (mdm.roots.wiring).
 EnrolledHook = Callable[[Session, Device, Actor], None]
-_ENROLLED_HOOKS: list[EnrolledHook] = []
-# Services that react to a new identity binding (e.g. placing the device in its token's unit).
+DEVICE_ENROLLED: HookPoint[EnrolledHook] = HookPoint("device enrolled")
 BoundHook = Callable[[Session, Device, DeviceCertificate, Actor], None]
-_BOUND_HOOKS: list[BoundHook] = []
+IDENTITY_BOUND: HookPoint[BoundHook] = HookPoint("identity bound")
 
 
 def on_enrolled(fn: EnrolledHook) -> EnrolledHook:
-    _ENROLLED_HOOKS.append(fn)
+    """Marks `fn` as written for DEVICE_ENROLLED, for the reader only: it registers nothing, the
+    wiring connects it."""
     return fn
 
 
 def on_identity_bound(fn: BoundHook) -> BoundHook:
-    _BOUND_HOOKS.append(fn)
+    """Marks `fn` as written for IDENTITY_BOUND, for the reader only: the wiring connects it."""
     return fn
 
 
@@ -335,7 +337,7 @@ def authenticate(
         },
     )
     if newly_bound:
-        for hook in _BOUND_HOOKS:
+        for hook in IDENTITY_BOUND.hooks(session):
             hook(session, device, row, actor)
     return device
 
@@ -508,7 +510,7 @@ def token_update(
         {"topic": topic, "unlock_token": bool(unlock)},
     )
     if first:
-        for hook in _ENROLLED_HOOKS:
+        for hook in DEVICE_ENROLLED.hooks(session):
             hook(session, device, actor)
     return device
 

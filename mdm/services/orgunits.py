@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from mdm.ground import clock
 from mdm.ground.audit import Actor, record_event
+from mdm.ground.hooks import HookPoint
 from mdm.ground.models import Device, OrgUnit, OrgUnitKind, UnitType
 
 CODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,31}$"
@@ -296,33 +297,29 @@ def move_unit(session: Session, unit: OrgUnit, new_parent: OrgUnit | None, *, ac
         unit.id,
         {"from_parent_id": old_parent_id, "to_parent_id": new_parent_id},
     )
-    for hook in _UNIT_MOVED_HOOKS:
+    for hook in UNIT_MOVED.hooks(session):
         hook(session, unit, actor)
     return unit
 
 
-# Services that follow a device into its new unit (profiles install and remove what changed)
-# register here; called after the move is written and audited, in the same transaction.
-DeviceMovedHook = Callable[[Session, Device, int | None, int | None, Actor], None]
-_DEVICE_MOVED_HOOKS: list[DeviceMovedHook] = []
-
-
+# Services that follow a unit or a device to its new place (profiles install and remove what
+# changed), connected by the wiring (mdm.roots.wiring); called after the move is written and
+# audited, in the same transaction.
 UnitMovedHook = Callable[[Session, OrgUnit, Actor], None]
-_UNIT_MOVED_HOOKS: list[UnitMovedHook] = []
+UNIT_MOVED: HookPoint[UnitMovedHook] = HookPoint("unit moved")
+DeviceMovedHook = Callable[[Session, Device, int | None, int | None, Actor], None]
+DEVICE_MOVED: HookPoint[DeviceMovedHook] = HookPoint("device moved")
 
 
 def on_unit_moved(fn: UnitMovedHook) -> UnitMovedHook:
-    """Register `fn(session, unit, actor)`, run after a unit (and its subtree) changes parent:
-    every device below it now inherits along a different path."""
-    if fn not in _UNIT_MOVED_HOOKS:
-        _UNIT_MOVED_HOOKS.append(fn)
+    """Marks `fn(session, unit, actor)` as written for UNIT_MOVED (run after a unit and its subtree
+    change parent), for the reader only: it registers nothing, the wiring connects it."""
     return fn
 
 
 def on_device_moved(fn: DeviceMovedHook) -> DeviceMovedHook:
-    """Register `fn(session, device, from_unit_id, to_unit_id, actor)`, run after every move."""
-    if fn not in _DEVICE_MOVED_HOOKS:
-        _DEVICE_MOVED_HOOKS.append(fn)
+    """Marks `fn(session, device, from_unit_id, to_unit_id, actor)` as written for DEVICE_MOVED,
+    for the reader only: the wiring connects it."""
     return fn
 
 
@@ -330,7 +327,7 @@ def assign_device(session: Session, device: Device, unit: OrgUnit | None, *, act
     """Place a device in a unit (None: in no unit); False when it already was there.
 
     The one way a device changes unit (enrollment, the console, a spare swap): every service
-    registered with `on_device_moved` then follows it."""
+    connected to DEVICE_MOVED then follows it."""
     new_id = unit.id if unit is not None else None
     if device.org_unit_id == new_id:
         return False
@@ -346,7 +343,7 @@ def assign_device(session: Session, device: Device, unit: OrgUnit | None, *, act
         device.id,
         {"from_org_unit_id": old_id, "to_org_unit_id": new_id},
     )
-    for hook in _DEVICE_MOVED_HOOKS:
+    for hook in DEVICE_MOVED.hooks(session):
         hook(session, device, old_id, new_id, actor)
     return True
 

@@ -42,20 +42,14 @@ from mdm.ground.models import (
     Severity,
 )
 from mdm.services.compliance.evaluation import devices_by_compliance
-from mdm.services.compliance.sources import (
-    AppPolicy,
-    register_app_policy_source,
-    unregister_app_policy_source,
-)
+from mdm.services.compliance.sources import APP_POLICY_SOURCES, AppPolicy
 from mdm.services.inventory.events import settle_inventory
 from mdm.services.inventory.parsers.applications import parse_installed_applications
 from mdm.services.inventory.parsers.device_information import parse_device_information
 from mdm.services.inventory.parsers.security_info import parse_security_info
 from mdm.services.unit_policy import set_unit_policy
-from tests.inventory.helpers import load_services
 
 pytestmark = pytest.mark.bench
-load_services()
 
 DEVICES = int(os.environ.get("HIKESHI_BENCH_DEVICES", "10000"))
 BATCH = 500
@@ -194,20 +188,17 @@ def test_inventory_of_a_fleet_and_compliance_filter(session_factory, engine):
     def policy(session, device):
         return AppPolicy(blocked=frozenset({BLOCKED}))
 
-    register_app_policy_source(policy)
-    try:
-        with session_factory() as session:
-            # One tablet in ten runs an OS below the fleet minimum: a warning.
-            set_unit_policy(session, SYSTEM, None, minimum_os_version="17.0")
-            session.commit()
-            started = time.perf_counter()
-            _bulk_insert(session)
-            inserted = time.perf_counter() - started
+    APP_POLICY_SOURCES.connect(session_factory, policy)
+    with session_factory() as session:
+        # One tablet in ten runs an OS below the fleet minimum: a warning.
+        set_unit_policy(session, SYSTEM, None, minimum_os_version="17.0")
+        session.commit()
         started = time.perf_counter()
-        spent = _process(session_factory)
-        processed = time.perf_counter() - started
-    finally:
-        unregister_app_policy_source(policy)
+        _bulk_insert(session)
+        inserted = time.perf_counter() - started
+    started = time.perf_counter()
+    spent = _process(session_factory)
+    processed = time.perf_counter() - started
 
     with session_factory() as session:
         states = dict(

@@ -13,26 +13,20 @@ from mdm.services.compliance.evaluation import (
     evaluate_fleet,
     open_findings,
 )
-from mdm.services.compliance.sources import (
-    AppPolicy,
-    register_app_policy_source,
-    unregister_app_policy_source,
-)
+from mdm.services.compliance.sources import APP_POLICY_SOURCES, AppPolicy
 from mdm.services.unit_policy import policy_for, set_unit_policy
 from tests.inventory.helpers import ADMIN, answer, apps
 from tests.support.factories import make_device
 
 
 @pytest.fixture
-def block_game():
+def block_game(session_factory):
     """The app rules a profile assignment would declare: the game is blocked everywhere."""
 
     def source(session, device):
         return AppPolicy(blocked=frozenset({"com.example.game"}))
 
-    register_app_policy_source(source)
-    yield
-    unregister_app_policy_source(source)
+    APP_POLICY_SOURCES.connect(session_factory, source)
 
 
 def test_unauthorized_app_opens_alerts_and_closes(session, frozen_clock, block_game):

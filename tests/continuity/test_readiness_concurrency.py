@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from mdm.ground.db import make_session_factory
 from mdm.ground.models import Device, EnrollmentState, ReadinessEvent, UnitReadinessState
+from mdm.roots.wiring import wire
 from tests.continuity.helpers import build_tree, tablet
 
 
@@ -17,6 +18,7 @@ def test_concurrent_changes_end_in_the_right_state(session, clean_database):
     ids = [tablet(session, tree.command, f"指揮 iPad {n}").id for n in range(4)]
     session.commit()
     writers = make_session_factory(clean_database)  # IMMEDIATE on SQLite, like the server's sessions
+    wire(writers, None)  # readiness recomputed before each commit, as in the server
     start = threading.Barrier(len(ids))
     errors: list[BaseException] = []
 

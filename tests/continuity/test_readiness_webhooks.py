@@ -32,7 +32,10 @@ def deliveries(session) -> list[ReadinessDelivery]:
     return list(session.scalars(select(ReadinessDelivery).order_by(ReadinessDelivery.id)))
 
 
-def test_posted_after_commit_then_retried_by_the_job(app, session, session_factory, settings, frozen_clock):
+def test_posted_after_commit_then_retried_by_the_job(
+    app, app_session, session_factory, settings, frozen_clock
+):
+    session = app_session
     assert JOBS["readiness_recompute"][0] is readiness_job
     with webhook_receiver(statuses=[503]) as receiver:
         _, secret = create_webhook(

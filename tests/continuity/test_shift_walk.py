@@ -98,7 +98,8 @@ def unit_events(events: list[dict[str, Any]], unit_id: int) -> list[dict[str, An
 
 
 @pytest.fixture
-def shift(app, session, settings, device_ca):
+def shift(app, app_session, settings, device_ca):
+    session = app_session  # the app's wiring posts the readiness webhooks after its commits
     tree = build_tree(session)
     lost = tablet(session, tree.ambulance3, "救急3 iPad")
     tablet(session, tree.pump, "ポンプ iPad")
@@ -109,7 +110,8 @@ def shift(app, session, settings, device_ca):
     return tree, lost, tokens
 
 
-def test_shift_walk(app, session, settings, device_ca, shift):
+def test_shift_walk(app, app_session, settings, device_ca, shift):
+    session = app_session
     from tests.support.apple_device import SimulatedIPad
 
     tree, lost, tokens = shift

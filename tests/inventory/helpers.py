@@ -12,12 +12,9 @@ from commands.queue import enqueue_command
 from commands.results import record_result
 from mdm.ground.audit import Actor
 from mdm.ground.models import Command, Device
-from mdm.roots.app import load_services
 from mdm.services.inventory.events import settle_inventory
 
 ADMIN = Actor("admin@hq", "admin", "192.0.2.1")
-
-load_services()
 
 
 def answer(

@@ -1,4 +1,4 @@
-"""The profiles' expected-profiles source: registered at load, so the compliance rule
+"""The profiles' expected-profiles source: connected by the wiring, so the compliance rule
 profile_missing_or_outdated sees assigned profiles end to end (assignment → ProfileList → finding)."""
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from sqlalchemy import select
 from commands.results import record_result
 from mdm.ground.ca import ensure_ca
 from mdm.ground.models import Command
-from mdm.roots.app import load_services
 from mdm.services import orgunits
 from mdm.services.compliance import sources
 from mdm.services.compliance.evaluation import open_findings
@@ -27,7 +26,6 @@ IDENTIFIER = "jp.example.fd.baseline"
 
 @pytest.fixture
 def ready(session, settings):
-    load_services()
     ensure_ca(session, settings)
     return settings
 
@@ -75,8 +73,8 @@ def _profile_findings(session, device):
     ]
 
 
-def test_the_source_is_registered_at_load(ready):
-    assert expected_profiles_from_assignments in sources._PROFILE_SOURCES
+def test_the_source_is_connected_by_the_wiring(session, ready):
+    assert expected_profiles_from_assignments in sources.EXPECTED_PROFILE_SOURCES.hooks(session)
 
 
 def test_missing_and_outdated_profiles_are_findings_once_the_device_was_checked(session, ready, station):

@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from commands.catalog import CommandType, all_command_types
 from mdm.ground.db import make_session_factory
+from mdm.roots.wiring import wire
 
 
 @pytest.fixture
@@ -30,4 +31,6 @@ def android_request_type(monkeypatch: pytest.MonkeyPatch) -> str:
 def writer_factory(clean_database: Engine) -> sessionmaker[Session]:
     """Sessions as the server makes them (SQLite: BEGIN IMMEDIATE), for tests where the push
     thread writes (health) while the test queues commands: a deferred writer would fail there."""
-    return make_session_factory(clean_database)
+    factory = make_session_factory(clean_database)
+    wire(factory, None)  # the in-transaction wiring; the test installs its own dispatcher
+    return factory

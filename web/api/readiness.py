@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from typing import Any
 
 from flask import Response, request
-from flask.blueprints import BlueprintSetupState
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -29,7 +28,6 @@ from mdm.services.continuity import (
     current_readiness,
     events_after,
     hq_rollup,
-    install_notifier,
     last_event_id,
     mark_spare,
     plan_for,
@@ -63,15 +61,6 @@ blp = ApiBlueprint("readiness", __name__, url_prefix="/api/v1", description="Rea
 POLL_SECONDS = 0.25  # how soon a stream sees a change committed by any app node
 HEARTBEAT_SECONDS = 5.0  # a comment line, so proxies keep an idle stream open
 BATCH = 100
-
-
-@blp.record_once
-def _install_notifier(state: BlueprintSetupState) -> None:
-    # Readiness webhooks leave right after the commit that recorded a change; the app keeps it.
-    wiring = state.app.extensions["hikeshi"]
-    state.app.extensions["hikeshi.readiness_notifier"] = install_notifier(
-        wiring.session_factory, wiring.settings
-    )
 
 
 def _scope() -> frozenset[int] | None:

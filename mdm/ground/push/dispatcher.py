@@ -21,7 +21,7 @@ import logging
 import random
 import threading
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -83,13 +83,12 @@ class PushDispatcher:
         # None unless a broker is configured: then nothing ever opens a connection.
         self._mqtt = MqttWaker.from_settings(settings, session_factory)
 
-    def install(self, factory: sessionmaker[Session] | None = None) -> None:
-        """Hand every committed session's push requests (of `factory`, by default the
-        dispatcher's own) to this dispatcher."""
-        target = self._factory if factory is None else factory
-        # SQLAlchemy keeps these listeners for the factory's Session class in a class-level
-        # registry; holding the dispatcher only weakly there lets an app that is gone (tests
-        # build hundreds) be freed with its engine and pool, instead of living for ever.
+    def listeners(self) -> list[tuple[str, Callable[..., None]]]:
+        """(event, listener) that hand every committed session's push requests to this dispatcher.
+
+        SQLAlchemy keeps listeners with the factory's Session class for as long as that class
+        lives; holding the dispatcher only weakly there lets an app that is gone (tests build
+        hundreds) be freed with its engine and pool, instead of living for ever."""
         on_commit = weakref.WeakMethod(self._after_commit)
         on_rollback = weakref.WeakMethod(self._after_rollback)
 
@@ -103,8 +102,14 @@ class PushDispatcher:
             if method is not None:
                 method(session, previous)
 
-        event.listen(target, "after_commit", after_commit)
-        event.listen(target, "after_soft_rollback", after_soft_rollback)
+        return [("after_commit", after_commit), ("after_soft_rollback", after_soft_rollback)]
+
+    def install(self, factory: sessionmaker[Session] | None = None) -> None:
+        """Attach `listeners()` to `factory` (by default the dispatcher's own): for a factory the
+        application's wiring (mdm.roots.wiring) does not build, such as a test's."""
+        target = self._factory if factory is None else factory
+        for name, listener in self.listeners():
+            event.listen(target, name, listener)
 
     def _after_commit(self, session: Session) -> None:
         device_ids = take_pending_pushes(session)

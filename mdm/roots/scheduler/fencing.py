@@ -53,8 +53,15 @@ def current_generation(session: Session) -> int | None:
 
 
 def fenced_factory(factory: sessionmaker[Session], generation: int) -> sessionmaker[Session]:
-    """Sessions like `factory`'s that refuse to commit once the generation has moved on."""
-    fenced = sessionmaker(factory.kw["bind"], expire_on_commit=factory.kw.get("expire_on_commit", True))
+    """Sessions like `factory`'s that refuse to commit once the generation has moved on.
+
+    Their class derives from `factory`'s, so they run what the wiring (mdm.roots.wiring) connected
+    to `factory`: its listeners and hooks, the fence check after them."""
+    fenced = sessionmaker(
+        factory.kw["bind"],
+        class_=factory.class_,
+        expire_on_commit=factory.kw.get("expire_on_commit", True),
+    )
 
     @event.listens_for(fenced, "before_commit")
     def _check_fence(session: Session) -> None:

@@ -16,15 +16,13 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.exc import SQLAlchemyError
 
-from commands.expiry import configure_command_expiry
-from mdm.ground.audit_sealer import AuditSealer
 from mdm.ground.config import Settings
 from mdm.ground.db import ensure_migrated, make_engine, make_session_factory, transaction
 from mdm.ground.health import mark_health
-from mdm.ground.push.dispatcher import PushDispatcher
 from mdm.roots.scheduler.fencing import FencedOut, fenced_factory, take_over
 from mdm.roots.scheduler.jobs import JOBS, JobContext, run_job
 from mdm.roots.scheduler.lock import SchedulerLock, scheduler_lock_for
+from mdm.roots.wiring import wire
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +36,8 @@ def run_scheduler(settings: Settings, stop: threading.Event, *, jobs: list[str] 
     engine = make_engine(settings.database_url)
     ensure_migrated(engine)  # never run jobs against a schema the code does not match
     factory = make_session_factory(engine)
-    AuditSealer(factory).attach()
-    configure_command_expiry(factory, settings)
-    dispatcher = PushDispatcher(factory, settings)
-    dispatcher.install()
+    # The app's wiring (mdm.roots.wiring): a job's commit recomputes readiness, sends its pushes.
+    wiring = wire(factory, settings)
     holder = holder_name()
     lock = scheduler_lock_for(settings.database_url, settings.instance_path)
     poll = settings.scheduler_lock_poll_seconds
@@ -59,15 +55,14 @@ def run_scheduler(settings: Settings, stop: threading.Event, *, jobs: list[str] 
                 stop.wait(poll)
                 continue
             log.info("scheduler %s: active (generation %d)", holder, generation)
-            fenced = fenced_factory(factory, generation)
-            dispatcher.install(fenced)  # pushes asked for by jobs leave right after their commit
-            ctx = JobContext(fenced, settings, holder, dispatcher)
+            fenced = fenced_factory(factory, generation)  # derived from factory: wired alike
+            ctx = JobContext(fenced, settings, holder, wiring.dispatcher)
             try:
                 _run_while_held(ctx, lock, stop, poll, jobs or list(JOBS))
             finally:
                 lock.release()
     finally:
-        dispatcher.close()
+        wiring.close()
         engine.dispose()
 
 

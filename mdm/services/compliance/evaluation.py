@@ -26,11 +26,9 @@ from mdm.ground.models import (
     Severity,
 )
 from mdm.services.alerts.service import raise_alert
-from mdm.services.compliance import profile_sources  # noqa: F401  (registers the profiles' app rules)
 from mdm.services.compliance.queries import with_compliance_filter
 from mdm.services.compliance.rules import RULES, DeviceState, Violation
 from mdm.services.compliance.sources import allowed_apps_for, expected_profiles_for
-from mdm.services.inventory.events import after_inventory
 from mdm.services.unit_policy import PolicyBook
 
 
@@ -242,6 +240,6 @@ def evaluate_fleet(session: Session, *, rules: Iterable[str] | None = None, batc
         last_id = devices[-1].id
 
 
-@after_inventory
 def evaluate_after_inventory(session: Session, devices: list[Device]) -> None:
+    """Connected to mdm.services.inventory.events' INVENTORY_UPDATED by the wiring."""
     evaluate_devices(session, devices)

@@ -1,6 +1,6 @@
 """What the profiles assigned to a device's unit (profiles.assignment) expect of it: its app rules
-and the profiles it should have installed, registered with mdm.services.compliance.sources on import
-(mdm.services.compliance.evaluation imports this module, and the app factory loads that at start).
+and the profiles it should have installed: the wiring (mdm.roots.wiring) connects these two functions
+to mdm.services.compliance.sources' APP_POLICY_SOURCES and EXPECTED_PROFILE_SOURCES.
 
 A profile whose first install is still in flight (the device never held it) is not expected yet:
 a "profile missing" finding for every device right after each assignment, or from a ProfileList
@@ -19,14 +19,11 @@ from mdm.services.compliance.sources import (
     AppPolicy,
     ExpectedProfile,
     app_policy_from_specs,
-    register_app_policy_source,
-    register_expected_profiles_source,
 )
 from profiles.assignment import INSTALL, desired_profiles, device_profile_states
 from profiles.spec import profile_uuid
 
 
-@register_app_policy_source
 def app_policy_from_assigned_profiles(session: Session, device: Device) -> AppPolicy | None:
     profiles = desired_profiles(session, device)
     if not profiles:
@@ -34,7 +31,6 @@ def app_policy_from_assigned_profiles(session: Session, device: Device) -> AppPo
     return app_policy_from_specs([p.spec for p in profiles], device.platform)
 
 
-@register_expected_profiles_source
 def expected_profiles_from_assignments(session: Session, device: Device) -> list[ExpectedProfile] | None:
     """The assigned profiles at their current version (Apple: the version's top-level PayloadUUID)."""
     if device.platform != "apple":

@@ -1,7 +1,8 @@
 """What a device should have, as other services declare it: its app rules and its profiles.
 
-Profile assignment lives in `profiles/`; it plugs in here with `register_app_policy_source` and
-`register_expected_profiles_source`. With no source registered, or none that knows the device,
+Profile assignment lives in `profiles/`; the wiring (mdm.roots.wiring) connects its sources
+(mdm.services.compliance.profile_sources) to APP_POLICY_SOURCES and EXPECTED_PROFILE_SOURCES.
+With no source connected, or none that knows the device,
 `allowed_apps_for` / `expected_profiles_for` return None and the matching rules find nothing:
 a device without an app policy has no unauthorized app.
 """
@@ -15,6 +16,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from mdm.ground.hooks import HookPoint
 from mdm.ground.models import Device
 
 # iOS lists some of Apple's own removable apps; an allow list of a fleet's apps would flag them all.
@@ -86,35 +88,13 @@ def app_policy_from_specs(specs: Iterable[Mapping[str, Any]], platform: str = "a
 
 AppPolicySource = Callable[[Session, Device], AppPolicy | None]
 ExpectedProfilesSource = Callable[[Session, Device], list[ExpectedProfile] | None]
-_APP_SOURCES: list[AppPolicySource] = []
-_PROFILE_SOURCES: list[ExpectedProfilesSource] = []
-
-
-def register_app_policy_source(fn: AppPolicySource) -> AppPolicySource:
-    if fn not in _APP_SOURCES:
-        _APP_SOURCES.append(fn)
-    return fn
-
-
-def unregister_app_policy_source(fn: AppPolicySource) -> None:
-    if fn in _APP_SOURCES:
-        _APP_SOURCES.remove(fn)
-
-
-def register_expected_profiles_source(fn: ExpectedProfilesSource) -> ExpectedProfilesSource:
-    if fn not in _PROFILE_SOURCES:
-        _PROFILE_SOURCES.append(fn)
-    return fn
-
-
-def unregister_expected_profiles_source(fn: ExpectedProfilesSource) -> None:
-    if fn in _PROFILE_SOURCES:
-        _PROFILE_SOURCES.remove(fn)
+APP_POLICY_SOURCES: HookPoint[AppPolicySource] = HookPoint("app policy sources")
+EXPECTED_PROFILE_SOURCES: HookPoint[ExpectedProfilesSource] = HookPoint("expected profile sources")
 
 
 def allowed_apps_for(session: Session, device: Device) -> AppPolicy | None:
     policy: AppPolicy | None = None
-    for source in _APP_SOURCES:
+    for source in APP_POLICY_SOURCES.hooks(session):
         found = source(session, device)
         if found is not None:
             policy = found if policy is None else policy.merged(found)
@@ -123,7 +103,7 @@ def allowed_apps_for(session: Session, device: Device) -> AppPolicy | None:
 
 def expected_profiles_for(session: Session, device: Device) -> list[ExpectedProfile] | None:
     expected: list[ExpectedProfile] | None = None
-    for source in _PROFILE_SOURCES:
+    for source in EXPECTED_PROFILE_SOURCES.hooks(session):
         found = source(session, device)
         if found is not None:
             expected = [*(expected or []), *found]

@@ -1,10 +1,9 @@
 """Continuity: unit plans, spares, readiness (ready / degraded / critical) and its dispatch feed.
 
-Importing this package installs the hooks that recompute readiness after every device change
-(continuity.hooks) and deliver readiness webhooks after commit (continuity.webhooks).
+The wiring (mdm.roots.wiring) attaches the listeners that recompute readiness after every device
+change (continuity.hooks) and deliver readiness webhooks after commit (continuity.webhooks).
 """
 
-from mdm.services.continuity import hooks
 from mdm.services.continuity.plans import (
     DEFAULT_PLANS,
     Plan,
@@ -36,15 +35,14 @@ from mdm.services.continuity.spares import (
     swap_spare,
     unmark_spare,
 )
-from mdm.services.continuity.webhooks import install_notifier, readiness_job
-
-hooks.install()
+from mdm.services.continuity.webhooks import ReadinessNotifier, readiness_job
 
 __all__ = [
     "DEFAULT_PLANS",
     "Plan",
     "PlanError",
     "PlanSchema",
+    "ReadinessNotifier",
     "Rollup",
     "Spare",
     "SpareError",
@@ -55,7 +53,6 @@ __all__ = [
     "default_plan",
     "events_after",
     "hq_rollup",
-    "install_notifier",
     "last_event_id",
     "mark_spare",
     "plan_for",

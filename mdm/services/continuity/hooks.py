@@ -1,11 +1,12 @@
 """Readiness follows every device change without each service calling it.
 
-One listener on every Session notes, after each flush, which units a change may affect
-(enrollment, check-in, compliance, battery, incident opened or closed, device moved, retired,
-spares, plans, the org tree). Just before the transaction commits, only those units are
-recomputed, in the same transaction — so the change and its readiness event commit together, or
-not at all. If the recompute fails, the device's own change still commits (a command is never
-lost to a readiness bug) and the scheduled recompute catches up.
+Three listeners on the application's sessions, attached by mdm.roots.wiring: `collect_changes`
+notes, after each flush, which units a change may affect (enrollment, check-in, compliance,
+battery, incident opened or closed, device moved, retired, spares, plans, the org tree). Just
+before the transaction commits (`recompute_before_commit`), only those units are recomputed, in
+the same transaction — so the change and its readiness event commit together, or not at all. If
+the recompute fails, the device's own change still commits (a command is never lost to a
+readiness bug) and the scheduled recompute catches up.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import event, inspect, select
+from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session
 
 from mdm.ground import clock
@@ -85,7 +86,7 @@ def _note_device(pending: Pending, device: Device, is_new: bool) -> None:
             pending.seen.add(device.id)
 
 
-def _collect(session: Session, _flush_context: Any) -> None:
+def collect_changes(session: Session, _flush_context: Any) -> None:
     if session.info.get(BUSY_KEY):
         return
     pending: Pending = session.info.setdefault(PENDING_KEY, Pending())
@@ -152,7 +153,7 @@ def _units_of(session: Session, pending: Pending) -> set[int] | None:
     return units
 
 
-def _before_commit(session: Session) -> None:
+def recompute_before_commit(session: Session) -> None:
     # A savepoint being released is not the end of the transaction: wait for the real commit.
     if session.in_nested_transaction() or session.info.get(BUSY_KEY):
         return
@@ -178,21 +179,7 @@ def _before_commit(session: Session) -> None:
         session.info.pop(BUSY_KEY, None)
 
 
-def _after_rollback(session: Session, previous: Any) -> None:
+def forget_after_rollback(session: Session, previous: Any) -> None:
     # A rolled-back savepoint leaves the outer transaction's notes in place.
     if not getattr(previous, "nested", False):
         session.info.pop(PENDING_KEY, None)
-
-
-_installed = False
-
-
-def install() -> None:
-    """Listen on every Session (idempotent; called when mdm.services.continuity is imported)."""
-    global _installed
-    if _installed:
-        return
-    event.listen(Session, "after_flush", _collect)
-    event.listen(Session, "before_commit", _before_commit)
-    event.listen(Session, "after_soft_rollback", _after_rollback)
-    _installed = True

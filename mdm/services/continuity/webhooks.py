@@ -11,12 +11,14 @@ its `event_id`: the receiver sees the same ids as the stream and the poller.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import weakref
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import event, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from mdm.ground import clock
@@ -141,36 +143,74 @@ def readiness_job(ctx: JobContextLike) -> dict[str, Any]:
 # -- right after commit ---------------------------------------------------------------------------
 
 
-class Notifier:
-    """Delivers readiness webhooks of one app right after a transaction recorded a change."""
+class ReadinessNotifier:
+    """Delivers one application's readiness webhooks right after a transaction of its sessions
+    recorded a change. The wiring (mdm.roots.wiring) attaches `listeners()` to the application's
+    session factory; the posting happens on a worker thread, never in the committing request."""
 
     def __init__(self, factory: sessionmaker[Session], settings: Settings) -> None:
         self.factory = factory
         self.settings = settings
+        self._state = threading.Condition()
+        self._queued = False
+        self._delivering = False
+
+    def listeners(self) -> list[tuple[str, Callable[..., None]]]:
+        """(event, listener) for the application's session factory. SQLAlchemy keeps listeners
+        with the factory's Session class for as long as that class lives; holding the notifier
+        only weakly there lets an application that is gone be freed (tests build hundreds)."""
+        this = weakref.ref(self)
+
+        def after_commit(session: Session) -> None:
+            notifier = this()
+            if notifier is not None:
+                notifier.after_commit(session)
+
+        return [("after_commit", after_commit), ("after_soft_rollback", forget_after_rollback)]
+
+    def after_commit(self, session: Session) -> None:
+        if session.in_nested_transaction():
+            return  # a savepoint released: the events are not visible to others yet
+        if session.info.pop(EVENTS_WRITTEN_KEY, False):
+            with self._state:
+                if self._queued:
+                    return  # the delivery already waiting will post this change too
+                self._queued = True
+            _WORK.put(weakref.ref(self))
+            _start_worker()
 
     def deliver(self) -> None:
+        with self._state:
+            self._queued = False
+            self._delivering = True
         try:
             deliver_due(self.factory, self.settings)
         except Exception:
             log.exception("readiness webhook delivery failed; the scheduler retries")
+        finally:
+            with self._state:
+                self._delivering = False
+                self._state.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait for what the last commits asked for to be posted (a CLI command, before it exits)."""
+        with self._state:
+            return self._state.wait_for(lambda: not (self._queued or self._delivering), timeout)
 
 
-_notifiers: weakref.WeakSet[Notifier] = weakref.WeakSet()
-_wake = threading.Event()
+def forget_after_rollback(session: Session, previous: Any) -> None:
+    if not getattr(previous, "nested", False):
+        session.info.pop(EVENTS_WRITTEN_KEY, None)
+
+
+# Deliveries asked for by commits, of whichever application: one thread for the process, however
+# many applications (tests build many); idle, it only waits.
+_WORK: queue.SimpleQueue[weakref.ref[ReadinessNotifier]] = queue.SimpleQueue()
 _start_lock = threading.Lock()
 _worker: threading.Thread | None = None
 
 
-def install_notifier(factory: sessionmaker[Session], settings: Settings) -> Notifier:
-    """Register an app's notifier; keep the returned object alive as long as the app."""
-    notifier = Notifier(factory, settings)
-    _notifiers.add(notifier)
-    _start_worker()
-    return notifier
-
-
 def _start_worker() -> None:
-    # One thread for the process, however many apps (tests build many): idle, it only waits.
     global _worker
     with _start_lock:
         if _worker is None or not _worker.is_alive():
@@ -180,23 +220,6 @@ def _start_worker() -> None:
 
 def _work() -> None:
     while True:
-        _wake.wait()
-        _wake.clear()
-        for notifier in list(_notifiers):
+        notifier = _WORK.get()()
+        if notifier is not None:
             notifier.deliver()
-
-
-def _after_commit(session: Session) -> None:
-    if session.in_nested_transaction():
-        return  # a savepoint released: the events are not visible to others yet
-    if session.info.pop(EVENTS_WRITTEN_KEY, False) and len(_notifiers):
-        _wake.set()
-
-
-def _after_rollback(session: Session, previous: Any) -> None:
-    if not getattr(previous, "nested", False):
-        session.info.pop(EVENTS_WRITTEN_KEY, None)
-
-
-event.listen(Session, "after_commit", _after_commit)
-event.listen(Session, "after_soft_rollback", _after_rollback)

@@ -17,7 +17,6 @@ from commands.queue import enqueue_command
 from mdm.ground import clock
 from mdm.ground.audit import Actor
 from mdm.ground.models import Command, CommandStatus, Device, DeviceFacts, EnrollmentState
-from mdm.services.devices import on_enrolled
 from mdm.services.unit_policy import PolicyBook, UnitPolicy
 
 INVENTORY_KINDS = (
@@ -46,8 +45,8 @@ def queue_inventory_refresh(
     return commands
 
 
-@on_enrolled
 def queue_first_inventory(session: Session, device: Device, actor: Actor) -> None:
+    """Connected to mdm.services.devices' DEVICE_ENROLLED by the wiring."""
     # No push: a device that has just sent TokenUpdate connects to the server URL next anyway.
     if device.platform == "apple":
         queue_inventory_refresh(session, device, actor, push=False)
