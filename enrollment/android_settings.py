@@ -1,6 +1,6 @@
 """Android provisioning settings kept in the database, so the console can set them (issue #19 item 8).
 
-Until now the device-owner QR code was configured only by HIKESHI_ANDROID_* environment variables
+Until now the device-owner QR code was configured only by the Android environment settings
 and a restart. The stored row (mdm.ground.models.AndroidProvisioning) now wins field by field; a field it
 leaves empty falls back to the environment. `effective_settings` gives the Settings the QR code is
 made with; `provisioning_problems` says, per console field, what still makes a code unusable, and

@@ -149,7 +149,7 @@ def push_certificate_upload() -> Any:
 @needs(Permission.SETTINGS_WRITE)
 def android_settings_save() -> Any:
     """Store what the Android provisioning QR code installs; blank falls back to the server's
-    HIKESHI_ANDROID_* setting. Audited as android.provisioning_changed (never the password)."""
+    Android setting from the environment. Audited as android.provisioning_changed (never the password)."""
     principal = current_principal()
     if principal.scoped:
         abort(403)  # one setting for every station

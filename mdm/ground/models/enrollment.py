@@ -124,7 +124,7 @@ class EnrollmentTokenUse(Base):
 class AndroidProvisioning(Base):
     """What the Android device-owner QR code installs, set in the console (one row, id 1).
 
-    A column left NULL falls back to the server's setting (HIKESHI_ANDROID_*), so an installation
+    A column left NULL falls back to the server's Android setting from the environment, so an installation
     configured by environment keeps working; a value stored here wins without a restart. The
     Wi-Fi password is sealed (mdm.ground.secretbox) like every other stored secret.
     """

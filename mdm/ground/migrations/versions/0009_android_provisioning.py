@@ -3,7 +3,7 @@
 - android_provisioning: one row (id 1) with what the device-owner QR code installs: the agent
   package, admin component, APK download URL and signing-certificate checksum, the Wi-Fi joined
   during setup (password sealed), locale and time zone. A NULL column falls back to the
-  server's HIKESHI_ANDROID_* setting, so nothing changes for an installation configured by
+  server's Android setting from the environment, so nothing changes for an installation configured by
   environment until someone saves a value in the console.
 
 Revision ID: 0009
