@@ -22,6 +22,7 @@ from mdm.ground import clock
 from mdm.ground.config import Settings
 from mdm.ground.db import make_engine, make_session_factory, read_mostly, upgrade_database
 from mdm.ground.models import Base
+from mdm.roots.commands import wire_commands
 
 pytest_plugins = ["tests.support.apns_server"]
 
@@ -118,7 +119,10 @@ def clean_database(engine: Engine) -> Engine:
 def session_factory(clean_database: Engine) -> sessionmaker[Session]:
     engine = clean_database
     # Deferred on SQLite, so a test holding a session open never blocks the server under test.
-    return make_session_factory(read_mostly(engine))
+    factory = make_session_factory(read_mostly(engine))
+    # As a composition root wires it, without the settings (a test's own app brings those).
+    wire_commands(factory, None)
+    return factory
 
 
 @pytest.fixture

@@ -26,19 +26,17 @@ from commands.incidents.errors import (
     RequesterUnknown,
     SamePersonError,
 )
-from commands.incidents.lock_state import state_of
+from commands.incidents.steps import ERASE_PURPOSE, LOCK_PURPOSE, record_step
 from commands.queue import cancel_command, enqueue_command
 from mdm.ground import clock
-from mdm.ground.audit import Actor, record_event
+from mdm.ground.audit import Actor
 from mdm.ground.models import Command, CommandStatus, Device
-from mdm.ground.models.incident import Incident, IncidentCommand, IncidentStatus, IncidentStep, LossKind
+from mdm.ground.models.incident import Incident, IncidentCommand, IncidentStatus, LossKind
 from mdm.ground.push import request_push
 from mdm.services.devices import bound_identities
 
 DEFAULT_LOCK_MESSAGE = "この端末は紛失・盗難の届出が出ています。拾得された方は消防署へお届けください。"
 DEFAULT_FOOTNOTE = "消防本部 情報システム担当"
-LOCK_PURPOSE = "lock"
-ERASE_PURPOSE = "erase"
 MAX_REASON = 2000
 
 
@@ -103,34 +101,6 @@ def person_of(actor: Actor, action: str) -> int:
 def _check_second_person(incident: Incident, actor: Actor, person: int) -> None:
     if person == incident.wipe_requested_by_user_id or same_person(actor.name, incident.wipe_requested_by):
         raise SamePersonError(incident.wipe_requested_by or "")
-
-
-def record_step(
-    session: Session,
-    incident: Incident,
-    actor: Actor,
-    action: str,
-    details: dict[str, Any] | None = None,
-    *,
-    flagged: bool = False,
-) -> IncidentStep:
-    """One timeline step and its audit event (action "incident.<action>"), same transaction."""
-    details = dict(details or {})
-    step = IncidentStep(
-        incident_id=incident.id,
-        action=action,
-        actor=actor.name,
-        actor_role=actor.role,
-        occurred_at=clock.now(),
-        details=details,
-        flagged=flagged,
-    )
-    session.add(step)
-    audit_details = {"device_id": incident.device_id, "status": incident.status, **details}
-    if flagged:
-        audit_details["flagged"] = True
-    record_event(session, actor, f"incident.{action}", "incident", incident.id, audit_details)
-    return step
 
 
 def send_incident_command(
@@ -304,25 +274,6 @@ def lock_now(
         },
     )
     return LockOutcome(command, lost_mode, *notice)
-
-
-def mark_locked(session: Session, incident: Incident, command: Command) -> None:
-    """The device confirmed the lock (result handler)."""
-    if incident.status == IncidentStatus.OPEN:
-        incident.status = IncidentStatus.LOCKED
-    incident.locked_at = incident.locked_at or command.acknowledged_at or clock.now()
-    record_step(
-        session,
-        incident,
-        Actor(f"device:{incident.device.udid}", "device"),
-        "lock_confirmed",
-        {
-            "command_uuid": command.uuid,
-            "request_type": command.request_type,
-            "message_result": command.message_result,
-            "lock_state": state_of(command),
-        },
-    )
 
 
 # -- wipe, two people -----------------------------------------------------------------------------

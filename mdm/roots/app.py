@@ -8,13 +8,12 @@ from typing import Any
 from flask import Flask
 from sqlalchemy.orm import Session, sessionmaker
 
-from commands.expiry import configure_command_expiry
-from commands.wipe_certificate import sign_at_acknowledgement
 from mdm.doors.appctx import Hikeshi, close_db_session
 from mdm.ground.config import Settings
 from mdm.ground.db import ensure_migrated, make_engine, make_session_factory, transaction
 from mdm.ground.push.dispatcher import PushDispatcher
 from mdm.ground.transport import check_public_url
+from mdm.roots.commands import wire_commands
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +26,9 @@ def build_app(settings: Settings | None = None, *, check_migrations: bool = True
     if check_migrations:
         ensure_migrated(engine)
     factory = make_session_factory(engine)
-    # Result handlers sign wipe certificates at the acknowledgement (they need the settings).
-    sign_at_acknowledgement(factory, settings)
-    configure_command_expiry(factory, settings)
+    # Command results need the settings (wipe certificates are signed at the acknowledgement)
+    # and the profile services; queued commands, the configured lifetime.
+    wire_commands(factory, settings)
     dispatcher = PushDispatcher(factory, settings)
     dispatcher.install()
     dispatcher.start()  # the MQTT wake-up connection, only when HIKESHI_MQTT_URL is set
@@ -47,18 +46,10 @@ def build_app(settings: Settings | None = None, *, check_migrations: bool = True
 
 def load_services() -> None:
     """Import the services whose hooks (result handlers, enrollment hooks) must be registered."""
-    import commands.incidents
-    import commands.kinds  # noqa: F401
+    # The first inventory after enrollment, compliance after every result; profile installs on
+    # enrollment. (What a command's result does is its class's: commands.catalog.)
     import enrollment.hooks  # noqa: F401
-
-    # Inventory parsers, the first inventory after enrollment, compliance after every result;
-    # profile installs on enrollment and ProfileList enforcement.
-    import mdm.services.compliance.evaluation
-    import mdm.services.continuity  # readiness recomputed after every device change
-    import mdm.services.inventory.parsers
-    import mdm.services.inventory.refresh  # noqa: F401
-    import profiles.assignment
-    import profiles.enforcement  # noqa: F401
+    import profiles.assignment  # noqa: F401
 
 
 def _register_blueprints(app: Flask) -> None:

@@ -11,7 +11,6 @@ import click
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from commands.expiry import configure_command_expiry
 from mdm.ground.audit import Actor, verify_chain
 from mdm.ground.config import BACKUP_PASSPHRASE, SCHEDULER_IN_SERVE, SECRET_KEY, Settings
 from mdm.ground.db import (
@@ -23,6 +22,7 @@ from mdm.ground.db import (
     upgrade_database,
 )
 from mdm.ground.logsetup import configure_logging
+from mdm.roots.commands import wire_commands
 from mdm.roots.distribution import package_clash
 
 if TYPE_CHECKING:
@@ -65,7 +65,7 @@ class Context:
                 except DatabaseBehind as exc:
                     raise click.ClickException(str(exc)) from exc
             self._factory = make_session_factory(engine)
-            configure_command_expiry(self._factory, self.settings)
+            wire_commands(self._factory, self.settings)
         return self._factory
 
 

@@ -16,11 +16,11 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.exc import SQLAlchemyError
 
-from commands.expiry import configure_command_expiry
 from mdm.ground.config import Settings
 from mdm.ground.db import ensure_migrated, make_engine, make_session_factory, transaction
 from mdm.ground.health import mark_health
 from mdm.ground.push.dispatcher import PushDispatcher
+from mdm.roots.commands import wire_commands
 from mdm.roots.scheduler.fencing import FencedOut, fenced_factory, take_over
 from mdm.roots.scheduler.jobs import JOBS, JobContext, run_job
 from mdm.roots.scheduler.lock import SchedulerLock, scheduler_lock_for
@@ -37,7 +37,7 @@ def run_scheduler(settings: Settings, stop: threading.Event, *, jobs: list[str] 
     engine = make_engine(settings.database_url)
     ensure_migrated(engine)  # never run jobs against a schema the code does not match
     factory = make_session_factory(engine)
-    configure_command_expiry(factory, settings)
+    wire_commands(factory, settings)
     dispatcher = PushDispatcher(factory, settings)
     dispatcher.install()
     holder = holder_name()
