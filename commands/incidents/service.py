@@ -16,7 +16,7 @@ from marshmallow import Schema, ValidationError, fields, pre_load, validate
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from commands.catalog import Priority
+from commands.command_type import CommandParamsError, Priority
 from commands.incidents.errors import (
     BreakGlassNotAllowed,
     IncidentInputError,
@@ -27,6 +27,7 @@ from commands.incidents.errors import (
     SamePersonError,
 )
 from commands.incidents.steps import ERASE_PURPOSE, LOCK_PURPOSE, record_step
+from commands.lock_screen import phone_field
 from commands.queue import cancel_command, enqueue_command
 from mdm.ground import clock
 from mdm.ground.audit import Actor
@@ -49,9 +50,7 @@ class IncidentReportSchema(Schema):
 
     caller_name = fields.String(required=True, validate=validate.Length(min=1, max=100))
     caller_unit = fields.String(load_default="", validate=validate.Length(max=100))
-    callback_number = fields.String(
-        load_default="", validate=validate.Regexp(r"^[0-9+\-() ]{0,32}$", error="must be a phone number")
-    )
+    callback_number = phone_field(optional_blank=True, load_default="")
     lost_at = fields.AwareDateTime(load_default=None, allow_none=True)
     lost_place = fields.String(load_default="", validate=validate.Length(max=255))
     kind = fields.String(load_default=LossKind.LOST, validate=validate.OneOf(LossKind.ALL))
@@ -62,12 +61,23 @@ class IncidentReportSchema(Schema):
         return {key: _strip(value) for key, value in dict(data).items()}
 
 
-class LockMessageSchema(Schema):
-    message = fields.String(load_default=DEFAULT_LOCK_MESSAGE, validate=validate.Length(min=1, max=500))
-    phone_number = fields.String(
-        load_default=None, allow_none=True, validate=validate.Regexp(r"^[0-9+\-() ]{1,32}$")
-    )
-    footnote = fields.String(load_default=DEFAULT_FOOTNOTE, validate=validate.Length(min=1, max=200))
+# The lock form's fields (console, API, CLI) and the command keys they fill. They are checked once,
+# by the command's own schema (commands.lock_screen), and a refusal names the form's field.
+LOCK_TEXT_KEYS = {"message": "Message", "phone_number": "PhoneNumber", "footnote": "Footnote"}
+_FORM_FIELD = {key: field for field, key in LOCK_TEXT_KEYS.items()}
+
+
+def _lock_params(text: Mapping[str, Any] | None, *, lost_mode: bool) -> dict[str, Any]:
+    given = dict(text or {})
+    unknown = sorted(set(given) - set(LOCK_TEXT_KEYS))
+    if unknown:
+        raise IncidentInputError({key: ["Unknown field."] for key in unknown})
+    params: dict[str, Any] = {"Message": given.get("message", DEFAULT_LOCK_MESSAGE)}
+    if given.get("phone_number") is not None:
+        params["PhoneNumber"] = given["phone_number"]
+    if lost_mode:
+        params["Footnote"] = given.get("footnote", DEFAULT_FOOTNOTE)
+    return params
 
 
 @dataclass(frozen=True)
@@ -242,18 +252,22 @@ def lock_now(
         request_push(session, device.id)
         record_step(session, incident, actor, "lock_repushed", {"command_uuid": pending.uuid})
         return LockOutcome(pending, pending.request_type == "EnableLostMode", *notice)
-    text = _load(LockMessageSchema(), message)
-    if lost_mode:
-        request_type = "EnableLostMode"
-        params = {"Message": text["message"], "Footnote": text["footnote"]}
-    else:
-        request_type = "DeviceLock"
-        params = {"Message": text["message"]}
-    if text["phone_number"]:
-        params["PhoneNumber"] = text["phone_number"]
-    command = send_incident_command(
-        session, incident, request_type, params, actor=actor, purpose=LOCK_PURPOSE, priority=Priority.URGENT
-    )
+    request_type = "EnableLostMode" if lost_mode else "DeviceLock"
+    params = _lock_params(message, lost_mode=lost_mode)
+    try:
+        command = send_incident_command(
+            session,
+            incident,
+            request_type,
+            params,
+            actor=actor,
+            purpose=LOCK_PURPOSE,
+            priority=Priority.URGENT,
+        )
+    except CommandParamsError as exc:
+        raise IncidentInputError(
+            {_FORM_FIELD.get(key, key): value for key, value in exc.fields.items()}
+        ) from exc
     if lost_mode:
         incident.lost_mode = True
     elif supervision_unknown and device.platform == "apple":
