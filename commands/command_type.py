@@ -1,17 +1,26 @@
-"""What a command type is (parameters, priority, expiry, platforms) and the registry the
-`commands.kinds` modules fill. Read it through `commands.catalog`, which loads the kinds first."""
+"""What a command is: one class per command (commands/kinds/<command>.py) says everything about it.
+
+Its parameter schema, its Apple rendering, its Android equivalent, who may send it, how urgent it
+is, how long it waits, and what its result does. The catalog (commands.catalog) is the explicit
+list of these classes; nothing registers itself at import.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from marshmallow import Schema, ValidationError
 
+from commands.context import CommandContext, DeliveryContext
+
 if TYPE_CHECKING:
-    from mdm.ground.models import Device
+    from sqlalchemy.orm import Session
+
+    from mdm.ground.models import Command, Device
 
 
 class Priority:
@@ -22,6 +31,16 @@ class Priority:
     HIGH = 50  # profile installs that restore policy
     NORMAL = 0
     LOW = -10  # inventory refreshes
+
+
+class Sender(StrEnum):
+    """Who may send a command. web.rbac turns each into the permission a role needs."""
+
+    HOTLINE = "hotline"  # loss and theft: the 24-hour hotline operator may send it
+    FLEET = "fleet"  # fleet administration: administrators (and API tokens with that right)
+    # Never queued directly, by anyone: only the hotline's two-person wipe (requester and a
+    # different approver) or a recorded break glass queues it (DESIGN.md invariant 2).
+    TWO_PERSON = "two_person"
 
 
 class _ConfiguredExpiry:
@@ -35,18 +54,14 @@ class _ConfiguredExpiry:
 CONFIGURED_EXPIRY = _ConfiguredExpiry()
 
 
-@dataclass(frozen=True)
-class DeliveryContext:
-    """What a command may need at the moment it is handed to its device, and only then."""
-
-    device: Device
-    secret_key: str
-
-
 class UnknownCommand(LookupError):
     def __init__(self, request_type: str) -> None:
         super().__init__(f"unknown command type {request_type!r}")
         self.request_type = request_type
+
+
+class NoParams(Schema):
+    """A command without parameters; anything given is an error naming the key."""
 
 
 class CommandParamsError(ValueError):
@@ -60,30 +75,49 @@ class CommandParamsError(ValueError):
 
 
 @dataclass(frozen=True)
+class PlatformEquivalent:
+    """The same command on another platform's agent.
+
+    Services speak Apple's request types (the hotline queues DeviceLock, EraseDevice...). A command
+    whose Android agent has an equivalent declares it: the command then accepts Android devices,
+    keeps its Apple name on the queue (so its result still does what it does), and the agent
+    receives it under `request_type` with `params(apple_params)`, checked against the agent's
+    schema (commands.kinds.android.ANDROID_COMMANDS)."""
+
+    request_type: str  # the agent's own command name (e.g. "LOCK")
+    params: Callable[[dict[str, Any]], dict[str, Any]] = field(default=lambda params: {})
+
+
 class CommandType:
-    request_type: str
-    schema: type[Schema]
-    description_ja: str
-    description_en: str
-    priority: int = Priority.NORMAL
+    """One command. Subclass it in commands/kinds/<command>.py and add the class to the catalog."""
+
+    request_type: ClassVar[str]
+    schema: ClassVar[type[Schema]]
+    description_ja: ClassVar[str]
+    description_en: ClassVar[str]
+    priority: ClassVar[int] = Priority.NORMAL
     # None: never expires (lock, lost mode and wipe must stay queued until the device comes back);
     # CONFIGURED_EXPIRY: HIKESHI_COMMAND_EXPIRY_DAYS.
-    expires_after: timedelta | _ConfiguredExpiry | None = CONFIGURED_EXPIRY
-    platforms: tuple[str, ...] = ("apple",)
-    requires_supervision: bool = False
+    expires_after: ClassVar[timedelta | _ConfiguredExpiry | None] = CONFIGURED_EXPIRY
+    sent_by: ClassVar[Sender] = Sender.FLEET
+    requires_supervision: ClassVar[bool] = False
     # Inventory-style commands: never queue a second one while one is still pending.
-    coalesce: bool = False
-    # Queued only by the hotline's two-person wipe flow (or a recorded break glass), never
-    # directly: the queue refuses it from every door (API, console, CLI) unless that flow says so.
-    two_person: bool = False
-    # Turns validated parameters into the keys of the Apple "Command" dictionary.
-    to_apple: Callable[[dict[str, Any]], dict[str, Any]] = field(default=lambda params: dict(params))
-    # Adds keys read at delivery (ClearPasscode's UnlockToken): a secret added here is never
-    # stored in commands.params nor written to the audit log.
-    at_delivery: Callable[[dict[str, Any], DeliveryContext], dict[str, Any]] | None = None
-    # Refuses the command for a device that cannot run it, before anything is queued: returns
-    # (reason in Japanese, reason in English), or None when the device can.
-    refuse_for: Callable[[Device], tuple[str, str] | None] | None = None
+    coalesce: ClassVar[bool] = False
+    # The Android agent's equivalent, or None for an Apple-only command.
+    android: ClassVar[PlatformEquivalent | None] = None
+    # A lock-screen command: the console's message and callback-number fields fill it.
+    shows_lock_screen: ClassVar[bool] = False
+
+    def __repr__(self) -> str:
+        return f"<command {self.request_type}>"
+
+    @property
+    def platforms(self) -> tuple[str, ...]:
+        return ("apple", "android") if self.android is not None else ("apple",)
+
+    @property
+    def two_person(self) -> bool:
+        return self.sent_by is Sender.TWO_PERSON
 
     @property
     def never_expires(self) -> bool:
@@ -97,11 +131,6 @@ class CommandType:
             return configured
         return self.expires_after
 
-    def apple_command(self, params: dict[str, Any], context: DeliveryContext) -> dict[str, Any]:
-        """The keys of the Apple "Command" dictionary, as sent to `context.device` now."""
-        keys = self.to_apple(params)
-        return keys if self.at_delivery is None else self.at_delivery(keys, context)
-
     def validate(self, params: Mapping[str, Any] | None) -> dict[str, Any]:
         try:
             return dict(self.schema().load(dict(params or {})))
@@ -109,35 +138,38 @@ class CommandType:
             messages = exc.messages if isinstance(exc.messages, dict) else {"params": exc.messages}
             raise CommandParamsError(self.request_type, messages) from exc
 
+    def lock_screen_params(self, message: str | None, phone_number: str | None) -> dict[str, Any]:
+        """The parameters for a lock-screen text, in this command's keys (Apple's)."""
+        params: dict[str, Any] = {}
+        if message:
+            params["Message"] = message
+        if phone_number:
+            params["PhoneNumber"] = phone_number
+        return params
 
-_CATALOG: dict[str, CommandType] = {}
+    # -- Apple rendering -----------------------------------------------------------------------
 
+    def to_apple(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The validated parameters as keys of the Apple "Command" dictionary."""
+        return dict(params)
 
-def register(command_type: CommandType) -> CommandType:
-    if command_type.request_type in _CATALOG:
-        raise ValueError(f"{command_type.request_type} registered twice")
-    _CATALOG[command_type.request_type] = command_type
-    return command_type
+    def at_delivery(self, keys: dict[str, Any], delivery: DeliveryContext) -> dict[str, Any]:
+        """Keys added when the device fetches the command (ClearPasscode's UnlockToken): a secret
+        added here is never stored in commands.params nor written to the audit log."""
+        return keys
 
+    def apple_command(self, params: dict[str, Any], delivery: DeliveryContext) -> dict[str, Any]:
+        """The keys of the Apple "Command" dictionary, as sent to `delivery.device` now."""
+        return self.at_delivery(self.to_apple(params), delivery)
 
-# -- the same command on another platform ---------------------------------------------------------
-# Services speak Apple's request types (the hotline queues DeviceLock, EraseDevice...). A platform
-# whose agent has an equivalent command declares it here: the Apple type then accepts that
-# platform's devices and keeps its name on the queue (so its result handlers still run), and the
-# platform's protocol renders it under the equivalent's name when the device fetches it.
+    # -- queueing and results --------------------------------------------------------------------
 
+    def refuse_for(self, device: Device) -> tuple[str, str] | None:
+        """A reason (Japanese, English) this Apple device cannot run the command, checked before
+        anything is queued; None when it can."""
+        return None
 
-@dataclass(frozen=True)
-class PlatformEquivalent:
-    request_type: str  # the platform's own command name (e.g. the Android agent's "LOCK")
-    params: Callable[[dict[str, Any]], dict[str, Any]] = field(default=lambda params: {})
-
-
-_EQUIVALENTS: dict[tuple[str, str], PlatformEquivalent] = {}
-
-
-def register_equivalent(request_type: str, platform: str, equivalent: PlatformEquivalent) -> None:
-    kind = _CATALOG[request_type]
-    if platform not in kind.platforms:
-        _CATALOG[request_type] = replace(kind, platforms=(*kind.platforms, platform))
-    _EQUIVALENTS[(request_type, platform)] = equivalent
+    def on_result(
+        self, session: Session, command: Command, report: dict[str, Any], context: CommandContext
+    ) -> None:
+        """What the device's answer (Acknowledged or Error) does, in the same transaction."""

@@ -11,18 +11,21 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
-from commands.catalog import CommandType, get_command_type
-from commands.expiry import configured_expiry
+from commands.command_type import CommandType
+from commands.context import CommandContext, context_of
 from mdm.ground import clock
 from mdm.ground.audit import Actor, AuditEntry, record_event, record_events
 from mdm.ground.db import is_postgres
 from mdm.ground.models import Command, CommandStatus, Device, EnrollmentState
 from mdm.ground.push import request_push, request_pushes
+
+if TYPE_CHECKING:
+    from commands.catalog import Catalog
 
 
 class CommandRefused(ValueError):
@@ -68,6 +71,25 @@ class CommandStateError(ValueError):
 _USE_DEFAULT: Any = object()
 
 
+def command_kind(request_type: str, catalog: Catalog | None = None) -> CommandType:
+    """The command class of `request_type` in `catalog` (the application's CATALOG by default).
+
+    Imported when first asked for: the catalog's commands import what their results do (the
+    hotline, inventory), and those import this queue."""
+    if catalog is None:
+        from commands.catalog import CATALOG
+
+        catalog = CATALOG
+    return catalog.get(request_type)
+
+
+def refuse_direct(kind: CommandType) -> None:
+    """The two-person rule, for every door that queues a command someone asked for by name:
+    a wipe is never queued directly (DESIGN.md invariant 2)."""
+    if kind.two_person:
+        raise TwoPersonCommand(kind.request_type)
+
+
 def enqueue_command(
     session: Session,
     device: Device,
@@ -79,6 +101,8 @@ def enqueue_command(
     expires_at: datetime | None = _USE_DEFAULT,
     push: bool = True,
     wipe_approved: bool = False,
+    catalog: Catalog | None = None,
+    context: CommandContext | None = None,
 ) -> Command:
     """Validate and queue one command, audit it, and ask for a push after commit.
 
@@ -88,9 +112,9 @@ def enqueue_command(
     For a coalescing (inventory) command already pending on this device, the pending one is
     returned instead of queueing another: offline devices must not pile up refreshes.
     """
-    kind = get_command_type(request_type)
-    if kind.two_person and not wipe_approved:
-        raise TwoPersonCommand(request_type)
+    kind = command_kind(request_type, catalog)
+    if not wipe_approved:
+        refuse_direct(kind)
     clean = kind.validate(params)
     _check_allowed(kind, device)
     if kind.coalesce:
@@ -102,7 +126,7 @@ def enqueue_command(
             return pending
     now = clock.now()
     if expires_at is _USE_DEFAULT:
-        expires_at = _expires_at(session, kind, now)
+        expires_at = _expires_at(context or context_of(session), kind, now)
     command = Command(
         uuid=str(uuid.uuid4()).upper(),
         device_id=device.id,
@@ -144,6 +168,8 @@ def enqueue_commands(
     *,
     actor: Actor,
     push: bool = True,
+    catalog: Catalog | None = None,
+    context: CommandContext | None = None,
 ) -> list[Command]:
     """Queue many commands as `enqueue_command` would, one after the other, but in bulk.
 
@@ -155,9 +181,8 @@ def enqueue_commands(
     validated: dict[tuple[str, int], dict[str, Any]] = {}
     planned: list[tuple[CommandRequest, CommandType, dict[str, Any]]] = []
     for request in requests:
-        kind = get_command_type(request.request_type)
-        if kind.two_person:
-            raise TwoPersonCommand(request.request_type)
+        kind = command_kind(request.request_type, catalog)
+        refuse_direct(kind)
         cache_key = (request.request_type, id(request.params))
         clean = validated.get(cache_key)
         if clean is None:
@@ -165,6 +190,7 @@ def enqueue_commands(
         _check_allowed(kind, request.device)
         planned.append((request, kind, clean))
     now = clock.now()
+    context = context or context_of(session)
     commands: list[Command] = []
     fresh: list[Command] = []
     for request, kind, clean in planned:
@@ -182,7 +208,7 @@ def enqueue_commands(
             status=CommandStatus.QUEUED,
             requested_by=actor.name,
             queued_at=now,
-            expires_at=_expires_at(session, kind, now),
+            expires_at=_expires_at(context, kind, now),
         )
         commands.append(command)
         fresh.append(command)
@@ -195,8 +221,8 @@ def enqueue_commands(
     return commands
 
 
-def _expires_at(session: Session, kind: CommandType, now: datetime) -> datetime | None:
-    lifetime = kind.lifetime(configured_expiry(session))
+def _expires_at(context: CommandContext, kind: CommandType, now: datetime) -> datetime | None:
+    lifetime = kind.lifetime(context.command_expiry)
     return None if lifetime is None else now + lifetime
 
 

@@ -1,24 +1,25 @@
-"""Recording what a device reported about a command, and handing results to the services that
-parse them (inventory, profiles, the hotline) through a registry keyed by request type."""
+"""Recording what a device reported about a command, and doing what its result does (the
+command's class says: commands.command_type.CommandType.on_result)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from commands.queue import find_device_command
+from commands.command_type import UnknownCommand
+from commands.context import CommandContext, context_of
+from commands.queue import command_kind, find_device_command
 from mdm.ground import clock
 from mdm.ground.audit import Actor, record_event
 from mdm.ground.models import Command, CommandResult, CommandStatus, Device, ForeignCommandResult
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from commands.catalog import Catalog
 
-ResultHandler = Callable[[Session, Command, dict[str, Any]], None]
-_HANDLERS: dict[str, list[ResultHandler]] = {}
+log = logging.getLogger(__name__)
 
 # Apple's report statuses and the command state each leads to.
 _STATUS_MAP = {
@@ -30,16 +31,6 @@ _STATUS_MAP = {
 REPORT_STATUSES = ("Idle", *_STATUS_MAP)
 
 
-def on_result(request_type: str) -> Callable[[ResultHandler], ResultHandler]:
-    """Register a handler run in the same transaction when a command of this type completes."""
-
-    def decorate(fn: ResultHandler) -> ResultHandler:
-        _HANDLERS.setdefault(request_type, []).append(fn)
-        return fn
-
-    return decorate
-
-
 def record_result(
     session: Session,
     device: Device,
@@ -48,6 +39,8 @@ def record_result(
     *,
     actor: Actor,
     identity: str | None = None,
+    context: CommandContext | None = None,
+    catalog: Catalog | None = None,
 ) -> Command | None:
     """Store a report exactly as received, with the fingerprint of the identity that signed it
     (None when the server itself records an outcome), and move the command on.
@@ -99,8 +92,16 @@ def record_result(
         },
     )
     if new_state in (CommandStatus.ACKNOWLEDGED, CommandStatus.ERROR):
-        for handler in _HANDLERS.get(command.request_type, []):
-            handler(session, command, report)
+        try:
+            kind = command_kind(command.request_type, catalog)
+        except UnknownCommand:
+            log.warning(
+                "command %s: %s is no longer in the catalog; its result does nothing",
+                command.uuid,
+                command.request_type,
+            )
+            return command
+        kind.on_result(session, command, report, context or context_of(session))
     return command
 
 

@@ -24,9 +24,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
 from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
-from commands.catalog import equivalent_for
+from commands.kinds.android import wipe_flags
 from mdm.ground import clock
 from mdm.ground.audit import Actor, record_event
 from mdm.ground.ca import profile_signer
@@ -39,8 +39,6 @@ CERTIFICATE_TYPE = "hikeshi.wipe-certificate"
 # The printed page speaks the reader's time; the signed JSON keeps exact UTC.
 JST = timezone(timedelta(hours=9), "JST")
 VERSION = 1
-# Session.info key: the settings needed to unseal the signing key where a result handler runs.
-SIGNING_SETTINGS = "hikeshi.signing_settings"
 
 
 class CertificateInvalid(ValueError):
@@ -63,8 +61,7 @@ def erase_method(platform: str, params: dict[str, Any]) -> str:
     has reached the server (docs/android-agent-protocol.md)."""
     if platform != "android":
         return APPLE_ERASE
-    equivalent = equivalent_for("EraseDevice", platform)
-    flags = list(equivalent.params(params).get("flags") or []) if equivalent is not None else []
+    flags = wipe_flags(params)
     with_flags = f" with {' | '.join(flags)}" if flags else ""
     return (
         f"WIPE (Android agent as device owner; DevicePolicyManager.wipeData{with_flags}: factory reset "
@@ -182,19 +179,6 @@ def issue_wipe_certificate(
     )
     session.flush()
     return certificate
-
-
-def sign_at_acknowledgement(factory: sessionmaker[Session], settings: Settings) -> None:
-    """Let every session of `factory` carry the settings, so that the EraseDevice result handler
-    signs the certificate in the same transaction as the acknowledgement (called at app build)."""
-    info = dict(factory.kw.get("info") or {})
-    info[SIGNING_SETTINGS] = settings
-    factory.configure(info=info)
-
-
-def signing_settings(session: Session) -> Settings | None:
-    settings = session.info.get(SIGNING_SETTINGS)
-    return settings if isinstance(settings, Settings) else None
 
 
 def sign_pending_certificates(session: Session, settings: Settings, *, actor: Actor) -> int:

@@ -26,7 +26,6 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from commands.queue import CommandRequest, cancel_command, enqueue_commands
-from commands.results import on_result
 from mdm.ground import clock
 from mdm.ground.audit import Actor, record_event
 from mdm.ground.config import Settings
@@ -439,55 +438,3 @@ def install_on_enrollment(session: Session, device: Device, actor: Actor) -> Non
         .execution_options(synchronize_session="fetch")
     )
     reconcile_devices(session, [device.id], actor=actor)
-
-
-def _state_for_command(session: Session, command: Command) -> DeviceProfileState | None:
-    return session.scalars(
-        select(DeviceProfileState).where(
-            DeviceProfileState.device_id == command.device_id,
-            DeviceProfileState.pending_command_uuid == command.uuid,
-        )
-    ).first()
-
-
-@on_result("InstallProfile")
-def install_answered(session: Session, command: Command, report: dict[str, Any]) -> None:
-    state = _state_for_command(session, command)
-    if state is None:
-        return
-    if command.status == CommandStatus.ACKNOWLEDGED:
-        state.installed_version = state.pending_version
-        state.install_acknowledged_at = clock.now()
-        state.first_confirmed_at = state.first_confirmed_at or state.install_acknowledged_at
-        state.last_error = None
-    else:
-        state.last_error = _error_text(report)
-    state.pending_command_uuid = state.pending_action = state.pending_version = None
-    state.updated_at = clock.now()
-
-
-@on_result("RemoveProfile")
-def removal_answered(session: Session, command: Command, report: dict[str, Any]) -> None:
-    state = _state_for_command(session, command)
-    if state is None:
-        return
-    state.pending_command_uuid = state.pending_action = state.pending_version = None
-    state.updated_at = clock.now()
-    if state.desired_version is None:
-        # Removed, or the device could not remove it (already gone): either way it is no longer
-        # tracked; a ProfileList that still shows it brings it back as an undesired profile.
-        session.delete(state)
-    elif command.status == CommandStatus.ACKNOWLEDGED:
-        state.installed_version = None
-
-
-def _error_text(report: dict[str, Any]) -> str:
-    chain = report.get("ErrorChain")
-    parts = []
-    if isinstance(chain, list):
-        for item in chain:
-            if isinstance(item, dict):
-                text = item.get("USEnglishDescription") or item.get("LocalizedDescription")
-                code = item.get("ErrorCode")
-                parts.append(f"{item.get('ErrorDomain', '?')} {code}: {text}" if text else f"{code}")
-    return ("; ".join(parts) or str(report.get("Status") or "error"))[:255]

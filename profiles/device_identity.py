@@ -4,7 +4,7 @@ The shared signed rendering of a profile (profiles.signing) carries its SCEP pay
 challenge: one stored in it would be readable by every device that gets the profile, and usable by
 any of them. Instead, an install of a profile that needs one is queued with a marker
 (`DeviceIdentity`: profile id and version). When /mdm/connect hands the command to its device,
-`make_for_device` (registered with commands.kinds.profiles.on_install_delivery) issues a fresh
+`make_for_device` (the CommandContext's ProfileDuties.install_for_device) issues a fresh
 single-use challenge bound to that device (EnrollmentChallenge, stored hashed, expiring after the
 SCEP challenge lifetime), renders the profile again with it and the device's name as the
 certificate subject, and signs it. The challenge exists only in the bytes sent to the device: the
@@ -28,8 +28,7 @@ from asn1crypto import cms
 from sqlalchemy import select
 from sqlalchemy.orm import Session, object_session
 
-from commands.catalog import DeliveryContext
-from commands.kinds.profiles import on_install_delivery
+from commands.command_type import DeliveryContext
 from enrollment.tokens import hash_secret
 from mdm.ground import clock
 from mdm.ground.audit import Actor, record_event
@@ -103,7 +102,6 @@ def _signer_settings(secret_key: str) -> Settings:
     return Settings(instance_path=Path("."), database_url="", secret_key=secret_key)
 
 
-@on_install_delivery
 def make_for_device(keys: dict[str, Any], marker: dict[str, Any], context: DeliveryContext) -> dict[str, Any]:
     """The install as this device gets it: its own challenge and subject, the profile's secrets
     (Wi-Fi passphrases, sealed in the stored spec), signed."""

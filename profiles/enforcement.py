@@ -17,7 +17,6 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from commands.results import on_result
 from enrollment.profile import PROFILE_IDENTIFIER as ENROLLMENT_PROFILE_IDENTIFIER
 from mdm.ground import clock
 from mdm.ground.audit import Actor, record_event
@@ -140,13 +139,3 @@ def _forget_lost_installs(session: Session, device: Device) -> None:
         ).first()
         if status is None or status in CommandStatus.FINAL:
             state.pending_command_uuid = state.pending_action = state.pending_version = None
-
-
-@on_result("ProfileList")
-def profile_list_answered(session: Session, command: Command, report: dict[str, Any]) -> None:
-    if command.status != CommandStatus.ACKNOWLEDGED:
-        return
-    items = report.get("ProfileList")
-    if not isinstance(items, list):
-        return
-    compare_profile_list(session, command.device, items)

@@ -10,6 +10,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from commands.catalog import get_command_type
+from commands.command_type import CommandType, Sender, UnknownCommand
 from mdm.ground.audit import Actor
 
 
@@ -173,24 +175,31 @@ class Principal:
         return unit_id is not None and unit_id in self.scope_unit_ids
 
 
-# The commands an operator on the hotline may send; everything else needs COMMAND_QUEUE.
-HOTLINE_ORDER = ("DeviceLock", "EnableLostMode", "DeviceLocation", "PlayLostModeSound", "DisableLostMode")
-HOTLINE_COMMANDS = frozenset(HOTLINE_ORDER)
-# Never queued directly: a wipe needs a requester and a different approver (DESIGN.md invariant 2).
-WIPE_COMMANDS = frozenset({"EraseDevice"})
+# Who may send a command is the command's own declaration (commands.command_type.Sender); here
+# only which permission each kind of sender needs. A two-person command has none: never by a route
+# that queues by name.
+SENDER_PERMISSION: dict[Sender, Permission] = {
+    Sender.HOTLINE: Permission.COMMAND_QUEUE_HOTLINE,
+    Sender.FLEET: Permission.COMMAND_QUEUE,
+}
 
 
-def command_permission(request_type: str) -> Permission | None:
-    """The permission needed to queue (or cancel) this command type; None: not by this route."""
-    if request_type in WIPE_COMMANDS:
-        return None
-    if request_type in HOTLINE_COMMANDS:
-        return Permission.COMMAND_QUEUE_HOTLINE
-    return Permission.COMMAND_QUEUE
+def command_permission(kind: CommandType) -> Permission | None:
+    """The permission needed to queue (or cancel) this command; None: not by this route."""
+    return SENDER_PERMISSION.get(kind.sent_by)
 
 
-def may_send(principal: Principal, request_type: str) -> bool:
-    needed = command_permission(request_type)
+def may_send(principal: Principal, kind: CommandType) -> bool:
+    needed = command_permission(kind)
     if needed is None:
         return False
     return principal.can(needed) or principal.can(Permission.COMMAND_QUEUE)
+
+
+def may_send_named(principal: Principal, request_type: str) -> bool:
+    """may_send for a request type by name; a type no longer in the catalog: no."""
+    try:
+        kind = get_command_type(request_type)
+    except UnknownCommand:
+        return False
+    return may_send(principal, kind)

@@ -1,6 +1,5 @@
-"""The loss and theft hotline (incidents). Importing this package registers its result handlers."""
+"""The loss and theft hotline (incidents): the service functions the doors call."""
 
-from commands.incidents import results  # noqa: F401  (registers on_result handlers)
 from commands.incidents.auto_wipe import AutoWipeReport, policy_for_unit, run_auto_wipe, set_incident_policy
 from commands.incidents.errors import (
     BreakGlassNotAllowed,

@@ -1,4 +1,7 @@
-"""What the hotline does with devices' answers: lock confirmed, location fixes, wipe confirmed."""
+"""What the hotline does with devices' answers: lock confirmed, location fixes, wipe confirmed.
+
+Called by the commands whose results these are (commands.kinds.device_lock, enable_lost_mode,
+device_location, erase_device)."""
 
 from __future__ import annotations
 
@@ -10,12 +13,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from commands.incidents.lock_state import lock_view
-from commands.incidents.service import LOCK_PURPOSE, mark_locked, record_step
+from commands.incidents.steps import LOCK_PURPOSE, mark_locked, record_step
 from commands.incidents.wipe_identity import identity_mismatch, refuse_certificate
-from commands.results import on_result
-from commands.wipe_certificate import issue_wipe_certificate, record_wipe_certificate, signing_settings
+from commands.wipe_certificate import issue_wipe_certificate, record_wipe_certificate
 from mdm.ground import clock
 from mdm.ground.audit import Actor, record_event
+from mdm.ground.config import Settings
 from mdm.ground.models import Command, CommandStatus, EnrollmentState
 from mdm.ground.models.incident import (
     Incident,
@@ -37,7 +40,8 @@ def _device_actor(incident: Incident) -> Actor:
     return Actor(f"device:{incident.device.udid}", "device")
 
 
-def _lock_result(session: Session, command: Command, report: dict[str, Any]) -> None:
+def lock_answered(session: Session, command: Command) -> None:
+    """DeviceLock or EnableLostMode answered: the incident is locked, or it says why not."""
     link = _link(session, command)
     if link is None or link.purpose != LOCK_PURPOSE:
         return
@@ -73,10 +77,6 @@ def _lock_result(session: Session, command: Command, report: dict[str, Any]) -> 
         )
 
 
-on_result("EnableLostMode")(_lock_result)
-on_result("DeviceLock")(_lock_result)
-
-
 def _float(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
@@ -95,8 +95,8 @@ def _fix_time(value: Any) -> datetime | None:
     return None
 
 
-@on_result("DeviceLocation")
-def _location_result(session: Session, command: Command, report: dict[str, Any]) -> None:
+def location_answered(session: Session, command: Command, report: dict[str, Any]) -> None:
+    """DeviceLocation answered: the fix lands on the incident (an unusable one says so)."""
     link = _link(session, command)
     if link is None or command.status != CommandStatus.ACKNOWLEDGED:
         return
@@ -138,8 +138,9 @@ def _location_result(session: Session, command: Command, report: dict[str, Any])
     )
 
 
-@on_result("EraseDevice")
-def _erase_result(session: Session, command: Command, report: dict[str, Any]) -> None:
+def erase_answered(session: Session, command: Command, settings: Settings | None) -> None:
+    """EraseDevice answered: the wipe certificate is fixed (and signed when `settings` are given)
+    and the device retired; a failure or an unapproved identity is flagged instead."""
     incident = session.scalars(select(Incident).where(Incident.erase_command_id == command.id)).first()
     if incident is None:
         return
@@ -163,18 +164,17 @@ def _erase_result(session: Session, command: Command, report: dict[str, Any]) ->
     unit = incident.device.org_unit
     unit_path = orgunits.path_label(session, unit) if unit is not None else None
     certificate = record_wipe_certificate(session, incident, command, unit_path)
-    _sign(session, certificate, actor)
+    _sign(session, settings, certificate, actor)
     record_step(
         session, incident, actor, "wiped", {"command_uuid": command.uuid, "certificate_id": certificate.id}
     )
     _retire(session, incident, actor)
 
 
-def _sign(session: Session, certificate: WipeCertificate, actor: Actor) -> None:
-    """Sign now when the application gave this session its settings (mdm.roots.app). A signing failure
-    must not lose the device's acknowledgement: the certificate then stays unsigned and is signed
-    by the next caller holding the settings (export, console, scheduler)."""
-    settings = signing_settings(session)
+def _sign(session: Session, settings: Settings | None, certificate: WipeCertificate, actor: Actor) -> None:
+    """Sign now when the caller has the settings (the application's CommandContext). A signing
+    failure must not lose the device's acknowledgement: the certificate then stays unsigned and is
+    signed by the next caller holding the settings (export, console, scheduler)."""
     if settings is None:
         return
     try:

@@ -16,7 +16,7 @@ from marshmallow import Schema, ValidationError, fields, pre_load, validate
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from commands.catalog import Priority
+from commands.command_type import CommandParamsError, Priority
 from commands.incidents.approvers import settle_approver_alerts, tell_approvers
 from commands.incidents.errors import (
     BreakGlassNotAllowed,
@@ -27,19 +27,18 @@ from commands.incidents.errors import (
     RequesterUnknown,
     SamePersonError,
 )
-from commands.incidents.lock_state import state_of
+from commands.incidents.steps import ERASE_PURPOSE, LOCK_PURPOSE, record_step
+from commands.lock_screen import phone_field
 from commands.queue import cancel_command, enqueue_command
 from mdm.ground import clock
-from mdm.ground.audit import Actor, record_event
+from mdm.ground.audit import Actor
 from mdm.ground.models import Command, CommandStatus, Device
-from mdm.ground.models.incident import Incident, IncidentCommand, IncidentStatus, IncidentStep, LossKind
+from mdm.ground.models.incident import Incident, IncidentCommand, IncidentStatus, LossKind
 from mdm.ground.push import request_push
 from mdm.services.devices import bound_identities
 
 DEFAULT_LOCK_MESSAGE = "この端末は紛失・盗難の届出が出ています。拾得された方は消防署へお届けください。"
 DEFAULT_FOOTNOTE = "消防本部 情報システム担当"
-LOCK_PURPOSE = "lock"
-ERASE_PURPOSE = "erase"
 MAX_REASON = 2000
 
 
@@ -52,9 +51,7 @@ class IncidentReportSchema(Schema):
 
     caller_name = fields.String(required=True, validate=validate.Length(min=1, max=100))
     caller_unit = fields.String(load_default="", validate=validate.Length(max=100))
-    callback_number = fields.String(
-        load_default="", validate=validate.Regexp(r"^[0-9+\-() ]{0,32}$", error="must be a phone number")
-    )
+    callback_number = phone_field(optional_blank=True, load_default="")
     lost_at = fields.AwareDateTime(load_default=None, allow_none=True)
     lost_place = fields.String(load_default="", validate=validate.Length(max=255))
     kind = fields.String(load_default=LossKind.LOST, validate=validate.OneOf(LossKind.ALL))
@@ -65,12 +62,23 @@ class IncidentReportSchema(Schema):
         return {key: _strip(value) for key, value in dict(data).items()}
 
 
-class LockMessageSchema(Schema):
-    message = fields.String(load_default=DEFAULT_LOCK_MESSAGE, validate=validate.Length(min=1, max=500))
-    phone_number = fields.String(
-        load_default=None, allow_none=True, validate=validate.Regexp(r"^[0-9+\-() ]{1,32}$")
-    )
-    footnote = fields.String(load_default=DEFAULT_FOOTNOTE, validate=validate.Length(min=1, max=200))
+# The lock form's fields (console, API, CLI) and the command keys they fill. They are checked once,
+# by the command's own schema (commands.lock_screen), and a refusal names the form's field.
+LOCK_TEXT_KEYS = {"message": "Message", "phone_number": "PhoneNumber", "footnote": "Footnote"}
+_FORM_FIELD = {key: field for field, key in LOCK_TEXT_KEYS.items()}
+
+
+def _lock_params(text: Mapping[str, Any] | None, *, lost_mode: bool) -> dict[str, Any]:
+    given = dict(text or {})
+    unknown = sorted(set(given) - set(LOCK_TEXT_KEYS))
+    if unknown:
+        raise IncidentInputError({key: ["Unknown field."] for key in unknown})
+    params: dict[str, Any] = {"Message": given.get("message", DEFAULT_LOCK_MESSAGE)}
+    if given.get("phone_number") is not None:
+        params["PhoneNumber"] = given["phone_number"]
+    if lost_mode:
+        params["Footnote"] = given.get("footnote", DEFAULT_FOOTNOTE)
+    return params
 
 
 @dataclass(frozen=True)
@@ -104,34 +112,6 @@ def person_of(actor: Actor, action: str) -> int:
 def _check_second_person(incident: Incident, actor: Actor, person: int) -> None:
     if person == incident.wipe_requested_by_user_id or same_person(actor.name, incident.wipe_requested_by):
         raise SamePersonError(incident.wipe_requested_by or "")
-
-
-def record_step(
-    session: Session,
-    incident: Incident,
-    actor: Actor,
-    action: str,
-    details: dict[str, Any] | None = None,
-    *,
-    flagged: bool = False,
-) -> IncidentStep:
-    """One timeline step and its audit event (action "incident.<action>"), same transaction."""
-    details = dict(details or {})
-    step = IncidentStep(
-        incident_id=incident.id,
-        action=action,
-        actor=actor.name,
-        actor_role=actor.role,
-        occurred_at=clock.now(),
-        details=details,
-        flagged=flagged,
-    )
-    session.add(step)
-    audit_details = {"device_id": incident.device_id, "status": incident.status, **details}
-    if flagged:
-        audit_details["flagged"] = True
-    record_event(session, actor, f"incident.{action}", "incident", incident.id, audit_details)
-    return step
 
 
 def send_incident_command(
@@ -273,18 +253,22 @@ def lock_now(
         request_push(session, device.id)
         record_step(session, incident, actor, "lock_repushed", {"command_uuid": pending.uuid})
         return LockOutcome(pending, pending.request_type == "EnableLostMode", *notice)
-    text = _load(LockMessageSchema(), message)
-    if lost_mode:
-        request_type = "EnableLostMode"
-        params = {"Message": text["message"], "Footnote": text["footnote"]}
-    else:
-        request_type = "DeviceLock"
-        params = {"Message": text["message"]}
-    if text["phone_number"]:
-        params["PhoneNumber"] = text["phone_number"]
-    command = send_incident_command(
-        session, incident, request_type, params, actor=actor, purpose=LOCK_PURPOSE, priority=Priority.URGENT
-    )
+    request_type = "EnableLostMode" if lost_mode else "DeviceLock"
+    params = _lock_params(message, lost_mode=lost_mode)
+    try:
+        command = send_incident_command(
+            session,
+            incident,
+            request_type,
+            params,
+            actor=actor,
+            purpose=LOCK_PURPOSE,
+            priority=Priority.URGENT,
+        )
+    except CommandParamsError as exc:
+        raise IncidentInputError(
+            {_FORM_FIELD.get(key, key): value for key, value in exc.fields.items()}
+        ) from exc
     if lost_mode:
         incident.lost_mode = True
     elif supervision_unknown and device.platform == "apple":
@@ -305,25 +289,6 @@ def lock_now(
         },
     )
     return LockOutcome(command, lost_mode, *notice)
-
-
-def mark_locked(session: Session, incident: Incident, command: Command) -> None:
-    """The device confirmed the lock (result handler)."""
-    if incident.status == IncidentStatus.OPEN:
-        incident.status = IncidentStatus.LOCKED
-    incident.locked_at = incident.locked_at or command.acknowledged_at or clock.now()
-    record_step(
-        session,
-        incident,
-        Actor(f"device:{incident.device.udid}", "device"),
-        "lock_confirmed",
-        {
-            "command_uuid": command.uuid,
-            "request_type": command.request_type,
-            "message_result": command.message_result,
-            "lock_state": state_of(command),
-        },
-    )
 
 
 # -- wipe, two people -----------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from commands.incidents.service import record_step
+from commands.incidents.steps import record_step
 from mdm.ground.audit import Actor
 from mdm.ground.models import Command, CommandResult, Severity
 from mdm.ground.models.incident import Incident

@@ -1,3 +1,2 @@
-"""Command definitions, one module per family; importing this package registers them all."""
-
-from commands.kinds import android, device_control, inventory, lost_mode, profiles, security  # noqa: F401
+"""One module per command: each holds one CommandType subclass (commands.command_type) with
+everything about that command. commands.catalog lists them; importing a module registers nothing."""

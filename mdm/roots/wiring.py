@@ -18,46 +18,27 @@ A commit of the application's session, in order:
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
 
-from commands.expiry import configure_command_expiry
-from commands.wipe_certificate import sign_at_acknowledgement
+from commands.inventory_refresh import queue_first_inventory
 from enrollment.hooks import place_in_token_unit
 from mdm.ground.audit_sealer import AuditSealer
 from mdm.ground.config import Settings
 from mdm.ground.push.dispatcher import PushDispatcher
+from mdm.roots.commands import wire_commands
 from mdm.services import devices, orgunits
 from mdm.services.compliance import profile_sources, sources
 from mdm.services.compliance.evaluation import evaluate_after_inventory
 from mdm.services.continuity import hooks as readiness_hooks
 from mdm.services.continuity.webhooks import ReadinessNotifier
 from mdm.services.inventory import events as inventory_events
-from mdm.services.inventory.refresh import queue_first_inventory
 from profiles import assignment
 
-# Modules whose command kinds and result handlers (`@on_result`) still register when imported.
-# Helper cmdclass17 of issue 17 replaces these with one catalog built here: `load_command_catalog`
-# is the one call to change.
-COMMAND_CATALOG_MODULES = (
-    "commands.kinds",
-    "commands.incidents",
-    "mdm.services.inventory.parsers",
-    "profiles.assignment",
-    "profiles.enforcement",
-)
-
 Listener = tuple[str, Callable[..., None]]
-
-
-def load_command_catalog() -> None:
-    """The command kinds and what their results do (hook point for the command catalog)."""
-    for name in COMMAND_CATALOG_MODULES:
-        importlib.import_module(name)
 
 
 @dataclass
@@ -89,11 +70,9 @@ def wire(
     Audit events are sealed into the chain after every commit: by a background thread in a
     long-lived process, in the committing thread where the process may exit at once (the CLI).
     """
-    load_command_catalog()
-    if settings is not None:
-        # Helper cmdclass17 of issue 17 takes these two out of session.info.
-        sign_at_acknowledgement(factory, settings)
-        configure_command_expiry(factory, settings)
+    # The commands' context: the settings their results need (wipe certificates are signed at the
+    # acknowledgement, queued commands get the configured lifetime) and the profile services.
+    wire_commands(factory, settings)
 
     # Services following each other, in the same transaction.
     devices.IDENTITY_BOUND.connect(factory, place_in_token_unit)

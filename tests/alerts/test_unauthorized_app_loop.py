@@ -11,13 +11,13 @@ import plistlib
 
 from sqlalchemy import select
 
+from commands.inventory_refresh import queue_inventory_refresh
 from mdm.ground.db import transaction
 from mdm.ground.models import Alert, ComplianceFinding, Device, OrgUnit, Severity
 from mdm.roots.scheduler.jobs import JobContext, webhook_delivery
 from mdm.services.alerts.signing import SIGNATURE_HEADER
 from mdm.services.alerts.webhooks import create_webhook
 from mdm.services.compliance.evaluation import device_compliance, open_findings
-from mdm.services.inventory.refresh import queue_inventory_refresh
 from profiles.assignment import assign_profile
 from profiles.service import create_profile
 from profiles.spec import profile_uuid

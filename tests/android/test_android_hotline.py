@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import select
 
 import commands.incidents as hotline
+from commands.inventory_refresh import INVENTORY_KINDS, queue_inventory_refresh
 from commands.queue import CommandRefused, enqueue_command
 from mdm.ground.audit import Actor
 from mdm.ground.db import transaction
@@ -24,7 +25,6 @@ from mdm.ground.models import (
     IncidentStatus,
     WipeCertificate,
 )
-from mdm.services.inventory.refresh import INVENTORY_KINDS, queue_inventory_refresh
 from tests.support.android_agent import AgentError
 from tests.support.people import person
 

@@ -12,10 +12,10 @@ import pytest
 import yaml
 
 from commands.catalog import CommandParamsError, all_command_types, equivalent_for, get_command_type
-from commands.kinds.inventory import STANDARD_DEVICE_QUERIES
+from commands.kinds.device_information import STANDARD_DEVICE_QUERIES
 from tests.support.apple_schema import schema_dir_or_skip
 
-# Parameters read by Hikeshi at delivery and never sent to the device (commands/kinds/profiles.py).
+# Parameters read by Hikeshi at delivery and never sent to the device (commands/kinds/install_profile.py).
 DELIVERY_ONLY = {"InstallProfile": {"DeviceIdentity"}}
 
 

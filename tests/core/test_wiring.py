@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from commands.inventory_refresh import queue_first_inventory
 from enrollment.hooks import place_in_token_unit
 from mdm.roots.scheduler.fencing import fenced_factory
 from mdm.roots.wiring import Wiring, wire
@@ -19,7 +20,6 @@ from mdm.services import devices, orgunits
 from mdm.services.compliance import profile_sources, sources
 from mdm.services.compliance.evaluation import evaluate_after_inventory
 from mdm.services.inventory.events import INVENTORY_UPDATED
-from mdm.services.inventory.refresh import queue_first_inventory
 from profiles import assignment
 
 ROOT = Path(__file__).resolve().parents[2]

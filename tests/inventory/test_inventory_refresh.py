@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from mdm.ground.models import Command, CommandStatus, OrgUnit
-from mdm.services.inventory.refresh import (
+from commands.inventory_refresh import (
     INVENTORY_KINDS,
     devices_due_for_refresh,
     queue_inventory_refresh,
     refresh_due_devices,
 )
+from mdm.ground.models import Command, CommandStatus, OrgUnit
 from mdm.services.unit_policy import set_unit_policy
 from tests.inventory.helpers import ADMIN, answer
 from tests.support.factories import make_device

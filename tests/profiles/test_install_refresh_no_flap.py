@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from commands.inventory_refresh import queue_inventory_refresh
 from mdm.ground.audit import Actor
 from mdm.ground.db import transaction
 from mdm.ground.models import Alert, ComplianceFinding, Device, ReadinessEvent
 from mdm.services import orgunits
-from mdm.services.inventory.refresh import queue_inventory_refresh
 from profiles.assignment import assign_profile
 from profiles.service import create_profile_from_template
 from tests.inventory.schema_samples import response_keys

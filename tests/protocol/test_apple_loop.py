@@ -36,7 +36,7 @@ def _enroll(client, ipad) -> None:
 
 
 def _skip_first_inventory(session) -> None:
-    """Enrollment queues the first inventory (inventory.refresh); these tests follow other commands."""
+    """Enrollment queues the first inventory (commands.inventory_refresh); these tests follow others."""
     fresh(session)
     for command in session.scalars(select(Command).where(Command.status == CommandStatus.QUEUED)):
         cancel_command(session, command, actor=ADMIN)

@@ -49,7 +49,7 @@ def _enrolled_ipad(app, device_ca, topic: str, name: str = "ipad-1") -> Simulate
     client = app.test_client()
     assert ipad.checkin(client, ipad.authenticate_body()).status_code == 200
     assert ipad.checkin(client, ipad.token_update_body()).status_code == 200
-    # Enrollment queued the first inventory (inventory.refresh); these tests follow other commands.
+    # Enrollment queued the first inventory (commands.inventory_refresh); these tests follow other commands.
     with transaction(app.extensions["hikeshi"].session_factory) as s:
         device = s.scalars(select(Device).where(Device.udid == ipad.udid)).one()
         for command in pending_commands(s, device):

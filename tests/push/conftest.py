@@ -6,25 +6,16 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from commands.catalog import CommandType, all_command_types
+from commands.catalog import get_command_type
 from mdm.ground.db import make_session_factory
 from mdm.roots.wiring import wire
 
 
 @pytest.fixture
-def android_request_type(monkeypatch: pytest.MonkeyPatch) -> str:
-    """A command the queue accepts for Android devices: DeviceLock once the Android kinds declare
-    it (commands.kinds.android), otherwise a test-only kind for this test."""
-    kinds = {kind.request_type: kind for kind in all_command_types()}
-    lock = kinds.get("DeviceLock")
-    if lock is not None and "android" in lock.platforms:
-        return "DeviceLock"
-    from commands import command_type
-    from commands.kinds.security import DeviceLockParams
-
-    kind = CommandType("HikeshiTestWake", DeviceLockParams, "テスト", "test", platforms=("android",))
-    monkeypatch.setitem(command_type._CATALOG, kind.request_type, kind)
-    return kind.request_type
+def android_request_type() -> str:
+    """A command the queue accepts for Android devices."""
+    assert "android" in get_command_type("DeviceLock").platforms
+    return "DeviceLock"
 
 
 @pytest.fixture

@@ -14,12 +14,12 @@ import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 from sqlalchemy import select
 
+from commands.inventory_refresh import INVENTORY_KINDS
 from mdm.ground.audit import SYSTEM
 from mdm.ground.db import transaction
 from mdm.ground.models import Alert, AuditEvent, Command, Device
 from mdm.roots.scheduler.jobs import JobContext, webhook_delivery
 from mdm.services.alerts.webhooks import create_webhook
-from mdm.services.inventory.refresh import INVENTORY_KINDS
 from mdm.services.orgunits import assign_device, create_unit
 from profiles.assignment import assign_profile
 from profiles.service import create_profile

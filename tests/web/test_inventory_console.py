@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from commands.inventory_refresh import INVENTORY_KINDS
 from mdm.ground.models import Alert, AuditEvent, Command, CommandStatus, Device
 from mdm.roots.scheduler.jobs import JobContext, webhook_delivery
-from mdm.services.inventory.refresh import INVENTORY_KINDS
 from tests.web.helpers import login, make_user, post_form
 from tests.web.test_inventory_api import BLOCKED, TRIAGE, Fleet, app_entry, drain, enrolled_fleet
 
@@ -59,7 +59,7 @@ def test_device_page_shows_inventory_with_the_unauthorized_app_marked(
     # The game is removed: the history says so and the finding shows as closed.
     client.post(f"/api/v1/devices/{fleet.device_id}/inventory/refresh")  # no token: refused, nothing queued
     with fleet.factory() as s:
-        from mdm.services.inventory.refresh import queue_inventory_refresh
+        from commands.inventory_refresh import queue_inventory_refresh
         from tests.inventory.helpers import ADMIN
 
         queue_inventory_refresh(s, s.get(Device, fleet.device_id), ADMIN, kinds=["InstalledApplicationList"])

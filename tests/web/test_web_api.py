@@ -128,7 +128,7 @@ def test_queue_list_and_cancel_commands(
         json={"request_type": "DeviceLock", "params": {"PhoneNumber": "call me"}},
     )
     assert _error(bad, 400, "invalid_input")["fields"] == {
-        "params": {"PhoneNumber": ["String does not match expected pattern."]}
+        "params": {"PhoneNumber": ["must be a phone number (digits, + - ( ) and spaces)"]}
     }
     unknown = client.post(url, headers=bearer(admin_token), json={"request_type": "SelfDestruct"})
     assert "request_type" in _error(unknown, 400, "invalid_input")["fields"]

@@ -127,6 +127,39 @@ def test_operator_locks_devices_in_bulk_after_confirmation(
     assert history["commands"][0]["status_label"] == "送信待ち"
 
 
+def test_lost_mode_from_the_device_page_takes_the_message_and_phone_fields(
+    app: Any, accounts: dict[str, Any], tree: Any, session_factory: Any
+) -> None:
+    """Issue 19 item 1: the lock-screen fields fill EnableLostMode too (it failed on Message)."""
+    client = app.test_client()
+    login(client, accounts["operator"])
+    path = f"/console/devices/{tree.device_a.id}"
+    page = client.get(path).get_data(as_text=True)
+    assert "画面ロック・紛失モード用" in page
+    form = {
+        "device_id": str(tree.device_a.id),
+        "request_type": "EnableLostMode",
+        "message": "拾得された方は消防署へ",
+        "phone_number": "03-3212-2111",
+        "confirmed": "yes",
+        "back": path,
+    }
+    done = client.post("/console/devices/commands", data={**form, "csrf_token": csrf_of(page)})
+    assert done.status_code == 302
+    with session_factory() as session:
+        [command] = session.scalars(select(Command)).all()
+        assert (command.request_type, command.params) == (
+            "EnableLostMode",
+            {"Message": "拾得された方は消防署へ", "PhoneNumber": "03-3212-2111"},
+        )
+    bad = client.post(
+        "/console/devices/commands",
+        data={**form, "phone_number": "call me", "csrf_token": csrf_of(page)},
+        follow_redirects=True,
+    )
+    assert "PhoneNumber" in bad.get_data(as_text=True)
+
+
 def test_admin_creates_unit_enrollment_token_with_qr_and_revokes_it(
     app: Any, accounts: dict[str, Any], tree: Any, session_factory: Any
 ) -> None:

@@ -7,7 +7,14 @@ from typing import Any
 
 from commands.catalog import CommandParamsError, UnknownCommand, all_command_types, get_command_type
 from commands.expiry import configured_expiry
-from commands.queue import CommandRefused, CommandStateError, cancel_command, enqueue_command
+from commands.queue import (
+    CommandRefused,
+    CommandStateError,
+    TwoPersonCommand,
+    cancel_command,
+    enqueue_command,
+    refuse_direct,
+)
 from enrollment.out_of_service import OutOfServiceRefused, take_out_of_service
 from mdm.doors.appctx import db_session
 from mdm.ground.models import Device
@@ -34,7 +41,7 @@ from web.queries import (
     visible_command,
     visible_device,
 )
-from web.rbac import WIPE_COMMANDS, Permission, Principal, may_send
+from web.rbac import Permission, Principal, may_send, may_send_named
 
 blp = ApiBlueprint("devices", __name__, url_prefix="/api/v1", description="Devices and their commands")
 
@@ -109,17 +116,19 @@ def list_device_foreign_results(device_id: int, page: int, per_page: int) -> Any
 def check_may_send(principal: Principal, request_type: str) -> None:
     """400 for an unknown type; 403 for a type the principal may not send (erase: never here)."""
     try:
-        get_command_type(request_type)
+        kind = get_command_type(request_type)
     except UnknownCommand as exc:
         raise field_error("request_type", str(exc)) from exc
-    if request_type in WIPE_COMMANDS:
+    try:
+        refuse_direct(kind)
+    except TwoPersonCommand as exc:
         raise ApiError(
             403,
-            f"{request_type} needs a wipe request approved by a second person; it cannot be queued directly",
+            str(exc),
             code="two_person_rule",
             fields={"request_type": ["needs the wipe approval workflow"]},
-        )
-    if not may_send(principal, request_type):
+        ) from exc
+    if not may_send(principal, kind):
         raise ApiError(403, f"the role {principal.role} may not send {request_type}")
 
 
@@ -177,7 +186,7 @@ def cancel(command_uuid: str) -> Any:
     """Cancel a command the device has not fetched yet."""
     principal = current_principal()
     command = _command_or_404(command_uuid)
-    if not (principal.can(Permission.COMMAND_QUEUE) or may_send(principal, command.request_type)):
+    if not (principal.can(Permission.COMMAND_QUEUE) or may_send_named(principal, command.request_type)):
         raise ApiError(403, f"the role {principal.role} may not cancel {command.request_type}")
     session = db_session()
     try:
@@ -204,7 +213,7 @@ def command_types() -> Any:
             "platforms": list(kind.platforms),
             "requires_supervision": kind.requires_supervision,
             "expires_after_seconds": _seconds(kind.lifetime(configured)),
-            "allowed": may_send(principal, kind.request_type),
+            "allowed": may_send(principal, kind),
         }
         for kind in all_command_types()
     ]

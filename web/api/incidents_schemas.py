@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
+from commands.lock_screen import MAX_FOOTNOTE, MAX_MESSAGE, MAX_PHONE, PHONE_ERROR
 from mdm.ground.models.incident import IncidentStatus, LossKind
 from web.api.schemas import (
     CommandSchema,
@@ -16,7 +17,7 @@ from web.api.schemas import (
     When,
 )
 
-PHONE = validate.Regexp(r"^[0-9+\-() ]{0,32}$", error="must be a phone number (digits, + - ( ) and spaces)")
+PHONE_DESCRIPTION = f"callback number, up to {MAX_PHONE} characters: {PHONE_ERROR}"
 WIPE_PROGRESS = [
     "not_requested",
     "requested",
@@ -33,7 +34,7 @@ class IncidentCreateSchema(Schema):
     device_id = Id(required=True)
     caller_name = Text(required=True, validate=validate.Length(min=1, max=100))
     caller_unit = Text(load_default="", validate=validate.Length(max=100))
-    callback_number = Text(load_default="", validate=PHONE)
+    callback_number = Text(load_default="", metadata={"description": PHONE_DESCRIPTION})
     lost_at = When(load_default=None, allow_none=True)
     lost_place = Text(load_default="", validate=validate.Length(max=255))
     kind = fields.String(load_default=LossKind.LOST, validate=validate.OneOf(LossKind.ALL))
@@ -51,11 +52,11 @@ class IncidentQuerySchema(PageQuerySchema):
 
 
 class LockSchema(Schema):
-    message = Text(
-        validate=validate.Length(min=1, max=500), metadata={"description": "shown on the lock screen"}
-    )
-    phone_number = Text(allow_none=True, validate=validate.Regexp(r"^[0-9+\-() ]{1,32}$"))
-    footnote = Text(validate=validate.Length(min=1, max=200), metadata={"description": "lost mode only"})
+    """Checked once, by the lock command itself (commands.lock_screen); a refusal names the field."""
+
+    message = Text(metadata={"description": f"shown on the lock screen (1-{MAX_MESSAGE} characters)"})
+    phone_number = Text(allow_none=True, metadata={"description": PHONE_DESCRIPTION})
+    footnote = Text(metadata={"description": f"lost mode only (1-{MAX_FOOTNOTE} characters)"})
 
 
 class ReasonSchema(Schema):

@@ -7,10 +7,10 @@ from typing import Any
 
 from sqlalchemy import select
 
+from commands.inventory_refresh import INVENTORY_KINDS, queue_inventory_refresh
 from commands.queue import CommandRefused
 from mdm.doors.appctx import db_session
 from mdm.ground.models import Device, DeviceFacts, InstalledCertificate, InstalledProfile
-from mdm.services.inventory.refresh import INVENTORY_KINDS, queue_inventory_refresh
 from web.api.auth import current_principal
 from web.api.base import ID, ApiBlueprint, permission
 from web.api.inventory_schemas import (
@@ -28,7 +28,7 @@ from web.api.inventory_schemas import (
 )
 from web.errors import ApiError
 from web.queries import apps_report, device_apps, device_changes, device_findings, visible_device
-from web.rbac import Permission, may_send
+from web.rbac import Permission, may_send_named
 
 blp = ApiBlueprint(
     "inventory", __name__, url_prefix="/api/v1", description="Inventory, compliance findings, apps report"
@@ -118,7 +118,7 @@ def refresh_inventory(device_id: int) -> Any:
     doubled, so calling this again for an offline device queues nothing new."""
     principal = current_principal()
     device = _device_or_404(device_id)
-    if not all(may_send(principal, kind) for kind in INVENTORY_KINDS):
+    if not all(may_send_named(principal, kind) for kind in INVENTORY_KINDS):
         raise ApiError(403, f"the role {principal.role} may not queue inventory commands")
     session = db_session()
     try:

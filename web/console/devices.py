@@ -12,7 +12,8 @@ from flask_babel import lazy_gettext as _l
 from marshmallow import fields, validate
 from sqlalchemy import select
 
-from commands.catalog import CommandParamsError, UnknownCommand, all_command_types, get_command_type
+from commands.catalog import CATALOG, CommandParamsError, CommandType, UnknownCommand, get_command_type
+from commands.inventory_refresh import INVENTORY_KINDS, queue_inventory_refresh
 from commands.queue import CommandRefused, CommandStateError, cancel_command, enqueue_command
 from enrollment.out_of_service import OutOfServiceRefused, take_out_of_service
 from mdm.doors.appctx import db_session, settings
@@ -27,7 +28,6 @@ from mdm.ground.models import (
 )
 from mdm.services.device_labels import LIMITS, DeviceLabelsUpdateSchema, DuplicateAssetTag, set_device_labels
 from mdm.services.devices import MAX_REENROLL_HOURS, allow_reenroll
-from mdm.services.inventory.refresh import INVENTORY_KINDS, queue_inventory_refresh
 from web.api.schemas import COMPLIANCE_STATES, Text
 from web.console.blueprint import bp
 from web.console.forms import CommandForm, DeviceFilterForm, FormSchema, load_form
@@ -48,7 +48,7 @@ from web.queries import (
     visible_devices,
     visible_units,
 )
-from web.rbac import HOTLINE_ORDER, Permission, Principal, may_send
+from web.rbac import Permission, Principal, may_send, may_send_named
 
 # -- labels of inventory, compliance and alert values, in the console's language ----------------
 
@@ -107,11 +107,9 @@ class InventoryDeviceFilterForm(DeviceFilterForm):
     app = Text(validate=validate.Length(max=255))
 
 
-def sendable_commands(principal: Principal) -> list[Any]:
+def sendable_commands(principal: Principal) -> list[CommandType]:
     """The commands the principal may send, loss-and-theft ones first (what the hotline needs)."""
-    kinds = [kind for kind in all_command_types() if may_send(principal, kind.request_type)]
-    rank = {name: i for i, name in enumerate(HOTLINE_ORDER)}
-    return sorted(kinds, key=lambda k: (rank.get(k.request_type, len(rank)), k.request_type))
+    return [kind for kind in CATALOG.in_menu_order() if may_send(principal, kind)]
 
 
 @bp.route("/devices")
@@ -189,7 +187,7 @@ def device(device_id: int) -> str:
         else None,
         spare=spare_state(session, found),
         may_keep_as_spare=may_keep_as_spare(session, found),
-        may_refresh=all(may_send(principal, kind) for kind in INVENTORY_KINDS),
+        may_refresh=all(may_send_named(principal, kind) for kind in INVENTORY_KINDS),
         # An Android agent is woken by its long poll, and over MQTT where the site runs a broker.
         mqtt_wakeup=bool(settings().mqtt_url),
         now=clock.now(),
@@ -213,7 +211,7 @@ def refresh_inventory(device_id: int) -> Response:
     found = visible_device(session, principal, device_id)
     if found is None:
         abort(404)
-    if not all(may_send(principal, kind) for kind in INVENTORY_KINDS):
+    if not all(may_send_named(principal, kind) for kind in INVENTORY_KINDS):
         abort(403)
     try:
         queue_inventory_refresh(session, found, principal.actor)
@@ -277,15 +275,12 @@ def device_commands_json(device_id: int) -> Response:
     )
 
 
-def _params(request_type: str, data: dict[str, Any]) -> dict[str, Any]:
-    """Command parameters from the form: the lock fields, or the advanced JSON field."""
-    if request_type == "DeviceLock":
-        params = {}
-        if data.get("message"):
-            params["Message"] = data["message"]
-        if data.get("phone_number"):
-            params["PhoneNumber"] = data["phone_number"]
-        return params
+def _params(kind: CommandType, data: dict[str, Any]) -> dict[str, Any]:
+    """Command parameters from the form: the lock-screen fields for a command that shows them
+    (DeviceLock, EnableLostMode), or the advanced JSON field."""
+    request_type = kind.request_type
+    if kind.shows_lock_screen:
+        return kind.lock_screen_params(data.get("message"), data.get("phone_number"))
     if data.get("params_json"):
         try:
             value = loads_bounded(data["params_json"])
@@ -323,10 +318,10 @@ def send_command() -> Response | str:
     except UnknownCommand:
         flash(_("Unknown command."), "error")
         return redirect(back)  # type: ignore[return-value]
-    if not may_send(principal, request_type):
+    if not may_send(principal, kind):
         abort(403)
     try:
-        params = kind.validate(_params(request_type, data))
+        params = kind.validate(_params(kind, data))
     except CommandParamsError as exc:
         flash(_("Invalid parameters: %(fields)s", fields=", ".join(sorted(exc.fields))), "error")
         return redirect(back)  # type: ignore[return-value]
@@ -376,7 +371,7 @@ def cancel(command_uuid: str) -> Response | str:
     command = visible_command(session, principal, command_uuid)
     if command is None:
         abort(404)
-    if not (principal.can(Permission.COMMAND_QUEUE) or may_send(principal, command.request_type)):
+    if not (principal.can(Permission.COMMAND_QUEUE) or may_send_named(principal, command.request_type)):
         abort(403)
     device_obj = session.get(Device, command.device_id)
     back = url_for("console.device", device_id=command.device_id)

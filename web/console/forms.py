@@ -97,8 +97,9 @@ class OrgUnitEditForm(FormSchema):
 
 class CommandForm(FormSchema):
     request_type = Text(required=True, validate=validate.Length(min=1, max=64))
-    message = Text(validate=validate.Length(max=500))
-    phone_number = Text(validate=validate.Length(max=32))
+    # Checked once, by the lock command's own schema (commands.lock_screen).
+    message = Text()
+    phone_number = Text()
     params_json = Text(validate=validate.Length(max=10_000))
 
 

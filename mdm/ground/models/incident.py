@@ -167,10 +167,10 @@ class WipeCertificate(Base):
     """消去完了証明書: the exact JSON bytes and their detached CMS signature (DER).
 
     The content is fixed when the device acknowledges EraseDevice (Android: WIPE) and is signed in
-    the same transaction: the app gives its sessions the settings that unseal the signing key
-    (commands.wipe_certificate.sign_at_acknowledgement). Only where a session lacks them is
-    `signature` left empty, and the first caller holding the settings (export, console, the
-    scheduler's sign_pending_certificates) signs it later, as a fallback.
+    the same transaction with the settings of the CommandContext (commands.context), which hold
+    the key that unseals the signer. Only where a caller has no settings is `signature` left
+    empty, and the first caller holding them (export, console, the scheduler's
+    sign_pending_certificates) signs it later, as a fallback.
     """
 
     __tablename__ = "wipe_certificates"

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from commands.inventory_refresh import refresh_due_devices
 from commands.repush import RepushPolicy, repush_waiting
 from mdm.ground import clock
 from mdm.ground.audit import SYSTEM
@@ -34,7 +35,6 @@ from mdm.services.alerts.webhooks import due_deliveries, post_delivery, record_a
 from mdm.services.backup.schedule import scheduled_backup
 from mdm.services.compliance.evaluation import evaluate_fleet
 from mdm.services.continuity.webhooks import readiness_job
-from mdm.services.inventory.refresh import refresh_due_devices
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,6 @@ from cryptography import x509
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from commands.results import on_result
 from mdm.ground import clock
 from mdm.ground.models import Command, Device, InstalledCertificate
 from mdm.services.inventory.events import inventory_updated
@@ -19,7 +18,6 @@ from mdm.services.inventory.parsers.common import acknowledged
 from mdm.services.inventory.values import boolean, text
 
 
-@on_result("CertificateList")
 def parse_certificate_list(session: Session, command: Command, report: dict[str, Any]) -> None:
     if not acknowledged(command, report):
         return

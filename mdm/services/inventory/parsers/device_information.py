@@ -7,7 +7,6 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from commands.results import on_result
 from mdm.ground import clock
 from mdm.ground.models import Command, Device, DeviceFacts
 from mdm.services.inventory.events import inventory_updated
@@ -65,7 +64,6 @@ _FACT_BOOL = (
 )
 
 
-@on_result("DeviceInformation")
 def parse_device_information(session: Session, command: Command, report: dict[str, Any]) -> None:
     if not acknowledged(command, report):
         return

@@ -7,7 +7,6 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from commands.results import on_result
 from mdm.ground import clock
 from mdm.ground.models import Command, Device, InstalledProfile
 from mdm.services.inventory.events import inventory_updated
@@ -17,7 +16,6 @@ from mdm.services.inventory.parsers.common import acknowledged
 from mdm.services.inventory.values import boolean, integer, text
 
 
-@on_result("ProfileList")
 def parse_profile_list(session: Session, command: Command, report: dict[str, Any]) -> None:
     if not acknowledged(command, report):
         return

@@ -10,7 +10,6 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from commands.results import on_result
 from mdm.ground import clock
 from mdm.ground.models import Command, Device
 from mdm.services.inventory.events import inventory_updated
@@ -20,7 +19,6 @@ from mdm.services.inventory.parsers.common import acknowledged
 from mdm.services.inventory.values import boolean, integer, json_safe
 
 
-@on_result("SecurityInfo")
 def parse_security_info(session: Session, command: Command, report: dict[str, Any]) -> None:
     if not acknowledged(command, report):
         return

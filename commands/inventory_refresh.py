@@ -1,5 +1,8 @@
 """Queueing inventory: after enrollment, on demand, and for devices whose inventory is due.
 
+It lives with the commands, not in mdm/services/inventory: the inventory commands parse their
+answers with inventory's parsers (commands -> inventory), so inventory itself never queues.
+
 Inventory commands coalesce in the command queue (CommandType.coalesce): a device that has not
 fetched its last refresh never gets a second one of the same kind, so an offline tablet holds at
 most one pending command per kind however long it stays away.

@@ -1,11 +1,11 @@
-"""Configuration profile commands: install a (signed) profile, remove one by identifier.
+"""InstallProfile: install a (signed) configuration profile.
 
 An install may ask to be made for its device at delivery (`DeviceIdentity`: the profile and version
 it carries): a profile with an EAP-TLS Wi-Fi identity from the built-in CA needs a SCEP challenge
-that is one device's and usable once, so it is never part of the shared, stored profile. The
-service that knows how (profiles.device_identity) registers with `on_install_delivery`; the
-challenge then exists only in the bytes handed to the device, never in the command's parameters
-or the audit log.
+that is one device's and usable once, so it is never part of the shared, stored profile. profiles/
+knows how (profiles.device_identity.make_for_device) and reaches this command through the
+CommandContext; the challenge then exists only in the bytes handed to the device, never in the
+command's parameters or the audit log. The answer moves the device's DeviceProfileState on.
 """
 
 from __future__ import annotations
@@ -14,20 +14,28 @@ import base64
 import binascii
 import logging
 import plistlib
-import re
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asn1crypto import cms
 from marshmallow import Schema, ValidationError, fields, validate
+from sqlalchemy import select
+from sqlalchemy.orm import object_session
 
-from commands.command_type import CommandType, DeliveryContext, Priority, register
+from commands.command_type import CommandType, DeliveryContext, Priority
+from commands.context import context_of
+from mdm.ground import clock
+from mdm.ground.models import CommandStatus, DeviceProfileState
 from mdm.ground.redaction import is_secret_key
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from commands.context import CommandContext
+    from mdm.ground.models import Command
 
 log = logging.getLogger(__name__)
 
 MAX_PROFILE_BYTES = 512 * 1024
-_IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*(\.[A-Za-z0-9_\-]+)+$")
 
 
 class ProfileData(fields.Field):
@@ -115,69 +123,78 @@ class InstallProfileParams(Schema):
 
 # Keys of the Apple command that only the delivery step reads; never sent to the device.
 _DELIVERY_KEY = "_DeviceIdentity"
-# fn(apple_keys, {"profile_id", "version"}, context) -> apple_keys for this device.
-InstallDeliveryHook = Callable[[dict[str, Any], dict[str, Any], DeliveryContext], dict[str, Any]]
-_DELIVERY_HOOKS: list[InstallDeliveryHook] = []
 
 
-def on_install_delivery(fn: InstallDeliveryHook) -> InstallDeliveryHook:
-    if fn not in _DELIVERY_HOOKS:
-        _DELIVERY_HOOKS.append(fn)
-    return fn
+def profile_state_for_command(session: Session, command: Command) -> DeviceProfileState | None:
+    """The device's profile whose install or removal is this command."""
+    return session.scalars(
+        select(DeviceProfileState).where(
+            DeviceProfileState.device_id == command.device_id,
+            DeviceProfileState.pending_command_uuid == command.uuid,
+        )
+    ).first()
 
 
-def _for_device(keys: dict[str, Any], context: DeliveryContext) -> dict[str, Any]:
-    marker = keys.pop(_DELIVERY_KEY, None)
-    if marker is None:
-        return keys
-    for hook in _DELIVERY_HOOKS:
+def _error_text(report: dict[str, Any]) -> str:
+    chain = report.get("ErrorChain")
+    parts = []
+    if isinstance(chain, list):
+        for item in chain:
+            if isinstance(item, dict):
+                text = item.get("USEnglishDescription") or item.get("LocalizedDescription")
+                code = item.get("ErrorCode")
+                parts.append(f"{item.get('ErrorDomain', '?')} {code}: {text}" if text else f"{code}")
+    return ("; ".join(parts) or str(report.get("Status") or "error"))[:255]
+
+
+class InstallProfile(CommandType):
+    request_type = "InstallProfile"
+    schema = InstallProfileParams
+    description_ja = "構成プロファイルのインストール"
+    description_en = "Install a configuration profile"
+    priority = Priority.HIGH
+
+    def to_apple(self, params: dict[str, Any]) -> dict[str, Any]:
         try:
-            keys = hook(keys, marker, context)
+            keys: dict[str, Any] = {"Payload": base64.b64decode(params["Payload"])}
+        except (KeyError, binascii.Error, TypeError) as exc:
+            raise ValidationError("stored Payload is not base64", "Payload") from exc
+        if isinstance(params.get("DeviceIdentity"), dict):
+            keys[_DELIVERY_KEY] = dict(params["DeviceIdentity"])
+        return keys
+
+    def at_delivery(self, keys: dict[str, Any], delivery: DeliveryContext) -> dict[str, Any]:
+        marker = keys.pop(_DELIVERY_KEY, None)
+        if marker is None:
+            return keys
+        context = delivery.context or context_of(_session_of(delivery))
+        if context.profiles is None:
+            return keys
+        try:
+            keys = context.profiles.install_for_device(keys, marker, delivery)
         except Exception:
             # The shared profile still installs everything but the device's own identity; a
             # device must never be left without its command because of this step.
-            log.exception("InstallProfile for device %s: per-device rendering failed", context.device.id)
-    keys.pop(_DELIVERY_KEY, None)
-    return keys
+            log.exception("InstallProfile for device %s: per-device rendering failed", delivery.device.id)
+        keys.pop(_DELIVERY_KEY, None)
+        return keys
+
+    def on_result(
+        self, session: Session, command: Command, report: dict[str, Any], context: CommandContext
+    ) -> None:
+        state = profile_state_for_command(session, command)
+        if state is None:
+            return
+        if command.status == CommandStatus.ACKNOWLEDGED:
+            state.installed_version = state.pending_version
+            state.install_acknowledged_at = clock.now()
+            state.first_confirmed_at = state.first_confirmed_at or state.install_acknowledged_at
+            state.last_error = None
+        else:
+            state.last_error = _error_text(report)
+        state.pending_command_uuid = state.pending_action = state.pending_version = None
+        state.updated_at = clock.now()
 
 
-class RemoveProfileParams(Schema):
-    Identifier = fields.String(
-        required=True,
-        validate=[
-            validate.Length(min=3, max=255),
-            validate.Regexp(_IDENTIFIER, error="must be a reverse-DNS profile identifier"),
-        ],
-    )
-
-
-def _install_to_apple(params: dict[str, Any]) -> dict[str, Any]:
-    try:
-        keys: dict[str, Any] = {"Payload": base64.b64decode(params["Payload"])}
-    except (KeyError, binascii.Error, TypeError) as exc:
-        raise ValidationError("stored Payload is not base64", "Payload") from exc
-    if isinstance(params.get("DeviceIdentity"), dict):
-        keys[_DELIVERY_KEY] = dict(params["DeviceIdentity"])
-    return keys
-
-
-register(
-    CommandType(
-        "InstallProfile",
-        InstallProfileParams,
-        "構成プロファイルのインストール",
-        "Install a configuration profile",
-        priority=Priority.HIGH,
-        to_apple=_install_to_apple,
-        at_delivery=_for_device,
-    )
-)
-register(
-    CommandType(
-        "RemoveProfile",
-        RemoveProfileParams,
-        "構成プロファイルの削除",
-        "Remove a configuration profile",
-        priority=Priority.HIGH,
-    )
-)
+def _session_of(delivery: DeliveryContext) -> Session | None:
+    return object_session(delivery.device)

@@ -1,0 +1,85 @@
+"""What commands need beyond the Session: settings and the services above the queue.
+
+A command's result may need the settings (EraseDevice signs its wipe certificate at the
+acknowledgement, with the instance's signing key) and services that themselves queue commands
+and so sit above this package: profile enforcement after a ProfileList, the per-device rendering
+of an InstallProfile (profiles/). Commands cannot import them; the composition root builds one
+CommandContext from the settings (mdm.roots.commands.build_command_context) and hands it down.
+
+Callers pass it explicitly (`record_result(..., context=...)`, `DeliveryContext(..., context=...)`).
+The device doors that do not pass it yet get the context their session factory was built with
+(`attach_to_sessions`): one typed object, set by the root, in place of loose session.info keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from mdm.ground.config import Settings
+
+if TYPE_CHECKING:
+    from mdm.ground.models import Device
+
+# fn(apple_keys, {"profile_id", "version"}, delivery) -> apple_keys made for this device.
+InstallForDevice = Callable[[dict[str, Any], dict[str, Any], "DeliveryContext"], dict[str, Any]]
+# fn(session, device, ProfileList items): compare with the desired set, queue what restores it.
+ProfileListAnswered = Callable[[Session, "Device", list[Any]], object]
+
+_SESSION_KEY = "hikeshi.command_context"
+# The default of HIKESHI_COMMAND_EXPIRY_DAYS, for a context built without settings (tests).
+FALLBACK_EXPIRY = timedelta(days=Settings.command_expiry_days)
+
+
+@dataclass(frozen=True)
+class DeliveryContext:
+    """What a command may need at the moment it is handed to its device, and only then.
+
+    `context` carries the CommandContext; a door that does not pass it yet gets the one its
+    session factory was built with (context_of)."""
+
+    device: Device
+    secret_key: str
+    context: CommandContext | None = None
+
+
+@dataclass(frozen=True)
+class ProfileDuties:
+    """What profiles/ does for its commands (profiles.assignment queues through commands)."""
+
+    install_for_device: InstallForDevice
+    profile_list_answered: ProfileListAnswered
+
+
+@dataclass(frozen=True)
+class CommandContext:
+    # None: wipe certificates are left for the next holder of the settings to sign (scheduler,
+    # export); command lifetimes use HIKESHI_COMMAND_EXPIRY_DAYS's default.
+    settings: Settings | None = None
+    profiles: ProfileDuties | None = None
+
+    @property
+    def command_expiry(self) -> timedelta:
+        if self.settings is None:
+            return FALLBACK_EXPIRY
+        return timedelta(days=self.settings.command_expiry_days)
+
+
+NO_CONTEXT = CommandContext()
+
+
+def attach_to_sessions(factory: sessionmaker[Session], context: CommandContext) -> None:
+    """Let the sessions of `factory` carry `context` to callers that do not pass it yet."""
+    info = dict(factory.kw.get("info") or {})
+    info[_SESSION_KEY] = context
+    factory.configure(info=info)
+
+
+def context_of(session: Session | None) -> CommandContext:
+    """The context the session's factory was built with; an empty one without."""
+    value = session.info.get(_SESSION_KEY) if session is not None else None
+    return value if isinstance(value, CommandContext) else NO_CONTEXT
