@@ -22,9 +22,9 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
+from commands.delivery import commands_waiting
 from mdm.doors.android import enrollment, protocol, sheet
 from mdm.doors.android.auth import Unauthenticated, authenticate
-from mdm.doors.android.delivery import commands_waiting
 from mdm.doors.android.protocol import PREFIX, PROTOCOL_VERSION, ProtocolError
 from mdm.doors.android.sync import sync, wake_channels
 from mdm.doors.appctx import client_ip, db_session, hikeshi, settings

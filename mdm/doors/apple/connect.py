@@ -6,8 +6,9 @@ import logging
 
 from flask import Blueprint, Response, request
 
-from commands import queue, results
+from commands import results
 from commands.catalog import DeliveryContext, get_command_type
+from commands.delivery import next_command
 from mdm.doors.appctx import client_ip, db_session, settings
 from mdm.doors.apple.answers import oversized_answer
 from mdm.doors.apple.auth import Unauthenticated, request_identity
@@ -37,16 +38,10 @@ def connect() -> Response:
             return plain(400, f"Status {status!r} is not a known report status")
         device = devices.identify_device(session, identity, udid)
         devices.touch(device)
+        actor = devices.device_actor(udid, client_ip())
         if status != "Idle":
-            results.record_result(
-                session,
-                device,
-                report,
-                body,
-                actor=devices.device_actor(udid, client_ip()),
-                identity=identity.fingerprint,
-            )
-        command = queue.next_command(session, device, offer_not_now=status == "Idle")
+            results.record_result(session, device, report, body, actor=actor, identity=identity.fingerprint)
+        command = next_command(session, device, offer_not_now=status == "Idle", actor=actor)
         payload = b""
         if command is not None:
             apple_keys = get_command_type(command.request_type).apple_command(
