@@ -34,10 +34,8 @@ from werkzeug.datastructures import Headers
 from mdm.doors.android.protocol import (
     CERTIFICATE_HEADER,
     NONCE_HEADER,
-    PLATFORM,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
-    ProtocolError,
     signing_string,
 )
 from mdm.ground import clock
@@ -47,6 +45,7 @@ from mdm.ground.identity.signature import SignatureError, verify_chain
 from mdm.ground.identity.trust import trusted_device_cas
 from mdm.ground.models import AgentRequestNonce, Device, DeviceCertificate, EnrollmentState, IdentityPurpose
 from mdm.ground.x509util import fingerprint
+from mdm.services.android_channel import PLATFORM, ProtocolError
 
 _FINGERPRINT = re.compile(r"^[0-9a-f]{64}$")
 # base64url or hex, at least 22 characters: 128 random bits or more.

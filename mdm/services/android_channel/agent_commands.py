@@ -1,5 +1,5 @@
-"""Handing queued commands to the agent, and turning its results into the reports the result
-handlers read.
+"""The agent's side of the shared queue: commands rendered under their Android names, and the
+agent's results turned into the reports the result handlers read.
 
 Commands wait in the same queue as Apple's, under Apple's request types (commands.kinds.android
 explains why). Here they are rendered under their Android names; the agent's results come back
@@ -20,9 +20,9 @@ from commands import results
 from commands.catalog import equivalent_for
 from commands.delivery import UndeliverableCommand, deliver_next_commands
 from commands.kinds.android import ANDROID_COMMANDS
-from mdm.doors.android.protocol import MAX_COMMANDS_PER_SYNC, PLATFORM
 from mdm.ground.audit import Actor
 from mdm.ground.models import Command, Device
+from mdm.services.android_channel.agent import MAX_COMMANDS_PER_SYNC, PLATFORM
 
 _STATUS = {"acknowledged": "Acknowledged", "error": "Error", "not_now": "NotNow"}
 
