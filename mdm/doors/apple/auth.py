@@ -4,7 +4,7 @@ The certificate comes from the Mdm-Signature header (a detached CMS signature ov
 behind a TLS-terminating proxy, from the configured client-certificate header. Either way it must
 chain to a trusted device CA and be valid now. Whether it may open /mdm/* (its recorded purpose,
 revocation, a built-in-CA certificate this server never issued) and which UDID it is bound to is
-the service's job (mdm.services.devices), after the body has been authenticated.
+the service's job (mdm.services.apple_channel), after the body has been authenticated.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from mdm.ground.identity.signature import (
 )
 from mdm.ground.identity.trust import builtin_cas, trusted_device_cas
 from mdm.ground.x509util import issued_by
-from mdm.services.devices import PresentedIdentity
+from mdm.services.apple_channel import PresentedIdentity
 
 
 class Unauthenticated(PermissionError):
