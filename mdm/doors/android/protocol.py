@@ -1,5 +1,6 @@
-"""The Android agent protocol, version 1: names, errors, the request signature and the request
-schemas. docs/android-agent-protocol.md is the specification; this module is its server half.
+"""The Android agent protocol, version 1, as the door reads it: paths, the request signature and
+the request schemas (its version, platform name and errors are the service's:
+mdm.services.android_channel.agent). docs/android-agent-protocol.md is the specification.
 
 Every request body is JSON. Unknown keys are ignored, so an agent may send more than this version
 knows; a known key with a wrong type or value is refused with 400 naming it.

@@ -15,16 +15,14 @@ from cryptography import x509
 from flask import Request
 from sqlalchemy.orm import Session
 
-from mdm.ground import clock
 from mdm.ground.config import Settings
 from mdm.ground.identity.client_cert import parse_proxy_certificate
 from mdm.ground.identity.signature import (
     SignatureError,
-    verify_chain,
     verify_mdm_signature,
     verify_mdm_signature_streamed,
 )
-from mdm.ground.identity.trust import builtin_cas, trusted_device_cas
+from mdm.ground.identity.trust import builtin_cas, verify_device_certificate
 from mdm.ground.x509util import issued_by
 from mdm.services.apple_channel import PresentedIdentity
 
@@ -73,7 +71,7 @@ def _identify(
             read_rest()
         else:
             raise Unauthenticated("no Mdm-Signature header and no client certificate")
-        verify_chain(cert, trusted_device_cas(session, settings), clock.now())
+        verify_device_certificate(session, settings, cert)
     except SignatureError as exc:
         raise Unauthenticated(str(exc)) from exc
     return PresentedIdentity(cert, any(issued_by(cert, ca) for ca in builtin_cas(session, settings)))
