@@ -12,8 +12,6 @@ from mdm.doors.apple.plist_codec import PlistError
 from mdm.doors.bodies import BodyTooLarge, plain
 from mdm.services import apple_channel
 
-log = logging.getLogger(__name__)
-
 # Every refusal a device request can meet between reading its body and the service's answer.
 REFUSALS = (
     BodyTooLarge,
@@ -27,8 +25,9 @@ REFUSALS = (
 )
 
 
-def refused(exc: Exception, door: str) -> Response:
-    """The answer to a refusal from REFUSALS on `door` ("check-in", "connect")."""
+def refused(exc: Exception, door: str, log: logging.Logger) -> Response:
+    """The answer to a refusal from REFUSALS on `door` ("check-in", "connect"), logged by the
+    door's own logger."""
     if isinstance(exc, BodyTooLarge):
         return plain(413, str(exc))
     if isinstance(exc, Unauthenticated | apple_channel.DeviceIdentityError):
