@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 from flask import Blueprint, Response, request
 
 from mdm.doors.appctx import client_ip, db_session, settings
@@ -13,7 +11,6 @@ from mdm.doors.apple.refusals import REFUSALS, refused
 from mdm.doors.bodies import read_body
 from mdm.services import apple_channel
 
-log = logging.getLogger(__name__)
 bp = Blueprint("apple_checkin", __name__)
 
 
@@ -31,8 +28,8 @@ def checkin() -> Response:
     except apple_channel.IdentityConflict as exc:
         # The Authenticate was rolled back; the service recorded the refusal (audit, alert).
         session.commit()
-        return refused(exc, "check-in", log)
+        return refused(exc, "check-in", __name__)
     except REFUSALS as exc:
-        return refused(exc, "check-in", log)
+        return refused(exc, "check-in", __name__)
     session.commit()
     return Response(b"", status=200)

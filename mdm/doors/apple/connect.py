@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 from flask import Blueprint, Response, request
 
 from mdm.doors.appctx import client_ip, db_session, settings
@@ -14,7 +12,6 @@ from mdm.doors.apple.refusals import REFUSALS, refused
 from mdm.doors.bodies import OversizedBody, read_answer
 from mdm.services import apple_channel
 
-log = logging.getLogger(__name__)
 bp = Blueprint("apple_connect", __name__)
 
 
@@ -33,7 +30,7 @@ def connect() -> Response:
         )
         payload = b"" if command is None else encode_command(command.uuid, command.request_type, command.keys)
     except REFUSALS as exc:
-        return refused(exc, "connect", log)
+        return refused(exc, "connect", __name__)
     # The report and the delivery are recorded before the device hears anything.
     session.commit()
     if not payload:

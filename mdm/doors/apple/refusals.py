@@ -25,9 +25,10 @@ REFUSALS = (
 )
 
 
-def refused(exc: Exception, door: str, log: logging.Logger) -> Response:
-    """The answer to a refusal from REFUSALS on `door` ("check-in", "connect"), logged by the
-    door's own logger."""
+def refused(exc: Exception, door: str, logger: str) -> Response:
+    """The answer to a refusal from REFUSALS on `door` ("check-in", "connect"), logged under the
+    door module's name (`logger`), where operators look for it."""
+    log = logging.getLogger(logger)
     if isinstance(exc, BodyTooLarge):
         return plain(413, str(exc))
     if isinstance(exc, Unauthenticated | apple_channel.DeviceIdentityError):
