@@ -20,7 +20,6 @@ from commands.command_type import CommandType
 from commands.context import CommandContext, context_of
 from mdm.ground import clock
 from mdm.ground.audit import Actor, AuditEntry, record_event, record_events
-from mdm.ground.db import is_postgres
 from mdm.ground.models import Command, CommandStatus, Device, EnrollmentState
 from mdm.ground.push import request_push, request_pushes
 
@@ -299,36 +298,6 @@ def expire_overdue(session: Session, device_id: int | None = None) -> int:
     # Session.execute is typed as returning a Result; for an UPDATE or DELETE it is a CursorResult.
     result = cast(CursorResult[Any], session.execute(stmt.execution_options(synchronize_session=False)))
     return result.rowcount or 0
-
-
-def next_command(session: Session, device: Device, *, offer_not_now: bool) -> Command | None:
-    """The command to hand the device now, marked sent; None when nothing is waiting.
-
-    A command the device answered NotNow is skipped for the rest of that connection and offered
-    again when the device next says Idle (`offer_not_now`).
-    """
-    expire_overdue(session, device.id)
-    statuses = [CommandStatus.QUEUED, CommandStatus.SENT]
-    if offer_not_now:
-        statuses.append(CommandStatus.NOT_NOW)
-    stmt = (
-        select(Command)
-        .where(Command.device_id == device.id, Command.status.in_(statuses))
-        .order_by(Command.priority.desc(), Command.id)
-        .limit(1)
-    )
-    if is_postgres(session):
-        # Wait for the row rather than skip it: the lock is held only for a moment (another
-        # connection of the device, or the dispatcher stamping pushed_at), and skipping would
-        # hand the device an empty reply while its lock command is waiting.
-        stmt = stmt.with_for_update()
-    command = session.scalars(stmt).first()
-    if command is None:
-        return None
-    command.status = CommandStatus.SENT
-    command.sent_at = clock.now()
-    command.delivery_count += 1
-    return command
 
 
 def find_device_command(session: Session, device: Device, command_uuid: str) -> Command | None:

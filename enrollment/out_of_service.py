@@ -1,6 +1,7 @@
 """An administrator takes an Android tablet's record out of service: the tablet was factory-reset
 without a wipe (or its agent is lost for good), so its record is still enrolled and a new
-enrollment claiming its serial number is refused (mdm.doors.android.enrollment, 409 serial_conflict).
+enrollment claiming its serial number is refused (409 serial_conflict,
+mdm.services.android_channel.enrollment).
 
 This is the only way an enrolled Android record stops being enrolled other than an acknowledged
 wipe: a person decides it, with a reason, audited. The record keeps its history; its

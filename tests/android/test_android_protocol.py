@@ -16,7 +16,6 @@ from cryptography.hazmat.primitives import hashes
 from sqlalchemy import select
 
 from commands.queue import enqueue_command
-from mdm.doors.android.sync import wake_channels
 from mdm.ground.db import transaction
 from mdm.ground.models import (
     Alert,
@@ -31,6 +30,7 @@ from mdm.ground.models import (
     InstalledApp,
 )
 from mdm.ground.push.wakeups import BOARD
+from mdm.services.android_channel import wake_channels
 from mdm.services.compliance.evaluation import open_findings
 from profiles.assignment import assign_profile
 from profiles.service import create_profile, update_profile

@@ -13,7 +13,8 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 from commands.catalog import all_command_types
-from commands.queue import enqueue_command, next_command
+from commands.delivery import next_command
+from commands.queue import enqueue_command
 from mdm import create_app
 from mdm.ground.audit import Actor
 from mdm.ground.config import Settings

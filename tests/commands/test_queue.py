@@ -6,7 +6,8 @@ import pytest
 from sqlalchemy import func, select
 
 from commands.catalog import CommandParamsError, Priority, UnknownCommand, get_command_type
-from commands.queue import CommandRefused, CommandStateError, cancel_command, enqueue_command, next_command
+from commands.delivery import next_command
+from commands.queue import CommandRefused, CommandStateError, cancel_command, enqueue_command
 from commands.results import record_result
 from mdm.ground.audit import Actor
 from mdm.ground.models import AuditEvent, Command, CommandResult, CommandStatus, EnrollmentState

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from commands.queue import next_command
+from commands.delivery import next_command
 from enrollment.profile import MDM_PAYLOAD_IDENTIFIER, PROFILE_IDENTIFIER
 from enrollment.renewal import queue_identity_renewals
 from mdm.ground import ca as ca_service

@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy import select
 
 import commands.incidents as hotline
-from commands.queue import enqueue_command, next_command
+from commands.delivery import next_command
+from commands.queue import enqueue_command
 from commands.results import record_result
 from mdm.ground.audit import Actor, verify_chain
 from mdm.ground.models import AuditEvent, CommandStatus, EnrollmentState, IncidentStatus, WipeCertificate

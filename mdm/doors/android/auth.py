@@ -34,19 +34,18 @@ from werkzeug.datastructures import Headers
 from mdm.doors.android.protocol import (
     CERTIFICATE_HEADER,
     NONCE_HEADER,
-    PLATFORM,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
-    ProtocolError,
     signing_string,
 )
 from mdm.ground import clock
 from mdm.ground.config import Settings
 from mdm.ground.identity.client_cert import parse_proxy_certificate
-from mdm.ground.identity.signature import SignatureError, verify_chain
-from mdm.ground.identity.trust import trusted_device_cas
+from mdm.ground.identity.signature import SignatureError
+from mdm.ground.identity.trust import verify_device_certificate
 from mdm.ground.models import AgentRequestNonce, Device, DeviceCertificate, EnrollmentState, IdentityPurpose
 from mdm.ground.x509util import fingerprint
+from mdm.services.android_channel import PLATFORM, ProtocolError
 
 _FINGERPRINT = re.compile(r"^[0-9a-f]{64}$")
 # base64url or hex, at least 22 characters: 128 random bits or more.
@@ -86,7 +85,7 @@ def authenticate(
     else:
         raise Unauthenticated(f"no {SIGNATURE_HEADER} header and no client certificate")
     try:
-        verify_chain(cert, trusted_device_cas(session, settings), clock.now())
+        verify_device_certificate(session, settings, cert)
     except SignatureError as exc:
         raise Unauthenticated(str(exc)) from exc
     if row.revoked_at is not None:

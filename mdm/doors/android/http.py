@@ -22,17 +22,16 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
-from mdm.doors.android import enrollment, protocol, sheet
-from mdm.doors.android.auth import Unauthenticated, authenticate
-from mdm.doors.android.delivery import commands_waiting
-from mdm.doors.android.protocol import PREFIX, PROTOCOL_VERSION, ProtocolError
-from mdm.doors.android.sync import sync, wake_channels
+from mdm.doors.android import protocol, sheet
+from mdm.doors.android.auth import AuthenticatedDevice, Unauthenticated, authenticate
+from mdm.doors.android.protocol import PREFIX
 from mdm.doors.appctx import client_ip, db_session, hikeshi, settings
 from mdm.doors.bodies import BodyTooLarge, read_body
-from mdm.ground import clock
 from mdm.ground.ca import CANotReady
 from mdm.ground.push.wakeups import WakeupBoardFull, watch_wakeup
 from mdm.ground.x509util import to_pem
+from mdm.services import android_channel
+from mdm.services.android_channel import PROTOCOL_VERSION, ProtocolError
 
 log = logging.getLogger(__name__)
 bp = Blueprint("android_agent", __name__, template_folder="templates")
@@ -135,7 +134,7 @@ def _signed_path() -> str:
     return request.path + ("?" + query if query else "")
 
 
-def _authenticated(body: bytes) -> Any:
+def _authenticated(body: bytes) -> AuthenticatedDevice:
     return authenticate(
         db_session(),
         settings(),
@@ -153,7 +152,7 @@ def enroll() -> Response:
     try:
         _raw, payload = _json_body(conf.max_device_body_bytes)
         data = protocol.load(protocol.EnrollRequestSchema(), payload)
-        enrolled = enrollment.enroll(session, conf, data, source_ip=client_ip())
+        enrolled = android_channel.enroll(session, conf, data, source_ip=client_ip())
         answer = {
             "protocol": PROTOCOL_VERSION,
             "device_id": enrolled.device.id,
@@ -162,19 +161,16 @@ def enroll() -> Response:
             "policy": enrolled.policy.body(),
             "policy_version": enrolled.policy.version,
             "poll_interval_seconds": conf.android_poll_interval_seconds,
-            "wake": wake_channels(conf, enrolled.device.id),
+            "wake": enrolled.wake,
         }
         session.commit()
     except BodyTooLarge as exc:
         return _refused(ProtocolError(413, "body_too_large", str(exc)))
-    except enrollment.SerialConflict as exc:
-        refusal = _refused(exc)
+    except android_channel.SerialConflict as exc:
+        # The service rolled the enrollment back and recorded the refusal (alert, audit): kept.
         log.warning("android enrollment refused from %s: serial %r already enrolled", client_ip(), exc.serial)
-        enrollment.record_serial_conflict(
-            session, exc.serial, token_secret=data["enrollment_token"], source_ip=client_ip()
-        )
         session.commit()
-        return refusal
+        return _json(exc.status, exc.body())
     except ProtocolError as exc:
         return _refused(exc)
     except CANotReady as exc:
@@ -191,7 +187,7 @@ def sync_view() -> Response:
         raw, payload = _json_body(conf.max_device_body_bytes)
         authed = _authenticated(raw)
         data = protocol.load(protocol.SyncRequestSchema(), payload)
-        answer = sync(
+        answer = android_channel.sync(
             session, conf, authed.device, data, raw, source_ip=client_ip(), identity=authed.certificate
         )
         session.commit()
@@ -210,8 +206,7 @@ def wait() -> Response:
         raw = read_body(request, conf.max_device_body_bytes)
         authed = _authenticated(raw)
         timeout = _timeout(conf.android_long_poll_seconds)
-        device_id = authed.device.id
-        authed.device.last_seen_at = clock.now()
+        device_id = android_channel.start_wait(authed.device)
         session.commit()
     except BodyTooLarge as exc:
         return _refused(ProtocolError(413, "body_too_large", str(exc)))
@@ -286,7 +281,7 @@ def _timeout(cap: int) -> float:
 
 def _pending(device_id: int) -> bool:
     with hikeshi().session_factory() as session:
-        return commands_waiting(session, device_id)
+        return android_channel.commands_waiting(session, device_id)
 
 
 sheet.register(bp)

@@ -1,5 +1,6 @@
-"""The Android agent protocol, version 1: names, errors, the request signature and the request
-schemas. docs/android-agent-protocol.md is the specification; this module is its server half.
+"""The Android agent protocol, version 1, as the door reads it: paths, the request signature and
+the request schemas (its version, platform name and errors are the service's:
+mdm.services.android_channel.agent). docs/android-agent-protocol.md is the specification.
 
 Every request body is JSON. Unknown keys are ignored, so an agent may send more than this version
 knows; a known key with a wrong type or value is refused with 400 naming it.
@@ -13,9 +14,9 @@ from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
-PROTOCOL_VERSION = 1
+from mdm.services.android_channel import ProtocolError
+
 PREFIX = "/android/v1"
-PLATFORM = "android"
 
 # Request signature (docs/android-agent-protocol.md, "Authentication").
 CERTIFICATE_HEADER = "Hikeshi-Certificate"
@@ -27,28 +28,6 @@ SIGNATURE_SCHEME = "HIKESHI-ANDROID-V1"
 
 MAX_PACKAGES = 5000
 MAX_RESULTS = 500
-# Commands handed to the agent in one sync answer; the rest follow at the next sync.
-MAX_COMMANDS_PER_SYNC = 20
-
-
-class ProtocolError(Exception):
-    """A refused request: HTTP status, a stable error code, a message and the offending field."""
-
-    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.field = field
-
-    def body(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"protocol": PROTOCOL_VERSION, "error": self.code, "message": self.message}
-        reason = getattr(self, "reason_code", None)
-        if reason is not None:
-            out["reason"] = reason
-        if self.field is not None:
-            out["field"] = self.field
-        return out
 
 
 def signing_string(method: str, path: str, timestamp: str, nonce: str, body: bytes) -> bytes:

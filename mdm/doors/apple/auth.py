@@ -4,7 +4,7 @@ The certificate comes from the Mdm-Signature header (a detached CMS signature ov
 behind a TLS-terminating proxy, from the configured client-certificate header. Either way it must
 chain to a trusted device CA and be valid now. Whether it may open /mdm/* (its recorded purpose,
 revocation, a built-in-CA certificate this server never issued) and which UDID it is bound to is
-the service's job (mdm.services.devices), after the body has been authenticated.
+the service's job (mdm.services.apple_channel), after the body has been authenticated.
 """
 
 from __future__ import annotations
@@ -15,18 +15,16 @@ from cryptography import x509
 from flask import Request
 from sqlalchemy.orm import Session
 
-from mdm.ground import clock
 from mdm.ground.config import Settings
 from mdm.ground.identity.client_cert import parse_proxy_certificate
 from mdm.ground.identity.signature import (
     SignatureError,
-    verify_chain,
     verify_mdm_signature,
     verify_mdm_signature_streamed,
 )
-from mdm.ground.identity.trust import builtin_cas, trusted_device_cas
+from mdm.ground.identity.trust import builtin_cas, verify_device_certificate
 from mdm.ground.x509util import issued_by
-from mdm.services.devices import PresentedIdentity
+from mdm.services.apple_channel import PresentedIdentity
 
 
 class Unauthenticated(PermissionError):
@@ -73,7 +71,7 @@ def _identify(
             read_rest()
         else:
             raise Unauthenticated("no Mdm-Signature header and no client certificate")
-        verify_chain(cert, trusted_device_cas(session, settings), clock.now())
+        verify_device_certificate(session, settings, cert)
     except SignatureError as exc:
         raise Unauthenticated(str(exc)) from exc
     return PresentedIdentity(cert, any(issued_by(cert, ca) for ca in builtin_cas(session, settings)))

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import logging
-
 from flask import Blueprint, Response, request
 
 from mdm.doors.appctx import client_ip, db_session, settings
-from mdm.doors.apple.auth import Unauthenticated, request_identity
-from mdm.doors.apple.plist_codec import PlistError, decode_message
-from mdm.doors.bodies import BodyTooLarge, plain, read_body
-from mdm.services import devices
+from mdm.doors.apple.auth import request_identity
+from mdm.doors.apple.plist_codec import decode_message
+from mdm.doors.apple.refusals import REFUSALS, refused
+from mdm.doors.bodies import read_body
+from mdm.services import apple_channel
 
-log = logging.getLogger(__name__)
 bp = Blueprint("apple_checkin", __name__)
 
 
@@ -24,43 +22,14 @@ def checkin() -> Response:
         body = read_body(request, conf.max_device_body_bytes)
         identity = request_identity(request, body, session, conf)
         message = decode_message(body, conf.max_device_body_bytes)
-        message_type = message.get("MessageType")
-        ip = client_ip()
-        if message_type == "UserAuthenticate":
-            # Hikeshi manages shared field tablets on the device channel only; 410 tells the
-            # device the user channel is declined, as the protocol allows.
-            return plain(410, "user channel not supported")
-        devices.refuse_user_channel(message)
-        if message_type == "Authenticate":
-            devices.authenticate(session, identity, message, body, ip)
-        elif message_type in ("TokenUpdate", "CheckOut"):
-            udid = devices.require_string(message, "UDID", 128)
-            device = devices.identify_device(session, identity, udid)
-            if message_type == "TokenUpdate":
-                devices.token_update(session, device, message, body, ip, secret_key=conf.secret_key)
-            else:
-                devices.check_out(session, device, body, ip)
-        else:
-            return plain(400, f"MessageType {message_type!r} is not supported")
+        apple_channel.checkin(
+            session, identity, message, body, source_ip=client_ip(), secret_key=conf.secret_key
+        )
+    except apple_channel.IdentityConflict as exc:
+        # The Authenticate was rolled back; the service recorded the refusal (audit, alert).
         session.commit()
-    except BodyTooLarge as exc:
-        return plain(413, str(exc))
-    except (Unauthenticated, devices.DeviceIdentityError) as exc:
-        log.warning("check-in refused from %s: %s", request.remote_addr, exc)
-        return plain(401, "device authentication failed")
-    except devices.UserChannelRefused as exc:
-        return plain(410, str(exc))
-    except devices.IdentityConflict as exc:
-        session.rollback()
-        log.warning("identity conflict from %s for %s: %s", request.remote_addr, exc.udid, exc.reason)
-        devices.record_identity_conflict(session, exc, client_ip())
-        session.commit()
-        return plain(403, f"identity conflict: {exc.reason}")
-    except devices.IdentityRefused as exc:
-        log.warning("check-in refused from %s: %s", request.remote_addr, exc)
-        return plain(403, f"identity refused: {exc}")
-    except PlistError as exc:
-        return plain(400, str(exc))
-    except devices.CheckinMessageError as exc:
-        return plain(400, str(exc))
+        return refused(exc, "check-in", __name__)
+    except REFUSALS as exc:
+        return refused(exc, "check-in", __name__)
+    session.commit()
     return Response(b"", status=200)

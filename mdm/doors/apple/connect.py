@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import logging
-
 from flask import Blueprint, Response, request
 
-from commands import queue, results
-from commands.catalog import DeliveryContext, get_command_type
 from mdm.doors.appctx import client_ip, db_session, settings
 from mdm.doors.apple.answers import oversized_answer
-from mdm.doors.apple.auth import Unauthenticated, request_identity
-from mdm.doors.apple.plist_codec import PlistError, decode_message, encode_command
-from mdm.doors.bodies import BodyTooLarge, OversizedBody, plain, read_answer
-from mdm.services import devices
+from mdm.doors.apple.auth import request_identity
+from mdm.doors.apple.plist_codec import decode_message, encode_command
+from mdm.doors.apple.refusals import REFUSALS, refused
+from mdm.doors.bodies import OversizedBody, read_answer
+from mdm.services import apple_channel
 
-log = logging.getLogger(__name__)
 bp = Blueprint("apple_connect", __name__)
 
 
@@ -29,43 +25,14 @@ def connect() -> Response:
             return oversized_answer(session, body, conf)
         identity = request_identity(request, body, session, conf)
         report = decode_message(body, conf.max_command_answer_bytes)
-        # A user channel's Idle must never be handed the device channel's queue.
-        devices.refuse_user_channel(report)
-        udid = devices.require_string(report, "UDID", 128)
-        status = report.get("Status")
-        if status not in results.REPORT_STATUSES:
-            return plain(400, f"Status {status!r} is not a known report status")
-        device = devices.identify_device(session, identity, udid)
-        devices.touch(device)
-        if status != "Idle":
-            results.record_result(
-                session,
-                device,
-                report,
-                body,
-                actor=devices.device_actor(udid, client_ip()),
-                identity=identity.fingerprint,
-            )
-        command = queue.next_command(session, device, offer_not_now=status == "Idle")
-        payload = b""
-        if command is not None:
-            apple_keys = get_command_type(command.request_type).apple_command(
-                dict(command.params), DeliveryContext(device, conf.secret_key)
-            )
-            payload = encode_command(command.uuid, command.request_type, apple_keys)
-        session.commit()
-    except BodyTooLarge as exc:
-        return plain(413, str(exc))
-    except (Unauthenticated, devices.DeviceIdentityError) as exc:
-        log.warning("connect refused from %s: %s", request.remote_addr, exc)
-        return plain(401, "device authentication failed")
-    except devices.UserChannelRefused as exc:
-        return plain(410, str(exc))
-    except devices.IdentityRefused as exc:
-        log.warning("connect refused from %s: %s", request.remote_addr, exc)
-        return plain(403, f"identity refused: {exc}")
-    except (PlistError, devices.CheckinMessageError) as exc:
-        return plain(400, str(exc))
+        command = apple_channel.connect(
+            session, identity, report, body, source_ip=client_ip(), secret_key=conf.secret_key
+        )
+        payload = b"" if command is None else encode_command(command.uuid, command.request_type, command.keys)
+    except REFUSALS as exc:
+        return refused(exc, "connect", __name__)
+    # The report and the delivery are recorded before the device hears anything.
+    session.commit()
     if not payload:
         return Response(b"", status=200)
     return Response(payload, status=200, content_type="application/xml; charset=utf-8")

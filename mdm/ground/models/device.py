@@ -38,7 +38,7 @@ class IdentityPurpose:
 
 
 # At most one enrolled Android device per serial number: two agents racing to enroll with the
-# same claimed serial cannot both win (mdm.doors.android.enrollment refuses the loser with 409).
+# same claimed serial cannot both win (mdm.services.android_channel.enrollment refuses the loser with 409).
 _ANDROID_ENROLLED = text(
     "platform = 'android' AND enrollment_state = 'enrolled' AND serial_number IS NOT NULL"
 )

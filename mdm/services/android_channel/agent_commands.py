@@ -1,5 +1,5 @@
-"""Handing queued commands to the agent, and turning its results into the reports the result
-handlers read.
+"""The agent's side of the shared queue: commands rendered under their Android names, and the
+agent's results turned into the reports the result handlers read.
 
 Commands wait in the same queue as Apple's, under Apple's request types (commands.kinds.android
 explains why). Here they are rendered under their Android names; the agent's results come back
@@ -14,22 +14,17 @@ from datetime import datetime
 from typing import Any
 
 from marshmallow import ValidationError
-from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
-from commands import queue, results
+from commands import results
 from commands.catalog import equivalent_for
+from commands.delivery import UndeliverableCommand, deliver_next_commands
 from commands.kinds.android import ANDROID_COMMANDS
-from mdm.doors.android.protocol import MAX_COMMANDS_PER_SYNC, PLATFORM
-from mdm.ground import clock
 from mdm.ground.audit import Actor
-from mdm.ground.models import Command, CommandStatus, Device
+from mdm.ground.models import Command, Device
+from mdm.services.android_channel.agent import MAX_COMMANDS_PER_SYNC, PLATFORM
 
 _STATUS = {"acknowledged": "Acknowledged", "error": "Error", "not_now": "NotNow"}
-
-
-class UndeliverableCommand(ValueError):
-    """A queued command has no Android rendering (it was queued before the catalog changed)."""
 
 
 def render(command: Command) -> dict[str, Any]:
@@ -45,50 +40,11 @@ def render(command: Command) -> dict[str, Any]:
     return {"id": command.uuid, "type": equivalent.request_type, "params": clean}
 
 
-def commands_waiting(session: Session, device_id: int) -> bool:
-    """Whether a command is queued and not yet handed over (what ends a long poll)."""
-    return bool(
-        session.scalar(
-            select(exists().where(Command.device_id == device_id, Command.status == CommandStatus.QUEUED))
-        )
-    )
-
-
 def take_commands(session: Session, device: Device, *, skip: set[str], actor: Actor) -> list[dict[str, Any]]:
-    """The commands to hand over now, highest priority first, marked sent.
-
-    Sent but unanswered commands are handed over again (the agent may have lost the answer that
-    carried them; it recognises a command by its id). `skip` holds the ids the agent has just
-    answered NotNow: they wait for the next sync.
-    """
-    queue.expire_overdue(session, device.id)
-    now = clock.now()
-    out: list[dict[str, Any]] = []
-    for command in queue.pending_commands(session, device):
-        if command.uuid in skip:
-            continue
-        try:
-            rendered = render(command)
-        except UndeliverableCommand as exc:
-            _refuse(session, device, command, str(exc), actor)
-            continue
-        command.status = CommandStatus.SENT
-        command.sent_at = now
-        command.delivery_count += 1
-        out.append(rendered)
-        if len(out) >= MAX_COMMANDS_PER_SYNC:
-            break
-    return out
-
-
-def _refuse(session: Session, device: Device, command: Command, reason: str, actor: Actor) -> None:
-    # Recorded like a device's CommandFormatError: the command ends in error and says why.
-    report = {
-        "CommandUUID": command.uuid,
-        "Status": "Error",
-        "ErrorChain": [{"ErrorDomain": "hikeshi.android", "ErrorCode": 0, "USEnglishDescription": reason}],
-    }
-    results.record_result(session, device, report, json.dumps(report).encode(), actor=actor)
+    """The commands to hand over now (commands.delivery), rendered for the agent."""
+    return deliver_next_commands(
+        session, device, render, limit=MAX_COMMANDS_PER_SYNC, offer_not_now=True, skip=skip, actor=actor
+    )
 
 
 def record_results(

@@ -1,5 +1,5 @@
 """One sync of an authenticated agent: inventory in, results in, policy (if changed) and commands
-out. Never commits; the handler does."""
+out; and the start of a long poll. Never commits; the handler does."""
 
 from __future__ import annotations
 
@@ -7,24 +7,15 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from mdm.doors.android.delivery import record_results, take_commands
-from mdm.doors.android.policy import current_policy
-from mdm.doors.android.protocol import PROTOCOL_VERSION
 from mdm.ground import clock
 from mdm.ground.config import Settings
 from mdm.ground.models import Device, DeviceCertificate, DeviceMessage, EnrollmentState
-from mdm.ground.push.broker_accounts import device_broker_account
+from mdm.services.android_channel.agent import PROTOCOL_VERSION
+from mdm.services.android_channel.agent_commands import record_results, take_commands
+from mdm.services.android_channel.policy import current_policy
+from mdm.services.android_channel.wake import wake_channels
 from mdm.services.devices import device_actor
 from mdm.services.inventory.android import apply_android_inventory
-
-
-def wake_channels(settings: Settings, device_id: int) -> dict[str, Any]:
-    """How the agent is woken besides its polls: the long poll always, MQTT when a broker is set."""
-    channels: dict[str, Any] = {"long_poll_seconds": settings.android_long_poll_seconds}
-    account = device_broker_account(settings, device_id)
-    if account is not None:
-        channels["mqtt"] = account.as_json()
-    return channels
 
 
 def sync(
@@ -64,3 +55,10 @@ def sync(
     answer["wake"] = wake_channels(settings, device.id)
     answer["server_time"] = clock.now().isoformat(timespec="seconds").replace("+00:00", "Z")
     return answer
+
+
+def start_wait(device: Device) -> int:
+    """A long poll begins: the agent is seen now. Returns the device's id, all the handler keeps
+    while it waits (it holds no session then)."""
+    device.last_seen_at = clock.now()
+    return device.id

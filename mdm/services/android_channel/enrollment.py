@@ -28,8 +28,6 @@ from sqlalchemy.orm import Session
 from enrollment.hooks import join_token_unit
 from enrollment.issuance import BadCertificateRequest, check_csr
 from enrollment.tokens import TokenUnavailable, take_token_use, usable_token
-from mdm.doors.android.policy import AgentPolicy, current_policy
-from mdm.doors.android.protocol import PLATFORM, ProtocolError
 from mdm.ground import clock
 from mdm.ground.audit import Actor, record_event
 from mdm.ground.ca import device_ca, issue_device_identity
@@ -41,6 +39,9 @@ from mdm.ground.models import (
     Severity,
 )
 from mdm.services.alerts.service import raise_alert
+from mdm.services.android_channel.agent import PLATFORM, ProtocolError
+from mdm.services.android_channel.policy import AgentPolicy, current_policy
+from mdm.services.android_channel.wake import wake_channels
 from mdm.services.devices import certificate_row_for, device_actor
 from mdm.services.inventory.facts import facts_for
 
@@ -73,13 +74,27 @@ class Enrolled:
     certificate: x509.Certificate
     ca_certificate: x509.Certificate
     policy: AgentPolicy
+    wake: dict[str, Any]
 
 
 def enroll(session: Session, settings: Settings, data: dict[str, Any], *, source_ip: str | None) -> Enrolled:
     """Enroll from a validated request (protocol.EnrollRequestSchema); never commits.
 
-    Raises ProtocolError (400 csr, 403 token_*); the caller rolls back on any error.
+    Raises ProtocolError (400 csr, 403 token_*); the caller rolls back on any error but one:
+    SerialConflict (409) comes with nothing of the enrollment written (its token use included)
+    and the refusal's alert and audit event recorded, for the caller to commit.
     """
+    try:
+        with session.begin_nested():
+            return _enroll(session, settings, data, source_ip=source_ip)
+    except SerialConflict as exc:
+        record_serial_conflict(
+            session, exc.serial, token_secret=data["enrollment_token"], source_ip=source_ip
+        )
+        raise
+
+
+def _enroll(session: Session, settings: Settings, data: dict[str, Any], *, source_ip: str | None) -> Enrolled:
     csr = _load_csr(data["csr"])
     try:
         token = usable_token(session, data["enrollment_token"], platform=PLATFORM)
@@ -168,7 +183,11 @@ def enroll(session: Session, settings: Settings, data: dict[str, Any], *, source
     )
     join_token_unit(session, device, token, row.fingerprint_sha256, actor=actor)
     return Enrolled(
-        device, cert, ca.certificate, current_policy(session, device, secret_key=settings.secret_key)
+        device,
+        cert,
+        ca.certificate,
+        current_policy(session, device, secret_key=settings.secret_key),
+        wake_channels(settings, device.id),
     )
 
 
@@ -223,8 +242,8 @@ def _new_device(session: Session, hardware: dict[str, Any]) -> Device:
 def record_serial_conflict(
     session: Session, serial: str, *, token_secret: str, source_ip: str | None
 ) -> None:
-    """After the refused enrollment rolled back: the admin alert and audit event, in their own
-    transaction (the caller commits). Names the enrolled device and the unit of the token used."""
+    """After the refused enrollment rolled back to its savepoint: the admin alert and audit event.
+    Names the enrolled device and the unit of the token used."""
     enrolled = session.scalars(
         select(Device).where(
             Device.platform == PLATFORM,

@@ -1,0 +1,129 @@
+"""The Apple device channel as one service: a check-in message, a connect (a report and the next
+command), and an answer too large to read. Each is one call from its handler in mdm/doors/apple,
+after the handler has verified the request's signature and decoded its body; never commits."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from commands.catalog import DeliveryContext, get_command_type
+from commands.delivery import deliver_next_commands
+from commands.refused_answers import refuse_oversized_answer
+from commands.results import REPORT_STATUSES, record_result
+from mdm.ground.models import Command, Device
+from mdm.services import devices
+
+
+class UnsupportedMessage(ValueError):
+    """A MessageType or report Status this server does not handle (answered 400)."""
+
+
+@dataclass(frozen=True)
+class CommandForDevice:
+    """The command a connect hands over, as the keys of Apple's "Command" dictionary."""
+
+    uuid: str
+    request_type: str
+    keys: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RefusedAnswer:
+    """What `answer_too_large` did: the device it came from and the command it failed, if any."""
+
+    device_id: int
+    command_uuid: str | None
+
+
+def checkin(
+    session: Session,
+    identity: devices.PresentedIdentity,
+    message: dict[str, Any],
+    raw: bytes,
+    *,
+    source_ip: str | None,
+    secret_key: str,
+) -> None:
+    """Authenticate, TokenUpdate or CheckOut; user channels and UserAuthenticate are declined.
+
+    An IdentityConflict comes with nothing of the Authenticate written and its audit event and
+    alert recorded (devices.record_identity_conflict), for the caller to commit.
+    """
+    message_type = message.get("MessageType")
+    if message_type == "UserAuthenticate":
+        # Hikeshi manages shared field tablets on the device channel only; the protocol lets the
+        # server decline the user channel.
+        raise devices.UserChannelRefused("user channel not supported")
+    devices.refuse_user_channel(message)
+    if message_type == "Authenticate":
+        try:
+            with session.begin_nested():
+                devices.authenticate(session, identity, message, raw, source_ip)
+        except devices.IdentityConflict as exc:
+            devices.record_identity_conflict(session, exc, source_ip)
+            raise
+    elif message_type in ("TokenUpdate", "CheckOut"):
+        udid = devices.require_string(message, "UDID", 128)
+        device = devices.identify_device(session, identity, udid)
+        if message_type == "TokenUpdate":
+            devices.token_update(session, device, message, raw, source_ip, secret_key=secret_key)
+        else:
+            devices.check_out(session, device, raw, source_ip)
+    else:
+        raise UnsupportedMessage(f"MessageType {message_type!r} is not supported")
+
+
+def connect(
+    session: Session,
+    identity: devices.PresentedIdentity,
+    report: dict[str, Any],
+    raw: bytes,
+    *,
+    source_ip: str | None,
+    secret_key: str,
+) -> CommandForDevice | None:
+    """Record the device's report (unless Idle) and take its next command (commands.delivery)."""
+    # A user channel's Idle must never be handed the device channel's queue.
+    devices.refuse_user_channel(report)
+    udid = devices.require_string(report, "UDID", 128)
+    status = report.get("Status")
+    if status not in REPORT_STATUSES:
+        raise UnsupportedMessage(f"Status {status!r} is not a known report status")
+    device = devices.identify_device(session, identity, udid)
+    devices.touch(device)
+    actor = devices.device_actor(udid, source_ip)
+    if status != "Idle":
+        record_result(session, device, report, raw, actor=actor, identity=identity.fingerprint)
+
+    def render(command: Command) -> CommandForDevice:
+        keys = get_command_type(command.request_type).apple_command(
+            dict(command.params), DeliveryContext(device, secret_key)
+        )
+        return CommandForDevice(command.uuid, command.request_type, keys)
+
+    found = deliver_next_commands(
+        session, device, render, limit=1, offer_not_now=status == "Idle", actor=actor
+    )
+    return found[0] if found else None
+
+
+def answer_too_large(
+    session: Session,
+    identity: devices.PresentedIdentity,
+    uuids: Collection[str],
+    size: int,
+    limit: int,
+    *,
+    source_ip: str | None,
+) -> RefusedAnswer:
+    """An answer past the size limit from an authenticated identity: the device is the one the
+    certificate is bound to (the body is never parsed), and the command it names fails
+    (commands.refused_answers). Raises DeviceIdentityError or IdentityRefused before any write."""
+    device: Device = devices.device_for_identity(session, identity)
+    actor = devices.device_actor(device.udid or "", source_ip)
+    command = refuse_oversized_answer(session, device, uuids, size, limit, actor=actor)
+    return RefusedAnswer(device.id, command.uuid if command is not None else None)

@@ -1,0 +1,81 @@
+"""The Android delivery takes the row lock of commands.delivery (it once marked commands sent
+without it).
+
+Two syncs of one tablet already queue behind each other on the device row, and a command sent but
+unanswered is handed over again by design; what the lock guards is a delivery racing a change
+made elsewhere. A command cancelled (by the console, the API or the hotline) while a sync is
+taking it must stay cancelled and never reach the tablet. Without the lock the sync reads the
+command as queued, waits only at its own UPDATE, then overwrites the committed cancellation with
+"sent" and hands the command over.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from commands.queue import cancel_command, enqueue_command
+from mdm.ground.audit import Actor
+from mdm.ground.db import transaction
+from mdm.ground.models import Command, CommandStatus, Device
+
+OPERATOR = Actor("operator-tanaka", "operator", "192.0.2.10")
+
+
+def _wait_for_a_lock_wait(engine: Any, deadline: float) -> None:
+    """Until another connection of this database waits for a row lock."""
+    with engine.connect() as conn:
+        while time.monotonic() < deadline:
+            waiting = conn.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            ).scalar_one()
+            if waiting:
+                return
+            conn.rollback()  # a fresh snapshot of pg_stat_activity at the next look
+            time.sleep(0.02)
+    raise AssertionError("the sync never waited for the cancelling transaction's row lock")
+
+
+def test_a_command_cancelled_during_a_sync_is_never_handed_over(
+    enroll_app: Any, agent_factory: Any, android_token: Any
+) -> None:
+    hikeshi = enroll_app.extensions["hikeshi"]
+    if hikeshi.engine.dialect.name != "postgresql":
+        pytest.skip("row locks are PostgreSQL's; on SQLite every write transaction runs alone")
+    agent = agent_factory()
+    agent.enroll(android_token())
+    agent.sync()
+    factory = hikeshi.session_factory
+    with transaction(factory) as s:
+        command_id = enqueue_command(
+            s, s.get(Device, agent.device_id), "RestartDevice", {}, actor=OPERATOR, push=False
+        ).id
+
+    cancelling = factory()
+    try:
+        # The cancellation is written and its row locked, not yet committed.
+        cancel_command(cancelling, cancelling.get(Command, command_id), actor=OPERATOR)
+        cancelling.flush()
+        answer: dict[str, Any] = {}
+        syncing = threading.Thread(target=lambda: answer.update(agent.sync()))
+        syncing.start()
+        _wait_for_a_lock_wait(hikeshi.engine, time.monotonic() + 30)
+        cancelling.commit()
+    finally:
+        cancelling.close()
+    syncing.join(30)
+    assert not syncing.is_alive()
+
+    assert answer["commands"] == []
+    with transaction(factory) as s:
+        command = s.get(Command, command_id)
+        assert command is not None
+        assert command.status == CommandStatus.CANCELLED
+        assert command.delivery_count == 0 and command.sent_at is None
