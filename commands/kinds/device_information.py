@@ -2,18 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from marshmallow import Schema, fields, validate
 
-from commands.command_type import CommandType, PlatformEquivalent, Priority
+from commands.kinds.inventory_query import InventoryQuery
 from mdm.services.inventory.parsers.device_information import parse_device_information
-
-if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
-
-    from commands.context import CommandContext
-    from mdm.ground.models import Command
 
 # The standard DeviceInformation queries a fleet manager needs. Every key must be one of the
 # queries of Apple's information.device.yaml (tests/inventory/test_default_queries.py checks it):
@@ -56,17 +48,9 @@ class DeviceInformationParams(Schema):
     )
 
 
-class DeviceInformation(CommandType):
+class DeviceInformation(InventoryQuery):
     request_type = "DeviceInformation"
     schema = DeviceInformationParams
     description_ja = "端末情報の取得"
     description_en = "Collect device information"
-    priority = Priority.LOW
-    coalesce = True
-    # The agent sends its whole inventory with every sync; this only asks for one now.
-    android = PlatformEquivalent("REFRESH_INVENTORY")
-
-    def on_result(
-        self, session: Session, command: Command, report: dict[str, Any], context: CommandContext
-    ) -> None:
-        parse_device_information(session, command, report)
+    parser = parse_device_information

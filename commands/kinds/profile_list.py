@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from commands.command_type import CommandType, NoParams, PlatformEquivalent, Priority
+from commands.command_type import NoParams
+from commands.kinds.inventory_query import InventoryQuery
 from mdm.ground.models import CommandStatus
 from mdm.services.inventory.parsers.profiles import parse_profile_list
 
@@ -16,21 +17,17 @@ if TYPE_CHECKING:
     from mdm.ground.models import Command
 
 
-class ProfileList(CommandType):
+class ProfileList(InventoryQuery):
     request_type = "ProfileList"
     schema = NoParams
     description_ja = "構成プロファイル一覧の取得"
     description_en = "List installed profiles"
-    priority = Priority.LOW
-    coalesce = True
-    # Part of every full refresh (commands.inventory_refresh); the Apple parser finds no list in
-    # the agent's acknowledgement and leaves everything as it is.
-    android = PlatformEquivalent("REFRESH_INVENTORY")
+    parser = parse_profile_list
 
     def on_result(
         self, session: Session, command: Command, report: dict[str, Any], context: CommandContext
     ) -> None:
-        parse_profile_list(session, command, report)
+        super().on_result(session, command, report, context)
         items = report.get("ProfileList")
         if command.status == CommandStatus.ACKNOWLEDGED and isinstance(items, list) and context.profiles:
             context.profiles.profile_list_answered(session, command.device, items)

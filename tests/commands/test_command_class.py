@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session
 from commands.catalog import CATALOG, Catalog, UnknownCommand, get_command_type
 from commands.command_type import CommandType, PlatformEquivalent, Priority, Sender
 from commands.context import CommandContext, DeliveryContext
-from commands.queue import TwoPersonCommand, enqueue_command, next_command, refuse_direct
+from commands.delivery import next_command
+from commands.queue import TwoPersonCommand, enqueue_command, refuse_direct
 from commands.results import record_result
 from mdm.doors.apple.plist_codec import encode_command
 from mdm.ground.audit import Actor, record_event
