@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, inspect, select
 
 from mdm.ground.models import Base
 
@@ -52,13 +52,20 @@ def _as_bytes(value: Any) -> bytes:
 
 
 def scan_database(engine: Engine, secrets: dict[str, str | bytes]) -> tuple[list[str], int]:
-    """Every column of every table (SQLAlchemy metadata); the hits and how many values were read."""
+    """Every column of every table (SQLAlchemy metadata) the database has (an older revision lacks
+    newer tables and columns); the hits and how many values were read."""
     hits: list[str] = []
     values = 0
     with engine.connect() as conn:
+        present = inspect(conn)
+        tables = set(present.get_table_names())
         for table in Base.metadata.sorted_tables:
-            for row in conn.execute(select(table)):
-                for column, value in zip(table.columns, row, strict=True):
+            if table.name not in tables:
+                continue
+            names = {c["name"] for c in present.get_columns(table.name)}
+            columns = [c for c in table.columns if c.name in names]
+            for row in conn.execute(select(*columns)):
+                for column, value in zip(columns, row, strict=True):
                     values += 1
                     hits.extend(find_in(_as_bytes(value), secrets, f"{table.name}.{column.name}"))
     return hits, values

@@ -49,7 +49,7 @@ def test_external_ca_identity_binds_first_come_then_conflicts_show_on_the_consol
     admin = _console(app, session_factory, settings, "admin-suzuki", "admin")
     listed = admin.get("/console/alerts").get_data(as_text=True)
     assert "端末識別情報の衝突" in listed
-    assert listed.index("端末識別情報の衝突") < listed.index("Identity conflict")
+    assert "Identity conflict" not in listed  # a Japanese console shows the Japanese half of the title
     page = admin.get(f"/console/alerts/{alert.id}").get_data(as_text=True)
     assert 'id="identity-conflict"' in page
     assert fingerprint(cert) in page and fingerprint(ipad.identity_cert) in page

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from flask_babel import get_locale
 from flask_babel import gettext as _
 
 from mdm.ground.models import OrgUnitKind
@@ -72,7 +73,17 @@ _PATTERNS: list[tuple[re.Pattern[str], Callable[[re.Match[str]], str]]] = [
         lambda m: _("A unit cannot be moved under itself or one of its own units."),
     ),
     (re.compile(r"cannot be changed here"), lambda m: _("This cannot be changed here.")),
+    # enrollment.android_settings
+    (
+        re.compile(r"must be the https:// address of the agent APK"),
+        lambda m: _("must be the https:// address of the agent APK"),
+    ),
 ]
+
+
+# Services that do not know the reader's language write "日本語 / English" (e.g. an Android token
+# refused while provisioning is unusable).
+_BILINGUAL = re.compile(r"(?P<ja>.*[\u3040-\u30ff\u4e00-\u9fff].*?) / (?P<en>[\x20-\x7e]+)", re.S)
 
 
 @bp.app_template_filter("field_message")
@@ -82,4 +93,7 @@ def field_message(message: object) -> str:
         match = pattern.fullmatch(text)
         if match:
             return say(match)
+    bilingual = _BILINGUAL.fullmatch(text)
+    if bilingual:  # a service's "日本語 / English" message: the reader's half
+        return bilingual["ja"] if str(get_locale() or "ja") == "ja" else bilingual["en"]
     return text

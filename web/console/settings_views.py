@@ -59,8 +59,7 @@ ANDROID_LABELS = {
     "locale": _l("Language of the tablet (e.g. ja_JP)"),
     "time_zone": _l("Time zone (e.g. Asia/Tokyo)"),
 }
-# Why a field keeps the QR code from being made, in the console's language (the service's English
-# detail is shown after it).
+# Why a field keeps the QR code from being made, in the console's language.
 ANDROID_PROBLEMS = {
     "agent_package": _l("not set"),
     "agent_component": _l("must be the package name, a slash and the receiver class"),
@@ -71,8 +70,9 @@ ANDROID_PROBLEMS = {
 
 
 def android_problem(name: str, detail: str) -> str:
+    """The console's own words when it has them; the service's English detail otherwise."""
     label = ANDROID_PROBLEMS.get(name)
-    return f"{label} ({detail})" if label is not None and str(label) != detail else detail
+    return str(label) if label is not None else detail
 
 
 def _page(
