@@ -197,7 +197,12 @@ def verify_chain(session: Session, batch: int = 5000) -> ChainReport:
     last_seq = 0
     while True:
         rows = session.scalars(
-            select(AuditEvent).where(AuditEvent.seq > last_seq).order_by(AuditEvent.seq).limit(batch)
+            select(AuditEvent)
+            .where(AuditEvent.seq > last_seq)
+            .order_by(AuditEvent.seq)
+            .limit(batch)
+            # What the database holds, not this session's copies (sealed by another session since).
+            .execution_options(populate_existing=True)
         ).all()
         if not rows:
             return _unsealed_report(session, checked)

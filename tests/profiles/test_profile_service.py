@@ -104,6 +104,7 @@ def test_update_bumps_the_version_and_keeps_payload_uuids(session: Session, froz
     assert [(e.details["from_version"], e.details["version"]) for e in events] == [(1, 2), (2, 3)]
     assert events[0].details["changed_payloads"] == {"added": [], "removed": [], "changed": ["passcode.1"]}
     assert events[0].actor == "it@station-1"
+    session.commit()  # PostgreSQL seals the transaction's events into the chain after its commit
     assert verify_chain(session).ok
 
 

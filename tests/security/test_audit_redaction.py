@@ -148,6 +148,8 @@ def test_bulk_append_links_to_the_chain(session):
     entries = [AuditEntry("test.bulk", "thing", n, {"secret": f"s{n}"}) for n in range(3)]
     events = record_events(session, SYSTEM, entries)
     session.commit()
+    for event in events:  # PostgreSQL sealed them after the commit, in a session of its own
+        session.refresh(event)
     assert [e.seq for e in events] == [2, 3, 4]
     assert all(e.details == {"secret": REDACTED} for e in events)
     assert verify_chain(session).ok
