@@ -164,7 +164,9 @@ def test_export_carries_the_passphrase_for_administrators_only_and_is_audited(
     [network] = json.loads(android.data)["openNetworkConfiguration"]["NetworkConfigurations"]
     assert network["WiFi"]["Passphrase"] == PSK
     with factory() as s:
-        events = s.scalars(select(AuditEvent).where(AuditEvent.action == "profile.exported")).all()
+        events = s.scalars(
+            select(AuditEvent).where(AuditEvent.action == "profile.exported").order_by(AuditEvent.id)
+        ).all()
         assert [(e.details["platform"], e.details["with_secrets"]) for e in events] == [
             ("apple", True),
             ("android", True),
