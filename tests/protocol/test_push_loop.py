@@ -160,3 +160,32 @@ def test_server_errors_are_retried(pushing_app, device_ca, apns_server, push_top
     assert pushing_app.extensions["hikeshi"].dispatcher.wait_idle(20)
     attempt = session.scalars(select(PushAttempt)).one()
     assert attempt.status_code == 200 and attempt.attempt == 3
+
+
+def test_an_older_failure_does_not_overwrite_a_newer_success(
+    pushing_app, device_ca, apns_server, push_topic, session
+):
+    """Two workers push to one device while APNs recovers: the one that set out during the outage
+    records its 503 after the other recorded its 200. The device was reached; it keeps no error."""
+    from datetime import timedelta
+
+    from mdm.ground import clock
+    from mdm.ground.push.apns import PushOutcome
+    from mdm.ground.push.dispatcher import _Target
+
+    ipad = _enrolled_ipad(pushing_app, device_ca, push_topic.topic)
+    dispatcher = pushing_app.extensions["hikeshi"].dispatcher
+    device = session.scalars(select(Device)).one()
+    set_out_during_outage = clock.now() - timedelta(seconds=5)
+    [reached] = dispatcher.push_now([device.id])
+    assert reached.delivered
+    late_failure = PushOutcome(ipad.token_hex, 503, "ServiceUnavailable", None, 3)
+    target = _Target(device.id, ipad.token_hex, ipad.push_magic)
+    dispatcher._record([target], [late_failure], set_out_during_outage, timedelta(seconds=30))
+    session.rollback()  # a new snapshot: the dispatcher wrote in its own
+    assert session.get(Device, device.id).push_error is None
+    # A failure that set out after the last success still marks the device.
+    dispatcher._record([target], [late_failure], clock.now(), timedelta(seconds=30))
+    session.rollback()  # a new snapshot: the dispatcher wrote in its own
+    assert session.get(Device, device.id).push_error == "503 ServiceUnavailable"
+    assert [a.status_code for a in session.scalars(select(PushAttempt).order_by(PushAttempt.id))] == [200, 503, 503]

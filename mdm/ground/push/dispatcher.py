@@ -445,6 +445,7 @@ class PushDispatcher:
         retry: dict[str, list[int]] = {}
         hopeless: list[int] = []
         certificate_refused: str | None = None
+        reached_since = _reached_since(session, [t.device_id for t, o in batch if not o.delivered], started)
         for target, outcome in batch:
             session.add(
                 PushAttempt(
@@ -464,6 +465,10 @@ class PushDispatcher:
                 if device.push_error is not None:
                     device.push_error = None
                 delivered.append(device.id)
+                continue
+            if device.id in reached_since:
+                # Another worker's push reached this device after ours set out: our failure is
+                # older news than its success and must not mark the device unreachable.
                 continue
             device.push_error = _error_label(outcome)
             device.push_error_at = now
@@ -508,6 +513,21 @@ class PushDispatcher:
             cert = active_push_certificate(session)
             if cert is not None and cert.last_error:
                 cert.last_error = None
+
+
+def _reached_since(session: Session, device_ids: list[int], started: datetime) -> set[int]:
+    """The devices among `device_ids` that a push recorded since `started` reached."""
+    if not device_ids:
+        return set()
+    return set(
+        session.scalars(
+            select(PushAttempt.device_id).where(
+                PushAttempt.device_id.in_(device_ids),
+                PushAttempt.status_code == 200,
+                PushAttempt.attempted_at >= started,
+            )
+        )
+    )
 
 
 def _is_lock_conflict(exc: DBAPIError) -> bool:
