@@ -9,7 +9,13 @@ import os
 import pytest
 from sqlalchemy import text
 
-from mdm.roots.scheduler.lock import ADVISORY_KEY, PostgresAdvisoryLock, SqliteFileLock, scheduler_lock_for
+from mdm.roots.scheduler.lock import (
+    ADVISORY_KEY,
+    LockUnreachable,
+    PostgresAdvisoryLock,
+    SqliteFileLock,
+    scheduler_lock_for,
+)
 
 
 def test_lock_kind_follows_the_database(tmp_path):
@@ -93,3 +99,16 @@ def test_a_forked_child_never_touches_the_parents_advisory_lock(database_url, en
     finally:
         holder.release()
         other.release()
+
+
+def test_an_unreachable_database_is_not_reported_as_another_scheduler():
+    """With nothing listening, the lock says the database is unreachable, not that it is taken."""
+    import socket
+
+    with socket.socket() as probe:  # a free port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    lock = PostgresAdvisoryLock(f"postgresql+psycopg://postgres@127.0.0.1:{port}/test?connect_timeout=2")
+    with pytest.raises(LockUnreachable):
+        lock.try_acquire()
+    assert not lock.still_held()

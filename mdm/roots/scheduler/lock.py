@@ -36,6 +36,10 @@ class SchedulerLock(Protocol):
     def release(self) -> None: ...
 
 
+class LockUnreachable(Exception):
+    """The lock's database cannot be reached: nobody is known to hold the lock, and nobody can take it."""
+
+
 class PostgresAdvisoryLock:
     def __init__(self, database_url: str) -> None:
         # NullPool: the connection holding the lock is never handed to anyone else, and closing
@@ -47,10 +51,13 @@ class PostgresAdvisoryLock:
     def try_acquire(self) -> bool:
         try:
             conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-        except Exception as exc:  # the database is down: keep waiting
-            log.warning("scheduler lock: cannot connect: %s", exc)
-            return False
-        got = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": ADVISORY_KEY}).scalar())
+        except Exception as exc:
+            raise LockUnreachable(str(exc)) from exc
+        try:
+            got = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": ADVISORY_KEY}).scalar())
+        except Exception as exc:
+            conn.close()
+            raise LockUnreachable(str(exc)) from exc
         if got:
             self._conn = conn
             self._owner_pid = os.getpid()

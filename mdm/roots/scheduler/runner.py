@@ -21,7 +21,7 @@ from mdm.ground.db import ensure_migrated, make_engine, make_session_factory, tr
 from mdm.ground.health import mark_health
 from mdm.roots.scheduler.fencing import FencedOut, fenced_factory, take_over
 from mdm.roots.scheduler.jobs import JOBS, JobContext, run_job
-from mdm.roots.scheduler.lock import SchedulerLock, scheduler_lock_for
+from mdm.roots.scheduler.lock import LockUnreachable, SchedulerLock, scheduler_lock_for
 from mdm.roots.wiring import wire
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,14 @@ def run_scheduler(settings: Settings, stop: threading.Event, *, jobs: list[str] 
     poll = settings.scheduler_lock_poll_seconds
     try:
         while not stop.is_set():
-            if not lock.try_acquire():
+            try:
+                acquired = lock.try_acquire()
+            except LockUnreachable as exc:
+                # Not "another scheduler is active": the operator must look at the database.
+                log.warning("scheduler %s: cannot reach the database for the lock: %s; waiting", holder, exc)
+                stop.wait(poll)
+                continue
+            if not acquired:
                 log.info("scheduler %s: another scheduler is active; waiting", holder)
                 stop.wait(poll)
                 continue
