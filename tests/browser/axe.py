@@ -29,14 +29,14 @@ _RUNNER = """
   if (window.top !== window || !location.pathname.startsWith('/console')) return;
   window.__hikeshiAxe = {done: false};
   window.addEventListener('load', () => {
-    axe.run(document, %s).then((results) => {
+    axe.run(document, OPTIONS).then((results) => {
       const found = JSON.stringify(results.violations);
       window.__hikeshiAxe = {done: true};
       return window.hikeshiAxeReport(location.href, found);
     }).catch((error) => { window.__hikeshiAxe = {done: true, error: String(error)}; });
   });
 })();
-""" % json.dumps(OPTIONS)
+""".replace("OPTIONS", json.dumps(OPTIONS))
 
 
 def _summary(url: str, where: str, violations: list[dict[str, Any]]) -> list[str]:
