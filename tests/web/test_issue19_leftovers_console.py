@@ -97,8 +97,11 @@ def test_station_lock_text_is_inherited_prefilled_and_sent(app, tree, session_fa
     assert "拾得者は119番へ" not in finder.group(0).split("finder-waiting")[0]  # not claimed as shown
 
 
-def test_a_bad_lock_phone_on_the_hotline_names_the_field_and_queues_nothing(  # noqa: F811
-    app, tree, session_factory, settings
+def test_a_bad_lock_phone_on_the_hotline_names_the_field_and_queues_nothing(
+    app,
+    tree,  # noqa: F811
+    session_factory,
+    settings,
 ):
     with session_factory() as session:
         operator = make_user(session, settings, "op-suzuki", "operator")
@@ -136,8 +139,11 @@ def test_user_email_is_validated_and_audited(app, tree, session_factory, setting
     assert "sato@fire.example.jp" in client.get(path).get_data(as_text=True)
 
 
-def test_mail_server_in_the_console_test_mail_and_approvers_told(  # noqa: F811
-    app, tree, session_factory, settings
+def test_mail_server_in_the_console_test_mail_and_approvers_told(
+    app,
+    tree,  # noqa: F811
+    session_factory,
+    settings,
 ):
     with session_factory() as session:
         admin = make_user(session, settings, "it-admin", "admin")
