@@ -21,7 +21,8 @@ class SmtpTls:
 
 class SmtpSettings(Base):
     """The mail server set in the console (one row, id 1). While it has no host, the server's
-    HIKESHI_SMTP_* environment settings apply. The password is sealed (mdm.ground.secretbox)."""
+    environment settings (HIKESHI_SMTP_HOST and the rest) apply. The password is sealed
+    (mdm.ground.secretbox)."""
 
     __tablename__ = "smtp_settings"
 

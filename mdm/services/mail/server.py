@@ -1,7 +1,7 @@
 """The mail server Hikeshi sends through, set in the console (issue #19) and stored in one row.
 
-While the console has no host stored, the server's HIKESHI_SMTP_* environment settings apply, so
-an installation configured by environment keeps mailing. The password is sealed at rest
+While the console has no host stored, the environment settings (HIKESHI_SMTP_HOST and the rest)
+apply, so an installation configured by environment keeps mailing. The password is sealed at rest
 (mdm.ground.secretbox, purpose `smtp-password`) and never shown or audited, only whether one is
 stored. Every change is audited as smtp.settings_changed.
 """
