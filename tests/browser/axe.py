@@ -132,10 +132,12 @@ class AxeBrowser:
     def __init__(self, browser: Any, watch: AxeWatch) -> None:
         self._browser = browser
         self.watch = watch
+        self._opened = False
 
     def new_context(self, **kwargs: Any) -> AxeContext:
         context = AxeContext(self._browser.new_context(**kwargs), self.watch)
         self.watch.contexts.append(context)
+        self._opened = True
         return context
 
     def __getattr__(self, name: str) -> Any:
@@ -152,3 +154,4 @@ class AxeBrowser:
                 except Exception:  # the browser may already be gone after a failure
                     pass
         self.watch.assert_clean()
+        assert self.watch.checked or not self._opened, "axe-core never ran on a console page"
