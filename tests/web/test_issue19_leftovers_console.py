@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from mdm.ground.models import AuditEvent, Command, MailStatus, OrgUnit, OutgoingMail, SmtpSettings, User
 from mdm.roots.scheduler.jobs import JobContext, mail_delivery
+from tests.security.scan import scan_database
 from tests.support.smtp_server import smtp_server
 from tests.web.conftest import tree  # noqa: F401
 from tests.web.helpers import login, make_user, post_form
@@ -222,3 +223,6 @@ def test_mail_server_in_the_console_test_mail_and_approvers_told(
     assert f"/console/hotline/incidents/{incident_id}" in body
     with session_factory() as session:
         assert {m.status for m in session.scalars(select(OutgoingMail))} == {MailStatus.SENT}
+    # The SMTP password is nowhere at rest, in any encoding (audit details included).
+    hits, rows = scan_database(app.extensions["hikeshi"].engine, {"smtp password": "s3cret pass"})
+    assert rows > 0 and hits == []
