@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import fields, validate
+from marshmallow import Schema, fields, pre_load, validate
 
 MAX_MESSAGE = 500
 MAX_FOOTNOTE = 200
@@ -43,3 +43,20 @@ _PHONE = validate.Regexp(PHONE_PATTERN, error=PHONE_ERROR)
 def _blank_or_phone(value: str) -> None:
     if value != "":
         _PHONE(value)
+
+
+class UnitLockTextSchema(Schema):
+    """A station's own lock-screen text, set on its org unit; blank (None) inherits from above."""
+
+    message = message_field(allow_none=True, load_default=None)
+    phone_number = phone_field(allow_none=True, load_default=None)
+
+    @pre_load
+    def _blank_is_none(self, data: Any, **_kwargs: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        out = {}
+        for key, value in data.items():
+            value = value.strip() if isinstance(value, str) else value
+            out[key] = None if value == "" else value
+        return out

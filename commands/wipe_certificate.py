@@ -353,6 +353,7 @@ th {{ width: 30%; background: #f2f2f2; }}
 </style>
 </head>
 <body>
+<main>
 <h1>消去完了証明書</h1>
 <p>Certificate of device erasure</p>
 <p>下記の端末は、管理サーバーからの消去命令({command})を受信し、消去を完了した旨を応答しました。
@@ -362,6 +363,7 @@ as the signed JSON (detached CMS signature by the server signing certificate).</
 <table{flag}>
 {rows}
 </table>
+</main>
 </body>
 </html>
 """

@@ -27,6 +27,7 @@ from commands.incidents.errors import (
     RequesterUnknown,
     SamePersonError,
 )
+from commands.incidents.lock_text import LockText, lock_text_for
 from commands.incidents.steps import ERASE_PURPOSE, LOCK_PURPOSE, record_step
 from commands.lock_screen import phone_field
 from commands.queue import cancel_command, enqueue_command
@@ -37,7 +38,6 @@ from mdm.ground.models.incident import Incident, IncidentCommand, IncidentStatus
 from mdm.ground.push import request_push
 from mdm.services.devices import bound_identities
 
-DEFAULT_LOCK_MESSAGE = "この端末は紛失・盗難の届出が出ています。拾得された方は消防署へお届けください。"
 DEFAULT_FOOTNOTE = "消防本部 情報システム担当"
 MAX_REASON = 2000
 
@@ -68,14 +68,20 @@ LOCK_TEXT_KEYS = {"message": "Message", "phone_number": "PhoneNumber", "footnote
 _FORM_FIELD = {key: field for field, key in LOCK_TEXT_KEYS.items()}
 
 
-def _lock_params(text: Mapping[str, Any] | None, *, lost_mode: bool) -> dict[str, Any]:
+def _lock_params(text: Mapping[str, Any] | None, station: LockText, *, lost_mode: bool) -> dict[str, Any]:
+    """The command's text: what the operator gave, else the station's (set on its org unit). A
+    field the operator emptied is left out: the tablet shows no message, or no number."""
     given = dict(text or {})
     unknown = sorted(set(given) - set(LOCK_TEXT_KEYS))
     if unknown:
         raise IncidentInputError({key: ["Unknown field."] for key in unknown})
-    params: dict[str, Any] = {"Message": given.get("message", DEFAULT_LOCK_MESSAGE)}
-    if given.get("phone_number") is not None:
-        params["PhoneNumber"] = given["phone_number"]
+    params: dict[str, Any] = {}
+    message = given.get("message", station.message)
+    if message is not None and message != "":
+        params["Message"] = message
+    phone = given["phone_number"] if "phone_number" in given else station.phone_number
+    if phone is not None and phone != "":
+        params["PhoneNumber"] = phone
     if lost_mode:
         params["Footnote"] = given.get("footnote", DEFAULT_FOOTNOTE)
     return params
@@ -254,7 +260,7 @@ def lock_now(
         record_step(session, incident, actor, "lock_repushed", {"command_uuid": pending.uuid})
         return LockOutcome(pending, pending.request_type == "EnableLostMode", *notice)
     request_type = "EnableLostMode" if lost_mode else "DeviceLock"
-    params = _lock_params(message, lost_mode=lost_mode)
+    params = _lock_params(message, lock_text_for(session, device.org_unit), lost_mode=lost_mode)
     try:
         command = send_incident_command(
             session,

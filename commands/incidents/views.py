@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, or_, select, true
 from sqlalchemy.orm import Session
 
+from commands.incidents.finder_screen import finder_screen
 from commands.incidents.lock_state import LockView, lock_view
 from commands.incidents.service import LOCK_PURPOSE
 from commands.incidents.timeline import incident_commands, incident_timeline, push_attempts, wipe_progress
@@ -249,6 +250,7 @@ def incident_detail(session: Session, incident: Incident) -> dict[str, Any]:
             for a in push_attempts(session, incident)
         ],
         "timeline": [vars(entry) for entry in incident_timeline(session, incident)],
+        "finder": finder_screen(incident).as_dict(),
         "certificate": None
         if certificate is None
         else {

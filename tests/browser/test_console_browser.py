@@ -22,6 +22,7 @@ import pytest
 
 from mdm.ground import clock
 from mdm.ground.db import transaction
+from tests.browser.axe import AxeBrowser, AxeWatch
 from tests.conftest import MovableClock
 from tests.support.tools import require_tool
 from tests.web.helpers import live_app
@@ -59,8 +60,10 @@ def browser() -> Iterator[Any]:
 
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        watched = AxeBrowser(launched, AxeWatch())
         try:
-            yield launched
+            yield watched
+            watched.finish()  # axe-core: no violation on any console page the test visited
         finally:
             launched.close()
 

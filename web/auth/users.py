@@ -147,6 +147,42 @@ def update_user(
     return user
 
 
+# An address a mail server takes and a header cannot be smuggled into: ASCII, one @, a dotted
+# domain of DNS labels; nothing else (no spaces, no line breaks, no display name).
+EMAIL_RE = re.compile(
+    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@"
+    r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
+)
+MAX_EMAIL = 254
+
+
+def clean_email(value: str | None) -> str | None:
+    """The address as stored (None for blank); UserError naming `email` when it is not one."""
+    text = (value or "").strip()
+    if not text:
+        return None
+    if len(text) > MAX_EMAIL or not EMAIL_RE.match(text):
+        raise UserError("email", N_("not an e-mail address (like name@example.jp)"))
+    return text
+
+
+def set_user_email(session: Session, user: User, email: str | None, *, actor: Actor) -> bool:
+    """Set or clear (blank) where the person is told of wipes waiting for them; audited."""
+    address = clean_email(email)
+    if address == user.email:
+        return False
+    record_event(
+        session,
+        actor,
+        "user.email_changed",
+        "user",
+        user.id,
+        {"username": user.username, "changes": {"email": {"from": user.email, "to": address}}},
+    )
+    user.email = address
+    return True
+
+
 def disable_user(session: Session, user: User, *, actor: Actor, acting_user_id: int | None = None) -> User:
     """Disable a user: every session of theirs stops working with the next request."""
     if acting_user_id == user.id:

@@ -26,6 +26,7 @@ def init_app(app: Flask) -> None:
         devices,
         enrollment,
         hotline,
+        mail_settings,
         messages,
         orgunits,
         profile_text,

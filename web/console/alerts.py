@@ -146,6 +146,7 @@ def _policy_value(name: str, text: str | None) -> object:
 
 def _rules_page(errors: dict[str, list[str]] | None = None, form: dict[str, str] | None = None) -> Any:
     from mdm.services.alerts.email import email_enabled
+    from mdm.services.mail.server import mail_server
     from web.api.compliance_policy import compliance_policy_view
 
     principal = current_principal()
@@ -160,7 +161,7 @@ def _rules_page(errors: dict[str, list[str]] | None = None, form: dict[str, str]
         labels=POLICY_LABELS,
         fields=POLICY_FIELDS,
         may_edit_default=principal.can(Permission.ORGUNIT_WRITE) and not principal.scoped,
-        email_on=email_enabled(conf),
+        email_on=email_enabled(mail_server(session, conf), conf),
         # The addresses are for those who may read settings; others see that e-mail is on.
         email_to_text=", ".join(conf.alert_email_to) if principal.can(Permission.SETTINGS_READ) else "…",
         webhooks_enabled=session.scalar(

@@ -73,6 +73,10 @@ ACTIONS: dict[str, Any] = {
     "org_unit.created": _l("Unit created"),
     "org_unit.moved": _l("Unit moved"),
     "org_unit.updated": _l("Unit changed"),
+    "org_unit.lock_text_changed": _l("Lock-screen text of the unit changed"),
+    "user.email_changed": _l("E-mail address changed"),
+    "smtp.settings_changed": _l("Mail server settings changed"),
+    "smtp.test_sent": _l("Test mail sent"),
     "profile.assigned": _l("Profile assigned"),
     "profile.created": _l("Profile created"),
     "profile.device_identity_challenge_issued": _l("Device certificate challenge issued"),
@@ -175,6 +179,15 @@ DETAIL_KEYS: dict[str, Any] = {
     "comment": _l("Comment"),
     "incident_id": _l("Incident"),
     "source_ip": _l("Source address"),
+    "changes": _l("Changes"),
+    "email": _l("E-mail address"),
+    "to": _l("To"),
+    "host": _l("Mail server"),
+    "port": _l("Port"),
+    "tls_mode": _l("Encryption"),
+    "from_address": _l("Sender address"),
+    "password_stored": _l("Password stored"),
+    "error": _l("Error"),
 }
 
 

@@ -15,6 +15,8 @@ from sqlalchemy.orm import Session
 
 import commands.incidents as hotline
 from commands.incidents.approvers import person_label
+from commands.incidents.finder_screen import FinderState
+from commands.incidents.lock_text import lock_text_for
 from commands.incidents.service import same_person
 from commands.incidents.views import (
     find_devices,
@@ -95,6 +97,29 @@ STEPS = {
     "closed": _l("Incident closed"),
     "push_accepted": _l("Push accepted by APNs"),
     "push_failed": _l("Push failed"),
+}
+
+
+FINDER = {
+    FinderState.NOTHING_SENT: _l("No lock has been sent: the tablet shows nothing of ours."),
+    FinderState.NOT_ACKNOWLEDGED: _l(
+        "Not yet acknowledged by the tablet: what its screen shows is unknown until it answers."
+    ),
+    FinderState.SHOWN: _l("The tablet acknowledged; the finder sees:"),
+    FinderState.NOT_SHOWN: _l(
+        "The tablet acknowledged but did NOT display the message (no passcode). The finder sees no message."
+    ),
+    FinderState.UNKNOWN: _l("The tablet acknowledged without saying whether the message is displayed. Sent:"),
+    FinderState.FAILED: _l("The tablet answered with an error: it shows nothing of ours. Sent:"),
+    FinderState.ENDED: _l("Lost mode has ended: the tablet no longer shows the lock screen."),
+}
+# The lock form's fields (console) and why one was refused, in the console's language.
+LOCK_FIELDS = {
+    "message": (_l("Lock-screen message"), _l("1 to 500 characters")),
+    "phone_number": (
+        _l("Callback number on the lock screen"),
+        _l("digits, + - ( ) and spaces only, up to 32 characters"),
+    ),
 }
 
 
@@ -206,6 +231,22 @@ def live_view(detail: dict[str, Any]) -> dict[str, Any]:
             "map_url": location["map_url"],
         },
         "certificate": detail["certificate"] is not None,
+        "finder": finder_view(detail["finder"]),
+    }
+
+
+def finder_view(finder: dict[str, Any]) -> dict[str, Any]:
+    def text(value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        return {**value, "label": command_label(value["request_type"]), "at": _time(value["at"])}
+
+    return {
+        "state": finder["state"],
+        "label": str(FINDER[finder["state"]]),
+        "text": text(finder["text"]),
+        "waiting": text(finder["waiting"]),
+        "key": finder["key"],
     }
 
 
@@ -227,6 +268,7 @@ def hotline_search() -> str:
         "console/hotline.html",
         query=query,
         hits=hits,
+        lock_texts={hit.device.id: lock_text_for(session, hit.device.org_unit) for hit in hits},
         active=active.items,
         status_text=status_text,
         kind_text=kind_text,
@@ -242,6 +284,17 @@ def _report(form: Any) -> dict[str, Any]:
     return report
 
 
+def _lock_text(form: Any) -> dict[str, str] | None:
+    """The lock form's message and number as typed (an emptied field sends none); None when the
+    form has no such fields, so the station's text applies."""
+    if "lock_message" not in form and "lock_phone" not in form:
+        return None
+    return {
+        "message": (form.get("lock_message") or "").replace("\x00", "").strip(),
+        "phone_number": (form.get("lock_phone") or "").replace("\x00", "").strip(),
+    }
+
+
 def _flash_error(exc: Exception) -> None:
     if isinstance(exc, hotline.SamePersonError):
         flash(_("The person who requested the wipe cannot approve it. A second person must decide."), "error")
@@ -252,7 +305,11 @@ def _flash_error(exc: Exception) -> None:
     elif isinstance(exc, hotline.ReasonRequired):
         flash(_("A reason is required."), "error")
     elif isinstance(exc, hotline.IncidentInputError):
-        flash(_("Please check: %(fields)s", fields=", ".join(sorted(exc.fields))), "error")
+        named = [
+            f"{LOCK_FIELDS[name][0]} ({LOCK_FIELDS[name][1]})" if name in LOCK_FIELDS else name
+            for name in sorted(exc.fields)
+        ]
+        flash(_("Please check: %(fields)s", fields=", ".join(named)), "error")
     elif isinstance(exc, hotline.IncidentStateError):
         flash(_("Not possible in the incident's current state: %(message)s", message=str(exc)), "error")
     elif isinstance(exc, CommandRefused):
@@ -278,7 +335,8 @@ def hotline_open(device_id: int) -> Response:
         incident = existing or hotline.open_incident(
             session, device, _report(request.form), actor=principal.actor
         )
-        outcome = hotline.lock_now(session, incident, actor=principal.actor) if lock else None
+        text = _lock_text(request.form)
+        outcome = hotline.lock_now(session, incident, actor=principal.actor, message=text) if lock else None
     except (hotline.IncidentError, CommandRefused) as exc:
         session.rollback()
         _flash_error(exc)
@@ -315,6 +373,7 @@ def hotline_incident(incident_id: int) -> str:
         incident=incident,
         detail=detail,
         live=live_view(detail),
+        lock_text=lock_text_for(session, incident.device.org_unit),
         swap_url=swap,
         active=incident.status in IncidentStatus.ACTIVE,
         kind_text=kind_text,
@@ -359,7 +418,8 @@ def _reason() -> str:
 @bp.route("/hotline/incidents/<int:incident_id>/lock", methods=["POST"])
 @needs(Permission.COMMAND_QUEUE_HOTLINE)
 def hotline_lock(incident_id: int) -> Response:
-    return _act(incident_id, lambda s, i, p: hotline.lock_now(s, i, actor=p.actor), "")
+    text = _lock_text(request.form)
+    return _act(incident_id, lambda s, i, p: hotline.lock_now(s, i, actor=p.actor, message=text), "")
 
 
 @bp.route("/hotline/incidents/<int:incident_id>/location", methods=["POST"])

@@ -8,6 +8,7 @@ from flask import Response, abort, flash, redirect, render_template, request, ur
 from flask_babel import gettext as _
 
 from commands.incidents import IncidentInputError, set_incident_policy
+from commands.incidents.lock_text import lock_text_for, set_unit_lock_text
 from mdm.doors.appctx import db_session
 from mdm.ground.models import OrgUnitKind, UnitType
 from mdm.services.orgunits import OrgUnitError, create_unit, move_unit, unit_tree, update_unit, walk
@@ -129,7 +130,42 @@ def org_unit(unit_id: int) -> Response | str:
         compliance_policy=(
             compliance_policy_view(session, unit.id) if principal.can(Permission.INCIDENT_READ) else None
         ),
+        lock_text=lock_text_for(session, unit),
+        inherited_lock_text=lock_text_for(session, unit.parent),
     )
+
+
+# -- the lock screen of a lost tablet (issue #19 item 1) -------------------------------------------
+
+
+@bp.route("/org-units/<int:unit_id>/lock-text", methods=["POST"])
+@needs(Permission.ORGUNIT_WRITE)
+def org_unit_lock_text(unit_id: int) -> Response:
+    """Set the message and callback number a lost tablet of this unit shows; blank inherits."""
+    principal = current_principal()
+    session = db_session()
+    unit = visible_unit(session, principal, unit_id)
+    if unit is None:
+        abort(404)
+    back = redirect(url_for("console.org_unit", unit_id=unit.id) + "#lock-text")
+    data = {
+        "message": (request.form.get("lock_message") or "").replace("\x00", ""),
+        "phone_number": (request.form.get("lock_phone") or "").replace("\x00", ""),
+    }
+    try:
+        changed = set_unit_lock_text(session, unit, data, actor=principal.actor)
+    except IncidentInputError as exc:
+        session.rollback()
+        texts = {
+            "message": _("the message must be at most 500 characters"),
+            "phone_number": _("the callback number may hold only digits, + - ( ) and spaces (up to 32)"),
+        }
+        problems = "; ".join(str(texts.get(name, name)) for name in sorted(exc.fields))
+        flash(_("Lock-screen text not saved: %(problems)s", problems=problems), "error")
+        return back  # type: ignore[return-value]
+    session.commit()
+    flash(_("Lock-screen text saved.") if changed else _("Lock-screen text unchanged."), "ok")
+    return back  # type: ignore[return-value]
 
 
 # -- auto-wipe policy (issue #6 item 4) --------------------------------------------------------------

@@ -21,6 +21,7 @@ from web.auth.users import (
     enable_user,
     reset_password,
     reset_second_factor,
+    set_user_email,
     unlock_user,
     update_user,
 )
@@ -134,6 +135,8 @@ def user_detail(user_id: int) -> Response | str:
                     display_name=data.get("display_name", ""),
                     org_unit_id=data.get("org_unit_id"),
                 )
+                if "email" in request.form:
+                    set_user_email(session, user, request.form.get("email"), actor=principal.actor)
                 session.commit()
                 flash(_("Saved."), "ok")
                 return redirect(url_for("console.user_detail", user_id=user.id))  # type: ignore[return-value]

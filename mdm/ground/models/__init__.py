@@ -50,6 +50,7 @@ from mdm.ground.models.inventory import (
     InventoryChange,
 )
 from mdm.ground.models.job_run import JobRun
+from mdm.ground.models.mail import MailStatus, OutgoingMail, SmtpSettings, SmtpTls
 from mdm.ground.models.org_unit import OrgUnit, OrgUnitKind, UnitType
 from mdm.ground.models.outbox import OutboxEntry, OutboxTopic
 from mdm.ground.models.profile import (
@@ -105,10 +106,12 @@ __all__ = [
     "JobRun",
     "LoginThrottle",
     "LossKind",
+    "MailStatus",
     "OrgUnit",
     "OrgUnitKind",
     "OutboxEntry",
     "OutboxTopic",
+    "OutgoingMail",
     "Profile",
     "ProfileAssignment",
     "ProfileRendering",
@@ -122,6 +125,8 @@ __all__ = [
     "SchedulerLease",
     "ServiceHealth",
     "Severity",
+    "SmtpSettings",
+    "SmtpTls",
     "SpareDevice",
     "TokenPlatform",
     "UnitReadinessState",

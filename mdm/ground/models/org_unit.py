@@ -62,6 +62,10 @@ class OrgUnit(Base):
     name_en: Mapped[str | None] = mapped_column(String(100))
     # Short code administrators type (CLI --unit, dispatch system mappings); optional, unique.
     code: Mapped[str | None] = mapped_column(String(32), unique=True)
+    # What a lost tablet of this unit shows on its lock screen (None: the unit above decides;
+    # commands.incidents.lock_text reads them down the tree 隊 → 署 → 本部).
+    lock_message: Mapped[str | None] = mapped_column(String(500))
+    lock_phone: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(default=clock.now)
     updated_at: Mapped[datetime] = mapped_column(default=clock.now)
 

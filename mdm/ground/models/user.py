@@ -18,6 +18,8 @@ class User(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(String(64), unique=True)
     display_name: Mapped[str] = mapped_column(String(255), default="")
+    # Where the person is told what waits for them (a wipe to approve); None: not by e-mail.
+    email: Mapped[str | None] = mapped_column(String(254))
     role: Mapped[str] = mapped_column(String(16))
     # Set: the user sees and touches only this org unit and the units below it.
     org_unit_id: Mapped[int | None] = mapped_column(ForeignKey("org_units.id"), index=True)

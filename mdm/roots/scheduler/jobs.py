@@ -35,6 +35,9 @@ from mdm.services.alerts.webhooks import due_deliveries, post_delivery, record_a
 from mdm.services.backup.schedule import scheduled_backup
 from mdm.services.compliance.evaluation import evaluate_fleet
 from mdm.services.continuity.webhooks import readiness_job
+from mdm.services.mail.outbox import due_mails, record_mail, with_link
+from mdm.services.mail.server import mail_server
+from mdm.services.mail.smtp import send_mail
 
 log = logging.getLogger(__name__)
 
@@ -110,18 +113,40 @@ def webhook_delivery(ctx: JobContext) -> dict[str, Any]:
 
 
 def alert_email(ctx: JobContext) -> dict[str, Any]:
-    if not email_enabled(ctx.settings):
-        return {"enabled": False}
     with transaction(ctx.factory) as session:
+        server = mail_server(session, ctx.settings)
+        if not email_enabled(server, ctx.settings):
+            return {"enabled": False}
         outgoing = due_alert_emails(session, max_attempts=ctx.settings.webhook_max_attempts)
+    assert server is not None
     sent = 0
     for item in outgoing:
-        error = send_alert_email(ctx.settings, item)
+        error = send_alert_email(server, ctx.settings.alert_email_to, item)
         try:
             with transaction(ctx.factory) as session:
                 record_email(session, item.alert_id, error)
         except Exception:  # one alert that cannot be recorded must not stop the others
             log.exception("recording the e-mail of alert %s failed", item.alert_id)
+        sent += error is None
+    return {"enabled": True, "attempted": len(outgoing), "sent": sent}
+
+
+def mail_delivery(ctx: JobContext) -> dict[str, Any]:
+    """Send the mails to people (approvers told of a wipe waiting) through the mail server; they
+    wait, unsent, while none is set."""
+    with transaction(ctx.factory) as session:
+        server = mail_server(session, ctx.settings)
+        if server is None:
+            return {"enabled": False}
+        outgoing = due_mails(session)
+    sent = 0
+    for item in outgoing:
+        error = send_mail(server, [item.to], item.subject, with_link(item, ctx.settings.public_url))
+        try:
+            with transaction(ctx.factory) as session:
+                record_mail(session, item.id, error, max_attempts=ctx.settings.webhook_max_attempts)
+        except Exception:  # one mail that cannot be recorded must not stop the others
+            log.exception("recording outgoing mail %s failed", item.id)
         sent += error is None
     return {"enabled": True, "attempted": len(outgoing), "sent": sent}
 
@@ -162,6 +187,7 @@ JOBS: dict[str, tuple[Job, int]] = {
     "webhook_delivery": (webhook_delivery, 1),
     "readiness_recompute": (readiness_job, 1),
     "alert_email": (alert_email, 1),
+    "mail_delivery": (mail_delivery, 1),
     "inventory_refresh": (inventory_refresh, 15),
     "offline_check": (offline_check, 15),
     "certificate_expiry": (certificate_expiry, 60),

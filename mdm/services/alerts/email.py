@@ -1,4 +1,5 @@
-"""Alert e-mail to administrators through SMTP (optional: needs smtp_host and alert_email_to).
+"""Alert e-mail to administrators through SMTP (optional: needs a mail server, set in the console
+or by the environment, and alert_email_to). The SMTP conversation is mdm.services.mail.smtp's.
 
 Like webhooks, in three steps so no transaction stays open while the mail server answers:
 `due_alert_emails` (read), `send_alert_email` (SMTP only), `record_email` (write the outcome).
@@ -8,12 +9,9 @@ with old alerts.
 
 from __future__ import annotations
 
-import re
-import smtplib
-import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from email.message import EmailMessage
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -21,11 +19,10 @@ from sqlalchemy.orm import Session
 from mdm.ground import clock
 from mdm.ground.config import Settings
 from mdm.ground.models import Alert, Device, Severity
+from mdm.services.mail.server import MailServer
+from mdm.services.mail.smtp import header_text, send_mail
 
 MAIL_WINDOW = timedelta(days=1)
-# Line breaks of every kind (CR, LF, VT, FF, NEL, U+2028/2029) and other control characters: a
-# device names its apps, and an app called "x\nBcc: someone" must never add a header.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 MAIL_SEVERITIES = (Severity.WARNING, Severity.CRITICAL)
 
 
@@ -36,8 +33,9 @@ class OutgoingEmail:
     body: str
 
 
-def email_enabled(settings: Settings) -> bool:
-    return bool(settings.smtp_host and settings.alert_email_to)
+def email_enabled(server: MailServer | None, settings: Settings) -> bool:
+    """Alert e-mail is on when a mail server is set (console or environment) and a recipient is."""
+    return server is not None and bool(settings.alert_email_to)
 
 
 def due_alert_emails(session: Session, *, max_attempts: int, limit: int = 50) -> list[OutgoingEmail]:
@@ -74,32 +72,12 @@ def due_alert_emails(session: Session, *, max_attempts: int, limit: int = 50) ->
     return out
 
 
-def header_text(value: str, limit: int = 200) -> str:
-    """Outside text fit for a mail header: control characters become one space, then cut."""
-    return " ".join(_CONTROL.sub(" ", value).split())[:limit]
-
-
-def send_alert_email(settings: Settings, outgoing: OutgoingEmail, *, timeout: float = 30.0) -> str | None:
+def send_alert_email(
+    server: MailServer, recipients: Sequence[str], outgoing: OutgoingEmail, *, timeout: float = 30.0
+) -> str | None:
     """Send one alert mail; returns None on success, else the error. Never raises: one mail that
     cannot be built or sent must not stop the mails after it."""
-    try:
-        message = EmailMessage()
-        message["From"] = settings.smtp_from
-        message["To"] = ", ".join(settings.alert_email_to)
-        message["Subject"] = header_text(outgoing.subject)
-        message.set_content(outgoing.body)
-    except (ValueError, TypeError, UnicodeError) as exc:
-        return f"message not built: {type(exc).__name__}: {exc}"[:512]
-    try:
-        with smtplib.SMTP(settings.smtp_host or "", settings.smtp_port, timeout=timeout) as smtp:
-            if settings.smtp_starttls:
-                smtp.starttls(context=ssl.create_default_context())
-            if settings.smtp_username:
-                smtp.login(settings.smtp_username, settings.smtp_password or "")
-            smtp.send_message(message)
-    except (OSError, smtplib.SMTPException, ValueError, UnicodeError) as exc:
-        return f"{type(exc).__name__}: {exc}"[:512]
-    return None
+    return send_mail(server, recipients, outgoing.subject, outgoing.body, timeout=timeout)
 
 
 def record_email(session: Session, alert_id: int, error: str | None) -> None:

@@ -112,6 +112,8 @@
     var url = root.getAttribute("data-live-url");
     var every = parseInt(root.getAttribute("data-live-ms") || "1500", 10);
     var shownStatus = root.getAttribute("data-status");
+    // What the finder sees changes only with a device's answer; the page shows it after a reload.
+    var shownFinder = root.getAttribute("data-finder");
     var commands = document.querySelector("#incident-commands tbody");
     var pushes = document.querySelector("#incident-pushes tbody");
     var timeline = document.getElementById("timeline");
@@ -145,7 +147,8 @@
       while (timeline.firstChild) { timeline.removeChild(timeline.firstChild); }
       data.timeline.forEach(function (e) { timeline.appendChild(timelineItem(e)); });
       showLocation(location, data.location);
-      if (data.status !== shownStatus && !busy()) {
+      var finderChanged = data.finder && data.finder.key !== shownFinder;
+      if ((data.status !== shownStatus || finderChanged) && !busy()) {
         stopped = true;
         window.location.reload();
       }
