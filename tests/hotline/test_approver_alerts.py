@@ -57,3 +57,12 @@ def test_a_rejected_request_is_settled_too(session, incident):
     session.commit()
     alert = session.scalars(select(Alert).where(Alert.kind == WIPE_REQUESTED_ALERT)).one()
     assert alert.acknowledged_at is not None and "所在判明" in (alert.acknowledge_comment or "")
+
+
+def test_the_roles_mailed_for_approval_are_the_roles_that_may_approve():
+    """commands.incidents.approvers cannot import web.rbac; this keeps its copy of the roles true."""
+    from commands.incidents.approvers import APPROVING_ROLES
+    from web.rbac import ROLE_PERMISSIONS, USER_ROLES, Permission
+
+    may_approve = {role.value for role in USER_ROLES if Permission.WIPE_APPROVE in ROLE_PERMISSIONS[role]}
+    assert set(APPROVING_ROLES) == may_approve
