@@ -101,6 +101,7 @@ class SignalHub:
         self._receivers: dict[str, list[Receiver]] = {channel: [] for channel in CHANNELS}
         self._beacons = {channel: Beacon() for channel in CHANNELS}
         self._listener: PgListener | None = None
+        self._session_listeners = self._make_listeners()
         if self.postgres:
             conninfo = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
             self._listener = PgListener(conninfo, CHANNELS, self._notified)
@@ -155,8 +156,13 @@ class SignalHub:
         self._beacons[channel].bump()
 
     def listeners(self) -> list[tuple[str, Callable[..., None]]]:
-        """(event, listener) of a session factory: SQLite's signals delivered after commit."""
+        """(event, listener) of a session factory: SQLite's signals delivered after commit.
 
+        The same two functions for every factory of the database in this process: a commit of
+        any of them is a change of the one database every waiter here watches."""
+        return list(self._session_listeners)
+
+    def _make_listeners(self) -> list[tuple[str, Callable[..., None]]]:
         def after_commit(session: Session) -> None:
             noted: dict[str, set[str]] | None = session.info.pop(_NOTED, None)
             for channel, keys in (noted or {}).items():
