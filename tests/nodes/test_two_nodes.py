@@ -123,11 +123,14 @@ class SseReader:
                 elif line.startswith("data: "):
                     self.events.put((time.monotonic(), json.loads(line[len("data: ") :])))
 
-    def next_for_unit(self, unit_id: int, seconds: float) -> tuple[float, dict[str, Any]]:
+    def next_for_unit(
+        self, unit_id: int, seconds: float, required: int | None = None
+    ) -> tuple[float, dict[str, Any]]:
+        """The next event of `unit_id` (with `required` working tablets, when given)."""
         deadline = time.monotonic() + seconds
         while True:
             arrived, event = self.events.get(timeout=max(0.0, deadline - time.monotonic()))
-            if event["unit"]["id"] == unit_id:
+            if event["unit"]["id"] == unit_id and required in (None, event["required"]):
                 return arrived, event
 
     def close(self) -> None:
@@ -234,6 +237,20 @@ def test_two_nodes_behind_haproxy(  # type: ignore[no-untyped-def]
             assert "lost" in json.dumps(event, ensure_ascii=False), event
             incident_id = opened.json()["id"]
             agent.sync()  # whatever opening the incident queued, fetched and answered
+
+            # More readiness changes on A: the unit's plan asks for more tablets each time.
+            plan_path = f"/api/v1/org-units/{unit_id}/continuity-plan"
+            plan = api_a.get(plan_path).json()
+            kept = ("max_seen_minutes", "min_battery_percent", "require_compliant", "ignored_rules")
+            for required in range(plan["required_working"] + 1, plan["required_working"] + ROUNDS):
+                sent = time.monotonic()
+                answer = api_a.put(
+                    plan_path, json={**{k: plan[k] for k in kept}, "required_working": required}
+                )
+                assert answer.status_code == 200, answer.text
+                arrived, event = sse.next_for_unit(unit_id, 10, required=required)
+                latencies["readiness_a_to_sse_b"].append(arrived - sent)
+                print(f"\nnodes: readiness change on A -> SSE event on B: {arrived - sent:.3f} s")
 
             # -- commands issued on A reach the agent long-polling on B -------------------------
             for round_number in range(ROUNDS):
