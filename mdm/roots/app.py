@@ -31,6 +31,10 @@ def build_app(settings: Settings | None = None, *, check_migrations: bool = True
     wiring = wire(factory, settings)
     assert wiring.dispatcher is not None
     wiring.dispatcher.start()  # the MQTT wake-up connection, only when HIKESHI_MQTT_URL is set
+    # PostgreSQL: this process's one listening connection, so a command or readiness change
+    # committed on any node wakes the long polls and readiness streams held here.
+    assert wiring.signals is not None
+    wiring.signals.start()
 
     app = Flask(__name__)
     app.config.update(SECRET_KEY=settings.secret_key, MAX_CONTENT_LENGTH=None, JSON_SORT_KEYS=False)

@@ -11,9 +11,16 @@ A commit of the application's session, in order:
 1. before it commits: the devices whose inventory changed are settled (compliance evaluated,
    findings and alerts written), then the units the transaction touched get their readiness
    recomputed, all in the same transaction;
+   Last, the cross-process signals (mdm.ground.signals) of the transaction are announced in it:
+   on PostgreSQL a NOTIFY, which every node hears only once the transaction commits. Readiness
+   announces its own (mdm.services.continuity.readiness, where its events are published); the
+   devices with queued commands are announced here;
 2. after it commits: the devices that got commands are woken (the in-process wake-up board, MQTT
    for Android agents, APNs for Apple devices), readiness changes are posted to the webhooks, and
    the transaction's audit events are sealed into the hash chain (mdm.ground.audit_sealer).
+   On SQLite (one node) the signals are delivered inside this process after the commit; on
+   PostgreSQL the process's listening connection hears every node's, its own included, and wakes
+   the long polls of the devices named (`_wake_long_polls`) and the readiness streams.
 """
 
 from __future__ import annotations
@@ -28,7 +35,10 @@ from commands.inventory_refresh import queue_first_inventory
 from enrollment.hooks import place_in_token_unit
 from mdm.ground.audit_sealer import AuditSealer
 from mdm.ground.config import Settings
+from mdm.ground.push import PENDING_PUSHES
 from mdm.ground.push.dispatcher import PushDispatcher
+from mdm.ground.push.wakeups import signal_all_wakeups, signal_wakeups
+from mdm.ground.signals import WAKE_DEVICES, Keys, SignalHub, announce, hub_for
 from mdm.roots.commands import wire_commands
 from mdm.services import devices, orgunits
 from mdm.services.compliance import profile_sources, sources
@@ -51,6 +61,9 @@ class Wiring:
     notifier: ReadinessNotifier | None
     # Every (event, listener) attached to the factory, in the order SQLAlchemy calls them.
     listeners: list[Listener] = field(default_factory=list)
+    # This process's cross-process signals for the factory's database (shared by every wiring of
+    # that database in the process); the app factory starts its listening connection.
+    signals: SignalHub | None = None
 
     def close(self, timeout: float = 10.0) -> None:
         """Post what the last commits asked for (briefly), then stop the push channels."""
@@ -90,7 +103,12 @@ def wire(
         ("after_flush", readiness_hooks.collect_changes),
         ("after_soft_rollback", readiness_hooks.forget_after_rollback),
         ("after_transaction_end", inventory_events.forget_at_transaction_end),
+        # Before commit, last: the devices that got commands, signalled to every node.
+        ("before_commit", _announce_wakeups),
     ]
+    signals = hub_for(factory.kw["bind"].url)
+    signals.subscribe(WAKE_DEVICES, _wake_long_polls)
+    listeners += signals.listeners()
     dispatcher = notifier = None
     if settings is not None:
         # After commit: pushes and wake-ups, then readiness webhooks.
@@ -101,4 +119,22 @@ def wire(
     listeners += AuditSealer(factory, background=seal_in_background).listeners()
     for name, listener in listeners:
         event.listen(factory, name, listener)
-    return Wiring(factory, settings, dispatcher, notifier, listeners)
+    return Wiring(factory, settings, dispatcher, notifier, listeners, signals)
+
+
+def _announce_wakeups(session: Session) -> None:
+    """The devices this transaction queued commands for, announced in it (mdm.ground.signals)."""
+    if session.in_nested_transaction():
+        return  # a savepoint released: the real commit announces
+    device_ids = session.info.get(PENDING_PUSHES)
+    if device_ids:
+        announce(session, WAKE_DEVICES, device_ids)
+
+
+def _wake_long_polls(keys: Keys) -> None:
+    """A signal of queued commands, from any node: the long polls this process holds for those
+    devices answer (all of them after a reconnection, when nobody knows what was missed)."""
+    if keys is None:
+        signal_all_wakeups()
+    else:
+        signal_wakeups(int(key) for key in keys if key.isdigit())

@@ -22,6 +22,7 @@ from mdm.doors.appctx import db_session, hikeshi
 from mdm.ground import clock
 from mdm.ground.db import make_session_factory, read_mostly
 from mdm.ground.models import Device, Incident, OrgUnit, OrgUnitKind
+from mdm.ground.signals import READINESS, SignalHub, hub_for
 from mdm.services.continuity import (
     PlanError,
     SpareError,
@@ -58,7 +59,12 @@ from web.rbac import Permission
 log = logging.getLogger(__name__)
 blp = ApiBlueprint("readiness", __name__, url_prefix="/api/v1", description="Readiness (dispatch feed)")
 
-POLL_SECONDS = 0.25  # how soon a stream sees a change committed by any app node
+# A stream wakes on the readiness signal (mdm.ground.signals: PostgreSQL NOTIFY from any node)
+# and re-reads the table anyway this often: a signal lost with a connection costs no event.
+RECHECK_SECONDS = 2.0
+# Without a live signal (SQLite with several worker processes, or the listening connection
+# down), a change committed elsewhere is seen by polling this often.
+POLL_SECONDS = 0.25
 HEARTBEAT_SECONDS = 5.0  # a comment line, so proxies keep an idle stream open
 BATCH = 100
 
@@ -164,7 +170,7 @@ def stream(last_event_id: int | None, lifetime: int) -> Response:
     engine = hikeshi().engine
     session.close()  # the stream reads with its own short transactions
     live = _wants_live_stream()
-    body = _events(engine, after, scope, lifetime if live else 0)
+    body = _events(engine, hub_for(engine.url), after, scope, lifetime if live else 0)
     return Response(
         body,
         content_type="text/event-stream; charset=utf-8",
@@ -181,12 +187,17 @@ def _format(event_id: int, payload: dict[str, Any]) -> str:
     return f"id: {event_id}\nevent: readiness\ndata: {data}\n\n"
 
 
-def _events(engine: Engine, after: int, scope: frozenset[int] | None, lifetime: float) -> Iterator[str]:
+def _events(
+    engine: Engine, signals: SignalHub, after: int, scope: frozenset[int] | None, lifetime: float
+) -> Iterator[str]:
     reader = make_session_factory(read_mostly(engine))
+    beacon = signals.beacon(READINESS)
     started = time.monotonic()
     beat = started
     yield f"retry: 2000\n: hikeshi readiness stream from event {after}\n\n"
     while True:
+        # The ticket before the read: a change committed while we read still ends the wait below.
+        ticket = beacon.ticket()
         try:
             with reader() as session:
                 found = events_after(session, after, limit=BATCH, principal_scope=scope)
@@ -209,7 +220,8 @@ def _events(engine: Engine, after: int, scope: frozenset[int] | None, lifetime: 
             # Also how a closed connection is noticed: writing to it ends this generator.
             beat = now
             yield ": keepalive\n\n"
-        time.sleep(min(POLL_SECONDS, max(lifetime - (now - started), 0.01)))
+        pause = RECHECK_SECONDS if signals.live else POLL_SECONDS
+        beacon.wait(ticket, min(pause, HEARTBEAT_SECONDS, max(lifetime - (now - started), 0.01)))
 
 
 # -- plans --------------------------------------------------------------------------------------

@@ -36,8 +36,10 @@ from mdm.services.android_channel import PROTOCOL_VERSION, ProtocolError
 log = logging.getLogger(__name__)
 bp = Blueprint("android_agent", __name__, template_folder="templates")
 
-# The long poll re-reads the database at least this often: a command queued through another
-# worker or node wakes no thread here.
+# The long poll re-reads the database at least this often. A command queued on any worker or node
+# wakes it at once through the cross-process signal (mdm.ground.signals, PostgreSQL NOTIFY, wired
+# to the wake-up board in mdm.roots.wiring); this re-read covers a signal that never came (SQLite
+# with several worker processes, the listening connection down).
 RECHECK_SECONDS = 2.0
 # An agent refused a long poll (too many held) tries again after this long, syncing meanwhile.
 BUSY_RETRY_SECONDS = 60

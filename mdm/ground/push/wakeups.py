@@ -97,6 +97,13 @@ class WakeupBoard:
             wakeup._set()
         return len(woken)
 
+    def signal_all(self) -> int:
+        """Wake every waiting thread (each re-reads the database): after the cross-process
+        signal's connection was lost, no one knows which devices were signalled meanwhile."""
+        with self._lock:
+            device_ids = list(self._waiting)
+        return self.signal(device_ids)
+
     def waiting(self, device_id: int | None = None) -> int:
         """How many threads wait (for one device, or in all); for tests and diagnostics."""
         with self._lock:
@@ -141,3 +148,8 @@ def wait_for_wakeup(device_id: int, timeout: float) -> bool:
 def signal_wakeups(device_ids: Iterable[int]) -> int:
     """Wake the threads waiting for these devices (called after commit); returns how many."""
     return BOARD.signal(device_ids)
+
+
+def signal_all_wakeups() -> int:
+    """Wake every thread waiting for any device; returns how many."""
+    return BOARD.signal_all()

@@ -30,6 +30,7 @@ from mdm.ground.models import (
     UnitReadinessState,
     Webhook,
 )
+from mdm.ground.signals import READINESS, announce
 from mdm.services.continuity.plans import Plan
 from mdm.services.continuity.working import Reason, is_available_spare, problems
 from mdm.services.continuity.world import World, load_world
@@ -275,7 +276,8 @@ def _record_change(
 def _finish_events(
     session: Session, events: list[tuple[ReadinessEvent, UnitReadinessState]], computed: dict[int, Computed]
 ) -> None:
-    """Give each event its published payload (which names its own id) and queue its webhooks."""
+    """Give each event its published payload (which names its own id), queue its webhooks, and
+    signal every node's readiness streams (delivered when, and only if, this transaction commits)."""
     webhooks = list(session.scalars(select(Webhook).where(Webhook.enabled.is_(True)).order_by(Webhook.id)))
     # The state row's unit is never null; the event's may become null once its unit is deleted.
     station_states = _station_states(session, {computed[row.org_unit_id].station_id for _, row in events})
@@ -296,6 +298,7 @@ def _finish_events(
                 )
             )
     session.flush()
+    announce(session, READINESS, [max(event.id for event, _ in events)])
 
 
 def _station_states(session: Session, station_ids: set[int | None]) -> dict[int | None, str]:
