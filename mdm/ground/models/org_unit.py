@@ -62,6 +62,9 @@ class OrgUnit(Base):
     name_en: Mapped[str | None] = mapped_column(String(100))
     # Short code administrators type (CLI --unit, dispatch system mappings); optional, unique.
     code: Mapped[str | None] = mapped_column(String(32), unique=True)
+    # Activation Lock on this unit's supervised tablets (ActivationLockAllowedWhileSupervised);
+    # None: as the parent unit says (the top of the tree without a value: not allowed, Apple's default).
+    activation_lock_allowed: Mapped[bool | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=clock.now)
     updated_at: Mapped[datetime] = mapped_column(default=clock.now)
 
