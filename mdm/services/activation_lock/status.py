@@ -45,18 +45,19 @@ def since_enrollment(at: datetime | None, device: Device) -> bool:
 
 def device_allows(session: Session, device: Device) -> bool | None:
     """ActivationLockAllowedWhileSupervised as the device has it now, as far as it said since it
-    last enrolled: its MDMOptions answer, else the value it acknowledged; None: unknown."""
+    last enrolled: the later of its MDMOptions answer and the value it acknowledged; None: unknown."""
+    said: list[tuple[datetime, bool]] = []
     facts = session.get(DeviceFacts, device.id)
     if facts is not None:
         reported = allowed_in_mdm_options(facts.raw_device_information or {})
         reported_at = (facts.device_information_reported_at or {}).get("MDMOptions")
         if reported is not None and isinstance(reported_at, str):
-            if since_enrollment(datetime.fromisoformat(reported_at), device):
-                return reported
+            said.append((datetime.fromisoformat(reported_at), reported))
     row = session.get(DeviceActivationLock, device.id)
-    if row is not None and since_enrollment(row.allowed_acknowledged_at, device):
-        return row.allowed_acknowledged
-    return None
+    if row is not None and row.allowed_acknowledged is not None and row.allowed_acknowledged_at is not None:
+        said.append((row.allowed_acknowledged_at, row.allowed_acknowledged))
+    current = [(at, value) for at, value in said if since_enrollment(at, device)]
+    return max(current, key=lambda pair: pair[0])[1] if current else None
 
 
 def activation_lock_status(session: Session, device: Device) -> ActivationLockStatus:
