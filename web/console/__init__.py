@@ -31,6 +31,7 @@ def init_app(app: Flask) -> None:
         orgunits,
         profile_text,
         profiles,
+        push_cert_request,
         settings_views,
         users,
         webhooks,

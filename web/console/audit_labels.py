@@ -85,6 +85,7 @@ ACTIONS: dict[str, Any] = {
     "profile.updated": _l("Profile changed"),
     "push_certificate.imported": _l("Push certificate imported"),
     "push_certificate.requested": _l("Push certificate requested"),
+    "push_certificate.request_decrypted": _l("Signing service's answer opened"),
     "push_certificate.rejected": _l("Push certificate refused"),
     "user.created": _l("User created"),
     "user.disabled": _l("User disabled"),
