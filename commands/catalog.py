@@ -20,6 +20,7 @@ from commands.command_type import (
     Sender,
     UnknownCommand,
 )
+from commands.kinds.activation_lock_bypass_code import ActivationLockBypassCode
 from commands.kinds.certificate_list import CertificateList
 from commands.kinds.clear_passcode import ClearPasscode
 from commands.kinds.device_information import DeviceInformation
@@ -30,6 +31,7 @@ from commands.kinds.enable_lost_mode import EnableLostMode
 from commands.kinds.erase_device import EraseDevice
 from commands.kinds.install_profile import InstallProfile
 from commands.kinds.installed_application_list import InstalledApplicationList
+from commands.kinds.mdm_options import MDMOptionsSettings
 from commands.kinds.play_lost_mode_sound import PlayLostModeSound
 from commands.kinds.profile_list import ProfileList
 from commands.kinds.remove_profile import RemoveProfile
@@ -112,6 +114,9 @@ CATALOG = Catalog(
         ShutDownDevice,
         InstallProfile,
         RemoveProfile,
+        # Activation Lock on supervised devices (commands.activation_lock queues them).
+        MDMOptionsSettings,
+        ActivationLockBypassCode,
         # Inventory.
         DeviceInformation,
         SecurityInfo,

@@ -52,6 +52,8 @@ class Permission(StrEnum):
     ALERT_ACK = "alert.ack"  # acknowledge an alert with a comment (audited)
     PROFILE_READ = "profile.read"
     PROFILE_WRITE = "profile.write"
+    # See an escrowed Activation Lock bypass code after a wipe (administrators only; audited).
+    ACTIVATION_LOCK_REVEAL = "activation_lock.reveal"
 
 
 class Role(StrEnum):

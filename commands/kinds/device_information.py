@@ -25,6 +25,8 @@ STANDARD_DEVICE_QUERIES = (
     "AvailableDeviceCapacity",
     "IsSupervised",
     "IsActivationLockEnabled",
+    # ActivationLockAllowedWhileSupervised as the device has it (commands.activation_lock).
+    "MDMOptions",
     "IsDeviceLocatorServiceEnabled",
     "IsCloudBackupEnabled",
     "WiFiMAC",

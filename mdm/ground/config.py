@@ -160,6 +160,10 @@ TABLE: tuple[Setting, ...] = (
             "extra PEM bundle of CAs trusted to vouch for device identities"),
     Setting("HIKESHI_CLIENT_CERT_HEADER", text, None, "client_cert_header",
             "header in which a TLS-terminating proxy passes the client certificate"),
+    Setting("HIKESHI_PUSH_VENDOR_CERT_FILE", text, None, "push_vendor_cert_file",
+            "PEM of the MDM vendor certificate with its chain to Apple's root: the console signs push requests"),
+    Setting("HIKESHI_PUSH_VENDOR_KEY_FILE", text, None, "push_vendor_key_file",
+            "PEM private key of the MDM vendor certificate (unencrypted; keep it mode 0600)"),
     Setting("HIKESHI_SERVER_ANCHOR_FILE", text, None, "server_anchor_file",
             "PEM of the private CA behind the server's TLS certificate, carried by enrollment profiles"),
     Setting("HIKESHI_MAX_DEVICE_BODY", whole, "1048576", "max_device_body_bytes",
@@ -305,6 +309,10 @@ class Settings:
     # The private CA that issued the server's TLS certificate: enrollment profiles install it and
     # pin the MDM URLs to it (enrollment/profile.py); `hikeshi doctor` trusts it for its HTTPS check.
     server_anchor_file: str | None = None
+    # The MDM vendor certificate and key the console's push-certificate page signs requests with;
+    # unset: the page prepares a request for a community signing service instead.
+    push_vendor_cert_file: str | None = None
+    push_vendor_key_file: str | None = None
     max_device_body_bytes: int = 1024 * 1024
     # /mdm/connect: answers up to the first limit are verified, parsed and stored; larger ones up
     # to the second are only streamed through the signature check, so that a verified device's

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
 
+from commands import activation_lock
 from commands.inventory_refresh import queue_first_inventory
 from enrollment.hooks import place_in_token_unit
 from mdm.ground.audit_sealer import AuditSealer
@@ -89,12 +90,19 @@ def wire(
 
     # Services following each other, in the same transaction.
     devices.IDENTITY_BOUND.connect(factory, place_in_token_unit)
-    devices.DEVICE_ENROLLED.connect(factory, assignment.install_on_enrollment, queue_first_inventory)
-    orgunits.DEVICE_MOVED.connect(factory, assignment.follow_moved_device)
-    orgunits.UNIT_MOVED.connect(factory, assignment.follow_moved_unit)
+    devices.DEVICE_ENROLLED.connect(
+        factory, assignment.install_on_enrollment, queue_first_inventory, activation_lock.after_enrollment
+    )
+    # Activation Lock follows the unit's setting (commands.activation_lock).
+    orgunits.DEVICE_MOVED.connect(
+        factory, assignment.follow_moved_device, activation_lock.follow_moved_device
+    )
+    orgunits.UNIT_MOVED.connect(factory, assignment.follow_moved_unit, activation_lock.follow_moved_unit)
     sources.APP_POLICY_SOURCES.connect(factory, profile_sources.app_policy_from_assigned_profiles)
     sources.EXPECTED_PROFILE_SOURCES.connect(factory, profile_sources.expected_profiles_from_assignments)
     inventory_events.INVENTORY_UPDATED.connect(factory, evaluate_after_inventory)
+    # A device reporting that it is supervised gets its Activation Lock setting and escrow asked for.
+    inventory_events.SUPERVISION_REPORTED.connect(factory, activation_lock.after_supervision_reported)
 
     listeners: list[Listener] = [
         # Before commit, first: inventory settled (compliance) before readiness reads it.

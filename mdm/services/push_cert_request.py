@@ -168,6 +168,92 @@ def forget_request(settings: Settings, key_id: str) -> None:
     """Remove a pending key once its certificate is imported (the database holds it, sealed)."""
     for path in (_key_path(settings, key_id), _encryption_cert_path(settings, key_id)):
         path.unlink(missing_ok=True)
+    for name in KEPT_FILES:
+        (_folder(settings) / f"{key_id}.{name}").unlink(missing_ok=True)
+
+
+# -- what the console keeps for download (nothing secret: the CSR and the signed request) ----------
+
+CSR_FILE = "csr.pem"
+UPLOAD_FILE = "upload.b64"
+KEPT_FILES = (CSR_FILE, UPLOAD_FILE)
+_KEY_ID = re.compile(r"^[0-9a-f]{64}\Z")
+
+
+@dataclass(frozen=True)
+class PendingRequestInfo:
+    key_id: str
+    community: bool  # prepared for a signing service (it has an encryption certificate)
+    has_upload: bool  # the file for Apple's portal is ready (vendor-signed, or decrypted)
+    created_at: float  # the key file's time (seconds since the epoch)
+
+
+def valid_key_id(key_id: str) -> bool:
+    return bool(_KEY_ID.match(key_id))
+
+
+def keep_request_file(settings: Settings, key_id: str, name: str, data: bytes) -> None:
+    if not valid_key_id(key_id) or name not in KEPT_FILES:
+        raise PushRequestError("unknown request file")
+    _write_private(_folder(settings) / f"{key_id}.{name}", data)
+
+
+def request_file(settings: Settings, key_id: str, name: str) -> bytes | None:
+    """A kept file of a pending request (CSR, upload, encryption certificate), or None."""
+    if not valid_key_id(key_id) or not _key_path(settings, key_id).is_file():
+        return None
+    if name == "encryption.pem":
+        path = _encryption_cert_path(settings, key_id)
+    elif name in KEPT_FILES:
+        path = _folder(settings) / f"{key_id}.{name}"
+    else:
+        return None
+    return path.read_bytes() if path.is_file() else None
+
+
+def pending_requests(settings: Settings) -> list[PendingRequestInfo]:
+    """The requests whose certificate has not come back yet, newest first."""
+    found = []
+    for key_id in pending_key_ids(settings):
+        if not valid_key_id(key_id):
+            continue
+        found.append(
+            PendingRequestInfo(
+                key_id=key_id,
+                community=_encryption_cert_path(settings, key_id).is_file(),
+                has_upload=(_folder(settings) / f"{key_id}.{UPLOAD_FILE}").is_file(),
+                created_at=_key_path(settings, key_id).stat().st_mtime,
+            )
+        )
+    return sorted(found, key=lambda info: info.created_at, reverse=True)
+
+
+def vendor_configured(settings: Settings) -> bool:
+    return bool(settings.push_vendor_cert_file and settings.push_vendor_key_file)
+
+
+def vendor_signed_from_settings(settings: Settings, pending: PendingRequest) -> bytes:
+    """The portal upload signed with the vendor certificate and key the settings name."""
+    paths = {
+        "HIKESHI_PUSH_VENDOR_CERT_FILE": settings.push_vendor_cert_file,
+        "HIKESHI_PUSH_VENDOR_KEY_FILE": settings.push_vendor_key_file,
+    }
+    data: dict[str, bytes] = {}
+    for name, path in paths.items():
+        if not path:
+            raise PushRequestError(f"{name} is not set")
+        try:
+            data[name] = Path(path).read_bytes()
+        except OSError as exc:
+            raise PushRequestError(f"{name}: cannot read {path}: {exc.strerror or exc}") from exc
+    try:
+        return vendor_signed_request(
+            pending, data["HIKESHI_PUSH_VENDOR_CERT_FILE"], data["HIKESHI_PUSH_VENDOR_KEY_FILE"]
+        )
+    except PushRequestError as exc:
+        # The CLI's option names, as the settings name them here.
+        message = str(exc).replace("--vendor-cert", "HIKESHI_PUSH_VENDOR_CERT_FILE")
+        raise PushRequestError(message.replace("--vendor-key", "HIKESHI_PUSH_VENDOR_KEY_FILE")) from exc
 
 
 # -- vendor-signed request -------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from commands import activation_lock
 from commands.inventory_refresh import queue_first_inventory
 from enrollment.hooks import place_in_token_unit
 from mdm.roots.scheduler.fencing import fenced_factory
@@ -19,7 +20,7 @@ from mdm.roots.wiring import Wiring, wire
 from mdm.services import devices, orgunits
 from mdm.services.compliance import profile_sources, sources
 from mdm.services.compliance.evaluation import evaluate_after_inventory
-from mdm.services.inventory.events import INVENTORY_UPDATED
+from mdm.services.inventory.events import INVENTORY_UPDATED, SUPERVISION_REPORTED
 from profiles import assignment
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -132,9 +133,16 @@ def test_the_hooks_are_those_the_wiring_connects(app):
         assert devices.DEVICE_ENROLLED.hooks(session) == [
             assignment.install_on_enrollment,
             queue_first_inventory,
+            activation_lock.after_enrollment,
         ]
-        assert orgunits.DEVICE_MOVED.hooks(session) == [assignment.follow_moved_device]
-        assert orgunits.UNIT_MOVED.hooks(session) == [assignment.follow_moved_unit]
+        assert orgunits.DEVICE_MOVED.hooks(session) == [
+            assignment.follow_moved_device,
+            activation_lock.follow_moved_device,
+        ]
+        assert orgunits.UNIT_MOVED.hooks(session) == [
+            assignment.follow_moved_unit,
+            activation_lock.follow_moved_unit,
+        ]
         assert sources.APP_POLICY_SOURCES.hooks(session) == [
             profile_sources.app_policy_from_assigned_profiles
         ]
@@ -142,6 +150,7 @@ def test_the_hooks_are_those_the_wiring_connects(app):
             profile_sources.expected_profiles_from_assignments
         ]
         assert INVENTORY_UPDATED.hooks(session) == [evaluate_after_inventory]
+        assert SUPERVISION_REPORTED.hooks(session) == [activation_lock.after_supervision_reported]
     finally:
         session.close()
     with Session() as unwired:  # a session of no application runs no hook
@@ -167,6 +176,7 @@ def test_the_scheduler_fenced_sessions_run_the_wiring_then_the_fence(clean_datab
             assert devices.DEVICE_ENROLLED.hooks(session) == [
                 assignment.install_on_enrollment,
                 queue_first_inventory,
+                activation_lock.after_enrollment,
             ]
     finally:
         wiring.close()

@@ -55,6 +55,8 @@ def _answer(app, device: SimulatedIPad, device_id: int, kind: str, **extra: Any)
     uuid = queue(app, device_id, kind)
     assert fetch(client, device)["CommandUUID"] == uuid
     assert device.connect(client, device.result_body(uuid, **extra)).status_code == 200
+    # A device first reporting supervision gets its Activation Lock commands next (issue 20).
+    drain(client, device)
 
 
 def _facts(app, device_id: int) -> DeviceFacts:

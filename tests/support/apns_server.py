@@ -308,6 +308,23 @@ class ApnsTestServer:
         )
         return PushCredentials(topic=topic, cert_pem=pki.pem(cert), key_pem=pki.key_pem(key))
 
+    def issue_for_public_key(self, public_key: Any, topic: str | None = None) -> tuple[str, bytes]:
+        """Apple's Push Certificates Portal for a CSR's key: (topic, the certificate alone, PEM),
+        signed by the client CA this server trusts. The private key never leaves its owner."""
+        if self.client_ca is None or self._client_ca_key is None:
+            raise RuntimeError("this server was built without the client CA key (use start_apns_server)")
+        push_uuid = str(uuid.uuid4())
+        topic = topic or f"com.apple.mgmt.External.{push_uuid}"
+        cert, _key = pki.issue_cert(
+            self.client_ca,
+            self._client_ca_key,
+            f"APSP:{push_uuid}",
+            key=_PublicKeyOnly(public_key),
+            extended_key_usage=[ExtendedKeyUsageOID.CLIENT_AUTH],
+            uid=topic,
+        )
+        return topic, pki.pem(cert)
+
     # observations ------------------------------------------------------------------------------
 
     @property
@@ -679,3 +696,13 @@ def apns_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApnsTestSe
     server = start_apns_server(tmp_path_factory.mktemp("apns"))
     yield server
     server.stop()
+
+
+class _PublicKeyOnly:
+    """pki.issue_cert reads only `key.public_key()`: what a portal sees of a CSR."""
+
+    def __init__(self, public_key: Any) -> None:
+        self._public_key = public_key
+
+    def public_key(self) -> Any:
+        return self._public_key

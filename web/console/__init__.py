@@ -14,6 +14,7 @@ def _site_root() -> Response:
 
 def init_app(app: Flask) -> None:
     from web.console import (  # noqa: F401  (each view module attaches its routes to the blueprint)
+        activation_lock,
         alert_text,
         alerts,
         apps,
@@ -31,6 +32,7 @@ def init_app(app: Flask) -> None:
         orgunits,
         profile_text,
         profiles,
+        push_cert_request,
         settings_views,
         users,
         webhooks,

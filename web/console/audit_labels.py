@@ -23,6 +23,10 @@ from web.console.hotline import STEPS
 from web.console.labels import ROLES
 
 ACTIONS: dict[str, Any] = {
+    "activation_lock.bypass_code_escrowed": _l("Activation Lock bypass code escrowed"),
+    "activation_lock.bypass_code_revealed": _l("Activation Lock bypass code shown"),
+    "activation_lock.bypass_code_unavailable": _l("Device gave no Activation Lock bypass code"),
+    "activation_lock.unit_setting_changed": _l("Activation Lock setting of a unit changed"),
     "alert.acknowledged": _l("Alert acknowledged"),
     "api_token.created": _l("API token issued"),
     "api_token.revoked": _l("API token revoked"),
@@ -85,6 +89,7 @@ ACTIONS: dict[str, Any] = {
     "profile.updated": _l("Profile changed"),
     "push_certificate.imported": _l("Push certificate imported"),
     "push_certificate.requested": _l("Push certificate requested"),
+    "push_certificate.request_decrypted": _l("Signing service's answer opened"),
     "push_certificate.rejected": _l("Push certificate refused"),
     "user.created": _l("User created"),
     "user.disabled": _l("User disabled"),

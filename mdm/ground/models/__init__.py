@@ -1,5 +1,6 @@
 """All models, imported here so metadata is complete for Alembic and create_all."""
 
+from mdm.ground.models.activation_lock import DeviceActivationLock
 from mdm.ground.models.agent_nonce import AgentRequestNonce
 from mdm.ground.models.alerts import Alert, DeliveryStatus, Webhook, WebhookAttempt, WebhookDelivery
 from mdm.ground.models.audit import AuditEvent
@@ -82,6 +83,7 @@ __all__ = [
     "ContinuityPlan",
     "DeliveryStatus",
     "Device",
+    "DeviceActivationLock",
     "DeviceCertificate",
     "DeviceCompliance",
     "DeviceFacts",

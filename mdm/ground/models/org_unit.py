@@ -66,6 +66,9 @@ class OrgUnit(Base):
     # commands.incidents.lock_text reads them down the tree 隊 → 署 → 本部).
     lock_message: Mapped[str | None] = mapped_column(String(500))
     lock_phone: Mapped[str | None] = mapped_column(String(32))
+    # Activation Lock on this unit's supervised tablets (ActivationLockAllowedWhileSupervised);
+    # None: as the parent unit says (the top of the tree without a value: not allowed, Apple's default).
+    activation_lock_allowed: Mapped[bool | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=clock.now)
     updated_at: Mapped[datetime] = mapped_column(default=clock.now)
 

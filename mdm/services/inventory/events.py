@@ -22,6 +22,17 @@ InventoryHook = Callable[[Session, list[Device]], None]
 INVENTORY_UPDATED: HookPoint[InventoryHook] = HookPoint("inventory updated")
 _PENDING = "hikeshi.inventory_updated"  # session.info key: {device id: Device}
 
+# A DeviceInformation answer said, for the first time, that the device is supervised (it was not
+# known to be): what only supervised devices get (Activation Lock escrow) follows, in the same
+# transaction. Connected by the wiring.
+SupervisedHook = Callable[[Session, Device], None]
+SUPERVISION_REPORTED: HookPoint[SupervisedHook] = HookPoint("supervision reported")
+
+
+def supervision_reported(session: Session, device: Device) -> None:
+    for hook in SUPERVISION_REPORTED.hooks(session):
+        hook(session, device)
+
 
 def inventory_updated(session: Session, device: Device, request_type: str) -> None:
     """Note that a `request_type` result changed what is known of `device` in this transaction."""

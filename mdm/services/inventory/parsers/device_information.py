@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from mdm.ground import clock
 from mdm.ground.models import Command, Device, DeviceFacts
-from mdm.services.inventory.events import inventory_updated
+from mdm.services.inventory.events import inventory_updated, supervision_reported
 from mdm.services.inventory.facts import facts_for
 from mdm.services.inventory.history import ChangeKind, record_change
 from mdm.services.inventory.parsers.common import acknowledged
@@ -70,12 +70,16 @@ def parse_device_information(session: Session, command: Command, report: dict[st
     answers = report.get("QueryResponses")
     if not isinstance(answers, dict):
         return
-    apply_device_information(session, command.device, answers)
+    newly_supervised = apply_device_information(session, command.device, answers)
     inventory_updated(session, command.device, "DeviceInformation")
+    if newly_supervised:
+        supervision_reported(session, command.device)
 
 
-def apply_device_information(session: Session, device: Device, answers: dict[str, Any]) -> None:
+def apply_device_information(session: Session, device: Device, answers: dict[str, Any]) -> bool:
+    """Apply one answer; True when it says, for the first time, that the device is supervised."""
     facts = facts_for(session, device.id)
+    newly_supervised = False
     for key, attr, limit in _DEVICE_COLUMNS:
         value = text(answers.get(key), limit)
         if value is not None:
@@ -87,6 +91,7 @@ def apply_device_information(session: Session, device: Device, answers: dict[str
             record_change(
                 session, device.id, ChangeKind.SUPERVISION_CHANGED, "", facts.is_supervised, supervised
             )
+        newly_supervised = supervised and device.is_supervised is not True
         device.is_supervised = supervised
         facts.is_supervised = supervised
     for key, attr, limit in _FACT_TEXT:
@@ -106,6 +111,7 @@ def apply_device_information(session: Session, device: Device, answers: dict[str
         facts.battery_level = number(answers.get("BatteryLevel"))
     _merge_raw(session, device, facts, json_safe(answers))
     facts.device_information_at = clock.now()
+    return newly_supervised
 
 
 def _merge_raw(session: Session, device: Device, facts: DeviceFacts, reported: dict[str, Any]) -> None:
