@@ -23,6 +23,8 @@ from web.console.hotline import STEPS
 from web.console.labels import ROLES
 
 ACTIONS: dict[str, Any] = {
+    "ade.token_key_created": _l("ABM token key pair created"),
+    "ade.server_token_uploaded": _l("ABM server token uploaded"),
     "alert.acknowledged": _l("Alert acknowledged"),
     "api_token.created": _l("API token issued"),
     "api_token.revoked": _l("API token revoked"),
