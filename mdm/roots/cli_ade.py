@@ -86,4 +86,104 @@ def ade_status(ctx: Any) -> None:
         click.echo(f"WARNING: {warning.en}", err=True)
 
 
+def _unit(session: Any, code: str) -> Any:
+    from mdm.services.orgunits import find_unit_by_code
+
+    unit = find_unit_by_code(session, code)
+    if unit is None:
+        raise click.ClickException(f"--unit: no org unit has the code {code!r}")
+    return unit
+
+
+@ade.command("sync")
+@click.pass_obj
+def ade_sync(ctx: Any) -> None:
+    """Sync devices with ABM now and assign the units' ADE profiles."""
+    from mdm.services.ade.client import DepError
+    from mdm.services.ade.schedule import run_sync
+    from mdm.services.ade.sync import NoServerToken
+
+    try:
+        result = run_sync(ctx.session_factory(), ctx.settings)
+    except (DepError, NoServerToken) as exc:
+        raise click.ClickException(f"sync failed: {exc}") from exc
+    click.echo(" ".join(f"{k}={v}" for k, v in result.items()))
+
+
+@ade.command("devices")
+@click.pass_obj
+def ade_devices(ctx: Any) -> None:
+    """List the devices ABM assigned to this server."""
+    from sqlalchemy import select
+
+    from mdm.ground.models import AdeDevice, OrgUnit
+
+    with transaction(ctx.session_factory()) as session:
+        for row in session.scalars(select(AdeDevice).order_by(AdeDevice.serial_number)):
+            unit = session.get(OrgUnit, row.org_unit_id) if row.org_unit_id else None
+            state = "removed" if row.removed_at else (row.profile_status or "?")
+            enrolled = f"device {row.device_id}" if row.device_id else "-"
+            click.echo(
+                f"{row.serial_number}\t{row.model or '?'}\t{state}\t"
+                f"{unit.code or unit.name_ja if unit else '(no unit)'}\t{enrolled}"
+            )
+
+
+@ade.command("rule")
+@click.argument("kind", type=click.Choice(["serial", "order", "default"]))
+@click.argument("value", required=False, default="")
+@click.option("--unit", "unit_code", required=True, help="Code of the org unit the devices are for.")
+@click.pass_obj
+def ade_rule(ctx: Any, kind: str, value: str, unit_code: str) -> None:
+    """Place new ABM devices: by serial number, by order number, or by default."""
+    from mdm.services.ade.units import AdeRuleError, add_rule
+
+    try:
+        with transaction(ctx.session_factory()) as session:
+            add_rule(session, kind, value, _unit(session, unit_code), actor=cli_actor())
+    except AdeRuleError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"rule saved: {kind} {value} -> {unit_code}")
+
+
+@ade.command("import-order")
+@click.argument("order_number")
+@click.argument("path", type=_FILE)
+@click.pass_obj
+def ade_import_order(ctx: Any, order_number: str, path: Path) -> None:
+    """Record the serial numbers (one a line, or CSV first column) delivered by an order."""
+    from mdm.services.ade.units import AdeRuleError, import_order
+
+    serials = [line.split(",")[0] for line in path.read_text(encoding="utf-8-sig").splitlines()]
+    serials = [s for s in serials if s.strip() and s.strip().lower() not in ("serial", "serial_number")]
+    try:
+        with transaction(ctx.session_factory()) as session:
+            count = import_order(session, order_number, serials, actor=cli_actor())
+    except AdeRuleError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{count} serial numbers recorded for order {order_number}")
+
+
+@ade.command("profile")
+@click.option("--unit", "unit_code", required=True, help="Code of the org unit.")
+@click.option("--department", default="", help="Shown on the Remote Management pane.")
+@click.option("--support-phone", default="", help="Support phone shown on the Remote Management pane.")
+@click.pass_obj
+def ade_profile(ctx: Any, unit_code: str, department: str, support_phone: str) -> None:
+    """Set a unit's ADE profile (defined and assigned in ABM at the next sync)."""
+    from mdm.services.ade.profiles import AdeProfileError, save_profile
+
+    try:
+        with transaction(ctx.session_factory()) as session:
+            save_profile(
+                session,
+                _unit(session, unit_code),
+                {"department": department, "support_phone_number": support_phone},
+                actor=cli_actor(),
+            )
+    except AdeProfileError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"ADE profile of {unit_code} saved; run `hikeshi ade sync` to send it to ABM")
+
+
 COMMANDS = [ade]

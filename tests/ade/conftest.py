@@ -57,3 +57,43 @@ def token_fields(expiry: datetime, *, consumer_key: str = "CK_3f2a9c1e") -> dict
         "access_secret": "AS_1c2d3e",
         "access_token_expiry": expiry.strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
+
+
+@pytest.fixture
+def abm(settings: Any) -> Any:
+    """The device assignment service simulator on loopback, with the credentials of one token."""
+    from tests.support.ade_service import DeviceAssignmentService, RunningService
+
+    service = DeviceAssignmentService("CK_3f2a9c1e", "CS_5b7d0a", "AT_9e8f7a", "AS_1c2d3e")
+    running = RunningService(service)
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def ade_settings(settings: Any, abm: Any) -> Any:
+    from dataclasses import replace
+
+    return replace(settings, ade_url=abm.url)
+
+
+@pytest.fixture
+def uploaded_token(ade_settings: Any, session_factory: Any, tmp_path: Path) -> Any:
+    """A server token for the simulator's credentials, uploaded through the service."""
+    from datetime import timedelta
+
+    from mdm.ground import clock
+    from mdm.ground.audit import Actor
+    from mdm.services.ade.server_token import store_server_token, token_key_certificate
+
+    actor = Actor("admin:test", "admin", "127.0.0.1")
+    with session_factory() as session:
+        key = token_key_certificate(session, ade_settings, actor=actor)
+        cert = tmp_path / "abm.pem"
+        cert.write_text(key.cert_pem)
+        session.commit()
+    p7m = abm_token(cert, tmp_path / "t.p7m", token_fields(clock.now() + timedelta(days=300)))
+    with session_factory() as session:
+        row = store_server_token(session, ade_settings, p7m.read_bytes(), actor=actor)
+        session.commit()
+        return row.id

@@ -84,7 +84,6 @@ class AdeDevice(Base):
     color: Mapped[str | None] = mapped_column(String(64))
     device_family: Mapped[str | None] = mapped_column(String(64))
     os: Mapped[str | None] = mapped_column(String(64))
-    order_number: Mapped[str | None] = mapped_column(String(128), index=True)
     device_assigned_at: Mapped[datetime | None]
     profile_status: Mapped[str | None] = mapped_column(String(16))
     profile_uuid: Mapped[str | None] = mapped_column(String(64))
@@ -138,6 +137,20 @@ class AdeAssignmentRule(Base):
     org_unit_id: Mapped[int] = mapped_column(ForeignKey("org_units.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(default=clock.now)
     created_by: Mapped[str] = mapped_column(String(255))
+
+
+class AdeOrderSerial(Base):
+    """One serial number of a purchase order (the reseller's delivery list): the device
+    assignment service does not say which order a device came in, so an administrator imports
+    it, and an "order" rule can then place the order's tablets."""
+
+    __tablename__ = "ade_order_serials"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_number: Mapped[str] = mapped_column(String(128), index=True)
+    serial_number: Mapped[str] = mapped_column(String(64), unique=True)
+    imported_at: Mapped[datetime] = mapped_column(default=clock.now)
+    imported_by: Mapped[str] = mapped_column(String(255))
 
 
 class AdeEnrollment(Base):

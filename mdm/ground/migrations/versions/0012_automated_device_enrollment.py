@@ -5,6 +5,7 @@
 - ade_devices: the devices ABM assigned to this server, their profile status and unit.
 - ade_profiles: one ADE profile per org unit and the uuid the service gave it.
 - ade_assignment_rules: a new ABM device's unit by serial, order number or default.
+- ade_order_serials: the serials of a purchase order, imported (the service does not say them).
 - ade_enrollments: profiles served to ADE devices whose Apple-signed machine info was verified.
 
 Revision ID: 0012
@@ -68,6 +69,18 @@ def upgrade() -> None:
     with op.batch_alter_table('ade_assignment_rules', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_ade_assignment_rules_org_unit_id'), ['org_unit_id'], unique=False)
 
+    op.create_table('ade_order_serials',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('order_number', sa.String(length=128), nullable=False),
+    sa.Column('serial_number', sa.String(length=64), nullable=False),
+    sa.Column('imported_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('imported_by', sa.String(length=255), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_ade_order_serials')),
+    sa.UniqueConstraint('serial_number', name=op.f('uq_ade_order_serials_serial_number'))
+    )
+    with op.batch_alter_table('ade_order_serials', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_ade_order_serials_order_number'), ['order_number'], unique=False)
+
     op.create_table('ade_profiles',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('org_unit_id', sa.Integer(), nullable=False),
@@ -89,7 +102,6 @@ def upgrade() -> None:
     sa.Column('color', sa.String(length=64), nullable=True),
     sa.Column('device_family', sa.String(length=64), nullable=True),
     sa.Column('os', sa.String(length=64), nullable=True),
-    sa.Column('order_number', sa.String(length=128), nullable=True),
     sa.Column('device_assigned_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('profile_status', sa.String(length=16), nullable=True),
     sa.Column('profile_uuid', sa.String(length=64), nullable=True),
@@ -109,7 +121,6 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('ade_devices', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_ade_devices_device_id'), ['device_id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_ade_devices_order_number'), ['order_number'], unique=False)
         batch_op.create_index(batch_op.f('ix_ade_devices_org_unit_id'), ['org_unit_id'], unique=False)
 
     op.create_table('ade_enrollments',
@@ -139,11 +150,14 @@ def downgrade() -> None:
     op.drop_table('ade_enrollments')
     with op.batch_alter_table('ade_devices', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_ade_devices_org_unit_id'))
-        batch_op.drop_index(batch_op.f('ix_ade_devices_order_number'))
         batch_op.drop_index(batch_op.f('ix_ade_devices_device_id'))
 
     op.drop_table('ade_devices')
     op.drop_table('ade_profiles')
+    with op.batch_alter_table('ade_order_serials', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_ade_order_serials_order_number'))
+
+    op.drop_table('ade_order_serials')
     with op.batch_alter_table('ade_assignment_rules', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_ade_assignment_rules_org_unit_id'))
 
