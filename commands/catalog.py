@@ -22,6 +22,7 @@ from commands.command_type import (
 )
 from commands.kinds.certificate_list import CertificateList
 from commands.kinds.clear_passcode import ClearPasscode
+from commands.kinds.device_configured import DeviceConfigured
 from commands.kinds.device_information import DeviceInformation
 from commands.kinds.device_location import DeviceLocation
 from commands.kinds.device_lock import DeviceLock
@@ -112,6 +113,7 @@ CATALOG = Catalog(
         ShutDownDevice,
         InstallProfile,
         RemoveProfile,
+        DeviceConfigured,
         # Inventory.
         DeviceInformation,
         SecurityInfo,

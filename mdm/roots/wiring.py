@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
 
+from commands import results
 from commands.inventory_refresh import queue_first_inventory
 from enrollment.hooks import place_in_token_unit
 from mdm.ground.audit_sealer import AuditSealer
@@ -31,6 +32,7 @@ from mdm.ground.config import Settings
 from mdm.ground.push.dispatcher import PushDispatcher
 from mdm.roots.commands import wire_commands
 from mdm.services import devices, orgunits
+from mdm.services.ade import enrollment as ade_enrollment
 from mdm.services.compliance import profile_sources, sources
 from mdm.services.compliance.evaluation import evaluate_after_inventory
 from mdm.services.continuity import hooks as readiness_hooks
@@ -75,7 +77,9 @@ def wire(
     wire_commands(factory, settings)
 
     # Services following each other, in the same transaction.
-    devices.IDENTITY_BOUND.connect(factory, place_in_token_unit)
+    devices.IDENTITY_BOUND.connect(factory, place_in_token_unit, ade_enrollment.place_ade_device)
+    devices.AWAITING_CONFIGURATION.connect(factory, ade_enrollment.begin_configuration)
+    results.COMMAND_ANSWERED.connect(factory, ade_enrollment.after_answer)
     devices.DEVICE_ENROLLED.connect(factory, assignment.install_on_enrollment, queue_first_inventory)
     orgunits.DEVICE_MOVED.connect(factory, assignment.follow_moved_device)
     orgunits.UNIT_MOVED.connect(factory, assignment.follow_moved_unit)
