@@ -14,6 +14,7 @@ def _site_root() -> Response:
 
 def init_app(app: Flask) -> None:
     from web.console import (  # noqa: F401  (each view module attaches its routes to the blueprint)
+        ade,
         alert_text,
         alerts,
         apps,
