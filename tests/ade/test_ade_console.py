@@ -104,3 +104,42 @@ def test_admin_sets_up_ade_in_japanese(settings: Any, abm: Any, session: Session
     finally:
         app.extensions["hikeshi"].dispatcher.close()
         app.extensions["hikeshi"].engine.dispose()
+
+
+def test_a_token_for_another_certificate_is_refused_in_japanese(
+    settings: Any, session: Session, tmp_path: Any
+) -> None:
+    from mdm import create_app
+    from tests.support import pki
+
+    app = create_app(replace(settings, push_enabled=False))
+    try:
+        admin = make_user(session, settings, "ade-admin2", "admin")
+        session.commit()
+        client = app.test_client()
+        login(client, admin)
+        page = client.get("/console/ade")
+        assert (
+            client.post("/console/ade/certificate", data={"csrf_token": csrf_of(page.data)}).status_code
+            == 200
+        )
+        other, _key = pki.make_ca("another server's certificate")
+        p7m = abm_token(
+            pki.write_pem(tmp_path / "o.pem", other),
+            tmp_path / "o.p7m",
+            token_fields(clock.now() + timedelta(days=90)),
+        )
+        with p7m.open("rb") as fh:
+            refused = client.post(
+                "/console/ade/token",
+                data={"csrf_token": csrf_of(page.data), "token": (fh, "server_token.p7m")},
+                content_type="multipart/form-data",
+            )
+        html = refused.get_data(as_text=True)
+        assert refused.status_code == 400 and "別の証明書宛て" in html
+        assert english_in(visible_text(html)) == []
+        session.rollback()
+        assert session.scalars(select(AdeServerToken)).first() is None
+    finally:
+        app.extensions["hikeshi"].dispatcher.close()
+        app.extensions["hikeshi"].engine.dispose()

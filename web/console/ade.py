@@ -100,10 +100,23 @@ def ade_token_upload() -> Any:
         store_server_token(session, settings(), data, actor=current_principal().actor)
     except ServerTokenError as exc:
         session.rollback()
-        return _page({"token": [_("The file is not a server token for this server: %(why)s", why=str(exc))]})
+        return _page({"token": [_token_refusal(str(exc))]})
     session.commit()
     flash(_("Stored the ABM server token."), "ok")
     return redirect(url_for("console.ade_page"))
+
+
+def _token_refusal(reason: str) -> str:
+    """Why an upload was refused, in the reader's language (the service says it in English)."""
+    if "another certificate" in reason:
+        return _(
+            "The token is encrypted to another certificate: upload this server's certificate to ABM and download the token again."  # noqa: E501 - one message id
+        )
+    if "expired" in reason:
+        return _("The token has expired: download a new one from ABM.")
+    if "no ABM key pair" in reason:
+        return _("Download this server's certificate for ABM first.")
+    return _("The file is not a server token (.p7m) from ABM.")
 
 
 @bp.route("/ade/sync", methods=["POST"])
