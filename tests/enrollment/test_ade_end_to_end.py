@@ -246,3 +246,35 @@ def test_machine_info_not_signed_through_apple_or_for_a_foreign_serial_is_refuse
         session.scalars(select(AuditEvent).where(AuditEvent.action == "ade.enrollment_served")).first()
         is None
     )
+
+
+def test_an_ade_identity_cannot_rebind_another_udid(
+    enroll_client: Any,
+    session: Session,
+    enroll_settings: Settings,
+    abm: Any,
+    tree: Any,
+    push_topic: str,
+    apple_ca: dict[str, Any],
+    make_token: Any,
+    tmp_path: Any,
+) -> None:
+    _setup_abm(session, enroll_settings, abm, tree, tmp_path)
+    # Another tablet, enrolled by QR code.
+    token = make_token(tree.pump, uses=1)
+    qr_id = ScepClient(enroll_client).enroll(
+        challenge_of(profile_dict(enroll_client.get(f"/enroll/{token.secret}").data))
+    )
+    victim = SimulatedIPad(qr_id.reply.certificate, qr_id.key, topic=push_topic)
+    assert victim.checkin(enroll_client, victim.authenticate_body()).status_code == 200
+    assert victim.checkin(enroll_client, victim.token_update_body()).status_code == 200
+    # A genuine ADE tablet's machine info gets an identity for its own UDID only.
+    cert, key = pki.issue_cert(*_placeholder(), "placeholder")
+    ade = SimulatedIPad(cert, key, serial=SERIAL, topic=push_topic)
+    served = ade.post_machine_info(
+        enroll_client, ade.machine_info_body(*apple_ca["device"], chain=apple_ca["chain"])
+    )
+    issued = ScepClient(enroll_client).enroll(challenge_of(profile_dict(served.data)))
+    impostor = SimulatedIPad(issued.reply.certificate, issued.key, udid=victim.udid, topic=push_topic)
+    assert impostor.checkin(enroll_client, impostor.authenticate_body()).status_code == 403
+    assert victim.connect(enroll_client, victim.idle_body()).status_code == 200
