@@ -23,6 +23,7 @@ from commands.command_type import (
 from commands.kinds.activation_lock_bypass_code import ActivationLockBypassCode
 from commands.kinds.certificate_list import CertificateList
 from commands.kinds.clear_passcode import ClearPasscode
+from commands.kinds.device_configured import DeviceConfigured
 from commands.kinds.device_information import DeviceInformation
 from commands.kinds.device_location import DeviceLocation
 from commands.kinds.device_lock import DeviceLock
@@ -117,6 +118,7 @@ CATALOG = Catalog(
         # Activation Lock on supervised devices (commands.activation_lock queues them).
         MDMOptionsSettings,
         ActivationLockBypassCode,
+        DeviceConfigured,
         # Inventory.
         DeviceInformation,
         SecurityInfo,

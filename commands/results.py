@@ -4,6 +4,7 @@ command's class says: commands.command_type.CommandType.on_result)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
@@ -14,12 +15,18 @@ from commands.context import CommandContext, context_of
 from commands.queue import command_kind, find_device_command
 from mdm.ground import clock
 from mdm.ground.audit import Actor, record_event
+from mdm.ground.hooks import HookPoint
 from mdm.ground.models import Command, CommandResult, CommandStatus, Device, ForeignCommandResult
 
 if TYPE_CHECKING:
     from commands.catalog import Catalog
 
 log = logging.getLogger(__name__)
+
+# Services that follow a device's answer to a command (ADE's configuration step waits for the
+# unit's installs): connected by the wiring (mdm.roots.wiring), after the command's own result.
+AnsweredHook = Callable[[Session, Device, Command, Actor], None]
+COMMAND_ANSWERED: HookPoint[AnsweredHook] = HookPoint("command answered")
 
 # Apple's report statuses and the command state each leads to.
 _STATUS_MAP = {
@@ -102,6 +109,8 @@ def record_result(
             )
             return command
         kind.on_result(session, command, report, context or context_of(session))
+        for hook in COMMAND_ANSWERED.hooks(session):
+            hook(session, device, command, actor)
     return command
 
 

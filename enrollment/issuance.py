@@ -23,7 +23,7 @@ from mdm.ground import clock
 from mdm.ground.audit import Actor, record_event
 from mdm.ground.ca import Credential, builtin_device_cas, device_ca, issue_device_identity
 from mdm.ground.config import Settings
-from mdm.ground.models import ChallengePurpose, Device, DeviceCertificate, IdentityPurpose
+from mdm.ground.models import AdeEnrollment, ChallengePurpose, Device, DeviceCertificate, IdentityPurpose
 from mdm.ground.x509util import fingerprint, issued_by
 from mdm.services.devices import certificate_row_for
 
@@ -95,6 +95,17 @@ def issue_with_challenge(
     if challenge.purpose == ChallengePurpose.ENROLL:
         row.enrollment_token_id = challenge.token_id
         details["enrollment_token_id"] = challenge.token_id
+    elif challenge.purpose == ChallengePurpose.ADE:
+        # Bound at its Authenticate, like an enrollment; the link lets that Authenticate (and only
+        # for the UDID Apple vouched for) replace the identity of a wiped ADE tablet.
+        enrollment = session.scalars(
+            select(AdeEnrollment).where(AdeEnrollment.challenge_id == challenge.id)
+        ).first()
+        if enrollment is None:
+            raise ChallengeRejected("the ADE enrollment of this challenge no longer exists")
+        session.flush()
+        enrollment.device_certificate_id = row.id
+        details["ade_enrollment_id"] = enrollment.id
     elif challenge.purpose == ChallengePurpose.WIFI:
         # Recorded (and revocable) but never bound: a Wi-Fi certificate must not authenticate
         # on the MDM channel, nor count as the identity the renewal job watches.

@@ -156,6 +156,12 @@ TABLE: tuple[Setting, ...] = (
     Setting("HIKESHI_APNS_TIMEOUT", seconds, "10", "apns_timeout_seconds", "seconds per push request"),
     Setting("HIKESHI_PUSH_ENABLED", flag, "1", "push_enabled",
             "0 queues commands without pushing"),
+    Setting("HIKESHI_ADE_URL", url, "https://mdmenrollment.apple.com", "ade_url",
+            "Apple's device assignment service (ABM)"),
+    Setting("HIKESHI_ADE_SYNC_MINUTES", positive, "30", "ade_sync_minutes",
+            "minutes between device assignment service syncs"),
+    Setting("HIKESHI_ADE_DEVICE_CA_FILE", text, None, "ade_device_ca_file",
+            "PEM of Apple's device CA chain, which signs ADE devices' machine info"),
     Setting("HIKESHI_DEVICE_CA_FILE", text, None, "device_ca_file",
             "extra PEM bundle of CAs trusted to vouch for device identities"),
     Setting("HIKESHI_CLIENT_CERT_HEADER", text, None, "client_cert_header",
@@ -305,6 +311,11 @@ class Settings:
     apns_timeout_seconds: float = 10.0
     apns_expiration_seconds: int = 7 * 24 * 3600
     device_ca_file: str | None = None
+    # Automated Device Enrollment (issue 20): the device assignment service, how often it is
+    # synced, and the CA that must have signed a device's machine info (Apple's when unset).
+    ade_url: str = "https://mdmenrollment.apple.com"
+    ade_sync_minutes: int = 30
+    ade_device_ca_file: str | None = None
     client_cert_header: str | None = None
     # The private CA that issued the server's TLS certificate: enrollment profiles install it and
     # pin the MDM URLs to it (enrollment/profile.py); `hikeshi doctor` trusts it for its HTTPS check.

@@ -61,11 +61,13 @@ def _register_blueprints(app: Flask) -> None:
 
     init_web(app)
 
+    from mdm.doors.ade import http as ade_http
     from mdm.doors.enrollment import http as enrollment_http
     from mdm.doors.scep import views as scep_views
 
     app.register_blueprint(scep_views.bp)
     app.register_blueprint(enrollment_http.bp)
+    app.register_blueprint(ade_http.bp)
 
 
 def provision_builtin_ca(factory: sessionmaker[Session], settings: Settings) -> None:

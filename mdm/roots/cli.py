@@ -567,11 +567,12 @@ def _register_subcommands() -> None:
 
     main.add_command(scheduler_command)
 
+    from mdm.roots.cli_ade import COMMANDS as ade_commands
     from mdm.roots.cli_commands import COMMANDS as command_commands
     from mdm.roots.cli_doctor import COMMANDS as doctor_commands
     from mdm.roots.cli_push_cert import COMMANDS as push_cert_commands
 
-    for entry in [*command_commands, *push_cert_commands, *doctor_commands]:
+    for entry in [*command_commands, *push_cert_commands, *doctor_commands, *ade_commands]:
         main.add_command(entry)
 
 

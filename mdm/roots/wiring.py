@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
 
-from commands import activation_lock
+from commands import activation_lock, results
 from commands.inventory_refresh import queue_first_inventory
 from enrollment.hooks import place_in_token_unit
 from mdm.ground.audit_sealer import AuditSealer
@@ -42,6 +42,7 @@ from mdm.ground.push.wakeups import signal_all_wakeups, signal_wakeups
 from mdm.ground.signals import WAKE_DEVICES, Keys, SignalHub, announce, hub_for
 from mdm.roots.commands import wire_commands
 from mdm.services import devices, orgunits
+from mdm.services.ade import enrollment as ade_enrollment
 from mdm.services.compliance import profile_sources, sources
 from mdm.services.compliance.evaluation import evaluate_after_inventory
 from mdm.services.continuity import hooks as readiness_hooks
@@ -89,7 +90,9 @@ def wire(
     wire_commands(factory, settings)
 
     # Services following each other, in the same transaction.
-    devices.IDENTITY_BOUND.connect(factory, place_in_token_unit)
+    devices.IDENTITY_BOUND.connect(factory, place_in_token_unit, ade_enrollment.place_ade_device)
+    devices.AWAITING_CONFIGURATION.connect(factory, ade_enrollment.begin_configuration)
+    results.COMMAND_ANSWERED.connect(factory, ade_enrollment.after_answer)
     devices.DEVICE_ENROLLED.connect(
         factory, assignment.install_on_enrollment, queue_first_inventory, activation_lock.after_enrollment
     )

@@ -16,6 +16,7 @@ from mdm.ground import clock
 from mdm.ground.audit import Actor, record_event
 from mdm.ground.hooks import HookPoint
 from mdm.ground.models import (
+    AdeEnrollment,
     Alert,
     Device,
     DeviceCertificate,
@@ -116,6 +117,9 @@ EnrolledHook = Callable[[Session, Device, Actor], None]
 DEVICE_ENROLLED: HookPoint[EnrolledHook] = HookPoint("device enrolled")
 BoundHook = Callable[[Session, Device, DeviceCertificate, Actor], None]
 IDENTITY_BOUND: HookPoint[BoundHook] = HookPoint("identity bound")
+# A TokenUpdate with AwaitingConfiguration (an ADE device in Setup Assistant), after the
+# enrollment hooks queued its profiles.
+AWAITING_CONFIGURATION: HookPoint[EnrolledHook] = HookPoint("awaiting configuration")
 
 
 def on_enrolled(fn: EnrolledHook) -> EnrolledHook:
@@ -228,6 +232,13 @@ def _rebind_reason(device: Device) -> str | None:
     return None
 
 
+def _ade_enrollment_for(session: Session, row: DeviceCertificate, udid: str) -> bool:
+    enrollment = session.scalars(
+        select(AdeEnrollment).where(AdeEnrollment.device_certificate_id == row.id)
+    ).first()
+    return enrollment is not None and enrollment.udid == udid
+
+
 def check_can_authenticate(
     session: Session, identity: PresentedIdentity, udid: str
 ) -> tuple[DeviceCertificate | None, Device | None, str | None]:
@@ -277,6 +288,10 @@ def check_can_authenticate(
     if device is None:
         return row, None, None
     rebind = _rebind_reason(device)
+    if rebind is None and row is not None and _ade_enrollment_for(session, row, udid):
+        # Issued through an enrollment whose machine info Apple signed for this very UDID: the
+        # tablet itself, erased and enrolling again (a QR code or a claimed UDID never gets here).
+        rebind = "ade_reenrollment"
     if rebind is None:
         raise conflict(
             f"the device is {device.enrollment_state} with another identity; "
@@ -309,7 +324,9 @@ def authenticate(
         session.add(device)
     _apply_facts(device, message)
     previous_state = device.enrollment_state
-    if created or previous_state in EnrollmentState.REBINDABLE:
+    if created or previous_state in EnrollmentState.REBINDABLE or rebind is not None:
+        # A new identity for the UDID is a new enrollment (the device lost what MDM installed):
+        # its TokenUpdate enrolls it again and the enrollment hooks reinstall its unit's profiles.
         device.enrollment_state = EnrollmentState.PENDING
     device.last_seen_at = now
     session.flush()
@@ -511,6 +528,9 @@ def token_update(
     )
     if first:
         for hook in DEVICE_ENROLLED.hooks(session):
+            hook(session, device, actor)
+    if message.get("AwaitingConfiguration") is True:
+        for hook in AWAITING_CONFIGURATION.hooks(session):
             hook(session, device, actor)
     return device
 

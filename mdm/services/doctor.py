@@ -26,6 +26,8 @@ from mdm.ground.db import migration_state
 from mdm.ground.models import PushCertificate, User
 from mdm.ground.push.certificates import EXPIRY_WARNING, active_push_certificate
 from mdm.ground.transport import TransportError, check_public_url
+from mdm.services.ade.server_token import active_server_token
+from mdm.services.ade.server_token import expiry_warning as ade_expiry_warning
 from mdm.services.backup.schedule import backup_status
 
 State = Literal["ok", "warn", "fail", "unknown", "not configured"]
@@ -329,13 +331,37 @@ def check_backups(session: Session, settings: Settings) -> Finding:
     return _finding("backups", BACKUPS, "ok", f"最後の成功: {last}", f"last success: {last}")
 
 
-def check_abm_token() -> Finding:
+def check_abm_token(session: Session | None = None) -> Finding:
+    """The Apple Business Manager server token: not configured until one is uploaded, then
+    checked for expiry like the push certificate (the warning is the token's own words)."""
+    row = active_server_token(session) if session is not None else None
+    if row is None:
+        return _finding(
+            "abm_token",
+            ABM,
+            "not configured" if session is not None else "unknown",
+            "未設定です（自動デバイス登録はまだ使えません）。"
+            if session is not None
+            else "データベースに届かないため不明です。",
+            "not configured (Automated Device Enrollment is not set up yet)."
+            if session is not None
+            else "unknown: no database.",
+        )
+    warning = ade_expiry_warning(row)
+    if warning is not None:
+        return _finding(
+            "abm_token", ABM, "fail" if warning.level == "error" else "warn", warning.ja, warning.en
+        )
+    when = f"{row.access_token_expiry:%Y-%m-%d}"
+    left = (row.access_token_expiry - clock.now()).days
+    sync = "" if row.last_error is None else f" (last sync failed: {row.last_error})"
+    sync_ja = "" if row.last_error is None else f"（前回の同期は失敗: {row.last_error}）"
     return _finding(
         "abm_token",
         ABM,
-        "not configured",
-        "未設定です（自動デバイス登録はまだ使えません）。",
-        "not configured (Automated Device Enrollment is not set up yet).",
+        "ok" if row.last_error is None else "warn",
+        f"期限 {when}（残り {left} 日）{sync_ja}",
+        f"expires {when} ({left} days){sync}",
     )
 
 
@@ -370,14 +396,14 @@ def examine(
                     key, labels, "unknown", "データベースに届かないため不明です。", "unknown: no database."
                 )
             )
-        findings.append(check_abm_token())
+        findings.append(check_abm_token(None))
         return findings
     with session_factory() as session:
         findings.insert(0, check_push_certificate(session))
         findings.append(check_clock(engine, probe))
         findings.append(check_backups(session, settings))
         findings.append(check_administrator(session))
-    findings.append(check_abm_token())
+        findings.append(check_abm_token(session))
     return findings
 
 

@@ -48,7 +48,7 @@ def test_backups_administrator_and_abm(session: Session, settings) -> None:
     session.commit()
     assert doctor.check_backups(session, scheduled).state == "ok"
     assert doctor.check_administrator(session).state == "fail"
-    abm = doctor.check_abm_token()
+    abm = doctor.check_abm_token(session)
     assert abm.state == "not configured" and abm.ja == "未設定です（自動デバイス登録はまだ使えません）。"
 
 

@@ -12,12 +12,13 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from commands import activation_lock
+from commands import activation_lock, results
 from commands.inventory_refresh import queue_first_inventory
 from enrollment.hooks import place_in_token_unit
 from mdm.roots.scheduler.fencing import fenced_factory
 from mdm.roots.wiring import Wiring, wire
 from mdm.services import devices, orgunits
+from mdm.services.ade import enrollment as ade_enrollment
 from mdm.services.compliance import profile_sources, sources
 from mdm.services.compliance.evaluation import evaluate_after_inventory
 from mdm.services.inventory.events import INVENTORY_UPDATED, SUPERVISION_REPORTED
@@ -129,7 +130,9 @@ def test_an_app_has_exactly_the_listeners_its_wiring_names(app, settings, device
 def test_the_hooks_are_those_the_wiring_connects(app):
     session = app.extensions["hikeshi"].session_factory()
     try:
-        assert devices.IDENTITY_BOUND.hooks(session) == [place_in_token_unit]
+        assert devices.IDENTITY_BOUND.hooks(session) == [place_in_token_unit, ade_enrollment.place_ade_device]
+        assert devices.AWAITING_CONFIGURATION.hooks(session) == [ade_enrollment.begin_configuration]
+        assert results.COMMAND_ANSWERED.hooks(session) == [ade_enrollment.after_answer]
         assert devices.DEVICE_ENROLLED.hooks(session) == [
             assignment.install_on_enrollment,
             queue_first_inventory,

@@ -115,6 +115,49 @@ class SimulatedIPad:
         self.token = secrets.token_bytes(32)
         self._push_magic = str(uuid.uuid4()).upper()
 
+    def take_identity(self, cert: x509.Certificate, key: IdentityKey) -> None:
+        """The identity the SCEP payload of an enrollment profile gave this device."""
+        self.identity_cert = cert
+        self.identity_key = key
+
+    # -- Automated Device Enrollment -------------------------------------------------------------
+
+    def machine_info(self, language: str = "ja-JP") -> dict[str, Any]:
+        """What Setup Assistant sends to an ADE profile's url (Apple's MachineInfo keys)."""
+        info: dict[str, Any] = {
+            "UDID": self.udid,
+            "SERIAL": self.serial,
+            "PRODUCT": self.product_name,
+            "VERSION": self.build_version,
+            "LANGUAGE": language,
+        }
+        if self.imei:
+            info["IMEI"] = self.imei
+        if self.meid:
+            info["MEID"] = self.meid
+        return info
+
+    def machine_info_body(
+        self,
+        device_cert: x509.Certificate,
+        device_key: rsa.RSAPrivateKey,
+        chain: list[x509.Certificate] | None = None,
+        info: dict[str, Any] | None = None,
+    ) -> bytes:
+        """The machine info as the device POSTs it: a CMS SignedData carrying the plist, signed
+        with the device certificate Apple's device CA issued, that CA's certificates attached."""
+        builder = (
+            pkcs7.PKCS7SignatureBuilder()
+            .set_data(_plist(info if info is not None else self.machine_info()))
+            .add_signer(device_cert, device_key, hashes.SHA256())
+        )
+        for cert in chain or []:
+            builder = builder.add_certificate(cert)
+        return builder.sign(Encoding.DER, [pkcs7.PKCS7Options.Binary])
+
+    def post_machine_info(self, client: Any, body: bytes, path: str = "/ade/enroll") -> Any:
+        return client.post(path, data=body, headers={"Content-Type": "application/pkcs7-signature"})
+
     # -- check-in messages (PUT /mdm/checkin) ---------------------------------------------------
 
     def authenticate_body(self) -> bytes:
@@ -136,7 +179,7 @@ class SimulatedIPad:
             message["MEID"] = self.meid
         return _plist(message)
 
-    def token_update_body(self) -> bytes:
+    def token_update_body(self, *, awaiting_configuration: bool = False) -> bytes:
         return _plist(
             {
                 "MessageType": "TokenUpdate",
@@ -145,7 +188,7 @@ class SimulatedIPad:
                 "Token": self.token,
                 "PushMagic": self.push_magic,
                 "UnlockToken": self.unlock_token,
-                "AwaitingConfiguration": False,
+                "AwaitingConfiguration": awaiting_configuration,
             }
         )
 

@@ -15,6 +15,7 @@ def _site_root() -> Response:
 def init_app(app: Flask) -> None:
     from web.console import (  # noqa: F401  (each view module attaches its routes to the blueprint)
         activation_lock,
+        ade,
         alert_text,
         alerts,
         apps,

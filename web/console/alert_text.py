@@ -61,6 +61,12 @@ def _rebuilt(alert: Alert) -> str | None:
             days=details.get("days_left", "?"),
             date=str(details.get("not_after", ""))[:10],
         )
+    if alert.kind == "ade.token_expiring":
+        return _(
+            "ABM server token expires in %(days)s days (%(date)s)",
+            days=details.get("days_left", "?"),
+            date=str(details.get("access_token_expiry", ""))[:10],
+        )
     if alert.kind == "backup.failed":
         return _("Scheduled backup failed: %(error)s", error=details.get("error", ""))
     if alert.kind == "apns.outage":

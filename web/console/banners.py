@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import g
-from flask_babel import format_datetime
+from flask_babel import format_datetime, get_locale
 from flask_babel import gettext as _
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -21,6 +21,8 @@ from mdm.doors.appctx import db_session
 from mdm.ground import clock
 from mdm.ground.health import service_health
 from mdm.ground.push.certificates import active_push_certificate
+from mdm.services.ade.server_token import active_server_token
+from mdm.services.ade.server_token import expiry_warning as ade_expiry_warning
 from web.console.blueprint import bp
 from web.rbac import Permission
 
@@ -91,6 +93,16 @@ def current_banners() -> list[Banner]:
                 )
             )
     principal = g.get("principal")
+    abm = ade_expiry_warning(active_server_token(session))
+    if abm is not None and principal is not None and principal.can(Permission.SETTINGS_READ):
+        # Without a valid token, new ABM tablets are not assigned and enroll nowhere.
+        banners.append(
+            Banner(
+                "abm-token-expired" if abm.level == "error" else "abm-token-expiring",
+                "error" if abm.level == "error" else "info",
+                abm.ja if str(get_locale() or "ja") == "ja" else abm.en,
+            )
+        )
     backup = service_health(session, "backup")
     if (
         backup is not None

@@ -1,6 +1,17 @@
 """All models, imported here so metadata is complete for Alembic and create_all."""
 
 from mdm.ground.models.activation_lock import DeviceActivationLock
+from mdm.ground.models.ade import (
+    AdeAssignmentRule,
+    AdeDevice,
+    AdeEnrollment,
+    AdeOrderSerial,
+    AdeProfile,
+    AdeProfileStatus,
+    AdeRuleKind,
+    AdeServerToken,
+    AdeTokenKey,
+)
 from mdm.ground.models.agent_nonce import AgentRequestNonce
 from mdm.ground.models.alerts import Alert, DeliveryStatus, Webhook, WebhookAttempt, WebhookDelivery
 from mdm.ground.models.audit import AuditEvent
@@ -66,6 +77,15 @@ from mdm.ground.models.scheduler_lease import SchedulerLease
 from mdm.ground.models.user import ApiToken, LoginThrottle, RecoveryCode, User, WebSession
 
 __all__ = [
+    "AdeAssignmentRule",
+    "AdeDevice",
+    "AdeEnrollment",
+    "AdeOrderSerial",
+    "AdeProfile",
+    "AdeProfileStatus",
+    "AdeRuleKind",
+    "AdeServerToken",
+    "AdeTokenKey",
     "AgentRequestNonce",
     "Alert",
     "AndroidProvisioning",

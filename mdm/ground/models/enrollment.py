@@ -82,8 +82,11 @@ class ChallengePurpose:
     # issued inside a Wi-Fi profile for the device's EAP-TLS certificate; tied to a device, but
     # the certificate it yields is for the network, never an MDM identity
     WIFI = "wifi"
+    # issued with the enrollment profile an ADE device fetched with Apple-signed machine info;
+    # tied to that enrollment (mdm.ground.models.ade.AdeEnrollment), not to a token
+    ADE = "ade"
 
-    ALL = (ENROLL, RENEW, WIFI)
+    ALL = (ENROLL, RENEW, WIFI, ADE)
 
 
 class EnrollmentChallenge(Base):

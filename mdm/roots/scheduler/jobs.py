@@ -28,6 +28,7 @@ from mdm.roots.scheduler.maintenance import (
     incident_auto_wipe,
 )
 from mdm.roots.scheduler.retention import RetentionDays, purge_expired
+from mdm.services.ade.schedule import scheduled_sync
 from mdm.services.alerts.apns_outage import check_apns_outage
 from mdm.services.alerts.email import due_alert_emails, email_enabled, record_email, send_alert_email
 from mdm.services.alerts.service import raise_alert
@@ -174,6 +175,11 @@ def retention_purge(ctx: JobContext) -> dict[str, Any]:
         return purge_expired(session, days)
 
 
+def ade_sync(ctx: JobContext) -> dict[str, Any]:
+    """Sync with Apple Business Manager when due (HIKESHI_ADE_SYNC_MINUTES); alert on token expiry."""
+    return scheduled_sync(ctx.factory, ctx.settings)
+
+
 def agent_nonce_purge(ctx: JobContext) -> dict[str, Any]:
     from mdm.doors.android.auth import purge_expired_nonces
 
@@ -198,7 +204,11 @@ JOBS: dict[str, tuple[Job, int]] = {
     "audit_purge": (audit_purge, 24 * 60),
     "audit_seal": (audit_seal, 1),
     "incident_auto_wipe": (incident_auto_wipe, 1),  # reminders and wipes on the minute
-    "scheduled_backup": (scheduled_backup, 5),  # backs up only when due (backup_interval_minutes)
+    "scheduled_backup": (scheduled_backup, 5),
+    "ade_sync": (
+        ade_sync,
+        5,
+    ),  # syncs only when due (ade_sync_minutes)  # backs up only when due (backup_interval_minutes)
 }
 
 
