@@ -482,7 +482,9 @@ class PushDispatcher:
             if target.device_id in present  # a device deleted meanwhile keeps no history
         ]
         if attempts:
-            session.execute(insert(PushAttempt), attempts)
+            # render_nulls: one statement for every row; by default the ORM groups the rows by
+            # which columns are None (a delivered push has no reason), one INSERT per group run.
+            session.execute(insert(PushAttempt).execution_options(render_nulls=True), attempts)
         if delivered:
             session.execute(
                 update(Device)
