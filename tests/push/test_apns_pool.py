@@ -103,3 +103,14 @@ def test_pushes_in_flight_on_a_dropped_connection_are_retried(apns_server: ApnsT
 def test_pool_settings_are_checked() -> None:
     with pytest.raises(ValueError, match="connections"):
         ApnsClient("https://127.0.0.1:1", PushCredentials("t", b"", b""), connections=0)
+
+
+def test_waiting_for_a_free_stream_is_not_a_timeout(limited_server: ApnsTestServer) -> None:
+    """Only the answer is timed: a push queued behind others is not given up (and then sent twice)."""
+    creds = limited_server.issue_client_credentials()
+    limited_server.set_delay(0.25)  # 40 pushes, 5 at a time: 2 s in all, each answered in 0.25 s
+
+    outcomes = push_all(limited_server, creds, 40, connections=1, timeout=1.0, **FAST)
+
+    assert all(o.delivered and o.attempts == 1 for o in outcomes)
+    assert len(limited_server.pushes) == 40

@@ -348,9 +348,12 @@ class H2Pool:
 
     async def request(self, path: str, headers: list[tuple[str, str]], body: bytes) -> H2Response:
         """Send on the connection with the most free streams; raises OSError without an answer
-        (TimeoutError after `timeout`, waiting for a stream included)."""
+        (TimeoutError when the answer takes longer than `timeout`).
+
+        Waiting here for a free stream is not timed: it is our own queue, not APNs failing, and
+        the pushes ahead of it are (a push timed out while queued would be sent twice)."""
+        connection = await self._acquire()
         async with asyncio.timeout(self._timeout):
-            connection = await self._acquire()
             return await connection.request(path, headers, body)
 
     async def _acquire(self) -> H2Connection:
