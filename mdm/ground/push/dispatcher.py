@@ -441,7 +441,10 @@ class PushDispatcher:
         # cycle. NO KEY UPDATE leaves inserts that reference a device (commands, results) free.
         present = set(
             session.scalars(
-                select(Device.id).where(Device.id.in_(ids)).order_by(Device.id).with_for_update(key_share=True)
+                select(Device.id)
+                .where(Device.id.in_(ids))
+                .order_by(Device.id)
+                .with_for_update(key_share=True)
             )
         )
         reached_since = _reached_since(session, [t.device_id for t, o in batch if not o.delivered], started)

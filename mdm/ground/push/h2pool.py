@@ -269,7 +269,8 @@ class H2Connection:
         if isinstance(event, h2.events.ResponseReceived):
             stream = self._streams.get(event.stream_id)
             if stream is not None:
-                for name, value in event.headers:
+                for raw_name, raw_value in event.headers:
+                    name, value = _text(raw_name), _text(raw_value)
                     if name == ":status":
                         stream.status = int(value)
                     else:
@@ -286,7 +287,9 @@ class H2Connection:
         elif isinstance(event, h2.events.StreamReset):
             stream = self._streams.pop(event.stream_id, None)
             if stream is not None and not stream.answer.done():
-                stream.answer.set_exception(ConnectionLost(f"stream reset by the server ({event.error_code})"))
+                stream.answer.set_exception(
+                    ConnectionLost(f"stream reset by the server ({event.error_code})")
+                )
         elif isinstance(event, h2.events.ConnectionTerminated):
             # GOAWAY: streams after the last one the server took were never processed; retry them.
             self.closed = True
@@ -435,6 +438,11 @@ class H2Pool:
         connections, self._connections = self._connections, []
         await asyncio.gather(*(c.aclose() for c in connections), return_exceptions=True)
         self._wake_all()
+
+
+def _text(value: str | bytes) -> str:
+    # h2 decodes header names and values with the configured header_encoding; typed as either.
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _ignore_result(task: asyncio.Future[None]) -> None:
