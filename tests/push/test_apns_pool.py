@@ -86,12 +86,16 @@ def test_pushes_in_flight_on_a_dropped_connection_are_retried(apns_server: ApnsT
     apns_server.set_delay(0.3)
 
     async def run() -> list[PushOutcome]:
-        async with ApnsClient(apns_server.url, creds, ca_file=apns_server.ca_file, **FAST) as client:
-            batch = asyncio.ensure_future(client.push_many([(token(), "m") for _ in range(20)]))
+        async def drop_midway() -> None:
             await asyncio.to_thread(apns_server.wait_for_pushes, 20)
             apns_server.set_delay(0)
             await asyncio.to_thread(apns_server.close_connections)  # GOAWAY with answers pending
-            return await batch
+
+        async with ApnsClient(apns_server.url, creds, ca_file=apns_server.ca_file, **FAST) as client:
+            outcomes, _ = await asyncio.gather(
+                client.push_many([(token(), "m") for _ in range(20)]), drop_midway()
+            )
+            return outcomes
 
     outcomes = asyncio.run(run())
 

@@ -259,6 +259,10 @@ class ApnsClient:
     def open_connections(self) -> int:
         return len(self._pool.connections)
 
+    def background_tasks(self) -> list[asyncio.Task[None]]:
+        """Tasks that live as long as the connections (they read them): not pushes under way."""
+        return self._pool.reader_tasks()
+
     def _expiration(self) -> str:
         # 0 has its own meaning to APNs: try once, store nothing.
         if self._expiration_seconds == 0:

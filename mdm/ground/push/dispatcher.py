@@ -1,5 +1,6 @@
-"""Wakes devices after commit: APNs for Apple devices, on a long-lived event loop that keeps one
-HTTP/2 connection; the wake-up board and MQTT for Android agents.
+"""Wakes devices after commit: APNs for Apple devices, on a long-lived event loop that keeps a small
+pool of HTTP/2 connections (mdm.ground.push.apns; one per certificate while one is enough); the
+wake-up board and MQTT for Android agents.
 
 A push only wakes the device; the command itself waits in the database. Whatever the outcome,
 nothing is rolled back. The wake-up request is a row of the outbox (mdm.ground.push.outbox), written with
@@ -193,7 +194,9 @@ class PushDispatcher:
         current = asyncio.current_task()
         # Tasks may start others (closing a replaced client); go round until none is left.
         for _ in range(3):
-            pending = [task for task in asyncio.all_tasks() if task is not current]
+            # The client's connection readers run until it closes (below), not pushes to wait for.
+            readers = set(self._client.background_tasks()) if self._client is not None else set()
+            pending = [task for task in asyncio.all_tasks() if task is not current and task not in readers]
             if not pending:
                 break
             _done, late = await asyncio.wait(pending, timeout=CLOSE_GRACE_SECONDS)

@@ -106,7 +106,7 @@ class H2Connection:
         self.last_used = time.monotonic()
         self._h2.initiate_connection()
         self._flush()
-        self._reading = asyncio.ensure_future(self._read_loop())
+        self.reader = asyncio.ensure_future(self._read_loop())
 
     @classmethod
     async def open(
@@ -223,9 +223,9 @@ class H2Connection:
                 self._h2.close_connection()
             self._flush()
         self._writer.close()
-        self._reading.cancel()
+        self.reader.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
-            await self._reading
+            await self.reader
         self._fail_all(ConnectionLost("connection closed by the client"))
 
     # -- internals ------------------------------------------------------------------------------
@@ -339,6 +339,7 @@ class H2Pool:
         self._timeout = timeout
         self._idle_seconds = idle_seconds
         self._connections: list[H2Connection] = []
+        self._draining: set[H2Connection] = set()
         self._opening: asyncio.Task[H2Connection] | None = None
         # Tasks waiting for a free stream, first come first served: a stream that ends wakes one
         # of them (not all: a thousand pushes waiting must not all wake for every answer).
@@ -425,9 +426,17 @@ class H2Pool:
             idle = connection.in_flight == 0 and now - connection.last_used > self._idle_seconds
             if connection.closed or idle:
                 self._connections.remove(connection)
-                if connection.in_flight == 0:
-                    task = asyncio.ensure_future(connection.aclose())
-                    task.add_done_callback(_ignore_result)
+                # Answers still due on a connection told to go away are awaited, then it closes.
+                self._draining.add(connection)
+        for connection in list(self._draining):
+            if connection.in_flight == 0:
+                self._draining.discard(connection)
+                task = asyncio.ensure_future(connection.aclose())
+                task.add_done_callback(_ignore_result)
+
+    def reader_tasks(self) -> list[asyncio.Task[None]]:
+        """The tasks that read each connection: they run as long as it is open."""
+        return [c.reader for c in (*self._connections, *self._draining)]
 
     async def aclose(self) -> None:
         self._closed = True
@@ -435,7 +444,8 @@ class H2Pool:
             self._opening.cancel()
             with contextlib.suppress(BaseException):
                 await self._opening
-        connections, self._connections = self._connections, []
+        connections = [*self._connections, *self._draining]
+        self._connections, self._draining = [], set()
         await asyncio.gather(*(c.aclose() for c in connections), return_exceptions=True)
         self._wake_all()
 

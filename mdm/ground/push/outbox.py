@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-
 from typing import Any
 
 from sqlalchemy import DateTime, Integer, String, delete, func, literal, select, update
