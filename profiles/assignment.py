@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from marshmallow import ValidationError
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from commands.queue import CommandRequest, cancel_command, enqueue_commands
@@ -256,19 +256,21 @@ def reconcile_devices(
     requests: list[CommandRequest] = []
     targets: list[tuple[DeviceProfileState, str, int | None]] = []
     to_cancel: list[Command] = []
+    fresh: list[DeviceProfileState] = []  # new states, not in the session
     for device in devices:
         device_states = states.get(device.id, {})
         for profile_id in sorted(desired[device.id]):
             profile = profiles[profile_id]
             state = device_states.get(profile.identifier)
             if state is None:
+                # Written below in one INSERT with its pending install, not one by one here.
                 state = DeviceProfileState(
                     device_id=device.id,
                     identifier=profile.identifier,
                     profile_id=profile.id,
                     updated_at=now,
                 )
-                session.add(state)
+                fresh.append(state)
                 device_states[profile.identifier] = state
             if state.profile_id != profile.id:
                 # A foreign profile with the same identifier becomes the managed one.
@@ -332,8 +334,20 @@ def reconcile_devices(
         state.pending_version = version
         state.updated_at = now
         (summary.installs if action == INSTALL else summary.removals).append(command)
+    _insert_states(session, fresh)
     session.flush()
     return summary
+
+
+def _insert_states(session: Session, states: list[DeviceProfileState]) -> None:
+    """New states in one executemany INSERT: nothing reads their ids back, and a fleet-wide
+    assignment makes thousands (the ORM's flush would return every id)."""
+    if not states:
+        return
+    columns = [c.key for c in DeviceProfileState.__table__.columns if c.key != "id"]
+    rows = [{key: getattr(state, key) for key in columns} for state in states]
+    # render_nulls: one statement for all rows (the ORM would group them by their None columns).
+    session.execute(insert(DeviceProfileState).execution_options(render_nulls=True), rows)
 
 
 def _install_params(

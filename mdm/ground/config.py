@@ -154,6 +154,10 @@ TABLE: tuple[Setting, ...] = (
     Setting("HIKESHI_APNS_URL", url, "https://api.push.apple.com", "apns_url", "APNs endpoint"),
     Setting("HIKESHI_APNS_CA_FILE", text, None, "apns_ca_file", "CA bundle that verifies the APNs server"),
     Setting("HIKESHI_APNS_TIMEOUT", seconds, "10", "apns_timeout_seconds", "seconds per push request"),
+    Setting("HIKESHI_APNS_CONNECTIONS", positive, "4", "apns_connections",
+            "most HTTP/2 connections to APNs per push certificate"),
+    Setting("HIKESHI_APNS_STREAMS_PER_CONNECTION", positive, "500", "apns_streams_per_connection",
+            "most pushes in flight on one APNs connection"),
     Setting("HIKESHI_PUSH_ENABLED", flag, "1", "push_enabled",
             "0 queues commands without pushing"),
     Setting("HIKESHI_ADE_URL", url, "https://mdmenrollment.apple.com", "ade_url",
@@ -309,6 +313,9 @@ class Settings:
     apns_url: str = "https://api.push.apple.com"
     apns_ca_file: str | None = None
     apns_timeout_seconds: float = 10.0
+    # A second connection opens only when every open one carries as many streams as APNs allows.
+    apns_connections: int = 4
+    apns_streams_per_connection: int = 500
     apns_expiration_seconds: int = 7 * 24 * 3600
     device_ca_file: str | None = None
     # Automated Device Enrollment (issue 20): the device assignment service, how often it is

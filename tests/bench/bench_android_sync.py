@@ -33,26 +33,19 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from commands.queue import CommandRequest, enqueue_commands
 from enrollment import tokens
 from mdm.ground.db import transaction
-from mdm.ground.models import Command, CommandStatus, Device, OrgUnit
+from mdm.ground.models import OrgUnit
+from tests.bench import channel_bench as channel
 from tests.bench.device_sim.android import ANDROID_COMMAND, ANDROID_EMPTY, AgentRecord, enroll_agents
 from tests.bench.device_sim.fleet import in_processes
-from tests.bench.device_sim.report import HEADER, LEGEND, Measured, measure_window, merge
+from tests.bench.device_sim.report import HEADER, LEGEND, Measured
 from tests.bench.device_sim.stage import ADMIN, Stage, cancel_pending, stage
 from tests.faults.harness import running_server
 
 pytestmark = pytest.mark.bench
 
 DEVICES = int(os.environ.get("HIKESHI_BENCH_ANDROID_DEVICES", "300"))
-WORKERS = [int(w) for w in os.environ.get("HIKESHI_BENCH_WORKERS", "1,2,4").split(",")]
-ROUNDS = int(os.environ.get("HIKESHI_BENCH_ROUNDS", "2"))
-COMMAND_ROUNDS = int(os.environ.get("HIKESHI_BENCH_COMMAND_ROUNDS", "1"))
-PROCESSES = int(os.environ.get("HIKESHI_BENCH_CLIENT_PROCESSES", "2"))
-THREADS = int(os.environ.get("HIKESHI_BENCH_CLIENT_THREADS", "8"))
-GOAL_EMPTY_STATEMENTS = 3
-GOAL_COMMAND_STATEMENTS = 8
 
 
 @pytest.fixture(scope="module")
@@ -78,34 +71,26 @@ def _android_token(built: Stage) -> str:
     return created.secret
 
 
-def _queue_refresh(built: Stage) -> list[str]:
-    with built.factory() as session:
-        commands = enqueue_commands(
-            session,
-            [CommandRequest(d, "DeviceInformation", None) for d in session.scalars(select(Device))],
-            actor=ADMIN,
-            push=False,
-        )
-        uuids = [c.uuid for c in commands]
-        session.commit()
-    return uuids
-
-
 def test_android_sync(bench_stage: Stage, tmp_path: Path) -> None:
     built = bench_stage
     secret = _android_token(built)
     rows: list[Measured] = []
     records: list[AgentRecord] = []
-    for workers in WORKERS:
+    for workers in channel.WORKERS:
         with running_server(
             built.settings, built.factory, tmp_path, "--workers", str(workers), "--no-scheduler"
         ) as server:
             if not records:
                 shares = [
-                    DEVICES // PROCESSES + (1 if i < DEVICES % PROCESSES else 0) for i in range(PROCESSES)
+                    DEVICES // channel.PROCESSES + (1 if i < DEVICES % channel.PROCESSES else 0)
+                    for i in range(channel.PROCESSES)
                 ]
                 parts = in_processes(
-                    enroll_agents, PROCESSES, [server.url] * PROCESSES, [secret] * PROCESSES, shares
+                    enroll_agents,
+                    channel.PROCESSES,
+                    [server.url] * channel.PROCESSES,
+                    [secret] * channel.PROCESSES,
+                    shares,
                 )
                 records = [r for part in parts for r in part]
                 cancel_pending(built.factory)
@@ -117,59 +102,32 @@ def test_android_sync(bench_stage: Stage, tmp_path: Path) -> None:
                 workers: int = workers,
                 records: list[AgentRecord] = records,
             ) -> Measured:
-                return measure_window(
-                    built,
-                    server,
-                    records,
-                    workers,
-                    workload,
-                    rounds=rounds,
-                    processes=PROCESSES,
-                    threads=THREADS,
-                    command=workload == ANDROID_COMMAND,
+                return channel.window(
+                    built, server, records, workers, workload, rounds, command=workload == ANDROID_COMMAND
                 )
 
-            rows.append(window(ANDROID_EMPTY, ROUNDS))
-            measured = []
-            for _ in range(COMMAND_ROUNDS):
-                queued = _queue_refresh(built)
-                one = window(ANDROID_COMMAND, 1)
-                assert sorted(one.result.acknowledged) == sorted(queued)
-                with built.factory() as session:
-                    statuses = set(session.scalars(select(Command.status).where(Command.uuid.in_(queued))))
-                assert statuses == {CommandStatus.ACKNOWLEDGED}, statuses
-                measured.append(one)
-            rows.append(merge(measured))
+            rows.append(window(ANDROID_EMPTY, channel.ROUNDS))
+            rows.append(channel.command_rounds(built, lambda window=window: window(ANDROID_COMMAND, 1)))
 
     lines = [
         "",
         f"Android agent channel (/android/v1/sync), {DEVICES} enrolled tablets (RSA 2048), PostgreSQL 15 "
-        f"(private cluster, fsync on), {PROCESSES} simulator processes x {THREADS} threads, "
+        f"(private cluster, fsync on), {channel.PROCESSES} simulator processes x {channel.THREADS} threads, "
         f"{os.cpu_count()} CPUs ({platform.machine()})",
-        f"  android-empty = sync with nothing to report -> nothing, {ROUNDS} per tablet; android-command = "
-        f"sync -> REFRESH_INVENTORY, sync with result + inventory -> nothing, {COMMAND_ROUNDS} per tablet",
+        f"  android-empty = sync with nothing to report -> nothing, {channel.ROUNDS} per tablet; "
+        "android-command = sync -> REFRESH_INVENTORY, sync with result + inventory -> nothing, "
+        f"{channel.COMMAND_ROUNDS} per tablet",
         *LEGEND,
         HEADER,
         *[row.line() for row in rows],
         "",
         "Against the goal of issue 18 (stated for Apple; the same figures for Android):",
-        *[
-            row.against_goal(
-                GOAL_EMPTY_STATEMENTS if row.workload == ANDROID_EMPTY else GOAL_COMMAND_STATEMENTS
-            )
-            for row in rows
-        ],
-    ]
-    for row in rows[:2]:
-        lines.append(
-            f"  statements per {row.workload} cycle, {row.workers} worker(s), by query (calls / cycle):"
-        )
-        lines.extend(row.top())
-    lines += [
+        *channel.judged(rows, ANDROID_EMPTY),
         "Reproduce:",
-        f"  HIKESHI_BENCH_ANDROID_DEVICES={DEVICES} HIKESHI_BENCH_WORKERS={','.join(map(str, WORKERS))} "
-        f"HIKESHI_BENCH_ROUNDS={ROUNDS} HIKESHI_BENCH_COMMAND_ROUNDS={COMMAND_ROUNDS} "
-        f"HIKESHI_BENCH_CLIENT_PROCESSES={PROCESSES} HIKESHI_BENCH_CLIENT_THREADS={THREADS} "
+        f"  HIKESHI_BENCH_ANDROID_DEVICES={DEVICES} "
+        f"HIKESHI_BENCH_WORKERS={','.join(map(str, channel.WORKERS))} "
+        f"HIKESHI_BENCH_ROUNDS={channel.ROUNDS} HIKESHI_BENCH_COMMAND_ROUNDS={channel.COMMAND_ROUNDS} "
+        f"HIKESHI_BENCH_CLIENT_PROCESSES={channel.PROCESSES} HIKESHI_BENCH_CLIENT_THREADS={channel.THREADS} "
         ".venv/bin/pytest -p no:cacheprovider -o python_files=bench_*.py "
         "tests/bench/bench_android_sync.py -m bench -s -q",
     ]

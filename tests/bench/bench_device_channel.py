@@ -37,10 +37,8 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
 
-from commands.queue import CommandRequest, enqueue_commands
-from mdm.ground.models import Command, CommandStatus, Device
+from tests.bench import channel_bench as channel
 from tests.bench.device_sim.cycles import COMMAND, EMPTY
 from tests.bench.device_sim.fleet import (
     DeviceRecord,
@@ -48,21 +46,14 @@ from tests.bench.device_sim.fleet import (
     enroll_through_issuance,
     first_checkins,
 )
-from tests.bench.device_sim.report import HEADER, LEGEND, Measured, measure_window, merge
-from tests.bench.device_sim.stage import ADMIN, Stage, cancel_pending, stage
+from tests.bench.device_sim.report import HEADER, LEGEND, Measured
+from tests.bench.device_sim.stage import Stage, cancel_pending, stage
 from tests.faults.harness import running_server
 
 pytestmark = pytest.mark.bench
 
 DEVICES = int(os.environ.get("HIKESHI_BENCH_DEVICES", "1000"))
 SCEP_DEVICES = min(DEVICES, int(os.environ.get("HIKESHI_BENCH_SCEP_DEVICES", "10")))
-WORKERS = [int(w) for w in os.environ.get("HIKESHI_BENCH_WORKERS", "1,2,4").split(",")]
-ROUNDS = int(os.environ.get("HIKESHI_BENCH_ROUNDS", "2"))
-COMMAND_ROUNDS = int(os.environ.get("HIKESHI_BENCH_COMMAND_ROUNDS", "1"))
-PROCESSES = int(os.environ.get("HIKESHI_BENCH_CLIENT_PROCESSES", "2"))
-THREADS = int(os.environ.get("HIKESHI_BENCH_CLIENT_THREADS", "8"))
-GOAL_EMPTY_STATEMENTS = 3
-GOAL_COMMAND_STATEMENTS = 8
 
 COMMAND_LINE = (
     "HIKESHI_BENCH_DEVICES={devices} HIKESHI_BENCH_WORKERS={workers} HIKESHI_BENCH_ROUNDS={rounds} "
@@ -90,10 +81,10 @@ def _enroll(built: Stage, tmp: Path) -> tuple[list[DeviceRecord], list[str]]:
             [t.token.id for t in built.tokens],
             built.topic,
             DEVICES - SCEP_DEVICES,
-            PROCESSES,
+            channel.PROCESSES,
         )
         records = scep + rest
-        checkin_seconds = first_checkins(server.url, records, PROCESSES)
+        checkin_seconds = first_checkins(server.url, records, channel.PROCESSES)
     cancelled = cancel_pending(built.factory)
     if SCEP_DEVICES:
         notes.append(
@@ -102,29 +93,15 @@ def _enroll(built: Stage, tmp: Path) -> tuple[list[DeviceRecord], list[str]]:
         )
     notes.append(
         f"{len(rest)} iPads through the issuance service the SCEP door calls (key generation in "
-        f"{PROCESSES} processes + issuance): {len(rest) / issuance_seconds:.1f} devices/s"
+        f"{channel.PROCESSES} processes + issuance): {len(rest) / issuance_seconds:.1f} devices/s"
         if rest
         else "no iPads through the issuance service"
     )
     notes.append(
-        f"Authenticate + TokenUpdate for all {len(records)} over HTTP ({PROCESSES} processes): "
+        f"Authenticate + TokenUpdate for all {len(records)} over HTTP ({channel.PROCESSES} processes): "
         f"{len(records) / checkin_seconds:.1f} devices/s; {cancelled} first-inventory commands cancelled"
     )
     return records, notes
-
-
-def _queue_device_information(built: Stage) -> list[str]:
-    with built.factory() as session:
-        devices = list(session.scalars(select(Device)))
-        commands = enqueue_commands(
-            session,
-            [CommandRequest(device, "DeviceInformation", None) for device in devices],
-            actor=ADMIN,
-            push=False,
-        )
-        uuids = [c.uuid for c in commands]
-        session.commit()
-    return uuids
 
 
 def _warm_up(url: str, records: list[DeviceRecord]) -> None:
@@ -138,74 +115,55 @@ def _warm_up(url: str, records: list[DeviceRecord]) -> None:
 def _window(
     built: Stage, server: Any, records: list[DeviceRecord], workers: int, workload: str, rounds: int
 ) -> Measured:
-    return measure_window(
-        built,
-        server,
-        records,
-        workers,
-        workload,
-        rounds=rounds,
-        processes=PROCESSES,
-        threads=THREADS,
-        command=workload == COMMAND,
-    )
+    return channel.window(built, server, records, workers, workload, rounds, command=workload == COMMAND)
 
 
 def test_device_channel(bench_stage: Stage, tmp_path: Path) -> None:
     built = bench_stage
     records, notes = _enroll(built, tmp_path)
     rows: list[Measured] = []
-    for workers in WORKERS:
+    for workers in channel.WORKERS:
         with running_server(
             built.settings, built.factory, tmp_path, "--workers", str(workers), "--no-scheduler"
         ) as server:
             _warm_up(server.url, records)
-            rows.append(_window(built, server, records, workers, EMPTY, ROUNDS))
-            parts = []
-            for _ in range(COMMAND_ROUNDS):
-                queued = _queue_device_information(built)
-                measured = _window(built, server, records, workers, COMMAND, 1)
-                # Faithful: every queued DeviceInformation is acknowledged in the database.
-                assert sorted(measured.result.acknowledged) == sorted(queued)
-                with built.factory() as session:
-                    statuses = set(session.scalars(select(Command.status).where(Command.uuid.in_(queued))))
-                assert statuses == {CommandStatus.ACKNOWLEDGED}, statuses
-                parts.append(measured)
-            rows.append(merge(parts))
+            rows.append(_window(built, server, records, workers, EMPTY, channel.ROUNDS))
+            # Faithful: every queued DeviceInformation is acknowledged in the database.
+            rows.append(
+                channel.command_rounds(
+                    built,
+                    lambda server=server, workers=workers: _window(
+                        built, server, records, workers, COMMAND, 1
+                    ),
+                )
+            )
 
     lines = [
         "",
         f"Apple device channel, {DEVICES} enrolled iPads (RSA 2048), PostgreSQL 15 (private cluster, "
-        f"fsync on), {PROCESSES} simulator processes x {THREADS} threads, {os.cpu_count()} CPUs "
+        f"fsync on), {channel.PROCESSES} simulator processes x {channel.THREADS} threads, "
+        f"{os.cpu_count()} CPUs "
         f"({platform.processor() or platform.machine()})",
         *[f"  enrollment: {note}" for note in notes],
-        f"  empty = Idle -> empty answer, {ROUNDS} per device; command = Idle -> DeviceInformation, "
-        f"Acknowledged -> empty, {COMMAND_ROUNDS} per device (2 requests per cycle)",
+        f"  empty = Idle -> empty answer, {channel.ROUNDS} per device; command = Idle -> DeviceInformation, "
+        f"Acknowledged -> empty, {channel.COMMAND_ROUNDS} per device (2 requests per cycle)",
         *LEGEND,
         HEADER,
         *[row.line() for row in rows],
         "",
         "Against the goal of issue 18:",
+        *channel.judged(rows, EMPTY),
     ]
-    for row in rows:
-        lines.append(
-            row.against_goal(GOAL_EMPTY_STATEMENTS if row.workload == EMPTY else GOAL_COMMAND_STATEMENTS)
-        )
-    for row in rows[:2]:
-        lines.append(
-            f"  statements per {row.workload} cycle, {row.workers} worker(s), by query (calls / cycle):"
-        )
-        lines.extend(row.top())
     lines.append("Reproduce:")
     lines.append(
         "  "
         + COMMAND_LINE.format(
             devices=DEVICES,
-            workers=",".join(map(str, WORKERS)),
-            rounds=ROUNDS,
-            command_rounds=COMMAND_ROUNDS,
-            processes=PROCESSES,
-            threads=THREADS,
+            workers=",".join(map(str, channel.WORKERS)),
+            rounds=channel.ROUNDS,
+            command_rounds=channel.COMMAND_ROUNDS,
+            processes=channel.PROCESSES,
+            threads=channel.THREADS,
             scep=SCEP_DEVICES,
         )
     )

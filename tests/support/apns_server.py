@@ -135,6 +135,7 @@ class _Connection:
     writer: asyncio.StreamWriter
     streams: dict[int, tuple[list[tuple[str, str]], bytearray]] = field(default_factory=dict)
     in_flight: int = 0
+    peak_in_flight: int = 0
 
     def flush(self) -> None:
         data = self.h2.data_to_send()
@@ -187,6 +188,7 @@ class ApnsTestServer:
         self._errors: list[str] = []
         self._streams_in_flight = 0
         self._peak_streams_in_flight = 0
+        self._peaks: dict[int, int] = {}
         self._connection_ids = itertools.count(1)
 
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -386,6 +388,12 @@ class ApnsTestServer:
             return self._peak_streams_in_flight
 
     @property
+    def peak_streams_by_connection(self) -> dict[int, int]:
+        """Per connection id: the most pushes it held unanswered at once."""
+        with self._lock:
+            return dict(self._peaks)
+
+    @property
     def errors(self) -> list[str]:
         """Unexpected errors inside the server (a test should usually assert this is empty)."""
         with self._lock:
@@ -567,6 +575,8 @@ class ApnsTestServer:
             self._streams_in_flight += 1
             self._peak_streams_in_flight = max(self._peak_streams_in_flight, self._streams_in_flight)
             connection.in_flight += 1
+            connection.peak_in_flight = max(connection.peak_in_flight, connection.in_flight)
+            self._peaks[connection.id] = connection.peak_in_flight
             delay = self._delay
             self._lock.notify_all()
         answer = (connection, stream_id, status, reason, apns_id, retry_after)

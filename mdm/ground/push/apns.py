@@ -4,10 +4,12 @@ An MDM push carries no command: it only tells the device to check in (`{"mdm": P
 lost push costs latency, never a command (DESIGN.md invariant 1). This module only speaks to
 APNs; which devices to wake and what to record about the outcome is the dispatcher's business.
 
-One `ApnsClient` holds one HTTP/2 connection (per push certificate) and multiplexes every push on
-it, as Apple asks: opening a TLS connection per push gets a provider throttled. The client is
-bound to the event loop it is first used in (httpx connections and asyncio primitives are), so
-keep one client per credentials inside a long-lived loop and `aclose()` it when done.
+One `ApnsClient` holds a small pool of HTTP/2 connections (per push certificate, so per topic) and
+multiplexes every push on them, as Apple asks: opening a TLS connection per push gets a provider
+throttled. A second connection opens only when every open one carries as many streams as APNs
+allows (mdm.ground.push.h2pool), so light traffic keeps one. The client is bound to the event
+loop it is first used in (its connections and asyncio primitives are), so keep one client per
+credentials inside a long-lived loop and `aclose()` it when done.
 """
 
 from __future__ import annotations
@@ -24,13 +26,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from mdm.ground import clock
 from mdm.ground.push.backoff import backoff_delay, parse_retry_after
+from mdm.ground.push.h2pool import H2Pool, H2Response
 
 logger = logging.getLogger(__name__)
 
@@ -103,8 +105,9 @@ def _truncate(text: str) -> str:
 
 
 def _describe(exc: BaseException) -> str:
-    """`ConnectError: <first message in the cause chain>`: httpx errors often wrap an empty message
-    around the one that says what happened (connection refused, reset, certificate verify failed)."""
+    """`ConnectError: <first message in the cause chain>`: transport errors often wrap an empty
+    message around the one that says what happened (connection refused, reset, certificate verify
+    failed)."""
     seen: list[BaseException] = []
     cause: BaseException | None = exc
     while cause is not None and cause not in seen and len(seen) < 10:
@@ -116,9 +119,9 @@ def _describe(exc: BaseException) -> str:
     return _truncate(type(exc).__name__)
 
 
-def _reason_from(response: httpx.Response) -> str | None:
+def _reason_from(response: H2Response) -> str | None:
     try:
-        body = response.json()
+        body = json.loads(response.body)
     except (ValueError, UnicodeDecodeError):
         return None
     reason = body.get("reason") if isinstance(body, dict) else None
@@ -192,7 +195,7 @@ def client_ssl_context(credentials: PushCredentials, ca_file: str | None = None)
 
 
 class ApnsClient:
-    """Sends MDM pushes to APNs on one warm HTTP/2 connection, retrying what is worth retrying.
+    """Sends MDM pushes to APNs on warm HTTP/2 connections, retrying what is worth retrying.
 
     Retried (up to `max_attempts`, exponential backoff with full jitter, at least Retry-After when
     the server sends one): 429, 5xx, and no answer at all (connection error, timeout). Never
@@ -213,7 +216,10 @@ class ApnsClient:
         backoff_base: float = 0.5,
         backoff_cap: float = 30.0,
         max_concurrency: int = 100,
+        connections: int = 1,
     ) -> None:
+        """`max_concurrency` bounds the streams in flight on each connection (APNs' own limit
+        applies too); `connections` is the most connections the client opens (the pool's size)."""
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         if max_concurrency < 1:
@@ -226,18 +232,16 @@ class ApnsClient:
         self._max_attempts = max_attempts
         self._backoff_base = backoff_base
         self._backoff_cap = backoff_cap
-        # Bounds streams in flight, shared by push() and push_many(); taken per attempt, never
-        # held while sleeping between attempts.
-        self._slots = asyncio.Semaphore(max_concurrency)
-        self._http = httpx.AsyncClient(
-            http1=False,  # APNs speaks HTTP/2 only
-            http2=True,
-            verify=client_ssl_context(credentials, ca_file),
-            timeout=httpx.Timeout(timeout),
-            limits=httpx.Limits(
-                max_connections=10, max_keepalive_connections=10, keepalive_expiry=IDLE_CONNECTION_SECONDS
-            ),
-            headers={"user-agent": "hikeshi-mdm"},
+        if connections < 1:
+            raise ValueError("connections must be at least 1")
+        # A stream is taken per attempt, never held while sleeping between attempts.
+        self._pool = H2Pool(
+            self._base_url,
+            client_ssl_context(credentials, ca_file),
+            size=connections,
+            streams_per_connection=max_concurrency,
+            timeout=timeout,
+            idle_seconds=IDLE_CONNECTION_SECONDS,
         )
 
     async def __aenter__(self) -> ApnsClient:
@@ -249,7 +253,15 @@ class ApnsClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._pool.aclose()
+
+    @property
+    def open_connections(self) -> int:
+        return len(self._pool.connections)
+
+    def background_tasks(self) -> list[asyncio.Task[None]]:
+        """Tasks that live as long as the connections (they read them): not pushes under way."""
+        return self._pool.reader_tasks()
 
     def _expiration(self) -> str:
         # 0 has its own meaning to APNs: try once, store nothing.
@@ -259,18 +271,19 @@ class ApnsClient:
 
     async def push(self, token: str, push_magic: str) -> PushOutcome:
         """Wake one device; retries transient failures. Raises ValueError only for a malformed token."""
-        url = self._base_url + _device_path(token)
+        path = _device_path(token)
         body = json.dumps({"mdm": push_magic}, separators=(",", ":")).encode()
-        headers = {
-            "apns-topic": self.credentials.topic,
-            "apns-push-type": "mdm",
-            "apns-priority": "10",
-            "apns-expiration": self._expiration(),
-        }
+        headers = [
+            ("apns-topic", self.credentials.topic),
+            ("apns-push-type", "mdm"),
+            ("apns-priority", "10"),
+            ("apns-expiration", self._expiration()),
+            ("user-agent", "hikeshi-mdm"),
+        ]
         attempt = 0
         while True:
             attempt += 1
-            outcome, retry_after = await self._attempt(url, token, body, headers, attempt)
+            outcome, retry_after = await self._attempt(path, token, body, headers, attempt)
             if not _retryable(outcome.status) or attempt >= self._max_attempts:
                 return outcome
             delay = backoff_delay(attempt, base=self._backoff_base, cap=self._backoff_cap)
@@ -289,7 +302,7 @@ class ApnsClient:
             await asyncio.sleep(delay)
 
     async def push_many(self, targets: Sequence[tuple[str, str]]) -> list[PushOutcome]:
-        """Wake many devices concurrently on the one connection; outcomes in the order of `targets`.
+        """Wake many devices concurrently on the pool; outcomes in the order of `targets`.
 
         Every token is checked before anything is sent, so a malformed one (ValueError) sends nothing.
         """
@@ -301,15 +314,14 @@ class ApnsClient:
         return [task.result() for task in tasks]
 
     async def _attempt(
-        self, url: str, token: str, body: bytes, headers: dict[str, str], attempt: int
+        self, path: str, token: str, body: bytes, headers: list[tuple[str, str]], attempt: int
     ) -> tuple[PushOutcome, float | None]:
-        async with self._slots:
-            try:
-                response = await self._http.post(url, content=body, headers=headers)
-            except (httpx.TransportError, OSError) as exc:
-                # OSError covers ssl.SSLError, which can escape httpcore's mapping mid-handshake.
-                return PushOutcome(token, None, _describe(exc), None, attempt), None
-        status = response.status_code
+        try:
+            response = await self._pool.request(path, headers, body)
+        except OSError as exc:
+            # No answer: refused, reset, GOAWAY, timed out (TimeoutError), TLS failure (SSLError).
+            return PushOutcome(token, None, _describe(exc), None, attempt), None
+        status = response.status
         outcome = PushOutcome(
             token=token,
             status=status,

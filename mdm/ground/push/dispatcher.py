@@ -1,5 +1,6 @@
-"""Wakes devices after commit: APNs for Apple devices, on a long-lived event loop that keeps one
-HTTP/2 connection; the wake-up board and MQTT for Android agents.
+"""Wakes devices after commit: APNs for Apple devices, on a long-lived event loop that keeps a small
+pool of HTTP/2 connections (mdm.ground.push.apns; one per certificate while one is enough); the
+wake-up board and MQTT for Android agents.
 
 A push only wakes the device; the command itself waits in the database. Whatever the outcome,
 nothing is rolled back. The wake-up request is a row of the outbox (mdm.ground.push.outbox), written with
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import event, select, update
+from sqlalchemy import event, insert, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -50,7 +51,7 @@ ANDROID = "android"  # Device.platform of agents woken over MQTT rather than APN
 # On close, pushes already under way get this long to finish before they are cancelled.
 CLOSE_GRACE_SECONDS = 3.0
 # Outcomes are committed this many devices to a transaction (row locks held briefly).
-RECORD_BATCH = 200
+RECORD_BATCH = 500
 RECORD_ATTEMPTS = 4
 # Without a push certificate nothing can be sent; look again after this long.
 NO_CERTIFICATE_RETRY = timedelta(minutes=5)
@@ -193,7 +194,9 @@ class PushDispatcher:
         current = asyncio.current_task()
         # Tasks may start others (closing a replaced client); go round until none is left.
         for _ in range(3):
-            pending = [task for task in asyncio.all_tasks() if task is not current]
+            # The client's connection readers run until it closes (below), not pushes to wait for.
+            readers = set(self._client.background_tasks()) if self._client is not None else set()
+            pending = [task for task in asyncio.all_tasks() if task is not current and task not in readers]
             if not pending:
                 break
             _done, late = await asyncio.wait(pending, timeout=CLOSE_GRACE_SECONDS)
@@ -391,6 +394,8 @@ class PushDispatcher:
                 ca_file=self._settings.apns_ca_file,
                 timeout=self._settings.apns_timeout_seconds,
                 expiration_seconds=self._settings.apns_expiration_seconds,
+                max_concurrency=self._settings.apns_streams_per_connection,
+                connections=self._settings.apns_connections,
             )
             self._client_key = key
             if old is not None:
@@ -430,58 +435,69 @@ class PushDispatcher:
         started: datetime,
         retry_delay: timedelta,
     ) -> None:
+        """Record a batch of outcomes in a number of statements that does not grow with the batch:
+        one INSERT of every attempt, then one UPDATE per kind of outcome (devices, commands, outbox)."""
         now = clock.now()
         ids = [target.device_id for target, _ in batch]
         # The lock order of a check-in (its device row, then that device's commands), taken for
         # every device of the batch in id order up front, so neither can wait for the other in a
         # cycle. NO KEY UPDATE leaves inserts that reference a device (commands, results) free.
-        devices = {
-            d.id: d
-            for d in session.scalars(
-                select(Device).where(Device.id.in_(ids)).order_by(Device.id).with_for_update(key_share=True)
+        present = set(
+            session.scalars(
+                select(Device.id)
+                .where(Device.id.in_(ids))
+                .order_by(Device.id)
+                .with_for_update(key_share=True)
             )
-        }
-        delivered: list[int] = []
-        retry: dict[str, list[int]] = {}
-        hopeless: list[int] = []
-        certificate_refused: str | None = None
+        )
         reached_since = _reached_since(session, [t.device_id for t, o in batch if not o.delivered], started)
+        delivered: list[int] = []
+        hopeless: list[int] = []
+        retry: dict[str, list[int]] = {}  # error label -> devices whose push is worth another try
+        failed: dict[tuple[str, bool], list[int]] = {}  # (error label, token stale) -> devices
+        certificate_refused: str | None = None
         for target, outcome in batch:
-            session.add(
-                PushAttempt(
-                    device_id=target.device_id,
-                    attempt=outcome.attempts,
-                    status_code=outcome.status,
-                    reason=(outcome.reason or None) and outcome.reason[:255],
-                    apns_id=outcome.apns_id,
-                    attempted_at=now,
-                )
-            )
-            device = devices.get(target.device_id)
-            if device is None:
-                hopeless.append(target.device_id)
-                continue
-            if outcome.delivered:
-                if device.push_error is not None:
-                    device.push_error = None
-                delivered.append(device.id)
-                continue
-            if device.id in reached_since:
+            device_id = target.device_id
+            if device_id not in present:
+                hopeless.append(device_id)
+            elif outcome.delivered:
+                delivered.append(device_id)
+            elif device_id in reached_since:
                 # Another worker's push reached this device after ours set out: our failure is
                 # older news than its success and must not mark the device unreachable.
                 continue
-            device.push_error = _error_label(outcome)
-            device.push_error_at = now
-            if outcome.stale_token:
-                device.token_stale_at = now
-            if outcome.certificate_rejected:
-                certificate_refused = outcome.reason or "403"
-            if _apns_unreachable(outcome) or outcome.certificate_rejected:
-                retry.setdefault(_error_label(outcome), []).append(device.id)
             else:
-                hopeless.append(device.id)  # a refused token: only the device can mend it
-        session.flush()
+                label = _error_label(outcome)
+                failed.setdefault((label, outcome.stale_token), []).append(device_id)
+                if outcome.certificate_rejected:
+                    certificate_refused = outcome.reason or "403"
+                if _apns_unreachable(outcome) or outcome.certificate_rejected:
+                    retry.setdefault(label, []).append(device_id)
+                else:
+                    hopeless.append(device_id)  # a refused token: only the device can mend it
+        attempts = [
+            {
+                "device_id": target.device_id,
+                "attempt": outcome.attempts,
+                "status_code": outcome.status,
+                "reason": (outcome.reason or None) and outcome.reason[:255],
+                "apns_id": outcome.apns_id,
+                "attempted_at": now,
+            }
+            for target, outcome in batch
+            if target.device_id in present  # a device deleted meanwhile keeps no history
+        ]
+        if attempts:
+            # render_nulls: one statement for every row; by default the ORM groups the rows by
+            # which columns are None (a delivered push has no reason), one INSERT per group run.
+            session.execute(insert(PushAttempt).execution_options(render_nulls=True), attempts)
         if delivered:
+            session.execute(
+                update(Device)
+                .where(Device.id.in_(delivered), Device.push_error.is_not(None))
+                .values(push_error=None)
+                .execution_options(synchronize_session=False)
+            )
             session.execute(
                 update(Command)
                 .where(
@@ -490,6 +506,16 @@ class PushDispatcher:
                     Command.pushed_at.is_(None),
                 )
                 .values(pushed_at=now)
+                .execution_options(synchronize_session=False)
+            )
+        for (label, stale), device_ids in failed.items():
+            values: dict[str, Any] = {"push_error": label, "push_error_at": now}
+            if stale:
+                values["token_stale_at"] = now
+            session.execute(
+                update(Device)
+                .where(Device.id.in_(device_ids))
+                .values(**values)
                 .execution_options(synchronize_session=False)
             )
         outbox.settle(session, OutboxTopic.WAKE_DEVICE, delivered, requested_before=started)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import DateTime, Integer, String, delete, func, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -25,29 +26,48 @@ FIRST_ATTEMPT_GRACE = timedelta(seconds=30)
 CLAIM_LEASE = timedelta(seconds=60)
 # Failed attempts after which a request is given up (hours at the breaker's longest backoff).
 MAX_ATTEMPTS = 100
+# Rows per INSERT on SQLite: 5 parameters each, well under its 32,766 bound parameters.
+_SQLITE_ROWS = 1000
 
 
 def request(session: Session, topic: str, subject_ids: Iterable[int]) -> None:
-    """Record that each subject needs `topic` done; joins a request already waiting."""
+    """Record that each subject needs `topic` done; joins a request already waiting.
+
+    One statement whatever the number of subjects on PostgreSQL (the ids travel as one array);
+    on SQLite one per _SQLITE_ROWS subjects, under its limit of bound parameters."""
     ids = sorted(set(subject_ids))
     if not ids:
         return
     now = clock.now()
     due = now + FIRST_ATTEMPT_GRACE
-    rows = [
-        {"topic": topic, "subject_id": i, "requested_at": now, "next_attempt_at": due, "attempts": 0}
-        for i in ids
-    ]
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(OutboxEntry).values(rows)
+    if session.get_bind().dialect.name == "postgresql":
+        subjects = select(
+            literal(topic, String).label("topic"),
+            func.unnest(literal(ids, postgresql.ARRAY(Integer))).label("subject_id"),
+            literal(now, DateTime(timezone=True)).label("requested_at"),
+            literal(due, DateTime(timezone=True)).label("next_attempt_at"),
+            literal(0, Integer).label("attempts"),
+        )
+        stmt = postgresql.insert(OutboxEntry).from_select(
+            ["topic", "subject_id", "requested_at", "next_attempt_at", "attempts"], subjects
+        )
+        session.execute(_join_waiting(stmt))
+        return
+    for first in range(0, len(ids), _SQLITE_ROWS):
+        rows = [
+            {"topic": topic, "subject_id": i, "requested_at": now, "next_attempt_at": due, "attempts": 0}
+            for i in ids[first : first + _SQLITE_ROWS]
+        ]
+        session.execute(_join_waiting(sqlite.insert(OutboxEntry).values(rows)))
+
+
+def _join_waiting(stmt: Any) -> Any:
     # A waiting row keeps its backoff (APNs may be down) but learns the newer request, so a push
     # that succeeded for the older one does not settle this one.
-    stmt = stmt.on_conflict_do_update(
+    return stmt.on_conflict_do_update(
         index_elements=["topic", "subject_id"],
         set_={"requested_at": stmt.excluded.requested_at},
     )
-    session.execute(stmt)
 
 
 def claim_due(session: Session, topic: str, *, limit: int = 500, lease: timedelta = CLAIM_LEASE) -> list[int]:
