@@ -171,7 +171,7 @@ TABLE: tuple[Setting, ...] = (
     Setting("HIKESHI_CLIENT_CERT_HEADER", text, None, "client_cert_header",
             "header in which a TLS-terminating proxy passes the client certificate"),
     Setting("HIKESHI_PUSH_VENDOR_CERT_FILE", text, None, "push_vendor_cert_file",
-            "PEM of the MDM vendor certificate with its chain to Apple's root: the console signs push requests"),
+            "PEM of the MDM vendor certificate with its chain to Apple's root (signs push requests)"),
     Setting("HIKESHI_PUSH_VENDOR_KEY_FILE", text, None, "push_vendor_key_file",
             "PEM private key of the MDM vendor certificate (unencrypted; keep it mode 0600)"),
     Setting("HIKESHI_SERVER_ANCHOR_FILE", text, None, "server_anchor_file",
