@@ -18,7 +18,6 @@ from typing import TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from commands.queue import expire_overdue
 from commands.results import record_result
 from mdm.ground import clock
 from mdm.ground.audit import SYSTEM, Actor
@@ -51,7 +50,6 @@ def deliver_next_commands(
     with UndeliverableCommand ends in error, recorded like a device's CommandFormatError, and the
     next one is taken instead.
     """
-    expire_overdue(session, device.id)
     statuses = [CommandStatus.QUEUED, CommandStatus.SENT]
     if offer_not_now:
         statuses.append(CommandStatus.NOT_NOW)
@@ -78,6 +76,13 @@ def deliver_next_commands(
         now = clock.now()
         for command in batch:
             taken.add(command.id)
+            if command.expires_at is not None and command.expires_at < now:
+                # Past its lifetime: never delivered. Expired here, where it is met, rather than
+                # by a sweep of the device's queue on every request (the scheduler's
+                # command_expiry job expires the ones no delivery reaches).
+                command.status = CommandStatus.EXPIRED
+                command.expired_at = now
+                continue
             try:
                 rendered = render(command)
             except UndeliverableCommand as exc:

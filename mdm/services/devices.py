@@ -24,6 +24,7 @@ from mdm.ground.models import (
     EnrollmentState,
     IdentityPurpose,
     Severity,
+    SpareDevice,
 )
 from mdm.ground.secretbox import seal
 from mdm.ground.x509util import fingerprint, to_pem
@@ -178,7 +179,10 @@ def mdm_identity_row(
     Hikeshi records every certificate its own CA issues, so one from the built-in CA without a
     row was not issued by this server (a restored database, a stolen CA key) and is refused.
     """
-    row = _certificate_row(session, identity.fingerprint, lock=lock)
+    return _presented_row(identity, _certificate_row(session, identity.fingerprint, lock=lock))
+
+
+def _presented_row(identity: PresentedIdentity, row: DeviceCertificate | None) -> DeviceCertificate | None:
     if row is None:
         if identity.from_builtin_ca:
             raise DeviceIdentityError("certificate from the built-in CA was never issued by this server")
@@ -193,8 +197,26 @@ def identify_device(session: Session, identity: PresentedIdentity, udid: str) ->
 
     Raises DeviceIdentityError (401) or IdentityRefused (403) before anything is written otherwise.
     """
-    row = mdm_identity_row(session, identity)
-    device = find_device_by_udid(session, udid)
+    # One statement on every device request: the device the UDID names, with the certificate's
+    # row beside it (joined on the fingerprint, not on the device, so a certificate bound to
+    # another device is still found and refused below). An unknown UDID takes the two lookups.
+    # When the device is a spare swapped into a unit, the swap's time comes along: its first
+    # check-in after the swap must be written down however recently it was seen (touch).
+    found = session.execute(
+        select(Device, DeviceCertificate, SpareDevice.swapped_at)
+        .select_from(Device)
+        .outerjoin(DeviceCertificate, DeviceCertificate.fingerprint_sha256 == identity.fingerprint)
+        .outerjoin(SpareDevice, SpareDevice.device_id == Device.id)
+        .where(Device.udid == udid)
+        .limit(1)
+    ).first()
+    if found is None:
+        row = mdm_identity_row(session, identity)
+        device = None
+    else:
+        device, row, swapped_at = found
+        row = _presented_row(identity, row)
+        session.info.setdefault(_SWAPPED_AT, {})[device.id] = swapped_at
     if device is None:
         raise DeviceIdentityError("unknown device: it must Authenticate first")
     if row is None or row.device_id != device.id:
@@ -550,8 +572,26 @@ def check_out(session: Session, device: Device, raw: bytes, source_ip: str | Non
     return device
 
 
-def touch(device: Device) -> None:
-    device.last_seen_at = clock.now()
+# A device checking in again within this long is not written down again: "seen" moves in steps
+# this large, which nothing that reads it (readiness: minutes; compliance: hours) can tell apart,
+# and an empty check-in writes nothing.
+SEEN_RESOLUTION = timedelta(seconds=60)
+
+
+_SWAPPED_AT = "hikeshi.devices.swapped_at"  # session.info: {device id: spare swap time}, by identify_device
+
+
+def touch(session: Session, device: Device) -> None:
+    """Note that `device` was seen now (on a request identify_device authenticated)."""
+    now = clock.now()
+    seen = device.last_seen_at
+    swapped_at = session.info.get(_SWAPPED_AT, {}).get(device.id)
+    if (
+        seen is None
+        or not (now - SEEN_RESOLUTION < seen <= now)
+        or (swapped_at is not None and seen <= swapped_at)
+    ):
+        device.last_seen_at = now
 
 
 def device_for_identity(session: Session, identity: PresentedIdentity) -> Device:

@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 
 from commands.catalog import CommandParamsError, Priority, UnknownCommand, get_command_type
 from commands.delivery import next_command
-from commands.queue import CommandRefused, CommandStateError, cancel_command, enqueue_command
+from commands.queue import CommandRefused, CommandStateError, cancel_command, enqueue_command, expire_overdue
 from commands.results import record_result
 from mdm.ground.audit import Actor
 from mdm.ground.models import AuditEvent, Command, CommandResult, CommandStatus, EnrollmentState
@@ -107,6 +107,20 @@ def test_expired_commands_are_not_offered_but_lost_mode_style_commands_wait(sess
     frozen_clock.advance(days=8)
     got = next_command(session, device, offer_not_now=True)
     assert got.uuid == erase.uuid
+    got.status = CommandStatus.ACKNOWLEDGED
+    # Never handed over: the delivery that meets it expires it (the sweep expires the others).
+    assert next_command(session, device, offer_not_now=True) is None
+    assert info.status == CommandStatus.EXPIRED and info.expired_at is not None
+
+
+def test_the_expiry_sweep_expires_what_no_delivery_met(session, frozen_clock):
+    device = make_device(session)
+    info = enqueue_command(session, device, "SecurityInfo", {}, actor=ADMIN)
+    lock = enqueue_command(session, device, "DeviceLock", {}, actor=ADMIN)
+    frozen_clock.advance(days=8)
+    assert next_command(session, device, offer_not_now=True).uuid == lock.uuid  # type: ignore[union-attr]
+    assert info.status == CommandStatus.QUEUED  # not met: a lock jumps the queue
+    assert expire_overdue(session) == 1
     session.refresh(info)
     assert info.status == CommandStatus.EXPIRED and info.expired_at is not None
 

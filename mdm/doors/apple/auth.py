@@ -22,8 +22,7 @@ from mdm.ground.identity.signature import (
     verify_mdm_signature,
     verify_mdm_signature_streamed,
 )
-from mdm.ground.identity.trust import builtin_cas, verify_device_certificate
-from mdm.ground.x509util import issued_by
+from mdm.ground.identity.trust import issued_by_builtin_ca, verify_device_certificate
 from mdm.services.apple_channel import PresentedIdentity
 
 
@@ -74,4 +73,4 @@ def _identify(
         verify_device_certificate(session, settings, cert)
     except SignatureError as exc:
         raise Unauthenticated(str(exc)) from exc
-    return PresentedIdentity(cert, any(issued_by(cert, ca) for ca in builtin_cas(session, settings)))
+    return PresentedIdentity(cert, issued_by_builtin_ca(session, settings, cert))

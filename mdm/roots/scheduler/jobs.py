@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from commands.inventory_refresh import refresh_due_devices
+from commands.queue import expire_overdue
 from commands.repush import RepushPolicy, repush_waiting
 from mdm.ground import clock
 from mdm.ground.audit import SYSTEM
@@ -57,6 +58,13 @@ def inventory_refresh(ctx: JobContext) -> dict[str, Any]:
             session, SYSTEM, default_interval_hours=ctx.settings.inventory_interval_hours
         )
         return {"devices": count}
+
+
+def command_expiry(ctx: JobContext) -> dict[str, Any]:
+    """Expire the commands past their lifetime that no delivery met (a delivery expires the ones
+    it meets and never hands one over: commands.delivery), so what the console shows is true."""
+    with transaction(ctx.factory) as session:
+        return {"expired": expire_overdue(session)}
 
 
 def offline_check(ctx: JobContext) -> dict[str, Any]:
@@ -195,6 +203,7 @@ JOBS: dict[str, tuple[Job, int]] = {
     "alert_email": (alert_email, 1),
     "mail_delivery": (mail_delivery, 1),
     "inventory_refresh": (inventory_refresh, 15),
+    "command_expiry": (command_expiry, 5),
     "offline_check": (offline_check, 15),
     "certificate_expiry": (certificate_expiry, 60),
     "retention_purge": (retention_purge, 24 * 60),

@@ -94,7 +94,7 @@ def connect(
     if status not in REPORT_STATUSES:
         raise UnsupportedMessage(f"Status {status!r} is not a known report status")
     device = devices.identify_device(session, identity, udid)
-    devices.touch(device)
+    devices.touch(session, device)
     actor = devices.device_actor(udid, source_ip)
     if status != "Idle":
         record_result(session, device, report, raw, actor=actor, identity=identity.fingerprint)

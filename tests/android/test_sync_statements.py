@@ -1,0 +1,86 @@
+"""SQL statements of an Android agent's `/android/v1/sync` (issue 18), counted with SQLAlchemy events
+on the app's engine over real HTTP with signed requests: an empty sync (nothing to report, nothing
+waiting), and a command cycle (sync → the queued DeviceInformation; sync with its result and the
+inventory → nothing). Every cursor execution on the engine while the requests run is counted
+(the server answers on its own thread), transaction control and the after-commit threads (audit
+sealer, pushes, webhooks) excepted. Ceilings, not timing: a
+change that adds statements to the sync fails here; the benchmark
+(tests/bench/bench_android_sync.py) measures the same on PostgreSQL under load.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import event
+
+from commands.queue import enqueue_command
+from mdm.ground.audit import Actor
+from mdm.ground.db import transaction
+from mdm.ground.models import Command, CommandStatus, Device
+
+ADMIN = Actor("admin@hq", "admin", "192.0.2.1")
+_CONTROL = re.compile(r"\s*(BEGIN|COMMIT|ROLLBACK|SAVEPOINT|RELEASE)\b", re.IGNORECASE)
+# Measured after issue 18's hot-path work (the device CAs cached, command expiry met at delivery):
+# the identity, its nonce (purge, insert), the device, last seen, the stored message, the policy
+# (signer, org tree, assignments), the queue, the readiness hook's spare lookup. Goal: 3.
+EMPTY_SYNC_CEILING = 11
+# The two syncs of a command cycle, with the inventory the refresh sends and the compliance and
+# readiness hooks that still run before the commit (SQLite also seals the audit chain inline).
+# Goal: 8.
+COMMAND_CYCLE_CEILING = 52
+
+
+@contextmanager
+def _statements(engine: Any) -> Iterator[list[str]]:
+    seen: list[str] = []
+
+    def note(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        # The after-commit machinery (the audit sealer, pushes, webhooks) has its own threads.
+        if not _CONTROL.match(statement) and not threading.current_thread().name.startswith("hikeshi-"):
+            seen.append(" ".join(statement.split())[:160])
+
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+
+
+def test_an_empty_sync_and_a_command_cycle_stay_under_their_ceilings(
+    enroll_app: Any, agent_factory: Any, android_token: Any
+) -> None:
+    hikeshi = enroll_app.extensions["hikeshi"]
+    agent = agent_factory()
+    agent.enroll(android_token())
+    agent.sync()  # first inventory, and the first inventory command enrollment queued
+    agent.sync()
+    agent.sync()
+    with transaction(hikeshi.session_factory) as s:
+        for command in s.query(Command).filter(Command.status != CommandStatus.ACKNOWLEDGED):
+            command.status = CommandStatus.CANCELLED  # leftovers of enrollment: not this test's
+
+    with _statements(hikeshi.engine) as empty:
+        answer = agent.sync(inventory=False)
+    assert answer["commands"] == []
+
+    with transaction(hikeshi.session_factory) as s:
+        queued = enqueue_command(s, s.get(Device, agent.device_id), "DeviceInformation", None, actor=ADMIN)
+        uuid = queued.uuid
+    with _statements(hikeshi.engine) as cycle:
+        first = agent.sync(inventory=False)
+        assert [c["id"] for c in first["commands"]] == [uuid]
+        second = agent.sync()
+    assert second["commands"] == []
+    with transaction(hikeshi.session_factory) as s:
+        command = s.query(Command).filter(Command.uuid == uuid).one()
+        assert command.status == CommandStatus.ACKNOWLEDGED
+
+    print("\nempty sync:", len(empty), *empty, sep="\n  ")
+    print("command cycle:", len(cycle), *cycle, sep="\n  ")
+    assert len(empty) <= EMPTY_SYNC_CEILING, empty
+    assert len(cycle) <= COMMAND_CYCLE_CEILING, cycle
