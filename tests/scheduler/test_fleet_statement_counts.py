@@ -122,7 +122,9 @@ def test_fleet_computations_make_no_round_trip_per_device(
     assert all(most <= FLEET_PAGE + 10 for _, most in at_3n.values())
 
 
-def test_offline_check_writes_only_what_changed(session, session_factory, settings, clean_database, frozen_clock):
+def test_offline_check_writes_only_what_changed(
+    session, session_factory, settings, clean_database, frozen_clock
+):
     tree = build_tree(session)
     _add_tablets(session, [tree.ambulance3, tree.north_ambulance], N, 0)
     ctx = JobContext(session_factory, settings, "host:1")
