@@ -10,6 +10,8 @@ units, so the OR stays on devices' own columns and indexes.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import ColumnElement, Select, func, or_, select
 
 from mdm.ground.models import Device, OrgUnit
@@ -37,7 +39,7 @@ def substring_match(text: str, *, units_too: bool = False) -> ColumnElement[bool
     return or_(*found)
 
 
-def units_named(pattern: str) -> Select[tuple[int]]:
+def units_named(pattern: str) -> Select[Any]:
     names = (OrgUnit.name_ja, OrgUnit.name_en, OrgUnit.code)
     return select(OrgUnit.id).where(or_(*(func.lower(c).like(pattern, escape="\\") for c in names)))
 

@@ -106,7 +106,7 @@ def unit_tree(session: Session, *, with_counts: bool = True) -> list[UnitNode]:
     counts: dict[int | None, int] = {}
     if with_counts:
         counts = dict(
-            session.execute(  # type: ignore[arg-type]
+            session.execute(
                 select(Device.org_unit_id, func.count(Device.id))
                 .where(Device.org_unit_id.is_not(None))
                 .group_by(Device.org_unit_id)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, Select, select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from mdm.ground.models import (
@@ -88,7 +88,7 @@ def load_world(session: Session, unit_ids: set[int] | None = None) -> World:
             .order_by(Device.id)
         )
     )
-    everyone: dict[int, Row[Any]] = {d.id: d for d in devices}
+    everyone: dict[int, Any] = {d.id: d for d in devices}
     swapped: dict[int, datetime] = {}
     for row in spare_rows:
         everyone[row.id] = row
@@ -151,8 +151,8 @@ def _unverified_profiles(session: Session, swapped: dict[int, datetime]) -> dict
 
 def _facts(
     session: Session,
-    devices: list[Row[Any]],
-    asked: Select[tuple[int]] | None,
+    devices: list[Any],
+    asked: Select[Any] | None,
     swapped: dict[int, datetime] | None = None,
 ) -> dict[int, DeviceFacts]:
     """The facts of `devices`: the tablets `asked` selects, and every spare."""

@@ -17,20 +17,29 @@ Revision ID: 0016
 Revises: 0010
 Create Date: 2026-12-06 13:15:00
 """
+
 import logging
 
 from alembic import op
 import sqlalchemy as sa
 
-revision = '0016'
-down_revision = '0010'
+revision = "0016"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
 log = logging.getLogger("alembic.runtime.migration")
 
 EXACT = ("asset_tag", "serial_number", "assigned_user", "udid")
-SUBSTRING = ("udid", "serial_number", "device_name", "model_name", "product_name", "asset_tag", "assigned_user")
+SUBSTRING = (
+    "udid",
+    "serial_number",
+    "device_name",
+    "model_name",
+    "product_name",
+    "asset_tag",
+    "assigned_user",
+)
 
 
 def _trigram_available(bind: sa.Connection) -> bool:
