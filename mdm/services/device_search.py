@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, or_, select
+from sqlalchemy import ColumnElement, Select, func, or_, select, union
 
 from mdm.ground.models import Device, OrgUnit
 from mdm.ground.models.device import SEARCH_EXACT, SEARCH_SUBSTRING
@@ -33,10 +33,17 @@ def substring_match(text: str, *, units_too: bool = False) -> ColumnElement[bool
     """Some searched column contains `text` (any case); `units_too`: or the device's unit's name
     or code does."""
     pattern = like_pattern(text.strip())
-    found = [func.lower(getattr(Device, name)).like(pattern, escape="\\") for name in SEARCH_SUBSTRING]
-    if units_too:
-        found.append(Device.org_unit_id.in_(units_named(pattern)))
-    return or_(*found)
+    found = or_(*(func.lower(getattr(Device, name)).like(pattern, escape="\\") for name in SEARCH_SUBSTRING))
+    if not units_too:
+        return found
+    # A UNION, not one more OR: with a subquery in the OR, PostgreSQL gives up the trigram
+    # indexes and walks the whole fleet in list order (624 ms at 70,000 devices, 17 ms so).
+    return Device.id.in_(
+        union(
+            select(Device.id).where(found),
+            select(Device.id).where(Device.org_unit_id.in_(units_named(pattern))),
+        )
+    )
 
 
 def units_named(pattern: str) -> Select[Any]:

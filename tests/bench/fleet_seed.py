@@ -1,15 +1,16 @@
 """Seed a prefecture-sized fleet for the issue-23 benchmark (tests/bench/bench_fleet_scale.py).
 
     .venv/bin/python -m tests.bench.fleet_seed \\
-        postgresql+psycopg://postgres@127.0.0.1:5432/fleet 100000
+        postgresql+psycopg://postgres@127.0.0.1:5432/fleet 100000 [UNITS]
 
-Migrates the database, then writes: HQ → 20 stations → 5 units each (100 units, a plan each by
-default); N enrolled devices (asset tag FD-000001…, serial DMQ…, a user each; one in 33 not seen
-for 2 to 30 days, over the 24 h offline limit, the others within 20 hours); 10 installed apps per
-device (1 million at 100,000); an identity certificate per device (1 in 20 within its 30-day
-warning window); device facts with a battery level; one open compliance finding for 37 % of the
-devices (and their device_compliance rows, the others "ok"). Set-based: COPY on PostgreSQL,
-executemany batches of 10,000 on SQLite; an empty database is expected.
+Migrates the database, then writes: HQ → 20 stations → 5 units each (100 units, default plans; or
+UNITS units in bulk under 100 stations, a few tablets each as a real 隊 has); N enrolled devices
+(asset tag FD-000001…, serial DMQ…, a user each; one in 33 not seen for 2 to 30 days, over the 24 h
+offline limit, the others within 20 hours); 10 installed apps per device (1 million at 100,000); an
+identity certificate per device (1 in 20 within its 30-day warning window); device facts with a
+battery level; one open compliance finding for 37 % of the devices (and their device_compliance
+rows, the others "ok"). Set-based: COPY on PostgreSQL, executemany batches of 10,000 on SQLite; an
+empty database is expected.
 """
 
 from __future__ import annotations
@@ -57,7 +58,9 @@ def user(n: int) -> str:
     return f"隊員{n:06d}"
 
 
-def _tree(engine: Engine) -> list[int]:
+def _tree(engine: Engine, units_wanted: int) -> list[int]:
+    if units_wanted > STATIONS * UNITS_PER_STATION:
+        return _wide_tree(engine, units_wanted)
     factory = make_session_factory(engine)
     with transaction(factory) as s:
         if s.scalar(select(OrgUnit.id).limit(1)) is not None:
@@ -84,6 +87,49 @@ def _tree(engine: Engine) -> list[int]:
                 )
                 units.append(unit.id)
     return units
+
+
+def _wide_tree(engine: Engine, units_wanted: int) -> list[int]:
+    """Many units (a few tablets each, as a real 隊 has), inserted in bulk under 100 stations."""
+    now = clock.now()
+    with engine.begin() as conn:
+        hq = conn.execute(
+            insert(OrgUnit).returning(OrgUnit.id),
+            {"kind": "hq", "name_ja": "県消防本部", "code": "HQ", "created_at": now, "updated_at": now},
+        ).scalar_one()
+        stations = list(
+            conn.execute(
+                insert(OrgUnit).returning(OrgUnit.id, sort_by_parameter_order=True),
+                [
+                    {
+                        "kind": "station",
+                        "name_ja": f"第{n + 1}署",
+                        "code": f"ST{n}",
+                        "parent_id": hq,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for n in range(100)
+                ],
+            ).scalars()
+        )
+        return list(
+            conn.execute(
+                insert(OrgUnit).returning(OrgUnit.id, sort_by_parameter_order=True),
+                [
+                    {
+                        "kind": "unit",
+                        "unit_type": "ambulance" if k % 2 == 0 else "pump",
+                        "name_ja": f"{k + 1}隊",
+                        "code": f"U{k:05d}",
+                        "parent_id": stations[k % 100],
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for k in range(units_wanted)
+                ],
+            ).scalars()
+        )
 
 
 def _copy(engine: Engine, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
@@ -113,12 +159,12 @@ def _copy(engine: Engine, table: str, columns: Sequence[str], rows: Iterable[Seq
             conn.execute(statement, batch)
 
 
-def seed(url: str, devices: int, *, out: Any = sys.stdout) -> dict[str, float]:
+def seed(url: str, devices: int, *, units: int = 100, out: Any = sys.stdout) -> dict[str, float]:
     upgrade_database(url)
     engine = make_engine(url)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    units = _tree(engine)
+    units = _tree(engine, units)
     now = clock.now()
     with engine.begin() as conn:
         conn.execute(
@@ -241,4 +287,8 @@ def _has_finding(device_id: int) -> bool:
 
 
 if __name__ == "__main__":
-    seed(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 100_000)
+    seed(
+        sys.argv[1],
+        int(sys.argv[2]) if len(sys.argv) > 2 else 100_000,
+        units=int(sys.argv[3]) if len(sys.argv) > 3 else 100,
+    )
