@@ -57,7 +57,7 @@ def inventory_refresh(ctx: JobContext) -> dict[str, Any]:
 
 
 # Devices per transaction of a fleet-wide check: bounded memory, and a SIGTERM waits one page.
-FLEET_PAGE = 1000
+FLEET_PAGE = 250
 
 
 def fleet_check(ctx: JobContext, rules: list[str], page: int = FLEET_PAGE) -> dict[str, Any]:
