@@ -37,6 +37,7 @@ from mdm.ground.models import (
     Webhook,
     WebhookDelivery,
 )
+from mdm.services.device_search import most_recently_seen, substring_match
 from web.rbac import Principal
 
 
@@ -148,61 +149,67 @@ def has_app(identifier: str) -> ColumnElement[bool]:
 
 
 def search_devices(session: Session, principal: Principal, filters: Mapping[str, Any]) -> PageResult:
-    stmt = (
-        select(Device, DeviceCompliance.state, DeviceCompliance.open_findings, DeviceCompliance.evaluated_at)
-        .outerjoin(DeviceCompliance, DeviceCompliance.device_id == Device.id)
-        .where(device_scope(principal))
-    )
+    conditions: list[ColumnElement[bool]] = [device_scope(principal)]
     if filters.get("unit_id") is not None:
-        stmt = stmt.where(Device.org_unit_id.in_(sorted(units_below(session, filters["unit_id"]))))
+        conditions.append(Device.org_unit_id.in_(sorted(units_below(session, filters["unit_id"]))))
     if filters.get("platform"):
-        stmt = stmt.where(Device.platform == filters["platform"])
+        conditions.append(Device.platform == filters["platform"])
     if filters.get("status"):
-        stmt = stmt.where(Device.enrollment_state == filters["status"])
+        conditions.append(Device.enrollment_state == filters["status"])
+    by_compliance = bool(filters.get("compliance") or filters.get("compliance_severity"))
     if filters.get("compliance"):
-        stmt = stmt.where(compliance_condition(filters["compliance"]))
+        conditions.append(compliance_condition(filters["compliance"]))
     if filters.get("compliance_severity"):
-        stmt = stmt.where(DeviceCompliance.state == filters["compliance_severity"])
+        conditions.append(DeviceCompliance.state == filters["compliance_severity"])
     if filters.get("app"):
-        stmt = stmt.where(has_app(filters["app"]))
+        conditions.append(has_app(filters["app"]))
     if filters.get("seen_since") is not None:
-        stmt = stmt.where(Device.last_seen_at >= filters["seen_since"])
+        conditions.append(Device.last_seen_at >= filters["seen_since"])
     if filters.get("not_seen_since") is not None:
-        stmt = stmt.where(or_(Device.last_seen_at.is_(None), Device.last_seen_at < filters["not_seen_since"]))
+        conditions.append(or_(Device.last_seen_at.is_(None), Device.last_seen_at < filters["not_seen_since"]))
     if filters.get("q"):
-        pattern = _like(filters["q"])
-        stmt = stmt.where(
-            or_(
-                *(
-                    column.ilike(pattern, escape="\\")
-                    for column in (
-                        Device.udid,
-                        Device.serial_number,
-                        Device.device_name,
-                        Device.model_name,
-                        Device.product_name,
-                        Device.asset_tag,
-                        Device.assigned_user,
-                    )
-                )
-            )
-        )
+        # lower(column) LIKE: what migration 0014's trigram indexes answer on PostgreSQL.
+        conditions.append(substring_match(filters["q"]))
     order = {
         "id": (Device.id,),
         "-id": (Device.id.desc(),),
         "last_seen": (Device.last_seen_at.is_(None), Device.last_seen_at, Device.id),
-        "-last_seen": (Device.last_seen_at.is_(None), Device.last_seen_at.desc(), Device.id),
+        "-last_seen": most_recently_seen(),
         "name": (Device.device_name, Device.id),
     }[filters.get("sort") or "id"]
     page, per_page = filters.get("page", 1), filters.get("per_page", 50)
-    stmt = stmt.order_by(*order)
-    total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
-    rows = session.execute(stmt.limit(per_page).offset((page - 1) * per_page)).all()
+    columns = (Device, DeviceCompliance.state, DeviceCompliance.open_findings, DeviceCompliance.evaluated_at)
+    stmt = (
+        select(*columns)
+        .outerjoin(DeviceCompliance, DeviceCompliance.device_id == Device.id)
+        .where(*conditions)
+        .order_by(*order)
+        .limit(per_page)
+        .offset((page - 1) * per_page)
+    )
+    if filters.get("q"):
+        # A search finds few devices: read them once, the page and how many there are together,
+        # instead of matching every row twice (count, then page).
+        rows = session.execute(stmt.add_columns(func.count().over())).all()
+        total = rows[0][-1] if rows else _count_devices(session, conditions, by_compliance) if page > 1 else 0
+    else:
+        # A plain list is a long one: the page comes off ix_devices_last_seen_order, the count
+        # off devices alone (no join unless a compliance filter needs it).
+        rows = session.execute(stmt).all()
+        total = _count_devices(session, conditions, by_compliance)
     items = [
         DeviceRow(device, compliance_status(state, open_count, evaluated_at))
-        for device, state, open_count, evaluated_at in rows
+        for device, state, open_count, evaluated_at, *_ in rows
     ]
     return PageResult(items, page, per_page, total)
+
+
+def _count_devices(session: Session, conditions: list[ColumnElement[bool]], by_compliance: bool) -> int:
+    found = select(Device)
+    if by_compliance:
+        found = found.outerjoin(DeviceCompliance, DeviceCompliance.device_id == Device.id)
+    stmt = found.where(*conditions).with_only_columns(func.count(Device.id), maintain_column_froms=True)
+    return session.scalar(stmt) or 0
 
 
 def visible_device(session: Session, principal: Principal, device_id: int) -> Device | None:

@@ -18,6 +18,7 @@ from commands.wipe_certificate import certificate_for_incident
 from mdm.ground.models import Device, OrgUnit
 from mdm.ground.models.incident import Incident, IncidentStatus
 from mdm.services import orgunits
+from mdm.services.device_search import exact_match, most_recently_seen, substring_match
 
 MAP_URL = "https://maps.google.com/?q={lat},{lon}"
 
@@ -54,35 +55,22 @@ def find_devices(
     text = text.strip()
     if not text:
         return []
-    pattern = _like(text)
-    columns = (
-        Device.asset_tag,
-        Device.assigned_user,
-        Device.serial_number,
-        Device.udid,
-        Device.device_name,
-        Device.model_name,
-        Device.product_name,
-        OrgUnit.name_ja,
-        OrgUnit.name_en,
-        OrgUnit.code,
+    scope = _in_scope(Device.org_unit_id, unit_ids)
+    # An exact asset tag (資産番号), serial, user or UDID first: indexed, and what a caller
+    # reading the tag on the case says; then the most recently seen tablets containing the text.
+    wanted = text.lower()
+    exact = sorted(
+        session.scalars(
+            select(Device).where(scope, exact_match(text)).order_by(*most_recently_seen()).limit(limit)
+        ),
+        key=lambda d: ((d.asset_tag or "").lower() != wanted, (d.serial_number or "").lower() != wanted),
     )
-    stmt = (
-        select(Device)
-        .outerjoin(OrgUnit, Device.org_unit_id == OrgUnit.id)
-        .where(_in_scope(Device.org_unit_id, unit_ids))
-        .where(or_(*(column.ilike(pattern, escape="\\") for column in columns)))
-        # An exact asset tag (資産番号) or serial first, then the most recently seen tablets.
-        .order_by(
-            (func.lower(Device.asset_tag) == text.lower()).desc(),
-            (func.lower(Device.serial_number) == text.lower()).desc(),
-            Device.last_seen_at.is_(None),
-            Device.last_seen_at.desc(),
-            Device.id,
-        )
-        .limit(limit)
-    )
-    devices = list(session.scalars(stmt))
+    devices = list(exact)
+    if len(devices) < limit:
+        stmt = select(Device).where(scope, substring_match(text, units_too=True))
+        if exact:
+            stmt = stmt.where(Device.id.not_in([d.id for d in exact]))
+        devices += session.scalars(stmt.order_by(*most_recently_seen()).limit(limit - len(exact)))
     active = _active_incidents(session, [d.id for d in devices])
     return [
         DeviceHit(d, orgunits.path_label(session, d.org_unit) if d.org_unit else None, active.get(d.id))

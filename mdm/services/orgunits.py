@@ -88,7 +88,7 @@ def find_unit_by_code(session: Session, code: str) -> OrgUnit | None:
 
 def list_units(session: Session) -> list[OrgUnit]:
     """Every unit, parents before children (tree order)."""
-    return [node.unit for node in walk(unit_tree(session))]
+    return [node.unit for node in walk(unit_tree(session, with_counts=False))]
 
 
 @dataclass
@@ -99,16 +99,19 @@ class UnitNode:
     device_count: int = 0  # devices directly in this unit
 
 
-def unit_tree(session: Session) -> list[UnitNode]:
-    """The forest of units (normally one HQ), children ordered by kind then name."""
+def unit_tree(session: Session, *, with_counts: bool = True) -> list[UnitNode]:
+    """The forest of units (normally one HQ), children ordered by kind then name. The device counts
+    are a GROUP BY over the whole fleet: a drop-down of units (list_units) goes without them."""
     units = list(session.scalars(select(OrgUnit)))
-    counts = dict(
-        session.execute(
-            select(Device.org_unit_id, func.count(Device.id))
-            .where(Device.org_unit_id.is_not(None))
-            .group_by(Device.org_unit_id)
-        ).all()
-    )
+    counts: dict[int | None, int] = {}
+    if with_counts:
+        counts = dict(
+            session.execute(
+                select(Device.org_unit_id, func.count(Device.id))
+                .where(Device.org_unit_id.is_not(None))
+                .group_by(Device.org_unit_id)
+            ).all()
+        )
     by_parent: dict[int | None, list[OrgUnit]] = {}
     for unit in units:
         by_parent.setdefault(unit.parent_id, []).append(unit)

@@ -108,6 +108,10 @@ class PolicyBook:
             self._cache[org_unit_id] = replace(self.base, **values)  # type: ignore[arg-type]
         return self._cache[org_unit_id]
 
+    def every_policy(self) -> list[UnitPolicy]:
+        """The policy of every unit and the default's: the bounds a fleet-wide check filters on."""
+        return [self.for_unit(unit) for unit in (None, *self.parents)]
+
 
 def policy_for(session: Session, device: Device) -> UnitPolicy:
     return PolicyBook(session).for_unit(device.org_unit_id)

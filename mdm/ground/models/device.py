@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text, text
+from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text, column, func, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from mdm.ground import clock
@@ -44,6 +44,19 @@ _ANDROID_ENROLLED = text(
 )
 
 
+# Columns the hotline and the device list search (commands.incidents.views, web.queries).
+SEARCH_EXACT = ("asset_tag", "serial_number", "assigned_user", "udid")
+SEARCH_SUBSTRING = (
+    "udid",
+    "serial_number",
+    "device_name",
+    "model_name",
+    "product_name",
+    "asset_tag",
+    "assigned_user",
+)
+
+
 class Device(Base):
     __tablename__ = "devices"
     __table_args__ = (
@@ -53,6 +66,20 @@ class Device(Base):
             unique=True,
             sqlite_where=_ANDROID_ENROLLED,
             postgresql_where=_ANDROID_ENROLLED,
+        ),
+        # The device list's default order, most recently seen first (migration 0014; SQLite puts
+        # NULL last in a descending index without being told).
+        Index("ix_devices_last_seen_order", column("last_seen_at").desc().nullslast(), "id"),
+        # The hotline's search (migration 0014): exact matches on lower(), and on PostgreSQL with
+        # pg_trgm a trigram index per searched column for `lower(col) LIKE '%…%'`.
+        *(Index(f"ix_devices_lower_{c}", func.lower(column(c))) for c in SEARCH_EXACT),
+        *(
+            Index(
+                f"ix_devices_trgm_{c}",
+                text(f"lower({c}) gin_trgm_ops"),
+                postgresql_using="gin",
+            )
+            for c in SEARCH_SUBSTRING
         ),
     )
 

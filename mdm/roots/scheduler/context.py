@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -17,3 +18,8 @@ class JobContext:
     settings: Settings
     holder: str
     dispatcher: PushDispatcher | None = None
+    # Set on SIGTERM: a fleet-wide job checks it between its pages and stops there.
+    stopping: threading.Event | None = None
+
+    def should_stop(self) -> bool:
+        return self.stopping is not None and self.stopping.is_set()

@@ -35,11 +35,12 @@ from mdm.services.alerts.email import due_alert_emails, email_enabled, record_em
 from mdm.services.alerts.service import raise_alert
 from mdm.services.alerts.webhooks import due_deliveries, post_delivery, record_attempt
 from mdm.services.backup.schedule import scheduled_backup
-from mdm.services.compliance.evaluation import evaluate_fleet
+from mdm.services.compliance.evaluation import evaluate_fleet_page
 from mdm.services.continuity.webhooks import readiness_job
 from mdm.services.mail.outbox import due_mails, record_mail, with_link
 from mdm.services.mail.server import mail_server
 from mdm.services.mail.smtp import send_mail
+from mdm.services.unit_policy import PolicyBook
 
 log = logging.getLogger(__name__)
 
@@ -67,16 +68,38 @@ def command_expiry(ctx: JobContext) -> dict[str, Any]:
         return {"expired": expire_overdue(session)}
 
 
-def offline_check(ctx: JobContext) -> dict[str, Any]:
+# Devices per transaction of a fleet-wide check: bounded memory, and a SIGTERM waits one page.
+FLEET_PAGE = 250
+
+
+def fleet_check(ctx: JobContext, rules: list[str], page: int = FLEET_PAGE) -> dict[str, Any]:
+    """Run `rules` over the fleet a page at a time, each page its own transaction, the unit tree
+    and policies loaded once; stops between pages when the scheduler is told to stop."""
     with transaction(ctx.factory) as session:
-        return {"devices": evaluate_fleet(session, rules=["offline_too_long"])}
+        book = PolicyBook(session)
+        book.every_policy()  # resolved now: the book outlives this session
+    devices = 0
+    after = 0
+    while not ctx.should_stop():
+        with transaction(ctx.factory) as session:
+            done = evaluate_fleet_page(session, book, rules=rules, after_id=after, batch=page)
+        if not done:
+            return {"devices": devices}
+        devices += len(done)
+        after = done[-1]
+    log.info("scheduler: %s stopped after %d devices", ",".join(rules), devices)
+    return {"devices": devices, "stopped": True}
+
+
+def offline_check(ctx: JobContext) -> dict[str, Any]:
+    return fleet_check(ctx, ["offline_too_long"])
 
 
 def certificate_expiry(ctx: JobContext) -> dict[str, Any]:
+    result = fleet_check(ctx, ["identity_certificate_expiring"])
     with transaction(ctx.factory) as session:
-        devices = evaluate_fleet(session, rules=["identity_certificate_expiring"])
         push_alert = _push_certificate_alert(session)
-    return {"devices": devices, "push_certificate_alert": push_alert}
+    return {**result, "push_certificate_alert": push_alert}
 
 
 def _push_certificate_alert(session: Session, warning_days: int = 30) -> bool:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -26,8 +26,9 @@ from mdm.ground.models import (
     Severity,
 )
 from mdm.services.alerts.service import raise_alert
+from mdm.services.compliance.candidates import candidates_for
 from mdm.services.compliance.queries import with_compliance_filter
-from mdm.services.compliance.rules import RULES, DeviceState, Violation
+from mdm.services.compliance.rules import RULE_NEEDS, RULES, DeviceState, Violation
 from mdm.services.compliance.sources import allowed_apps_for, expected_profiles_for
 from mdm.services.unit_policy import PolicyBook
 
@@ -51,14 +52,30 @@ def _grouped(session: Session, model: Any, column: Any, ids: list[int]) -> dict[
     return grouped
 
 
-def _load(session: Session, ids: list[int]) -> _Loaded:
+# In a fleet check, an open finding still seen is rewritten when what it says changed, else once
+# a day at most: a check every 15 minutes must not rewrite tens of thousands of unchanged rows.
+_FINDING_REFRESH = timedelta(days=1)
+
+
+def _needs(names: Iterable[str]) -> frozenset[str]:
+    return frozenset().union(*(RULE_NEEDS.get(name, frozenset()) for name in names))
+
+
+def _load(session: Session, ids: list[int], needs: frozenset[str] = frozenset(RULE_NEEDS)) -> _Loaded:
+    """`ids` is one batch (evaluate_fleet's bounded pages, or one request's devices)."""
     return _Loaded(
         facts={
             f.device_id: f for f in session.scalars(select(DeviceFacts).where(DeviceFacts.device_id.in_(ids)))
-        },
-        apps=_grouped(session, InstalledApp, InstalledApp.device_id, ids),
-        profiles=_grouped(session, InstalledProfile, InstalledProfile.device_id, ids),
-        identity_certificates=_grouped(session, DeviceCertificate, DeviceCertificate.device_id, ids),
+        }
+        if "facts" in needs
+        else {},
+        apps=_grouped(session, InstalledApp, InstalledApp.device_id, ids) if "apps" in needs else {},
+        profiles=_grouped(session, InstalledProfile, InstalledProfile.device_id, ids)
+        if "profiles" in needs
+        else {},
+        identity_certificates=_grouped(session, DeviceCertificate, DeviceCertificate.device_id, ids)
+        if "identity_certificates" in needs
+        else {},
         open_findings=_grouped_open_findings(session, ids),
         compliance={
             c.device_id: c
@@ -78,7 +95,13 @@ def _grouped_open_findings(session: Session, ids: list[int]) -> dict[int, list[C
     return grouped
 
 
-def _state(session: Session, device: Device, book: PolicyBook, loaded: _Loaded) -> DeviceState:
+def _state(
+    session: Session,
+    device: Device,
+    book: PolicyBook,
+    loaded: _Loaded,
+    needs: frozenset[str] = frozenset(RULE_NEEDS),
+) -> DeviceState:
     return DeviceState(
         device=device,
         policy=book.for_unit(device.org_unit_id),
@@ -87,8 +110,8 @@ def _state(session: Session, device: Device, book: PolicyBook, loaded: _Loaded) 
         apps=loaded.apps.get(device.id, []),
         profiles=loaded.profiles.get(device.id, []),
         identity_certificates=loaded.identity_certificates.get(device.id, []),
-        app_policy=allowed_apps_for(session, device),
-        expected_profiles=expected_profiles_for(session, device),
+        app_policy=allowed_apps_for(session, device) if "app_policy" in needs else None,
+        expected_profiles=expected_profiles_for(session, device) if "expected_profiles" in needs else None,
     )
 
 
@@ -128,8 +151,11 @@ def evaluate_devices(
     session.flush()
     book = book or PolicyBook(session)
     names = list(RULES) if rules is None else list(rules)
-    loaded = _load(session, [d.id for d in devices])
-    return {d.id: _evaluate(session, _state(session, d, book, loaded), names, loaded) for d in devices}
+    needs = _needs(names)
+    loaded = _load(session, [d.id for d in devices], needs)
+    return {
+        d.id: _evaluate(session, _state(session, d, book, loaded, needs), names, loaded) for d in devices
+    }
 
 
 def _evaluate(
@@ -141,6 +167,7 @@ def _evaluate(
         for violation in RULES[name](state):
             found[(name, violation.subject)] = violation
     now = state.now
+    every_rule = set(names) >= set(RULES)
     still_open: list[ComplianceFinding] = []
     current: dict[tuple[str, str], ComplianceFinding] = {}
     for finding in loaded.open_findings.get(device.id, []):
@@ -152,17 +179,27 @@ def _evaluate(
         if seen is None:
             finding.closed_at = now
         else:
-            finding.last_seen_at = now
-            finding.severity = seen.severity
-            finding.message = seen.message[:512]
-            finding.details = seen.details
+            _still_seen(finding, seen, now, refresh=every_rule)
             still_open.append(finding)
     for key, violation in found.items():
         if key not in current:
             still_open.append(_open_finding(session, device, key[0], violation, now))
     still_open.sort(key=lambda f: f.id)
-    _store_state(session, device, still_open, loaded.compliance.get(device.id))
+    _store_state(session, device, still_open, loaded.compliance.get(device.id), every_rule=every_rule)
     return still_open
+
+
+def _still_seen(finding: ComplianceFinding, seen: Violation, now: datetime, *, refresh: bool) -> None:
+    """A full evaluation (after the device's inventory) confirms the finding now; a check of some
+    rules over the fleet writes it only when it changed, or to confirm it once a day."""
+    message = seen.message[:512]
+    changed = (finding.severity, finding.message, finding.details) != (seen.severity, message, seen.details)
+    if changed:
+        finding.severity = seen.severity
+        finding.message = message
+        finding.details = seen.details
+    if refresh or changed or finding.last_seen_at is None or now - finding.last_seen_at >= _FINDING_REFRESH:
+        finding.last_seen_at = now
 
 
 def _open_finding(
@@ -193,9 +230,21 @@ def _open_finding(
 
 
 def _store_state(
-    session: Session, device: Device, findings: list[ComplianceFinding], row: DeviceCompliance | None
+    session: Session,
+    device: Device,
+    findings: list[ComplianceFinding],
+    row: DeviceCompliance | None,
+    *,
+    every_rule: bool = True,
 ) -> None:
+    """Keep the device's state. An evaluation of every rule records when it ran (the device page
+    shows it); a check of some rules (the scheduled fleet checks) writes only a state that changed."""
     worst = max((f.severity for f in findings), key=Severity.rank, default=Severity.OK)
+    if not every_rule:
+        if row is None and worst == Severity.OK and not findings:
+            return  # no row reads as "ok" already (with_compliance_filter)
+        if row is not None and row.state == worst and row.open_findings == len(findings):
+            return
     if row is None:  # _load found none: first evaluation here, but maybe not the only one running
         now = clock.now()
         values = {"device_id": device.id, "state": worst, "open_findings": len(findings), "evaluated_at": now}
@@ -220,24 +269,45 @@ def devices_by_compliance(session: Session, states: Iterable[str], *, limit: int
 
 
 def evaluate_fleet(session: Session, *, rules: Iterable[str] | None = None, batch: int = 500) -> int:
-    """Evaluate every enrolled device (the scheduled check); returns how many."""
+    """Evaluate every enrolled device the rules could concern, in one transaction; returns how
+    many. The scheduler runs the same pages each in its own transaction (evaluate_fleet_page)."""
     book = PolicyBook(session)
     count = 0
-    last_id = 0
+    after = 0
     while True:
-        devices = list(
-            session.scalars(
-                select(Device)
-                .where(Device.enrollment_state == EnrollmentState.ENROLLED, Device.id > last_id)
-                .order_by(Device.id)
-                .limit(batch)
-            )
-        )
-        if not devices:
+        done = evaluate_fleet_page(session, book, rules=rules, after_id=after, batch=batch)
+        if not done:
             return count
-        evaluate_devices(session, devices, book=book, rules=rules)
-        count += len(devices)
-        last_id = devices[-1].id
+        count += len(done)
+        after = done[-1]
+
+
+def evaluate_fleet_page(
+    session: Session,
+    book: PolicyBook,
+    *,
+    rules: Iterable[str] | None = None,
+    after_id: int = 0,
+    batch: int = 500,
+) -> list[int]:
+    """Evaluate the next `batch` enrolled devices after `after_id` that `rules` could concern
+    (mdm.services.compliance.candidates); returns their ids, empty when none is left. A fixed
+    number of queries per page, whatever the fleet's size, plus one write per changed row."""
+    names = list(RULES) if rules is None else list(rules)
+    devices = list(
+        session.scalars(
+            select(Device)
+            .where(
+                Device.enrollment_state == EnrollmentState.ENROLLED,
+                Device.id > after_id,
+                candidates_for(names, book, clock.now()),
+            )
+            .order_by(Device.id)
+            .limit(batch)
+        )
+    )
+    evaluate_devices(session, devices, book=book, rules=names)
+    return [d.id for d in devices]
 
 
 def evaluate_after_inventory(session: Session, devices: list[Device]) -> None:

@@ -242,3 +242,20 @@ RULES: dict[str, Rule] = {
     "android_security_patch_outdated": android_security_patch_outdated,
     "android_not_device_owner": android_not_device_owner,
 }
+
+
+# What each rule reads besides the device and its unit's policy, so that a check running only
+# some rules (the scheduled offline and certificate checks) loads nothing else: least of all the
+# profile assignment tree per device.
+RULE_NEEDS: dict[str, frozenset[str]] = {
+    "unauthorized_app": frozenset({"apps", "app_policy"}),
+    "passcode_missing": frozenset({"facts"}),
+    "passcode_not_compliant": frozenset({"facts"}),
+    "not_supervised": frozenset({"facts"}),
+    "os_outdated": frozenset(),
+    "offline_too_long": frozenset(),
+    "identity_certificate_expiring": frozenset({"identity_certificates"}),
+    "profile_missing_or_outdated": frozenset({"facts", "profiles", "expected_profiles"}),
+    "android_security_patch_outdated": frozenset({"facts"}),
+    "android_not_device_owner": frozenset({"facts"}),
+}

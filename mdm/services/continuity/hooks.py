@@ -119,8 +119,14 @@ def collect_changes(session: Session, _flush_context: Any) -> None:
         session.info.pop(PENDING_KEY, None)
 
 
+# Past this many devices changed in one transaction (a fleet-wide check, a bulk action), every
+# unit is recomputed: the full pass is set-based, and naming the devices would grow a parameter
+# list with the fleet (PostgreSQL refuses more than 65,535).
+WHOLE_FLEET_AFTER = 5000
+
+
 def _units_of(session: Session, pending: Pending) -> set[int] | None:
-    if pending.everything:
+    if pending.everything or len(pending.seen | pending.device_ids) > WHOLE_FLEET_AFTER:
         return None
     units = set(pending.unit_ids)
     if pending.seen - pending.device_ids:

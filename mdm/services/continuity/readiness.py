@@ -234,8 +234,11 @@ def _arrived_spares(world: World, computed: dict[int, Computed]) -> list[int]:
 def _clear_arrived_spares(session: Session, device_ids: list[int]) -> None:
     if not device_ids:
         return
-    for row in session.scalars(select(SpareDevice).where(SpareDevice.device_id.in_(device_ids))):
-        session.delete(row)
+    # Bounded lists: every spare of a prefecture may arrive in the same run.
+    for start in range(0, len(device_ids), 900):
+        chunk = device_ids[start : start + 900]
+        for row in session.scalars(select(SpareDevice).where(SpareDevice.device_id.in_(chunk))):
+            session.delete(row)
 
 
 def _record_change(

@@ -92,7 +92,7 @@ def spares_by_station(
     org_of: dict[int, int | None] = {}
     if world.spare_device_ids:
         rows = session.execute(
-            select(Device.id, Device.org_unit_id).where(Device.id.in_(sorted(world.spare_device_ids)))
+            select(Device.id, Device.org_unit_id).join(SpareDevice, SpareDevice.device_id == Device.id)
         ).all()
         org_of = {device_id: org_unit_id for device_id, org_unit_id in rows}
     for pool, spares in world.spares.items():

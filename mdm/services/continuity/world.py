@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from mdm.ground.models import (
@@ -64,41 +65,61 @@ class World:
 
 
 def load_world(session: Session, unit_ids: set[int] | None = None) -> World:
-    """Everything needed to compute the readiness of `unit_ids` (None: every unit)."""
+    """Everything needed to compute the readiness of `unit_ids` (None: every unit).
+
+    Which devices are asked about is said in SQL (a subquery over the units and the spares),
+    never as a list of device ids: a prefecture's fleet passes any driver's parameter limit
+    (65,535 on PostgreSQL), and each query here is one round trip whatever the fleet's size."""
     units = {u.id: u for u in session.scalars(select(OrgUnit))}
     targets = sorted(
         (u for u in units.values() if u.kind == OrgUnitKind.UNIT and (unit_ids is None or u.id in unit_ids)),
         key=lambda u: u.id,
     )
     world = World(units, targets, plans_for(session, targets))
-    target_ids = [u.id for u in targets]
-    devices: list[Device] = (
-        list(session.scalars(select(Device).where(Device.org_unit_id.in_(target_ids)).order_by(Device.id)))
-        if target_ids
-        else []
-    )
+    target_units = select(OrgUnit.id).where(OrgUnit.kind == OrgUnitKind.UNIT)
+    if unit_ids is not None:
+        target_units = target_units.where(OrgUnit.id.in_(sorted(unit_ids)))
+    in_targets = Device.org_unit_id.in_(target_units.scalar_subquery())
+    devices = list(session.execute(_DEVICE_COLUMNS.where(in_targets).order_by(Device.id))) if targets else []
     spare_rows = list(
-        session.execute(select(SpareDevice, Device).join(Device, Device.id == SpareDevice.device_id))
+        session.execute(
+            select(SpareDevice.swapped_to_unit_id, SpareDevice.swapped_at, *_DEVICE_COLUMNS.selected_columns)
+            .join(Device, Device.id == SpareDevice.device_id)
+            .order_by(Device.id)
+        )
     )
-    everyone = {d.id: d for d in devices}
+    everyone: dict[int, Any] = {d.id: d for d in devices}
     swapped: dict[int, datetime] = {}
-    for row, device in spare_rows:
-        everyone[device.id] = device
-        world.spare_device_ids.add(device.id)
+    for row in spare_rows:
+        everyone[row.id] = row
+        world.spare_device_ids.add(row.id)
         if row.swapped_to_unit_id is not None:
-            world.incoming[device.id] = row.swapped_to_unit_id
-            if device.org_unit_id == row.swapped_to_unit_id and row.swapped_at is not None:
-                swapped[device.id] = row.swapped_at
-    facts = _facts(session, list(everyone.values()), swapped)
+            world.incoming[row.id] = row.swapped_to_unit_id
+            if row.org_unit_id == row.swapped_to_unit_id and row.swapped_at is not None:
+                swapped[row.id] = row.swapped_at
+    asked = select(Device.id).where(in_targets) if targets else None
+    facts = _facts(session, list(everyone.values()), asked, swapped)
     for device in devices:
         world.tablets.setdefault(device.org_unit_id or 0, []).append(facts[device.id])
-    for row, device in spare_rows:
-        home = units.get(device.org_unit_id) if device.org_unit_id is not None else None
+    for row in spare_rows:
+        home = units.get(row.org_unit_id) if row.org_unit_id is not None else None
         if row.swapped_to_unit_id is None and home is not None and home.kind in POOL_KINDS:
             pool = world.pool_of(home.id)
             if pool is not None:
-                world.spares.setdefault(pool, []).append(facts[device.id])
+                world.spares.setdefault(pool, []).append(facts[row.id])
     return world
+
+
+# Only the columns the rules read: a fleet's Device objects would hold hundreds of MB in a session.
+_DEVICE_COLUMNS = select(
+    Device.id,
+    Device.org_unit_id,
+    Device.device_name,
+    Device.serial_number,
+    Device.udid,
+    Device.enrollment_state,
+    Device.last_seen_at,
+)
 
 
 def _unverified_profiles(session: Session, swapped: dict[int, datetime]) -> dict[int, int]:
@@ -114,42 +135,51 @@ def _unverified_profiles(session: Session, swapped: dict[int, datetime]) -> dict
             DeviceProfileState.installed_version,
             DeviceProfileState.last_verified_at,
         ).where(
-            DeviceProfileState.device_id.in_(sorted(swapped)),
+            DeviceProfileState.device_id.in_(
+                select(SpareDevice.device_id).where(SpareDevice.swapped_to_unit_id.is_not(None))
+            ),
             DeviceProfileState.profile_id.is_not(None),
             DeviceProfileState.desired_version.is_not(None),
         )
     ):
+        if device_id not in swapped:
+            continue  # swapped but not in its unit yet: _spare_arrival does not look at profiles
         if installed != desired or verified is None or verified <= swapped[device_id]:
             count[device_id] = count.get(device_id, 0) + 1
     return count
 
 
 def _facts(
-    session: Session, devices: list[Device], swapped: dict[int, datetime] | None = None
+    session: Session,
+    devices: list[Any],
+    asked: Select[Any] | None,
+    swapped: dict[int, datetime] | None = None,
 ) -> dict[int, DeviceFacts]:
+    """The facts of `devices`: the tablets `asked` selects, and every spare."""
     swapped = swapped or {}
     unverified = _unverified_profiles(session, swapped)
-    ids = [d.id for d in devices]
     incidents: dict[int, tuple[int, str]] = {}
     findings: dict[int, list[tuple[str, str]]] = {}
     battery: dict[int, float | None] = {}
-    if ids:
+    if devices:
+        spares = select(SpareDevice.device_id)
+        wanted = spares if asked is None else asked.union(spares)
         for device_id, incident_id, kind in session.execute(
             select(Incident.device_id, Incident.id, Incident.kind)
-            .where(Incident.device_id.in_(ids), Incident.status.in_(IncidentStatus.ACTIVE))
+            .where(Incident.device_id.in_(wanted), Incident.status.in_(IncidentStatus.ACTIVE))
             .order_by(Incident.id)
         ):
             incidents[device_id] = (incident_id, kind)
         for device_id, rule, severity in session.execute(
             select(ComplianceFinding.device_id, ComplianceFinding.rule, ComplianceFinding.severity).where(
-                ComplianceFinding.device_id.in_(ids), ComplianceFinding.closed_at.is_(None)
+                ComplianceFinding.device_id.in_(wanted), ComplianceFinding.closed_at.is_(None)
             )
         ):
             findings.setdefault(device_id, []).append((rule, severity))
         battery = dict(
             session.execute(
                 select(DeviceFactsRow.device_id, DeviceFactsRow.battery_level).where(
-                    DeviceFactsRow.device_id.in_(ids)
+                    DeviceFactsRow.device_id.in_(wanted), DeviceFactsRow.battery_level.is_not(None)
                 )
             ).all()
         )

@@ -1,0 +1,170 @@
+"""Fleet-wide computations make no round trip per device: readiness, the offline check and the
+certificate check run the same number of SQL statements, each with the same number of bound
+parameters, at N and at 3N devices (issue 23: 100,000 devices, PostgreSQL's 65,535 parameters).
+Counted, not timed; speed is measured in tests/bench/bench_fleet_scale.py."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import Engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+from mdm.ground import clock
+from mdm.ground.audit import SYSTEM
+from mdm.ground.models import DeviceCertificate, OrgUnit
+from mdm.roots.scheduler.jobs import FLEET_PAGE, JobContext, fleet_check, run_job
+from mdm.services.continuity.readiness import compute
+from mdm.services.continuity.spares import mark_spare
+from mdm.services.continuity.world import load_world
+from mdm.services.orgunits import assign_device
+from tests.continuity.helpers import build_tree, tablet
+
+N = 12
+
+
+@dataclass
+class Statements:
+    count: int = 0
+    most_parameters: int = 0
+    texts: list[str] = field(default_factory=list)
+
+
+@contextmanager
+def counted(engine: Engine) -> Iterator[Statements]:
+    seen = Statements()
+
+    def before(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
+        seen.count += 1
+        seen.texts.append(statement)
+        if isinstance(parameters, dict | tuple | list):
+            seen.most_parameters = max(seen.most_parameters, len(parameters))
+
+    event.listen(engine, "before_cursor_execute", before)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+
+
+def _add_tablets(session: Session, units: list[OrgUnit], count: int, start: int) -> None:
+    """`count` tablets spread over the units: a third offline for two days, a third with an
+    identity certificate expiring in ten days, every sixth a spare kept at its station."""
+    now = clock.now()
+    for i in range(start, start + count):
+        device = tablet(session, units[i % len(units)], f"tablet {i}")
+        if i % 3 == 1:
+            device.last_seen_at = now - timedelta(days=2)
+        if i % 3 == 2:
+            session.add(
+                DeviceCertificate(
+                    fingerprint_sha256=f"{i:064x}",
+                    device_id=device.id,
+                    subject=f"CN=tablet {i}",
+                    issuer="CN=ca",
+                    serial_hex=f"{i:x}",
+                    not_before=now - timedelta(days=300),
+                    not_after=now + timedelta(days=10),
+                    pem="-",
+                    purpose="mdm_identity",
+                )
+            )
+        if i % 6 == 5:
+            station = session.get(OrgUnit, device.org_unit_id and units[i % len(units)].parent_id)
+            assign_device(session, device, station, actor=SYSTEM)
+            mark_spare(session, device, actor=SYSTEM)
+    session.commit()
+
+
+def _measure(
+    engine: Engine, session_factory: sessionmaker[Session], settings: Any
+) -> dict[str, tuple[int, int]]:
+    ctx = JobContext(session_factory, settings, "host:1")
+    out: dict[str, tuple[int, int]] = {}
+
+    def readiness() -> None:
+        with session_factory() as session:
+            compute(load_world(session), clock.now())
+
+    jobs: dict[str, Callable[[], Any]] = {
+        "readiness": readiness,
+        "offline_check": lambda: run_job(ctx, "offline_check"),
+        "certificate_expiry": lambda: run_job(ctx, "certificate_expiry"),
+    }
+    for name, run in jobs.items():
+        run()  # opens the findings of the devices just added: one write per change is fine
+        with counted(engine) as seen:
+            run()  # the steady state: nothing changed, so nothing may scale with the fleet
+        out[name] = (seen.count, seen.most_parameters)
+    return out
+
+
+def test_fleet_computations_make_no_round_trip_per_device(
+    session, session_factory, settings, clean_database, frozen_clock
+):
+    tree = build_tree(session)
+    units = [tree.ambulance3, tree.pump, tree.command, tree.north_ambulance]
+    _add_tablets(session, units, N, 0)
+    at_n = _measure(clean_database, session_factory, settings)
+    _add_tablets(session, units, 2 * N, N)
+    at_3n = _measure(clean_database, session_factory, settings)
+    assert all(count > 0 for count, _ in at_n.values())
+    assert {name: count for name, (count, _) in at_3n.items()} == {
+        name: count for name, (count, _) in at_n.items()
+    }
+    # Readiness names its devices in SQL, never as parameters; a job's page lists at most a page.
+    assert at_3n["readiness"] == at_n["readiness"]
+    assert all(most <= FLEET_PAGE + 10 for _, most in at_3n.values())
+
+
+def test_offline_check_writes_only_what_changed(
+    session, session_factory, settings, clean_database, frozen_clock
+):
+    tree = build_tree(session)
+    _add_tablets(session, [tree.ambulance3, tree.north_ambulance], N, 0)
+    ctx = JobContext(session_factory, settings, "host:1")
+    run_job(ctx, "offline_check")
+    frozen_clock.advance(minutes=15)
+    with counted(clean_database) as seen:
+        run_job(ctx, "offline_check")
+    writes = [s for s in seen.texts if s.lstrip().upper().startswith(("UPDATE", "INSERT", "DELETE"))]
+    # Only the scheduler's own JobRun row (inserted, then finished), no device or finding rows.
+    assert all("job_runs" in s for s in writes), writes
+
+
+def test_fleet_check_stops_between_pages(session, session_factory, settings, frozen_clock):
+    """Told to stop (SIGTERM sets the event) while a page runs, the check ends after that page."""
+    tree = build_tree(session)
+    _add_tablets(session, [tree.ambulance3], 6, 0)
+    frozen_clock.advance(days=3)  # every tablet offline: each page has work
+    stopping = threading.Event()
+    sessions = 0
+
+    def make_session() -> Session:
+        nonlocal sessions
+        sessions += 1
+        if sessions == 2:  # the policies were loaded; the first page is under way
+            stopping.set()
+        return session_factory()
+
+    factory = _FactoryProxy(session_factory, make_session)
+    ctx = JobContext(factory, settings, "host:1", stopping=stopping)  # type: ignore[arg-type]
+    assert fleet_check(ctx, ["offline_too_long"], page=2) == {"devices": 2, "stopped": True}
+    stopping.clear()
+    assert fleet_check(ctx, ["offline_too_long"], page=2) == {"devices": 6}
+
+
+class _FactoryProxy:
+    """A session factory that counts the sessions made (jobs open one per transaction)."""
+
+    def __init__(self, inner: sessionmaker[Session], make: Callable[[], Session]) -> None:
+        self.kw = inner.kw
+        self._make = make
+
+    def __call__(self) -> Session:
+        return self._make()
