@@ -18,6 +18,7 @@ from marshmallow import Schema, ValidationError, fields, validate
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from commands.lock_screen import phone_field
 from enrollment.profile import server_anchor_certificates
 from mdm.ground import clock
 from mdm.ground.audit import Actor, record_event
@@ -67,10 +68,7 @@ class AdeProfileSchema(Schema):
     """What an administrator sets per unit; the rest is fixed for fire HQ tablets."""
 
     department = fields.String(load_default="", validate=validate.Length(max=125))
-    support_phone_number = fields.String(
-        load_default="",
-        validate=validate.Regexp(r"^[0-9+\-() ]{0,40}$", error="digits, +, -, ( ) and spaces only"),
-    )
+    support_phone_number = phone_field(optional_blank=True, load_default="")
     support_email_address = fields.String(load_default="", validate=validate.Length(max=125))
     skip_setup_items = fields.List(
         fields.String(validate=validate.OneOf((*SHARED_TABLET_SKIP, "Location", "Passcode"))),
