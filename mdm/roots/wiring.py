@@ -20,16 +20,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
 
+from commands.context import CommandContext
 from commands.inventory_refresh import queue_first_inventory
 from enrollment.hooks import place_in_token_unit
 from mdm.ground.audit_sealer import AuditSealer
 from mdm.ground.config import Settings
 from mdm.ground.push.dispatcher import PushDispatcher
-from mdm.roots.commands import wire_commands
+from mdm.roots.commands import build_command_context
 from mdm.services import devices, orgunits
 from mdm.services.compliance import profile_sources, sources
 from mdm.services.compliance.evaluation import evaluate_after_inventory
@@ -47,6 +49,9 @@ class Wiring:
 
     factory: sessionmaker[Session]
     settings: Settings | None
+    # What every command needs beyond the Session; the root hands it to its doors and jobs, which
+    # pass it on (`context=`) to whatever queues a command or records a result.
+    commands: CommandContext
     dispatcher: PushDispatcher | None
     notifier: ReadinessNotifier | None
     # Every (event, listener) attached to the factory, in the order SQLAlchemy calls them.
@@ -72,13 +77,18 @@ def wire(
     """
     # The commands' context: the settings their results need (wipe certificates are signed at the
     # acknowledgement, queued commands get the configured lifetime) and the profile services.
-    wire_commands(factory, settings)
+    # Returned to the root; the hooks that queue commands get it bound here.
+    commands = build_command_context(settings)
 
     # Services following each other, in the same transaction.
     devices.IDENTITY_BOUND.connect(factory, place_in_token_unit)
-    devices.DEVICE_ENROLLED.connect(factory, assignment.install_on_enrollment, queue_first_inventory)
-    orgunits.DEVICE_MOVED.connect(factory, assignment.follow_moved_device)
-    orgunits.UNIT_MOVED.connect(factory, assignment.follow_moved_unit)
+    devices.DEVICE_ENROLLED.connect(
+        factory,
+        partial(assignment.install_on_enrollment, context=commands),
+        partial(queue_first_inventory, context=commands),
+    )
+    orgunits.DEVICE_MOVED.connect(factory, partial(assignment.follow_moved_device, context=commands))
+    orgunits.UNIT_MOVED.connect(factory, partial(assignment.follow_moved_unit, context=commands))
     sources.APP_POLICY_SOURCES.connect(factory, profile_sources.app_policy_from_assigned_profiles)
     sources.EXPECTED_PROFILE_SOURCES.connect(factory, profile_sources.expected_profiles_from_assignments)
     inventory_events.INVENTORY_UPDATED.connect(factory, evaluate_after_inventory)
@@ -101,4 +111,4 @@ def wire(
     listeners += AuditSealer(factory, background=seal_in_background).listeners()
     for name, listener in listeners:
         event.listen(factory, name, listener)
-    return Wiring(factory, settings, dispatcher, notifier, listeners)
+    return Wiring(factory, settings, commands, dispatcher, notifier, listeners)

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -125,16 +126,27 @@ def test_an_app_has_exactly_the_listeners_its_wiring_names(app, settings, device
         other.extensions["hikeshi"].engine.dispose()
 
 
+def _unbound(hooks, context):
+    """The hooks as written: those that queue commands are connected with `context` bound."""
+    return [
+        hook.func if isinstance(hook, partial) and hook.keywords == {"context": context} else hook
+        for hook in hooks
+    ]
+
+
 def test_the_hooks_are_those_the_wiring_connects(app):
     session = app.extensions["hikeshi"].session_factory()
+    context = app.extensions["hikeshi"].commands
+    assert context is app.extensions["hikeshi.wiring"].commands
+    assert context.settings is app.extensions["hikeshi"].settings
     try:
         assert devices.IDENTITY_BOUND.hooks(session) == [place_in_token_unit]
-        assert devices.DEVICE_ENROLLED.hooks(session) == [
+        assert _unbound(devices.DEVICE_ENROLLED.hooks(session), context) == [
             assignment.install_on_enrollment,
             queue_first_inventory,
         ]
-        assert orgunits.DEVICE_MOVED.hooks(session) == [assignment.follow_moved_device]
-        assert orgunits.UNIT_MOVED.hooks(session) == [assignment.follow_moved_unit]
+        assert _unbound(orgunits.DEVICE_MOVED.hooks(session), context) == [assignment.follow_moved_device]
+        assert _unbound(orgunits.UNIT_MOVED.hooks(session), context) == [assignment.follow_moved_unit]
         assert sources.APP_POLICY_SOURCES.hooks(session) == [
             profile_sources.app_policy_from_assigned_profiles
         ]
@@ -164,7 +176,7 @@ def test_the_scheduler_fenced_sessions_run_the_wiring_then_the_fence(clean_datab
             k: v for k, v in named.items() if k != "before_commit"
         }
         with fenced() as session:
-            assert devices.DEVICE_ENROLLED.hooks(session) == [
+            assert _unbound(devices.DEVICE_ENROLLED.hooks(session), wiring.commands) == [
                 assignment.install_on_enrollment,
                 queue_first_inventory,
             ]

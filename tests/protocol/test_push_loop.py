@@ -188,4 +188,5 @@ def test_an_older_failure_does_not_overwrite_a_newer_success(
     dispatcher._record([target], [late_failure], clock.now(), timedelta(seconds=30))
     session.rollback()  # a new snapshot: the dispatcher wrote in its own
     assert session.get(Device, device.id).push_error == "503 ServiceUnavailable"
-    assert [a.status_code for a in session.scalars(select(PushAttempt).order_by(PushAttempt.id))] == [200, 503, 503]
+    attempts = session.scalars(select(PushAttempt).order_by(PushAttempt.id))
+    assert [a.status_code for a in attempts] == [200, 503, 503]

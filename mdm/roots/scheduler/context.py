@@ -1,4 +1,5 @@
-"""What the scheduler hands each job: its session factory, settings and fencing holder."""
+"""What the scheduler hands each job: its session factory, settings, fencing holder, and the
+commands' context its wiring built (passed on to whatever queues a command)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from commands.context import NO_CONTEXT, CommandContext
 from mdm.ground.config import Settings
 from mdm.ground.push.dispatcher import PushDispatcher
 
@@ -17,3 +19,4 @@ class JobContext:
     settings: Settings
     holder: str
     dispatcher: PushDispatcher | None = None
+    commands: CommandContext = NO_CONTEXT
