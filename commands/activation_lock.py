@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from commands.context import CommandContext
 from commands.kinds.mdm_options import allowed_in_params, mdm_options_params
 from commands.queue import cancel_command, enqueue_command, pending_command_of_type
 from mdm.ground.audit import SYSTEM, Actor
@@ -63,7 +64,14 @@ def _manageable(device: Device) -> bool:
 
 
 def _ensure_setting(
-    session: Session, device: Device, wanted: bool, actor: Actor, *, push: bool, when_unknown: bool = True
+    session: Session,
+    device: Device,
+    wanted: bool,
+    actor: Actor,
+    *,
+    push: bool,
+    context: CommandContext,
+    when_unknown: bool = True,
 ) -> None:
     has = device_allows(session, device)
     if has is wanted or (has is None and not when_unknown):
@@ -74,10 +82,14 @@ def _ensure_setting(
     for command in waiting:
         if command.status in (CommandStatus.QUEUED, CommandStatus.NOT_NOW):
             cancel_command(session, command, actor=actor)
-    enqueue_command(session, device, SETTINGS, mdm_options_params(wanted), actor=actor, push=push)
+    enqueue_command(
+        session, device, SETTINGS, mdm_options_params(wanted), actor=actor, push=push, context=context
+    )
 
 
-def _ensure_escrow(session: Session, device: Device, actor: Actor, *, push: bool) -> None:
+def _ensure_escrow(
+    session: Session, device: Device, actor: Actor, *, push: bool, context: CommandContext
+) -> None:
     row = session.get(DeviceActivationLock, device.id)
     if (
         row is not None
@@ -88,52 +100,61 @@ def _ensure_escrow(session: Session, device: Device, actor: Actor, *, push: bool
     if row is not None and since_enrollment(row.bypass_code_unavailable_at, device):
         return  # it said it has none; asked again after it enrolls anew
     if pending_command_of_type(session, device, BYPASS_CODE) is None:
-        enqueue_command(session, device, BYPASS_CODE, None, actor=actor, push=push)
+        enqueue_command(session, device, BYPASS_CODE, None, actor=actor, push=push, context=context)
 
 
 def reconcile_activation_lock(
-    session: Session, devices: Iterable[Device], *, actor: Actor = SYSTEM, push: bool = False
+    session: Session,
+    devices: Iterable[Device],
+    *,
+    context: CommandContext,
+    actor: Actor = SYSTEM,
+    push: bool = False,
 ) -> None:
     """The setting and the escrow, for each manageable device of `devices`."""
     book = ActivationLockBook(session)
     for device in devices:
         if not _manageable(device):
             continue
-        _ensure_setting(session, device, book.for_unit(device.org_unit_id).allowed, actor, push=push)
-        _ensure_escrow(session, device, actor, push=push)
+        wanted = book.for_unit(device.org_unit_id).allowed
+        _ensure_setting(session, device, wanted, actor, push=push, context=context)
+        _ensure_escrow(session, device, actor, push=push, context=context)
 
 
-def after_supervision_reported(session: Session, device: Device) -> None:
+def after_supervision_reported(session: Session, device: Device, *, context: CommandContext) -> None:
     """Connected to SUPERVISION_REPORTED. No push: the device is talking to us now and fetches
     its next command in the same connection."""
-    reconcile_activation_lock(session, [device])
+    reconcile_activation_lock(session, [device], context=context)
 
 
-def after_enrollment(session: Session, device: Device, actor: Actor) -> None:
+def after_enrollment(session: Session, device: Device, actor: Actor, *, context: CommandContext) -> None:
     """Connected to DEVICE_ENROLLED: a tablet known to be supervised enrolling again (ADE after a
     wipe) has forgotten its setting and has a new bypass code."""
     if device.is_supervised is True:
-        reconcile_activation_lock(session, [device], actor=actor)
+        reconcile_activation_lock(session, [device], actor=actor, context=context)
 
 
-@orgunits.on_device_moved
 def follow_moved_device(
-    session: Session, device: Device, from_unit_id: int | None, to_unit_id: int | None, actor: Actor
+    session: Session,
+    device: Device,
+    from_unit_id: int | None,
+    to_unit_id: int | None,
+    actor: Actor,
+    *,
+    context: CommandContext,
 ) -> None:
     book = ActivationLockBook(session)
     wanted = book.for_unit(to_unit_id).allowed
     if _manageable(device) and wanted != book.for_unit(from_unit_id).allowed:
-        _ensure_setting(session, device, wanted, actor, push=True)
+        _ensure_setting(session, device, wanted, actor, push=True, context=context)
 
 
-@orgunits.on_unit_moved
-def follow_moved_unit(session: Session, unit: OrgUnit, actor: Actor) -> None:
+def follow_moved_unit(session: Session, unit: OrgUnit, actor: Actor, *, context: CommandContext) -> None:
     # Its new ancestors may say otherwise; devices whose setting is unknown wait for an answer.
     book = ActivationLockBook(session)
     for device in _devices_below(session, unit.id):
-        _ensure_setting(
-            session, device, book.for_unit(device.org_unit_id).allowed, actor, push=True, when_unknown=False
-        )
+        wanted = book.for_unit(device.org_unit_id).allowed
+        _ensure_setting(session, device, wanted, actor, push=True, when_unknown=False, context=context)
 
 
 def _devices_below(session: Session, unit_id: int) -> list[Device]:

@@ -44,8 +44,8 @@ class Sender(StrEnum):
 
 
 class _ConfiguredExpiry:
-    """The catalog's default lifetime: HIKESHI_COMMAND_EXPIRY_DAYS (commands.expiry), read when
-    the command is queued."""
+    """The catalog's default lifetime: HIKESHI_COMMAND_EXPIRY_DAYS (the CommandContext's
+    command_expiry), read when the command is queued."""
 
     def __repr__(self) -> str:
         return "CONFIGURED_EXPIRY"

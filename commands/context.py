@@ -6,9 +6,11 @@ and so sit above this package: profile enforcement after a ProfileList, the per-
 of an InstallProfile (profiles/). Commands cannot import them; the composition root builds one
 CommandContext from the settings (mdm.roots.commands.build_command_context) and hands it down.
 
-Callers pass it explicitly (`record_result(..., context=...)`, `DeliveryContext(..., context=...)`).
-The device doors that do not pass it yet get the context their session factory was built with
-(`attach_to_sessions`): one typed object, set by the root, in place of loose session.info keys.
+Every caller passes it explicitly (`enqueue_command(..., context=...)`, `record_result(...,
+context=...)`, `DeliveryContext(..., context=...)`): the doors take the application's from the
+wiring (mdm.roots.wiring.Wiring.commands), the CLI and the scheduler from theirs, and a hook gets
+it bound when the wiring connects it. Nothing reaches a command through the Session.
+tests/core/test_command_context.py checks that no product caller leaves it to the default.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from mdm.ground.config import Settings
 
@@ -27,24 +29,12 @@ if TYPE_CHECKING:
 
 # fn(apple_keys, {"profile_id", "version"}, delivery) -> apple_keys made for this device.
 InstallForDevice = Callable[[dict[str, Any], dict[str, Any], "DeliveryContext"], dict[str, Any]]
-# fn(session, device, ProfileList items): compare with the desired set, queue what restores it.
-ProfileListAnswered = Callable[[Session, "Device", list[Any]], object]
+# fn(session, device, ProfileList items, context): compare with the desired set, queue what
+# restores it (with this context).
+ProfileListAnswered = Callable[[Session, "Device", list[Any], "CommandContext"], object]
 
-_SESSION_KEY = "hikeshi.command_context"
 # The default of HIKESHI_COMMAND_EXPIRY_DAYS, for a context built without settings (tests).
 FALLBACK_EXPIRY = timedelta(days=Settings.command_expiry_days)
-
-
-@dataclass(frozen=True)
-class DeliveryContext:
-    """What a command may need at the moment it is handed to its device, and only then.
-
-    `context` carries the CommandContext; a door that does not pass it yet gets the one its
-    session factory was built with (context_of)."""
-
-    device: Device
-    secret_key: str
-    context: CommandContext | None = None
 
 
 @dataclass(frozen=True)
@@ -72,14 +62,10 @@ class CommandContext:
 NO_CONTEXT = CommandContext()
 
 
-def attach_to_sessions(factory: sessionmaker[Session], context: CommandContext) -> None:
-    """Let the sessions of `factory` carry `context` to callers that do not pass it yet."""
-    info = dict(factory.kw.get("info") or {})
-    info[_SESSION_KEY] = context
-    factory.configure(info=info)
+@dataclass(frozen=True)
+class DeliveryContext:
+    """What a command may need at the moment it is handed to its device, and only then."""
 
-
-def context_of(session: Session | None) -> CommandContext:
-    """The context the session's factory was built with; an empty one without."""
-    value = session.info.get(_SESSION_KEY) if session is not None else None
-    return value if isinstance(value, CommandContext) else NO_CONTEXT
+    device: Device
+    secret_key: str
+    context: CommandContext = NO_CONTEXT

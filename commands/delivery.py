@@ -18,6 +18,7 @@ from typing import TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from commands.context import NO_CONTEXT, CommandContext
 from commands.results import record_result
 from mdm.ground import clock
 from mdm.ground.audit import SYSTEM, Actor
@@ -40,6 +41,7 @@ def deliver_next_commands(
     offer_not_now: bool,
     actor: Actor,
     skip: Collection[str] = frozenset(),
+    context: CommandContext = NO_CONTEXT,
 ) -> list[Rendered]:
     """Up to `limit` commands for `device`, each rendered for its platform and marked sent.
 
@@ -86,7 +88,7 @@ def deliver_next_commands(
             try:
                 rendered = render(command)
             except UndeliverableCommand as exc:
-                _refuse(session, device, command, str(exc), actor)
+                _refuse(session, device, command, str(exc), actor, context)
                 continue
             command.status = CommandStatus.SENT
             command.sent_at = now
@@ -98,11 +100,16 @@ def deliver_next_commands(
 
 
 def next_command(
-    session: Session, device: Device, *, offer_not_now: bool, actor: Actor = SYSTEM
+    session: Session,
+    device: Device,
+    *,
+    offer_not_now: bool,
+    actor: Actor = SYSTEM,
+    context: CommandContext = NO_CONTEXT,
 ) -> Command | None:
     """The one command to hand `device` now, marked sent; None when nothing is waiting."""
     found = deliver_next_commands(
-        session, device, _as_queued, limit=1, offer_not_now=offer_not_now, actor=actor
+        session, device, _as_queued, limit=1, offer_not_now=offer_not_now, actor=actor, context=context
     )
     return found[0] if found else None
 
@@ -123,7 +130,9 @@ def _as_queued(command: Command) -> Command:
     return command
 
 
-def _refuse(session: Session, device: Device, command: Command, reason: str, actor: Actor) -> None:
+def _refuse(
+    session: Session, device: Device, command: Command, reason: str, actor: Actor, context: CommandContext
+) -> None:
     report = {
         "CommandUUID": command.uuid,
         "Status": "Error",
@@ -131,4 +140,4 @@ def _refuse(session: Session, device: Device, command: Command, reason: str, act
             {"ErrorDomain": f"hikeshi.{device.platform}", "ErrorCode": 0, "USEnglishDescription": reason}
         ],
     }
-    record_result(session, device, report, json.dumps(report).encode(), actor=actor)
+    record_result(session, device, report, json.dumps(report).encode(), actor=actor, context=context)

@@ -16,6 +16,7 @@ from datetime import timedelta
 from sqlalchemy import and_, exists, or_, select
 from sqlalchemy.orm import Session
 
+from commands.context import NO_CONTEXT, CommandContext
 from commands.queue import enqueue_command
 from mdm.ground import clock
 from mdm.ground.audit import Actor
@@ -38,21 +39,23 @@ def queue_inventory_refresh(
     kinds: Iterable[str] = INVENTORY_KINDS,
     *,
     push: bool = True,
+    context: CommandContext = NO_CONTEXT,
 ) -> list[Command]:
     """Queue each inventory kind for the device; a kind already pending is reused, not doubled."""
     commands = []
     for kind in kinds:
         if kind not in INVENTORY_KINDS:
             raise ValueError(f"{kind} is not an inventory command")
-        commands.append(enqueue_command(session, device, kind, None, actor=actor, push=push))
+        commands.append(enqueue_command(session, device, kind, None, actor=actor, push=push, context=context))
     return commands
 
 
-def queue_first_inventory(session: Session, device: Device, actor: Actor) -> None:
-    """Connected to mdm.services.devices' DEVICE_ENROLLED by the wiring."""
+def queue_first_inventory(session: Session, device: Device, actor: Actor, *, context: CommandContext) -> None:
+    """Connected to mdm.services.devices' DEVICE_ENROLLED by the wiring, the application's
+    CommandContext bound."""
     # No push: a device that has just sent TokenUpdate connects to the server URL next anyway.
     if device.platform == "apple":
-        queue_inventory_refresh(session, device, actor, push=False)
+        queue_inventory_refresh(session, device, actor, push=False, context=context)
 
 
 def devices_due_for_refresh(
@@ -106,10 +109,15 @@ def devices_due_for_refresh(
 
 
 def refresh_due_devices(
-    session: Session, actor: Actor, *, default_interval_hours: int | None = None, limit: int = 5000
+    session: Session,
+    actor: Actor,
+    *,
+    default_interval_hours: int | None = None,
+    limit: int = 5000,
+    context: CommandContext = NO_CONTEXT,
 ) -> int:
     """Queue a full refresh for every device that is due; returns how many devices."""
     devices = devices_due_for_refresh(session, default_interval_hours=default_interval_hours, limit=limit)
     for device in devices:
-        queue_inventory_refresh(session, device, actor)
+        queue_inventory_refresh(session, device, actor, context=context)
     return len(devices)

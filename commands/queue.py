@@ -17,7 +17,7 @@ from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
 from commands.command_type import CommandType
-from commands.context import CommandContext, context_of
+from commands.context import NO_CONTEXT, CommandContext
 from mdm.ground import clock
 from mdm.ground.audit import Actor, AuditEntry, record_event, record_events
 from mdm.ground.models import Command, CommandStatus, Device, EnrollmentState
@@ -101,7 +101,7 @@ def enqueue_command(
     push: bool = True,
     wipe_approved: bool = False,
     catalog: Catalog | None = None,
-    context: CommandContext | None = None,
+    context: CommandContext = NO_CONTEXT,
 ) -> Command:
     """Validate and queue one command, audit it, and ask for a push after commit.
 
@@ -125,7 +125,7 @@ def enqueue_command(
             return pending
     now = clock.now()
     if expires_at is _USE_DEFAULT:
-        expires_at = _expires_at(context or context_of(session), kind, now)
+        expires_at = _expires_at(context, kind, now)
     command = Command(
         uuid=str(uuid.uuid4()).upper(),
         device_id=device.id,
@@ -168,7 +168,7 @@ def enqueue_commands(
     actor: Actor,
     push: bool = True,
     catalog: Catalog | None = None,
-    context: CommandContext | None = None,
+    context: CommandContext = NO_CONTEXT,
 ) -> list[Command]:
     """Queue many commands as `enqueue_command` would, one after the other, but in bulk.
 
@@ -189,7 +189,6 @@ def enqueue_commands(
         _check_allowed(kind, request.device)
         planned.append((request, kind, clean))
     now = clock.now()
-    context = context or context_of(session)
     commands: list[Command] = []
     fresh: list[Command] = []
     for request, kind, clean in planned:

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from commands.command_type import UnknownCommand
-from commands.context import CommandContext, context_of
+from commands.context import NO_CONTEXT, CommandContext
 from commands.queue import command_kind, find_device_command
 from mdm.ground import clock
 from mdm.ground.audit import Actor, record_event
@@ -46,7 +46,7 @@ def record_result(
     *,
     actor: Actor,
     identity: str | None = None,
-    context: CommandContext | None = None,
+    context: CommandContext = NO_CONTEXT,
     catalog: Catalog | None = None,
 ) -> Command | None:
     """Store a report exactly as received, with the fingerprint of the identity that signed it
@@ -108,7 +108,7 @@ def record_result(
                 command.request_type,
             )
             return command
-        kind.on_result(session, command, report, context or context_of(session))
+        kind.on_result(session, command, report, context)
         for hook in COMMAND_ANSWERED.hooks(session):
             hook(session, device, command, actor)
     return command

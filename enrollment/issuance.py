@@ -120,7 +120,7 @@ def issue_with_challenge(
     session.flush()
     if challenge.purpose == ChallengePurpose.ENROLL:
         record_token_use(session, challenge, row, actor=actor)
-    _audit_issued(session, actor, row, details)
+    audit_identity_issued(session, actor, row, details)
     return issued
 
 
@@ -155,7 +155,7 @@ def renew_with_identity(
     issued.row.bound_at = now
     issued.row.enrollment_token_id = current.enrollment_token_id
     session.flush()
-    _audit_issued(
+    audit_identity_issued(
         session,
         actor,
         issued.row,
@@ -169,7 +169,11 @@ def renew_with_identity(
     return issued
 
 
-def _audit_issued(session: Session, actor: Actor, row: DeviceCertificate, details: dict[str, object]) -> None:
+def audit_identity_issued(
+    session: Session, actor: Actor, row: DeviceCertificate, details: dict[str, object]
+) -> None:
+    """The audit event of an identity issued (SCEP, renewal, the Android agent's enrollment):
+    `details` say for what, the certificate's own facts are added here."""
     record_event(
         session,
         actor,

@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from commands.catalog import get_command_type
+from commands.context import NO_CONTEXT, CommandContext
 from commands.queue import enqueue_command
 from enrollment.profile import encrypted_profile_plist, enrollment_payloads, push_topic
 from enrollment.tokens import issue_renewal_challenge
@@ -103,7 +104,13 @@ def devices_due(session: Session, settings: Settings) -> list[tuple[Device, Devi
 
 
 def queue_identity_renewal(
-    session: Session, settings: Settings, device: Device, identity: DeviceCertificate, *, actor: Actor
+    session: Session,
+    settings: Settings,
+    device: Device,
+    identity: DeviceCertificate,
+    *,
+    actor: Actor,
+    context: CommandContext = NO_CONTEXT,
 ) -> Command:
     """Queue one renewal InstallProfile for `device`, whose current identity is `identity`."""
     kind = get_command_type("InstallProfile")
@@ -119,7 +126,13 @@ def queue_identity_renewal(
     plist = encrypted_profile_plist(settings, payloads, RENEWAL_DESCRIPTION, recipient)
     signed = sign_profile(plist, profile_signer(session, settings), [ca_cert])
     command = enqueue_command(
-        session, device, "InstallProfile", {"Payload": signed}, actor=actor, expires_at=expires_at
+        session,
+        device,
+        "InstallProfile",
+        {"Payload": signed},
+        actor=actor,
+        expires_at=expires_at,
+        context=context,
     )
     challenge.command_id = command.id
     session.flush()
@@ -139,11 +152,15 @@ def queue_identity_renewal(
     return command
 
 
-def queue_identity_renewals(session: Session, settings: Settings, actor: Actor) -> list[Command]:
+def queue_identity_renewals(
+    session: Session, settings: Settings, actor: Actor, *, context: CommandContext = NO_CONTEXT
+) -> list[Command]:
     """Queue a renewal for every device due and not already waiting for one; returns the new commands."""
     queued = []
     for device, identity in devices_due(session, settings):
         if renewal_pending(session, device):
             continue
-        queued.append(queue_identity_renewal(session, settings, device, identity, actor=actor))
+        queued.append(
+            queue_identity_renewal(session, settings, device, identity, actor=actor, context=context)
+        )
     return queued

@@ -20,7 +20,7 @@ from typing import Any
 
 from profiles.payloads.common import certificate_der
 from profiles.payloads.wifi import PERSONAL
-from profiles.rendering import ANDROID, RenderContext, RenderError, RenderResult
+from profiles.rendering import ANDROID, RenderContext, RenderError, RenderResult, SpecBuilder
 from profiles.secret_settings import reveal_spec
 from profiles.spec import assign_payload_uuids, derived_uuid
 
@@ -67,22 +67,8 @@ def render_android(
     return result
 
 
-class _AndroidBuilder:
-    def __init__(
-        self,
-        spec: Mapping[str, Any],
-        context: RenderContext,
-        uuids: dict[str, str],
-        result: RenderResult,
-    ) -> None:
-        self.spec = spec
-        self.context = context
-        self.uuids = uuids
-        self.result = result
-        self.payloads_by_key = {payload["key"]: payload for payload in spec["payloads"]}
-        missing = [key for key in self.payloads_by_key if key not in uuids]
-        if missing:
-            raise RenderError(f"No payload UUID for {', '.join(missing)}.")
+class _AndroidBuilder(SpecBuilder):
+    def begin(self) -> None:
         self.policy_fields: dict[str, Any] = {}
         self.applications: dict[str, dict[str, Any]] = {}
         self.networks: list[dict[str, Any]] = []

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from profiles.payloads.common import certificate_der, common_name, is_self_signed, load_certificate
-from profiles.rendering import APPLE, ChallengeRequest, RenderContext, RenderError, RenderResult
+from profiles.rendering import APPLE, ChallengeRequest, RenderContext, RenderError, RenderResult, SpecBuilder
 from profiles.secret_settings import reveal_spec
 from profiles.spec import assign_payload_uuids, derived_uuid, payload_identifier, profile_uuid
 
@@ -90,23 +90,7 @@ def render_apple(
     return result
 
 
-class _AppleBuilder:
-    def __init__(
-        self,
-        spec: Mapping[str, Any],
-        context: RenderContext,
-        uuids: dict[str, str],
-        result: RenderResult,
-    ) -> None:
-        self.spec = spec
-        self.context = context
-        self.uuids = uuids
-        self.result = result
-        self.payloads_by_key = {payload["key"]: payload for payload in spec["payloads"]}
-        missing = [key for key in self.payloads_by_key if key not in uuids]
-        if missing:
-            raise RenderError(f"No payload UUID for {', '.join(missing)}.")
-
+class _AppleBuilder(SpecBuilder):
     def profile(self, version: int) -> dict[str, Any]:
         identifier = self.spec["identifier"]
         content: list[dict[str, Any]] = []

@@ -25,6 +25,7 @@ from marshmallow import ValidationError
 from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
+from commands.context import NO_CONTEXT, CommandContext
 from commands.queue import CommandRequest, cancel_command, enqueue_commands
 from mdm.ground import clock
 from mdm.ground.audit import Actor, record_event
@@ -40,7 +41,6 @@ from mdm.ground.models import (
     ProfileAssignment,
 )
 from mdm.services import orgunits
-from mdm.services.devices import on_enrolled
 from profiles.device_identity import delivery_marker, needs_device_challenge
 from profiles.secret_settings import has_secrets
 from profiles.service import update_profile
@@ -131,7 +131,13 @@ def _desired_profile_ids(session: Session, devices: Sequence[Device]) -> dict[in
 
 
 def assign_profile(
-    session: Session, settings: Settings, profile: Profile, unit: OrgUnit, *, actor: Actor
+    session: Session,
+    settings: Settings,
+    profile: Profile,
+    unit: OrgUnit,
+    *,
+    actor: Actor,
+    context: CommandContext = NO_CONTEXT,
 ) -> ReconcileSummary:
     """Assign `profile` to `unit` (and so to everything below it) and queue the installs."""
     existing = list_assignments(session, profile=profile, unit=unit)
@@ -153,12 +159,18 @@ def assign_profile(
         {"identifier": profile.identifier, "version": profile.version, "org_unit_id": unit.id},
     )
     return reconcile_devices(
-        session, _device_ids_in_subtree(session, unit.id), actor=actor, settings=settings
+        session, _device_ids_in_subtree(session, unit.id), actor=actor, settings=settings, context=context
     )
 
 
 def unassign_profile(
-    session: Session, settings: Settings | None, profile: Profile, unit: OrgUnit, *, actor: Actor
+    session: Session,
+    settings: Settings | None,
+    profile: Profile,
+    unit: OrgUnit,
+    *,
+    actor: Actor,
+    context: CommandContext = NO_CONTEXT,
 ) -> ReconcileSummary:
     """Take `profile` off `unit`; devices that no longer get it through another unit lose it."""
     rows = list_assignments(session, profile=profile, unit=unit)
@@ -176,12 +188,17 @@ def unassign_profile(
         {"identifier": profile.identifier, "org_unit_id": unit.id},
     )
     return reconcile_devices(
-        session, _device_ids_in_subtree(session, unit.id), actor=actor, settings=settings
+        session, _device_ids_in_subtree(session, unit.id), actor=actor, settings=settings, context=context
     )
 
 
 def apply_profile_version(
-    session: Session, settings: Settings, profile: Profile, *, actor: Actor
+    session: Session,
+    settings: Settings,
+    profile: Profile,
+    *,
+    actor: Actor,
+    context: CommandContext = NO_CONTEXT,
 ) -> ReconcileSummary:
     """After a new version of `profile`: sign it and re-install it wherever it is desired."""
     signed_apple_profile(session, settings, profile)
@@ -192,26 +209,37 @@ def apply_profile_version(
     )
     for assignment in list_assignments(session, profile=profile):
         device_ids |= _device_ids_in_subtree(session, assignment.org_unit_id)
-    return reconcile_devices(session, device_ids, actor=actor, settings=settings)
+    return reconcile_devices(session, device_ids, actor=actor, settings=settings, context=context)
 
 
 def update_profile_and_apply(
-    session: Session, settings: Settings, profile: Profile, spec: Any, *, actor: Actor
+    session: Session,
+    settings: Settings,
+    profile: Profile,
+    spec: Any,
+    *,
+    actor: Actor,
+    context: CommandContext = NO_CONTEXT,
 ) -> tuple[Profile, ReconcileSummary | None]:
     """profiles.service.update_profile, then push the new version to the devices that have it."""
     before = profile.version
     update_profile(session, actor, profile, spec, secret_key=settings.secret_key)
     if profile.version == before:
         return profile, None
-    return profile, apply_profile_version(session, settings, profile, actor=actor)
+    return profile, apply_profile_version(session, settings, profile, actor=actor, context=context)
 
 
 def reconcile_unit(
-    session: Session, settings: Settings | None, unit: OrgUnit, *, actor: Actor
+    session: Session,
+    settings: Settings | None,
+    unit: OrgUnit,
+    *,
+    actor: Actor,
+    context: CommandContext = NO_CONTEXT,
 ) -> ReconcileSummary:
     """Reconcile every device in `unit` and below; call after mdm.services.orgunits.move_unit."""
     return reconcile_devices(
-        session, _device_ids_in_subtree(session, unit.id), actor=actor, settings=settings
+        session, _device_ids_in_subtree(session, unit.id), actor=actor, settings=settings, context=context
     )
 
 
@@ -232,6 +260,7 @@ def reconcile_devices(
     *,
     actor: Actor,
     settings: Settings | None = None,
+    context: CommandContext = NO_CONTEXT,
 ) -> ReconcileSummary:
     """Queue what brings each enrolled Apple device to its desired profile set.
 
@@ -327,7 +356,7 @@ def reconcile_devices(
     for command in to_cancel:
         summary.cancelled.append(cancel_command(session, command, actor=actor))
     session.flush()
-    commands = enqueue_commands(session, requests, actor=actor)
+    commands = enqueue_commands(session, requests, actor=actor, context=context)
     for (state, action, version), command in zip(targets, commands, strict=True):
         state.pending_command_uuid = command.uuid
         state.pending_action = action
@@ -429,26 +458,32 @@ def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
 # -- hooks: enrollment, a device moving unit, command results ------------------------------------
 
 
-@orgunits.on_device_moved
 def follow_moved_device(
-    session: Session, device: Device, from_unit_id: int | None, to_unit_id: int | None, actor: Actor
+    session: Session,
+    device: Device,
+    from_unit_id: int | None,
+    to_unit_id: int | None,
+    actor: Actor,
+    *,
+    context: CommandContext,
 ) -> None:
+    """orgunits.DEVICE_MOVED: connected by the wiring, the application's CommandContext bound."""
     # mdm.services.orgunits.assign_device is the one way a device changes unit: its desired set changed.
-    reconcile_devices(session, [device.id], actor=actor)
+    reconcile_devices(session, [device.id], actor=actor, context=context)
 
 
-@orgunits.on_unit_moved
-def follow_moved_unit(session: Session, unit: OrgUnit, actor: Actor) -> None:
+def follow_moved_unit(session: Session, unit: OrgUnit, actor: Actor, *, context: CommandContext) -> None:
+    """orgunits.UNIT_MOVED: connected by the wiring, the application's CommandContext bound."""
     # The unit's new ancestors assign other profiles: every device below it has a new desired set.
-    reconcile_unit(session, None, unit, actor=actor)
+    reconcile_unit(session, None, unit, actor=actor, context=context)
 
 
-@on_enrolled
-def install_on_enrollment(session: Session, device: Device, actor: Actor) -> None:
+def install_on_enrollment(session: Session, device: Device, actor: Actor, *, context: CommandContext) -> None:
+    """devices.DEVICE_ENROLLED: connected by the wiring, the application's CommandContext bound."""
     # A device enrolling again lost every profile MDM installed when it left: start afresh.
     session.execute(
         delete(DeviceProfileState)
         .where(DeviceProfileState.device_id == device.id)
         .execution_options(synchronize_session="fetch")
     )
-    reconcile_devices(session, [device.id], actor=actor)
+    reconcile_devices(session, [device.id], actor=actor, context=context)

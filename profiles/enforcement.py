@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from commands.context import NO_CONTEXT, CommandContext
 from enrollment.profile import PROFILE_IDENTIFIER as ENROLLMENT_PROFILE_IDENTIFIER
 from mdm.ground import clock
 from mdm.ground.audit import Actor, record_event
@@ -40,8 +41,11 @@ def installed_version(profile: Profile, payload_uuid: Any) -> int | None:
     return None
 
 
-def compare_profile_list(session: Session, device: Device, items: list[dict[str, Any]]) -> list[str]:
-    """Record what the device reports against its desired set and queue what restores it.
+def compare_profile_list(
+    session: Session, device: Device, items: list[dict[str, Any]], context: CommandContext = NO_CONTEXT
+) -> list[str]:
+    """Record what the device reports against its desired set and queue what restores it (queued
+    with `context`: the CommandContext the ProfileList's result was recorded with).
 
     Returns the identifiers of foreign profiles first seen in this answer."""
     now = clock.now()
@@ -123,7 +127,7 @@ def compare_profile_list(session: Session, device: Device, items: list[dict[str,
             },
         )
     _forget_lost_installs(session, device)
-    reconcile_devices(session, [device.id], actor=ENFORCER)
+    reconcile_devices(session, [device.id], actor=ENFORCER, context=context)
     return new_foreign
 
 

@@ -7,7 +7,7 @@ effect than on the other platform, a part the device agent supplies) is listed i
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,3 +82,28 @@ class RenderResult:
 
     def note(self, payload: str, field_name: str, note: str) -> None:
         self.notes.append({"payload": payload, "field": field_name, "note": note})
+
+
+class SpecBuilder:
+    """What both platforms' renderers start from: the spec, the context, the payload UUIDs (every
+    payload must have one) and the result their caveats are written to."""
+
+    def __init__(
+        self,
+        spec: Mapping[str, Any],
+        context: RenderContext,
+        uuids: dict[str, str],
+        result: RenderResult,
+    ) -> None:
+        self.spec = spec
+        self.context = context
+        self.uuids = uuids
+        self.result = result
+        self.payloads_by_key = {payload["key"]: payload for payload in spec["payloads"]}
+        missing = [key for key in self.payloads_by_key if key not in uuids]
+        if missing:
+            raise RenderError(f"No payload UUID for {', '.join(missing)}.")
+        self.begin()
+
+    def begin(self) -> None:
+        """What a platform's builder collects while it renders, set up before the first payload."""

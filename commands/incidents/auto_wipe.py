@@ -13,6 +13,7 @@ from datetime import timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from commands.context import NO_CONTEXT, CommandContext
 from commands.incidents.errors import IncidentInputError
 from commands.incidents.service import policy_wipe, record_step
 from mdm.ground import clock
@@ -88,7 +89,7 @@ def policy_for_unit(session: Session, unit_id: int | None) -> IncidentPolicy | N
     return None
 
 
-def run_auto_wipe(session: Session) -> AutoWipeReport:
+def run_auto_wipe(session: Session, *, context: CommandContext = NO_CONTEXT) -> AutoWipeReport:
     """Remind, then wipe, every unrecovered incident whose unit's policy says so."""
     report = AutoWipeReport()
     now = clock.now()
@@ -102,7 +103,7 @@ def run_auto_wipe(session: Session) -> AutoWipeReport:
         due = incident.opened_at + timedelta(hours=policy.auto_wipe_after_hours)
         if now >= due:
             reason = f"自動消去ポリシー: 受付から{policy.auto_wipe_after_hours}時間経過 / auto-wipe policy"
-            policy_wipe(session, incident, actor=POLICY_ACTOR, reason=reason)
+            policy_wipe(session, incident, actor=POLICY_ACTOR, reason=reason, context=context)
             report.wiped.append(incident.id)
         elif incident.auto_wipe_reminded_at is None and now >= due - timedelta(
             hours=policy.remind_before_hours

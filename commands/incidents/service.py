@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from commands.command_type import CommandParamsError, Priority
+from commands.context import NO_CONTEXT, CommandContext
 from commands.incidents.approvers import settle_approver_alerts, tell_approvers
 from commands.incidents.errors import (
     BreakGlassNotAllowed,
@@ -130,6 +131,7 @@ def send_incident_command(
     purpose: str,
     priority: int | None = None,
     wipe_approved: bool = False,
+    context: CommandContext = NO_CONTEXT,
 ) -> Command:
     """Queue a command for the incident's device and link it to the incident's timeline."""
     command = enqueue_command(
@@ -140,6 +142,7 @@ def send_incident_command(
         actor=actor,
         priority=priority,
         wipe_approved=wipe_approved,
+        context=context,
     )
     linked = session.scalars(select(IncidentCommand).where(IncidentCommand.command_id == command.id)).first()
     if linked is None:  # a coalesced inventory command may already be linked
@@ -226,7 +229,12 @@ def _pending_lock(incident: Incident) -> Command | None:
 
 
 def lock_now(
-    session: Session, incident: Incident, *, actor: Actor, message: Mapping[str, Any] | None = None
+    session: Session,
+    incident: Incident,
+    *,
+    actor: Actor,
+    message: Mapping[str, Any] | None = None,
+    context: CommandContext = NO_CONTEXT,
 ) -> LockOutcome:
     """Lost mode for a supervised device, a plain DeviceLock otherwise; top priority, pushed at once.
 
@@ -270,6 +278,7 @@ def lock_now(
             actor=actor,
             purpose=LOCK_PURPOSE,
             priority=Priority.URGENT,
+            context=context,
         )
     except CommandParamsError as exc:
         raise IncidentInputError(
@@ -279,7 +288,7 @@ def lock_now(
         incident.lost_mode = True
     elif supervision_unknown and device.platform == "apple":
         send_incident_command(
-            session, incident, "DeviceInformation", None, actor=actor, purpose="supervision"
+            session, incident, "DeviceInformation", None, actor=actor, purpose="supervision", context=context
         )
     record_step(
         session,
@@ -319,9 +328,16 @@ def request_wipe(
     return incident
 
 
-def _send_erase(session: Session, incident: Incident, actor: Actor) -> Command:
+def _send_erase(session: Session, incident: Incident, actor: Actor, context: CommandContext) -> Command:
     command = send_incident_command(
-        session, incident, "EraseDevice", {}, actor=actor, purpose=ERASE_PURPOSE, wipe_approved=True
+        session,
+        incident,
+        "EraseDevice",
+        {},
+        actor=actor,
+        purpose=ERASE_PURPOSE,
+        wipe_approved=True,
+        context=context,
     )
     incident.erase_command_id = command.id
     incident.erase_command = command
@@ -330,7 +346,9 @@ def _send_erase(session: Session, incident: Incident, actor: Actor) -> Command:
     return command
 
 
-def approve_wipe(session: Session, incident: Incident, *, actor: Actor) -> Command:
+def approve_wipe(
+    session: Session, incident: Incident, *, actor: Actor, context: CommandContext = NO_CONTEXT
+) -> Command:
     """A second person approves: EraseDevice is queued and pushed. The caller checks the role."""
     _require_status(incident, (IncidentStatus.WIPE_REQUESTED,), "approve a wipe")
     person = person_of(actor, "approve a wipe")
@@ -340,7 +358,7 @@ def approve_wipe(session: Session, incident: Incident, *, actor: Actor) -> Comma
     incident.wipe_approved_by = actor.name
     incident.wipe_approved_by_user_id = person
     incident.wipe_approved_at = clock.now()
-    command = _send_erase(session, incident, actor)
+    command = _send_erase(session, incident, actor, context)
     settle_approver_alerts(session, incident, actor, "消去を承認 / wipe approved")
     record_step(
         session,
@@ -380,7 +398,14 @@ def reject_wipe(session: Session, incident: Incident, *, actor: Actor, reason: s
     return incident
 
 
-def break_glass_wipe(session: Session, incident: Incident, *, actor: Actor, reason: str | None) -> Command:
+def break_glass_wipe(
+    session: Session,
+    incident: Incident,
+    *,
+    actor: Actor,
+    reason: str | None,
+    context: CommandContext = NO_CONTEXT,
+) -> Command:
     """An administrator wipes alone, with a mandatory reason; flagged on the timeline and audit."""
     _require_status(incident, (*_WIPE_REQUESTABLE, IncidentStatus.WIPE_REQUESTED), "break glass")
     if actor.role != "admin":
@@ -397,7 +422,7 @@ def break_glass_wipe(session: Session, incident: Incident, *, actor: Actor, reas
     incident.wipe_approved_at = now
     incident.break_glass = True
     incident.break_glass_reason = text
-    command = _send_erase(session, incident, actor)
+    command = _send_erase(session, incident, actor, context)
     settle_approver_alerts(session, incident, actor, f"緊急単独実行 / break glass: {text}")
     record_step(
         session,
@@ -410,7 +435,9 @@ def break_glass_wipe(session: Session, incident: Incident, *, actor: Actor, reas
     return command
 
 
-def policy_wipe(session: Session, incident: Incident, *, actor: Actor, reason: str) -> Command:
+def policy_wipe(
+    session: Session, incident: Incident, *, actor: Actor, reason: str, context: CommandContext = NO_CONTEXT
+) -> Command:
     """The scheduler's door: a unit's auto-wipe policy (set by an administrator, audited) wipes an
     unrecovered incident. No person acts, so it is recorded like break glass: flagged, with the
     policy as the reason, never as a second person's approval."""
@@ -425,7 +452,7 @@ def policy_wipe(session: Session, incident: Incident, *, actor: Actor, reason: s
     incident.wipe_approved_at = now
     incident.break_glass = True
     incident.break_glass_reason = reason
-    command = _send_erase(session, incident, actor)
+    command = _send_erase(session, incident, actor, context)
     record_step(
         session,
         incident,
@@ -440,25 +467,37 @@ def policy_wipe(session: Session, incident: Incident, *, actor: Actor, reason: s
 # -- location, sound, passcode ---------------------------------------------------------------------
 
 
-def locate_device(session: Session, incident: Incident, *, actor: Actor) -> Command:
+def locate_device(
+    session: Session, incident: Incident, *, actor: Actor, context: CommandContext = NO_CONTEXT
+) -> Command:
     """Ask a device in lost mode where it is; the answer lands on the incident (see results)."""
     _require_status(incident, IncidentStatus.ACTIVE, "locate the device")
-    command = send_incident_command(session, incident, "DeviceLocation", {}, actor=actor, purpose="location")
+    command = send_incident_command(
+        session, incident, "DeviceLocation", {}, actor=actor, purpose="location", context=context
+    )
     record_step(session, incident, actor, "location_requested", {"command_uuid": command.uuid})
     return command
 
 
-def play_lost_mode_sound(session: Session, incident: Incident, *, actor: Actor) -> Command:
+def play_lost_mode_sound(
+    session: Session, incident: Incident, *, actor: Actor, context: CommandContext = NO_CONTEXT
+) -> Command:
     _require_status(incident, IncidentStatus.ACTIVE, "play the lost-mode sound")
-    command = send_incident_command(session, incident, "PlayLostModeSound", {}, actor=actor, purpose="sound")
+    command = send_incident_command(
+        session, incident, "PlayLostModeSound", {}, actor=actor, purpose="sound", context=context
+    )
     record_step(session, incident, actor, "sound_requested", {"command_uuid": command.uuid})
     return command
 
 
-def clear_passcode(session: Session, incident: Incident, *, actor: Actor) -> Command:
+def clear_passcode(
+    session: Session, incident: Incident, *, actor: Actor, context: CommandContext = NO_CONTEXT
+) -> Command:
     """Clear the passcode with the device's stored UnlockToken (added only at delivery). A device
     that never sent one is refused by the queue (CommandRefused, code device_cannot_run)."""
-    command = send_incident_command(session, incident, "ClearPasscode", {}, actor=actor, purpose="passcode")
+    command = send_incident_command(
+        session, incident, "ClearPasscode", {}, actor=actor, purpose="passcode", context=context
+    )
     record_step(session, incident, actor, "passcode_clear_requested", {"command_uuid": command.uuid})
     return command
 
@@ -466,7 +505,14 @@ def clear_passcode(session: Session, incident: Incident, *, actor: Actor) -> Com
 # -- recovery --------------------------------------------------------------------------------------
 
 
-def recover(session: Session, incident: Incident, *, actor: Actor, note: str | None = None) -> Incident:
+def recover(
+    session: Session,
+    incident: Incident,
+    *,
+    actor: Actor,
+    note: str | None = None,
+    context: CommandContext = NO_CONTEXT,
+) -> Incident:
     """The tablet is back: leave lost mode, refresh inventory, close the incident.
 
     A wipe that is approved but not yet fetched by the device is cancelled; one already handed to
@@ -485,11 +531,15 @@ def recover(session: Session, incident: Incident, *, actor: Actor, note: str | N
     sent = []
     if incident.lost_mode and incident.device.is_supervised:
         sent.append(
-            send_incident_command(session, incident, "DisableLostMode", {}, actor=actor, purpose="recovery")
+            send_incident_command(
+                session, incident, "DisableLostMode", {}, actor=actor, purpose="recovery", context=context
+            )
         )
     for request_type in ("DeviceInformation", "SecurityInfo"):
         sent.append(
-            send_incident_command(session, incident, request_type, None, actor=actor, purpose="recovery")
+            send_incident_command(
+                session, incident, request_type, None, actor=actor, purpose="recovery", context=context
+            )
         )
     settle_approver_alerts(session, incident, actor, "端末回収 / tablet recovered")
     now = clock.now()

@@ -19,10 +19,8 @@ from typing import TYPE_CHECKING, Any
 from asn1crypto import cms
 from marshmallow import Schema, ValidationError, fields, validate
 from sqlalchemy import select
-from sqlalchemy.orm import object_session
 
 from commands.command_type import CommandType, DeliveryContext, Priority
-from commands.context import context_of
 from mdm.ground import clock
 from mdm.ground.models import CommandStatus, DeviceProfileState
 from mdm.ground.redaction import is_secret_key
@@ -167,11 +165,11 @@ class InstallProfile(CommandType):
         marker = keys.pop(_DELIVERY_KEY, None)
         if marker is None:
             return keys
-        context = delivery.context or context_of(_session_of(delivery))
-        if context.profiles is None:
+        profiles = delivery.context.profiles
+        if profiles is None:
             return keys
         try:
-            keys = context.profiles.install_for_device(keys, marker, delivery)
+            keys = profiles.install_for_device(keys, marker, delivery)
         except Exception:
             # The shared profile still installs everything but the device's own identity; a
             # device must never be left without its command because of this step.
@@ -194,7 +192,3 @@ class InstallProfile(CommandType):
             state.last_error = _error_text(report)
         state.pending_command_uuid = state.pending_action = state.pending_version = None
         state.updated_at = clock.now()
-
-
-def _session_of(delivery: DeliveryContext) -> Session | None:
-    return object_session(delivery.device)

@@ -30,4 +30,4 @@ class ProfileList(InventoryQuery):
         super().on_result(session, command, report, context)
         items = report.get("ProfileList")
         if command.status == CommandStatus.ACKNOWLEDGED and isinstance(items, list) and context.profiles:
-            context.profiles.profile_list_answered(session, command.device, items)
+            context.profiles.profile_list_answered(session, command.device, items, context)

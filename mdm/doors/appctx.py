@@ -13,6 +13,7 @@ from flask import current_app, g, request
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from commands.context import CommandContext
 from mdm.ground.config import Settings
 
 if TYPE_CHECKING:
@@ -27,6 +28,9 @@ class Hikeshi:
     engine: Engine
     session_factory: sessionmaker[Session]
     dispatcher: PushDispatcher
+    # What commands need beyond the Session (settings, profile services), built by the wiring:
+    # every door passes it on to what queues a command or records a result.
+    commands: CommandContext
 
 
 def hikeshi() -> Hikeshi:
@@ -48,6 +52,10 @@ def close_db_session(_exc: BaseException | None = None) -> None:
 
 def settings() -> Settings:
     return hikeshi().settings
+
+
+def command_context() -> CommandContext:
+    return hikeshi().commands
 
 
 def client_ip() -> str | None:

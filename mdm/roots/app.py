@@ -38,7 +38,7 @@ def build_app(settings: Settings | None = None, *, check_migrations: bool = True
 
     app = Flask(__name__)
     app.config.update(SECRET_KEY=settings.secret_key, MAX_CONTENT_LENGTH=None, JSON_SORT_KEYS=False)
-    app.extensions["hikeshi"] = Hikeshi(settings, engine, factory, wiring.dispatcher)
+    app.extensions["hikeshi"] = Hikeshi(settings, engine, factory, wiring.dispatcher, wiring.commands)
     app.extensions["hikeshi.wiring"] = wiring
     app.teardown_appcontext(close_db_session)
     provision_builtin_ca(factory, settings)

@@ -26,6 +26,7 @@ from mdm.ground.logsetup import configure_logging
 from mdm.roots.distribution import package_clash
 
 if TYPE_CHECKING:
+    from commands.context import CommandContext
     from mdm.ground.push.dispatcher import PushDispatcher
     from mdm.roots.wiring import Wiring
     from mdm.services.backup.crypto import BackupKey
@@ -78,6 +79,13 @@ class Context:
             self._wiring = wire(factory, self.settings, seal_in_background=False)  # a CLI may exit at once
             self._factory = factory
         return self._factory
+
+    @property
+    def commands(self) -> CommandContext:
+        """The commands' context the wiring built: passed to whatever queues a command."""
+        self.session_factory()
+        assert self._wiring is not None
+        return self._wiring.commands
 
     @property
     def dispatcher(self) -> PushDispatcher:
@@ -337,7 +345,9 @@ def command_send(ctx: Context, udid: str, request_type: str, params: tuple[str, 
         if device is None:
             raise click.ClickException(f"no device with UDID {udid}")
         try:
-            cmd = enqueue_command(session, device, request_type, parsed, actor=cli_actor())
+            cmd = enqueue_command(
+                session, device, request_type, parsed, actor=cli_actor(), context=ctx.commands
+            )
         except UnknownCommand as exc:
             raise click.ClickException(str(exc)) from exc
         except CommandParamsError as exc:

@@ -67,7 +67,9 @@ def request_wipe_command(
             raise click.BadParameter(f"no incident #{incident_id}", param_hint="INCIDENT_ID")
         try:
             if break_glass:
-                command = hotline.break_glass_wipe(session, incident, actor=actor, reason=reason)
+                command = hotline.break_glass_wipe(
+                    session, incident, actor=actor, reason=reason, context=obj.commands
+                )
                 done = f"BREAK GLASS: EraseDevice {command.uuid} queued for incident #{incident_id}"
             else:
                 hotline.request_wipe(session, incident, actor=actor, reason=reason)

@@ -141,7 +141,9 @@ def update(obj: Any, reference: str, spec_file: Path) -> None:
     try:
         with transaction(obj.session_factory()) as session:
             profile = _resolve_profile(session, reference)
-            profile, summary = update_profile_and_apply(session, obj.settings, profile, spec, actor=_actor())
+            profile, summary = update_profile_and_apply(
+                session, obj.settings, profile, spec, actor=_actor(), context=obj.commands
+            )
             label = f"{profile.identifier} v{profile.version}"
         obj.dispatcher.wait_idle(PUSH_WAIT_SECONDS)
     except ValidationError as exc:

@@ -1,12 +1,10 @@
-"""The commands' context, built once by each composition root (app, CLI, scheduler): the settings
-their results need, and the profile services above the queue (commands cannot import them:
-profiles queues its installs through commands)."""
+"""The commands' context, built once by the wiring of each composition root (app, CLI, scheduler):
+the settings their results need, and the profile services above the queue (commands cannot import
+them: profiles queues its installs through commands)."""
 
 from __future__ import annotations
 
-from sqlalchemy.orm import Session, sessionmaker
-
-from commands.context import CommandContext, ProfileDuties, attach_to_sessions
+from commands.context import CommandContext, ProfileDuties
 from mdm.ground.config import Settings
 from profiles.device_identity import make_for_device
 from profiles.enforcement import compare_profile_list
@@ -19,11 +17,3 @@ def profile_duties() -> ProfileDuties:
 def build_command_context(settings: Settings | None) -> CommandContext:
     """`settings` None: wipe certificates wait for the next holder of the settings to sign them."""
     return CommandContext(settings=settings, profiles=profile_duties())
-
-
-def wire_commands(factory: sessionmaker[Session], settings: Settings | None) -> CommandContext:
-    """Build the context and let the factory's sessions carry it to the device doors, which do not
-    pass it yet (commands.context.attach_to_sessions)."""
-    context = build_command_context(settings)
-    attach_to_sessions(factory, context)
-    return context

@@ -27,11 +27,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
 
 from commands import activation_lock, results
+from commands.context import CommandContext
 from commands.inventory_refresh import queue_first_inventory
 from enrollment.hooks import place_in_token_unit
 from mdm.ground.audit_sealer import AuditSealer
@@ -40,7 +42,7 @@ from mdm.ground.push import PENDING_PUSHES
 from mdm.ground.push.dispatcher import PushDispatcher
 from mdm.ground.push.wakeups import signal_all_wakeups, signal_wakeups
 from mdm.ground.signals import WAKE_DEVICES, Keys, SignalHub, announce, hub_for
-from mdm.roots.commands import wire_commands
+from mdm.roots.commands import build_command_context
 from mdm.services import devices, orgunits
 from mdm.services.ade import enrollment as ade_enrollment
 from mdm.services.compliance import profile_sources, sources
@@ -59,6 +61,9 @@ class Wiring:
 
     factory: sessionmaker[Session]
     settings: Settings | None
+    # What every command needs beyond the Session; the root hands it to its doors and jobs, which
+    # pass it on (`context=`) to whatever queues a command or records a result.
+    commands: CommandContext
     dispatcher: PushDispatcher | None
     notifier: ReadinessNotifier | None
     # Every (event, listener) attached to the factory, in the order SQLAlchemy calls them.
@@ -87,25 +92,39 @@ def wire(
     """
     # The commands' context: the settings their results need (wipe certificates are signed at the
     # acknowledgement, queued commands get the configured lifetime) and the profile services.
-    wire_commands(factory, settings)
+    # Returned to the root; the hooks that queue commands get it bound here.
+    commands = build_command_context(settings)
 
     # Services following each other, in the same transaction.
     devices.IDENTITY_BOUND.connect(factory, place_in_token_unit, ade_enrollment.place_ade_device)
-    devices.AWAITING_CONFIGURATION.connect(factory, ade_enrollment.begin_configuration)
-    results.COMMAND_ANSWERED.connect(factory, ade_enrollment.after_answer)
+    devices.AWAITING_CONFIGURATION.connect(
+        factory, partial(ade_enrollment.begin_configuration, context=commands)
+    )
+    results.COMMAND_ANSWERED.connect(factory, partial(ade_enrollment.after_answer, context=commands))
     devices.DEVICE_ENROLLED.connect(
-        factory, assignment.install_on_enrollment, queue_first_inventory, activation_lock.after_enrollment
+        factory,
+        partial(assignment.install_on_enrollment, context=commands),
+        partial(queue_first_inventory, context=commands),
+        partial(activation_lock.after_enrollment, context=commands),
     )
     # Activation Lock follows the unit's setting (commands.activation_lock).
     orgunits.DEVICE_MOVED.connect(
-        factory, assignment.follow_moved_device, activation_lock.follow_moved_device
+        factory,
+        partial(assignment.follow_moved_device, context=commands),
+        partial(activation_lock.follow_moved_device, context=commands),
     )
-    orgunits.UNIT_MOVED.connect(factory, assignment.follow_moved_unit, activation_lock.follow_moved_unit)
+    orgunits.UNIT_MOVED.connect(
+        factory,
+        partial(assignment.follow_moved_unit, context=commands),
+        partial(activation_lock.follow_moved_unit, context=commands),
+    )
     sources.APP_POLICY_SOURCES.connect(factory, profile_sources.app_policy_from_assigned_profiles)
     sources.EXPECTED_PROFILE_SOURCES.connect(factory, profile_sources.expected_profiles_from_assignments)
     inventory_events.INVENTORY_UPDATED.connect(factory, evaluate_after_inventory)
     # A device reporting that it is supervised gets its Activation Lock setting and escrow asked for.
-    inventory_events.SUPERVISION_REPORTED.connect(factory, activation_lock.after_supervision_reported)
+    inventory_events.SUPERVISION_REPORTED.connect(
+        factory, partial(activation_lock.after_supervision_reported, context=commands)
+    )
 
     listeners: list[Listener] = [
         # Before commit, first: inventory settled (compliance) before readiness reads it.
@@ -130,7 +149,7 @@ def wire(
     listeners += AuditSealer(factory, background=seal_in_background).listeners()
     for name, listener in listeners:
         event.listen(factory, name, listener)
-    return Wiring(factory, settings, dispatcher, notifier, listeners, signals)
+    return Wiring(factory, settings, commands, dispatcher, notifier, listeners, signals)
 
 
 def _announce_wakeups(session: Session) -> None:

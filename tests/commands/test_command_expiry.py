@@ -93,11 +93,14 @@ def test_the_setting_sets_the_lifetime_and_lock_lost_mode_wipe_never_expire(shor
 
 def test_a_wipe_queued_by_the_hotline_never_expires(short_lived_app, frozen_clock):
     factory = short_lived_app.extensions["hikeshi"].session_factory
+    context = short_lived_app.extensions["hikeshi"].commands  # the app's, as its doors pass it
     with transaction(factory) as s:
         device = make_device(s)
-        restart = enqueue_command(s, device, "RestartDevice", {}, actor=ADMIN)
+        restart = enqueue_command(s, device, "RestartDevice", {}, actor=ADMIN, context=context)
         # The hotline passes wipe_approved once a second person approved (commands.incidents).
-        erase = enqueue_command(s, device, "EraseDevice", {}, actor=ADMIN, wipe_approved=True)
+        erase = enqueue_command(
+            s, device, "EraseDevice", {}, actor=ADMIN, wipe_approved=True, context=context
+        )
         assert restart.expires_at == frozen_clock() + timedelta(days=2)
         assert erase.expires_at is None
 

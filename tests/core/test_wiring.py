@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -127,22 +128,35 @@ def test_an_app_has_exactly_the_listeners_its_wiring_names(app, settings, device
         other.extensions["hikeshi"].engine.dispose()
 
 
+def _unbound(hooks, context):
+    """The hooks as written: those that queue commands are connected with `context` bound."""
+    return [
+        hook.func if isinstance(hook, partial) and hook.keywords == {"context": context} else hook
+        for hook in hooks
+    ]
+
+
 def test_the_hooks_are_those_the_wiring_connects(app):
     session = app.extensions["hikeshi"].session_factory()
+    context = app.extensions["hikeshi"].commands
+    assert context is app.extensions["hikeshi.wiring"].commands
+    assert context.settings is app.extensions["hikeshi"].settings
     try:
         assert devices.IDENTITY_BOUND.hooks(session) == [place_in_token_unit, ade_enrollment.place_ade_device]
-        assert devices.AWAITING_CONFIGURATION.hooks(session) == [ade_enrollment.begin_configuration]
-        assert results.COMMAND_ANSWERED.hooks(session) == [ade_enrollment.after_answer]
-        assert devices.DEVICE_ENROLLED.hooks(session) == [
+        assert _unbound(devices.AWAITING_CONFIGURATION.hooks(session), context) == [
+            ade_enrollment.begin_configuration
+        ]
+        assert _unbound(results.COMMAND_ANSWERED.hooks(session), context) == [ade_enrollment.after_answer]
+        assert _unbound(devices.DEVICE_ENROLLED.hooks(session), context) == [
             assignment.install_on_enrollment,
             queue_first_inventory,
             activation_lock.after_enrollment,
         ]
-        assert orgunits.DEVICE_MOVED.hooks(session) == [
+        assert _unbound(orgunits.DEVICE_MOVED.hooks(session), context) == [
             assignment.follow_moved_device,
             activation_lock.follow_moved_device,
         ]
-        assert orgunits.UNIT_MOVED.hooks(session) == [
+        assert _unbound(orgunits.UNIT_MOVED.hooks(session), context) == [
             assignment.follow_moved_unit,
             activation_lock.follow_moved_unit,
         ]
@@ -153,7 +167,9 @@ def test_the_hooks_are_those_the_wiring_connects(app):
             profile_sources.expected_profiles_from_assignments
         ]
         assert INVENTORY_UPDATED.hooks(session) == [evaluate_after_inventory]
-        assert SUPERVISION_REPORTED.hooks(session) == [activation_lock.after_supervision_reported]
+        assert _unbound(SUPERVISION_REPORTED.hooks(session), context) == [
+            activation_lock.after_supervision_reported
+        ]
     finally:
         session.close()
     with Session() as unwired:  # a session of no application runs no hook
@@ -176,7 +192,7 @@ def test_the_scheduler_fenced_sessions_run_the_wiring_then_the_fence(clean_datab
             k: v for k, v in named.items() if k != "before_commit"
         }
         with fenced() as session:
-            assert devices.DEVICE_ENROLLED.hooks(session) == [
+            assert _unbound(devices.DEVICE_ENROLLED.hooks(session), wiring.commands) == [
                 assignment.install_on_enrollment,
                 queue_first_inventory,
                 activation_lock.after_enrollment,

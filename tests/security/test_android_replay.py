@@ -14,9 +14,9 @@ from typing import Any
 import httpx
 from sqlalchemy import func, select
 
-from mdm.doors.android.auth import purge_expired_nonces
 from mdm.ground import clock
 from mdm.ground.models import AgentRequestNonce
+from mdm.services.android_channel import purge_expired_nonces
 from tests.android import conftest as android_fixtures
 from tests.security.tables_h13b import snapshot
 

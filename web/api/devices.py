@@ -6,7 +6,6 @@ from datetime import timedelta
 from typing import Any
 
 from commands.catalog import CommandParamsError, UnknownCommand, all_command_types, get_command_type
-from commands.expiry import configured_expiry
 from commands.queue import (
     CommandRefused,
     CommandStateError,
@@ -16,7 +15,7 @@ from commands.queue import (
     refuse_direct,
 )
 from enrollment.out_of_service import OutOfServiceRefused, take_out_of_service
-from mdm.doors.appctx import db_session
+from mdm.doors.appctx import command_context, db_session
 from mdm.ground.models import Device
 from web.api.auth import current_principal
 from web.api.base import ID, ApiBlueprint, permission
@@ -144,7 +143,12 @@ def queue_command(body: dict[str, Any], device_id: int) -> Any:
     session = db_session()
     try:
         command = enqueue_command(
-            session, device, body["request_type"], body["params"], actor=principal.actor
+            session,
+            device,
+            body["request_type"],
+            body["params"],
+            actor=principal.actor,
+            context=command_context(),
         )
     except CommandParamsError as exc:
         raise ApiError(400, str(exc), fields={"params": exc.fields}) from exc
@@ -203,7 +207,7 @@ def cancel(command_uuid: str) -> Any:
 def command_types() -> Any:
     """The command catalog, with whether the caller may queue each type."""
     principal = current_principal()
-    configured = configured_expiry(db_session())
+    configured = command_context().command_expiry
     return [
         {
             "request_type": kind.request_type,

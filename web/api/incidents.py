@@ -18,7 +18,7 @@ from commands.wipe_certificate import (
     issue_wipe_certificate,
     render_certificate_html,
 )
-from mdm.doors.appctx import db_session, hikeshi, settings
+from mdm.doors.appctx import command_context, db_session, hikeshi, settings
 from mdm.ground.db import read_mostly
 from mdm.ground.models import Command
 from mdm.ground.models.incident import Incident, WipeCertificate
@@ -161,7 +161,10 @@ def get_incident(incident_id: int) -> Any:
 def lock_now(body: dict[str, Any], incident_id: int) -> Any:
     """Lock now: lost mode (supervised) or DeviceLock, at top priority, pushed at once."""
     actor = current_principal().actor
-    return _act(incident_id, lambda i: hotline.lock_now(db_session(), i, actor=actor, message=body))
+    return _act(
+        incident_id,
+        lambda i: hotline.lock_now(db_session(), i, actor=actor, message=body, context=command_context()),
+    )
 
 
 @blp.route(f"/incidents/<{ID}:incident_id>/location-request", methods=["POST"])
@@ -170,7 +173,9 @@ def lock_now(body: dict[str, Any], incident_id: int) -> Any:
 def request_location(incident_id: int) -> Any:
     """Ask the device (in lost mode) where it is; the answer appears on the incident."""
     actor = current_principal().actor
-    return _act(incident_id, lambda i: hotline.locate_device(db_session(), i, actor=actor))
+    return _act(
+        incident_id, lambda i: hotline.locate_device(db_session(), i, actor=actor, context=command_context())
+    )
 
 
 @blp.route(f"/incidents/<{ID}:incident_id>/wipe-request", methods=["POST"])
@@ -192,7 +197,9 @@ def approve_wipe(incident_id: int) -> Any:
     """Approve a wipe requested by someone else: EraseDevice is queued and pushed. The person who
     requested it gets 403 with code `two_person_rule`."""
     actor = current_principal().actor
-    return _act(incident_id, lambda i: hotline.approve_wipe(db_session(), i, actor=actor))
+    return _act(
+        incident_id, lambda i: hotline.approve_wipe(db_session(), i, actor=actor, context=command_context())
+    )
 
 
 @blp.route(f"/incidents/<{ID}:incident_id>/wipe-rejection", methods=["POST"])
@@ -215,7 +222,10 @@ def break_glass(body: dict[str, Any], incident_id: int) -> Any:
     """An administrator wipes alone, with a mandatory reason (flagged red on the timeline and audit)."""
     actor = current_principal().actor
     return _act(
-        incident_id, lambda i: hotline.break_glass_wipe(db_session(), i, actor=actor, reason=body["reason"])
+        incident_id,
+        lambda i: hotline.break_glass_wipe(
+            db_session(), i, actor=actor, reason=body["reason"], context=command_context()
+        ),
     )
 
 
@@ -226,7 +236,12 @@ def break_glass(body: dict[str, Any], incident_id: int) -> Any:
 def recover(body: dict[str, Any], incident_id: int) -> Any:
     """The tablet is back: leave lost mode, refresh its inventory, close the incident."""
     actor = current_principal().actor
-    return _act(incident_id, lambda i: hotline.recover(db_session(), i, actor=actor, note=body.get("note")))
+    return _act(
+        incident_id,
+        lambda i: hotline.recover(
+            db_session(), i, actor=actor, note=body.get("note"), context=command_context()
+        ),
+    )
 
 
 # -- the wipe certificate ----------------------------------------------------------------------------

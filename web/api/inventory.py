@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from commands.inventory_refresh import INVENTORY_KINDS, queue_inventory_refresh
 from commands.queue import CommandRefused
-from mdm.doors.appctx import db_session
+from mdm.doors.appctx import command_context, db_session
 from mdm.ground.models import Device, DeviceFacts, InstalledCertificate, InstalledProfile
 from web.api.auth import current_principal
 from web.api.base import ID, ApiBlueprint, permission
@@ -122,7 +122,7 @@ def refresh_inventory(device_id: int) -> Any:
         raise ApiError(403, f"the role {principal.role} may not queue inventory commands")
     session = db_session()
     try:
-        commands = queue_inventory_refresh(session, device, principal.actor)
+        commands = queue_inventory_refresh(session, device, principal.actor, context=command_context())
     except CommandRefused as exc:
         session.rollback()
         raise ApiError(409, str(exc), fields={"device": [str(exc)]}) from exc

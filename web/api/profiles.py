@@ -14,7 +14,7 @@ from flask import Response
 from marshmallow import ValidationError
 from sqlalchemy import func, select
 
-from mdm.doors.appctx import db_session, settings
+from mdm.doors.appctx import command_context, db_session, settings
 from mdm.ground.ca import CANotReady
 from mdm.ground.models import Device, OrgUnit, Profile, ProfileAssignment, ProfileVersion
 from profiles import assignment as assignments
@@ -253,7 +253,7 @@ def update_profile(body: dict[str, Any], profile_id: int) -> Any:
     session = db_session()
     try:
         profile, summary = assignments.update_profile_and_apply(
-            session, settings(), profile, body, actor=principal.actor
+            session, settings(), profile, body, actor=principal.actor, context=command_context()
         )
     except ValidationError as exc:
         raise spec_error(exc) from exc
@@ -373,7 +373,9 @@ def assign_profile(body: dict[str, Any], profile_id: int) -> Any:
     if unit is None:
         raise field_error("org_unit_id", f"no org unit with id {body['org_unit_id']}")
     try:
-        summary = assignments.assign_profile(session, settings(), profile, unit, actor=principal.actor)
+        summary = assignments.assign_profile(
+            session, settings(), profile, unit, actor=principal.actor, context=command_context()
+        )
     except ValidationError as exc:
         messages = dotted_messages(exc.messages).get("unit") or ["refused"]
         raise ApiError(400, "org_unit_id: " + "; ".join(messages), fields={"org_unit_id": messages}) from exc
@@ -395,7 +397,9 @@ def unassign_profile(profile_id: int, unit_id: int) -> Any:
     unit = visible_unit(session, principal, unit_id)
     if unit is None or not assignments.list_assignments(session, profile=profile, unit=unit):
         raise ApiError(404, f"{profile.identifier} is not assigned to org unit {unit_id}")
-    summary = assignments.unassign_profile(session, settings(), profile, unit, actor=principal.actor)
+    summary = assignments.unassign_profile(
+        session, settings(), profile, unit, actor=principal.actor, context=command_context()
+    )
     session.commit()
     return {"assignment": None, "reconcile": _reconcile_view(summary)}
 

@@ -18,7 +18,7 @@ from flask import Response, request
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from mdm.doors.appctx import db_session, hikeshi
+from mdm.doors.appctx import command_context, db_session, hikeshi
 from mdm.ground import clock
 from mdm.ground.db import make_session_factory, read_mostly
 from mdm.ground.models import Device, Incident, OrgUnit, OrgUnitKind
@@ -320,7 +320,9 @@ def spare_swap(body: dict[str, Any]) -> Any:
         if incident is None or not principal.sees_unit(incident.org_unit_id):
             raise field_error("incident_id", f"no incident with id {body['incident_id']}")
     try:
-        outcome = swap_spare(session, spare, unit, actor=principal.actor, incident=incident)
+        outcome = swap_spare(
+            session, spare, unit, actor=principal.actor, incident=incident, context=command_context()
+        )
     except SpareError as exc:
         raise ApiError(exc.status, str(exc), fields={exc.field: [exc.message]}) from exc
     session.commit()

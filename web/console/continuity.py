@@ -15,7 +15,7 @@ from flask_babel import format_datetime
 from flask_babel import gettext as _
 from sqlalchemy import select
 
-from mdm.doors.appctx import db_session, settings
+from mdm.doors.appctx import command_context, db_session, settings
 from mdm.ground import clock
 from mdm.ground.health import service_health
 from mdm.ground.models import Device, EnrollmentState, Incident, OrgUnitKind, ReadinessState, SpareDevice
@@ -259,7 +259,9 @@ def continuity_swap() -> Response | str:
     if spare is None or not principal.sees_unit(spare.org_unit_id):
         return _swap_page(unit, incident, _("That spare tablet no longer exists."))
     try:
-        outcome = swap_spare(session, spare, unit, actor=principal.actor, incident=incident)
+        outcome = swap_spare(
+            session, spare, unit, actor=principal.actor, incident=incident, context=command_context()
+        )
         session.commit()
     except SpareError as exc:
         session.rollback()

@@ -16,7 +16,7 @@ from commands.catalog import CATALOG, CommandParamsError, CommandType, UnknownCo
 from commands.inventory_refresh import INVENTORY_KINDS, queue_inventory_refresh
 from commands.queue import CommandRefused, CommandStateError, cancel_command, enqueue_command
 from enrollment.out_of_service import OutOfServiceRefused, take_out_of_service
-from mdm.doors.appctx import db_session, settings
+from mdm.doors.appctx import command_context, db_session, settings
 from mdm.ground import clock
 from mdm.ground.models import (
     Command,
@@ -214,7 +214,7 @@ def refresh_inventory(device_id: int) -> Response:
     if not all(may_send_named(principal, kind) for kind in INVENTORY_KINDS):
         abort(403)
     try:
-        queue_inventory_refresh(session, found, principal.actor)
+        queue_inventory_refresh(session, found, principal.actor, context=command_context())
     except CommandRefused as exc:
         session.rollback()
         flash(_("Inventory not requested: %(reason)s", reason=str(exc)), "error")
@@ -344,7 +344,9 @@ def send_command() -> Response | str:
     queued, refused = 0, []
     for target in targets:
         try:
-            enqueue_command(session, target, request_type, params, actor=principal.actor)
+            enqueue_command(
+                session, target, request_type, params, actor=principal.actor, context=command_context()
+            )
             queued += 1
         except CommandRefused as exc:
             refused.append(f"{target.device_name or target.id}: {exc.bilingual}")

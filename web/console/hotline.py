@@ -30,7 +30,7 @@ from commands.wipe_certificate import (
     issue_wipe_certificate,
     render_certificate_html,
 )
-from mdm.doors.appctx import db_session, hikeshi, settings
+from mdm.doors.appctx import command_context, db_session, hikeshi, settings
 from mdm.ground.db import read_mostly
 from mdm.ground.models.incident import Incident, IncidentStatus, LossKind, WipeCertificate
 from web.console.blueprint import bp
@@ -336,7 +336,12 @@ def hotline_open(device_id: int) -> Response:
             session, device, _report(request.form), actor=principal.actor
         )
         text = _lock_text(request.form)
-        outcome = hotline.lock_now(session, incident, actor=principal.actor, message=text) if lock else None
+        context = command_context()
+        outcome = (
+            hotline.lock_now(session, incident, actor=principal.actor, message=text, context=context)
+            if lock
+            else None
+        )
     except (hotline.IncidentError, CommandRefused) as exc:
         session.rollback()
         _flash_error(exc)
@@ -419,14 +424,20 @@ def _reason() -> str:
 @needs(Permission.COMMAND_QUEUE_HOTLINE)
 def hotline_lock(incident_id: int) -> Response:
     text = _lock_text(request.form)
-    return _act(incident_id, lambda s, i, p: hotline.lock_now(s, i, actor=p.actor, message=text), "")
+    return _act(
+        incident_id,
+        lambda s, i, p: hotline.lock_now(s, i, actor=p.actor, message=text, context=command_context()),
+        "",
+    )
 
 
 @bp.route("/hotline/incidents/<int:incident_id>/location", methods=["POST"])
 @needs(Permission.COMMAND_QUEUE_HOTLINE)
 def hotline_locate(incident_id: int) -> Response:
     return _act(
-        incident_id, lambda s, i, p: hotline.locate_device(s, i, actor=p.actor), _("Location requested.")
+        incident_id,
+        lambda s, i, p: hotline.locate_device(s, i, actor=p.actor, context=command_context()),
+        _("Location requested."),
     )
 
 
@@ -475,7 +486,7 @@ def hotline_wipe_approve(incident_id: int) -> Response | str:
         )
     return _act(
         incident_id,
-        lambda s, i, p: hotline.approve_wipe(s, i, actor=p.actor),
+        lambda s, i, p: hotline.approve_wipe(s, i, actor=p.actor, context=command_context()),
         _("Wipe approved: the erase command was sent."),
     )
 
@@ -497,7 +508,9 @@ def hotline_break_glass(incident_id: int) -> Response:
     reason = _reason()
     return _act(
         incident_id,
-        lambda s, i, p: hotline.break_glass_wipe(s, i, actor=p.actor, reason=reason),
+        lambda s, i, p: hotline.break_glass_wipe(
+            s, i, actor=p.actor, reason=reason, context=command_context()
+        ),
         _("Break glass: the erase command was sent without a second person."),
     )
 
@@ -508,7 +521,7 @@ def hotline_recover(incident_id: int) -> Response:
     note = _reason()
     return _act(
         incident_id,
-        lambda s, i, p: hotline.recover(s, i, actor=p.actor, note=note),
+        lambda s, i, p: hotline.recover(s, i, actor=p.actor, note=note, context=command_context()),
         _("Recovered: lost mode ends and the incident is closed."),
     )
 

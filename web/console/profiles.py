@@ -14,7 +14,7 @@ from flask_babel import lazy_gettext as _l
 from marshmallow import ValidationError
 from sqlalchemy import func, select
 
-from mdm.doors.appctx import db_session, settings
+from mdm.doors.appctx import command_context, db_session, settings
 from mdm.ground.ca import CANotReady
 from mdm.ground.models import Device, OrgUnit, Profile, ProfileAssignment, ProfileVersion
 from profiles import assignment as assignments
@@ -306,7 +306,12 @@ def profile_update(profile_id: int) -> Response | str | tuple[str, int]:
     text = request.form.get("spec")
     try:
         profile, summary = assignments.update_profile_and_apply(
-            session, settings(), profile, _spec_from_form(text), actor=principal.actor
+            session,
+            settings(),
+            profile,
+            _spec_from_form(text),
+            actor=principal.actor,
+            context=command_context(),
         )
     except ValidationError as exc:
         session.rollback()
@@ -343,7 +348,9 @@ def profile_assign(profile_id: int) -> Response | str | tuple[str, int]:
     if unit is None:
         return _detail_page(profile, {"org_unit_id": [_("Unknown unit.")]})
     try:
-        summary = assignments.assign_profile(session, settings(), profile, unit, actor=principal.actor)
+        summary = assignments.assign_profile(
+            session, settings(), profile, unit, actor=principal.actor, context=command_context()
+        )
     except ValidationError as exc:
         session.rollback()
         return _detail_page(
@@ -384,7 +391,9 @@ def profile_unassign(profile_id: int, unit_id: int) -> Response | str:
             ),
             action_label=_("Unassign profile"),
         )
-    summary = assignments.unassign_profile(session, settings(), profile, unit, actor=principal.actor)
+    summary = assignments.unassign_profile(
+        session, settings(), profile, unit, actor=principal.actor, context=command_context()
+    )
     session.commit()
     flash(
         _(

@@ -5,8 +5,9 @@ POST /android/v1/sync     inventory + results → policy (if changed) + commands
 GET  /android/v1/wait     long poll: 200 as soon as a command is queued, 204 at the timeout
 GET  /android/provisioning/<token>/sheet, /qr.png   the printable provisioning sheet (mdm.doors.android.sheet)
 
-Thin handlers: read the body (size-limited), authenticate, validate, call one service, commit,
-answer JSON. Every refusal is JSON with a stable error code.
+Thin handlers: read the body (size-limited) and the credential its headers present, call one
+service (which decides who the device is before the body is validated), commit, answer JSON.
+Every refusal is JSON with a stable error code.
 """
 
 from __future__ import annotations
@@ -23,15 +24,15 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from mdm.doors.android import protocol, sheet
-from mdm.doors.android.auth import AuthenticatedDevice, Unauthenticated, authenticate
+from mdm.doors.android.auth import read_credential
 from mdm.doors.android.protocol import PREFIX
-from mdm.doors.appctx import client_ip, db_session, hikeshi, settings
+from mdm.doors.appctx import client_ip, command_context, db_session, hikeshi, settings
 from mdm.doors.bodies import BodyTooLarge, read_body
 from mdm.ground.ca import CANotReady
 from mdm.ground.push.wakeups import WakeupBoardFull, watch_wakeup
 from mdm.ground.x509util import to_pem
 from mdm.services import android_channel
-from mdm.services.android_channel import PROTOCOL_VERSION, ProtocolError
+from mdm.services.android_channel import PROTOCOL_VERSION, Credential, ProtocolError, Unauthenticated
 
 log = logging.getLogger(__name__)
 bp = Blueprint("android_agent", __name__, template_folder="templates")
@@ -136,14 +137,13 @@ def _signed_path() -> str:
     return request.path + ("?" + query if query else "")
 
 
-def _authenticated(body: bytes) -> AuthenticatedDevice:
-    return authenticate(
-        db_session(),
-        settings(),
+def _credential(body: bytes) -> Credential:
+    return read_credential(
         method=request.method,
         path=_signed_path(),
         headers=request.headers,
         body=body,
+        client_cert_header=settings().client_cert_header,
     )
 
 
@@ -187,10 +187,14 @@ def sync_view() -> Response:
     session = db_session()
     try:
         raw, payload = _json_body(conf.max_device_body_bytes)
-        authed = _authenticated(raw)
-        data = protocol.load(protocol.SyncRequestSchema(), payload)
         answer = android_channel.sync(
-            session, conf, authed.device, data, raw, source_ip=client_ip(), identity=authed.certificate
+            session,
+            conf,
+            _credential(raw),
+            raw,
+            lambda: protocol.load(protocol.SyncRequestSchema(), payload),
+            source_ip=client_ip(),
+            context=command_context(),
         )
         session.commit()
     except BodyTooLarge as exc:
@@ -206,9 +210,9 @@ def wait() -> Response:
     session = db_session()
     try:
         raw = read_body(request, conf.max_device_body_bytes)
-        authed = _authenticated(raw)
+        credential = _credential(raw)
         timeout = _timeout(conf.android_long_poll_seconds)
-        device_id = android_channel.start_wait(authed.device)
+        device_id = android_channel.start_wait(session, conf, credential)
         session.commit()
     except BodyTooLarge as exc:
         return _refused(ProtocolError(413, "body_too_large", str(exc)))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, request
 
-from mdm.doors.appctx import client_ip, db_session, settings
+from mdm.doors.appctx import client_ip, command_context, db_session, settings
 from mdm.doors.apple.answers import oversized_answer
 from mdm.doors.apple.auth import request_identity
 from mdm.doors.apple.plist_codec import decode_message, encode_command
@@ -26,7 +26,13 @@ def connect() -> Response:
         identity = request_identity(request, body, session, conf)
         report = decode_message(body, conf.max_command_answer_bytes)
         command = apple_channel.connect(
-            session, identity, report, body, source_ip=client_ip(), secret_key=conf.secret_key
+            session,
+            identity,
+            report,
+            body,
+            source_ip=client_ip(),
+            secret_key=conf.secret_key,
+            context=command_context(),
         )
         payload = b"" if command is None else encode_command(command.uuid, command.request_type, command.keys)
     except REFUSALS as exc:

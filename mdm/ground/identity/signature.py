@@ -59,6 +59,10 @@ class SignatureError(Exception):
     http_status = 401
 
 
+class SignatureMismatch(SignatureError):
+    """A readable signature that the signer certificate's key does not verify over these bytes."""
+
+
 class UntrustedCertificate(SignatureError):
     """The certificate is not directly issued by a trusted CA, or it or its CA is not valid now."""
 
@@ -284,19 +288,41 @@ def _verify_signature(
         raise SignatureError("Mdm-Signature uses an unsupported signature algorithm")
     if named_hash is not None and named_hash != digest_name:
         raise SignatureError("Mdm-Signature names inconsistent digest algorithms")
+    mismatch = "Mdm-Signature does not match the body"
+    verify_with_certificate(certificate, signature, signed, chosen, key_type=key_type, mismatch=mismatch)
+
+
+def verify_with_certificate(
+    certificate: x509.Certificate,
+    signature: bytes,
+    signed: bytes,
+    algorithm: hashes.HashAlgorithm | Prehashed,
+    *,
+    key_type: str | None = None,
+    mismatch: str = "signature does not match the signed bytes",
+) -> None:
+    """Raise SignatureError unless `signature` over `signed` verifies with the certificate's key,
+    by the schemes device keys sign with: RSA PKCS#1 v1.5 or ECDSA. Both device channels use it
+    (the Mdm-Signature here, the Android agent's request signature). `key_type` ("rsa", "ec"),
+    where the signature names one, must be the key's; a signature that does not verify raises
+    SignatureMismatch with the message `mismatch`."""
     try:
         public_key = certificate.public_key()
     except (ValueError, UnsupportedAlgorithm) as exc:
         raise SignatureError("signer certificate has an unusable public key") from exc
+    is_rsa = isinstance(public_key, rsa.RSAPublicKey)
+    is_ec = isinstance(public_key, ec.EllipticCurvePublicKey)
+    if not (is_rsa or is_ec):
+        raise SignatureError("signer certificate's key type is not supported")
+    if key_type is not None and key_type != ("rsa" if is_rsa else "ec"):
+        raise SignatureError("signature algorithm does not match the signer's key")
     try:
-        if key_type == "rsa" and isinstance(public_key, rsa.RSAPublicKey):
-            public_key.verify(signature, signed, padding.PKCS1v15(), chosen)
-        elif key_type == "ec" and isinstance(public_key, ec.EllipticCurvePublicKey):
-            public_key.verify(signature, signed, ec.ECDSA(chosen))
-        else:
-            raise SignatureError("Mdm-Signature algorithm does not match the signer's key")
+        if isinstance(public_key, rsa.RSAPublicKey):
+            public_key.verify(signature, signed, padding.PKCS1v15(), algorithm)
+        elif isinstance(public_key, ec.EllipticCurvePublicKey):
+            public_key.verify(signature, signed, ec.ECDSA(algorithm))
     except InvalidSignature as exc:
-        raise SignatureError("Mdm-Signature does not match the body") from exc
+        raise SignatureMismatch(mismatch) from exc
 
 
 def _is_ca(cert: x509.Certificate) -> bool:

@@ -1,4 +1,5 @@
-"""What the scheduler hands each job: its session factory, settings and fencing holder."""
+"""What the scheduler hands each job: its session factory, settings, fencing holder, and the
+commands' context its wiring built (passed on to whatever queues a command)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from commands.context import NO_CONTEXT, CommandContext
 from mdm.ground.config import Settings
 from mdm.ground.push.dispatcher import PushDispatcher
 
@@ -18,6 +20,7 @@ class JobContext:
     settings: Settings
     holder: str
     dispatcher: PushDispatcher | None = None
+    commands: CommandContext = NO_CONTEXT
     # Set on SIGTERM: a fleet-wide job checks it between its pages and stops there.
     stopping: threading.Event | None = None
 

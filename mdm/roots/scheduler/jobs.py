@@ -34,6 +34,7 @@ from mdm.services.alerts.apns_outage import check_apns_outage
 from mdm.services.alerts.email import due_alert_emails, email_enabled, record_email, send_alert_email
 from mdm.services.alerts.service import raise_alert
 from mdm.services.alerts.webhooks import due_deliveries, post_delivery, record_attempt
+from mdm.services.android_channel import purge_expired_nonces
 from mdm.services.backup.schedule import scheduled_backup
 from mdm.services.compliance.evaluation import evaluate_fleet_page
 from mdm.services.continuity.webhooks import readiness_job
@@ -56,7 +57,10 @@ def audit_seal(ctx: JobContext) -> dict[str, Any]:
 def inventory_refresh(ctx: JobContext) -> dict[str, Any]:
     with transaction(ctx.factory) as session:
         count = refresh_due_devices(
-            session, SYSTEM, default_interval_hours=ctx.settings.inventory_interval_hours
+            session,
+            SYSTEM,
+            default_interval_hours=ctx.settings.inventory_interval_hours,
+            context=ctx.commands,
         )
         return {"devices": count}
 
@@ -212,8 +216,6 @@ def ade_sync(ctx: JobContext) -> dict[str, Any]:
 
 
 def agent_nonce_purge(ctx: JobContext) -> dict[str, Any]:
-    from mdm.doors.android.auth import purge_expired_nonces
-
     with transaction(ctx.factory) as session:
         return {"purged": purge_expired_nonces(session)}
 

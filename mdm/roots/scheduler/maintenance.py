@@ -33,7 +33,7 @@ AUTO_WIPED = "incident.auto_wiped"
 def identity_renewal(ctx: JobContext) -> dict[str, Any]:
     """Queue an identity renewal for each device inside the renewal window (never two at once)."""
     with transaction(ctx.factory) as session:
-        return {"queued": len(queue_identity_renewals(session, ctx.settings, SYSTEM))}
+        return {"queued": len(queue_identity_renewals(session, ctx.settings, SYSTEM, context=ctx.commands))}
 
 
 def enrollment_challenge_purge(ctx: JobContext) -> dict[str, Any]:
@@ -76,7 +76,7 @@ def incident_auto_wipe(ctx: JobContext) -> dict[str, Any]:
     """Units' auto-wipe policies: remind before the deadline, wipe when it passes. Each is an
     alert, delivered like any other (console, webhooks, e-mail), so approvers hear of it."""
     with transaction(ctx.factory) as session:
-        report = run_auto_wipe(session)
+        report = run_auto_wipe(session, context=ctx.commands)
         for kind, ids in ((REMINDER, report.reminded), (AUTO_WIPED, report.wiped)):
             for incident_id in ids:
                 incident = session.get(Incident, incident_id)

@@ -23,6 +23,7 @@ from datetime import timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from commands.context import CommandContext
 from commands.queue import enqueue_command
 from enrollment.profile import RenderedProfile, enrollment_payloads, profile_plist, push_topic
 from enrollment.tokens import hash_secret
@@ -150,20 +151,22 @@ def _ade_row_of(session: Session, device: Device) -> AdeDevice | None:
     return session.scalars(select(AdeDevice).where(AdeDevice.device_id == device.id)).first()
 
 
-def begin_configuration(session: Session, device: Device, actor: Actor) -> None:
+def begin_configuration(session: Session, device: Device, actor: Actor, *, context: CommandContext) -> None:
     """TokenUpdate with AwaitingConfiguration: Setup Assistant waits for DeviceConfigured."""
     row = _ade_row_of(session, device)
     if row is None:
         # Only ADE devices wait; one that is not linked must not be left waiting forever.
-        enqueue_command(session, device, DEVICE_CONFIGURED, {}, actor=actor)
+        enqueue_command(session, device, DEVICE_CONFIGURED, {}, actor=actor, context=context)
         return
     if row.awaiting_configuration_at is None or row.configured_command_uuid is not None:
         row.awaiting_configuration_at = clock.now()
         row.configured_command_uuid = None
-    advance_configuration(session, device, actor)
+    advance_configuration(session, device, actor, context=context)
 
 
-def advance_configuration(session: Session, device: Device, actor: Actor) -> None:
+def advance_configuration(
+    session: Session, device: Device, actor: Actor, *, context: CommandContext
+) -> None:
     """Queue DeviceConfigured once none of the setup commands is still pending."""
     row = _ade_row_of(session, device)
     if row is None or row.awaiting_configuration_at is None or row.configured_command_uuid is not None:
@@ -189,7 +192,7 @@ def advance_configuration(session: Session, device: Device, actor: Actor) -> Non
             Command.queued_at >= row.awaiting_configuration_at,
         )
     )
-    command = enqueue_command(session, device, DEVICE_CONFIGURED, {}, actor=actor)
+    command = enqueue_command(session, device, DEVICE_CONFIGURED, {}, actor=actor, context=context)
     row.configured_command_uuid = command.uuid
     record_event(
         session,
@@ -201,10 +204,12 @@ def advance_configuration(session: Session, device: Device, actor: Actor) -> Non
     )
 
 
-def after_answer(session: Session, device: Device, command: Command, actor: Actor) -> None:
+def after_answer(
+    session: Session, device: Device, command: Command, actor: Actor, *, context: CommandContext
+) -> None:
     """COMMAND_ANSWERED: a setup command answered may let Setup Assistant finish."""
     if command.request_type in SETUP_COMMANDS:
-        advance_configuration(session, device, actor)
+        advance_configuration(session, device, actor, context=context)
     elif command.request_type == DEVICE_CONFIGURED and command.status == CommandStatus.ACKNOWLEDGED:
         row = _ade_row_of(session, device)
         if row is not None:

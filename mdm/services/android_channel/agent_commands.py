@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from commands import results
 from commands.catalog import equivalent_for
+from commands.context import CommandContext
 from commands.delivery import UndeliverableCommand, deliver_next_commands
 from commands.kinds.android import ANDROID_COMMANDS
 from mdm.ground.audit import Actor
@@ -40,10 +41,19 @@ def render(command: Command) -> dict[str, Any]:
     return {"id": command.uuid, "type": equivalent.request_type, "params": clean}
 
 
-def take_commands(session: Session, device: Device, *, skip: set[str], actor: Actor) -> list[dict[str, Any]]:
+def take_commands(
+    session: Session, device: Device, *, skip: set[str], actor: Actor, context: CommandContext
+) -> list[dict[str, Any]]:
     """The commands to hand over now (commands.delivery), rendered for the agent."""
     return deliver_next_commands(
-        session, device, render, limit=MAX_COMMANDS_PER_SYNC, offer_not_now=True, skip=skip, actor=actor
+        session,
+        device,
+        render,
+        limit=MAX_COMMANDS_PER_SYNC,
+        offer_not_now=True,
+        skip=skip,
+        actor=actor,
+        context=context,
     )
 
 
@@ -54,13 +64,14 @@ def record_results(
     *,
     actor: Actor,
     identity: str | None = None,
+    context: CommandContext,
 ) -> set[str]:
     """Record each result; returns the ids answered NotNow (not to be offered again right away)."""
     not_now: set[str] = set()
     for item in items:
         report = apple_report(item)
         raw = json.dumps(item, default=_jsonable, ensure_ascii=False, sort_keys=True).encode()
-        results.record_result(session, device, report, raw, actor=actor, identity=identity)
+        results.record_result(session, device, report, raw, actor=actor, identity=identity, context=context)
         if item["status"] == "not_now":
             not_now.add(item["command_id"])
     return not_now

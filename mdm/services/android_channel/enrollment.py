@@ -26,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from enrollment.hooks import join_token_unit
-from enrollment.issuance import BadCertificateRequest, check_csr
+from enrollment.issuance import BadCertificateRequest, audit_identity_issued, check_csr
 from enrollment.tokens import TokenUnavailable, take_token_use, usable_token
 from mdm.ground import clock
 from mdm.ground.audit import Actor, record_event
@@ -151,20 +151,11 @@ def _enroll(session: Session, settings: Settings, data: dict[str, Any], *, sourc
         token.id,
         {"certificate": row.fingerprint_sha256, "use_count": token.use_count, "max_uses": token.max_uses},
     )
-    record_event(
+    audit_identity_issued(
         session,
         actor,
-        "enrollment.identity_issued",
-        "device_certificate",
-        row.id,
-        {
-            "purpose": "android_enroll",
-            "enrollment_token_id": token.id,
-            "device_id": device.id,
-            "fingerprint": row.fingerprint_sha256,
-            "subject": row.subject,
-            "not_after": row.not_after.isoformat(),
-        },
+        row,
+        {"purpose": "android_enroll", "enrollment_token_id": token.id, "device_id": device.id},
     )
     record_event(
         session,

@@ -1,17 +1,20 @@
-"""One sync of an authenticated agent: inventory in, results in, policy (if changed) and commands
-out; and the start of a long poll. Never commits; the handler does."""
+"""One sync of an agent: who it is (identity.authenticate), then inventory in, results in, policy
+(if changed) and commands out; and the start of a long poll. Never commits; the handler does."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.orm import Session
 
+from commands.context import CommandContext
 from mdm.ground import clock
 from mdm.ground.config import Settings
-from mdm.ground.models import Device, DeviceCertificate, DeviceMessage, EnrollmentState
+from mdm.ground.models import DeviceMessage, EnrollmentState
 from mdm.services.android_channel.agent import PROTOCOL_VERSION
 from mdm.services.android_channel.agent_commands import record_results, take_commands
+from mdm.services.android_channel.identity import Credential, authenticate
 from mdm.services.android_channel.policy import current_policy
 from mdm.services.android_channel.wake import wake_channels
 from mdm.services.devices import device_actor
@@ -21,32 +24,39 @@ from mdm.services.inventory.android import apply_android_inventory
 def sync(
     session: Session,
     settings: Settings,
-    device: Device,
-    data: dict[str, Any],
+    credential: Credential,
     raw: bytes,
+    read: Callable[[], dict[str, Any]],
     *,
     source_ip: str | None,
-    identity: DeviceCertificate | None = None,
+    context: CommandContext,
 ) -> dict[str, Any]:
-    """Apply a validated sync request (protocol.SyncRequestSchema) and build the answer.
+    """Authenticate the request, then apply it and build the answer.
 
-    `identity` is the certificate the request was authenticated with: results are recorded with
-    its fingerprint, which a wipe certificate depends on (commands.incidents.wipe_identity)."""
+    `read` validates the body (protocol.SyncRequestSchema): it is called only once the sender is
+    known, so nothing of an unauthenticated request is looked at beyond its JSON. Results are
+    recorded with the fingerprint of the certificate the request was authenticated with, which a
+    wipe certificate depends on (commands.incidents.wipe_identity)."""
+    authed = authenticate(session, settings, credential)
+    device = authed.device
+    data = read()
     actor = device_actor(device.udid or "", source_ip)
     device.last_seen_at = clock.now()
     # Kept as received, like Apple check-ins: what the device said is evidence.
     session.add(DeviceMessage(device_id=device.id, message_type="AndroidSync", raw=raw, source_ip=source_ip))
     if data.get("inventory") is not None:
         apply_android_inventory(session, device, data["inventory"])
-    fp = identity.fingerprint_sha256 if identity is not None else None
-    not_now = record_results(session, device, data.get("results") or [], actor=actor, identity=fp)
+    identity = authed.certificate.fingerprint_sha256
+    not_now = record_results(
+        session, device, data.get("results") or [], actor=actor, identity=identity, context=context
+    )
     answer: dict[str, Any] = {"protocol": PROTOCOL_VERSION, "device_id": device.id}
     if device.enrollment_state == EnrollmentState.ENROLLED:
         policy = current_policy(session, device, secret_key=settings.secret_key)
         answer["policy_version"] = policy.version
         if policy.version != data.get("policy_version"):
             answer["policy"] = policy.body()
-        answer["commands"] = take_commands(session, device, skip=not_now, actor=actor)
+        answer["commands"] = take_commands(session, device, skip=not_now, actor=actor, context=context)
     else:
         # The device was just retired (its wipe was acknowledged in this very sync): nothing more.
         answer["commands"] = []
@@ -57,8 +67,9 @@ def sync(
     return answer
 
 
-def start_wait(device: Device) -> int:
-    """A long poll begins: the agent is seen now. Returns the device's id, all the handler keeps
-    while it waits (it holds no session then)."""
+def start_wait(session: Session, settings: Settings, credential: Credential) -> int:
+    """A long poll begins: the agent is authenticated and seen now. Returns the device's id, all
+    the handler keeps while it waits (it holds no session then)."""
+    device = authenticate(session, settings, credential).device
     device.last_seen_at = clock.now()
     return device.id

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from commands.catalog import DeliveryContext, get_command_type
+from commands.context import CommandContext
 from commands.delivery import deliver_next_commands
 from commands.refused_answers import refuse_oversized_answer
 from commands.results import REPORT_STATUSES, record_result
@@ -85,6 +86,7 @@ def connect(
     *,
     source_ip: str | None,
     secret_key: str,
+    context: CommandContext,
 ) -> CommandForDevice | None:
     """Record the device's report (unless Idle) and take its next command (commands.delivery)."""
     # A user channel's Idle must never be handed the device channel's queue.
@@ -97,16 +99,18 @@ def connect(
     devices.touch(session, device)
     actor = devices.device_actor(udid, source_ip)
     if status != "Idle":
-        record_result(session, device, report, raw, actor=actor, identity=identity.fingerprint)
+        record_result(
+            session, device, report, raw, actor=actor, identity=identity.fingerprint, context=context
+        )
 
     def render(command: Command) -> CommandForDevice:
         keys = get_command_type(command.request_type).apple_command(
-            dict(command.params), DeliveryContext(device, secret_key)
+            dict(command.params), DeliveryContext(device, secret_key, context=context)
         )
         return CommandForDevice(command.uuid, command.request_type, keys)
 
     found = deliver_next_commands(
-        session, device, render, limit=1, offer_not_now=status == "Idle", actor=actor
+        session, device, render, limit=1, offer_not_now=status == "Idle", actor=actor, context=context
     )
     return found[0] if found else None
 

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from commands.context import NO_CONTEXT, CommandContext
 from commands.incidents.service import record_step
 from commands.queue import enqueue_command
 from mdm.ground import clock
@@ -170,6 +171,7 @@ def swap_spare(
     *,
     actor: Actor,
     incident: Incident | None = None,
+    context: CommandContext = NO_CONTEXT,
 ) -> SwapOutcome:
     """Hand a spare to `unit` (optionally as the answer to an incident); never commits."""
     row = session.scalars(select(SpareDevice).where(SpareDevice.device_id == spare.id)).first()
@@ -187,10 +189,10 @@ def swap_spare(
     if incident is not None and incident.device_id == spare.id:
         raise SpareError("incident_id", "the incident is about this spare itself")
     from_unit = spare.org_unit_id
-    assign_device(session, spare, unit, actor=actor)
+    assign_device(session, spare, unit, actor=actor)  # the moved-device hooks have their own context
     if spare.platform == "apple":
         # Behind the unit's profile installs (they go first), so the answer verifies them.
-        enqueue_command(session, spare, "ProfileList", None, actor=actor)
+        enqueue_command(session, spare, "ProfileList", None, actor=actor, context=context)
     now = clock.now()
     row.swapped_to_unit_id = unit.id
     row.swapped_at = now

@@ -1,0 +1,162 @@
+"""Who is speaking on the Android agent channel: the device bound to the request's certificate.
+
+The door (mdm.doors.android.auth) reads what a request presents into a credential; this module
+decides whether it is an enrolled Android device:
+
+- a signed request (the agent's identity key over the method, path, a timestamp, a nonce and the
+  SHA-256 of the body): the certificate is the recorded one its fingerprint names, the signature
+  must verify with its key, the timestamp may be at most the configured skew in the past and a
+  small skew in the future, and each nonce is accepted once (stored in the database, so every
+  server process sees it): a captured request cannot be replayed;
+- behind a TLS-terminating proxy, the client certificate the proxy forwarded.
+
+Either way the certificate must chain to a trusted device CA, be valid now, be recorded, bound to
+exactly one Android device, and not be revoked. The device is taken from that binding, never from
+anything the request says, so a device can never act as another (DESIGN.md invariant 3).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from mdm.ground import clock
+from mdm.ground.config import Settings
+from mdm.ground.identity.signature import SignatureError, SignatureMismatch, verify_with_certificate
+from mdm.ground.identity.trust import verify_device_certificate
+from mdm.ground.models import AgentRequestNonce, Device, DeviceCertificate, EnrollmentState, IdentityPurpose
+from mdm.ground.x509util import fingerprint
+from mdm.services.android_channel.agent import PLATFORM, ProtocolError
+
+
+class Unauthenticated(ProtocolError):
+    def __init__(self, reason: str, code: str = "invalid_credentials") -> None:
+        # The full reason is logged; the agent learns a stable reason code (body "reason"), enough
+        # to fix its clock or its nonces, nothing about other devices.
+        super().__init__(401, "unauthenticated", "device authentication failed")
+        self.reason = reason
+        self.reason_code = code
+
+
+@dataclass(frozen=True)
+class SignedRequest:
+    """A request signed with an agent's identity key, as its headers say."""
+
+    fingerprint: str  # SHA-256 of the certificate, lower-case hex
+    sent_at: datetime
+    nonce: str
+    signature: bytes
+    signed: bytes  # what the signature must cover (the protocol's signing string)
+
+
+@dataclass(frozen=True)
+class ForwardedCertificate:
+    """The client certificate a TLS-terminating proxy verified and forwarded."""
+
+    certificate: x509.Certificate
+
+
+Credential = SignedRequest | ForwardedCertificate
+
+
+@dataclass(frozen=True)
+class AuthenticatedDevice:
+    device: Device
+    certificate: DeviceCertificate
+
+
+def authenticate(session: Session, settings: Settings, credential: Credential) -> AuthenticatedDevice:
+    """The enrolled Android device this credential speaks for, or Unauthenticated / ProtocolError.
+    A signed request's nonce is remembered in the session: the caller commits it with the request."""
+    if isinstance(credential, SignedRequest):
+        row, cert = _signed_request(session, settings, credential)
+    else:
+        cert = credential.certificate
+        row = _recorded(session, fingerprint(cert))
+    try:
+        verify_device_certificate(session, settings, cert)
+    except SignatureError as exc:
+        raise Unauthenticated(str(exc)) from exc
+    if row.revoked_at is not None:
+        raise Unauthenticated("certificate has been revoked", "certificate_revoked")
+    if row.purpose != IdentityPurpose.ANDROID_AGENT:
+        raise Unauthenticated(
+            f"a {row.purpose} certificate is not an Android agent identity", "certificate_purpose"
+        )
+    device = session.get(Device, row.device_id) if row.device_id is not None else None
+    if device is None or device.platform != PLATFORM:
+        raise Unauthenticated("certificate is not bound to an Android device")
+    if device.enrollment_state != EnrollmentState.ENROLLED:
+        raise ProtocolError(
+            403, "device_not_enrolled", f"the device is {device.enrollment_state}; enroll it again"
+        )
+    return AuthenticatedDevice(device, row)
+
+
+def _recorded(session: Session, fp: str) -> DeviceCertificate:
+    row = session.scalars(select(DeviceCertificate).where(DeviceCertificate.fingerprint_sha256 == fp)).first()
+    if row is None:
+        raise Unauthenticated("unknown certificate")
+    return row
+
+
+def _signed_request(
+    session: Session, settings: Settings, request: SignedRequest
+) -> tuple[DeviceCertificate, x509.Certificate]:
+    _check_sent_at(
+        request.sent_at,
+        settings.android_signature_max_skew_seconds,
+        settings.android_signature_future_skew_seconds,
+    )
+    row = _recorded(session, request.fingerprint)
+    cert = x509.load_pem_x509_certificate(row.pem.encode())
+    try:
+        verify_with_certificate(cert, request.signature, request.signed, hashes.SHA256())
+    except SignatureMismatch as exc:
+        raise Unauthenticated("signature does not match the request", "bad_signature") from exc
+    except SignatureError as exc:
+        raise Unauthenticated(str(exc)) from exc
+    forget_at = request.sent_at + timedelta(seconds=settings.android_signature_max_skew_seconds)
+    _remember_nonce(session, row, request.nonce, forget_at)
+    return row, cert
+
+
+def _check_sent_at(sent: datetime, past_skew: int, future_skew: int) -> None:
+    age = (clock.now() - sent).total_seconds()
+    if age > past_skew:
+        # Bounds how long a nonce must be remembered, and catches a wrong device clock.
+        raise Unauthenticated("request timestamp is too old", "timestamp_too_old")
+    if -age > future_skew:
+        # A request dated ahead would stay replayable longer than the window says.
+        raise Unauthenticated("request timestamp is in the future", "timestamp_in_future")
+
+
+def _remember_nonce(session: Session, row: DeviceCertificate, nonce: str, expires_at: datetime) -> None:
+    """Accept a nonce once. The unique index decides between server processes: a concurrent
+    replay waits for the first request's commit and then fails here."""
+    now = clock.now()
+    # Past its expiry the timestamp check refuses a replay on its own; forget this device's old ones.
+    session.execute(
+        delete(AgentRequestNonce).where(
+            AgentRequestNonce.device_certificate_id == row.id, AgentRequestNonce.expires_at < now
+        )
+    )
+    session.add(
+        AgentRequestNonce(nonce=nonce, device_certificate_id=row.id, seen_at=now, expires_at=expires_at)
+    )
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        raise Unauthenticated(f"nonce {nonce} was already used", "replayed") from exc
+
+
+def purge_expired_nonces(session: Session) -> int:
+    """Scheduler job: drop every nonce whose request could no longer pass the timestamp check."""
+    result = session.execute(delete(AgentRequestNonce).where(AgentRequestNonce.expires_at < clock.now()))
+    return int(getattr(result, "rowcount", 0) or 0)
