@@ -163,9 +163,9 @@ def _devices_below(session: Session, unit_id: int) -> list[Device]:
     return [d for d in found if _manageable(d)]
 
 
-def apply_unit_setting(session: Session, unit_id: int, *, actor: Actor) -> int:
+def apply_unit_setting(session: Session, unit_id: int, *, actor: Actor, context: CommandContext) -> int:
     """After an administrator changed a unit's setting: every device below it follows. Returns how
     many devices are manageable (enrolled, supervised Apple) there."""
     devices = _devices_below(session, unit_id)
-    reconcile_activation_lock(session, devices, actor=actor, push=True)
+    reconcile_activation_lock(session, devices, actor=actor, push=True, context=context)
     return len(devices)

@@ -10,7 +10,7 @@ from flask import Response, abort, flash, make_response, redirect, render_templa
 from flask_babel import gettext as _
 
 from commands.activation_lock import apply_unit_setting
-from mdm.doors.appctx import db_session, settings
+from mdm.doors.appctx import command_context, db_session, settings
 from mdm.ground.models import Device, Incident, OrgUnit
 from mdm.services.activation_lock.escrow import RevealRefused, reveal_bypass_code, wipe_reached_device
 from mdm.services.activation_lock.status import ActivationLockStatus, activation_lock_status
@@ -67,7 +67,9 @@ def org_unit_activation_lock(unit_id: int) -> Response:
     if choice not in _CHOICES:
         raise field_error("activation_lock", _("choose inherit, allow or disallow."))
     changed = set_unit_activation_lock(session, unit, _CHOICES[choice], actor=principal.actor)
-    devices = apply_unit_setting(session, unit.id, actor=principal.actor) if changed else 0
+    devices = 0
+    if changed:
+        devices = apply_unit_setting(session, unit.id, actor=principal.actor, context=command_context())
     session.commit()
     if changed:
         flash(_("Activation Lock setting saved; sent to %(n)d supervised tablets.", n=devices), "ok")
