@@ -23,7 +23,6 @@ import os
 import plistlib
 import re
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 
 from asn1crypto import cms
@@ -47,6 +46,7 @@ from mdm.ground.push.certificates import (
     read_push_certificate,
 )
 from mdm.ground.secretbox import SecretBoxError, seal, unseal
+from mdm.ground.x509util import self_signed_encryption_certificate
 
 KEY_PURPOSE = "apns-push-request-key"
 REQUEST_FOLDER = "push-cert-requests"
@@ -362,30 +362,8 @@ def encryption_certificate(settings: Settings, pending: PendingRequest) -> x509.
     """A short-lived self-signed certificate of the request's own key: the signing service
     encrypts its answer to it, so only this instance can open it."""
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{settings.organization_name} push request")])
-    now = clock.now()
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(pending.key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=ENCRYPTION_CERT_DAYS))
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=True,
-                data_encipherment=True,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .sign(pending.key, hashes.SHA256())
+    cert = self_signed_encryption_certificate(
+        pending.key, name, now=clock.now(), days=ENCRYPTION_CERT_DAYS, data_encipherment=True
     )
     _encryption_cert_path(settings, pending.key_id).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return cert

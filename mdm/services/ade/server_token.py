@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 
 from asn1crypto import cms
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from sqlalchemy import select
@@ -33,7 +33,7 @@ from mdm.ground.audit import Actor, record_event
 from mdm.ground.config import Settings
 from mdm.ground.models import AdeServerToken, AdeTokenKey
 from mdm.ground.secretbox import SecretBoxError, seal, unseal
-from mdm.ground.x509util import fingerprint, to_pem
+from mdm.ground.x509util import fingerprint, self_signed_encryption_certificate, to_pem
 
 KEY_PURPOSE = "ade-token-key"
 SECRETS_PURPOSE = "ade-server-token"
@@ -83,31 +83,7 @@ def new_token_key(session: Session, settings: Settings, *, actor: Actor) -> AdeT
         ]
     )
     now = clock.now()
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=CERT_DAYS))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=True,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .sign(key, hashes.SHA256())
-    )
+    cert = self_signed_encryption_certificate(key, name, now=now, days=CERT_DAYS)
     key_pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
