@@ -253,7 +253,7 @@ def test_a_device_without_a_code_is_not_escrowed_and_is_asked_again_only_after_i
     with transaction(app.extensions["hikeshi"].session_factory) as s:
         device = s.get(Device, device_id)
         device.enrolled_at = clock.now()
-        after_enrollment(s, device, ADMIN)
+        after_enrollment(s, device, ADMIN, context=app.extensions["hikeshi"].commands)
     assert "ActivationLockBypassCode" in [c.request_type for c in _pending(app, device_id)]
 
 

@@ -107,9 +107,14 @@ class InventoryDeviceFilterForm(DeviceFilterForm):
     app = Text(validate=validate.Length(max=255))
 
 
-def sendable_commands(principal: Principal) -> list[CommandType]:
-    """The commands the principal may send, loss-and-theft ones first (what the hotline needs)."""
-    return [kind for kind in CATALOG.in_menu_order() if may_send(principal, kind)]
+def sendable_commands(principal: Principal, platform: str | None = None) -> list[CommandType]:
+    """The commands the principal may send, loss-and-theft ones first (what the hotline needs);
+    on a device's page only those its platform has (an Android agent has no Activation Lock)."""
+    return [
+        kind
+        for kind in CATALOG.in_menu_order()
+        if may_send(principal, kind) and (platform is None or platform in kind.platforms)
+    ]
 
 
 @bp.route("/devices")
@@ -164,7 +169,7 @@ def device(device_id: int) -> str:
         history=device_commands(session, found),
         foreign_results=device_foreign_results(session, found),
         lock=_lock_texts(session, found),
-        commands=sendable_commands(principal),
+        commands=sendable_commands(principal, found.platform),
         pending_states=CommandStatus.PENDING,
         compliance=device_compliance_status(session, found.id),
         facts=session.get(DeviceFacts, found.id),
