@@ -14,7 +14,7 @@ from sqlalchemy import select
 from commands.wipe_certificate import verify_detached
 from mdm.ground.ca import builtin_device_cas
 from mdm.ground.db import transaction
-from mdm.ground.models import Device, WipeCertificate
+from mdm.ground.models import Command, Device, WipeCertificate
 from tests.hotline.test_hotline_call import _enrolled, conf, push_topic, pushing_app  # noqa: F401
 from tests.web.helpers import bearer, make_token
 
@@ -60,6 +60,11 @@ def _open_and_lock(app: Any, client: Any, tokens: dict, device_id: int, apns_ser
     return incident["id"], body["command"]["uuid"]
 
 
+def _fetch_params(app: Any, uuid: str) -> dict:
+    with app.extensions["hikeshi"].session_factory() as s:
+        return s.scalars(select(Command.params).where(Command.uuid == uuid)).one() or {}
+
+
 def _command_state(detail: dict, uuid: str) -> str:
     return next(c["state"] for c in detail["commands"] if c["uuid"] == uuid)
 
@@ -71,12 +76,20 @@ def test_lock_and_two_person_wipe_over_the_api(pushing_app, conf, device_ca, apn
     incident_id, lock_uuid = _open_and_lock(app, client, tokens, _device_id(app, ipad.udid), apns_server)
     url = f"/api/v1/incidents/{incident_id}"
 
-    assert _command_state(client.get(url, headers=tokens["operator"]).get_json(), lock_uuid) == "pushed"
+    detail = client.get(url, headers=tokens["operator"]).get_json()
+    assert _command_state(detail, lock_uuid) == "pushed"
+    # Sent, not answered: the API claims nothing is on the tablet's screen yet.
+    assert detail["finder"]["state"] == "not_acknowledged" and detail["finder"]["text"] is None
+    assert detail["finder"]["waiting"]["command_uuid"] == lock_uuid
     assert _fetch(app, ipad, ipad.idle_body())["CommandUUID"] == lock_uuid
     assert _command_state(client.get(url, headers=tokens["operator"]).get_json(), lock_uuid) == "delivered"
     _fetch(app, ipad, ipad.result_body(lock_uuid))
     detail = client.get(url, headers=tokens["approver"]).get_json()
     assert detail["status"] == "locked" and _command_state(detail, lock_uuid) == "acknowledged"
+    sent = _fetch_params(app, lock_uuid)
+    assert detail["finder"]["text"]["command_uuid"] == lock_uuid
+    assert detail["finder"]["text"]["message"] == sent.get("Message")
+    assert detail["finder"]["text"]["phone_number"] == sent.get("PhoneNumber")
     lock_entries = [e["action"] for e in detail["timeline"] if e["details"].get("command_uuid") == lock_uuid]
     assert {"queued", "pushed", "delivered", "acknowledged", "lock_confirmed"} <= set(lock_entries)
     # Where is it? DeviceLocation's answer lands on the incident, with a plain map link.

@@ -167,6 +167,37 @@ class CertificateInfoSchema(Schema):
     signer_fingerprint = fields.String(allow_none=True, required=True)
 
 
+class ScreenTextSchema(Schema):
+    request_type = fields.String(required=True)
+    command_uuid = fields.String(required=True)
+    message = fields.String(allow_none=True, required=True)
+    phone_number = fields.String(allow_none=True, required=True)
+    footnote = fields.String(allow_none=True, required=True)
+    at = fields.DateTime(allow_none=True, required=True)
+
+
+class FinderScreenSchema(Schema):
+    state = fields.String(
+        required=True,
+        metadata={
+            "description": "nothing_sent, not_acknowledged (unknown), shown, not_shown, unknown, failed or "
+            "ended: only what the tablet answered"
+        },
+    )
+    text = fields.Nested(
+        ScreenTextSchema,
+        allow_none=True,
+        required=True,
+        metadata={"description": "what the tablet shows (shown), or what the answered command carried"},
+    )
+    waiting = fields.Nested(
+        ScreenTextSchema,
+        allow_none=True,
+        required=True,
+        metadata={"description": "a newer lock the tablet has not answered: not on its screen yet"},
+    )
+
+
 class IncidentDetailSchema(IncidentSummarySchema):
     device = fields.Nested(DeviceSchema, required=True)
     org_unit_path = fields.String(allow_none=True, required=True)
@@ -196,6 +227,9 @@ class IncidentDetailSchema(IncidentSummarySchema):
     push_attempts = fields.List(fields.Nested(PushAttemptSchema), required=True)
     timeline = fields.List(fields.Nested(TimelineEntrySchema), required=True)
     certificate = fields.Nested(CertificateInfoSchema, allow_none=True, required=True)
+    finder = fields.Nested(
+        FinderScreenSchema, required=True, metadata={"description": "what the finder of the tablet sees"}
+    )
 
 
 class IncidentActionSchema(Schema):
