@@ -75,6 +75,10 @@ def test_station_lock_text_is_inherited_prefilled_and_sent(app, tree, session_fa
     search = client.get("/console/hotline?q=SERIALA0001").get_data(as_text=True)
     assert re.search(r'name="lock_message"[^>]*>中央消防署へお届けください</textarea>', search)
     assert re.search(r'name="lock_phone"[^>]*value="03-3212-2111"', search)
+    # So is the device page's own command form (used only by DeviceLock and EnableLostMode).
+    device_page = client.get(f"/console/devices/{tree.device_a.id}").get_data(as_text=True)
+    assert re.search(r'name="message"[^>]*value="中央消防署へお届けください"', device_page)
+    assert re.search(r'name="phone_number"[^>]*value="03-3212-2111"', device_page)
     # ... and lock now sends what the operator left there or typed.
     locked = post_form(
         client,

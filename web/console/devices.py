@@ -13,6 +13,7 @@ from marshmallow import fields, validate
 from sqlalchemy import select
 
 from commands.catalog import CATALOG, CommandParamsError, CommandType, UnknownCommand, get_command_type
+from commands.incidents.lock_text import lock_text_for
 from commands.inventory_refresh import INVENTORY_KINDS, queue_inventory_refresh
 from commands.queue import CommandRefused, CommandStateError, cancel_command, enqueue_command
 from enrollment.out_of_service import OutOfServiceRefused, take_out_of_service
@@ -170,6 +171,7 @@ def device(device_id: int) -> str:
         foreign_results=device_foreign_results(session, found),
         lock=_lock_texts(session, found),
         commands=sendable_commands(principal, found.platform),
+        station_text=lock_text_for(session, found.org_unit),
         pending_states=CommandStatus.PENDING,
         compliance=device_compliance_status(session, found.id),
         facts=session.get(DeviceFacts, found.id),
