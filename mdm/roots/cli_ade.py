@@ -146,6 +146,27 @@ def ade_rule(ctx: Any, kind: str, value: str, unit_code: str) -> None:
     click.echo(f"rule saved: {kind} {value} -> {unit_code}")
 
 
+@ade.command("place")
+@click.argument("serial_number")
+@click.option("--unit", "unit_code", required=True, help="Code of the org unit the tablet is for.")
+@click.pass_obj
+def ade_place(ctx: Any, serial_number: str, unit_code: str) -> None:
+    """Put one ABM device in a unit by hand (its unit's ADE profile is assigned at the next sync)."""
+    from sqlalchemy import func, select
+
+    from mdm.ground.models import AdeDevice
+    from mdm.services.ade.units import place_by_hand
+
+    with transaction(ctx.session_factory()) as session:
+        device = session.scalars(
+            select(AdeDevice).where(func.upper(AdeDevice.serial_number) == serial_number.strip().upper())
+        ).first()
+        if device is None:
+            raise click.ClickException(f"serial_number: no ABM device {serial_number!r} on this server")
+        place_by_hand(session, device, _unit(session, unit_code), actor=cli_actor())
+    click.echo(f"placed: {device.serial_number} -> {unit_code} (profile assigned at the next sync)")
+
+
 @ade.command("import-order")
 @click.argument("order_number")
 @click.argument("path", type=_FILE)

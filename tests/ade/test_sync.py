@@ -165,6 +165,7 @@ def test_cli_rules_profile_sync_and_device_list(
 
     monkeypatch.setenv("HIKESHI_ADE_URL", abm.url)
     _unit(session, "A1")
+    _unit(session, "A2")
     session.commit()
     abm.service.add_device("DMPXK0AAAA01")
     abm.service.add_device("DMPXK0BBBB02")
@@ -184,6 +185,14 @@ def test_cli_rules_profile_sync_and_device_list(
     assert "DMPXK0AAAA01" in listing.output and "assigned" in listing.output and "A1" in listing.output
     status = run_cli("ade", "status")
     assert "Hikeshi HQ" in status.output
+    # By hand: one tablet moved to another unit; its new unit's profile goes at the next sync.
+    assert run_cli("ade", "profile", "--unit", "A2").exit_code == 0
+    placed = run_cli("ade", "place", "dmpxk0bbbb02", "--unit", "A2")
+    assert placed.exit_code == 0, placed.output
+    lines = run_cli("ade", "devices").output.splitlines()
+    assert any("DMPXK0BBBB02" in line and "\tA2\t" in line for line in lines), lines
+    unknown = run_cli("ade", "place", "NOSUCHSERIAL", "--unit", "A2")
+    assert unknown.exit_code != 0 and "serial_number" in unknown.output
 
 
 def test_scheduler_job_syncs_when_due_records_failures_and_alerts_on_expiry(
