@@ -19,13 +19,14 @@ from sqlalchemy.orm import Session
 
 from enrollment import android_qr
 from enrollment.tokens import TokenError
-from mdm.ground import clock
 from mdm.ground.audit import Actor, record_event
 from mdm.ground.config import Settings
 from mdm.ground.models import AndroidProvisioning
-from mdm.ground.secretbox import SecretBoxError, seal, unseal
+from mdm.ground.secretbox import SecretBoxError, unseal
+from mdm.ground.settings_row import SealedSecret, apply_settings
 
 SEALED_AS = "android-provisioning-wifi-password"
+SEALED_PASSWORD = SealedSecret("wifi_password_sealed", SEALED_AS, "wifi_password")
 ROW_ID = 1
 
 
@@ -207,19 +208,17 @@ def save_provisioning(
     if row is None:
         row = AndroidProvisioning(id=ROW_ID)
         session.add(row)
-    changed = [name for name, value in clean.items() if getattr(row, name) != value]
-    for name in changed:
-        setattr(row, name, clean[name])
-    if clear_wifi_password and row.wifi_password_sealed is not None:
-        row.wifi_password_sealed = None
-        changed.append("wifi_password")
-    elif wifi_password:
-        row.wifi_password_sealed = seal(settings.secret_key, SEALED_AS, wifi_password.encode("utf-8"))
-        changed.append("wifi_password")
+    changed = apply_settings(
+        row,
+        clean,
+        secret_key=settings.secret_key,
+        sealed=SEALED_PASSWORD,
+        secret=wifi_password,
+        clear_secret=clear_wifi_password,
+        changed_by=actor.name,
+    )
     if not changed:
         return []
-    row.updated_at = clock.now()
-    row.updated_by = actor.name
     session.flush()
     details: dict[str, Any] = {name: clean[name] for name in changed if name in clean}
     if "wifi_password" in changed:

@@ -14,13 +14,14 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from mdm.ground import clock
 from mdm.ground.audit import Actor, record_event
 from mdm.ground.config import Settings
 from mdm.ground.models import SmtpSettings, SmtpTls
-from mdm.ground.secretbox import SecretBoxError, seal, unseal
+from mdm.ground.secretbox import SecretBoxError, unseal
+from mdm.ground.settings_row import SealedSecret, apply_settings
 
 SEALED_AS = "smtp-password"
+SEALED_PASSWORD = SealedSecret("password_sealed", SEALED_AS, "password")
 ROW_ID = 1
 HOST_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,253})$|^\[[0-9A-Fa-f:.]+\]$")
 ADDRESS_RE = re.compile(
@@ -146,20 +147,22 @@ def save_mail_server(
         row = SmtpSettings(id=ROW_ID)
         session.add(row)
         session.flush()
-    changed = [name for name in FIELDS if getattr(row, name) != clean[name]]
-    details: dict[str, Any] = {name: {"from": getattr(row, name), "to": clean[name]} for name in changed}
-    for name in changed:
-        setattr(row, name, clean[name])
-    if clear_password and row.password_sealed is not None:
-        row.password_sealed = None
-        changed.append("password")
-    elif password:
-        row.password_sealed = seal(settings.secret_key, SEALED_AS, password.encode("utf-8"))
-        changed.append("password")
+    details: dict[str, Any] = {
+        name: {"from": getattr(row, name), "to": clean[name]}
+        for name in FIELDS
+        if getattr(row, name) != clean[name]
+    }
+    changed = apply_settings(
+        row,
+        {name: clean[name] for name in FIELDS},
+        secret_key=settings.secret_key,
+        sealed=SEALED_PASSWORD,
+        secret=password,
+        clear_secret=clear_password,
+        changed_by=actor.name,
+    )
     if not changed:
         return []
-    row.updated_at = clock.now()
-    row.updated_by = actor.name
     session.flush()
     audit: dict[str, Any] = {"changes": details}
     if "password" in changed:
