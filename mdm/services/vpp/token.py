@@ -141,7 +141,7 @@ def expiry_warning(row: VppToken | None) -> TokenWarning | None:
     if left <= timedelta(0):
         return TokenWarning(
             "error",
-            f"Apps and Books のコンテンツトークンは {when} に期限切れです。"
+            f"App とブックのコンテンツトークンは {when} に期限切れです。"
             "Apple Business Manager で新しいトークンをダウンロードしてアップロードしてください。",
             f"The Apps and Books content token expired on {when}: download a new one in "
             "Apple Business Manager and upload it.",
@@ -149,7 +149,7 @@ def expiry_warning(row: VppToken | None) -> TokenWarning | None:
     if left <= EXPIRY_WARNING:
         return TokenWarning(
             "warn",
-            f"Apps and Books のコンテンツトークンは {when} に期限切れになります"
+            f"App とブックのコンテンツトークンは {when} に期限切れになります"
             f"（残り {left.days} 日）。更新してください。",
             f"The Apps and Books content token expires on {when} ({left.days} days): renew it.",
         )
