@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from mdm.ground import clock
@@ -58,13 +58,18 @@ def learn_location(session: Session, client: VppClient, token: VppToken, actor: 
         # A token of another location: the licenses recorded here were the old location's.
         changed = True
         token.replaced_location = token.location_name or token.location_uid
+        # What was recorded here is the old location's: kept, it would answer "assigned" for a
+        # license this location does not hold. Forgotten, the next request asks the service.
+        forgotten = len(session.scalars(select(VppAssignment)).all())
+        session.execute(delete(VppAssignment))
+        session.execute(delete(VppEvent).where(VppEvent.status == "PENDING"))
         record_event(
             session,
             actor,
             "vpp.location_changed",
             "vpp_token",
             token.id,
-            {"from": token.replaced_location, "to": name, "uid": uid},
+            {"from": token.replaced_location, "to": name, "uid": uid, "assignments_forgotten": forgotten},
         )
         raise_alert(
             session,
