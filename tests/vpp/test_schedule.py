@@ -33,7 +33,10 @@ def test_job_polls_events_and_syncs_when_due(
     assert first["due"] is True and first["assets"] == 1
     with session_factory() as session:
         provider = VppLicenseProvider(vpp_settings, sleep=lambda _s: None)
-        assert provider.ensure_device_license(session, adam_id="1234567890", serial_number="S1").state == "pending"
+        assert (
+            provider.ensure_device_license(session, adam_id="1234567890", serial_number="S1").state
+            == "pending"
+        )
         session.commit()
     service.log.clear()
     # Not due for assets: only the pending event is asked about (PENDING once, then COMPLETE).
@@ -78,7 +81,10 @@ def test_renewal_keeps_location_and_another_location_is_warned(
     provider = VppLicenseProvider(vpp_settings, sleep=lambda _s: None)
     with session_factory() as session:
         provider.ensure_device_license(session, adam_id="1234567890", serial_number="S1")
-        assert provider.ensure_device_license(session, adam_id="1234567890", serial_number="S1").state == "assigned"
+        assert (
+            provider.ensure_device_license(session, adam_id="1234567890", serial_number="S1").state
+            == "assigned"
+        )
         session.commit()
 
     # A renewal: a new file for the same location.

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from mdm.ground.models import AuditEvent, VppToken
 from tests.vpp.conftest import SECRET
-from tests.web.helpers import csrf_of, login, make_user
+from tests.web.helpers import bearer, csrf_of, login, make_token, make_user
 from tests.web.test_console_japanese import english_in, visible_text
 
 
@@ -42,6 +42,7 @@ def test_admin_uploads_and_syncs_in_japanese(
     auditor = make_user(session, settings, "vpp-auditor", "auditor")
     operator = make_user(session, settings, "vpp-operator", "operator")
     session.commit()
+    reader_token, operator_token = make_token(session, "auditor"), make_token(session, "operator")
 
     client = app.test_client()
     login(client, admin)
@@ -80,9 +81,22 @@ def test_admin_uploads_and_syncs_in_japanese(
     login(outsider, operator)
     assert outsider.get("/console/vpp").status_code == 403
 
+    # The API: the same facts for settings.read, never the token; nothing for the operator.
+    api = app.test_client()
+    answer = api.get("/api/v1/vpp", headers=bearer(reader_token))
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    body = answer.get_json()
+    assert body["token"]["location_name"] == "本部" and body["token"]["org_name"] == "横浜市消防局"
+    counts = {
+        a["adam_id"]: (a["total_count"], a["assigned_count"], a["available_count"]) for a in body["assets"]
+    }
+    assert counts == {"1234567890": (30, 0, 30), "2222222222": (5, 0, 5), "3333333333": (1, 1, 0)}
+    assert SECRET not in answer.get_data(as_text=True) and vpp_file not in answer.get_data(as_text=True)
+    assert api.get("/api/v1/vpp", headers=bearer(operator_token)).status_code == 403
+
     session.rollback()
     actions = [e.action for e in session.scalars(select(AuditEvent).where(AuditEvent.action.like("vpp.%")))]
-    assert actions == ["vpp.token_uploaded", "vpp.synced"]
+    assert actions[:2] == ["vpp.token_uploaded", "vpp.synced"]
     audit_page = client.get("/console/audit").get_data(as_text=True)
     assert "コンテンツトークンをアップロード" in audit_page and SECRET not in audit_page
 
