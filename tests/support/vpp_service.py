@@ -3,7 +3,8 @@ tests. Written from Apple's documentation of the service, independently of Hikes
 
 - Every endpoint wants `Authorization: Bearer <sToken>`: a missing or unknown token is refused
   with 401 and errorNumber 9622, an expired one with 9621, a revoked one with 9625.
-- `GET /client/config`: location name, uId, country, token expiration.
+- `GET /client/config`: location name, uId, country, token expiration, and `mdmInfo` once an
+  MDM named itself with `POST /client/config`.
 - `GET /assets?pageIndex=`: pages of `page_size` assets with `currentPageIndex`,
   `nextPageIndex` (absent on the last page), `totalPages`, `size`.
 - `POST /assets/associate` / `/assets/disassociate` with `assets` (adamId, pricingParam) and
@@ -77,6 +78,8 @@ class VolumePurchaseService:
     throttle: list[tuple[int, str | None]] = field(default_factory=list)
     log: list[tuple[str, str, int]] = field(default_factory=list)
     authorizations: list[str] = field(default_factory=list)
+    # The MDM named in the client config (POST /client/config), None until one claims the token.
+    mdm_info: dict[str, str] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add_asset(self, adam_id: str, total: int, **values: Any) -> SimAsset:
@@ -191,16 +194,23 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _route(self, service: VolumePurchaseService, path: str, query: dict[str, str], body: Any) -> None:
         expiry = {"tokenExpirationDate": "2027-11-08T22:33:22+0000", "uId": service.uid}
-        if path == "/client/config" and self.command == "GET":
-            self._answer(
-                200,
-                {
-                    "locationName": service.location_name,
-                    "countryISO2ACode": "JP",
-                    "defaultPlatform": "volumestore",
-                    **expiry,
-                },
-            )
+        if path == "/client/config" and self.command in ("GET", "POST"):
+            if self.command == "POST":
+                info = body.get("mdmInfo") if isinstance(body, dict) else None
+                if info is not None and (not isinstance(info, dict) or not info.get("id")):
+                    self._error(400, 9602, "Invalid argument: mdmInfo")
+                    return
+                if info is not None:
+                    service.mdm_info = {k: str(v) for k, v in info.items()}
+            config: dict[str, Any] = {
+                "locationName": service.location_name,
+                "countryISO2ACode": "JP",
+                "defaultPlatform": "volumestore",
+                **expiry,
+            }
+            if service.mdm_info is not None:
+                config["mdmInfo"] = service.mdm_info
+            self._answer(200, config)
         elif path == "/assets" and self.command == "GET":
             items = sorted(service.assets.values(), key=lambda a: a.adam_id)
             try:

@@ -75,7 +75,7 @@ def test_upload_sync_assign_release(
         assert session.scalars(select(VppAssignment)).all() == []
         assert {e.status for e in session.scalars(select(VppEvent))} == {"COMPLETE"}
         actions = [e.action for e in session.scalars(select(AuditEvent).order_by(AuditEvent.id))]
-        assert actions[:2] == ["vpp.token_uploaded", "vpp.synced"]
+        assert actions[:3] == ["vpp.token_uploaded", "vpp.token_claimed", "vpp.synced"]
         assert "vpp.license_requested" in actions and "vpp.license_release_requested" in actions
         audit_text = " ".join(str(e.details) for e in session.scalars(select(AuditEvent)))
         sealed = session.scalars(select(VppToken)).one().token_sealed

@@ -122,3 +122,32 @@ def test_renewal_keeps_location_and_another_location_is_warned(
         outcome = provider.ensure_device_license(session, adam_id="1234567890", serial_number="S1")
         session.commit()
     assert outcome.state == "pending"  # asked anew of the new location
+
+
+def test_token_claimed_once_and_another_mdm_refused(
+    vpp: Any, vpp_settings: Any, uploaded: int, session_factory: sessionmaker[Session]
+) -> None:
+    from mdm.services.vpp.schedule import run_sync
+    from mdm.services.vpp.sync import OtherMdm, mdm_id
+
+    service = vpp.service
+    run_sync(session_factory, vpp_settings)
+    assert service.mdm_info == {"id": mdm_id(vpp_settings), "name": "Hikeshi MDM", "metadata": "0.1.0"}
+    assert mdm_id(vpp_settings) == mdm_id(replace(vpp_settings))
+    assert mdm_id(vpp_settings) != mdm_id(replace(vpp_settings, secret_key="another instance"))
+    run_sync(session_factory, vpp_settings)
+    assert [p for m, p, _s in service.log if m == "POST"] == ["/client/config"]  # claimed once
+
+    service.mdm_info = {"id": "522d5c43-44ca-4f7e-ba7a-53570cf60765", "name": "Other MDM"}
+    for _ in range(2):
+        try:
+            run_sync(session_factory, vpp_settings)
+        except OtherMdm as exc:
+            assert "Other MDM" in str(exc)
+        else:
+            raise AssertionError("a token in use by another MDM was taken over")
+    assert service.mdm_info["name"] == "Other MDM"
+    with session_factory() as session:
+        token = session.scalars(select(VppToken)).one()
+        assert token.last_error is not None and "another MDM" in token.last_error
+        assert len(session.scalars(select(Alert).where(Alert.kind == "vpp.other_mdm")).all()) == 1

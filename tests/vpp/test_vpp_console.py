@@ -96,7 +96,7 @@ def test_admin_uploads_and_syncs_in_japanese(
 
     session.rollback()
     actions = [e.action for e in session.scalars(select(AuditEvent).where(AuditEvent.action.like("vpp.%")))]
-    assert actions[:2] == ["vpp.token_uploaded", "vpp.synced"]
+    assert actions[:3] == ["vpp.token_uploaded", "vpp.token_claimed", "vpp.synced"]
     audit_page = client.get("/console/audit").get_data(as_text=True)
     assert "コンテンツトークンをアップロード" in audit_page and SECRET not in audit_page
 

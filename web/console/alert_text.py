@@ -73,6 +73,8 @@ def _rebuilt(alert: Alert) -> str | None:
             days=details.get("days_left", "?"),
             date=str(details.get("expires_at", ""))[:10],
         )
+    if alert.kind == "vpp.other_mdm":
+        return _("The Apps and Books content token is in use by another MDM: remove it there first")
     if alert.kind == "vpp.location_changed":
         return _(
             "The Apps and Books content token is for another location (%(new)s, was %(old)s)",

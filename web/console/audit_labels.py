@@ -30,6 +30,7 @@ ACTIONS: dict[str, Any] = {
     "ade.token_key_created": _l("ABM token key pair created"),
     "vpp.token_uploaded": _l("Apps and Books content token uploaded"),
     "vpp.synced": _l("Synced with Apps and Books"),
+    "vpp.token_claimed": _l("Apps and Books content token named this server as its MDM"),
     "vpp.location_changed": _l("Apps and Books content token is for another location"),
     "vpp.license_requested": _l("App license assigned to a device (requested)"),
     "vpp.license_release_requested": _l("App license released from a device (requested)"),

@@ -110,6 +110,13 @@ class VppClient:
     def client_config(self) -> dict[str, Any]:
         return self.request("GET", "/client/config")
 
+    def claim(self, mdm_id: str, name: str, metadata: str) -> dict[str, Any]:
+        """Name this server as the token's MDM (`mdmInfo`): another MDM reading the client config
+        then sees the token is in use, as Apple asks of every MDM that uses one."""
+        return self.request(
+            "POST", "/client/config", body={"mdmInfo": {"id": mdm_id, "name": name, "metadata": metadata}}
+        )
+
     def assets(self, page_index: int = 0) -> dict[str, Any]:
         return self.request("GET", "/assets", params={"pageIndex": page_index})
 

@@ -21,7 +21,7 @@ from mdm.ground.db import transaction
 from mdm.ground.models import Alert, Severity, VppEvent
 from mdm.services.alerts.service import raise_alert
 from mdm.services.vpp.client import VppError
-from mdm.services.vpp.sync import NoVppToken, client_for, poll_events, record_failure, sync
+from mdm.services.vpp.sync import NoVppToken, OtherMdm, client_for, poll_events, record_failure, sync
 from mdm.services.vpp.token import EXPIRY_WARNING, active_token
 
 TIMEOUT_SECONDS = 30.0
@@ -34,10 +34,12 @@ def run_sync(
     options: dict[str, Any] = {"sleep": sleep} if sleep is not None else {}
     try:
         with httpx.Client(timeout=TIMEOUT_SECONDS) as http, transaction(factory) as session:
-            report = sync(session, client_for(session, settings, http, **options))
+            report = sync(session, client_for(session, settings, http, **options), settings)
     except VppError as exc:
         with transaction(factory) as session:
             record_failure(session, exc)
+            if isinstance(exc, OtherMdm):
+                other_mdm_alert(session, str(exc))
         raise
     return {
         "location": report.location,
@@ -110,3 +112,11 @@ def token_expiry_alert(session: Session) -> bool:
         details={"expires_at": marker, "days_left": left},
     )
     return True
+
+
+def other_mdm_alert(session: Session, reason: str) -> None:
+    """One open alert while another MDM holds the token (not one a sync)."""
+    for alert in session.scalars(select(Alert).where(Alert.kind == "vpp.other_mdm")):
+        if alert.details.get("reason") == reason:
+            return
+    raise_alert(session, "vpp.other_mdm", Severity.CRITICAL, reason, details={"reason": reason})

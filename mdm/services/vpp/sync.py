@@ -7,7 +7,9 @@ location or a backlog of events never holds one transaction for long.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import httpx
@@ -18,8 +20,9 @@ from mdm.ground import clock
 from mdm.ground.audit import SYSTEM, Actor, record_event
 from mdm.ground.config import Settings
 from mdm.ground.models import Severity, VppAsset, VppAssignment, VppAssignmentState, VppEvent, VppToken
+from mdm.ground.secretbox import derive_key
 from mdm.services.alerts.service import raise_alert
-from mdm.services.vpp.client import NOT_ENOUGH_LICENSES, VppClient
+from mdm.services.vpp.client import NOT_ENOUGH_LICENSES, VppClient, VppError
 from mdm.services.vpp.token import active_token, bearer_of
 
 MAX_ASSET_PAGES = 200
@@ -46,6 +49,46 @@ class SyncReport:
     removed: int
     events_checked: int
     events_completed: int
+
+
+MDM_NAME = "Hikeshi MDM"
+
+
+def mdm_id(settings: Settings) -> str:
+    """This instance's stable identity towards the service: derived from the instance secret
+    (never revealing it), so it survives restarts and differs between installations."""
+    return str(uuid.UUID(bytes=derive_key(settings.secret_key, "vpp-mdm-id")[:16], version=4))
+
+
+def claim_token(
+    session: Session, client: VppClient, settings: Settings, token: VppToken, actor: Actor
+) -> None:
+    """Name this server in the token's client config, unless another MDM already uses it: two
+    servers assigning from one location undo each other's work, so that is an alert, not a
+    takeover (the operator removes the token from the other MDM, or downloads a new one)."""
+    config = client.client_config()
+    ours = mdm_id(settings)
+    info = config.get("mdmInfo") if isinstance(config.get("mdmInfo"), dict) else None
+    if info is not None and info.get("id") and info.get("id") != ours:
+        other = str(info.get("name") or info.get("id"))[:100]
+        raise OtherMdm(
+            f"the content token is in use by another MDM ({other}): remove it there first", status=409
+        )
+    if info is None or info.get("id") != ours:
+        client.claim(ours, MDM_NAME, version("hikeshi") if _installed() else "dev")
+        record_event(session, actor, "vpp.token_claimed", "vpp_token", token.id, {"mdm_id": ours})
+
+
+def _installed() -> bool:
+    try:
+        version("hikeshi")
+    except PackageNotFoundError:
+        return False
+    return True
+
+
+class OtherMdm(VppError):
+    """The token's client config names another MDM."""
 
 
 def learn_location(session: Session, client: VppClient, token: VppToken, actor: Actor) -> bool:
@@ -215,10 +258,11 @@ def failure_reason(failure: dict[str, Any] | None) -> str:
     return f"{number}: {message}" if number is not None else message
 
 
-def sync(session: Session, client: VppClient, *, actor: Actor = SYSTEM) -> SyncReport:
+def sync(session: Session, client: VppClient, settings: Settings, *, actor: Actor = SYSTEM) -> SyncReport:
     token = active_token(session)
     if token is None:
         raise NoVppToken("no Apps and Books content token has been uploaded")
+    claim_token(session, client, settings, token, actor)
     changed = learn_location(session, client, token, actor)
     assets, pages, removed = sync_assets(session, client)
     checked, finished = poll_events(session, client)
