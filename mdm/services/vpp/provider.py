@@ -42,6 +42,12 @@ class VppLicenseProvider:
         self._settings = settings
         self._transport = transport
         self._sleep = sleep
+        self._http: httpx.Client | None = None
+
+    def close(self) -> None:
+        if self._http is not None:
+            self._http.close()
+            self._http = None
 
     # -- the protocol ------------------------------------------------------------------------------
 
@@ -128,7 +134,18 @@ class VppLicenseProvider:
         token = active_token(session)
         if token is None:  # _usable said there was one, in this same transaction
             raise VppError("no Apps and Books content token has been uploaded")
-        return _ClientScope(self._settings, bearer_of(token, self._settings), self._transport, self._sleep)
+        if self._http is None:
+            options: dict[str, Any] = {"timeout": TIMEOUT_SECONDS}
+            if self._transport is not None:
+                options["transport"] = self._transport
+            self._http = httpx.Client(**options)
+        # The bearer is read at every call: an uploaded renewal is used at once.
+        bearer = bearer_of(token, self._settings)
+        return _ClientScope(
+            VppClient(
+                self._settings.vpp_url, bearer, self._http, sleep=self._sleep, max_attempts=MAX_ATTEMPTS
+            )
+        )
 
     def _poll(self, session: Session, client: VppClient, row: VppAssignment) -> None:
         event = session.scalars(select(VppEvent).where(VppEvent.event_id == row.event_id)).first()
@@ -172,26 +189,17 @@ class VppLicenseProvider:
 
 
 class _ClientScope:
-    """An httpx client for one provider call, closed after it."""
+    """The provider's client for one call; the HTTP connection pool outlives it (making one per
+    call loads the CA bundle each time, most of a request's cost)."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        bearer: str,
-        transport: httpx.BaseTransport | None,
-        sleep: Callable[[float], None],
-    ) -> None:
-        options: dict[str, Any] = {"timeout": TIMEOUT_SECONDS}
-        if transport is not None:
-            options["transport"] = transport
-        self._http = httpx.Client(**options)
-        self._client = VppClient(settings.vpp_url, bearer, self._http, sleep=sleep, max_attempts=MAX_ATTEMPTS)
+    def __init__(self, client: VppClient) -> None:
+        self._client = client
 
     def __enter__(self) -> VppClient:
         return self._client
 
     def __exit__(self, *exc: object) -> None:
-        self._http.close()
+        return None
 
 
 def _assignment(session: Session, adam_id: str, serial_number: str) -> VppAssignment | None:
