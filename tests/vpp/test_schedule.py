@@ -151,3 +151,36 @@ def test_token_claimed_once_and_another_mdm_refused(
         token = session.scalars(select(VppToken)).one()
         assert token.last_error is not None and "another MDM" in token.last_error
         assert len(session.scalars(select(Alert).where(Alert.kind == "vpp.other_mdm")).all()) == 1
+
+
+def test_event_never_confirmed_is_given_up_and_the_license_found(
+    vpp: Any, vpp_settings: Any, uploaded: int, session_factory: sessionmaker[Session]
+) -> None:
+    from mdm.ground.models import VppEvent
+
+    service = vpp.service
+    service.add_asset("1234567890", 4)
+    service.event_delay = 10_000  # the service never says COMPLETE
+    scheduled_sync(session_factory, vpp_settings)
+    provider = VppLicenseProvider(vpp_settings, sleep=lambda _s: None)
+    with session_factory() as session:
+        assert (
+            provider.ensure_device_license(session, adam_id="1234567890", serial_number="S1").state
+            == "pending"
+        )
+        session.commit()
+    service.complete_events()  # done at Apple, but its status never reached us
+    with session_factory() as session:
+        event = session.scalars(select(VppEvent)).one()
+        event.created_at = clock.now() - timedelta(hours=25)
+        session.commit()
+    service.log.clear()
+    assert scheduled_sync(session_factory, vpp_settings)["events_completed"] == 1
+    assert service.log == []  # given up without asking
+    with session_factory() as session:
+        row = session.scalars(select(VppAssignment)).one()
+        assert row.state == "failed" and "within a day" in (row.reason or "")
+        again = provider.ensure_device_license(session, adam_id="1234567890", serial_number="S1")
+        session.commit()
+    assert again.state == "assigned"  # found among the service's assignments, not asked twice
+    assert [p for _m, p, _s in service.log].count("/assets/associate") == 0

@@ -35,6 +35,7 @@ ACTIONS: dict[str, Any] = {
     "vpp.license_requested": _l("App license assigned to a device (requested)"),
     "vpp.license_release_requested": _l("App license released from a device (requested)"),
     "vpp.event_completed": _l("Apps and Books finished a license request"),
+    "vpp.event_abandoned": _l("Apps and Books license request given up (never confirmed)"),
     "ade.server_token_uploaded": _l("ABM server token uploaded"),
     "ade.rule_saved": _l("ABM device placement rule saved"),
     "ade.rule_removed": _l("ABM device placement rule removed"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -27,6 +28,9 @@ from mdm.services.vpp.token import active_token, bearer_of
 
 MAX_ASSET_PAGES = 200
 EVENTS_PER_RUN = 100
+# An event still PENDING after this long is given up on (the service keeps events for a while
+# only; a large batch completes within minutes).
+EVENT_GIVE_UP = timedelta(hours=24)
 
 
 class NoVppToken(RuntimeError):
@@ -190,6 +194,15 @@ def poll_events(session: Session, client: VppClient, limit: int = EVENTS_PER_RUN
 
 def poll_event(session: Session, client: VppClient, event: VppEvent) -> bool:
     """Ask the service about one event and apply its outcome; True when it finished."""
+    if clock.now() - event.created_at > EVENT_GIVE_UP:
+        # Never confirmed: its licenses are taken as not held, and the next request for one asks
+        # the service's assignments first, so one that was assigned after all is not asked twice.
+        event.status, event.completed_at = "FAILED", clock.now()
+        _apply(session, event, [], whole_event_failed=True)
+        record_event(
+            session, SYSTEM, "vpp.event_abandoned", "vpp_event", event.id, {"event_type": event.event_type}
+        )
+        return True
     answer = client.event_status(event.event_id)
     event.polls += 1
     event.checked_at = clock.now()
@@ -250,7 +263,7 @@ def _apply(
 
 def failure_reason(failure: dict[str, Any] | None) -> str:
     if failure is None:
-        return "the service failed the whole request"
+        return "the service failed the request, or did not confirm it within a day"
     number = failure.get("errorNumber")
     if number == NOT_ENOUGH_LICENSES:
         return "no license left for this app in the location"
