@@ -164,6 +164,10 @@ TABLE: tuple[Setting, ...] = (
             "Apple's device assignment service (ABM)"),
     Setting("HIKESHI_ADE_SYNC_MINUTES", positive, "30", "ade_sync_minutes",
             "minutes between device assignment service syncs"),
+    Setting("HIKESHI_VPP_URL", url, "https://vpp.itunes.apple.com/mdm/v2", "vpp_url",
+            "Apple's Apps and Books (volume purchase) service"),
+    Setting("HIKESHI_VPP_SYNC_MINUTES", positive, "60", "vpp_sync_minutes",
+            "minutes between Apps and Books asset syncs"),
     Setting("HIKESHI_ADE_DEVICE_CA_FILE", text, None, "ade_device_ca_file",
             "PEM of Apple's device CA chain, which signs ADE devices' machine info"),
     Setting("HIKESHI_DEVICE_CA_FILE", text, None, "device_ca_file",
@@ -323,6 +327,10 @@ class Settings:
     ade_url: str = "https://mdmenrollment.apple.com"
     ade_sync_minutes: int = 30
     ade_device_ca_file: str | None = None
+    # Apps and Books (issue 21): the service, and how often the assets are synced (events are
+    # polled at every scheduler run while any is pending).
+    vpp_url: str = "https://vpp.itunes.apple.com/mdm/v2"
+    vpp_sync_minutes: int = 60
     client_cert_header: str | None = None
     # The private CA that issued the server's TLS certificate: enrollment profiles install it and
     # pin the MDM URLs to it (enrollment/profile.py); `hikeshi doctor` trusts it for its HTTPS check.

@@ -29,6 +29,8 @@ from mdm.ground.transport import TransportError, check_public_url
 from mdm.services.ade.server_token import active_server_token
 from mdm.services.ade.server_token import expiry_warning as ade_expiry_warning
 from mdm.services.backup.schedule import backup_status
+from mdm.services.vpp.token import active_token as vpp_active_token
+from mdm.services.vpp.token import expiry_warning as vpp_expiry_warning
 
 State = Literal["ok", "warn", "fail", "unknown", "not configured"]
 # The Android agent refuses a signed request dated more than 30 s ahead; TLS and SCEP tolerate
@@ -68,6 +70,7 @@ CLOCK = ("時刻", "Clock")
 DATABASE = ("データベース", "Database")
 BACKUPS = ("バックアップ", "Backups")
 ADMIN = ("管理者", "Administrator")
+VPP = ("App とブックのコンテンツトークン", "Apps and Books content token")
 
 
 def check_push_certificate(session: Session) -> Finding:
@@ -365,6 +368,47 @@ def check_abm_token(session: Session | None = None) -> Finding:
     )
 
 
+def check_vpp_token(session: Session | None = None) -> Finding:
+    """The Apps and Books content token: not configured until one is uploaded, then checked for
+    expiry (and a changed location) like the ABM token; the last sync's error makes it a warning."""
+    row = vpp_active_token(session) if session is not None else None
+    if row is None:
+        return _finding(
+            "vpp_token",
+            VPP,
+            "not configured" if session is not None else "unknown",
+            "未設定です（App Store アプリのライセンスを割り当てられません）。"
+            if session is not None
+            else "データベースに届かないため不明です。",
+            "not configured (App Store app licenses cannot be assigned)."
+            if session is not None
+            else "unknown: no database.",
+        )
+    warning = vpp_expiry_warning(row)
+    if warning is not None:
+        return _finding(
+            "vpp_token", VPP, "fail" if warning.level == "error" else "warn", warning.ja, warning.en
+        )
+    when = f"{row.expires_at:%Y-%m-%d}"
+    left = (row.expires_at - clock.now()).days
+    place = row.location_name or "?"
+    if row.last_error is not None:
+        return _finding(
+            "vpp_token",
+            VPP,
+            "warn",
+            f"場所 {place}、期限 {when}（前回の同期は失敗: {row.last_error}）",
+            f"location {place}, expires {when} (last sync failed: {row.last_error})",
+        )
+    return _finding(
+        "vpp_token",
+        VPP,
+        "ok",
+        f"場所 {place}、期限 {when}（残り {left} 日）",
+        f"location {place}, expires {when} ({left} days)",
+    )
+
+
 def check_administrator(session: Session) -> Finding:
     admins = session.scalar(
         select(func.count()).select_from(User).where(User.role == "admin", User.disabled_at.is_(None))
@@ -397,6 +441,7 @@ def examine(
                 )
             )
         findings.append(check_abm_token(None))
+        findings.append(check_vpp_token(None))
         return findings
     with session_factory() as session:
         findings.insert(0, check_push_certificate(session))
@@ -404,6 +449,7 @@ def examine(
         findings.append(check_backups(session, settings))
         findings.append(check_administrator(session))
         findings.append(check_abm_token(session))
+        findings.append(check_vpp_token(session))
     return findings
 
 

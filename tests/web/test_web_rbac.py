@@ -69,6 +69,7 @@ EXPECTED: dict[tuple[str, str], set[str] | None] = {
     ("POST", "/api/v1/users/{user_id}/totp-reset"): ADMIN,
     ("POST", "/api/v1/users/{user_id}/unlock"): ADMIN,
     ("GET", "/api/v1/webhooks"): AUDITORS,
+    ("GET", "/api/v1/vpp"): AUDITORS,
     # Need a webhook (and a receiver for the test send): tests/security/test_webhook_ssrf.py
     # covers them, with an operator refused.
     ("POST", "/api/v1/webhooks"): None,

@@ -22,6 +22,7 @@ from web.api import (
     readiness,
     tokens,
     users,
+    vpp,
     webhooks,
 )
 from web.api.auth import authenticate_request
@@ -47,6 +48,7 @@ BLUEPRINTS = (
     compliance_policy.blp,
     readiness.blp,
     webhooks.blp,
+    vpp.blp,
 )
 MAX_BODY = 1024 * 1024
 

@@ -36,6 +36,7 @@ def init_app(app: Flask) -> None:
         push_cert_request,
         settings_views,
         users,
+        vpp,
         webhooks,
     )
     from web.console.blueprint import bp

@@ -67,6 +67,20 @@ def _rebuilt(alert: Alert) -> str | None:
             days=details.get("days_left", "?"),
             date=str(details.get("access_token_expiry", ""))[:10],
         )
+    if alert.kind == "vpp.token_expiring":
+        return _(
+            "Apps and Books content token expires in %(days)s days (%(date)s)",
+            days=details.get("days_left", "?"),
+            date=str(details.get("expires_at", ""))[:10],
+        )
+    if alert.kind == "vpp.other_mdm":
+        return _("The Apps and Books content token is in use by another MDM: remove it there first")
+    if alert.kind == "vpp.location_changed":
+        return _(
+            "The Apps and Books content token is for another location (%(new)s, was %(old)s)",
+            new=details.get("to") or "?",
+            old=details.get("from") or "?",
+        )
     if alert.kind == "backup.failed":
         return _("Scheduled backup failed: %(error)s", error=details.get("error", ""))
     if alert.kind == "apns.outage":

@@ -23,6 +23,8 @@ from mdm.ground.health import service_health
 from mdm.ground.push.certificates import active_push_certificate
 from mdm.services.ade.server_token import active_server_token
 from mdm.services.ade.server_token import expiry_warning as ade_expiry_warning
+from mdm.services.vpp.token import active_token as vpp_active_token
+from mdm.services.vpp.token import expiry_warning as vpp_expiry_warning
 from web.console.blueprint import bp
 from web.rbac import Permission
 
@@ -101,6 +103,16 @@ def current_banners() -> list[Banner]:
                 "abm-token-expired" if abm.level == "error" else "abm-token-expiring",
                 "error" if abm.level == "error" else "info",
                 abm.ja if str(get_locale() or "ja") == "ja" else abm.en,
+            )
+        )
+    vpp = vpp_expiry_warning(vpp_active_token(session))
+    if vpp is not None and principal is not None and principal.can(Permission.SETTINGS_READ):
+        # Without a valid content token, App Store apps get no license and do not install.
+        banners.append(
+            Banner(
+                "vpp-token-expired" if vpp.level == "error" else "vpp-token-warning",
+                "error" if vpp.level == "error" else "info",
+                vpp.ja if str(get_locale() or "ja") == "ja" else vpp.en,
             )
         )
     backup = service_health(session, "backup")

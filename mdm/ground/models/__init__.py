@@ -75,6 +75,7 @@ from mdm.ground.models.profile import (
 from mdm.ground.models.push import PushAttempt, PushCertificate
 from mdm.ground.models.scheduler_lease import SchedulerLease
 from mdm.ground.models.user import ApiToken, LoginThrottle, RecoveryCode, User, WebSession
+from mdm.ground.models.vpp import VppAsset, VppAssignment, VppAssignmentState, VppEvent, VppToken
 
 __all__ = [
     "AdeAssignmentRule",
@@ -154,6 +155,11 @@ __all__ = [
     "UnitReadinessState",
     "UnitType",
     "User",
+    "VppAsset",
+    "VppAssignment",
+    "VppAssignmentState",
+    "VppEvent",
+    "VppToken",
     "WebSession",
     "Webhook",
     "WebhookAttempt",

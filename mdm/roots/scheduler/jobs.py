@@ -42,6 +42,7 @@ from mdm.services.mail.outbox import due_mails, record_mail, with_link
 from mdm.services.mail.server import mail_server
 from mdm.services.mail.smtp import send_mail
 from mdm.services.unit_policy import PolicyBook
+from mdm.services.vpp.schedule import scheduled_sync as vpp_scheduled_sync
 
 log = logging.getLogger(__name__)
 
@@ -215,6 +216,11 @@ def ade_sync(ctx: JobContext) -> dict[str, Any]:
     return scheduled_sync(ctx.factory, ctx.settings)
 
 
+def vpp_sync(ctx: JobContext) -> dict[str, Any]:
+    """Apps and Books: pending license events polled, assets synced when due, token expiry alert."""
+    return vpp_scheduled_sync(ctx.factory, ctx.settings)
+
+
 def agent_nonce_purge(ctx: JobContext) -> dict[str, Any]:
     with transaction(ctx.factory) as session:
         return {"purged": purge_expired_nonces(session)}
@@ -243,6 +249,7 @@ JOBS: dict[str, tuple[Job, int]] = {
         ade_sync,
         5,
     ),  # syncs only when due (ade_sync_minutes)  # backs up only when due (backup_interval_minutes)
+    "vpp_sync": (vpp_sync, 1),  # polls pending events each tick; syncs assets when due
 }
 
 
