@@ -81,7 +81,13 @@ def sync_device(
         return outcome
     book = book or UpdatePolicyBook(session)
     fleet_releases = releases(session) if fleet_releases is None else fleet_releases
+    policy = book.for_unit(device.org_unit_id)
     if supports_declarative_updates(device):
+        known = session.get(DeviceOsUpdate, device.id)
+        if not policy.enforced and (known is None or known.declarations_token is None):
+            # Declarative management starts with the first update policy that reaches the tablet;
+            # a fleet without one is left exactly as it was.
+            return outcome
         found = current_set(session, device, book=book, fleet_releases=fleet_releases)
         token, since, changed = refresh_token(session, device, found)
         if changed:
@@ -101,7 +107,6 @@ def sync_device(
         supervised = facts.is_supervised if facts is not None else None
     if supervised is not True:
         return outcome  # the update commands need supervision; the console says why
-    policy = book.for_unit(device.org_unit_id)
     if not policy.enforced:
         return outcome
     updates = session.get(DeviceOsUpdate, device.id)
