@@ -18,6 +18,7 @@ from web.api import (
     inventory,
     me,
     orgunits,
+    os_updates,
     profiles,
     readiness,
     tokens,
@@ -47,6 +48,7 @@ BLUEPRINTS = (
     compliance_policy.blp,
     readiness.blp,
     webhooks.blp,
+    os_updates.blp,
 )
 MAX_BODY = 1024 * 1024
 
