@@ -187,7 +187,7 @@ def record_status(session: Session, device: Device, document: dict[str, Any], *,
     if isinstance(build, str) and build and build != device.build_version:
         changes["build_version"] = [device.build_version, build[:32]]
         device.build_version = build[:32]
-    watched = {
+    watched: dict[str, Any] = {
         name: [before.get(name), reported[name]]
         for name in ("softwareupdate.install-state", "softwareupdate.failure-reason")
         if name in reported and reported[name] != before.get(name)
