@@ -117,7 +117,10 @@ class DeviceUpdateListSchema(Schema):
 
 class BehindQuerySchema(Schema):
     behind = fields.Boolean(load_default=False, metadata={"description": "only tablets behind their target"})
-    org_unit_id = fields.Integer(metadata={"description": "this unit and those below it"})
+    org_unit_id = fields.Integer(
+        validate=validate.Range(min=1, max=2**31 - 1),
+        metadata={"description": "this unit and those below it"},
+    )
 
 
 def _view(session: Session, org_unit_id: int | None, queued: dict[str, int] | None = None) -> dict[str, Any]:

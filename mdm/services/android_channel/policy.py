@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from mdm.ground.models import Device
 from mdm.services.osupdates.android import system_update
-from mdm.services.osupdates.policy import UpdatePolicyBook
+from mdm.services.osupdates.policy import policy_for_unit
 from profiles.android_policy import policy_for_device, policy_version
 
 
@@ -29,7 +29,7 @@ def current_policy(session: Session, device: Device, *, secret_key: str | None =
     found = policy_for_device(session, device, secret_key=secret_key)
     policy, version = dict(found.policy), str(found.version)
     # The unit's OS update policy (mdm.services.osupdates) rides in the same document.
-    updates = system_update(UpdatePolicyBook(session).for_unit(device.org_unit_id))
+    updates = system_update(policy_for_unit(session, device.org_unit_id))
     if updates is not None:
         policy["systemUpdate"] = updates
         version = policy_version(policy)

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import literal, or_, select
 from sqlalchemy.orm import Session
 
 from mdm.ground import clock
@@ -173,6 +173,31 @@ class UpdatePolicyBook:
 
     def inherited(self, org_unit_id: int | None) -> UpdatePolicy:
         return UpdatePolicy() if org_unit_id is None else self.for_unit(self.parents.get(org_unit_id))
+
+
+def policy_for_unit(session: Session, org_unit_id: int | None) -> UpdatePolicy:
+    """One unit's effective policy in one statement (the Android agent's sync, a hot path): the
+    policy rows of the unit, its ancestors (a recursive walk up the tree) and the default row."""
+    chain = select(OrgUnit.id, OrgUnit.parent_id, literal(0).label("depth")).where(OrgUnit.id == org_unit_id)
+    walk = chain.cte("chain", recursive=True)
+    walk = walk.union_all(
+        select(OrgUnit.id, OrgUnit.parent_id, (walk.c.depth + 1).label("depth")).where(
+            OrgUnit.id == walk.c.parent_id, walk.c.depth < 64
+        )
+    )
+    rows = session.execute(
+        select(OsUpdatePolicy, walk.c.depth)
+        .outerjoin(walk, walk.c.id == OsUpdatePolicy.org_unit_id)
+        .where(or_(OsUpdatePolicy.org_unit_id.is_(None), walk.c.depth.is_not(None)))
+    ).all()
+    # Nearest first; the default row (no depth) last.
+    ordered = sorted(rows, key=lambda row: (row[1] is None, row[1] or 0))
+    values: dict[str, Any] = {}
+    for policy_row, _depth in ordered:
+        for name in FIELDS:
+            if name not in values and getattr(policy_row, name) is not None:
+                values[name] = _typed(name, getattr(policy_row, name))
+    return replace(UpdatePolicy(), **values)
 
 
 def set_update_policy(
