@@ -267,14 +267,13 @@ def test_an_unknown_os_version_is_never_up_to_date(app, client, ipad, session, m
         {"days_after_release": -1},
     ],
 )
-def test_a_bad_policy_names_the_field_and_writes_nothing(app, values):
-    with _wired(app) as s:
-        with pytest.raises(ValueError, match=next(iter(values))):
-            set_update_policy(s, ADMIN, None, **values)
-        s.rollback()
-        from mdm.ground.models import OsUpdatePolicy
+def test_a_bad_policy_names_the_field_and_writes_nothing(session, values):
+    from mdm.ground.models import OsUpdatePolicy
 
-        assert s.scalars(select(OsUpdatePolicy)).all() == []
+    with pytest.raises(ValueError, match=next(iter(values))):
+        set_update_policy(session, ADMIN, None, **values)
+    session.rollback()
+    assert session.scalars(select(OsUpdatePolicy)).all() == []
 
 
 def test_commands_are_not_queued_for_a_fleet_without_policy(app, client, ipad, session):
