@@ -21,8 +21,10 @@ from commands.command_type import (
     UnknownCommand,
 )
 from commands.kinds.activation_lock_bypass_code import ActivationLockBypassCode
+from commands.kinds.available_os_updates import AvailableOSUpdates
 from commands.kinds.certificate_list import CertificateList
 from commands.kinds.clear_passcode import ClearPasscode
+from commands.kinds.declarative_management import DeclarativeManagement
 from commands.kinds.device_configured import DeviceConfigured
 from commands.kinds.device_information import DeviceInformation
 from commands.kinds.device_location import DeviceLocation
@@ -33,10 +35,12 @@ from commands.kinds.erase_device import EraseDevice
 from commands.kinds.install_profile import InstallProfile
 from commands.kinds.installed_application_list import InstalledApplicationList
 from commands.kinds.mdm_options import MDMOptionsSettings
+from commands.kinds.os_update_status import OSUpdateStatus
 from commands.kinds.play_lost_mode_sound import PlayLostModeSound
 from commands.kinds.profile_list import ProfileList
 from commands.kinds.remove_profile import RemoveProfile
 from commands.kinds.restart_device import RestartDevice
+from commands.kinds.schedule_os_update import ScheduleOSUpdate
 from commands.kinds.security_info import SecurityInfo
 from commands.kinds.shut_down_device import ShutDownDevice
 
@@ -125,6 +129,11 @@ CATALOG = Catalog(
         InstalledApplicationList,
         ProfileList,
         CertificateList,
+        # OS updates (mdm.services.osupdates): the commands before iOS 17, the declarative channel after.
+        AvailableOSUpdates,
+        OSUpdateStatus,
+        ScheduleOSUpdate,
+        DeclarativeManagement,
     ]
 )
 

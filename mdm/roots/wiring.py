@@ -50,6 +50,7 @@ from mdm.services.compliance.evaluation import evaluate_after_inventory
 from mdm.services.continuity import hooks as readiness_hooks
 from mdm.services.continuity.webhooks import ReadinessNotifier
 from mdm.services.inventory import events as inventory_events
+from mdm.services.osupdates import compliance_source as os_update_source
 from profiles import assignment
 
 Listener = tuple[str, Callable[..., None]]
@@ -120,6 +121,7 @@ def wire(
     )
     sources.APP_POLICY_SOURCES.connect(factory, profile_sources.app_policy_from_assigned_profiles)
     sources.EXPECTED_PROFILE_SOURCES.connect(factory, profile_sources.expected_profiles_from_assignments)
+    sources.OS_UPDATE_TARGET_SOURCES.connect(factory, os_update_source.os_update_target)
     inventory_events.INVENTORY_UPDATED.connect(factory, evaluate_after_inventory)
     # A device reporting that it is supervised gets its Activation Lock setting and escrow asked for.
     inventory_events.SUPERVISION_REPORTED.connect(

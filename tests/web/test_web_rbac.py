@@ -135,6 +135,12 @@ EXPECTED: dict[tuple[str, str], set[str] | None] = {
     ("PUT", "/api/v1/org-units/{unit_id}/compliance-policy"): ADMIN,
     ("GET", "/api/v1/compliance-policy/default"): INCIDENT_READERS,
     ("PUT", "/api/v1/compliance-policy/default"): ADMIN,
+    ("GET", "/api/v1/org-units/{unit_id}/os-update-policy"): READERS,
+    ("PUT", "/api/v1/org-units/{unit_id}/os-update-policy"): ADMIN,
+    ("GET", "/api/v1/os-update-policy/default"): READERS,
+    ("PUT", "/api/v1/os-update-policy/default"): ADMIN,
+    ("GET", "/api/v1/os-updates/devices"): READERS,
+    ("GET", "/api/v1/devices/{device_id}/os-update"): READERS,
 }
 ROLES = sorted(EVERYONE)
 PROFILE_SPEC = {
@@ -223,6 +229,8 @@ def world(app: Any, tree: Any, session_factory: Any, settings: Any) -> World:
         ("PUT", "/api/v1/org-units/{unit_id}/incident-policy"): {"auto_wipe_after_hours": 24},
         ("PUT", "/api/v1/org-units/{unit_id}/compliance-policy"): {"minimum_os_version": "17.4"},
         ("PUT", "/api/v1/compliance-policy/default"): {"offline_limit_hours": 48},
+        ("PUT", "/api/v1/org-units/{unit_id}/os-update-policy"): {"target": "17.6"},
+        ("PUT", "/api/v1/os-update-policy/default"): {"android_mode": "automatic"},
         ("POST", "/api/v1/enrollment-tokens"): {"org_unit_id": tree.unit_a1.id},
         ("POST", "/api/v1/enrollment-tokens/{enrollment_token_id}/revoke"): {},
         ("POST", "/api/v1/users"): {"username": "newbie", "role": "auditor"},

@@ -18,6 +18,7 @@ from web.api import (
     inventory,
     me,
     orgunits,
+    os_updates,
     profiles,
     readiness,
     tokens,
@@ -49,6 +50,7 @@ BLUEPRINTS = (
     readiness.blp,
     webhooks.blp,
     vpp.blp,
+    os_updates.blp,
 )
 MAX_BODY = 1024 * 1024
 

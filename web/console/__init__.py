@@ -31,6 +31,7 @@ def init_app(app: Flask) -> None:
         mail_settings,
         messages,
         orgunits,
+        os_updates,
         profile_text,
         profiles,
         push_cert_request,

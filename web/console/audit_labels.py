@@ -68,6 +68,8 @@ ACTIONS: dict[str, Any] = {
     "command.failed": _l("Device answer refused by the server"),
     "command.foreign_result": _l("Result from another device refused"),
     "compliance.policy_changed": _l("Compliance policy changed"),
+    "os_update.policy_changed": _l("OS update policy changed"),
+    "os_update.status_changed": _l("Tablet reported its OS update state"),
     "continuity.plan_reset": _l("Continuity plan reset"),
     "continuity.plan_updated": _l("Continuity plan changed"),
     "continuity.spare_marked": _l("Marked as spare"),

@@ -92,4 +92,5 @@ RULES = {
     "profile_missing_or_outdated": _l("Profile missing or outdated"),
     "android_security_patch_outdated": _l("Android security patch older than the unit's minimum"),
     "android_not_device_owner": _l("Agent is not the device owner"),
+    "os_update_overdue": _l("OS update past its deadline"),
 }

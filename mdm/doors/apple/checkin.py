@@ -1,4 +1,5 @@
-"""PUT /mdm/checkin: Authenticate, TokenUpdate, CheckOut (user channels and UserAuthenticate declined)."""
+"""PUT /mdm/checkin: Authenticate, TokenUpdate, CheckOut, DeclarativeManagement (user channels and
+UserAuthenticate declined)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ def checkin() -> Response:
         body = read_body(request, conf.max_device_body_bytes)
         identity = request_identity(request, body, session, conf)
         message = decode_message(body, conf.max_device_body_bytes)
-        apple_channel.checkin(
+        answer = apple_channel.checkin(
             session, identity, message, body, source_ip=client_ip(), secret_key=conf.secret_key
         )
     except apple_channel.IdentityConflict as exc:
@@ -32,4 +33,7 @@ def checkin() -> Response:
     except REFUSALS as exc:
         return refused(exc, "check-in", __name__)
     session.commit()
-    return Response(b"", status=200)
+    if answer is None:
+        return Response(b"", status=200)
+    # A DeclarativeManagement answer: JSON (empty for a status report).
+    return Response(answer, status=200, mimetype="application/json" if answer else None)

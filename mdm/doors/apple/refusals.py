@@ -22,6 +22,7 @@ REFUSALS = (
     PlistError,
     apple_channel.CheckinMessageError,
     apple_channel.UnsupportedMessage,
+    apple_channel.DeclarationNotFound,
 )
 
 
@@ -42,4 +43,6 @@ def refused(exc: Exception, door: str, logger: str) -> Response:
     if isinstance(exc, apple_channel.IdentityRefused):
         log.warning("%s refused from %s: %s", door, request.remote_addr, exc)
         return plain(403, f"identity refused: {exc}")
+    if isinstance(exc, apple_channel.DeclarationNotFound):
+        return plain(404, str(exc))
     return plain(400, str(exc))

@@ -64,6 +64,7 @@ from mdm.ground.models.inventory import (
 from mdm.ground.models.job_run import JobRun
 from mdm.ground.models.mail import MailStatus, OutgoingMail, SmtpSettings, SmtpTls
 from mdm.ground.models.org_unit import OrgUnit, OrgUnitKind, UnitType
+from mdm.ground.models.os_update import DeviceOsUpdate, OsRelease, OsUpdatePolicy
 from mdm.ground.models.outbox import OutboxEntry, OutboxTopic
 from mdm.ground.models.profile import (
     DeviceProfileState,
@@ -109,6 +110,7 @@ __all__ = [
     "DeviceCompliance",
     "DeviceFacts",
     "DeviceMessage",
+    "DeviceOsUpdate",
     "DeviceProfileState",
     "EnrollmentChallenge",
     "EnrollmentState",
@@ -132,6 +134,8 @@ __all__ = [
     "MailStatus",
     "OrgUnit",
     "OrgUnitKind",
+    "OsRelease",
+    "OsUpdatePolicy",
     "OutboxEntry",
     "OutboxTopic",
     "OutgoingMail",

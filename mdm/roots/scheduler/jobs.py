@@ -41,6 +41,7 @@ from mdm.services.continuity.webhooks import readiness_job
 from mdm.services.mail.outbox import due_mails, record_mail, with_link
 from mdm.services.mail.server import mail_server
 from mdm.services.mail.smtp import send_mail
+from mdm.services.osupdates.enforcement import sync_fleet as sync_os_updates
 from mdm.services.unit_policy import PolicyBook
 from mdm.services.vpp.schedule import scheduled_sync as vpp_scheduled_sync
 
@@ -221,6 +222,14 @@ def vpp_sync(ctx: JobContext) -> dict[str, Any]:
     return vpp_scheduled_sync(ctx.factory, ctx.settings)
 
 
+def os_updates(ctx: JobContext) -> dict[str, Any]:
+    """Bring tablets to their unit's OS target (declarations, or the update commands before iOS 17),
+    then re-check the deadline rule: a deadline passes without any device saying anything."""
+    with transaction(ctx.factory) as session:
+        outcome = sync_os_updates(session, actor=SYSTEM, context=ctx.commands)
+    return {"queued": outcome.queued, **fleet_check(ctx, ["os_update_overdue"])}
+
+
 def agent_nonce_purge(ctx: JobContext) -> dict[str, Any]:
     with transaction(ctx.factory) as session:
         return {"purged": purge_expired_nonces(session)}
@@ -245,6 +254,7 @@ JOBS: dict[str, tuple[Job, int]] = {
     "audit_seal": (audit_seal, 1),
     "incident_auto_wipe": (incident_auto_wipe, 1),  # reminders and wipes on the minute
     "scheduled_backup": (scheduled_backup, 5),
+    "os_updates": (os_updates, 15),
     "ade_sync": (
         ade_sync,
         5,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from mdm.services.apple_channel.channel import (
     CommandForDevice,
+    DeclarationNotFound,
     RefusedAnswer,
     UnsupportedMessage,
     answer_too_large,
@@ -28,6 +29,7 @@ from mdm.services.devices import (
 __all__ = [
     "CheckinMessageError",
     "CommandForDevice",
+    "DeclarationNotFound",
     "DeviceIdentityError",
     "IdentityConflict",
     "IdentityRefused",

@@ -17,10 +17,15 @@ from commands.refused_answers import refuse_oversized_answer
 from commands.results import REPORT_STATUSES, record_result
 from mdm.ground.models import Command, Device
 from mdm.services import devices
+from mdm.services.osupdates import declarative
 
 
 class UnsupportedMessage(ValueError):
     """A MessageType or report Status this server does not handle (answered 400)."""
+
+
+class DeclarationNotFound(LookupError):
+    """A DeclarativeManagement check-in asked for a declaration not in the device's set (404)."""
 
 
 @dataclass(frozen=True)
@@ -48,8 +53,9 @@ def checkin(
     *,
     source_ip: str | None,
     secret_key: str,
-) -> None:
-    """Authenticate, TokenUpdate or CheckOut; user channels and UserAuthenticate are declined.
+) -> bytes | None:
+    """Authenticate, TokenUpdate, CheckOut or DeclarativeManagement (whose answer, JSON, is
+    returned); user channels and UserAuthenticate are declined.
 
     An IdentityConflict comes with nothing of the Authenticate written and its audit event and
     alert recorded (devices.record_identity_conflict), for the caller to commit.
@@ -74,8 +80,26 @@ def checkin(
             devices.token_update(session, device, message, raw, source_ip, secret_key=secret_key)
         else:
             devices.check_out(session, device, raw, source_ip)
+    elif message_type == "DeclarativeManagement":
+        udid = devices.require_string(message, "UDID", 128)
+        device = devices.identify_device(session, identity, udid)
+        devices.touch(session, device)
+        try:
+            found = declarative.answer(
+                session,
+                device,
+                message.get("Endpoint"),
+                message.get("Data"),
+                actor=devices.device_actor(udid, source_ip),
+            )
+        except declarative.DeclarativeRequestError as exc:
+            raise UnsupportedMessage(str(exc)) from exc
+        except declarative.DeclarationNotFound as exc:
+            raise DeclarationNotFound(str(exc)) from exc
+        return found.body
     else:
         raise UnsupportedMessage(f"MessageType {message_type!r} is not supported")
+    return None
 
 
 def connect(

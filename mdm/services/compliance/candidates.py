@@ -37,9 +37,15 @@ def maybe_expiring(book: PolicyBook, now: datetime) -> ColumnElement[bool]:
     )
 
 
+def maybe_update_overdue(book: PolicyBook, now: datetime) -> ColumnElement[bool]:
+    # OS update targets are Apple versions (Android is judged by its patch level).
+    return Device.platform == "apple"
+
+
 CANDIDATES: dict[str, Candidates] = {
     "offline_too_long": maybe_offline,
     "identity_certificate_expiring": maybe_expiring,
+    "os_update_overdue": maybe_update_overdue,
 }
 
 

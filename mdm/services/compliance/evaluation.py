@@ -29,7 +29,7 @@ from mdm.services.alerts.service import raise_alert
 from mdm.services.compliance.candidates import candidates_for
 from mdm.services.compliance.queries import with_compliance_filter
 from mdm.services.compliance.rules import RULE_NEEDS, RULES, DeviceState, Violation
-from mdm.services.compliance.sources import allowed_apps_for, expected_profiles_for
+from mdm.services.compliance.sources import allowed_apps_for, expected_profiles_for, os_update_target_for
 from mdm.services.unit_policy import PolicyBook
 
 
@@ -112,6 +112,7 @@ def _state(
         identity_certificates=loaded.identity_certificates.get(device.id, []),
         app_policy=allowed_apps_for(session, device) if "app_policy" in needs else None,
         expected_profiles=expected_profiles_for(session, device) if "expected_profiles" in needs else None,
+        os_update_target=os_update_target_for(session, device) if "os_update_target" in needs else None,
     )
 
 

@@ -16,7 +16,7 @@ from mdm.ground.models import (
     InstalledProfile,
     Severity,
 )
-from mdm.services.compliance.sources import AppPolicy, ExpectedProfile
+from mdm.services.compliance.sources import AppPolicy, ExpectedProfile, OsUpdateTarget
 from mdm.services.inventory.values import version_key
 from mdm.services.unit_policy import UnitPolicy, parse_patch_level
 
@@ -42,6 +42,7 @@ class DeviceState:
     identity_certificates: list[DeviceCertificate] = field(default_factory=list)
     app_policy: AppPolicy | None = None
     expected_profiles: list[ExpectedProfile] | None = None
+    os_update_target: OsUpdateTarget | None = None
 
 
 Rule = Callable[[DeviceState], list[Violation]]
@@ -230,6 +231,52 @@ def android_not_device_owner(state: DeviceState) -> list[Violation]:
     ]
 
 
+def _padded(version: str | None) -> tuple[int, ...] | None:
+    key = version_key(version)
+    return None if key is None else (*key, 0, 0, 0)[:3]
+
+
+def os_update_overdue(state: DeviceState) -> list[Violation]:
+    """Past the unit's update deadline and still older than its target; an OS version the device
+    never reported stays unknown (an info finding), never counted as up to date.
+
+    Info, not warning: a tablet on last month's OS still runs the dispatch apps, so readiness stays
+    as its plan's rules make it (the unit's minimum OS version, os_outdated, is the rule that
+    breaks a tablet)."""
+    target = state.os_update_target
+    if target is None or target.due_at is None or state.now < target.due_at:
+        return []
+    due = f"{target.due_at:%Y-%m-%d %H:%M} UTC"
+    current = _padded(state.device.os_version)
+    wanted = _padded(target.version)
+    details = {
+        "os_version": state.device.os_version,
+        "target": target.version,
+        "due_at": target.due_at.isoformat(),
+    }
+    if current is None:
+        return [
+            Violation(
+                "",
+                Severity.INFO,
+                f"OSバージョン不明: 更新期限 {due} までに {target.version} へ更新されたか確認できない"
+                f" / OS version unknown: cannot confirm the update to {target.version} due {due}",
+                {**details, "reason": "os_version_unknown"},
+            )
+        ]
+    if wanted is None or current >= wanted:
+        return []
+    return [
+        Violation(
+            "",
+            Severity.INFO,
+            f"OS {state.device.os_version} が更新期限 {due} を過ぎても目標 {target.version} より古い"
+            f" / OS {state.device.os_version} is behind the target {target.version}, due {due}",
+            {**details, "reason": "behind_target"},
+        )
+    ]
+
+
 RULES: dict[str, Rule] = {
     "unauthorized_app": unauthorized_app,
     "passcode_missing": passcode_missing,
@@ -241,6 +288,7 @@ RULES: dict[str, Rule] = {
     "profile_missing_or_outdated": profile_missing_or_outdated,
     "android_security_patch_outdated": android_security_patch_outdated,
     "android_not_device_owner": android_not_device_owner,
+    "os_update_overdue": os_update_overdue,
 }
 
 
@@ -258,4 +306,5 @@ RULE_NEEDS: dict[str, frozenset[str]] = {
     "profile_missing_or_outdated": frozenset({"facts", "profiles", "expected_profiles"}),
     "android_security_patch_outdated": frozenset({"facts"}),
     "android_not_device_owner": frozenset({"facts"}),
+    "os_update_overdue": frozenset({"os_update_target"}),
 }

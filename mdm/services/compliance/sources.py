@@ -108,3 +108,24 @@ def expected_profiles_for(session: Session, device: Device) -> list[ExpectedProf
         if found is not None:
             expected = [*(expected or []), *found]
     return expected
+
+
+@dataclass(frozen=True)
+class OsUpdateTarget:
+    """The OS version a device's unit wants it on and the moment it is due (None: no deadline)."""
+
+    version: str
+    due_at: datetime | None
+
+
+OsUpdateTargetSource = Callable[[Session, Device], OsUpdateTarget | None]
+# Connected by the wiring to the OS update service (mdm.services.osupdates.compliance_source).
+OS_UPDATE_TARGET_SOURCES: HookPoint[OsUpdateTargetSource] = HookPoint("os update target sources")
+
+
+def os_update_target_for(session: Session, device: Device) -> OsUpdateTarget | None:
+    for source in OS_UPDATE_TARGET_SOURCES.hooks(session):
+        found = source(session, device)
+        if found is not None:
+            return found
+    return None
