@@ -5,14 +5,14 @@
 - vpp_assignments: licenses assigned (or being assigned) to device serial numbers.
 - vpp_events: the service's asynchronous associate / disassociate events, polled to completion.
 
-Revision ID: 0015vpp
+Revision ID: 0015
 Revises: 0014
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0015vpp'
-down_revision = '0014'
+revision = "0015"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 

@@ -6,16 +6,16 @@
 - device_os_updates: AvailableOSUpdates / OSUpdateStatus answers, the last ScheduleOSUpdate, the
   declaration set last served (DeclarationsToken) and the declarative status items last reported.
 
-Revision ID: 0015osupd
-Revises: 0014
+Revision ID: 0016
+Revises: 0015
 Create Date: 2026-12-06 17:00:00
 """
 from alembic import op
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-revision = '0015osupd'
-down_revision = '0014'
+revision = "0016"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 
