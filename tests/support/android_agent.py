@@ -98,6 +98,11 @@ class ReferenceAgent:
         self.policies_received = 0
         self._send_inventory = True
         self._wipe_id: str | None = None
+        # Section 7.2: the key pairs generated for Wi-Fi (generateKeyPair), their certificates
+        # (setKeyPairCertificate) and whether the Wi-Fi framework may use them (grantKeyPairToWifiAuth).
+        self.keychain: dict[str, tuple[rsa.RSAPrivateKey, list[x509.Certificate]]] = {}
+        self.wifi_granted: set[str] = set()
+        self.wifi_errors: dict[str, dict[str, Any]] = {}
 
     # -- enrollment ----------------------------------------------------------------------------
 
@@ -251,6 +256,53 @@ class ReferenceAgent:
         self.policy_version = policy["version"]
         self.unsupported = policy["unsupported"]
         self.policies_received += 1
+        self.provision_wifi_certificates()
+
+    # -- Wi-Fi client certificates (section 7.2) ------------------------------------------------
+
+    def eap_tls_networks(self) -> list[dict[str, Any]]:
+        onc = (self.policy or {}).get("openNetworkConfiguration") or {}
+        return [
+            network
+            for network in onc.get("NetworkConfigurations") or []
+            if ((network.get("WiFi") or {}).get("EAP") or {}).get("ClientCertType") == "KeyPairAlias"
+        ]
+
+    def provision_wifi_certificates(self) -> None:
+        """Every EAP-TLS network's key pair alias gets a key made here and a certificate."""
+        for network in self.eap_tls_networks():
+            alias = network["WiFi"]["EAP"]["ClientCertKeyPairAlias"]
+            if alias in self.keychain:
+                continue
+            key = rsa.generate_private_key(public_exponent=65537, key_size=2048)  # generateKeyPair
+            response = self.request_wifi_certificate(alias, key)
+            if response.status_code != 201:
+                self.wifi_errors[alias] = response.json()
+                continue
+            answer = response.json()
+            chain = [x509.load_pem_x509_certificate(pem.encode()) for pem in answer["certificate_chain"]]
+            if answer["key_alias"] != alias or chain[0].public_key().public_numbers() != (
+                key.public_key().public_numbers()
+            ):
+                raise AssertionError(f"the certificate for {alias} is not for the key generated for it")
+            chain[0].verify_directly_issued_by(chain[1])
+            self.keychain[alias] = (key, chain)  # setKeyPairCertificate(admin, alias, chain, false)
+            self.wifi_granted.add(alias)  # grantKeyPairToWifiAuth(alias)
+
+    def request_wifi_certificate(self, alias: str, key: rsa.RSAPrivateKey, **extra: Any) -> httpx.Response:
+        csr = (
+            x509.CertificateSigningRequestBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, alias)]))
+            .sign(key, hashes.SHA256())
+        )
+        body = {"key_alias": alias, "csr": csr.public_bytes(serialization.Encoding.PEM).decode(), **extra}
+        return self.request("POST", f"{PREFIX}/wifi-certificate", body)
+
+    def wifi_network_resolves(self, network: dict[str, Any]) -> bool:
+        """What WifiEnterpriseConfig.setClientKeyPairAlias needs: a key pair under the ONC's
+        alias, with a certificate, granted to Wi-Fi."""
+        alias = network["WiFi"]["EAP"]["ClientCertKeyPairAlias"]
+        return alias in self.keychain and alias in self.wifi_granted
 
     def _execute(self, command: dict[str, Any]) -> dict[str, Any]:
         kind, params = command["type"], command["params"]
