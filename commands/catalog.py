@@ -36,6 +36,7 @@ from commands.kinds.mdm_options import MDMOptionsSettings
 from commands.kinds.play_lost_mode_sound import PlayLostModeSound
 from commands.kinds.profile_list import ProfileList
 from commands.kinds.remove_profile import RemoveProfile
+from commands.kinds.reset_password import ResetPassword
 from commands.kinds.restart_device import RestartDevice
 from commands.kinds.security_info import SecurityInfo
 from commands.kinds.shut_down_device import ShutDownDevice
@@ -111,6 +112,7 @@ CATALOG = Catalog(
         EraseDevice,
         # Fleet administration.
         ClearPasscode,
+        ResetPassword,
         RestartDevice,
         ShutDownDevice,
         InstallProfile,

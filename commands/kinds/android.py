@@ -26,6 +26,21 @@ WIPE_FLAGS = ("WIPE_EXTERNAL_STORAGE", "WIPE_RESET_PROTECTION_DATA", "WIPE_EUICC
 DEFAULT_WIPE_FLAGS = ("WIPE_EXTERNAL_STORAGE",)
 
 
+# AMAPI resetPasswordFlags: REQUIRE_ENTRY and DO_NOT_ASK_CREDENTIALS_ON_BOOT are the
+# DevicePolicyManager RESET_PASSWORD_* flags of the same names; LOCK_NOW is lockNow() right after.
+RESET_PASSWORD_FLAGS = ("REQUIRE_ENTRY", "DO_NOT_ASK_CREDENTIALS_ON_BOOT", "LOCK_NOW")
+
+
+class ResetPasswordParams(Schema):
+    # Absent: the password is cleared (only where the policy wants none; checked at queueing).
+    password = fields.String(validate=validate.Length(max=16))
+    flags = fields.List(
+        fields.String(validate=validate.OneOf(RESET_PASSWORD_FLAGS)),
+        load_default=list,
+        validate=validate.Length(max=len(RESET_PASSWORD_FLAGS)),
+    )
+
+
 class LockParams(Schema):
     message = message_field()
     phone = phone_field()
@@ -57,7 +72,7 @@ ANDROID_COMMANDS: dict[str, type[Schema]] = {
     "START_LOST_MODE": StartLostModeParams,
     "STOP_LOST_MODE": NoParams,
     "LOCATE": NoParams,
-    "RESET_PASSWORD": NoParams,
+    "RESET_PASSWORD": ResetPasswordParams,
     "REBOOT": NoParams,
     "WIPE": WipeParams,
     "REFRESH_INVENTORY": NoParams,

@@ -50,6 +50,7 @@ def test_the_agent_generates_its_wifi_key_and_the_onc_reference_resolves(
     assert chain[1] == agent.chain[1]
     assert chain[0].subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "R52TWIFI001"
 
+    session.rollback()
     session.expire_all()
     row = session.scalars(
         select(DeviceCertificate).where(DeviceCertificate.fingerprint_sha256 == fingerprint(chain[0]))

@@ -52,6 +52,8 @@ class TabletState:
     lost_phone: str | None = None
     rebooted: int = 0
     password_cleared: bool = False
+    password: str | None = None  # the new password of the last RESET_PASSWORD
+    password_flags: list[str] = field(default_factory=list)
     wiped: bool = False
     wipe_flags: list[str] = field(default_factory=list)
 
@@ -325,7 +327,12 @@ class ReferenceAgent:
                 "time": "2026-11-23T03:00:00Z",
             }
         elif kind == "RESET_PASSWORD":
-            self.tablet.password_cleared = True
+            # resetPasswordWithToken(admin, password or null, token, flags); LOCK_NOW: lockNow().
+            self.tablet.password = params.get("password") or None
+            self.tablet.password_cleared = self.tablet.password is None
+            self.tablet.password_flags = list(params.get("flags", []))
+            if "LOCK_NOW" in self.tablet.password_flags:
+                self.tablet.locked = True
         elif kind == "REBOOT":
             self.tablet.rebooted += 1
         elif kind == "WIPE":

@@ -56,7 +56,9 @@ def sync(
         answer["policy_version"] = policy.version
         if policy.version != data.get("policy_version"):
             answer["policy"] = policy.body()
-        answer["commands"] = take_commands(session, device, skip=not_now, actor=actor, context=context)
+        answer["commands"] = take_commands(
+            session, device, skip=not_now, actor=actor, context=context, secret_key=settings.secret_key
+        )
     else:
         # The device was just retired (its wipe was acknowledged in this very sync): nothing more.
         answer["commands"] = []
