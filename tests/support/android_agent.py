@@ -81,6 +81,7 @@ class ReferenceAgent:
         self.policy: dict[str, Any] | None = None
         self.policy_version: str | None = None
         self.unsupported: list[str] = []
+        self.policy_reporting: dict[str, Any] = {}
         self.poll_interval: int | None = None
         self.wake: dict[str, Any] = {}  # the newest wake-up channels (section 7: "use the newest")
         self.packages: list[dict[str, Any]] = [
@@ -93,6 +94,8 @@ class ReferenceAgent:
             {"package_name": "com.android.settings", "label": "Settings", "system": True, "version_code": 34},
         ]
         self.tablet = TabletState()
+        # A faulty agent that sends its position even where the policy does not allow it.
+        self.send_location_anyway = False
         self.device_owner = True  # DevicePolicyManager.isDeviceOwnerApp(), reported in the inventory
         self.pending_results: list[dict[str, Any]] = []
         self.executed: set[str] = set()
@@ -173,7 +176,7 @@ class ReferenceAgent:
 
     def inventory(self) -> dict[str, Any]:
         latitude, longitude, accuracy = self.location
-        return {
+        inventory: dict[str, Any] = {
             "hardware": self.hardware(),
             "os": {
                 "android_version": "14",
@@ -194,6 +197,9 @@ class ReferenceAgent:
             "packages": self.packages,
             "location": {"latitude": latitude, "longitude": longitude, "accuracy_m": accuracy},
         }
+        if not self.policy_reporting.get("location") and not self.send_location_anyway:
+            del inventory["location"]  # section 7: only where the unit's policy allows it
+        return inventory
 
     def sync(self, *, inventory: bool | None = None) -> dict[str, Any]:
         """One sync: inventory (first time, when asked, or on request), results; then execute."""
@@ -257,6 +263,7 @@ class ReferenceAgent:
         self.policy = policy["policy"]
         self.policy_version = policy["version"]
         self.unsupported = policy["unsupported"]
+        self.policy_reporting = policy.get("reporting") or {}
         self.policies_received += 1
         self.provision_wifi_certificates()
 

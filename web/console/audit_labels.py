@@ -27,6 +27,7 @@ ACTIONS: dict[str, Any] = {
     "activation_lock.bypass_code_revealed": _l("Activation Lock bypass code shown"),
     "activation_lock.bypass_code_unavailable": _l("Device gave no Activation Lock bypass code"),
     "activation_lock.unit_setting_changed": _l("Activation Lock setting of a unit changed"),
+    "android.location_reporting_changed": _l("Location reporting of a unit's Android tablets changed"),
     "ade.token_key_created": _l("ABM token key pair created"),
     "ade.server_token_uploaded": _l("ABM server token uploaded"),
     "ade.rule_saved": _l("ABM device placement rule saved"),

@@ -1,5 +1,7 @@
 """The policy the agent enforces: the Android rendering of the profiles assigned to the device's
-unit, with a version so an unchanged policy is not sent again (profiles.android_policy)."""
+unit (profiles.android_policy), the agent's reporting settings of that unit (`reporting`, outside
+the AMAPI-shaped `policy`, which has no such field), and a version over both, so an unchanged
+policy is not sent again."""
 
 from __future__ import annotations
 
@@ -9,7 +11,8 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from mdm.ground.models import Device
-from profiles.android_policy import policy_for_device
+from mdm.services.android_channel.location_reporting import location_reporting
+from profiles.android_policy import policy_for_device, policy_version
 
 
 @dataclass(frozen=True)
@@ -17,12 +20,24 @@ class AgentPolicy:
     version: str
     policy: dict[str, Any]
     unsupported: list[str]
+    reporting: dict[str, Any]
 
     def body(self) -> dict[str, Any]:
-        return {"version": self.version, "policy": self.policy, "unsupported": list(self.unsupported)}
+        return {
+            "version": self.version,
+            "policy": self.policy,
+            "reporting": dict(self.reporting),
+            "unsupported": list(self.unsupported),
+        }
 
 
 def current_policy(session: Session, device: Device, *, secret_key: str | None = None) -> AgentPolicy:
     """The agent's policy; with the instance secret it carries the Wi-Fi passphrases it needs."""
     found = policy_for_device(session, device, secret_key=secret_key)
-    return AgentPolicy(str(found.version), dict(found.policy), [str(u) for u in found.unsupported])
+    reporting = {"location": location_reporting(session, device.org_unit_id)}
+    version = (
+        found.version
+        if not any(reporting.values())
+        else policy_version({"policy": found.version, "reporting": reporting})
+    )
+    return AgentPolicy(str(version), dict(found.policy), [str(u) for u in found.unsupported], reporting)

@@ -15,10 +15,12 @@ from mdm.ground.models import DeviceMessage, EnrollmentState
 from mdm.services.android_channel.agent import PROTOCOL_VERSION
 from mdm.services.android_channel.agent_commands import record_results, take_commands
 from mdm.services.android_channel.identity import Credential, authenticate
+from mdm.services.android_channel.location_reporting import location_reporting
 from mdm.services.android_channel.policy import current_policy
 from mdm.services.android_channel.wake import wake_channels
 from mdm.services.devices import device_actor
 from mdm.services.inventory.android import apply_android_inventory
+from mdm.services.inventory.facts import facts_for
 
 
 def sync(
@@ -44,8 +46,18 @@ def sync(
     device.last_seen_at = clock.now()
     # Kept as received, like Apple check-ins: what the device said is evidence.
     session.add(DeviceMessage(device_id=device.id, message_type="AndroidSync", raw=raw, source_ip=source_ip))
-    if data.get("inventory") is not None:
-        apply_android_inventory(session, device, data["inventory"])
+    inventory = data.get("inventory")
+    if inventory is not None:
+        reports_location = location_reporting(session, device.org_unit_id)
+        if not reports_location:
+            # Sent where the unit's policy does not allow it (an old or faulty agent): not kept.
+            inventory = {key: value for key, value in inventory.items() if key != "location"}
+        apply_android_inventory(session, device, inventory)
+        facts = facts_for(session, device.id)
+        raw = facts.raw_device_information
+        if not reports_location and isinstance(raw, dict) and "location" in raw:
+            # Nor a position kept from when the unit still allowed it.
+            facts.raw_device_information = {key: value for key, value in raw.items() if key != "location"}
     identity = authed.certificate.fingerprint_sha256
     not_now = record_results(
         session, device, data.get("results") or [], actor=actor, identity=identity, context=context
