@@ -22,6 +22,7 @@ from commands.command_type import (
 )
 from commands.kinds.activation_lock_bypass_code import ActivationLockBypassCode
 from commands.kinds.certificate_list import CertificateList
+from commands.kinds.clear_app_data import ClearAppData
 from commands.kinds.clear_passcode import ClearPasscode
 from commands.kinds.device_configured import DeviceConfigured
 from commands.kinds.device_information import DeviceInformation
@@ -35,6 +36,7 @@ from commands.kinds.installed_application_list import InstalledApplicationList
 from commands.kinds.mdm_options import MDMOptionsSettings
 from commands.kinds.play_lost_mode_sound import PlayLostModeSound
 from commands.kinds.profile_list import ProfileList
+from commands.kinds.relinquish_ownership import RelinquishOwnership
 from commands.kinds.remove_profile import RemoveProfile
 from commands.kinds.reset_password import ResetPassword
 from commands.kinds.restart_device import RestartDevice
@@ -113,6 +115,8 @@ CATALOG = Catalog(
         # Fleet administration.
         ClearPasscode,
         ResetPassword,
+        ClearAppData,
+        RelinquishOwnership,
         RestartDevice,
         ShutDownDevice,
         InstallProfile,

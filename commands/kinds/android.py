@@ -66,6 +66,14 @@ class WipeParams(Schema):
     reason = fields.String(validate=validate.Length(min=1, max=200))
 
 
+class ClearAppDataParams(Schema):
+    packages = fields.List(
+        fields.String(validate=validate.Length(min=1, max=255)),
+        required=True,
+        validate=validate.Length(min=1, max=50),
+    )
+
+
 # The agent's commands and the schema of the parameters it receives (checked at rendering).
 ANDROID_COMMANDS: dict[str, type[Schema]] = {
     "LOCK": LockParams,
@@ -76,6 +84,8 @@ ANDROID_COMMANDS: dict[str, type[Schema]] = {
     "REBOOT": NoParams,
     "WIPE": WipeParams,
     "REFRESH_INVENTORY": NoParams,
+    "RELINQUISH_OWNERSHIP": NoParams,
+    "CLEAR_APP_DATA": ClearAppDataParams,
 }
 
 

@@ -136,6 +136,9 @@ def test_two_person_wipe_produces_a_certificate_and_retires_the_device(
     assert not enrolled.tablet.wiped  # acknowledged first, erased after the server has it
     answer = enrolled.sync()
     assert enrolled.tablet.wiped
+    # A device owner on API 34+ calls wipeDevice(flags); wipeData would throw there.
+    assert enrolled.tablet.wipe_call == "wipeDevice"
+    assert enrolled.tablet.wipe_flags == ["WIPE_EXTERNAL_STORAGE", "WIPE_EUICC"]
     assert answer["commands"] == [] and answer["enrollment_state"] == EnrollmentState.RETIRED
 
     session.rollback()
@@ -145,6 +148,8 @@ def test_two_person_wipe_produces_a_certificate_and_retires_the_device(
     [certificate] = session.scalars(select(WipeCertificate)).all()
     assert certificate.incident_id == incident_id
     assert b'"platform": "android"' in certificate.content
+    # The certificate names the flags the tablet was told to wipe with.
+    assert b"WIPE_EUICC" in certificate.content and b"WIPE_EXTERNAL_STORAGE" in certificate.content
     assert incident.wipe_requested_by == OPERATOR.name and incident.wipe_approved_by == APPROVER.name
     assert session.get(Device, enrolled.device_id).enrollment_state == EnrollmentState.RETIRED
     erase = session.scalars(select(Command).where(Command.request_type == "EraseDevice")).one()

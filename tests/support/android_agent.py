@@ -56,6 +56,9 @@ class TabletState:
     password_flags: list[str] = field(default_factory=list)
     wiped: bool = False
     wipe_flags: list[str] = field(default_factory=list)
+    wipe_call: str | None = None  # wipeDevice (API 34+) or wipeData
+    relinquished: bool = False  # clearDeviceOwnerApp() was called
+    cleared_packages: list[str] = field(default_factory=list)
 
 
 class ReferenceAgent:
@@ -103,6 +106,8 @@ class ReferenceAgent:
         self.policies_received = 0
         self._send_inventory = True
         self._wipe_id: str | None = None
+        self._relinquish_id: str | None = None
+        self.sdk_int = 34  # Build.VERSION.SDK_INT
         # Section 7.2: the key pairs generated for Wi-Fi (generateKeyPair), their certificates
         # (setKeyPairCertificate) and whether the Wi-Fi framework may use them (grantKeyPairToWifiAuth).
         self.keychain: dict[str, tuple[rsa.RSAPrivateKey, list[x509.Certificate]]] = {}
@@ -180,7 +185,7 @@ class ReferenceAgent:
             "hardware": self.hardware(),
             "os": {
                 "android_version": "14",
-                "sdk_int": 34,
+                "sdk_int": self.sdk_int,
                 "build_id": "UP1A.231005.007",
                 "security_patch": "2026-10-01",
             },
@@ -223,8 +228,13 @@ class ReferenceAgent:
             if command["id"] not in self.executed:
                 self.executed.add(command["id"])
                 self.pending_results.append(self._execute(command))
-        if any(r["command_id"] == self._wipe_id and r["status"] == "acknowledged" for r in reported):
+        acknowledged = {r["command_id"] for r in reported if r["status"] == "acknowledged"}
+        if self._wipe_id in acknowledged:
             self.tablet.wiped = True
+            # Section 10: a device owner on API 34+ must call wipeDevice; before, wipeData.
+            self.tablet.wipe_call = "wipeDevice" if self.sdk_int >= 34 else "wipeData"
+        if self._relinquish_id in acknowledged:
+            self.tablet.relinquished = True
         return answer
 
     def wait(self, timeout: int | None = None) -> bool:
@@ -348,6 +358,12 @@ class ReferenceAgent:
             self._wipe_id = command["id"]
         elif kind == "REFRESH_INVENTORY":
             self._send_inventory = True
+        elif kind == "CLEAR_APP_DATA":
+            # clearApplicationUserData(admin, package, executor, listener), one per package.
+            self.tablet.cleared_packages.extend(params["packages"])
+        elif kind == "RELINQUISH_OWNERSHIP":
+            # Like WIPE: acknowledged first, clearDeviceOwnerApp once the server has the answer.
+            self._relinquish_id = command["id"]
         else:
             result = {
                 "command_id": command["id"],

@@ -78,6 +78,7 @@ ACTIONS: dict[str, Any] = {
     "device.org_unit_assigned": _l("Device assigned to a unit"),
     "device.reenroll_allowed": _l("Re-enrollment allowed"),
     "device.retired": _l("Device retired"),
+    "device.relinquished": _l("Android tablet released from management (data kept)"),
     "device.taken_out_of_service": _l("Device taken out of service"),
     "device.token_updated": _l("Device push token updated"),
     "enrollment.identity_issued": _l("Device certificate issued"),
