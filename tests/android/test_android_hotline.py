@@ -76,6 +76,11 @@ def test_lock_now_reaches_a_waiting_agent_within_one_long_poll(
     assert command["type"] == "START_LOST_MODE"
     assert command["params"]["phone"] == "03-3212-2111" and command["params"]["message"]
     assert enrolled.tablet.lost_mode and enrolled.tablet.locked
+    # Section 10.1: lock task on the agent's own home activity, and it survives a restart.
+    assert enrolled.tablet.lock_task and enrolled.tablet.home_is_lost_mode
+    enrolled.power_cycle()
+    assert enrolled.tablet.lost_mode and enrolled.tablet.lock_task
+    assert enrolled.tablet.lost_phone == "03-3212-2111"
     enrolled.sync()  # reports the acknowledgement
     session.rollback()
     session.expire_all()
@@ -84,6 +89,14 @@ def test_lock_now_reaches_a_waiting_agent_within_one_long_poll(
     assert [s.action for s in incident.steps][-1] == "lock_confirmed"
     # Nothing more to fetch: the long poll now times out.
     assert enrolled.wait(timeout=1) is False
+
+    # Found: lost mode ends, and stays ended across a restart (its persisted state is gone).
+    with transaction(factory) as s:
+        enqueue_command(s, s.get(Device, enrolled.device_id), "DisableLostMode", {}, actor=OPERATOR)
+    assert [c["type"] for c in enrolled.sync()["commands"]] == ["STOP_LOST_MODE"]
+    assert not enrolled.tablet.lost_mode and not enrolled.tablet.lock_task
+    enrolled.power_cycle()
+    assert not enrolled.tablet.lost_mode and not enrolled.tablet.home_is_lost_mode
 
 
 def test_lock_without_device_owner_is_a_plain_lock(

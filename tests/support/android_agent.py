@@ -51,6 +51,8 @@ class TabletState:
     lost_message: str | None = None
     lost_phone: str | None = None
     rebooted: int = 0
+    lock_task: bool = False  # in lock-task mode on the lost-mode activity (section 10.1)
+    home_is_lost_mode: bool = False  # addPersistentPreferredActivity for HOME
     password_cleared: bool = False
     password: str | None = None  # the new password of the last RESET_PASSWORD
     password_flags: list[str] = field(default_factory=list)
@@ -110,6 +112,7 @@ class ReferenceAgent:
         self.sdk_int = 34  # Build.VERSION.SDK_INT
         # Section 7.2: the key pairs generated for Wi-Fi (generateKeyPair), their certificates
         # (setKeyPairCertificate) and whether the Wi-Fi framework may use them (grantKeyPairToWifiAuth).
+        self.protected_storage: dict[str, Any] = {}  # createDeviceProtectedStorageContext()
         self.keychain: dict[str, tuple[rsa.RSAPrivateKey, list[x509.Certificate]]] = {}
         self.wifi_granted: set[str] = set()
         self.wifi_errors: dict[str, dict[str, Any]] = {}
@@ -279,6 +282,22 @@ class ReferenceAgent:
 
     # -- Wi-Fi client certificates (section 7.2) ------------------------------------------------
 
+    def _enter_lost_mode(self, params: dict[str, Any]) -> None:
+        self.tablet.lost_message = params.get("message")  # setDeviceOwnerLockScreenInfo
+        self.tablet.lost_phone = params.get("phone")
+        self.tablet.home_is_lost_mode = True  # addPersistentPreferredActivity(HOME)
+        self.tablet.lock_task = True  # setLockTaskPackages + startLockTask
+        self.tablet.lost_mode = self.tablet.locked = True  # lockNow()
+
+    def power_cycle(self) -> None:
+        """The tablet restarts: everything in memory is gone; ACTION_LOCKED_BOOT_COMPLETED reads
+        device-protected storage and, if lost, lost mode is entered again before anyone unlocks."""
+        self.tablet.lock_task = self.tablet.home_is_lost_mode = self.tablet.lost_mode = False
+        self.tablet.locked = True  # a restarted tablet is locked until its user unlocks it
+        persisted = self.protected_storage.get("lost_mode")
+        if persisted is not None:
+            self._enter_lost_mode(persisted)
+
     def eap_tls_networks(self) -> list[dict[str, Any]]:
         onc = (self.policy or {}).get("openNetworkConfiguration") or {}
         return [
@@ -330,11 +349,12 @@ class ReferenceAgent:
             self.tablet.locked = True
             self.tablet.lock_message = params.get("message")
         elif kind == "START_LOST_MODE":
-            self.tablet.lost_mode = self.tablet.locked = True
-            self.tablet.lost_message = params.get("message")
-            self.tablet.lost_phone = params.get("phone")
+            # Section 10.1: persist first (device-protected storage), then lock task and lock.
+            self.protected_storage["lost_mode"] = {"command_id": command["id"], **params}
+            self._enter_lost_mode(params)
         elif kind == "STOP_LOST_MODE":
-            self.tablet.lost_mode = False
+            self.protected_storage.pop("lost_mode", None)
+            self.tablet.lost_mode = self.tablet.lock_task = self.tablet.home_is_lost_mode = False
         elif kind == "LOCATE":
             latitude, longitude, accuracy = self.location
             result["location"] = {
