@@ -4,6 +4,7 @@ and visible nowhere else (API, audit log, stored parameters)."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from sqlalchemy import select
@@ -32,8 +33,9 @@ def _passcode_policy(app: Any, unit: Any) -> None:
 
 
 def test_a_new_password_is_checked_sealed_and_reaches_only_the_agent(
-    enroll_app: Any, agent_factory: Any, android_token: Any, session: Any, tree: Any
+    enroll_app: Any, agent_factory: Any, android_token: Any, session: Any, tree: Any, caplog: Any
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     _passcode_policy(enroll_app, tree.ambulance)
     agent = agent_factory(serial_number="R52TPASS001")
     agent.enroll(android_token())
@@ -94,6 +96,8 @@ def test_a_new_password_is_checked_sealed_and_reaches_only_the_agent(
     assert row.status == "acknowledged" and row.sealed_secret is None
     for event in session.scalars(select(AuditEvent)).all():
         assert NEW_PASSWORD not in str(event.details), event.action
+    # No log line of the server (its HTTP threads included) holds it.
+    assert NEW_PASSWORD not in caplog.text
     # The agent's own sync bodies (kept as evidence) never carry it back.
     for message in session.scalars(select(DeviceMessage)).all():
         assert NEW_PASSWORD.encode() not in (message.raw or b"")

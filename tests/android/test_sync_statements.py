@@ -27,12 +27,13 @@ ADMIN = Actor("admin@hq", "admin", "192.0.2.1")
 _CONTROL = re.compile(r"\s*(BEGIN|COMMIT|ROLLBACK|SAVEPOINT|RELEASE)\b", re.IGNORECASE)
 # Measured after issue 18's hot-path work (the device CAs cached, command expiry met at delivery):
 # the identity, its nonce (purge, insert), the device, last seen, the stored message, the policy
-# (signer, org tree, assignments), the queue, the readiness hook's spare lookup. Goal: 3.
-EMPTY_SYNC_CEILING = 11
+# (signer, org tree, assignments), the queue, the readiness hook's spare lookup; the unit's
+# reporting setting (agent protocol 7.1: one read of the tree's values). Goal: 3.
+EMPTY_SYNC_CEILING = 12
 # The two syncs of a command cycle, with the inventory the refresh sends and the compliance and
-# readiness hooks that still run before the commit (SQLite also seals the audit chain inline).
-# Goal: 8.
-COMMAND_CYCLE_CEILING = 52
+# readiness hooks that still run before the commit (SQLite also seals the audit chain inline),
+# and each sync's read of the unit's reporting setting. Goal: 8.
+COMMAND_CYCLE_CEILING = 54
 
 
 @contextmanager

@@ -31,10 +31,15 @@ class AgentPolicy:
         }
 
 
-def current_policy(session: Session, device: Device, *, secret_key: str | None = None) -> AgentPolicy:
-    """The agent's policy; with the instance secret it carries the Wi-Fi passphrases it needs."""
+def current_policy(
+    session: Session, device: Device, *, secret_key: str | None = None, reports_location: bool | None = None
+) -> AgentPolicy:
+    """The agent's policy; with the instance secret it carries the Wi-Fi passphrases it needs.
+    `reports_location`: the unit's setting when the caller already read it."""
     found = policy_for_device(session, device, secret_key=secret_key)
-    reporting = {"location": location_reporting(session, device.org_unit_id)}
+    if reports_location is None:
+        reports_location = location_reporting(session, device.org_unit_id)
+    reporting = {"location": reports_location}
     version = (
         found.version
         if not any(reporting.values())

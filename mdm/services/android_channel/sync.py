@@ -46,9 +46,10 @@ def sync(
     device.last_seen_at = clock.now()
     # Kept as received, like Apple check-ins: what the device said is evidence.
     session.add(DeviceMessage(device_id=device.id, message_type="AndroidSync", raw=raw, source_ip=source_ip))
+    # Read once: the inventory and the policy both need it.
+    reports_location = location_reporting(session, device.org_unit_id)
     inventory = data.get("inventory")
     if inventory is not None:
-        reports_location = location_reporting(session, device.org_unit_id)
         if not reports_location:
             # Sent where the unit's policy does not allow it (an old or faulty agent): not kept.
             inventory = {key: value for key, value in inventory.items() if key != "location"}
@@ -64,7 +65,9 @@ def sync(
     )
     answer: dict[str, Any] = {"protocol": PROTOCOL_VERSION, "device_id": device.id}
     if device.enrollment_state == EnrollmentState.ENROLLED:
-        policy = current_policy(session, device, secret_key=settings.secret_key)
+        policy = current_policy(
+            session, device, secret_key=settings.secret_key, reports_location=reports_location
+        )
         answer["policy_version"] = policy.version
         if policy.version != data.get("policy_version"):
             answer["policy"] = policy.body()
