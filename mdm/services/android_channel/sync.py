@@ -55,10 +55,10 @@ def sync(
             inventory = {key: value for key, value in inventory.items() if key != "location"}
         apply_android_inventory(session, device, inventory)
         facts = facts_for(session, device.id)
-        raw = facts.raw_device_information
-        if not reports_location and isinstance(raw, dict) and "location" in raw:
+        kept = facts.raw_device_information
+        if not reports_location and isinstance(kept, dict) and "location" in kept:
             # Nor a position kept from when the unit still allowed it.
-            facts.raw_device_information = {key: value for key, value in raw.items() if key != "location"}
+            facts.raw_device_information = {key: value for key, value in kept.items() if key != "location"}
     identity = authed.certificate.fingerprint_sha256
     not_now = record_results(
         session, device, data.get("results") or [], actor=actor, identity=identity, context=context
