@@ -129,3 +129,19 @@ def test_unsigned_and_malformed_requests_are_refused_naming_the_field(
     alias = network["WiFi"]["EAP"]["ClientCertKeyPairAlias"]
     garbage = agent.request("POST", f"{PREFIX}/wifi-certificate", {"key_alias": alias, "csr": "not a csr"})
     assert garbage.status_code == 400 and garbage.json()["field"] == "csr"
+
+
+def test_below_api_31_the_eap_tls_network_is_skipped(
+    enroll_app: Any, agent_factory: Any, android_token: Any, session: Any, tree: Any
+) -> None:
+    _assign_station_wifi(enroll_app, tree.ambulance)
+    agent = agent_factory(serial_number="R52TWIFI030")
+    agent.sdk_int = 30  # Android 11: no grantKeyPairToWifiAuth
+    agent.enroll(android_token())
+    assert len(agent.eap_tls_networks()) == 1 and agent.keychain == {}
+    session.rollback()
+    session.expire_all()
+    issued = session.scalars(
+        select(DeviceCertificate).where(DeviceCertificate.purpose == IdentityPurpose.WIFI)
+    ).all()
+    assert issued == []

@@ -16,6 +16,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -308,9 +309,13 @@ class ReferenceAgent:
 
     def provision_wifi_certificates(self) -> None:
         """Every EAP-TLS network's key pair alias gets a key made here and a certificate."""
+        if self.sdk_int < 31:
+            return  # no grantKeyPairToWifiAuth / setClientKeyPairAlias: EAP-TLS networks are skipped
+        renew_before = datetime.now(UTC) + timedelta(days=30)
         for network in self.eap_tls_networks():
             alias = network["WiFi"]["EAP"]["ClientCertKeyPairAlias"]
-            if alias in self.keychain:
+            held = self.keychain.get(alias)
+            if held is not None and held[1][0].not_valid_after_utc > renew_before:
                 continue
             key = rsa.generate_private_key(public_exponent=65537, key_size=2048)  # generateKeyPair
             response = self.request_wifi_certificate(alias, key)
