@@ -23,6 +23,7 @@ from commands.command_type import (
 from commands.kinds.activation_lock_bypass_code import ActivationLockBypassCode
 from commands.kinds.available_os_updates import AvailableOSUpdates
 from commands.kinds.certificate_list import CertificateList
+from commands.kinds.clear_app_data import ClearAppData
 from commands.kinds.clear_passcode import ClearPasscode
 from commands.kinds.declarative_management import DeclarativeManagement
 from commands.kinds.device_configured import DeviceConfigured
@@ -38,7 +39,9 @@ from commands.kinds.mdm_options import MDMOptionsSettings
 from commands.kinds.os_update_status import OSUpdateStatus
 from commands.kinds.play_lost_mode_sound import PlayLostModeSound
 from commands.kinds.profile_list import ProfileList
+from commands.kinds.relinquish_ownership import RelinquishOwnership
 from commands.kinds.remove_profile import RemoveProfile
+from commands.kinds.reset_password import ResetPassword
 from commands.kinds.restart_device import RestartDevice
 from commands.kinds.schedule_os_update import ScheduleOSUpdate
 from commands.kinds.security_info import SecurityInfo
@@ -115,6 +118,9 @@ CATALOG = Catalog(
         EraseDevice,
         # Fleet administration.
         ClearPasscode,
+        ResetPassword,
+        ClearAppData,
+        RelinquishOwnership,
         RestartDevice,
         ShutDownDevice,
         InstallProfile,

@@ -86,6 +86,12 @@ class PlatformEquivalent:
 
     request_type: str  # the agent's own command name (e.g. "LOCK")
     params: Callable[[dict[str, Any]], dict[str, Any]] = field(default=lambda params: {})
+    # The parameter the command's sealed secret (Command.sealed_secret) is delivered as, if any.
+    secret_param: str | None = None
+
+
+# mdm.ground.secretbox purpose of Command.sealed_secret.
+COMMAND_SECRET_PURPOSE = "command-secret"  # noqa: S105  (a purpose label, not a secret)
 
 
 class CommandType:
@@ -105,6 +111,8 @@ class CommandType:
     coalesce: ClassVar[bool] = False
     # The Android agent's equivalent, or None for an Apple-only command.
     android: ClassVar[PlatformEquivalent | None] = None
+    # False for a command only the Android agent has (its request type is then Hikeshi's own).
+    apple: ClassVar[bool] = True
     # A lock-screen command: the console's message and callback-number fields fill it.
     shows_lock_screen: ClassVar[bool] = False
 
@@ -113,7 +121,9 @@ class CommandType:
 
     @property
     def platforms(self) -> tuple[str, ...]:
-        return ("apple", "android") if self.android is not None else ("apple",)
+        return tuple(
+            name for name, has in (("apple", self.apple), ("android", self.android is not None)) if has
+        )
 
     @property
     def two_person(self) -> bool:
@@ -163,6 +173,14 @@ class CommandType:
         return self.at_delivery(self.to_apple(params), delivery)
 
     # -- queueing and results --------------------------------------------------------------------
+
+    def seal_secret(
+        self, session: Session, device: Device, params: dict[str, Any], context: CommandContext
+    ) -> tuple[dict[str, Any], bytes | None]:
+        """Checks that need the device (its unit's policy), and the secret the command carries
+        taken out of the validated parameters and sealed (stored as Command.sealed_secret, never in
+        params). Raises CommandParamsError naming the field. Default: nothing to take."""
+        return params, None
 
     def refuse_for(self, device: Device) -> tuple[str, str] | None:
         """A reason (Japanese, English) this Apple device cannot run the command, checked before

@@ -32,6 +32,8 @@ InstallForDevice = Callable[[dict[str, Any], dict[str, Any], "DeliveryContext"],
 # fn(session, device, ProfileList items, context): compare with the desired set, queue what
 # restores it (with this context).
 ProfileListAnswered = Callable[[Session, "Device", list[Any], "CommandContext"], object]
+# fn(session, device) -> the passwordPolicies of the device's Android policy (AMAPI shape).
+AndroidPasswordPolicies = Callable[[Session, "Device"], list[dict[str, Any]]]
 
 # The default of HIKESHI_COMMAND_EXPIRY_DAYS, for a context built without settings (tests).
 FALLBACK_EXPIRY = timedelta(days=Settings.command_expiry_days)
@@ -43,6 +45,8 @@ class ProfileDuties:
 
     install_for_device: InstallForDevice
     profile_list_answered: ProfileListAnswered
+    # What an Android RESET_PASSWORD's new password is checked against before it is queued.
+    android_password_policies: AndroidPasswordPolicies | None = None
 
 
 @dataclass(frozen=True)

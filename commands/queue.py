@@ -116,6 +116,7 @@ def enqueue_command(
         refuse_direct(kind)
     clean = kind.validate(params)
     _check_allowed(kind, device)
+    clean, sealed = kind.seal_secret(session, device, clean, context)
     if kind.coalesce:
         pending = pending_command_of_type(session, device, request_type)
         if pending is not None:
@@ -131,6 +132,7 @@ def enqueue_command(
         device_id=device.id,
         request_type=request_type,
         params=clean,
+        sealed_secret=sealed,
         priority=kind.priority if priority is None else priority,
         status=CommandStatus.QUEUED,
         requested_by=actor.name,
@@ -178,7 +180,7 @@ def enqueue_commands(
     thousand devices is decoded once, not a thousand times).
     """
     validated: dict[tuple[str, int], dict[str, Any]] = {}
-    planned: list[tuple[CommandRequest, CommandType, dict[str, Any]]] = []
+    planned: list[tuple[CommandRequest, CommandType, dict[str, Any], bytes | None]] = []
     for request in requests:
         kind = command_kind(request.request_type, catalog)
         refuse_direct(kind)
@@ -187,11 +189,12 @@ def enqueue_commands(
         if clean is None:
             clean = validated[cache_key] = kind.validate(request.params)
         _check_allowed(kind, request.device)
-        planned.append((request, kind, clean))
+        params, sealed = kind.seal_secret(session, request.device, clean, context)
+        planned.append((request, kind, params, sealed))
     now = clock.now()
     commands: list[Command] = []
     fresh: list[Command] = []
-    for request, kind, clean in planned:
+    for request, kind, clean, sealed in planned:
         if kind.coalesce:
             pending = pending_command_of_type(session, request.device, request.request_type)
             if pending is not None:
@@ -202,6 +205,7 @@ def enqueue_commands(
             device_id=request.device.id,
             request_type=request.request_type,
             params=clean,
+            sealed_secret=sealed,
             priority=kind.priority,
             status=CommandStatus.QUEUED,
             requested_by=actor.name,

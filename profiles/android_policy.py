@@ -70,6 +70,12 @@ def policy_for_device(
     return AndroidPolicyDocument(policy_version(merged), merged, unsupported)
 
 
+def password_policies_for_device(session: Session, device: Device) -> list[dict[str, Any]]:
+    """The passwordPolicies of the device's merged policy: what a new password must satisfy."""
+    policies = policy_for_device(session, device).policy.get("passwordPolicies") or []
+    return [dict(p) for p in policies]
+
+
 def _builtin_ca_pem(session: Session) -> str | None:
     try:
         return to_pem(device_ca_certificate(session))

@@ -5,10 +5,13 @@ Field names and enum values are those of the AMAPI reference (enterprises.polici
 with `installType`, `passwordPolicies`, `deviceConnectivityManagement.usbDataAccess` and
 `openNetworkConfiguration` (ONC, the subset AMAPI supports).
 
-EAP-TLS: the ONC network uses ClientCertType "Ref" with a ClientCertRef GUID derived from the
-payload. The client certificate itself is per device, so it is not in the shared policy: the
-Hikeshi agent installs the identity from the spec's certificate source (built-in CA via SCEP, or
-the enrollment identity) under that GUID. `notes` names the GUID.
+EAP-TLS: the ONC network uses ClientCertType "KeyPairAlias" with ClientCertKeyPairAlias naming a
+key pair the device owner generates itself (DevicePolicyManager.generateKeyPair, granted to Wi-Fi
+with grantKeyPairToWifiAuth). A ClientCertRef would have to point to an ONC Certificates entry
+carrying the private key (PKCS#12), which would mean a key made off the device and a shared
+policy holding it. The certificate is per device, so it is not in the shared policy: the agent
+asks the built-in CA for it (docs/android-agent-protocol.md, "Wi-Fi client certificates").
+`notes` names the alias.
 """
 
 from __future__ import annotations
@@ -47,6 +50,24 @@ USB_DATA_ACCESS = {
 }
 
 CHROME = "com.android.chrome"
+# The KeyChain alias of a network's EAP-TLS key pair: stable per network GUID, so a policy change
+# that keeps the network keeps its certificate.
+WIFI_KEY_ALIAS_PREFIX = "hikeshi-wifi-"
+
+
+def wifi_key_alias(network_guid: str) -> str:
+    return WIFI_KEY_ALIAS_PREFIX + network_guid.lower()
+
+
+def wifi_key_aliases(policy: Mapping[str, Any]) -> set[str]:
+    """The key pair aliases a policy's EAP-TLS networks expect the device to hold."""
+    onc = policy.get("openNetworkConfiguration") or {}
+    aliases = set()
+    for network in onc.get("NetworkConfigurations") or []:
+        eap = (network.get("WiFi") or {}).get("EAP") or {}
+        if eap.get("ClientCertType") == "KeyPairAlias" and eap.get("ClientCertKeyPairAlias"):
+            aliases.add(str(eap["ClientCertKeyPairAlias"]))
+    return aliases
 
 
 def render_android(
@@ -223,18 +244,24 @@ class _AndroidBuilder(SpecBuilder):
                 )
                 continue
             suffixes.append(suffix)
-        client_guid = derived_uuid(guid, "identity")
-        source = settings["certificate_source"]
+        alias = wifi_key_alias(guid)
+        if (settings.get("scep") or {}).get("url"):
+            self.result.report_unsupported(
+                key,
+                "scep.url",
+                "The Android agent gets its Wi-Fi certificate from Hikeshi's built-in CA, not from "
+                "another SCEP server: the RADIUS server must trust the built-in CA.",
+            )
         self.result.note(
             key,
             "certificate_source",
-            f"The Hikeshi agent installs the device's EAP-TLS identity ({source}) as ONC certificate "
-            f"{client_guid}; it is per device, so it is not part of this policy.",
+            f"The device generates its EAP-TLS key as key pair {alias} and gets its certificate "
+            "from the built-in CA; it is per device, so it is not part of this policy.",
         )
         eap: dict[str, Any] = {
             "Outer": "EAP-TLS",
-            "ClientCertType": "Ref",
-            "ClientCertRef": client_guid,
+            "ClientCertType": "KeyPairAlias",
+            "ClientCertKeyPairAlias": alias,
             "ServerCARefs": server_cas,
             "DomainSuffixMatch": suffixes,
         }

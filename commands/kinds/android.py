@@ -26,6 +26,21 @@ WIPE_FLAGS = ("WIPE_EXTERNAL_STORAGE", "WIPE_RESET_PROTECTION_DATA", "WIPE_EUICC
 DEFAULT_WIPE_FLAGS = ("WIPE_EXTERNAL_STORAGE",)
 
 
+# AMAPI resetPasswordFlags: REQUIRE_ENTRY and DO_NOT_ASK_CREDENTIALS_ON_BOOT are the
+# DevicePolicyManager RESET_PASSWORD_* flags of the same names; LOCK_NOW is lockNow() right after.
+RESET_PASSWORD_FLAGS = ("REQUIRE_ENTRY", "DO_NOT_ASK_CREDENTIALS_ON_BOOT", "LOCK_NOW")
+
+
+class ResetPasswordParams(Schema):
+    # Absent: the password is cleared (only where the policy wants none; checked at queueing).
+    password = fields.String(validate=validate.Length(max=16))
+    flags = fields.List(
+        fields.String(validate=validate.OneOf(RESET_PASSWORD_FLAGS)),
+        load_default=list,
+        validate=validate.Length(max=len(RESET_PASSWORD_FLAGS)),
+    )
+
+
 class LockParams(Schema):
     message = message_field()
     phone = phone_field()
@@ -51,16 +66,26 @@ class WipeParams(Schema):
     reason = fields.String(validate=validate.Length(min=1, max=200))
 
 
+class ClearAppDataParams(Schema):
+    packages = fields.List(
+        fields.String(validate=validate.Length(min=1, max=255)),
+        required=True,
+        validate=validate.Length(min=1, max=50),
+    )
+
+
 # The agent's commands and the schema of the parameters it receives (checked at rendering).
 ANDROID_COMMANDS: dict[str, type[Schema]] = {
     "LOCK": LockParams,
     "START_LOST_MODE": StartLostModeParams,
     "STOP_LOST_MODE": NoParams,
     "LOCATE": NoParams,
-    "RESET_PASSWORD": NoParams,
+    "RESET_PASSWORD": ResetPasswordParams,
     "REBOOT": NoParams,
     "WIPE": WipeParams,
     "REFRESH_INVENTORY": NoParams,
+    "RELINQUISH_OWNERSHIP": NoParams,
+    "CLEAR_APP_DATA": ClearAppDataParams,
 }
 
 

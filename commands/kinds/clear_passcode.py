@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from commands.command_type import CommandType, DeliveryContext, NoParams, PlatformEquivalent, Priority
+from commands.command_type import CommandType, DeliveryContext, NoParams, Priority
 from mdm.ground.models import Device
 from mdm.ground.secretbox import unseal
 
@@ -24,8 +24,8 @@ class ClearPasscode(CommandType):
     description_ja = "パスコードの解除"
     description_en = "Clear the passcode"
     priority = Priority.HIGH
-    # The passcode is cleared by the device owner itself: no UnlockToken is involved.
-    android = PlatformEquivalent("RESET_PASSWORD")
+    # No Android equivalent: clearing (an empty password) fails under any password policy; the
+    # agent sets a new password instead (commands.kinds.reset_password).
 
     def refuse_for(self, device: Device) -> tuple[str, str] | None:
         # Apple's passcode.clear.yaml marks UnlockToken required: without it the device answers an

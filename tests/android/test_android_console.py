@@ -260,6 +260,13 @@ def test_an_enrolled_tablet_shows_its_platform_facts_and_apps(
     # Apple-only rows are left out; Apple's push state is not an Android agent's concern.
     assert "Activation Lock" not in html and "アクティベーションロック" not in html
     assert "プッシュトークンなし" not in html
+    # The Android-only commands are offered, in Japanese first; Apple's ClearPasscode is not.
+    offered = re.findall(r'<option value="([A-Za-z]+)">([^<]*)</option>', html)
+    labels = dict(offered)
+    assert labels["ResetPassword"].startswith("画面ロックのパスワード再設定")
+    assert labels["ClearAppData"].startswith("アプリのデータ消去")
+    assert labels["RelinquishOwnership"].startswith("管理の解除")
+    assert "ClearPasscode" not in labels
 
     hikeshi = enroll_app.extensions["hikeshi"]
     with hikeshi.session_factory() as session:

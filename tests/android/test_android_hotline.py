@@ -76,6 +76,11 @@ def test_lock_now_reaches_a_waiting_agent_within_one_long_poll(
     assert command["type"] == "START_LOST_MODE"
     assert command["params"]["phone"] == "03-3212-2111" and command["params"]["message"]
     assert enrolled.tablet.lost_mode and enrolled.tablet.locked
+    # Section 10.1: lock task on the agent's own home activity, and it survives a restart.
+    assert enrolled.tablet.lock_task and enrolled.tablet.home_is_lost_mode
+    enrolled.power_cycle()
+    assert enrolled.tablet.lost_mode and enrolled.tablet.lock_task
+    assert enrolled.tablet.lost_phone == "03-3212-2111"
     enrolled.sync()  # reports the acknowledgement
     session.rollback()
     session.expire_all()
@@ -84,6 +89,14 @@ def test_lock_now_reaches_a_waiting_agent_within_one_long_poll(
     assert [s.action for s in incident.steps][-1] == "lock_confirmed"
     # Nothing more to fetch: the long poll now times out.
     assert enrolled.wait(timeout=1) is False
+
+    # Found: lost mode ends, and stays ended across a restart (its persisted state is gone).
+    with transaction(factory) as s:
+        enqueue_command(s, s.get(Device, enrolled.device_id), "DisableLostMode", {}, actor=OPERATOR)
+    assert [c["type"] for c in enrolled.sync()["commands"]] == ["STOP_LOST_MODE"]
+    assert not enrolled.tablet.lost_mode and not enrolled.tablet.lock_task
+    enrolled.power_cycle()
+    assert not enrolled.tablet.lost_mode and not enrolled.tablet.home_is_lost_mode
 
 
 def test_lock_without_device_owner_is_a_plain_lock(
@@ -136,6 +149,9 @@ def test_two_person_wipe_produces_a_certificate_and_retires_the_device(
     assert not enrolled.tablet.wiped  # acknowledged first, erased after the server has it
     answer = enrolled.sync()
     assert enrolled.tablet.wiped
+    # A device owner on API 34+ calls wipeDevice(flags); wipeData would throw there.
+    assert enrolled.tablet.wipe_call == "wipeDevice"
+    assert enrolled.tablet.wipe_flags == ["WIPE_EXTERNAL_STORAGE", "WIPE_EUICC"]
     assert answer["commands"] == [] and answer["enrollment_state"] == EnrollmentState.RETIRED
 
     session.rollback()
@@ -145,6 +161,8 @@ def test_two_person_wipe_produces_a_certificate_and_retires_the_device(
     [certificate] = session.scalars(select(WipeCertificate)).all()
     assert certificate.incident_id == incident_id
     assert b'"platform": "android"' in certificate.content
+    # The certificate names the flags the tablet was told to wipe with.
+    assert b"WIPE_EUICC" in certificate.content and b"WIPE_EXTERNAL_STORAGE" in certificate.content
     assert incident.wipe_requested_by == OPERATOR.name and incident.wipe_approved_by == APPROVER.name
     assert session.get(Device, enrolled.device_id).enrollment_state == EnrollmentState.RETIRED
     erase = session.scalars(select(Command).where(Command.request_type == "EraseDevice")).one()
@@ -162,15 +180,17 @@ def test_other_apple_commands_render_for_android_and_unknown_ones_are_refused(
     factory = enroll_app.extensions["hikeshi"].session_factory
     with transaction(factory) as s:
         device = s.get(Device, enrolled.device_id)
-        for request_type in ("RestartDevice", "DeviceInformation", "ClearPasscode"):
+        for request_type in ("RestartDevice", "DeviceInformation"):
             enqueue_command(s, device, request_type, {}, actor=OPERATOR)
-        with pytest.raises(CommandRefused):
-            enqueue_command(s, device, "InstallProfile", {"Payload": "AAAA"}, actor=OPERATOR)
+        # ClearPasscode (an empty password) cannot work under a password policy: ResetPassword does.
+        for refused in (("InstallProfile", {"Payload": "AAAA"}), ("ClearPasscode", {})):
+            with pytest.raises(CommandRefused):
+                enqueue_command(s, device, refused[0], refused[1], actor=OPERATOR)
     types = sorted(c["type"] for c in enrolled.sync()["commands"])
-    assert types == ["REBOOT", "REFRESH_INVENTORY", "RESET_PASSWORD"]
+    assert types == ["REBOOT", "REFRESH_INVENTORY"]
     answer = enrolled.sync()  # results, with the fresh inventory REFRESH_INVENTORY asked for
     assert answer["commands"] == []
-    assert enrolled.tablet.rebooted == 1 and enrolled.tablet.password_cleared
+    assert enrolled.tablet.rebooted == 1
     session.rollback()
     session.expire_all()
     statuses = {c.request_type: c.status for c in session.scalars(select(Command)).all()}

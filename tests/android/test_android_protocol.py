@@ -71,7 +71,8 @@ def test_enroll_binds_the_device_to_the_token_unit_and_refuses_a_reused_token(
     # The chain ends at the built-in CA, which issued the certificate for the agent's own key.
     agent.certificate.verify_directly_issued_by(agent.chain[1])
     assert agent.certificate.public_key().public_numbers() == agent.key.public_key().public_numbers()
-    assert set(answer["policy"]) == {"version", "policy", "unsupported"}
+    assert set(answer["policy"]) == {"version", "policy", "reporting", "unsupported"}
+    assert answer["policy"]["reporting"] == {"location": False}  # no unit decided otherwise
 
     _fresh(session)
     device = session.get(Device, agent.device_id)

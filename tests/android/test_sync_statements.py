@@ -28,12 +28,13 @@ _CONTROL = re.compile(r"\s*(BEGIN|COMMIT|ROLLBACK|SAVEPOINT|RELEASE)\b", re.IGNO
 # Measured after issue 18's hot-path work (the device CAs cached, command expiry met at delivery):
 # the identity, its nonce (purge, insert), the device, last seen, the stored message, the policy
 # (signer, org tree, assignments), the unit's OS update policy (one recursive statement), the queue,
-# the readiness hook's spare lookup. Goal: 3.
-EMPTY_SYNC_CEILING = 12
+# the readiness hook's spare lookup; the unit's reporting setting (agent protocol 7.1: one read of
+# the tree's values). Goal: 3.
+EMPTY_SYNC_CEILING = 13
 # The two syncs of a command cycle, with the inventory the refresh sends and the compliance and
-# readiness hooks that still run before the commit (SQLite also seals the audit chain inline).
-# Goal: 8.
-COMMAND_CYCLE_CEILING = 54  # the OS update policy in each of the two syncs
+# readiness hooks that still run before the commit (SQLite also seals the audit chain inline),
+# and in each sync a read of the unit's OS update policy and of its reporting setting. Goal: 8.
+COMMAND_CYCLE_CEILING = 56
 
 
 @contextmanager

@@ -85,7 +85,7 @@ def test_profiles_along_the_path_merge_with_the_stricter_value_winning(session, 
     }
     assert policy["deviceConnectivityManagement"]["usbDataAccess"] == "DISALLOW_USB_FILE_TRANSFER"
     [network] = policy["openNetworkConfiguration"]["NetworkConfigurations"]
-    assert network["WiFi"]["EAP"]["ClientCertType"] == "Ref"
+    assert network["WiFi"]["EAP"]["ClientCertType"] == "KeyPairAlias"
     assert network["WiFi"]["EAP"]["Outer"] == "EAP-TLS"
     # What Android cannot express is said, with the profile it comes from.
     assert any(

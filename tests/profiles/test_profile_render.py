@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 
-from profiles.android_render import render_android
+from profiles.android_render import render_android, wifi_key_alias
 from profiles.apple_render import render_apple
 from profiles.rendering import ChallengeRequest, RenderError
 from profiles.spec import derived_uuid, payload_uuid, profile_uuid, validate_spec
@@ -84,7 +84,9 @@ def test_every_template_renders_for_android(slug: str) -> None:
         assert "maximumTimeToLock" in policy
     if slug in ("station-wifi", "myna-kyukyu"):
         network = policy["openNetworkConfiguration"]["NetworkConfigurations"][0]
-        assert network["WiFi"]["EAP"]["ClientCertType"] == "Ref"
+        eap = network["WiFi"]["EAP"]
+        assert eap["ClientCertType"] == "KeyPairAlias"
+        assert eap["ClientCertKeyPairAlias"] == wifi_key_alias(network["GUID"])
 
 
 def test_the_field_baseline_template_says_what_the_issue_asks() -> None:
@@ -271,8 +273,10 @@ def test_android_policy_shape_for_every_setting() -> None:
     eap = station["WiFi"]["EAP"]
     assert station["Type"] == "WiFi" and station["WiFi"]["Security"] == "WPA-EAP"
     assert station["WiFi"]["HiddenSSID"] is True
-    assert eap["Outer"] == "EAP-TLS" and eap["ClientCertType"] == "Ref"
-    assert eap["ClientCertRef"] == derived_uuid(station["GUID"], "identity")
+    # The key pair the device generates (no Certificates entry could hold a key made on the device).
+    assert eap["Outer"] == "EAP-TLS" and eap["ClientCertType"] == "KeyPairAlias"
+    assert eap["ClientCertKeyPairAlias"] == "hikeshi-wifi-" + station["GUID"].lower()
+    assert "ClientCertRef" not in eap
     assert eap["DomainSuffixMatch"] == ["radius.fd.example.jp", "radius.fd.example.jp"]
     assert eap["Identity"] == "tablet-001"
     certificate_guids = {c["GUID"] for c in onc["Certificates"]}
@@ -296,11 +300,14 @@ def test_android_policy_shape_for_every_setting() -> None:
         ("restrictions.1", "app_allow_list[1]"),
         ("station", "security"),
         ("station", "trusted_server_names[2]"),
+        # Its own SCEP server: the Android agent's certificate comes from the built-in CA.
+        ("station", "scep.url"),
         ("wifi.2", "security"),
         ("radius-ca", "certificates"),
     }
     assert all(u["reason"] for u in result.unsupported)
-    assert any(n["field"] == "certificate_source" and eap["ClientCertRef"] in n["note"] for n in result.notes)
+    alias = eap["ClientCertKeyPairAlias"]
+    assert any(n["field"] == "certificate_source" and alias in n["note"] for n in result.notes)
 
 
 def test_android_reports_airdrop_instead_of_dropping_it() -> None:

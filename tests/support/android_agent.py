@@ -16,6 +16,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -51,9 +52,16 @@ class TabletState:
     lost_message: str | None = None
     lost_phone: str | None = None
     rebooted: int = 0
+    lock_task: bool = False  # in lock-task mode on the lost-mode activity (section 10.1)
+    home_is_lost_mode: bool = False  # addPersistentPreferredActivity for HOME
     password_cleared: bool = False
+    password: str | None = None  # the new password of the last RESET_PASSWORD
+    password_flags: list[str] = field(default_factory=list)
     wiped: bool = False
     wipe_flags: list[str] = field(default_factory=list)
+    wipe_call: str | None = None  # wipeDevice (API 34+) or wipeData
+    relinquished: bool = False  # clearDeviceOwnerApp() was called
+    cleared_packages: list[str] = field(default_factory=list)
 
 
 class ReferenceAgent:
@@ -79,6 +87,7 @@ class ReferenceAgent:
         self.policy: dict[str, Any] | None = None
         self.policy_version: str | None = None
         self.unsupported: list[str] = []
+        self.policy_reporting: dict[str, Any] = {}
         self.poll_interval: int | None = None
         self.wake: dict[str, Any] = {}  # the newest wake-up channels (section 7: "use the newest")
         self.packages: list[dict[str, Any]] = [
@@ -91,6 +100,8 @@ class ReferenceAgent:
             {"package_name": "com.android.settings", "label": "Settings", "system": True, "version_code": 34},
         ]
         self.tablet = TabletState()
+        # A faulty agent that sends its position even where the policy does not allow it.
+        self.send_location_anyway = False
         self.device_owner = True  # DevicePolicyManager.isDeviceOwnerApp(), reported in the inventory
         self.pending_results: list[dict[str, Any]] = []
         self.executed: set[str] = set()
@@ -98,6 +109,14 @@ class ReferenceAgent:
         self.policies_received = 0
         self._send_inventory = True
         self._wipe_id: str | None = None
+        self._relinquish_id: str | None = None
+        self.sdk_int = 34  # Build.VERSION.SDK_INT
+        # Section 7.2: the key pairs generated for Wi-Fi (generateKeyPair), their certificates
+        # (setKeyPairCertificate) and whether the Wi-Fi framework may use them (grantKeyPairToWifiAuth).
+        self.protected_storage: dict[str, Any] = {}  # createDeviceProtectedStorageContext()
+        self.keychain: dict[str, tuple[rsa.RSAPrivateKey, list[x509.Certificate]]] = {}
+        self.wifi_granted: set[str] = set()
+        self.wifi_errors: dict[str, dict[str, Any]] = {}
 
     # -- enrollment ----------------------------------------------------------------------------
 
@@ -166,11 +185,11 @@ class ReferenceAgent:
 
     def inventory(self) -> dict[str, Any]:
         latitude, longitude, accuracy = self.location
-        return {
+        inventory: dict[str, Any] = {
             "hardware": self.hardware(),
             "os": {
                 "android_version": "14",
-                "sdk_int": 34,
+                "sdk_int": self.sdk_int,
                 "build_id": "UP1A.231005.007",
                 "security_patch": "2026-10-01",
             },
@@ -187,6 +206,9 @@ class ReferenceAgent:
             "packages": self.packages,
             "location": {"latitude": latitude, "longitude": longitude, "accuracy_m": accuracy},
         }
+        if not self.policy_reporting.get("location") and not self.send_location_anyway:
+            del inventory["location"]  # section 7: only where the unit's policy allows it
+        return inventory
 
     def sync(self, *, inventory: bool | None = None) -> dict[str, Any]:
         """One sync: inventory (first time, when asked, or on request), results; then execute."""
@@ -210,8 +232,13 @@ class ReferenceAgent:
             if command["id"] not in self.executed:
                 self.executed.add(command["id"])
                 self.pending_results.append(self._execute(command))
-        if any(r["command_id"] == self._wipe_id and r["status"] == "acknowledged" for r in reported):
+        acknowledged = {r["command_id"] for r in reported if r["status"] == "acknowledged"}
+        if self._wipe_id in acknowledged:
             self.tablet.wiped = True
+            # Section 10: a device owner on API 34+ must call wipeDevice; before, wipeData.
+            self.tablet.wipe_call = "wipeDevice" if self.sdk_int >= 34 else "wipeData"
+        if self._relinquish_id in acknowledged:
+            self.tablet.relinquished = True
         return answer
 
     def wait(self, timeout: int | None = None) -> bool:
@@ -250,7 +277,75 @@ class ReferenceAgent:
         self.policy = policy["policy"]
         self.policy_version = policy["version"]
         self.unsupported = policy["unsupported"]
+        self.policy_reporting = policy.get("reporting") or {}
         self.policies_received += 1
+        self.provision_wifi_certificates()
+
+    # -- Wi-Fi client certificates (section 7.2) ------------------------------------------------
+
+    def _enter_lost_mode(self, params: dict[str, Any]) -> None:
+        self.tablet.lost_message = params.get("message")  # setDeviceOwnerLockScreenInfo
+        self.tablet.lost_phone = params.get("phone")
+        self.tablet.home_is_lost_mode = True  # addPersistentPreferredActivity(HOME)
+        self.tablet.lock_task = True  # setLockTaskPackages + startLockTask
+        self.tablet.lost_mode = self.tablet.locked = True  # lockNow()
+
+    def power_cycle(self) -> None:
+        """The tablet restarts: everything in memory is gone; ACTION_LOCKED_BOOT_COMPLETED reads
+        device-protected storage and, if lost, lost mode is entered again before anyone unlocks."""
+        self.tablet.lock_task = self.tablet.home_is_lost_mode = self.tablet.lost_mode = False
+        self.tablet.locked = True  # a restarted tablet is locked until its user unlocks it
+        persisted = self.protected_storage.get("lost_mode")
+        if persisted is not None:
+            self._enter_lost_mode(persisted)
+
+    def eap_tls_networks(self) -> list[dict[str, Any]]:
+        onc = (self.policy or {}).get("openNetworkConfiguration") or {}
+        return [
+            network
+            for network in onc.get("NetworkConfigurations") or []
+            if ((network.get("WiFi") or {}).get("EAP") or {}).get("ClientCertType") == "KeyPairAlias"
+        ]
+
+    def provision_wifi_certificates(self) -> None:
+        """Every EAP-TLS network's key pair alias gets a key made here and a certificate."""
+        if self.sdk_int < 31:
+            return  # no grantKeyPairToWifiAuth / setClientKeyPairAlias: EAP-TLS networks are skipped
+        renew_before = datetime.now(UTC) + timedelta(days=30)
+        for network in self.eap_tls_networks():
+            alias = network["WiFi"]["EAP"]["ClientCertKeyPairAlias"]
+            held = self.keychain.get(alias)
+            if held is not None and held[1][0].not_valid_after_utc > renew_before:
+                continue
+            key = rsa.generate_private_key(public_exponent=65537, key_size=2048)  # generateKeyPair
+            response = self.request_wifi_certificate(alias, key)
+            if response.status_code != 201:
+                self.wifi_errors[alias] = response.json()
+                continue
+            answer = response.json()
+            chain = [x509.load_pem_x509_certificate(pem.encode()) for pem in answer["certificate_chain"]]
+            if answer["key_alias"] != alias or chain[0].public_key().public_numbers() != (
+                key.public_key().public_numbers()
+            ):
+                raise AssertionError(f"the certificate for {alias} is not for the key generated for it")
+            chain[0].verify_directly_issued_by(chain[1])
+            self.keychain[alias] = (key, chain)  # setKeyPairCertificate(admin, alias, chain, false)
+            self.wifi_granted.add(alias)  # grantKeyPairToWifiAuth(alias)
+
+    def request_wifi_certificate(self, alias: str, key: rsa.RSAPrivateKey, **extra: Any) -> httpx.Response:
+        csr = (
+            x509.CertificateSigningRequestBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, alias)]))
+            .sign(key, hashes.SHA256())
+        )
+        body = {"key_alias": alias, "csr": csr.public_bytes(serialization.Encoding.PEM).decode(), **extra}
+        return self.request("POST", f"{PREFIX}/wifi-certificate", body)
+
+    def wifi_network_resolves(self, network: dict[str, Any]) -> bool:
+        """What WifiEnterpriseConfig.setClientKeyPairAlias needs: a key pair under the ONC's
+        alias, with a certificate, granted to Wi-Fi."""
+        alias = network["WiFi"]["EAP"]["ClientCertKeyPairAlias"]
+        return alias in self.keychain and alias in self.wifi_granted
 
     def _execute(self, command: dict[str, Any]) -> dict[str, Any]:
         kind, params = command["type"], command["params"]
@@ -259,11 +354,12 @@ class ReferenceAgent:
             self.tablet.locked = True
             self.tablet.lock_message = params.get("message")
         elif kind == "START_LOST_MODE":
-            self.tablet.lost_mode = self.tablet.locked = True
-            self.tablet.lost_message = params.get("message")
-            self.tablet.lost_phone = params.get("phone")
+            # Section 10.1: persist first (device-protected storage), then lock task and lock.
+            self.protected_storage["lost_mode"] = {"command_id": command["id"], **params}
+            self._enter_lost_mode(params)
         elif kind == "STOP_LOST_MODE":
-            self.tablet.lost_mode = False
+            self.protected_storage.pop("lost_mode", None)
+            self.tablet.lost_mode = self.tablet.lock_task = self.tablet.home_is_lost_mode = False
         elif kind == "LOCATE":
             latitude, longitude, accuracy = self.location
             result["location"] = {
@@ -273,7 +369,12 @@ class ReferenceAgent:
                 "time": "2026-11-23T03:00:00Z",
             }
         elif kind == "RESET_PASSWORD":
-            self.tablet.password_cleared = True
+            # resetPasswordWithToken(admin, password or null, token, flags); LOCK_NOW: lockNow().
+            self.tablet.password = params.get("password") or None
+            self.tablet.password_cleared = self.tablet.password is None
+            self.tablet.password_flags = list(params.get("flags", []))
+            if "LOCK_NOW" in self.tablet.password_flags:
+                self.tablet.locked = True
         elif kind == "REBOOT":
             self.tablet.rebooted += 1
         elif kind == "WIPE":
@@ -282,6 +383,12 @@ class ReferenceAgent:
             self._wipe_id = command["id"]
         elif kind == "REFRESH_INVENTORY":
             self._send_inventory = True
+        elif kind == "CLEAR_APP_DATA":
+            # clearApplicationUserData(admin, package, executor, listener), one per package.
+            self.tablet.cleared_packages.extend(params["packages"])
+        elif kind == "RELINQUISH_OWNERSHIP":
+            # Like WIPE: acknowledged first, clearDeviceOwnerApp once the server has the answer.
+            self._relinquish_id = command["id"]
         else:
             result = {
                 "command_id": command["id"],

@@ -6,10 +6,11 @@ from typing import Any
 
 from mdm.doors.appctx import db_session
 from mdm.ground.models import OrgUnit
+from mdm.services.android_channel.location_reporting import location_reporting, set_location_reporting
 from mdm.services.orgunits import OrgUnitError, create_unit, get_unit, move_unit, update_unit
 from web.api.auth import current_principal
 from web.api.base import ID, ApiBlueprint, permission
-from web.api.schemas import OrgUnitCreateSchema, OrgUnitSchema, OrgUnitUpdateSchema
+from web.api.schemas import LocationReportingSchema, OrgUnitCreateSchema, OrgUnitSchema, OrgUnitUpdateSchema
 from web.errors import ApiError, field_error
 from web.queries import visible_unit, visible_units
 from web.rbac import Permission
@@ -91,3 +92,21 @@ def update_org_unit(body: dict[str, Any], unit_id: int) -> Any:
         raise ApiError(400, str(exc), fields=exc.fields) from exc
     session.commit()
     return get_unit(session, unit.id)
+
+
+@blp.route(f"/org-units/<{ID}:unit_id>/android-location-reporting", methods=["PUT"])
+@blp.arguments(LocationReportingSchema)
+@blp.response(200, LocationReportingSchema)
+@permission(Permission.ORGUNIT_WRITE)
+def put_android_location_reporting(body: dict[str, Any], unit_id: int) -> Any:
+    """Whether the unit's Android tablets report their location with their inventory (true,
+    false, or null: as the unit above says). The agents get it with their next sync."""
+    principal = current_principal()
+    unit = _unit_or_404(unit_id)
+    session = db_session()
+    set_location_reporting(session, unit, body["location_reporting"], actor=principal.actor)
+    session.commit()
+    return {
+        "location_reporting": unit.android_location_reporting,
+        "effective": location_reporting(session, unit.id),
+    }

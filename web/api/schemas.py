@@ -468,6 +468,14 @@ class OrgUnitUpdateSchema(Schema):
     parent_id = Id(allow_none=True, metadata={"description": "move the unit (and its subtree) here"})
 
 
+class LocationReportingSchema(Schema):
+    # Strict: JSON true, false or null only (null: as the unit above says).
+    location_reporting = fields.Boolean(
+        required=True, allow_none=True, truthy={True}, falsy={False}
+    )
+    effective = fields.Boolean(dump_only=True)
+
+
 # -- enrollment tokens --------------------------------------------------------------------------
 
 

@@ -193,6 +193,20 @@ _NOTES: list[tuple[re.Pattern[str], Callable[[re.Match[str]], str]]] = [
         ),
     ),
     (
+        re.compile(r"The device generates its EAP-TLS key as key pair .*"),
+        lambda m: _(
+            "Each tablet generates its own EAP-TLS key and gets its certificate from the built-in CA; "
+            "it is per device, so it is not part of this policy."
+        ),
+    ),
+    (
+        re.compile(r"The Android agent gets its Wi-Fi certificate from Hikeshi's built-in CA, .*"),
+        lambda m: _(
+            "Android tablets get their Wi-Fi certificate from the built-in CA, not from this SCEP "
+            "server: the RADIUS server must trust the built-in CA."
+        ),
+    ),
+    (
         re.compile(r"The Policy resource installs CA certificates only as ONC authorities .*"),
         lambda m: _(
             "Android installs these CA certificates only for Wi-Fi server checks, "

@@ -2,6 +2,7 @@
 
 POST /android/v1/enroll   token + CSR → device id, certificate chain, first policy
 POST /android/v1/sync     inventory + results → policy (if changed) + commands
+POST /android/v1/wifi-certificate  CSR of a key pair the device generated → its EAP-TLS certificate
 GET  /android/v1/wait     long poll: 200 as soon as a command is queued, 204 at the timeout
 GET  /android/provisioning/<token>/sheet, /qr.png   the printable provisioning sheet (mdm.doors.android.sheet)
 
@@ -202,6 +203,30 @@ def sync_view() -> Response:
     except ProtocolError as exc:
         return _refused(exc)
     return _json(200, answer)
+
+
+@bp.post(PREFIX + "/wifi-certificate")
+def wifi_certificate() -> Response:
+    conf = settings()
+    session = db_session()
+    try:
+        raw, payload = _json_body(conf.max_device_body_bytes)
+        answer = android_channel.issue_wifi_certificate(
+            session,
+            conf,
+            _credential(raw),
+            lambda: protocol.load(protocol.WifiCertificateRequestSchema(), payload),
+            source_ip=client_ip(),
+        )
+        session.commit()
+    except BodyTooLarge as exc:
+        return _refused(ProtocolError(413, "body_too_large", str(exc)))
+    except ProtocolError as exc:
+        return _refused(exc)
+    except CANotReady as exc:
+        log.error("android Wi-Fi certificate refused: %s", exc)
+        return _refused(ProtocolError(503, "ca_not_ready", "the server's CA is not ready; try again later"))
+    return _json(201, answer)
 
 
 @bp.get(PREFIX + "/wait")

@@ -170,6 +170,11 @@ class SyncRequestSchema(_Lenient):
     )
 
 
+class WifiCertificateRequestSchema(_Lenient):
+    key_alias = fields.String(required=True, validate=validate.Length(min=1, max=128))
+    csr = fields.String(required=True, validate=validate.Length(min=1, max=16384))
+
+
 def load(schema: Schema, data: Any) -> dict[str, Any]:
     """Validated data, or ProtocolError 400 naming the first offending field (dotted path)."""
     if not isinstance(data, Mapping):

@@ -40,6 +40,10 @@ class Command(Base):
     device_id: Mapped[int] = mapped_column(ForeignKey("devices.id"))
     request_type: Mapped[str] = mapped_column(String(64), index=True)
     params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # A secret the command carries (the new password of an Android RESET_PASSWORD), sealed with
+    # mdm.ground.secretbox; kept out of `params`, so no list, API or audit event ever holds it.
+    # Added to the command only when its device fetches it; dropped once the command is final.
+    sealed_secret: Mapped[bytes | None] = mapped_column(LargeBinary, default=None, deferred=True)
     priority: Mapped[int] = mapped_column(default=0)
     status: Mapped[str] = mapped_column(String(16), default=CommandStatus.QUEUED)
     requested_by: Mapped[str] = mapped_column(String(255))

@@ -69,6 +69,10 @@ class OrgUnit(Base):
     # Activation Lock on this unit's supervised tablets (ActivationLockAllowedWhileSupervised);
     # None: as the parent unit says (the top of the tree without a value: not allowed, Apple's default).
     activation_lock_allowed: Mapped[bool | None] = mapped_column(default=None)
+    # Whether the unit's Android tablets report their location with every inventory (the agent
+    # policy's `reporting.location`); None: as the parent unit says (the top of the tree without a
+    # value: not reported). A LOCATE command asks for one fix regardless.
+    android_location_reporting: Mapped[bool | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=clock.now)
     updated_at: Mapped[datetime] = mapped_column(default=clock.now)
 

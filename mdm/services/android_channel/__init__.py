@@ -22,6 +22,7 @@ from mdm.services.android_channel.identity import (
 )
 from mdm.services.android_channel.sync import start_wait, sync
 from mdm.services.android_channel.wake import wake_channels
+from mdm.services.android_channel.wifi_certificate import issue_wifi_certificate
 
 __all__ = [
     "PLATFORM",
@@ -37,6 +38,7 @@ __all__ = [
     "authenticate",
     "commands_waiting",
     "enroll",
+    "issue_wifi_certificate",
     "purge_expired_nonces",
     "start_wait",
     "sync",

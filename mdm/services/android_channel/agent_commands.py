@@ -18,22 +18,28 @@ from sqlalchemy.orm import Session
 
 from commands import results
 from commands.catalog import equivalent_for
+from commands.command_type import COMMAND_SECRET_PURPOSE
 from commands.context import CommandContext
 from commands.delivery import UndeliverableCommand, deliver_next_commands
 from commands.kinds.android import ANDROID_COMMANDS
 from mdm.ground.audit import Actor
 from mdm.ground.models import Command, Device
+from mdm.ground.secretbox import unseal
 from mdm.services.android_channel.agent import MAX_COMMANDS_PER_SYNC, PLATFORM
 
 _STATUS = {"acknowledged": "Acknowledged", "error": "Error", "not_now": "NotNow"}
 
 
-def render(command: Command) -> dict[str, Any]:
-    """The command as the agent receives it: {"id", "type", "params"}."""
+def render(command: Command, secret_key: str) -> dict[str, Any]:
+    """The command as the agent receives it: {"id", "type", "params"}; a sealed secret (a new
+    password) is unsealed into its parameter here, in the answer only."""
     equivalent = equivalent_for(command.request_type, PLATFORM)
     if equivalent is None:
         raise UndeliverableCommand(f"{command.request_type} has no Android equivalent")
     params = equivalent.params(dict(command.params or {}))
+    if equivalent.secret_param is not None and command.sealed_secret is not None:
+        clear = unseal(secret_key, COMMAND_SECRET_PURPOSE, command.sealed_secret)
+        params[equivalent.secret_param] = clear.decode("utf-8")
     try:
         clean = ANDROID_COMMANDS[equivalent.request_type]().load(params)
     except ValidationError as exc:
@@ -42,13 +48,19 @@ def render(command: Command) -> dict[str, Any]:
 
 
 def take_commands(
-    session: Session, device: Device, *, skip: set[str], actor: Actor, context: CommandContext
+    session: Session,
+    device: Device,
+    *,
+    skip: set[str],
+    actor: Actor,
+    context: CommandContext,
+    secret_key: str,
 ) -> list[dict[str, Any]]:
     """The commands to hand over now (commands.delivery), rendered for the agent."""
     return deliver_next_commands(
         session,
         device,
-        render,
+        lambda command: render(command, secret_key),
         limit=MAX_COMMANDS_PER_SYNC,
         offer_not_now=True,
         skip=skip,

@@ -14,8 +14,6 @@ keeps its history and state, and the audit event names it only as a claimed pred
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from enrollment.hooks import join_token_unit
-from enrollment.issuance import BadCertificateRequest, audit_identity_issued, check_csr
+from enrollment.issuance import audit_identity_issued
 from enrollment.tokens import TokenUnavailable, take_token_use, usable_token
 from mdm.ground import clock
 from mdm.ground.audit import Actor, record_event
@@ -40,6 +38,7 @@ from mdm.ground.models import (
 )
 from mdm.services.alerts.service import raise_alert
 from mdm.services.android_channel.agent import PLATFORM, ProtocolError
+from mdm.services.android_channel.csr import load_csr
 from mdm.services.android_channel.policy import AgentPolicy, current_policy
 from mdm.services.android_channel.wake import wake_channels
 from mdm.services.devices import certificate_row_for, device_actor
@@ -95,7 +94,7 @@ def enroll(session: Session, settings: Settings, data: dict[str, Any], *, source
 
 
 def _enroll(session: Session, settings: Settings, data: dict[str, Any], *, source_ip: str | None) -> Enrolled:
-    csr = _load_csr(data["csr"])
+    csr = load_csr(data["csr"])
     try:
         token = usable_token(session, data["enrollment_token"], platform=PLATFORM)
     except TokenUnavailable as exc:
@@ -180,23 +179,6 @@ def _enroll(session: Session, settings: Settings, data: dict[str, Any], *, sourc
         current_policy(session, device, secret_key=settings.secret_key),
         wake_channels(settings, device.id),
     )
-
-
-def _load_csr(text: str) -> x509.CertificateSigningRequest:
-    try:
-        if "-----BEGIN" in text:
-            csr = x509.load_pem_x509_csr(text.encode())
-        else:
-            csr = x509.load_der_x509_csr(base64.b64decode("".join(text.split()), validate=True))
-    except (ValueError, binascii.Error) as exc:
-        raise ProtocolError(
-            400, "bad_request", "csr: not a PEM or base64 DER PKCS#10 request", "csr"
-        ) from exc
-    try:
-        check_csr(csr)
-    except BadCertificateRequest as exc:
-        raise ProtocolError(400, "bad_request", f"csr: {exc}", "csr") from exc
-    return csr
 
 
 def _same_serial(session: Session, serial: str | None) -> list[int]:

@@ -1,5 +1,7 @@
 """The policy the agent enforces: the Android rendering of the profiles assigned to the device's
-unit, with a version so an unchanged policy is not sent again (profiles.android_policy)."""
+unit (profiles.android_policy), the agent's reporting settings of that unit (`reporting`, outside
+the AMAPI-shaped `policy`, which has no such field), and a version over both, so an unchanged
+policy is not sent again."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from mdm.ground.models import Device
+from mdm.services.android_channel.location_reporting import location_reporting
 from mdm.services.osupdates.android import system_update
 from mdm.services.osupdates.policy import policy_for_unit
 from profiles.android_policy import policy_for_device, policy_version
@@ -19,13 +22,22 @@ class AgentPolicy:
     version: str
     policy: dict[str, Any]
     unsupported: list[str]
+    reporting: dict[str, Any]
 
     def body(self) -> dict[str, Any]:
-        return {"version": self.version, "policy": self.policy, "unsupported": list(self.unsupported)}
+        return {
+            "version": self.version,
+            "policy": self.policy,
+            "reporting": dict(self.reporting),
+            "unsupported": list(self.unsupported),
+        }
 
 
-def current_policy(session: Session, device: Device, *, secret_key: str | None = None) -> AgentPolicy:
-    """The agent's policy; with the instance secret it carries the Wi-Fi passphrases it needs."""
+def current_policy(
+    session: Session, device: Device, *, secret_key: str | None = None, reports_location: bool | None = None
+) -> AgentPolicy:
+    """The agent's policy; with the instance secret it carries the Wi-Fi passphrases it needs.
+    `reports_location`: the unit's setting when the caller already read it."""
     found = policy_for_device(session, device, secret_key=secret_key)
     policy, version = dict(found.policy), str(found.version)
     # The unit's OS update policy (mdm.services.osupdates) rides in the same document.
@@ -33,4 +45,9 @@ def current_policy(session: Session, device: Device, *, secret_key: str | None =
     if updates is not None:
         policy["systemUpdate"] = updates
         version = policy_version(policy)
-    return AgentPolicy(version, policy, [str(u) for u in found.unsupported])
+    if reports_location is None:
+        reports_location = location_reporting(session, device.org_unit_id)
+    reporting = {"location": reports_location}
+    if any(reporting.values()):
+        version = policy_version({"policy": version, "reporting": reporting})
+    return AgentPolicy(version, policy, [str(u) for u in found.unsupported], reporting)

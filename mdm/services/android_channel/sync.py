@@ -15,10 +15,12 @@ from mdm.ground.models import DeviceMessage, EnrollmentState
 from mdm.services.android_channel.agent import PROTOCOL_VERSION
 from mdm.services.android_channel.agent_commands import record_results, take_commands
 from mdm.services.android_channel.identity import Credential, authenticate
+from mdm.services.android_channel.location_reporting import location_reporting
 from mdm.services.android_channel.policy import current_policy
 from mdm.services.android_channel.wake import wake_channels
 from mdm.services.devices import device_actor
 from mdm.services.inventory.android import apply_android_inventory
+from mdm.services.inventory.facts import facts_for
 
 
 def sync(
@@ -44,19 +46,34 @@ def sync(
     device.last_seen_at = clock.now()
     # Kept as received, like Apple check-ins: what the device said is evidence.
     session.add(DeviceMessage(device_id=device.id, message_type="AndroidSync", raw=raw, source_ip=source_ip))
-    if data.get("inventory") is not None:
-        apply_android_inventory(session, device, data["inventory"])
+    # Read once: the inventory and the policy both need it.
+    reports_location = location_reporting(session, device.org_unit_id)
+    inventory = data.get("inventory")
+    if inventory is not None:
+        if not reports_location:
+            # Sent where the unit's policy does not allow it (an old or faulty agent): not kept.
+            inventory = {key: value for key, value in inventory.items() if key != "location"}
+        apply_android_inventory(session, device, inventory)
+        facts = facts_for(session, device.id)
+        kept = facts.raw_device_information
+        if not reports_location and isinstance(kept, dict) and "location" in kept:
+            # Nor a position kept from when the unit still allowed it.
+            facts.raw_device_information = {key: value for key, value in kept.items() if key != "location"}
     identity = authed.certificate.fingerprint_sha256
     not_now = record_results(
         session, device, data.get("results") or [], actor=actor, identity=identity, context=context
     )
     answer: dict[str, Any] = {"protocol": PROTOCOL_VERSION, "device_id": device.id}
     if device.enrollment_state == EnrollmentState.ENROLLED:
-        policy = current_policy(session, device, secret_key=settings.secret_key)
+        policy = current_policy(
+            session, device, secret_key=settings.secret_key, reports_location=reports_location
+        )
         answer["policy_version"] = policy.version
         if policy.version != data.get("policy_version"):
             answer["policy"] = policy.body()
-        answer["commands"] = take_commands(session, device, skip=not_now, actor=actor, context=context)
+        answer["commands"] = take_commands(
+            session, device, skip=not_now, actor=actor, context=context, secret_key=settings.secret_key
+        )
     else:
         # The device was just retired (its wipe was acknowledged in this very sync): nothing more.
         answer["commands"] = []

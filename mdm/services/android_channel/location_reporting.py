@@ -1,0 +1,56 @@
+"""Whether a unit's Android tablets report their location with their inventory: the agent
+policy's `reporting.location` (docs/android-agent-protocol.md, section 7).
+
+A unit's own value (org_units.android_location_reporting) wins; None takes the parent's, up to
+the HQ; a tree with no value anywhere does not report (a tablet's position is personal data of
+whoever carries it: it is collected only where a unit decided so). A LOCATE command, sent for a
+lost tablet by the hotline, asks for one fix whatever this says.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mdm.ground import clock
+from mdm.ground.audit import Actor, record_event
+from mdm.ground.models import OrgUnit
+
+DEFAULT = False
+
+
+def location_reporting(session: Session, org_unit_id: int | None) -> bool:
+    """What applies to the tablets of `org_unit_id` (inherited down the tree)."""
+    rows = session.execute(select(OrgUnit.id, OrgUnit.parent_id, OrgUnit.android_location_reporting)).all()
+    values = {unit_id: (parent_id, value) for unit_id, parent_id, value in rows}
+    seen: set[int] = set()
+    current = org_unit_id
+    while current is not None and current not in seen:
+        seen.add(current)
+        parent, value = values.get(current, (None, None))
+        if value is not None:
+            return bool(value)
+        current = parent
+    return DEFAULT
+
+
+def set_location_reporting(session: Session, unit: OrgUnit, value: bool | None, *, actor: Actor) -> bool:
+    """Set (True/False) or clear (None: inherit) the unit's value; audited. Returns whether it
+    changed. The agents get it with their next sync (the policy version changes)."""
+    if value is not None and not isinstance(value, bool):
+        raise TypeError("value must be True, False or None")
+    before = unit.android_location_reporting
+    if before is value:
+        return False
+    unit.android_location_reporting = value
+    unit.updated_at = clock.now()
+    session.flush()
+    record_event(
+        session,
+        actor,
+        "android.location_reporting_changed",
+        "org_unit",
+        unit.id,
+        {"before": before, "after": value, "effective": location_reporting(session, unit.id)},
+    )
+    return True

@@ -1,0 +1,59 @@
+"""Location reporting as an explicit per-unit field of the agent policy (`reporting.location`):
+inherited down the tree, off where no unit decided, set through the API (audited), and a position
+sent where it is off is not kept."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from mdm.ground.models import AuditEvent, DeviceFacts
+from tests.web.helpers import bearer
+from tests.web.helpers import make_token as api_token
+
+
+def test_location_reporting_is_a_unit_field_of_the_policy(
+    enroll_app: Any, agent_factory: Any, android_token: Any, session: Any, tree: Any
+) -> None:
+    agent = agent_factory(serial_number="R52TLOC0001")
+    agent.enroll(android_token(tree.ambulance))
+    assert agent.policy_reporting == {"location": False}
+    agent.send_location_anyway = True  # a faulty agent: its inventory carries a location anyway
+    agent.sync()
+    session.rollback()
+    session.expire_all()
+    assert "location" not in session.get(DeviceFacts, agent.device_id).raw_device_information
+
+    hikeshi = enroll_app.extensions["hikeshi"]
+    with hikeshi.session_factory() as s:
+        headers = bearer(api_token(s, "admin"))
+    api = enroll_app.test_client()
+    url = f"/api/v1/org-units/{tree.station.id}/android-location-reporting"
+    bad = api.put(url, json={"location_reporting": "yes"}, headers=headers)
+    assert bad.status_code in (400, 422) and "location_reporting" in str(bad.get_json())
+    on = api.put(url, json={"location_reporting": True}, headers=headers)
+    assert on.status_code == 200 and on.get_json() == {"location_reporting": True, "effective": True}
+
+    # The ambulance (below the station) inherits it: a new policy version with the field set.
+    old_version = agent.policy_version
+    answer = agent.sync(inventory=True)
+    assert answer["policy_version"] != old_version and agent.policy_reporting == {"location": True}
+    agent.sync(inventory=True)
+    session.rollback()
+    session.expire_all()
+    assert session.get(DeviceFacts, agent.device_id).raw_device_information["location"]["latitude"] == 35.6812
+    event = session.scalars(
+        select(AuditEvent).where(AuditEvent.action == "android.location_reporting_changed")
+    ).one()
+    assert event.details == {"before": None, "after": True, "effective": True}
+
+    # The unit itself says no: its own value wins over the station's, and the kept position goes.
+    own = f"/api/v1/org-units/{tree.ambulance.id}/android-location-reporting"
+    assert api.put(own, json={"location_reporting": False}, headers=headers).get_json()["effective"] is False
+    agent.sync(inventory=True)
+    assert agent.policy_reporting == {"location": False}
+    agent.sync(inventory=True)
+    session.rollback()
+    session.expire_all()
+    assert "location" not in session.get(DeviceFacts, agent.device_id).raw_device_information
