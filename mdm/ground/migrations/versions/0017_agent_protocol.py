@@ -5,15 +5,15 @@
 - org_units.android_location_reporting: whether the unit's Android tablets report their location
   with their inventory; NULL inherits from the parent unit.
 
-Revision ID: 0015agent
-Revises: 0014
+Revision ID: 0017
+Revises: 0016
 Create Date: 2026-12-06 17:00:00
 """
 from alembic import op
 import sqlalchemy as sa
 
-revision = '0015agent'
-down_revision = '0014'
+revision = "0017"
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 
