@@ -13,7 +13,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from mdm.ground import clock
 from mdm.ground.audit import Actor, record_event
@@ -174,6 +174,29 @@ def path_label(session: Session, unit: OrgUnit, *, english: bool = False, separa
     for node in [*ancestors(session, unit), unit]:
         names.append(node.name_en if english and node.name_en else node.name_ja)
     return separator.join(names)
+
+
+def path_labels(session: Session, unit_ids: set[int], *, separator: str = " / ") -> dict[int, str]:
+    """path_label (Japanese) of each of `unit_ids`, in one query (a recursive CTE up the tree),
+    whatever their number: a search's hits each name their unit's path."""
+    if not unit_ids:
+        return {}
+    up = select(OrgUnit.id, OrgUnit.parent_id, OrgUnit.name_ja).where(OrgUnit.id.in_(sorted(unit_ids)))
+    up_cte = up.cte("unit_path", recursive=True)
+    parent = aliased(OrgUnit)
+    up_cte = up_cte.union(
+        select(parent.id, parent.parent_id, parent.name_ja).where(parent.id == up_cte.c.parent_id)
+    )
+    nodes = {row.id: (row.parent_id, row.name_ja) for row in session.execute(select(up_cte))}
+    labels = {}
+    for unit_id in unit_ids:
+        names: list[str] = []
+        current: int | None = unit_id
+        while current is not None and current in nodes and len(names) <= len(nodes):
+            current, name = nodes[current][0], nodes[current][1]
+            names.append(name)
+        labels[unit_id] = separator.join(reversed(names))
+    return labels
 
 
 # -- changing ------------------------------------------------------------------------------------

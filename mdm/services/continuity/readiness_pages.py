@@ -11,13 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Select, case, func, literal, select
+from sqlalchemy import Select, case, func, select
 from sqlalchemy.orm import Session, aliased
 
 from mdm.ground import clock
 from mdm.ground.models import OrgUnit, OrgUnitKind, ReadinessState, UnitReadinessState
 from mdm.services.continuity.readiness import Computed, Rollup, UnitReadiness, compute
-from mdm.services.continuity.world import load_world
+from mdm.services.continuity.world import POOL_KINDS, load_world
 
 # Worst first: a dispatcher's page leads with what needs a decision.
 STATE_RANK = case(
@@ -83,7 +83,8 @@ def readiness_page(
 ) -> ReadinessPage:
     """Units in `scope` (None: all), below org unit `under` when given, in `state` when given."""
     matching = _matching_units(scope, under, state)
-    by_code = (func.coalesce(OrgUnit.code, literal("")), OrgUnit.name_ja, OrgUnit.id)
+    # code NULLS LAST as the unique index on code is ordered: PostgreSQL walks it, not the table.
+    by_code = (OrgUnit.code.nulls_last(), OrgUnit.name_ja, OrgUnit.id)
     ordering = (STATE_RANK, *by_code) if order == "state" else by_code
     rows = session.execute(matching.order_by(*ordering).limit(per_page).offset((page - 1) * per_page)).all()
     unknown = {unit.id for unit, row in rows if row is None}
@@ -93,16 +94,8 @@ def readiness_page(
     units = [
         _from_row(unit, row) if row is not None else _from_computed(fresh[unit.id]) for unit, row in rows
     ]
-    counts = dict.fromkeys(ReadinessState.ORDER, 0)
-    total = 0
-    for found_state, n in session.execute(
-        matching.with_only_columns(UnitReadinessState.state, func.count()).group_by(UnitReadinessState.state)
-    ):
-        total += n
-        if found_state is not None:
-            counts[found_state] = counts.get(found_state, 0) + n
     parents = {unit.id: unit.parent_id for unit, _ in rows}
-    stations, hq = _rollups(session, matching, units, unknown, parents)
+    stations, hq, counts, total = _rollups(session, matching, units, unknown, parents)
     return ReadinessPage(units, page, per_page, total, counts, stations, hq)
 
 
@@ -112,9 +105,10 @@ def _rollups(
     units: list[UnitReadiness],
     unknown: set[int],
     parent_of_page: dict[int, int | None],
-) -> tuple[list[Rollup], list[Rollup]]:
-    """Per station and per HQ: counts by state of every matching unit (one GROUP BY), the worst
-    state, spares; `unit_ids` are this page's units in the rollup."""
+) -> tuple[list[Rollup], list[Rollup], dict[str, int], int]:
+    """Per station and per HQ: counts by state of every matching unit, the worst state, spares;
+    `unit_ids` are this page's units in the rollup. Also the matching units by state and their
+    number. One GROUP BY for all of it."""
     grouped = session.execute(
         matching.with_only_columns(
             OrgUnit.parent_id,
@@ -122,18 +116,27 @@ def _rollups(
             UnitReadinessState.state,
             func.count(),
             func.max(UnitReadinessState.spares_available),
-        )
-        .where(UnitReadinessState.org_unit_id.is_not(None))
-        .group_by(OrgUnit.parent_id, UnitReadinessState.station_id, UnitReadinessState.state)
+        ).group_by(OrgUnit.parent_id, UnitReadinessState.station_id, UnitReadinessState.state)
     ).all()
-    # (parent, station, state, count, spares) for the page's never-evaluated units as well.
-    tallies = [tuple(r) for r in grouped] + [
+    counts = dict.fromkeys(ReadinessState.ORDER, 0)
+    total = 0
+    tallies = []
+    for parent_id, station_id, found_state, n, spares in grouped:
+        total += n
+        if found_state is not None:  # not evaluated yet: counted in the total only (or below)
+            counts[found_state] += n
+            tallies.append((parent_id, station_id, found_state, n, spares))
+    for u in units:
+        if u.unit_id in unknown:
+            counts[u.state] += 1
+    # (parent, station, state, count, spares) of the page's never-evaluated units as well.
+    tallies += [
         (parent_of_page.get(u.unit_id), u.station_id, u.state, 1, u.spares_available)
         for u in units
         if u.unit_id in unknown
     ]
     # Stations, branches and HQs: a few hundred rows even for a prefecture (units are leaves).
-    nodes = {n.id: n for n in session.scalars(select(OrgUnit).where(OrgUnit.kind != OrgUnitKind.UNIT))}
+    nodes = {n.id: n for n in session.scalars(select(OrgUnit).where(OrgUnit.kind.in_(POOL_KINDS)))}
     stations: dict[int | None, Rollup] = {}
     hqs: dict[int, Rollup] = {}
     hq_spares: dict[int, dict[int | None, int]] = {}
@@ -159,6 +162,8 @@ def _rollups(
     return (
         sorted(stations.values(), key=lambda r: (r.org_unit_id is None, r.org_unit_id or 0)),
         sorted(hqs.values(), key=lambda r: r.org_unit_id or 0),
+        counts,
+        total,
     )
 
 
