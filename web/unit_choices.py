@@ -34,10 +34,16 @@ class UnitChoices:
 
 
 def unit_choices(
-    session: Session, principal: Principal, text: str = "", selected: int | None = None, *, limit: int = LIMIT
+    session: Session,
+    principal: Principal,
+    text: str = "",
+    selected: int | None = None,
+    *,
+    limit: int | None = None,
 ) -> UnitChoices:
     """What a unit drop-down offers `principal`: every visible unit in tree order while there are
     at most `limit`, else the bounded choice described above (`selected` always among them)."""
+    limit = LIMIT if limit is None else limit
     text = text.strip()
     scope = principal.scope_unit_ids
     visible = len(scope) if scope is not None else int(session.scalar(select(func.count(OrgUnit.id))) or 0)

@@ -59,7 +59,7 @@ STATE_ORDER = tuple(reversed(ReadinessState.ORDER))
 STATE_ICONS = {ReadinessState.READY: "✓", ReadinessState.DEGRADED: "▲", ReadinessState.CRITICAL: "✖"}
 PLAN_NUMBERS = ("required_working", "max_seen_minutes", "min_battery_percent")
 # Units on one page of the board (a prefecture has 14,000); worst first, so page 1 is what matters.
-UNITS_PER_PAGE = 100
+UNITS_PER_PAGE = 50
 
 
 def _state_label(state: str, locale: str) -> str:
