@@ -158,14 +158,31 @@ def subtree_ids(session: Session, unit_id: int) -> set[int]:
 
 def ancestors(session: Session, unit: OrgUnit) -> list[OrgUnit]:
     """The units above `unit`, root first (the unit itself not included)."""
-    parents = _parent_map(session)
-    chain: list[int] = []
-    current = unit.parent_id
-    while current is not None and current not in chain:
-        chain.append(current)
-        current = parents.get(current)
-    by_id = {u.id: u for u in session.scalars(select(OrgUnit).where(OrgUnit.id.in_(chain)))}
-    return [by_id[i] for i in reversed(chain)]
+    return list(reversed(unit_chains(session, {unit.id}).get(unit.id, [unit])[1:]))
+
+
+def unit_chains(session: Session, unit_ids: set[int]) -> dict[int, list[OrgUnit]]:
+    """Each unit followed by the units above it, nearest first, for all of `unit_ids` in one
+    query (a recursive CTE up the tree): never the whole tree (14,000 units in a prefecture)."""
+    if not unit_ids:
+        return {}
+    up = (
+        select(OrgUnit.id, OrgUnit.parent_id)
+        .where(OrgUnit.id.in_(sorted(unit_ids)))
+        .cte("unit_up", recursive=True)
+    )
+    parent = aliased(OrgUnit)
+    up = up.union(select(parent.id, parent.parent_id).where(parent.id == up.c.parent_id))
+    nodes = {u.id: u for u in session.scalars(select(OrgUnit).where(OrgUnit.id.in_(select(up.c.id))))}
+    chains: dict[int, list[OrgUnit]] = {}
+    for unit_id in unit_ids:
+        chain: list[OrgUnit] = []
+        current: int | None = unit_id
+        while current is not None and current in nodes and len(chain) <= len(nodes):
+            chain.append(nodes[current])
+            current = nodes[current].parent_id
+        chains[unit_id] = chain
+    return chains
 
 
 def path_label(session: Session, unit: OrgUnit, *, english: bool = False, separator: str = " / ") -> str:
@@ -177,26 +194,11 @@ def path_label(session: Session, unit: OrgUnit, *, english: bool = False, separa
 
 
 def path_labels(session: Session, unit_ids: set[int], *, separator: str = " / ") -> dict[int, str]:
-    """path_label (Japanese) of each of `unit_ids`, in one query (a recursive CTE up the tree),
-    whatever their number: a search's hits each name their unit's path."""
-    if not unit_ids:
-        return {}
-    up = select(OrgUnit.id, OrgUnit.parent_id, OrgUnit.name_ja).where(OrgUnit.id.in_(sorted(unit_ids)))
-    up_cte = up.cte("unit_path", recursive=True)
-    parent = aliased(OrgUnit)
-    up_cte = up_cte.union(
-        select(parent.id, parent.parent_id, parent.name_ja).where(parent.id == up_cte.c.parent_id)
-    )
-    nodes = {row.id: (row.parent_id, row.name_ja) for row in session.execute(select(up_cte))}
-    labels = {}
-    for unit_id in unit_ids:
-        names: list[str] = []
-        current: int | None = unit_id
-        while current is not None and current in nodes and len(names) <= len(nodes):
-            current, name = nodes[current][0], nodes[current][1]
-            names.append(name)
-        labels[unit_id] = separator.join(reversed(names))
-    return labels
+    """path_label (Japanese) of each of `unit_ids`, in one query whatever their number."""
+    return {
+        unit_id: separator.join(u.name_ja for u in reversed(chain))
+        for unit_id, chain in unit_chains(session, unit_ids).items()
+    }
 
 
 # -- changing ------------------------------------------------------------------------------------
