@@ -223,12 +223,14 @@ def requests(url: str) -> dict[str, Any]:
 
 def stop(url: str) -> dict[str, Any]:
     """A full-rule fleet check (slow: the profile sources per device) told to stop by SIGTERM."""
+    # The handler first: a SIGTERM while the imports below run must not kill the process outright.
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     from mdm.roots.scheduler.jobs import fleet_check
     from mdm.services.compliance.rules import RULES
 
-    stopping = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     _, ctx = _context(url, stopping)
+    print("started", flush=True)  # the driver sends SIGTERM only once the check is under way
     t0 = time.perf_counter()
     result = fleet_check(ctx, list(RULES))
     return {"ran_seconds": round(time.perf_counter() - t0, 2), "result": result}
