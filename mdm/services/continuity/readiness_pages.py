@@ -25,7 +25,6 @@ STATE_RANK = case(
     value=UnitReadinessState.state,
     else_=3,
 )
-ORDERS = ("code", "state")
 
 
 @dataclass
@@ -56,7 +55,7 @@ def subtree_of(unit_id: int) -> Select[Any]:
 
 def _matching_units(
     scope: set[int] | frozenset[int] | None, under: int | None, state: str | None
-) -> Select[Any]:
+) -> Select[OrgUnit, UnitReadinessState]:
     stmt = (
         select(OrgUnit, UnitReadinessState)
         .outerjoin(UnitReadinessState, UnitReadinessState.org_unit_id == OrgUnit.id)
@@ -101,7 +100,7 @@ def readiness_page(
 
 def _rollups(
     session: Session,
-    matching: Select[Any],
+    matching: Select[OrgUnit, UnitReadinessState],
     units: list[UnitReadiness],
     unknown: set[int],
     parent_of_page: dict[int, int | None],
@@ -184,7 +183,7 @@ def _rollup(into: dict[Any, Rollup], node_id: int | None, nodes: dict[int, OrgUn
         if node is not None:
             rollup = Rollup(node.id, node.name_ja, node.name_en or node.name_ja, node.kind)
         else:
-            rollup = Rollup(None, "", "", OrgUnitKind.STATION)
+            rollup = Rollup(None, "所属署なし", "no station", OrgUnitKind.STATION)  # as World.station_name
         into[node_id] = rollup
     return rollup
 
