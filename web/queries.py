@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, String, and_, cast, func, or_, select, true
 from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm.attributes import set_committed_value
 
 from mdm.ground import clock
 from mdm.ground.models import (
@@ -201,6 +202,13 @@ def search_devices(session: Session, principal: Principal, filters: Mapping[str,
         DeviceRow(device, compliance_status(state, open_count, evaluated_at))
         for device, state, open_count, evaluated_at, *_ in rows
     ]
+    # The page's units in one query: a list names each device's unit, and a lazy load per row
+    # was 35 of the console list's 43 statements at 100,000 devices.
+    unit_ids = sorted({row[0].org_unit_id for row in rows if row[0].org_unit_id is not None})
+    if unit_ids:
+        units = {u.id: u for u in session.scalars(select(OrgUnit).where(OrgUnit.id.in_(unit_ids)))}
+        for row in rows:
+            set_committed_value(row[0], "org_unit", units.get(row[0].org_unit_id))
     return PageResult(items, page, per_page, total)
 
 

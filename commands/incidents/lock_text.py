@@ -34,9 +34,12 @@ class LockText:
     phone_unit: OrgUnit | None
 
 
-def lock_text_for(session: Session, unit: OrgUnit | None) -> LockText:
-    """The message and number a tablet of `unit` shows when locked, nearest unit first."""
-    chain = [] if unit is None else [unit, *reversed(ancestors(session, unit))]
+def lock_text_for(session: Session, unit: OrgUnit | None, *, chain: list[OrgUnit] | None = None) -> LockText:
+    """The message and number a tablet of `unit` shows when locked, nearest unit first. `chain`:
+    the unit and those above it, nearest first, when the caller read them already
+    (orgunits.unit_chains for a list of hits)."""
+    if chain is None:
+        chain = [] if unit is None else [unit, *reversed(ancestors(session, unit))]
     message_unit = next((u for u in chain if u.lock_message), None)
     phone_unit = next((u for u in chain if u.lock_phone), None)
     return LockText(

@@ -18,7 +18,13 @@ from commands.wipe_certificate import certificate_for_incident
 from mdm.ground.models import Device, OrgUnit
 from mdm.ground.models.incident import Incident, IncidentStatus
 from mdm.services import orgunits
-from mdm.services.device_search import exact_match, most_recently_seen, substring_match
+from mdm.services.device_search import (
+    exact_match,
+    like_pattern,
+    most_recently_seen,
+    substring_match,
+    units_named,
+)
 
 MAP_URL = "https://maps.google.com/?q={lat},{lon}"
 
@@ -66,16 +72,42 @@ def find_devices(
         key=lambda d: ((d.asset_tag or "").lower() != wanted, (d.serial_number or "").lower() != wanted),
     )
     devices = list(exact)
+    # Then tablets whose own labels contain the text (trigram indexes), and only when nothing
+    # matched exactly, tablets of units whose name or code contains it: separate queries, each
+    # on its own indexes (one OR across both made PostgreSQL read the whole fleet, 190 ms at
+    # 100,000 devices), and a tablet named by its own label before one named by its unit.
     if len(devices) < limit:
-        stmt = select(Device).where(scope, substring_match(text, units_too=True))
-        if exact:
-            stmt = stmt.where(Device.id.not_in([d.id for d in exact]))
-        devices += session.scalars(stmt.order_by(*most_recently_seen()).limit(limit - len(exact)))
+        devices += _more(session, select(Device).where(scope, substring_match(text)), devices, limit)
+    if not exact and len(devices) < limit:
+        in_units = _in_units_named(session, text)
+        if in_units is not None:
+            devices += _more(session, select(Device).where(scope, in_units), devices, limit)
     active = _active_incidents(session, [d.id for d in devices])
+    # Every hit's unit path in one query, not two per hit.
+    paths = orgunits.path_labels(session, {d.org_unit_id for d in devices if d.org_unit_id is not None})
     return [
-        DeviceHit(d, orgunits.path_label(session, d.org_unit) if d.org_unit else None, active.get(d.id))
-        for d in devices
+        DeviceHit(d, paths.get(d.org_unit_id) if d.org_unit_id else None, active.get(d.id)) for d in devices
     ]
+
+
+def _more(session: Session, stmt: Any, found: list[Device], limit: int) -> list[Device]:
+    """The most recently seen of `stmt` not in `found`, up to `limit` hits in all."""
+    if found:
+        stmt = stmt.where(Device.id.not_in([d.id for d in found]))
+    return list(session.scalars(stmt.order_by(*most_recently_seen()).limit(limit - len(found))))
+
+
+# Units whose name holds the text: enough to find a caller's unit, few enough for an IN list.
+UNITS_NAMED_LIMIT = 50
+
+
+def _in_units_named(session: Session, text: str) -> ColumnElement[bool] | None:
+    """Devices of the units whose name or code contains `text`; None when no unit does. The ids
+    are read first: as a subquery, PostgreSQL guessed hundreds of units and walked the whole
+    fleet in recency order looking for their tablets (560 ms at 100,000 devices)."""
+    named = units_named(like_pattern(text)).order_by(OrgUnit.id).limit(UNITS_NAMED_LIMIT)
+    ids = list(session.scalars(named))
+    return Device.org_unit_id.in_(ids) if ids else None
 
 
 def _active_incidents(session: Session, device_ids: list[int]) -> dict[int, Incident]:

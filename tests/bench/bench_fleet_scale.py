@@ -67,6 +67,8 @@ def _stop_within(url: str, code: Path, after: float = 5.0) -> dict[str, Any]:
         stdout=subprocess.PIPE,
         text=True,
     )
+    assert proc.stdout is not None
+    proc.stdout.readline()  # "started": the check begins now
     time.sleep(after)  # a benchmark, not a unit test: the job must be under way
     if proc.poll() is not None:
         return {"finished before SIGTERM": True}

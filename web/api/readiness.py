@@ -28,16 +28,15 @@ from mdm.services.continuity import (
     SpareError,
     current_readiness,
     events_after,
-    hq_rollup,
     last_event_id,
     mark_spare,
     plan_for,
     set_plan,
     spares_by_station,
-    station_rollup,
     swap_spare,
     unmark_spare,
 )
+from mdm.services.continuity.readiness_pages import readiness_page
 from web.api.auth import current_principal
 from web.api.base import ID, MAX_ID, ApiBlueprint, permission
 from web.api.readiness_schemas import (
@@ -45,6 +44,7 @@ from web.api.readiness_schemas import (
     EventsQuerySchema,
     PlanBodySchema,
     PlanOutSchema,
+    ReadinessQuerySchema,
     ReadinessSchema,
     SpareMarkSchema,
     SpareSwapResultSchema,
@@ -81,20 +81,30 @@ def _unit_or_404(unit_id: int) -> OrgUnit:
 
 
 @blp.route("/readiness", methods=["GET"])
+@blp.arguments(ReadinessQuerySchema, location="query", as_kwargs=True)
 @blp.response(200, ReadinessSchema)
 @permission(Permission.READINESS_READ)
-def get_readiness() -> Any:
-    """Every visible unit: ready / degraded / critical, working vs required tablets, what is
-    missing and why, spares at its station; rolled up per station and per HQ."""
+def get_readiness(page: int, per_page: int, unit_id: int | None = None, state: str | None = None) -> Any:
+    """Visible units, a page at a time: ready / degraded / critical, working vs required tablets,
+    what is missing and why, spares at its station; rolled up per station and per HQ over every
+    matching unit. To read every unit, fetch pages 1 … ceil(total / per_page) (the units are in
+    unit code order), then follow the changes from `last_event_id` of the first page with
+    /readiness/stream or /readiness/events: nothing changed in between is lost."""
     session = db_session()
+    if unit_id is not None:
+        _unit_or_404(unit_id)
     last = last_event_id(session)  # read first: the units below are at least this new
-    units = current_readiness(session, _scope())
+    found = readiness_page(session, _scope(), page=page, per_page=per_page, under=unit_id, state=state)
     return {
         "last_event_id": last,
         "generated_at": clock.now(),
-        "units": units,
-        "stations": station_rollup(session, units),
-        "hq": hq_rollup(session, units),
+        "page": found.page,
+        "per_page": found.per_page,
+        "total": found.total,
+        "counts": found.counts,
+        "units": found.units,
+        "stations": found.stations,
+        "hq": found.hq,
     }
 
 

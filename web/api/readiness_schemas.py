@@ -7,7 +7,7 @@ from marshmallow import Schema, fields, validate
 from mdm.ground.models import ReadinessState
 from mdm.services.continuity.plans import PlanSchema
 from web.api.base import MAX_ID
-from web.api.schemas import StrictBoolean
+from web.api.schemas import Id, PageQuerySchema, StrictBoolean
 
 
 class ReasonSchema(Schema):
@@ -55,14 +55,64 @@ class RollupSchema(Schema):
     spares_available = fields.Integer(required=True)
 
 
+# A page of units: a prefecture has 14,000 of them (all at once: 32 s and 15 MB).
+READINESS_PER_PAGE = 100
+READINESS_MAX_PER_PAGE = 500
+
+
+class ReadinessQuerySchema(PageQuerySchema):
+    per_page = fields.Integer(
+        load_default=READINESS_PER_PAGE,
+        validate=validate.Range(min=1, max=READINESS_MAX_PER_PAGE),
+        metadata={
+            "description": f"units per page (default {READINESS_PER_PAGE}, at most {READINESS_MAX_PER_PAGE})"
+        },
+    )
+    unit_id = Id(
+        strict=False,
+        metadata={"description": "only units (隊) in this org unit or below it, e.g. one station"},
+    )
+    state = fields.String(
+        validate=validate.OneOf(ReadinessState.ORDER), metadata={"description": "only units in this state"}
+    )
+
+
 class ReadinessSchema(Schema):
     last_event_id = fields.Integer(
         required=True, metadata={"description": "resume the stream or /readiness/events from here"}
     )
     generated_at = fields.DateTime(required=True)
-    units = fields.List(fields.Nested(UnitReadinessSchema), required=True)
-    stations = fields.List(fields.Nested(RollupSchema), required=True)
-    hq = fields.List(fields.Nested(RollupSchema), required=True)
+    page = fields.Integer(required=True)
+    per_page = fields.Integer(required=True)
+    total = fields.Integer(
+        required=True,
+        metadata={
+            "description": "units matching in scope: read pages 1 … ceil(total / per_page) to have them all"
+        },
+    )
+    counts = fields.Dict(
+        keys=fields.String(),
+        values=fields.Integer(),
+        required=True,
+        metadata={"description": "the matching units by state (every page, not only this one)"},
+    )
+    units = fields.List(
+        fields.Nested(UnitReadinessSchema),
+        required=True,
+        metadata={"description": "this page's units, ordered by unit code, then name, then id"},
+    )
+    stations = fields.List(
+        fields.Nested(RollupSchema),
+        required=True,
+        metadata={
+            "description": "per station: counts over every matching unit; unit_ids lists this page's units"
+        },
+    )
+    hq = fields.List(
+        fields.Nested(RollupSchema),
+        required=True,
+        metadata={"description": "per HQ: counts over every matching unit; unit_ids lists this page's units"},
+    )
 
 
 class ReadinessEventSchema(Schema):

@@ -14,11 +14,20 @@ from flask import Response, abort, current_app, flash, redirect, render_template
 from flask_babel import format_datetime
 from flask_babel import gettext as _
 from sqlalchemy import select
+from werkzeug.datastructures import MultiDict
 
 from mdm.doors.appctx import command_context, db_session, settings
 from mdm.ground import clock
 from mdm.ground.health import service_health
-from mdm.ground.models import Device, EnrollmentState, Incident, OrgUnitKind, ReadinessState, SpareDevice
+from mdm.ground.models import (
+    Device,
+    EnrollmentState,
+    Incident,
+    OrgUnit,
+    OrgUnitKind,
+    ReadinessState,
+    SpareDevice,
+)
 from mdm.services.backup.schedule import backup_status
 from mdm.services.compliance.rules import RULES
 from mdm.services.continuity import (
@@ -26,17 +35,16 @@ from mdm.services.continuity import (
     SpareError,
     UnitReadiness,
     current_readiness,
-    hq_rollup,
     plan_for,
     readiness_history,
     reset_plan,
     set_plan,
     spares_by_station,
-    station_rollup,
     swap_spare,
     unmark_spare,
 )
 from mdm.services.continuity import mark_spare as keep_as_spare
+from mdm.services.continuity.readiness_pages import readiness_page
 from mdm.services.continuity.world import POOL_KINDS, load_world
 from web.console.blueprint import bp
 from web.console.guard import current_principal, needs
@@ -50,6 +58,8 @@ STATE_ORDER = tuple(reversed(ReadinessState.ORDER))
 # Shape as well as colour (colour-blind readers, black-and-white print): ✓ ready, ▲ degraded, ✖ critical.
 STATE_ICONS = {ReadinessState.READY: "✓", ReadinessState.DEGRADED: "▲", ReadinessState.CRITICAL: "✖"}
 PLAN_NUMBERS = ("required_working", "max_seen_minutes", "min_battery_percent")
+# Units on one page of the board (a prefecture has 14,000); worst first, so page 1 is what matters.
+UNITS_PER_PAGE = 50
 
 
 def _state_label(state: str, locale: str) -> str:
@@ -82,25 +92,84 @@ def continuity() -> str:
     principal = current_principal()
     session = db_session()
     scope = principal.scope_unit_ids
-    units = current_readiness(session, scope)
+    filters, errors = _board_filters(request.args)
+    under = filters.get("unit_id")
+    if under is not None and visible_unit(session, principal, under) is None:
+        errors["unit_id"] = [_("Unknown unit.")]
+        under = None
+    found = readiness_page(
+        session,
+        scope,
+        page=filters.get("page", 1),
+        per_page=UNITS_PER_PAGE,
+        under=under,
+        state=filters.get("state"),
+        order="state",
+    )
+    units = found.units
     by_state = {state: [u for u in units if u.state == state] for state in STATE_ORDER}
+    history = readiness_history(session, limit=100, principal_scope=scope)
     system: dict[str, Any] | None = None
     if principal.can(Permission.SETTINGS_READ):
         system = {"backup": _backup_for_page(session), "apns": service_health(session, "apns")}
     return render_template(
         "console/continuity.html",
+        result=found,
         units=units,
         by_state=by_state,
-        hq=hq_rollup(session, units),
-        stations=station_rollup(session, units),
+        counts=found.counts,
+        hq=found.hq,
+        stations=found.stations,
+        places=_places(session, principal),
+        filters=request.args,
+        errors=errors,
+        query={k: v for k, v in request.args.items() if k != "page" and v},
         spares=spares_by_station(session, scope),
         spare_candidates=spare_candidates(session, scope),
-        history=readiness_history(session, limit=100, principal_scope=scope),
-        unit_names={u.unit_id: u.unit_name_ja for u in units},
+        history=history,
+        unit_names=_unit_names(session, {e.org_unit_id for e in history}),
         system=system,
         now_time=clock.now(),
         **_template_helpers(),
     )
+
+
+def _board_filters(args: MultiDict[str, str]) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """page, unit_id (a station or HQ: its units only) and state of the board; bad ones named."""
+    filters: dict[str, Any] = {}
+    errors: dict[str, list[str]] = {}
+    for name in ("page", "unit_id"):
+        raw = (args.get(name) or "").strip()
+        if not raw:
+            continue
+        if not raw.isdigit() or not 1 <= int(raw) <= 2**31 - 1:
+            errors[name] = [_("Enter a whole number.")]
+            continue
+        filters[name] = int(raw)
+    state = (args.get("state") or "").strip()
+    if state and state not in ReadinessState.ORDER:
+        errors["state"] = [_("Unknown state.")]
+    elif state:
+        filters["state"] = state
+    return filters, errors
+
+
+def _places(session: Any, principal: Any) -> list[OrgUnit]:
+    """What the board can be narrowed to: HQs, stations and branches (a few hundred at most;
+    the 隊 themselves, 14,000 in a prefecture, are what the board lists)."""
+    nodes = session.scalars(
+        select(OrgUnit)
+        .where(OrgUnit.kind != OrgUnitKind.UNIT)
+        .order_by(OrgUnit.code, OrgUnit.name_ja, OrgUnit.id)
+    )
+    return [n for n in nodes if principal.sees_unit(n.id)]
+
+
+def _unit_names(session: Any, unit_ids: set[int | None]) -> dict[int, str]:
+    ids = sorted(i for i in unit_ids if i is not None)
+    if not ids:
+        return {}
+    return dict(session.execute(select(OrgUnit.id, OrgUnit.name_ja).where(OrgUnit.id.in_(ids))).all())
 
 
 def _backup_for_page(session: Any) -> dict[str, Any]:

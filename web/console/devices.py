@@ -47,9 +47,9 @@ from web.queries import (
     visible_command,
     visible_device,
     visible_devices,
-    visible_units,
 )
 from web.rbac import Permission, Principal, may_send, may_send_named
+from web.unit_choices import unit_choices
 
 # -- labels of inventory, compliance and alert values, in the console's language ----------------
 
@@ -106,6 +106,7 @@ class InventoryDeviceFilterForm(DeviceFilterForm):
 
     compliance = fields.String(validate=validate.OneOf(COMPLIANCE_STATES))
     app = Text(validate=validate.Length(max=255))
+    unit_q = Text(validate=validate.Length(max=100))  # narrows the unit drop-down, not the list
 
 
 def sendable_commands(principal: Principal, platform: str | None = None) -> list[CommandType]:
@@ -125,7 +126,7 @@ def devices() -> str:
     principal = current_principal()
     data, errors = load_form(InventoryDeviceFilterForm(), request.args)
     filters: dict[str, Any] = {
-        k: v for k, v in data.items() if k not in ("seen_within_hours", "not_seen_for_hours")
+        k: v for k, v in data.items() if k not in ("seen_within_hours", "not_seen_for_hours", "unit_q")
     }
     now = clock.now()
     if data.get("seen_within_hours"):
@@ -143,7 +144,7 @@ def devices() -> str:
         filters=request.args,
         query={k: v for k, v in request.args.items() if k != "page" and v},
         errors=errors,
-        units=visible_units(session, principal),
+        units=unit_choices(session, principal, data.get("unit_q", ""), data.get("unit_id")),
         commands=sendable_commands(principal),
     )
 

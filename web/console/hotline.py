@@ -33,6 +33,7 @@ from commands.wipe_certificate import (
 from mdm.doors.appctx import command_context, db_session, hikeshi, settings
 from mdm.ground.db import read_mostly
 from mdm.ground.models.incident import Incident, IncidentStatus, LossKind, WipeCertificate
+from mdm.services.orgunits import unit_chains
 from web.console.blueprint import bp
 from web.console.guard import ask_confirmation, confirmed, current_principal, needs
 from web.console.labels import command_label
@@ -264,11 +265,16 @@ def hotline_search() -> str:
     query = (request.args.get("q") or "").strip()[:MAX_QUERY].replace("\x00", "")
     hits = find_devices(session, query, unit_ids=principal.scope_unit_ids, limit=MAX_HITS) if query else []
     active = search_incidents(session, unit_ids=principal.scope_unit_ids, active=True, per_page=50)
+    # The units of every hit and those above them in one query, not a tree walk per hit.
+    chains = unit_chains(session, {h.device.org_unit_id for h in hits if h.device.org_unit_id is not None})
     return render_template(
         "console/hotline.html",
         query=query,
         hits=hits,
-        lock_texts={hit.device.id: lock_text_for(session, hit.device.org_unit) for hit in hits},
+        lock_texts={
+            hit.device.id: lock_text_for(session, None, chain=chains.get(hit.device.org_unit_id or 0, []))
+            for hit in hits
+        },
         active=active.items,
         status_text=status_text,
         kind_text=kind_text,

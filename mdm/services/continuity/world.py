@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session
 
 from mdm.ground.models import (
@@ -70,7 +70,12 @@ def load_world(session: Session, unit_ids: set[int] | None = None) -> World:
     Which devices are asked about is said in SQL (a subquery over the units and the spares),
     never as a list of device ids: a prefecture's fleet passes any driver's parameter limit
     (65,535 on PostgreSQL), and each query here is one round trip whatever the fleet's size."""
-    units = {u.id: u for u in session.scalars(select(OrgUnit))}
+    nodes = select(OrgUnit)
+    if unit_ids is not None:
+        # The stations, branches and HQs (spare pools, a few hundred) and the units asked about:
+        # not a prefecture's 14,000 units to read spares or one page of readiness (5 s).
+        nodes = nodes.where(or_(OrgUnit.kind != OrgUnitKind.UNIT, OrgUnit.id.in_(sorted(unit_ids))))
+    units = {u.id: u for u in session.scalars(nodes)}
     targets = sorted(
         (u for u in units.values() if u.kind == OrgUnitKind.UNIT and (unit_ids is None or u.id in unit_ids)),
         key=lambda u: u.id,
