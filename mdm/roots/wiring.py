@@ -32,7 +32,7 @@ from functools import partial
 from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
 
-from commands import activation_lock, results
+from commands import activation_lock, app_enforcement, results
 from commands.context import CommandContext
 from commands.inventory_refresh import queue_first_inventory
 from enrollment.hooks import place_in_token_unit
@@ -45,6 +45,8 @@ from mdm.ground.signals import WAKE_DEVICES, Keys, SignalHub, announce, hub_for
 from mdm.roots.commands import build_command_context
 from mdm.services import devices, orgunits
 from mdm.services.ade import enrollment as ade_enrollment
+from mdm.services.apps import licensing as app_licensing
+from mdm.services.apps import state as app_state
 from mdm.services.compliance import profile_sources, sources
 from mdm.services.compliance.evaluation import evaluate_after_inventory
 from mdm.services.continuity import hooks as readiness_hooks
@@ -96,9 +98,18 @@ def wire(
     commands = build_command_context(settings)
 
     # Services following each other, in the same transaction.
+    # Apps (issue 21): licenses for App Store apps (the volume-purchase service plugs in its
+    # provider here), required and blocked apps kept in force after each app answer.
+    app_licensing.LICENSE_PROVIDER.connect(factory, app_licensing.not_configured_provider)
+    app_state.MANAGED_APPS_REPORTED.connect(
+        factory, partial(app_enforcement.after_managed_apps_reported, context=commands)
+    )
     devices.IDENTITY_BOUND.connect(factory, place_in_token_unit, ade_enrollment.place_ade_device)
     devices.AWAITING_CONFIGURATION.connect(
-        factory, partial(ade_enrollment.begin_configuration, context=commands)
+        factory,
+        # The unit's required apps are queued first: DeviceConfigured waits for them (issue 21).
+        partial(app_enforcement.after_enrollment, context=commands),
+        partial(ade_enrollment.begin_configuration, context=commands),
     )
     results.COMMAND_ANSWERED.connect(factory, partial(ade_enrollment.after_answer, context=commands))
     devices.DEVICE_ENROLLED.connect(
@@ -106,6 +117,7 @@ def wire(
         partial(assignment.install_on_enrollment, context=commands),
         partial(queue_first_inventory, context=commands),
         partial(activation_lock.after_enrollment, context=commands),
+        partial(app_enforcement.after_enrollment, context=commands),
     )
     # Activation Lock follows the unit's setting (commands.activation_lock).
     orgunits.DEVICE_MOVED.connect(
@@ -121,6 +133,10 @@ def wire(
     sources.APP_POLICY_SOURCES.connect(factory, profile_sources.app_policy_from_assigned_profiles)
     sources.EXPECTED_PROFILE_SOURCES.connect(factory, profile_sources.expected_profiles_from_assignments)
     inventory_events.INVENTORY_UPDATED.connect(factory, evaluate_after_inventory)
+    # After compliance: apps reported installed, blocked apps found, a managed-app list asked for.
+    inventory_events.INVENTORY_UPDATED.connect(
+        factory, partial(app_enforcement.after_inventory, context=commands)
+    )
     # A device reporting that it is supervised gets its Activation Lock setting and escrow asked for.
     inventory_events.SUPERVISION_REPORTED.connect(
         factory, partial(activation_lock.after_supervision_reported, context=commands)
