@@ -48,6 +48,7 @@ from mdm.ground.models import (
     Device,
     DeviceAppState,
     EnrollmentState,
+    OrgUnit,
 )
 from mdm.services.apps.catalog import manifest_path, package_of
 from mdm.services.apps.configuration import render_configuration, substitution_values
@@ -61,6 +62,7 @@ from mdm.services.apps.state import (
     state_for,
     states_of,
 )
+from mdm.services.orgunits import subtree_ids
 
 log = logging.getLogger(__name__)
 
@@ -347,3 +349,36 @@ def after_enrollment(session: Session, device: Device, actor: Actor, *, context:
     for them): the unit's required apps."""
     if _manageable(device):
         converge_device(session, device, context=context)
+
+
+def follow_moved_device(
+    session: Session,
+    device: Device,
+    from_unit_id: int | None,
+    to_unit_id: int | None,
+    actor: Actor,
+    *,
+    context: CommandContext,
+) -> None:
+    """orgunits.DEVICE_MOVED: the new unit's apps (and the old unit's no longer required)."""
+    if device.enrollment_state in (EnrollmentState.ENROLLED, EnrollmentState.PENDING):
+        converge_device(session, device, context=context)
+
+
+def follow_moved_unit(session: Session, unit: OrgUnit, actor: Actor, *, context: CommandContext) -> None:
+    """orgunits.UNIT_MOVED: the units above changed for every device below."""
+    converge_unit(session, unit.id, context=context)
+
+
+def converge_unit(session: Session, unit_id: int, *, context: CommandContext) -> int:
+    """After a unit's app rules (or block action) changed: every enrolled device in it or below it
+    follows at once. Returns how many devices were looked at."""
+    devices = session.scalars(
+        select(Device).where(
+            Device.org_unit_id.in_(subtree_ids(session, unit_id)),
+            Device.enrollment_state == EnrollmentState.ENROLLED,
+        )
+    ).all()
+    for device in devices:
+        converge_device(session, device, context=context)
+    return len(devices)

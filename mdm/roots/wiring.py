@@ -124,11 +124,13 @@ def wire(
         factory,
         partial(assignment.follow_moved_device, context=commands),
         partial(activation_lock.follow_moved_device, context=commands),
+        partial(app_enforcement.follow_moved_device, context=commands),
     )
     orgunits.UNIT_MOVED.connect(
         factory,
         partial(assignment.follow_moved_unit, context=commands),
         partial(activation_lock.follow_moved_unit, context=commands),
+        partial(app_enforcement.follow_moved_unit, context=commands),
     )
     sources.APP_POLICY_SOURCES.connect(factory, profile_sources.app_policy_from_assigned_profiles)
     sources.EXPECTED_PROFILE_SOURCES.connect(factory, profile_sources.expected_profiles_from_assignments)

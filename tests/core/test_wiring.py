@@ -159,10 +159,12 @@ def test_the_hooks_are_those_the_wiring_connects(app):
         assert _unbound(orgunits.DEVICE_MOVED.hooks(session), context) == [
             assignment.follow_moved_device,
             activation_lock.follow_moved_device,
+            app_enforcement.follow_moved_device,
         ]
         assert _unbound(orgunits.UNIT_MOVED.hooks(session), context) == [
             assignment.follow_moved_unit,
             activation_lock.follow_moved_unit,
+            app_enforcement.follow_moved_unit,
         ]
         assert sources.APP_POLICY_SOURCES.hooks(session) == [
             profile_sources.app_policy_from_assigned_profiles

@@ -107,7 +107,11 @@ def require_app(
     before = None if rule is None else {"action": rule.action, "configuration": rule.configuration}
     if rule is None:
         rule = UnitAppRule(
-            org_unit_id=unit.id, platform=app.platform, identifier=app.identifier, created_by=actor.name
+            org_unit_id=unit.id,
+            platform=app.platform,
+            identifier=app.identifier,
+            action=AppRuleAction.REQUIRED,
+            created_by=actor.name,
         )
         session.add(rule)
     rule.action, rule.app_id, rule.configuration = AppRuleAction.REQUIRED, app.id, clean
@@ -142,7 +146,11 @@ def block_app(
     rule = _rule(session, unit, platform, identifier)
     if rule is None:
         rule = UnitAppRule(
-            org_unit_id=unit.id, platform=platform, identifier=identifier, created_by=actor.name
+            org_unit_id=unit.id,
+            platform=platform,
+            identifier=identifier,
+            action=AppRuleAction.BLOCKED,
+            created_by=actor.name,
         )
         session.add(rule)
     app = session.scalars(select(App).where(App.platform == platform, App.identifier == identifier)).first()
