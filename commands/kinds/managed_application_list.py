@@ -7,13 +7,14 @@ from typing import TYPE_CHECKING, Any
 
 from marshmallow import Schema, fields, validate
 
-from commands.kinds.inventory_query import InventoryQuery
+from commands.command_type import CommandType, Priority
 from mdm.ground.models import CommandStatus
 from mdm.services.apps.state import apply_managed_application_list
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
+    from commands.context import CommandContext
     from mdm.ground.models import Command
 
 
@@ -33,11 +34,18 @@ def parse_managed_application_list(session: Session, command: Command, report: d
     apply_managed_application_list(session, command.device, answer, asked_for=asked)
 
 
-class ManagedApplicationList(InventoryQuery):
+class ManagedApplicationList(CommandType):
+    """An inventory-style query (low priority, one waiting at most), Apple only: the Android agent
+    reports its apps with every sync."""
+
     request_type = "ManagedApplicationList"
     schema = ManagedApplicationListParams
     description_ja = "管理対象アプリの状態の取得"
     description_en = "List managed apps and their state"
-    parser = parse_managed_application_list
-    # Apple only: the agent reports its apps with every sync.
-    android = None
+    priority = Priority.LOW
+    coalesce = True
+
+    def on_result(
+        self, session: Session, command: Command, report: dict[str, Any], context: CommandContext
+    ) -> None:
+        parse_managed_application_list(session, command, report)

@@ -52,7 +52,9 @@ def sync(
     )
     answer: dict[str, Any] = {"protocol": PROTOCOL_VERSION, "device_id": device.id}
     if device.enrollment_state == EnrollmentState.ENROLLED:
-        policy = current_policy(session, device, secret_key=settings.secret_key)
+        policy = current_policy(
+            session, device, secret_key=settings.secret_key, public_url=settings.public_url
+        )
         answer["policy_version"] = policy.version
         if policy.version != data.get("policy_version"):
             answer["policy"] = policy.body()

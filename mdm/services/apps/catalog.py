@@ -65,7 +65,9 @@ def _load(schema: Schema, data: Mapping[str, Any]) -> dict[str, Any]:
     except ValidationError as exc:
         messages = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
         field = sorted(messages)[0]
-        raise AppCatalogError(f"{field}: {messages[field]}", field) from exc
+        problem = messages[field]
+        text = "; ".join(str(m) for m in problem) if isinstance(problem, list) else str(problem)
+        raise AppCatalogError(text, field) from exc
 
 
 def list_apps(session: Session, platform: str | None = None) -> list[App]:

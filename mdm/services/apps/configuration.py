@@ -64,7 +64,7 @@ def substitution_values(session: Session, device: Device) -> dict[str, str]:
     values = {
         "unit_code": (unit.code or "") if unit else "",
         "unit_name": unit.name_ja if unit else "",
-        "station_name": (station or unit).name_ja if (station or unit) else "",
+        "station_name": station.name_ja if station is not None else (unit.name_ja if unit else ""),
         "device_name": device.device_name or "",
         "serial_number": device.serial_number or "",
         "asset_tag": getattr(device, "asset_tag", None) or "",
