@@ -63,7 +63,7 @@ class UploadQuerySchema(Schema):
     filename = fields.String(load_default="", validate=validate.Length(max=255))
 
 
-class VersionSchema(Schema):
+class StoreVersionSchema(Schema):
     version = fields.String(required=True, validate=validate.Length(min=1, max=64))
 
 
@@ -204,7 +204,7 @@ def upload_package(query: dict[str, Any]) -> Any:
 
 
 @blp.route(f"/app-catalog/<{ID}:app_id>/version", methods=["PUT"])
-@blp.arguments(VersionSchema)
+@blp.arguments(StoreVersionSchema)
 @blp.response(200, AppSchema)
 @permission(Permission.APP_WRITE)
 def set_store_version(body: dict[str, Any], app_id: int) -> Any:

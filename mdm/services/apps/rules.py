@@ -44,7 +44,7 @@ class EffectiveRule:
 
 def unit_chain(session: Session, unit_id: int | None) -> list[int]:
     """The unit and those above it, nearest first."""
-    parents = dict(session.execute(select(OrgUnit.id, OrgUnit.parent_id)).tuples().all())
+    parents = {row[0]: row[1] for row in session.execute(select(OrgUnit.id, OrgUnit.parent_id))}
     chain: list[int] = []
     current = unit_id
     while current is not None and current not in chain:
