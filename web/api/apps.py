@@ -19,7 +19,7 @@ from commands.app_enforcement import converge_unit
 from mdm.doors.appctx import command_context, db_session, settings
 from mdm.ground.models import App, AppKind, AppRuleAction, BlockAction, DeviceAppState, OrgUnit, UnitAppRule
 from mdm.services.apps import catalog, rules
-from mdm.services.apps.catalog import MAX_PACKAGE_BYTES, AppCatalogError
+from mdm.services.apps.catalog import BUNDLE_ID, MAX_PACKAGE_BYTES, AppCatalogError
 from mdm.services.apps.status import app_state_word
 from web.api.auth import current_principal
 from web.api.base import ID, ApiBlueprint, permission
@@ -52,10 +52,16 @@ class AppSchema(Schema):
 
 
 class StoreAppInSchema(Schema):
-    itunes_store_id = fields.Integer(required=True, strict=True)
-    identifier = fields.String(required=True)
-    name = fields.String(required=True)
-    version = fields.String(load_default=None, allow_none=True)
+    itunes_store_id = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=2**53))
+    identifier = fields.String(
+        required=True,
+        validate=[
+            validate.Length(min=3, max=255),
+            validate.Regexp(BUNDLE_ID, error="must be a bundle identifier"),
+        ],
+    )
+    name = fields.String(required=True, validate=validate.Length(min=1, max=255))
+    version = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=64))
 
 
 class UploadQuerySchema(Schema):

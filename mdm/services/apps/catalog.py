@@ -33,7 +33,7 @@ from mdm.services.apps.apk import ApkError, read_apk
 from mdm.services.apps.ipa import IpaError, read_ipa
 
 MAX_PACKAGE_BYTES = 512 * 1024 * 1024
-_BUNDLE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9\-]*(\.[A-Za-z0-9\-_]+)+$")
+BUNDLE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9\-]*(\.[A-Za-z0-9\-_]+)+$")
 _PACKAGE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)+$")
 _FILENAME_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -53,7 +53,7 @@ class StoreAppSchema(Schema):
     itunes_store_id = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=2**53))
     identifier = fields.String(
         required=True,
-        validate=[validate.Length(max=255), validate.Regexp(_BUNDLE_ID, error="must be a bundle identifier")],
+        validate=[validate.Length(max=255), validate.Regexp(BUNDLE_ID, error="must be a bundle identifier")],
     )
     name = fields.String(required=True, validate=validate.Length(min=1, max=255))
     version = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=64))
@@ -137,7 +137,7 @@ def upload_package(session: Session, kind: str, filename: str, data: bytes, *, a
         if kind == AppKind.ENTERPRISE:
             ipa = read_ipa(data)
             identifier, name, version, sha256 = ipa.bundle_id, ipa.name, ipa.version or ipa.build, ipa.sha256
-            if not _BUNDLE_ID.match(identifier) or len(identifier) > 255:
+            if not BUNDLE_ID.match(identifier) or len(identifier) > 255:
                 raise AppCatalogError("Info.plist's CFBundleIdentifier is not a bundle identifier", "file")
             platform, suffix = "apple", ".ipa"
         else:
