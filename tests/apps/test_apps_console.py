@@ -88,6 +88,7 @@ def test_an_administrator_keeps_the_catalog_and_a_unit_in_japanese(app, client, 
 
     # The tablet's page: the store app is required, and not installed because no license exists.
     _ipad, device_id = enroll_into(app, device_ca, "ipad-console", unit_id)
+    assert f"/console/devices/{device_id}/app-state" in client.get(f"/console/devices/{device_id}").text
     state = client.get(f"/console/devices/{device_id}/app-state").text
     assert "未インストール" in state and "license not available" in state
 
