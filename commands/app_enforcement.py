@@ -49,6 +49,7 @@ from mdm.ground.models import (
     DeviceAppState,
     EnrollmentState,
     OrgUnit,
+    UnitAppRule,
 )
 from mdm.services.apps.catalog import manifest_path, package_of
 from mdm.services.apps.configuration import render_configuration, substitution_values
@@ -324,6 +325,8 @@ def after_managed_apps_reported(session: Session, device: Device, *, context: Co
 def after_inventory(session: Session, devices: list[Device], *, context: CommandContext) -> None:
     """INVENTORY_UPDATED: what the app inventory says is installed; blocked apps reported; a device
     with required apps asked for its managed list (answered: converge_device follows)."""
+    if session.scalars(select(UnitAppRule.id).limit(1)).first() is None:
+        return  # no unit has app rules: an inventory batch costs one query here
     now = clock.now()
     for device in devices:
         if not effective_rules(session, device):

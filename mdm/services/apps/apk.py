@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import struct
 import zipfile
 from dataclasses import dataclass
+from typing import Any
 
-from apkInspector.axml import ManifestStruct, XmlStartElement
 from asn1crypto import cms
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -83,15 +84,31 @@ def _text(value: object) -> str | None:
     return value[:255] if isinstance(value, str) and value and not value.startswith("@") else None
 
 
+def _axml() -> Any:
+    """apkInspector's binary-XML reader, imported when first needed. Its module calls
+    logging.basicConfig(level=DEBUG) at import: whatever that adds to the root logger is taken
+    away again, so Hikeshi's own log setup (and level) stays as configured."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        from apkInspector import axml
+    finally:
+        for handler in [h for h in root.handlers if h not in handlers]:
+            root.removeHandler(handler)
+        root.setLevel(level)
+    return axml
+
+
 def _manifest_attributes(manifest: bytes) -> dict[str, object]:
     """The attributes of the <manifest> element: strings as text, integers as int."""
+    axml = _axml()
     try:
-        parsed = ManifestStruct.parse(io.BytesIO(manifest))
+        parsed = axml.ManifestStruct.parse(io.BytesIO(manifest))
     except Exception as exc:  # apkInspector raises what its reader meets on a broken file
         raise ApkError("AndroidManifest.xml is not readable binary XML") from exc
     strings = parsed.string_pool.string_list
     for element in parsed.elements:
-        if not isinstance(element, XmlStartElement) or strings[element.attrext[1]] != "manifest":
+        if not isinstance(element, axml.XmlStartElement) or strings[element.attrext[1]] != "manifest":
             continue
         found: dict[str, object] = {}
         for attr in element.attributes:
