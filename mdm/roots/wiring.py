@@ -38,6 +38,7 @@ from commands.inventory_refresh import queue_first_inventory
 from enrollment.hooks import place_in_token_unit
 from mdm.ground.audit_sealer import AuditSealer
 from mdm.ground.config import Settings
+from mdm.ground.models import Device
 from mdm.ground.push import PENDING_PUSHES
 from mdm.ground.push.dispatcher import PushDispatcher
 from mdm.ground.push.wakeups import signal_all_wakeups, signal_wakeups
@@ -46,6 +47,7 @@ from mdm.roots.commands import build_command_context
 from mdm.services import devices, orgunits
 from mdm.services.ade import enrollment as ade_enrollment
 from mdm.services.apps import licensing as app_licensing
+from mdm.services.apps import rules as app_rules
 from mdm.services.apps import state as app_state
 from mdm.services.compliance import profile_sources, sources
 from mdm.services.compliance.evaluation import evaluate_after_inventory
@@ -132,7 +134,9 @@ def wire(
         partial(activation_lock.follow_moved_unit, context=commands),
         partial(app_enforcement.follow_moved_unit, context=commands),
     )
-    sources.APP_POLICY_SOURCES.connect(factory, profile_sources.app_policy_from_assigned_profiles)
+    sources.APP_POLICY_SOURCES.connect(
+        factory, profile_sources.app_policy_from_assigned_profiles, app_policy_from_unit_rules
+    )
     sources.EXPECTED_PROFILE_SOURCES.connect(factory, profile_sources.expected_profiles_from_assignments)
     inventory_events.INVENTORY_UPDATED.connect(factory, evaluate_after_inventory)
     # After compliance: apps reported installed, blocked apps found, a managed-app list asked for.
@@ -168,6 +172,13 @@ def wire(
     for name, listener in listeners:
         event.listen(factory, name, listener)
     return Wiring(factory, settings, commands, dispatcher, notifier, listeners, signals)
+
+
+def app_policy_from_unit_rules(session: Session, device: Device) -> sources.AppPolicy | None:
+    """The units' blocked apps (mdm.services.apps) as a compliance app policy source: adapted here,
+    since the apps service sits below compliance's profile sources and cannot name them."""
+    blocked = app_rules.blocked_identifiers(session, device)
+    return sources.AppPolicy(None, blocked) if blocked else None
 
 
 def _announce_wakeups(session: Session) -> None:

@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 
 from commands.app_enforcement import MAX_ATTEMPTS, converge_device
 from mdm.ground.db import transaction
-from mdm.ground.models import AuditEvent, Command, Device, DeviceAppState, OrgUnit
+from mdm.ground.models import Alert, AuditEvent, Command, ComplianceFinding, Device, DeviceAppState, OrgUnit
 from mdm.services.apps import catalog, rules
 from mdm.services.apps.licensing import LICENSE_PROVIDER, LicenseOutcome, LicenseProvider
 from mdm.services.apps.state import apply_managed_application_list
@@ -305,6 +305,13 @@ def test_a_blocked_app_is_reported_and_removed_when_the_unit_says_so(
     with factory() as s:
         found = s.scalars(select(AuditEvent).where(AuditEvent.action == "app.blocked_app_found")).all()
     assert len(found) == 1 and found[0].details["identifier"] == GAME
+    # Detect and notify: the same compliance finding and alert as an app a profile blocks.
+    with factory() as s:
+        finding = s.scalars(select(ComplianceFinding).where(ComplianceFinding.device_id == device_id)).all()
+        assert [(f.rule, f.subject) for f in finding if f.rule == "unauthorized_app"] == [
+            ("unauthorized_app", GAME)
+        ]
+        assert s.scalars(select(Alert).where(Alert.device_id == device_id)).first() is not None
     removals = _pending(factory, device_id, "RemoveApplication")
     if block_action == "report":
         assert removals == []

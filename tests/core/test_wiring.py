@@ -17,7 +17,7 @@ from commands import activation_lock, app_enforcement, results
 from commands.inventory_refresh import queue_first_inventory
 from enrollment.hooks import place_in_token_unit
 from mdm.roots.scheduler.fencing import fenced_factory
-from mdm.roots.wiring import Wiring, wire
+from mdm.roots.wiring import Wiring, app_policy_from_unit_rules, wire
 from mdm.services import devices, orgunits
 from mdm.services.ade import enrollment as ade_enrollment
 from mdm.services.apps import licensing as app_licensing
@@ -167,7 +167,8 @@ def test_the_hooks_are_those_the_wiring_connects(app):
             app_enforcement.follow_moved_unit,
         ]
         assert sources.APP_POLICY_SOURCES.hooks(session) == [
-            profile_sources.app_policy_from_assigned_profiles
+            profile_sources.app_policy_from_assigned_profiles,
+            app_policy_from_unit_rules,
         ]
         assert sources.EXPECTED_PROFILE_SOURCES.hooks(session) == [
             profile_sources.expected_profiles_from_assignments

@@ -205,3 +205,14 @@ def _rule(session: Session, unit: OrgUnit, platform: str, identifier: str) -> Un
             UnitAppRule.identifier == identifier,
         )
     ).first()
+
+
+def blocked_identifiers(session: Session, device: Device) -> frozenset[str]:
+    """The apps the device's units block (compliance reports them as unauthorized apps: the
+    wiring turns this into an app policy source, so a blocked app found raises the same finding
+    and alert as one a profile blocks, whatever the unit's block action also does)."""
+    if session.scalars(select(UnitAppRule.id).limit(1)).first() is None:
+        return frozenset()
+    return frozenset(
+        i for i, r in effective_rules(session, device).items() if r.action == AppRuleAction.BLOCKED
+    )
