@@ -153,7 +153,9 @@ def evaluate_devices(
     names = list(RULES) if rules is None else list(rules)
     needs = _needs(names)
     loaded = _load(session, [d.id for d in devices], needs)
-    return {d.id: _evaluate(session, _state(session, d, book, loaded, needs), names, loaded) for d in devices}
+    return {
+        d.id: _evaluate(session, _state(session, d, book, loaded, needs), names, loaded) for d in devices
+    }
 
 
 def _evaluate(
