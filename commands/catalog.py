@@ -33,13 +33,17 @@ from commands.kinds.device_lock import DeviceLock
 from commands.kinds.disable_lost_mode import DisableLostMode
 from commands.kinds.enable_lost_mode import EnableLostMode
 from commands.kinds.erase_device import EraseDevice
+from commands.kinds.install_application import InstallApplication
+from commands.kinds.install_enterprise_application import InstallEnterpriseApplication
 from commands.kinds.install_profile import InstallProfile
 from commands.kinds.installed_application_list import InstalledApplicationList
+from commands.kinds.managed_application_list import ManagedApplicationList
 from commands.kinds.mdm_options import MDMOptionsSettings
 from commands.kinds.os_update_status import OSUpdateStatus
 from commands.kinds.play_lost_mode_sound import PlayLostModeSound
 from commands.kinds.profile_list import ProfileList
 from commands.kinds.relinquish_ownership import RelinquishOwnership
+from commands.kinds.remove_application import RemoveApplication
 from commands.kinds.remove_profile import RemoveProfile
 from commands.kinds.reset_password import ResetPassword
 from commands.kinds.restart_device import RestartDevice
@@ -140,6 +144,11 @@ CATALOG = Catalog(
         OSUpdateStatus,
         ScheduleOSUpdate,
         DeclarativeManagement,
+        # Apps (commands.app_enforcement queues them from each unit's required and blocked apps).
+        InstallApplication,
+        RemoveApplication,
+        InstallEnterpriseApplication,
+        ManagedApplicationList,
     ]
 )
 

@@ -54,6 +54,9 @@ class Permission(StrEnum):
     PROFILE_WRITE = "profile.write"
     # See an escrowed Activation Lock bypass code after a wipe (administrators only; audited).
     ACTIVATION_LOCK_REVEAL = "activation_lock.reveal"
+    # The app catalog, units' required and blocked apps, each device's app state (issue 21).
+    APP_READ = "app.read"
+    APP_WRITE = "app.write"
 
 
 class Role(StrEnum):
@@ -108,6 +111,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             P.READINESS_READ,
             P.INCIDENT_READ,
             P.PROFILE_READ,
+            P.APP_READ,
         }
     ),
     # The dispatch center's systems: read readiness and device status, nothing else.

@@ -69,6 +69,10 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(enrollment_http.bp)
     app.register_blueprint(ade_http.bp)
 
+    from mdm.doors.apps import http as apps_http
+
+    app.register_blueprint(apps_http.bp)
+
 
 def provision_builtin_ca(factory: sessionmaker[Session], settings: Settings) -> None:
     """Create the built-in CA and profile signer on first start (idempotent).

@@ -32,12 +32,13 @@ from functools import partial
 from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
 
-from commands import activation_lock, results
+from commands import activation_lock, app_enforcement, results
 from commands.context import CommandContext
 from commands.inventory_refresh import queue_first_inventory
 from enrollment.hooks import place_in_token_unit
 from mdm.ground.audit_sealer import AuditSealer
 from mdm.ground.config import Settings
+from mdm.ground.models import Device
 from mdm.ground.push import PENDING_PUSHES
 from mdm.ground.push.dispatcher import PushDispatcher
 from mdm.ground.push.wakeups import signal_all_wakeups, signal_wakeups
@@ -45,6 +46,9 @@ from mdm.ground.signals import WAKE_DEVICES, Keys, SignalHub, announce, hub_for
 from mdm.roots.commands import build_command_context
 from mdm.services import devices, orgunits
 from mdm.services.ade import enrollment as ade_enrollment
+from mdm.services.apps import licensing as app_licensing
+from mdm.services.apps import rules as app_rules
+from mdm.services.apps import state as app_state
 from mdm.services.compliance import profile_sources, sources
 from mdm.services.compliance.evaluation import evaluate_after_inventory
 from mdm.services.continuity import hooks as readiness_hooks
@@ -97,9 +101,18 @@ def wire(
     commands = build_command_context(settings)
 
     # Services following each other, in the same transaction.
+    # Apps (issue 21): licenses for App Store apps (the volume-purchase service plugs in its
+    # provider here), required and blocked apps kept in force after each app answer.
+    app_licensing.LICENSE_PROVIDER.connect(factory, app_licensing.not_configured_provider)
+    app_state.MANAGED_APPS_REPORTED.connect(
+        factory, partial(app_enforcement.after_managed_apps_reported, context=commands)
+    )
     devices.IDENTITY_BOUND.connect(factory, place_in_token_unit, ade_enrollment.place_ade_device)
     devices.AWAITING_CONFIGURATION.connect(
-        factory, partial(ade_enrollment.begin_configuration, context=commands)
+        factory,
+        # The unit's required apps are queued first: DeviceConfigured waits for them (issue 21).
+        partial(app_enforcement.after_enrollment, context=commands),
+        partial(ade_enrollment.begin_configuration, context=commands),
     )
     results.COMMAND_ANSWERED.connect(factory, partial(ade_enrollment.after_answer, context=commands))
     devices.DEVICE_ENROLLED.connect(
@@ -107,22 +120,31 @@ def wire(
         partial(assignment.install_on_enrollment, context=commands),
         partial(queue_first_inventory, context=commands),
         partial(activation_lock.after_enrollment, context=commands),
+        partial(app_enforcement.after_enrollment, context=commands),
     )
     # Activation Lock follows the unit's setting (commands.activation_lock).
     orgunits.DEVICE_MOVED.connect(
         factory,
         partial(assignment.follow_moved_device, context=commands),
         partial(activation_lock.follow_moved_device, context=commands),
+        partial(app_enforcement.follow_moved_device, context=commands),
     )
     orgunits.UNIT_MOVED.connect(
         factory,
         partial(assignment.follow_moved_unit, context=commands),
         partial(activation_lock.follow_moved_unit, context=commands),
+        partial(app_enforcement.follow_moved_unit, context=commands),
     )
-    sources.APP_POLICY_SOURCES.connect(factory, profile_sources.app_policy_from_assigned_profiles)
+    sources.APP_POLICY_SOURCES.connect(
+        factory, profile_sources.app_policy_from_assigned_profiles, app_policy_from_unit_rules
+    )
     sources.EXPECTED_PROFILE_SOURCES.connect(factory, profile_sources.expected_profiles_from_assignments)
     sources.OS_UPDATE_TARGET_SOURCES.connect(factory, os_update_source.os_update_target)
     inventory_events.INVENTORY_UPDATED.connect(factory, evaluate_after_inventory)
+    # After compliance: apps reported installed, blocked apps found, a managed-app list asked for.
+    inventory_events.INVENTORY_UPDATED.connect(
+        factory, partial(app_enforcement.after_inventory, context=commands)
+    )
     # A device reporting that it is supervised gets its Activation Lock setting and escrow asked for.
     inventory_events.SUPERVISION_REPORTED.connect(
         factory, partial(activation_lock.after_supervision_reported, context=commands)
@@ -152,6 +174,13 @@ def wire(
     for name, listener in listeners:
         event.listen(factory, name, listener)
     return Wiring(factory, settings, commands, dispatcher, notifier, listeners, signals)
+
+
+def app_policy_from_unit_rules(session: Session, device: Device) -> sources.AppPolicy | None:
+    """The units' blocked apps (mdm.services.apps) as a compliance app policy source: adapted here,
+    since the apps service sits below compliance's profile sources and cannot name them."""
+    blocked = app_rules.blocked_identifiers(session, device)
+    return sources.AppPolicy(None, blocked) if blocked else None
 
 
 def _announce_wakeups(session: Session) -> None:

@@ -13,13 +13,15 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from commands import activation_lock, results
+from commands import activation_lock, app_enforcement, results
 from commands.inventory_refresh import queue_first_inventory
 from enrollment.hooks import place_in_token_unit
 from mdm.roots.scheduler.fencing import fenced_factory
-from mdm.roots.wiring import Wiring, wire
+from mdm.roots.wiring import Wiring, app_policy_from_unit_rules, wire
 from mdm.services import devices, orgunits
 from mdm.services.ade import enrollment as ade_enrollment
+from mdm.services.apps import licensing as app_licensing
+from mdm.services.apps.state import MANAGED_APPS_REPORTED
 from mdm.services.compliance import profile_sources, sources
 from mdm.services.compliance.evaluation import evaluate_after_inventory
 from mdm.services.inventory.events import INVENTORY_UPDATED, SUPERVISION_REPORTED
@@ -144,29 +146,41 @@ def test_the_hooks_are_those_the_wiring_connects(app):
     try:
         assert devices.IDENTITY_BOUND.hooks(session) == [place_in_token_unit, ade_enrollment.place_ade_device]
         assert _unbound(devices.AWAITING_CONFIGURATION.hooks(session), context) == [
-            ade_enrollment.begin_configuration
+            app_enforcement.after_enrollment,
+            ade_enrollment.begin_configuration,
         ]
         assert _unbound(results.COMMAND_ANSWERED.hooks(session), context) == [ade_enrollment.after_answer]
         assert _unbound(devices.DEVICE_ENROLLED.hooks(session), context) == [
             assignment.install_on_enrollment,
             queue_first_inventory,
             activation_lock.after_enrollment,
+            app_enforcement.after_enrollment,
         ]
         assert _unbound(orgunits.DEVICE_MOVED.hooks(session), context) == [
             assignment.follow_moved_device,
             activation_lock.follow_moved_device,
+            app_enforcement.follow_moved_device,
         ]
         assert _unbound(orgunits.UNIT_MOVED.hooks(session), context) == [
             assignment.follow_moved_unit,
             activation_lock.follow_moved_unit,
+            app_enforcement.follow_moved_unit,
         ]
         assert sources.APP_POLICY_SOURCES.hooks(session) == [
-            profile_sources.app_policy_from_assigned_profiles
+            profile_sources.app_policy_from_assigned_profiles,
+            app_policy_from_unit_rules,
         ]
         assert sources.EXPECTED_PROFILE_SOURCES.hooks(session) == [
             profile_sources.expected_profiles_from_assignments
         ]
-        assert INVENTORY_UPDATED.hooks(session) == [evaluate_after_inventory]
+        assert _unbound(INVENTORY_UPDATED.hooks(session), context) == [
+            evaluate_after_inventory,
+            app_enforcement.after_inventory,
+        ]
+        assert _unbound(MANAGED_APPS_REPORTED.hooks(session), context) == [
+            app_enforcement.after_managed_apps_reported
+        ]
+        assert app_licensing.LICENSE_PROVIDER.hooks(session) == [app_licensing.not_configured_provider]
         assert _unbound(SUPERVISION_REPORTED.hooks(session), context) == [
             activation_lock.after_supervision_reported
         ]
@@ -196,6 +210,7 @@ def test_the_scheduler_fenced_sessions_run_the_wiring_then_the_fence(clean_datab
                 assignment.install_on_enrollment,
                 queue_first_inventory,
                 activation_lock.after_enrollment,
+                app_enforcement.after_enrollment,
             ]
     finally:
         wiring.close()

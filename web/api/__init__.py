@@ -7,6 +7,7 @@ from flask_smorest import Api
 
 from web.api import (
     alerts,
+    apps,
     audit,
     compliance_policy,
     device_identity,
@@ -40,6 +41,7 @@ BLUEPRINTS = (
     alerts.blp,
     orgunits.blp,
     profiles.blp,
+    apps.blp,
     enrollment.blp,
     users.blp,
     tokens.blp,
@@ -97,5 +99,7 @@ def init_app(app: Flask) -> Api:
 def _limit_body() -> None:
     from flask import request
 
-    if request.path.startswith("/api/"):
+    if request.path == apps.UPLOAD_PATH:
+        request.max_content_length = apps.MAX_PACKAGE_BYTES  # an .ipa or .apk, checked once read
+    elif request.path.startswith("/api/"):
         request.max_content_length = MAX_BODY

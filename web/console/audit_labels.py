@@ -23,6 +23,17 @@ from web.console.hotline import STEPS
 from web.console.labels import ROLES
 
 ACTIONS: dict[str, Any] = {
+    "app.added": _l("App added to the catalog"),
+    "app.block_action_changed": _l("Blocked-app action of a unit changed"),
+    "app.blocked": _l("App blocked for a unit"),
+    "app.blocked_app_found": _l("Blocked app found on a device"),
+    "app.download_url_rotated": _l("App download URL renewed"),
+    "app.removed": _l("App removed from the catalog"),
+    "app.required": _l("App required for a unit"),
+    "app.rule_removed": _l("App rule of a unit removed"),
+    "app.update_sent": _l("App update sent"),
+    "app.uploaded": _l("App file uploaded"),
+    "app.version_changed": _l("App store version changed"),
     "activation_lock.bypass_code_escrowed": _l("Activation Lock bypass code escrowed"),
     "activation_lock.bypass_code_revealed": _l("Activation Lock bypass code shown"),
     "activation_lock.bypass_code_unavailable": _l("Device gave no Activation Lock bypass code"),

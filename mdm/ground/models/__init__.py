@@ -14,6 +14,16 @@ from mdm.ground.models.ade import (
 )
 from mdm.ground.models.agent_nonce import AgentRequestNonce
 from mdm.ground.models.alerts import Alert, DeliveryStatus, Webhook, WebhookAttempt, WebhookDelivery
+from mdm.ground.models.apps import (
+    App,
+    AppKind,
+    AppPackage,
+    AppRuleAction,
+    BlockAction,
+    DeviceAppState,
+    UnitAppRule,
+    UnitAppSettings,
+)
 from mdm.ground.models.audit import AuditEvent
 from mdm.ground.models.base import Base
 from mdm.ground.models.command import Command, CommandResult, CommandStatus, ForeignCommandResult
@@ -92,8 +102,13 @@ __all__ = [
     "Alert",
     "AndroidProvisioning",
     "ApiToken",
+    "App",
+    "AppKind",
+    "AppPackage",
+    "AppRuleAction",
     "AuditEvent",
     "Base",
+    "BlockAction",
     "CertificateAuthority",
     "CertificatePurpose",
     "ChallengePurpose",
@@ -106,6 +121,7 @@ __all__ = [
     "DeliveryStatus",
     "Device",
     "DeviceActivationLock",
+    "DeviceAppState",
     "DeviceCertificate",
     "DeviceCompliance",
     "DeviceFacts",
@@ -156,6 +172,8 @@ __all__ = [
     "SmtpTls",
     "SpareDevice",
     "TokenPlatform",
+    "UnitAppRule",
+    "UnitAppSettings",
     "UnitReadinessState",
     "UnitType",
     "User",

@@ -47,8 +47,8 @@ from mdm.services import orgunits
 from mdm.services.ade.machine_info import MachineInfo, device_ca_anchors, read_machine_info
 
 DEVICE_CONFIGURED = "DeviceConfigured"
-# What must be answered before Setup Assistant may finish: the unit's profiles.
-SETUP_COMMANDS = ("InstallProfile",)
+# What must be answered before Setup Assistant may finish: the unit's profiles and required apps.
+SETUP_COMMANDS = ("InstallProfile", "InstallApplication")
 
 
 class NotAnAdeDevice(PermissionError):
@@ -164,9 +164,7 @@ def begin_configuration(session: Session, device: Device, actor: Actor, *, conte
     advance_configuration(session, device, actor, context=context)
 
 
-def advance_configuration(
-    session: Session, device: Device, actor: Actor, *, context: CommandContext
-) -> None:
+def advance_configuration(session: Session, device: Device, actor: Actor, *, context: CommandContext) -> None:
     """Queue DeviceConfigured once none of the setup commands is still pending."""
     row = _ade_row_of(session, device)
     if row is None or row.awaiting_configuration_at is None or row.configured_command_uuid is not None:

@@ -176,7 +176,7 @@ def _enroll(session: Session, settings: Settings, data: dict[str, Any], *, sourc
         device,
         cert,
         ca.certificate,
-        current_policy(session, device, secret_key=settings.secret_key),
+        current_policy(session, device, secret_key=settings.secret_key, public_url=settings.public_url),
         wake_channels(settings, device.id),
     )
 

@@ -66,7 +66,11 @@ def sync(
     answer: dict[str, Any] = {"protocol": PROTOCOL_VERSION, "device_id": device.id}
     if device.enrollment_state == EnrollmentState.ENROLLED:
         policy = current_policy(
-            session, device, secret_key=settings.secret_key, reports_location=reports_location
+            session,
+            device,
+            secret_key=settings.secret_key,
+            reports_location=reports_location,
+            public_url=settings.public_url,
         )
         answer["policy_version"] = policy.version
         if policy.version != data.get("policy_version"):

@@ -1,0 +1,48 @@
+"""RemoveApplication: remove a managed app (one the MDM installed or took over) by bundle id.
+
+The answer has no keys of its own: an acknowledgement means the device removed it (or it was not
+there); an error names why (an app the user installed is not managed and cannot be removed)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from marshmallow import Schema, fields, validate
+
+from commands.command_type import CommandType, Priority
+from commands.kinds.install_application import error_text
+from mdm.ground import clock
+from mdm.ground.models import CommandStatus
+from mdm.services.apps.state import pending_state
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from commands.context import CommandContext
+    from mdm.ground.models import Command
+
+
+class RemoveApplicationParams(Schema):
+    Identifier = fields.String(required=True, validate=validate.Length(min=1, max=255))
+
+
+class RemoveApplication(CommandType):
+    request_type = "RemoveApplication"
+    schema = RemoveApplicationParams
+    description_ja = "管理対象アプリの削除"
+    description_en = "Remove a managed app"
+    priority = Priority.HIGH
+
+    def on_result(
+        self, session: Session, command: Command, report: dict[str, Any], context: CommandContext
+    ) -> None:
+        state = pending_state(session, command)
+        if state is None:
+            return
+        state.pending_command_uuid = state.pending_action = None
+        state.updated_at = clock.now()
+        if command.status == CommandStatus.ACKNOWLEDGED:
+            state.managed_status = None
+            state.reason = "removed by Hikeshi" if state.desired == "blocked" else None
+        else:
+            state.reason = f"removal refused by the device: {error_text(report)}"
