@@ -55,6 +55,7 @@ from mdm.services.continuity import hooks as readiness_hooks
 from mdm.services.continuity.webhooks import ReadinessNotifier
 from mdm.services.inventory import events as inventory_events
 from mdm.services.osupdates import compliance_source as os_update_source
+from mdm.services.vpp.provider import VppLicenseProvider
 from profiles import assignment
 
 Listener = tuple[str, Callable[..., None]]
@@ -76,6 +77,8 @@ class Wiring:
     # This process's cross-process signals for the factory's database (shared by every wiring of
     # that database in the process); the app factory starts its listening connection.
     signals: SignalHub | None = None
+    # The Apps and Books license provider (one HTTP connection pool for the factory's life).
+    licenses: VppLicenseProvider | None = None
 
     def close(self, timeout: float = 10.0) -> None:
         """Post what the last commits asked for (briefly), then stop the push channels."""
@@ -83,6 +86,12 @@ class Wiring:
             self.notifier.wait_idle(timeout)
         if self.dispatcher is not None:
             self.dispatcher.close()
+        if self.licenses is not None:
+            self.licenses.close()
+
+
+def _same(provider: VppLicenseProvider) -> VppLicenseProvider:
+    return provider
 
 
 def wire(
@@ -103,7 +112,10 @@ def wire(
     # Services following each other, in the same transaction.
     # Apps (issue 21): licenses for App Store apps (the volume-purchase service plugs in its
     # provider here), required and blocked apps kept in force after each app answer.
-    app_licensing.LICENSE_PROVIDER.connect(factory, app_licensing.not_configured_provider)
+    licenses = VppLicenseProvider(settings) if settings is not None else None
+    app_licensing.LICENSE_PROVIDER.connect(
+        factory, app_licensing.not_configured_provider if licenses is None else partial(_same, licenses)
+    )
     app_state.MANAGED_APPS_REPORTED.connect(
         factory, partial(app_enforcement.after_managed_apps_reported, context=commands)
     )
@@ -173,7 +185,7 @@ def wire(
     listeners += AuditSealer(factory, background=seal_in_background).listeners()
     for name, listener in listeners:
         event.listen(factory, name, listener)
-    return Wiring(factory, settings, commands, dispatcher, notifier, listeners, signals)
+    return Wiring(factory, settings, commands, dispatcher, notifier, listeners, signals, licenses)
 
 
 def app_policy_from_unit_rules(session: Session, device: Device) -> sources.AppPolicy | None:

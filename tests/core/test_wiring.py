@@ -25,6 +25,7 @@ from mdm.services.apps.state import MANAGED_APPS_REPORTED
 from mdm.services.compliance import profile_sources, sources
 from mdm.services.compliance.evaluation import evaluate_after_inventory
 from mdm.services.inventory.events import INVENTORY_UPDATED, SUPERVISION_REPORTED
+from mdm.services.vpp.provider import VppLicenseProvider
 from profiles import assignment
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -180,7 +181,10 @@ def test_the_hooks_are_those_the_wiring_connects(app):
         assert _unbound(MANAGED_APPS_REPORTED.hooks(session), context) == [
             app_enforcement.after_managed_apps_reported
         ]
-        assert app_licensing.LICENSE_PROVIDER.hooks(session) == [app_licensing.not_configured_provider]
+        # With settings, store-app licenses come from the Apps and Books service (one provider).
+        [licenses] = app_licensing.LICENSE_PROVIDER.hooks(session)
+        assert licenses() is app.extensions["hikeshi.wiring"].licenses
+        assert isinstance(licenses(), VppLicenseProvider)
         assert _unbound(SUPERVISION_REPORTED.hooks(session), context) == [
             activation_lock.after_supervision_reported
         ]

@@ -21,8 +21,8 @@ from mdm.ground import clock
 from mdm.ground.audit import SYSTEM, record_event
 from mdm.ground.config import Settings
 from mdm.ground.models import VppAsset, VppAssignment, VppAssignmentState, VppEvent
+from mdm.services.apps.licensing import NOT_CONFIGURED_REASON, LicenseOutcome
 from mdm.services.vpp.client import VppClient, VppError
-from mdm.services.vpp.outcome import LicenseOutcome
 from mdm.services.vpp.sync import poll_event
 from mdm.services.vpp.token import active_token, bearer_of
 
@@ -123,7 +123,7 @@ class VppLicenseProvider:
     def _usable(self, session: Session) -> LicenseOutcome | None:
         token = active_token(session)
         if token is None:
-            return LicenseOutcome("not_configured", "no Apps and Books content token has been uploaded")
+            return LicenseOutcome("not_configured", NOT_CONFIGURED_REASON)
         if token.expires_at <= clock.now():
             return LicenseOutcome(
                 "unavailable", f"the Apps and Books content token expired on {token.expires_at:%Y-%m-%d}"
