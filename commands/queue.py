@@ -7,6 +7,7 @@ expires (DESIGN.md invariant 1).
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -169,13 +170,19 @@ def enqueue_commands(
     push: bool = True,
     catalog: Catalog | None = None,
     context: CommandContext = NO_CONTEXT,
+    batch: str | None = None,
 ) -> list[Command]:
     """Queue many commands as `enqueue_command` would, one after the other, but in bulk.
 
     The same validation (every request is checked before anything is written: all or nothing),
-    one audit event per command, one push request per device; the rows are inserted in one
-    flush and parameters shared between requests are validated once (a profile sent to a
-    thousand devices is decoded once, not a thousand times).
+    one push request per device (one outbox statement); the rows are inserted in one flush and
+    parameters shared between requests are validated once (a profile sent to a thousand devices
+    is decoded once, not a thousand times).
+
+    Audit: one event per command, unless `batch` names the bulk operation: then every fresh
+    command carries it and the caller records ONE event for the whole batch, with
+    `batch_audit_details` (how many, which command ids, a digest of the list); the commands of
+    the batch are found by `Command.batch`.
     """
     validated: dict[tuple[str, int], dict[str, Any]] = {}
     planned: list[tuple[CommandRequest, CommandType, dict[str, Any]]] = []
@@ -207,16 +214,39 @@ def enqueue_commands(
             requested_by=actor.name,
             queued_at=now,
             expires_at=_expires_at(context, kind, now),
+            batch=batch,
         )
         commands.append(command)
         fresh.append(command)
     session.add_all(fresh)
     session.flush()
-    _record_queued(session, actor, fresh)
+    if batch is None:
+        _record_queued(session, actor, fresh)
     if push:
         # Every device with a command, fresh or already waiting (see enqueue_command), in one write.
         request_pushes(session, {command.device_id for command in commands})
     return commands
+
+
+def new_batch() -> str:
+    """A name for one bulk queueing (Command.batch)."""
+    return str(uuid.uuid4())
+
+
+def batch_audit_details(batch: str, commands: Sequence[Command]) -> dict[str, Any]:
+    """What the one audit event of a batch says about its commands: enough to find each of them
+    (`Command.batch`, the id range) and to notice one added, removed or moved to another device
+    afterwards (the digest over every "uuid device_id" line, in id order, is in the sealed chain)."""
+    mine = sorted((c for c in commands if c.batch == batch), key=lambda c: c.id)
+    lines = "".join(f"{c.uuid} {c.device_id}\n" for c in mine)
+    return {
+        "batch": batch,
+        "commands": len(mine),
+        "devices": len({c.device_id for c in mine}),
+        "first_command_id": mine[0].id if mine else None,
+        "last_command_id": mine[-1].id if mine else None,
+        "commands_sha256": hashlib.sha256(lines.encode()).hexdigest(),
+    }
 
 
 def _expires_at(context: CommandContext, kind: CommandType, now: datetime) -> datetime | None:
