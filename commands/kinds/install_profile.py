@@ -134,7 +134,9 @@ class InstallProfileParams(Schema):
     @validates_schema
     def _one_profile(self, data: dict[str, Any], **kwargs: Any) -> None:
         if ("Payload" in data) == ("Rendering" in data):
-            raise ValidationError("give the profile as Payload or as a stored Rendering (one of them)", "Payload")
+            raise ValidationError(
+                "give the profile as Payload or as a stored Rendering (one of them)", "Payload"
+            )
 
 
 # Keys of the Apple command that only the delivery step reads; never sent to the device.

@@ -3,7 +3,6 @@ installs while one is in flight, results and ProfileList answers moving the per-
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import plistlib
 
@@ -126,7 +125,9 @@ def test_assignment_queues_in_bulk_audits_once_and_requests_pushes(session, read
         5,
     )
     # What an auditor needs to find every device of the assignment, and to notice a change.
-    batch = list(session.scalars(select(Command).where(Command.batch == details["batch"]).order_by(Command.id)))
+    batch = list(
+        session.scalars(select(Command).where(Command.batch == details["batch"]).order_by(Command.id))
+    )
     assert {c.device_id for c in batch} == {d.id for d in devices} and details["devices"] == 5
     assert (details["first_command_id"], details["last_command_id"]) == (batch[0].id, batch[-1].id)
     lines = "".join(f"{c.uuid} {c.device_id}\n" for c in batch)
