@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import CursorResult, insert, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import CursorResult, select, update
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from commands.command_type import CommandType
 from commands.context import NO_CONTEXT, CommandContext
@@ -233,10 +233,11 @@ def enqueue_commands(
 def _insert_batch(
     session: Session, batch: str, commands: list[Command], fresh: list[Command]
 ) -> list[Command]:
-    """The batch's fresh commands in one executemany INSERT, then read back in one SELECT by batch.
+    """The batch's fresh commands in one executemany INSERT (a few statements of a thousand rows
+    each, ids returned), made persistent in the session without being inserted again.
 
-    The ORM's flush would insert them one by one where the driver cannot return many ids at once
-    (SQLite), and ten thousand statements are what made an assignment take half a minute."""
+    The ORM's flush would insert them one by one where the driver cannot return many ids in
+    order (SQLite); the ids are matched here by UUID instead, whatever order they come back in."""
     defaults: dict[str, Any] = {}
     for column in Command.__table__.columns:
         if column.key == "id":
@@ -247,15 +248,20 @@ def _insert_batch(
         defaults[column.key] = getattr(default, "arg", None) if is_scalar else None
     rows = []
     for command in fresh:
-        row = {}
-        for key, default in defaults.items():
-            value = getattr(command, key, None)
-            row[key] = default if value is None else value
+        known = command.__dict__  # what the constructor set; reading it skips the ORM's descriptors
+        row = {key: known.get(key, default) for key, default in defaults.items()}
+        for key, value in row.items():
+            if key not in known:
+                setattr(command, key, value)
         rows.append(row)
-    # render_nulls: one statement for all rows (the ORM would group them by their None columns).
-    session.execute(insert(Command).execution_options(render_nulls=True), rows)
-    stored = {c.uuid: c for c in session.scalars(select(Command).where(Command.batch == batch))}
-    return [stored.get(c.uuid, c) for c in commands]
+    table = Command.__table__
+    returning = table.insert().returning(table.c.id, table.c.uuid, sort_by_parameter_order=False)
+    ids = {uuid_: id_ for id_, uuid_ in session.connection().execute(returning, rows)}
+    for command in fresh:
+        command.id = ids[command.uuid]
+        make_transient_to_detached(command)
+        session.add(command)
+    return commands
 
 
 def new_batch() -> str:
