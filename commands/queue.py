@@ -8,19 +8,22 @@ expires (DESIGN.md invariant 1).
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, Integer, String, func, literal, select, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 from commands.command_type import CommandType
 from commands.context import NO_CONTEXT, CommandContext
 from mdm.ground import clock
 from mdm.ground.audit import Actor, AuditEntry, record_event, record_events
+from mdm.ground.db import is_postgres
 from mdm.ground.models import Command, CommandStatus, Device, EnrollmentState
 from mdm.ground.push import request_push, request_pushes
 
@@ -255,13 +258,48 @@ def _insert_batch(
                 setattr(command, key, value)
         rows.append(row)
     table = Command.__table__
-    returning = table.insert().returning(table.c.id, table.c.uuid, sort_by_parameter_order=False)
-    ids = {uuid_: id_ for id_, uuid_ in session.connection().execute(returning, rows)}
+    ids: dict[str, int] = {}
+    if is_postgres(session):
+        for statement in _unnest_inserts(table, rows):
+            ids.update({uuid_: id_ for id_, uuid_ in session.execute(statement)})
+    else:
+        returning = table.insert().returning(table.c.id, table.c.uuid, sort_by_parameter_order=False)
+        ids = {uuid_: id_ for id_, uuid_ in session.connection().execute(returning, rows)}
     for command in fresh:
         command.id = ids[command.uuid]
         make_transient_to_detached(command)
         session.add(command)
     return commands
+
+
+# The columns that differ from one command of a batch to the next; the others are shared by every
+# command queued with the same parameters, and travel once.
+_PER_COMMAND = ("uuid", "device_id")
+
+
+def _unnest_inserts(table: Any, rows: list[dict[str, Any]]) -> list[Any]:
+    """PostgreSQL: one INSERT … SELECT unnest(uuids), unnest(device ids) per group of commands that
+    share everything else (one group for a profile assigned to a unit). A multi-row VALUES list
+    binds every column of every row (24 parameters a command): parsing and planning ten of those
+    for ten thousand commands took seconds; two arrays take none."""
+    groups: dict[str, tuple[dict[str, Any], list[str], list[int]]] = {}
+    for row in rows:
+        shared = {key: value for key, value in row.items() if key not in _PER_COMMAND}
+        group = groups.setdefault(json.dumps(shared, sort_keys=True, default=str), (shared, [], []))
+        group[1].append(row["uuid"])
+        group[2].append(row["device_id"])
+    statements = []
+    for shared, uuids, device_ids in groups.values():
+        selected = select(
+            func.unnest(literal(uuids, postgresql.ARRAY(String))).label("uuid"),
+            func.unnest(literal(device_ids, postgresql.ARRAY(Integer))).label("device_id"),
+            *(literal(value, table.c[key].type).label(key) for key, value in shared.items()),
+        )
+        columns = ["uuid", "device_id", *shared]
+        statements.append(
+            postgresql.insert(table).from_select(columns, selected).returning(table.c.id, table.c.uuid)
+        )
+    return statements
 
 
 def new_batch() -> str:

@@ -115,9 +115,10 @@ def _verified_content(openssl: str, tmp_path: Path, signed: bytes, ca_pem: str) 
     signed_file, ca_file, out = tmp_path / "p.mobileconfig", tmp_path / "ca.pem", tmp_path / "p.plist"
     signed_file.write_bytes(signed)
     ca_file.write_text(ca_pem)
+    arguments = ["cms", "-verify", "-inform", "DER", "-binary", "-in", str(signed_file)]
+    arguments += ["-CAfile", str(ca_file), "-out", str(out)]
     done = subprocess.run(
-        [openssl, "cms", "-verify", "-inform", "DER", "-binary", "-in", str(signed_file), "-CAfile"]
-        + [str(ca_file), "-out", str(out)],
+        [openssl, *arguments],
         capture_output=True,
         text=True,
         check=False,
