@@ -247,7 +247,21 @@ def apply_profile_version(
     )
     for assignment in list_assignments(session, profile=profile):
         device_ids |= _device_ids_in_subtree(session, assignment.org_unit_id)
-    return reconcile_devices(session, device_ids, actor=actor, settings=settings, context=context)
+    batch = new_batch()
+    summary = reconcile_devices(
+        session, device_ids, actor=actor, settings=settings, context=context, batch=batch
+    )
+    if summary.installs or summary.removals:
+        # One event for the new version's installs on every device (not one per device).
+        record_event(
+            session,
+            actor,
+            "profile.version_applied",
+            "profile",
+            profile.id,
+            {"identifier": profile.identifier, "version": profile.version, **_batch_details(batch, summary)},
+        )
+    return summary
 
 
 def update_profile_and_apply(

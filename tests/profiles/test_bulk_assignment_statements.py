@@ -35,8 +35,8 @@ from mdm.ground.models import (
 )
 from mdm.ground.x509util import to_pem
 from mdm.services import orgunits
-from profiles.assignment import assign_profile
-from profiles.service import create_profile_from_template
+from profiles.assignment import apply_profile_version, assign_profile
+from profiles.service import create_profile_from_template, update_profile
 from tests.support.factories import make_device
 from tests.support.tools import require_tool
 
@@ -203,3 +203,21 @@ def test_install_needs_exactly_one_well_formed_profile(params: dict[str, Any]) -
     with pytest.raises(CommandParamsError) as err:
         get_command_type("InstallProfile").validate(params)
     assert set(err.value.fields) & {"Payload", "Rendering"}
+
+
+def test_a_new_version_is_queued_for_every_device_with_one_audit_event(
+    session: Session, ready: Settings
+) -> None:
+    _, profile, devices = _assign(session, ready, "NEWVER", 3)
+    update_profile(session, ADMIN, profile, dict(profile.spec, name_en="Field standard v2"))
+    summary = apply_profile_version(session, ready, profile, actor=ADMIN)
+
+    assert len(summary.installs) == 3 and len(summary.cancelled) == 3  # v1, undelivered, replaced
+    queued = session.scalar(select(func.count()).where(AuditEvent.action == "command.queued"))
+    assert queued == 0
+    [applied] = session.scalars(
+        select(AuditEvent).where(AuditEvent.action == "profile.version_applied")
+    ).all()
+    assert (applied.details["version"], applied.details["installs"], applied.details["devices"]) == (2, 3, 3)
+    batch = set(session.scalars(select(Command.device_id).where(Command.batch == applied.details["batch"])))
+    assert batch == {d.id for d in devices}
