@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import CursorResult, Integer, String, func, literal, select, update
+from sqlalchemy import CursorResult, Integer, String, Table, func, literal, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session, make_transient_to_detached
 
@@ -257,7 +257,7 @@ def _insert_batch(
             if key not in known:
                 setattr(command, key, value)
         rows.append(row)
-    table = Command.__table__
+    table = cast(Table, Command.__table__)
     ids: dict[str, int] = {}
     if is_postgres(session):
         for statement in _unnest_inserts(table, rows):

@@ -21,7 +21,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 from sqlalchemy import select
 from sqlalchemy.orm import object_session
 
-from commands.command_type import CommandType, DeliveryContext, Priority
+from commands.command_type import CommandType, DeliveryContext, Priority, UndeliverableCommand
 from mdm.ground import clock
 from mdm.ground.models import CommandStatus, DeviceProfileState, ProfileRendering
 from mdm.ground.redaction import is_secret_key
@@ -146,8 +146,6 @@ _RENDERING_KEY = "_Rendering"
 
 def _stored_payload(reference: dict[str, Any], delivery: DeliveryContext) -> bytes:
     """The bytes of the stored rendering a command refers to, as they were when it was queued."""
-    from commands.delivery import UndeliverableCommand  # the delivery imports the catalog's kinds
-
     session = object_session(delivery.device)
     row = None
     if session is not None:
