@@ -64,6 +64,11 @@ class NoParams(Schema):
     """A command without parameters; anything given is an error naming the key."""
 
 
+class UndeliverableCommand(ValueError):
+    """A queued command that cannot be rendered for its device now (its platform has no such
+    command, or what it refers to is gone): commands.delivery ends it in error and takes the next."""
+
+
 class CommandParamsError(ValueError):
     """Parameters failed the command's schema; `fields` maps each bad field to its messages."""
 

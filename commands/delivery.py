@@ -18,6 +18,7 @@ from typing import TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from commands.command_type import UndeliverableCommand
 from commands.context import NO_CONTEXT, CommandContext
 from commands.results import record_result
 from mdm.ground import clock
@@ -26,10 +27,7 @@ from mdm.ground.db import is_postgres
 from mdm.ground.models import Command, CommandStatus, Device
 
 Rendered = TypeVar("Rendered")
-
-
-class UndeliverableCommand(ValueError):
-    """A queued command the device's platform cannot render (queued before the catalog changed)."""
+__all__ = ["UndeliverableCommand", "commands_waiting", "deliver_next_commands", "next_command"]
 
 
 def deliver_next_commands(

@@ -26,7 +26,7 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from commands.context import NO_CONTEXT, CommandContext
-from commands.queue import CommandRequest, cancel_command, enqueue_commands
+from commands.queue import CommandRequest, batch_audit_details, cancel_command, enqueue_commands, new_batch
 from mdm.ground import clock
 from mdm.ground.audit import Actor, record_event
 from mdm.ground.config import Settings
@@ -44,7 +44,7 @@ from mdm.services import orgunits
 from profiles.device_identity import delivery_marker, needs_device_challenge
 from profiles.secret_settings import has_secrets
 from profiles.service import update_profile
-from profiles.signing import signed_apple_profile, stored_apple_profile
+from profiles.signing import signed_apple_rendering, stored_apple_profile
 
 log = logging.getLogger(__name__)
 
@@ -144,23 +144,37 @@ def assign_profile(
     if existing:
         raise ValidationError({"unit": [f"{profile.identifier} is already assigned to {unit.display_name}."]})
     # Sign first: a CA that is not ready refuses the assignment before anything is written.
-    signed_apple_profile(session, settings, profile)
+    signed_apple_rendering(session, settings, profile)
     row = ProfileAssignment(
         profile_id=profile.id, org_unit_id=unit.id, assigned_by=actor.name, assigned_at=clock.now()
     )
     session.add(row)
     session.flush()
+    batch = new_batch()
+    summary = reconcile_devices(
+        session,
+        _device_ids_in_subtree(session, unit.id),
+        actor=actor,
+        settings=settings,
+        context=context,
+        batch=batch,
+    )
+    # One event for the assignment and every command it queued (not one per device).
     record_event(
         session,
         actor,
         "profile.assigned",
         "profile",
         profile.id,
-        {"identifier": profile.identifier, "version": profile.version, "org_unit_id": unit.id},
+        {
+            "identifier": profile.identifier,
+            "version": profile.version,
+            "org_unit_id": unit.id,
+            "org_unit": unit.display_name,
+            **_batch_details(batch, summary),
+        },
     )
-    return reconcile_devices(
-        session, _device_ids_in_subtree(session, unit.id), actor=actor, settings=settings, context=context
-    )
+    return summary
 
 
 def unassign_profile(
@@ -179,17 +193,41 @@ def unassign_profile(
     for row in rows:
         session.delete(row)
     session.flush()
+    batch = new_batch()
+    summary = reconcile_devices(
+        session,
+        _device_ids_in_subtree(session, unit.id),
+        actor=actor,
+        settings=settings,
+        context=context,
+        batch=batch,
+    )
     record_event(
         session,
         actor,
         "profile.unassigned",
         "profile",
         profile.id,
-        {"identifier": profile.identifier, "org_unit_id": unit.id},
+        {
+            "identifier": profile.identifier,
+            "org_unit_id": unit.id,
+            "org_unit": unit.display_name,
+            **_batch_details(batch, summary),
+        },
     )
-    return reconcile_devices(
-        session, _device_ids_in_subtree(session, unit.id), actor=actor, settings=settings, context=context
-    )
+    return summary
+
+
+def _batch_details(batch: str, summary: ReconcileSummary) -> dict[str, Any]:
+    """The devices reached and the batch of commands queued for them (commands.queue)."""
+    details = batch_audit_details(batch, [*summary.installs, *summary.removals])
+    return {
+        "devices_reconciled": summary.devices,
+        "installs": len(summary.installs),
+        "removals": len(summary.removals),
+        "cancelled": len(summary.cancelled),
+        **details,
+    }
 
 
 def apply_profile_version(
@@ -201,7 +239,7 @@ def apply_profile_version(
     context: CommandContext = NO_CONTEXT,
 ) -> ReconcileSummary:
     """After a new version of `profile`: sign it and re-install it wherever it is desired."""
-    signed_apple_profile(session, settings, profile)
+    signed_apple_rendering(session, settings, profile)
     device_ids = set(
         session.scalars(
             select(DeviceProfileState.device_id).where(DeviceProfileState.profile_id == profile.id)
@@ -209,7 +247,21 @@ def apply_profile_version(
     )
     for assignment in list_assignments(session, profile=profile):
         device_ids |= _device_ids_in_subtree(session, assignment.org_unit_id)
-    return reconcile_devices(session, device_ids, actor=actor, settings=settings, context=context)
+    batch = new_batch()
+    summary = reconcile_devices(
+        session, device_ids, actor=actor, settings=settings, context=context, batch=batch
+    )
+    if summary.installs or summary.removals:
+        # One event for the new version's installs on every device (not one per device).
+        record_event(
+            session,
+            actor,
+            "profile.version_applied",
+            "profile",
+            profile.id,
+            {"identifier": profile.identifier, "version": profile.version, **_batch_details(batch, summary)},
+        )
+    return summary
 
 
 def update_profile_and_apply(
@@ -261,12 +313,15 @@ def reconcile_devices(
     actor: Actor,
     settings: Settings | None = None,
     context: CommandContext = NO_CONTEXT,
+    batch: str | None = None,
 ) -> ReconcileSummary:
     """Queue what brings each enrolled Apple device to its desired profile set.
 
     Installs what is desired and not installed at its current version (unless that very install
     is already in flight), removes Hikeshi profiles no longer desired. Without `settings`, only
     versions whose signed rendering is already stored can be sent (see profiles.signing).
+    With `batch`, the commands are audited by the caller's one event for the batch
+    (commands.queue.enqueue_commands).
     """
     summary = ReconcileSummary()
     devices = _load_devices(session, device_ids)
@@ -356,7 +411,7 @@ def reconcile_devices(
     for command in to_cancel:
         summary.cancelled.append(cancel_command(session, command, actor=actor))
     session.flush()
-    commands = enqueue_commands(session, requests, actor=actor, context=context)
+    commands = enqueue_commands(session, requests, actor=actor, context=context, batch=batch)
     for (state, action, version), command in zip(targets, commands, strict=True):
         state.pending_command_uuid = command.uuid
         state.pending_action = action
@@ -383,10 +438,10 @@ def _install_params(
     session: Session, settings: Settings | None, profile: Profile, summary: ReconcileSummary
 ) -> dict[str, Any] | None:
     if settings is not None:
-        params: dict[str, Any] = {"Payload": signed_apple_profile(session, settings, profile)}
+        stored = signed_apple_rendering(session, settings, profile)
     else:
-        stored = stored_apple_profile(session, profile.id, profile.version)
-        if stored is None:
+        found = stored_apple_profile(session, profile.id, profile.version)
+        if found is None:
             log.warning(
                 "profile %s v%s has no signed rendering yet; it is installed at the next reconciliation",
                 profile.identifier,
@@ -394,7 +449,12 @@ def _install_params(
             )
             summary.unsigned.append((profile.id, profile.version))
             return None
-        params = {"Payload": stored.content}
+        stored = found
+    # The stored rendering by reference: stored once per version, read at delivery
+    # (commands.kinds.install_profile), never copied into every device's command.
+    params: dict[str, Any] = {
+        "Rendering": {"profile_id": profile.id, "version": profile.version, "sha256": stored.sha256}
+    }
     if needs_device_challenge(profile.spec) or has_secrets(profile.spec):
         # Made for each device when delivered: its own one-time SCEP challenge and the profile's
         # secrets, which the shared rendering in these parameters never holds (device_identity).

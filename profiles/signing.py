@@ -56,9 +56,14 @@ def stored_apple_profile(session: Session, profile_id: int, version: int) -> Pro
 
 def signed_apple_profile(session: Session, settings: Settings, profile: Profile) -> bytes:
     """The signed .mobileconfig of the profile's current version, rendered and stored on first use."""
+    return signed_apple_rendering(session, settings, profile).content
+
+
+def signed_apple_rendering(session: Session, settings: Settings, profile: Profile) -> ProfileRendering:
+    """The stored signed rendering of the profile's current version, made on first use."""
     stored = stored_apple_profile(session, profile.id, profile.version)
     if stored is not None:
-        return stored.content
+        return stored
     plist = render_profile(profile, APPLE, server_render_context(session, settings)).content
     signed = sign_apple_profile(session, settings, plist)
     row = ProfileRendering(
@@ -78,5 +83,5 @@ def signed_apple_profile(session: Session, settings: Settings, profile: Profile)
         stored = stored_apple_profile(session, profile.id, profile.version)
         if stored is None:
             raise
-        return stored.content
-    return signed
+        return stored
+    return row

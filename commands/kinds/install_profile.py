@@ -17,12 +17,13 @@ import plistlib
 from typing import TYPE_CHECKING, Any
 
 from asn1crypto import cms
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 from sqlalchemy import select
+from sqlalchemy.orm import object_session
 
-from commands.command_type import CommandType, DeliveryContext, Priority
+from commands.command_type import CommandType, DeliveryContext, Priority, UndeliverableCommand
 from mdm.ground import clock
-from mdm.ground.models import CommandStatus, DeviceProfileState
+from mdm.ground.models import CommandStatus, DeviceProfileState, ProfileRendering
 from mdm.ground.redaction import is_secret_key
 
 if TYPE_CHECKING:
@@ -113,14 +114,55 @@ class DeviceIdentitySchema(Schema):
     version = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=2**31 - 1))
 
 
+class RenderingSchema(Schema):
+    """A saved profile version's stored signed rendering (profiles.signing), by reference: a
+    profile assigned to ten thousand devices is stored once, not once per command. The digest
+    pins the exact bytes queued; delivery refuses a rendering that no longer matches it."""
+
+    profile_id = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=2**31 - 1))
+    version = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=2**31 - 1))
+    sha256 = fields.String(required=True, validate=validate.Regexp(r"^[0-9a-f]{64}$"))
+
+
 class InstallProfileParams(Schema):
-    # The shared signed profile; also what is sent when it cannot be made for the device.
-    Payload = ProfileData(required=True)
+    # The shared signed profile (given directly, or by reference to its stored rendering); also
+    # what is sent when it cannot be made for the device.
+    Payload = ProfileData()
+    Rendering = fields.Nested(RenderingSchema)
     DeviceIdentity = fields.Nested(DeviceIdentitySchema)
+
+    @validates_schema
+    def _one_profile(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if ("Payload" in data) == ("Rendering" in data):
+            raise ValidationError(
+                "give the profile as Payload or as a stored Rendering (one of them)", "Payload"
+            )
 
 
 # Keys of the Apple command that only the delivery step reads; never sent to the device.
 _DELIVERY_KEY = "_DeviceIdentity"
+_RENDERING_KEY = "_Rendering"
+
+
+def _stored_payload(reference: dict[str, Any], delivery: DeliveryContext) -> bytes:
+    """The bytes of the stored rendering a command refers to, as they were when it was queued."""
+    session = object_session(delivery.device)
+    row = None
+    if session is not None:
+        row = session.scalars(
+            select(ProfileRendering).where(
+                ProfileRendering.profile_id == reference["profile_id"],
+                ProfileRendering.version == reference["version"],
+                ProfileRendering.platform == "apple",
+            )
+        ).first()
+    if row is None or row.sha256 != reference["sha256"]:
+        # Never send other bytes than the ones queued (and audited by digest).
+        raise UndeliverableCommand(
+            f"the signed profile {reference['profile_id']} v{reference['version']} queued with this "
+            "command is no longer stored as it was"
+        )
+    return row.content
 
 
 def profile_state_for_command(session: Session, command: Command) -> DeviceProfileState | None:
@@ -153,15 +195,23 @@ class InstallProfile(CommandType):
     priority = Priority.HIGH
 
     def to_apple(self, params: dict[str, Any]) -> dict[str, Any]:
-        try:
-            keys: dict[str, Any] = {"Payload": base64.b64decode(params["Payload"])}
-        except (KeyError, binascii.Error, TypeError) as exc:
-            raise ValidationError("stored Payload is not base64", "Payload") from exc
+        keys: dict[str, Any] = {}
+        if isinstance(params.get("Rendering"), dict):
+            # Read from the database at delivery (at_delivery): only the reference is stored.
+            keys[_RENDERING_KEY] = dict(params["Rendering"])
+        else:
+            try:
+                keys["Payload"] = base64.b64decode(params["Payload"])
+            except (KeyError, binascii.Error, TypeError) as exc:
+                raise ValidationError("stored Payload is not base64", "Payload") from exc
         if isinstance(params.get("DeviceIdentity"), dict):
             keys[_DELIVERY_KEY] = dict(params["DeviceIdentity"])
         return keys
 
     def at_delivery(self, keys: dict[str, Any], delivery: DeliveryContext) -> dict[str, Any]:
+        reference = keys.pop(_RENDERING_KEY, None)
+        if reference is not None:
+            keys["Payload"] = _stored_payload(reference, delivery)
         marker = keys.pop(_DELIVERY_KEY, None)
         if marker is None:
             return keys

@@ -15,8 +15,9 @@ from commands.catalog import CommandParamsError, all_command_types, equivalent_f
 from commands.kinds.device_information import STANDARD_DEVICE_QUERIES
 from tests.support.apple_schema import schema_dir_or_skip
 
-# Parameters read by Hikeshi at delivery and never sent to the device (commands/kinds/install_profile.py).
-DELIVERY_ONLY = {"InstallProfile": {"DeviceIdentity"}}
+# Parameters read by Hikeshi at delivery and never sent to the device (commands/kinds/install_profile.py:
+# Rendering is replaced by the stored profile it names, as Payload).
+DELIVERY_ONLY = {"InstallProfile": {"DeviceIdentity", "Rendering"}}
 
 
 def _commands_dir() -> Path:

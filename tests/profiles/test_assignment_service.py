@@ -3,7 +3,7 @@ installs while one is in flight, results and ProfileList answers moving the per-
 
 from __future__ import annotations
 
-import base64
+import hashlib
 import plistlib
 
 import pytest
@@ -104,7 +104,7 @@ def test_desired_set_is_the_union_along_the_path(session, ready, units):
     assert "unit" in err.value.messages
 
 
-def test_assignment_queues_in_bulk_audits_each_command_and_requests_pushes(session, ready, units):
+def test_assignment_queues_in_bulk_audits_once_and_requests_pushes(session, ready, units):
     devices = [_device_in(session, units["unit"]) for _ in range(5)]
     retired = _device_in(session, units["unit"], state=EnrollmentState.RETIRED)
     take_pending_pushes(session)
@@ -116,10 +116,26 @@ def test_assignment_queues_in_bulk_audits_each_command_and_requests_pushes(sessi
     queued = session.scalar(
         select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "command.queued")
     )
-    assert queued == 5
-    event = session.scalars(select(AuditEvent).where(AuditEvent.action == "command.queued")).first()
-    # The profile bytes stay in the command row; the audit trail keeps their digest.
-    assert set(event.details["params"]["Payload"]) == {"sha256", "chars"}
+    assert queued == 0  # one event for the assignment, not one per device
+    [event] = session.scalars(select(AuditEvent).where(AuditEvent.action == "profile.assigned")).all()
+    details = event.details
+    assert (details["identifier"], details["org_unit_id"], details["installs"]) == (
+        profile.identifier,
+        units["station"].id,
+        5,
+    )
+    # What an auditor needs to find every device of the assignment, and to notice a change.
+    batch = list(
+        session.scalars(select(Command).where(Command.batch == details["batch"]).order_by(Command.id))
+    )
+    assert {c.device_id for c in batch} == {d.id for d in devices} and details["devices"] == 5
+    assert (details["first_command_id"], details["last_command_id"]) == (batch[0].id, batch[-1].id)
+    lines = "".join(f"{c.uuid} {c.device_id}\n" for c in batch)
+    assert details["commands_sha256"] == hashlib.sha256(lines.encode()).hexdigest()
+    # The command refers to the signed profile stored once; its bytes are neither in it nor audited.
+    stored = stored_apple_profile(session, profile.id, 1)
+    assert batch[0].params == {"Rendering": {"profile_id": profile.id, "version": 1, "sha256": stored.sha256}}
+    assert "Payload" not in str(details)
     assert verify_chain(session).ok
     first = _commands(session, devices[0])[0]
     assert first.priority == 50 and first.status == CommandStatus.QUEUED
@@ -301,10 +317,7 @@ def test_enrollment_installs_the_profiles_of_the_devices_unit(session, ready, un
     }
     devices.token_update(session, device, message, plistlib.dumps(message), None, secret_key=ready.secret_key)
     [install] = _commands(session, device, "InstallProfile")
-    assert (
-        install.params["Payload"]
-        == base64.b64encode(stored_apple_profile(session, profile.id, 1).content).decode()
-    )
+    assert install.params["Rendering"]["sha256"] == stored_apple_profile(session, profile.id, 1).sha256
     [state] = device_profile_states(session, device)
     assert (state.desired_version, state.pending_command_uuid) == (1, install.uuid)
     _ack(session, install)

@@ -107,7 +107,11 @@ def test_a_passphrase_reaches_only_the_device(app: Any, device_ca: Any, factory:
         assert is_sealed(stored)
         [install] = s.scalars(select(Command).where(Command.request_type == "InstallProfile")).all()
         assert install.params["DeviceIdentity"] == {"profile_id": profile_id, "version": 1}
-        assert _wifi_password(base64.b64decode(install.params["Payload"])) is None
+        # The install refers to the shared signed rendering (stored once), which holds no secret.
+        assert set(install.params) == {"Rendering", "DeviceIdentity"}
+        shared = s.scalars(select(ProfileRendering).where(ProfileRendering.profile_id == profile_id)).one()
+        assert shared.sha256 == install.params["Rendering"]["sha256"]
+        assert _wifi_password(shared.content) is None
     hits, values = scan_database(factory.kw["bind"], {"psk": PSK})
     assert values > 100 and hits == []
 

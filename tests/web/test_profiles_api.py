@@ -140,7 +140,13 @@ def test_create_assign_update_unassign_through_the_api(
             select(AuditEvent).where(AuditEvent.target_type == "profile").order_by(AuditEvent.id)
         )
     ]
-    assert actions == ["profile.created", "profile.assigned", "profile.updated", "profile.unassigned"]
+    assert actions == [
+        "profile.created",
+        "profile.assigned",
+        "profile.updated",
+        "profile.version_applied",  # v2's install queued (one event, not one per device)
+        "profile.unassigned",
+    ]
 
 
 def test_preview_shows_both_platforms_and_what_they_cannot_express(

@@ -118,6 +118,7 @@ ACTIONS: dict[str, Any] = {
     "smtp.settings_changed": _l("Mail server settings changed"),
     "smtp.test_sent": _l("Test mail sent"),
     "profile.assigned": _l("Profile assigned"),
+    "profile.version_applied": _l("New profile version queued for its devices"),
     "profile.created": _l("Profile created"),
     "profile.device_identity_challenge_issued": _l("Device certificate challenge issued"),
     "profile.exported": _l("Profile exported"),

@@ -70,6 +70,9 @@ class Command(Base):
     # DeviceLock's MessageResult as the device reported it (Success, NoPasscodeSet,
     # DeviceInLostMode, Unknown); None while unanswered or when the answer carried none.
     message_result: Mapped[str | None] = mapped_column(String(32))
+    # The bulk queueing this command was part of (a profile assigned to a unit): audited once, by
+    # one event naming this batch, its size and a digest of its commands (commands.queue).
+    batch: Mapped[str | None] = mapped_column(String(36), index=True)
 
     device: Mapped[Device] = relationship()
     results: Mapped[list[CommandResult]] = relationship(back_populates="command", order_by="CommandResult.id")
