@@ -4,16 +4,16 @@ Issue 23 item 4 (a profile assigned to 10,000 devices): the commands queued in b
 one event naming their batch, not one event per command; `commands.batch` is how an auditor finds
 every command (and so every device) of that event.
 
-Revision ID: 0015bulk
-Revises: 0014
+Revision ID: 0019
+Revises: 0018
 Create Date: 2026-12-06 17:00:00
 """
 
 from alembic import op
 import sqlalchemy as sa
 
-revision = "0015bulk"
-down_revision = "0014"
+revision = "0019"
+down_revision = "0018"
 branch_labels = None
 depends_on = None
 
