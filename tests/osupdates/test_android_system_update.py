@@ -5,8 +5,6 @@ inherited down the org tree, valid against the Android Management API's own disc
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,63 +14,14 @@ from mdm.ground.ca import ensure_ca
 from mdm.services.android_channel.policy import current_policy
 from mdm.services.osupdates.policy import set_update_policy
 from tests.profiles.test_android_policy import _android, units  # noqa: F401  (fixture)
+from tests.support.amapi_schema import policy_problems
 
 ADMIN = Actor("admin@hq", "admin", "192.0.2.1")
 
 
-def _discovery() -> dict[str, Any]:
-    googleapiclient = pytest.importorskip("googleapiclient")
-    path = (
-        Path(googleapiclient.__file__).parent / "discovery_cache" / "documents" / "androidmanagement.v1.json"
-    )
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def _problems(value: Any, schema: dict[str, Any], schemas: dict[str, Any], path: str) -> list[str]:
-    """Check `value` against a discovery-document schema: types, enums, known properties."""
-    if "$ref" in schema:
-        return _problems(value, schemas[schema["$ref"]], schemas, path)
-    kind = schema.get("type")
-    if kind == "object":
-        if not isinstance(value, dict):
-            return [f"{path}: expected an object"]
-        found = []
-        properties = schema.get("properties", {})
-        for key, item in value.items():
-            if key not in properties:
-                found.append(f"{path}.{key}: not a property of the API")
-            else:
-                found += _problems(item, properties[key], schemas, f"{path}.{key}")
-        return found
-    if kind == "array":
-        if not isinstance(value, list):
-            return [f"{path}: expected an array"]
-        return [
-            p for i, v in enumerate(value) for p in _problems(v, schema["items"], schemas, f"{path}[{i}]")
-        ]
-    if kind == "integer":
-        return (
-            [] if isinstance(value, int) and not isinstance(value, bool) else [f"{path}: expected an integer"]
-        )
-    if kind == "string":
-        if not isinstance(value, str):
-            return [f"{path}: expected a string"]
-        if "enum" in schema and value not in schema["enum"]:
-            return [f"{path}: {value!r} not in {schema['enum']}"]
-        return []
-    if kind == "boolean":
-        return [] if isinstance(value, bool) else [f"{path}: expected a boolean"]
-    return []
-
-
 def _check_system_update(policy: dict[str, Any]) -> dict[str, Any]:
-    document = _discovery()
-    schemas = document["schemas"]
     system_update = policy["systemUpdate"]
-    assert (
-        _problems(system_update, schemas["Policy"]["properties"]["systemUpdate"], schemas, "systemUpdate")
-        == []
-    )
+    assert policy_problems({"systemUpdate": system_update}) == []
     if system_update["type"] == "WINDOWED":
         assert 0 <= system_update["startMinutes"] <= 1439 and 0 <= system_update["endMinutes"] <= 1439
     return system_update
