@@ -82,6 +82,7 @@ def deliver_next_commands(
                 # command_expiry job expires the ones no delivery reaches).
                 command.status = CommandStatus.EXPIRED
                 command.expired_at = now
+                command.sealed_secret = None
                 continue
             try:
                 rendered = render(command)

@@ -398,7 +398,8 @@ def expire_overdue(session: Session, device_id: int | None = None) -> int:
             Command.expires_at.is_not(None),
             Command.expires_at < now,
         )
-        .values(status=CommandStatus.EXPIRED, expired_at=now)
+        # A secret the command carried (a new password) goes with it: it can never be delivered now.
+        .values(status=CommandStatus.EXPIRED, expired_at=now, sealed_secret=None)
     )
     if device_id is not None:
         stmt = stmt.where(Command.device_id == device_id)
@@ -421,6 +422,7 @@ def cancel_command(session: Session, command: Command, *, actor: Actor) -> Comma
         )
     command.status = CommandStatus.CANCELLED
     command.cancelled_at = clock.now()
+    command.sealed_secret = None  # never delivered now, so its secret is not kept
     record_event(
         session,
         actor,

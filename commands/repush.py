@@ -77,6 +77,7 @@ def _expire(session: Session, command: Command, policy: RepushPolicy) -> None:
     waited = clock.now() - command.queued_at
     command.status = CommandStatus.EXPIRED
     command.expired_at = clock.now()
+    command.sealed_secret = None
     command.expired_reason = (
         f"no answer from the device after {command.repushes} wake-ups over {_hours(waited)} hours"
     )[:255]

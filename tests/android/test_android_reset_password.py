@@ -5,10 +5,13 @@ and visible nowhere else (API, audit log, stored parameters)."""
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
 
+from commands.queue import expire_overdue
+from mdm.ground import clock
 from mdm.ground.db import transaction
 from mdm.ground.models import AuditEvent, Command, DeviceMessage
 from profiles.assignment import assign_profile
@@ -119,3 +122,36 @@ def test_clearing_is_allowed_only_where_the_unit_wants_no_password_and_apple_can
     assert command["params"] == {"flags": []}
     agent.sync()
     assert agent.tablet.password_cleared and agent.tablet.password is None
+
+
+def test_a_password_never_delivered_is_not_kept(
+    enroll_app: Any, agent_factory: Any, android_token: Any, session: Any, tree: Any
+) -> None:
+    """A cancelled or expired RESET_PASSWORD can never reach the agent, so its sealed password
+    goes with it (the server keeps no copy of a password nobody will receive)."""
+    _passcode_policy(enroll_app, tree.ambulance)
+    agent = agent_factory(serial_number="R52TPASS002")
+    agent.enroll(android_token())
+    hikeshi = enroll_app.extensions["hikeshi"]
+    with hikeshi.session_factory() as s:
+        headers = bearer(api_token(s, "admin"))
+    api = enroll_app.test_client()
+    url = f"/api/v1/devices/{agent.device_id}/commands"
+    body = {"request_type": "ResetPassword", "params": {"password": NEW_PASSWORD}}
+    cancelled = api.post(url, json=body, headers=headers).get_json()["uuid"]
+    assert api.post(f"/api/v1/commands/{cancelled}/cancel", headers=headers).status_code == 200
+    expired = api.post(url, json=body, headers=headers).get_json()["uuid"]
+    with transaction(hikeshi.session_factory) as s:
+        row = s.scalars(select(Command).where(Command.uuid == expired)).one()
+        row.expires_at = clock.now() - timedelta(minutes=1)
+    with transaction(hikeshi.session_factory) as s:
+        assert expire_overdue(s, agent.device_id) == 1
+    session.rollback()
+    session.expire_all()
+    rows = {
+        row.uuid: row
+        for row in session.scalars(select(Command).where(Command.uuid.in_([cancelled, expired]))).all()
+    }
+    assert rows[cancelled].status == "cancelled" and rows[cancelled].sealed_secret is None
+    assert rows[expired].status == "expired" and rows[expired].sealed_secret is None
+    assert agent.sync()["commands"] == []
