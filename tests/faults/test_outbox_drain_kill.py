@@ -41,6 +41,7 @@ def _waiting(factory, topics: tuple[str, ...]) -> int:  # type: ignore[no-untype
         return s.scalar(select(func.count()).select_from(OutboxEntry).where(OutboxEntry.topic.in_(topics)))
 
 
+@pytest.mark.slow
 def test_a_drainer_killed_mid_batch_loses_nothing_and_repeats_nothing(
     session, settings, clean_database, tmp_path, database_url
 ):  # type: ignore[no-untyped-def]
