@@ -27,12 +27,13 @@ ADMIN = Actor("admin@hq", "admin", "192.0.2.1")
 _CONTROL = re.compile(r"\s*(BEGIN|COMMIT|ROLLBACK|SAVEPOINT|RELEASE)\b", re.IGNORECASE)
 # Measured after issue 18's hot-path work (the device CAs cached, command expiry met at delivery):
 # the identity, its nonce (purge, insert), the device, last seen, the stored message, the policy
-# (signer, org tree, assignments), the queue, the readiness hook's spare lookup. Goal: 3.
+# (signer, org tree, assignments), the queue, the outbox row that asks readiness about it. Goal: 3.
 EMPTY_SYNC_CEILING = 11
-# The two syncs of a command cycle, with the inventory the refresh sends and the compliance and
-# readiness hooks that still run before the commit (SQLite also seals the audit chain inline).
-# Goal: 8.
-COMMAND_CYCLE_CEILING = 52
+# The two syncs of a command cycle, with the inventory the refresh sends (SQLite also seals the
+# audit chain inline): 33 on SQLite, 32 on PostgreSQL. Compliance and readiness are asked of the
+# outbox in one statement and done by the drain after the answer (mdm.ground.outbox_drain); 52
+# while they ran before the commit. Goal: 8.
+COMMAND_CYCLE_CEILING = 33
 
 
 @contextmanager
@@ -55,6 +56,8 @@ def test_an_empty_sync_and_a_command_cycle_stay_under_their_ceilings(
     enroll_app: Any, agent_factory: Any, android_token: Any
 ) -> None:
     hikeshi = enroll_app.extensions["hikeshi"]
+    # As in a server: the outbox's drain runs on its own thread (not counted), not in the request.
+    enroll_app.extensions["hikeshi.wiring"].drainer.background = True
     agent = agent_factory()
     agent.enroll(android_token())
     agent.sync()  # first inventory, and the first inventory command enrollment queued

@@ -61,6 +61,8 @@ def enroll_app(enroll_settings: Settings, provisioned_ca: ca_service.Credential)
     from mdm import create_app
 
     application = create_app(enroll_settings)
+    # As the `app` fixture (tests/conftest.py): the outbox drained in the request's thread.
+    application.extensions["hikeshi.wiring"].drainer.background = False
     yield application
     application.extensions["hikeshi"].dispatcher.close()
     application.extensions["hikeshi"].engine.dispose()
