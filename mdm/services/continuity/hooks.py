@@ -9,11 +9,14 @@ units (`recompute_claimed`), in the transaction that deletes the rows: a change 
 without its recompute being owed, the recompute is done once, and a device's request does not
 pay for it (a readiness stream or webhook still hears of it well within a second). If the
 recompute fails, the device's own change is committed already (a command is never lost to a
-readiness bug); the rows are retried, and the scheduled recompute catches up.
+readiness bug); the rows are retried, and the scheduled recompute catches up. A person's change
+that states its cause (a spare swap, `readiness.note_cause`) is recomputed in its own transaction,
+where the cause is known.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -33,11 +36,14 @@ from mdm.ground.models import (
     OrgUnit,
     OrgUnitKind,
     OutboxTopic,
+    ReadinessDelivery,
+    ReadinessEvent,
     SpareDevice,
+    UnitReadinessState,
 )
 from mdm.ground.push import outbox
 from mdm.services.continuity.plans import MIN_SEEN_MINUTES
-from mdm.services.continuity.readiness import recompute
+from mdm.services.continuity.readiness import CAUSES_KEY, recompute
 
 PENDING_KEY = "hikeshi.readiness.pending"
 BUSY_KEY = "hikeshi.readiness.busy"
@@ -125,6 +131,20 @@ WHOLE_FLEET_AFTER = 5000
 
 
 def _units_of(session: Session, pending: Pending) -> set[int] | None:
+    if session.info.get(CAUSES_KEY):
+        # A person's change that states its cause (a spare swapped in): recomputed here, in its
+        # own transaction, where the cause is known. Rare, and never a device's request.
+        # Not in a savepoint: releasing one would fire the after_commit hooks (pushes) before the
+        # change is committed. recompute reads everything before it writes, so a failure leaves
+        # nothing of its own behind but what is dropped here; the drain then recomputes.
+        try:
+            _recompute(session, pending)
+            return
+        except Exception:
+            log.exception("readiness recompute with its stated cause failed; asked of the outbox")
+            for obj in list(session.new):
+                if isinstance(obj, (ReadinessEvent, UnitReadinessState, ReadinessDelivery)):
+                    session.expunge(obj)
     if pending.everything or len(pending.seen | pending.device_ids) > WHOLE_FLEET_AFTER:
         return None
     units = set(pending.unit_ids)
@@ -158,6 +178,8 @@ def _units_of(session: Session, pending: Pending) -> set[int] | None:
     return units
 
 
+log = logging.getLogger(__name__)
+
 # The subject of a READINESS_UNIT row that stands for every unit.
 EVERY_UNIT = 0
 
@@ -172,6 +194,20 @@ def ask_before_commit(session: Session) -> None:
     pending: Pending | None = session.info.pop(PENDING_KEY, None)
     if not pending:
         return
+    if session.info.get(CAUSES_KEY):
+        # A person's change that states its cause (a spare swapped in): recomputed here, in its
+        # own transaction, where the cause is known. Rare, and never a device's request.
+        # Not in a savepoint: releasing one would fire the after_commit hooks (pushes) before the
+        # change is committed. recompute reads everything before it writes, so a failure leaves
+        # nothing of its own behind but what is dropped here; the drain then recomputes.
+        try:
+            _recompute(session, pending)
+            return
+        except Exception:
+            log.exception("readiness recompute with its stated cause failed; asked of the outbox")
+            for obj in list(session.new):
+                if isinstance(obj, (ReadinessEvent, UnitReadinessState, ReadinessDelivery)):
+                    session.expunge(obj)
     if pending.everything or len(pending.seen | pending.device_ids) > WHOLE_FLEET_AFTER:
         outbox.ask(session, OutboxTopic.READINESS_UNIT, [EVERY_UNIT])
         return
@@ -192,6 +228,10 @@ def recompute_claimed(session: Session, subjects: dict[str, list[int]]) -> None:
         seen=set(subjects.get(OutboxTopic.READINESS_SEEN, [])),
         everything=EVERY_UNIT in units,
     )
+    _recompute(session, pending)
+
+
+def _recompute(session: Session, pending: Pending) -> None:
     session.info[BUSY_KEY] = True  # what the recompute writes asks for no recompute
     try:
         unit_ids = _units_of(session, pending)
