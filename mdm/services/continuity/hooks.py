@@ -131,20 +131,6 @@ WHOLE_FLEET_AFTER = 5000
 
 
 def _units_of(session: Session, pending: Pending) -> set[int] | None:
-    if session.info.get(CAUSES_KEY):
-        # A person's change that states its cause (a spare swapped in): recomputed here, in its
-        # own transaction, where the cause is known. Rare, and never a device's request.
-        # Not in a savepoint: releasing one would fire the after_commit hooks (pushes) before the
-        # change is committed. recompute reads everything before it writes, so a failure leaves
-        # nothing of its own behind but what is dropped here; the drain then recomputes.
-        try:
-            _recompute(session, pending)
-            return
-        except Exception:
-            log.exception("readiness recompute with its stated cause failed; asked of the outbox")
-            for obj in list(session.new):
-                if isinstance(obj, (ReadinessEvent, UnitReadinessState, ReadinessDelivery)):
-                    session.expunge(obj)
     if pending.everything or len(pending.seen | pending.device_ids) > WHOLE_FLEET_AFTER:
         return None
     units = set(pending.unit_ids)
