@@ -203,6 +203,9 @@ def app(settings: Settings, device_ca: DeviceCA) -> Iterator[Any]:
     # tests/faults/test_outbox_drain_kill.py run it so).
     application.extensions["hikeshi.wiring"].drainer.background = False
     yield application
+    # A drain still running (a test that turned it to the background) ends before the next
+    # test empties the tables.
+    application.extensions["hikeshi.wiring"].drainer.wait_idle(30)
     application.extensions["hikeshi"].dispatcher.close()
     application.extensions["hikeshi"].engine.dispose()
 
