@@ -8,16 +8,18 @@ global Session class: two applications in one process never hear each other's co
 
 A commit of the application's session, in order:
 
-1. before it commits: the devices whose inventory changed are settled (compliance evaluated,
-   findings and alerts written), then the units the transaction touched get their readiness
-   recomputed, all in the same transaction;
+1. before it commits: the devices whose inventory changed and the units the transaction touched
+   are asked of the outbox, in one statement (mdm.ground.outbox_drain); compliance evaluation and
+   the readiness recompute run right after the commit, in the drain's own transactions;
    Last, the cross-process signals (mdm.ground.signals) of the transaction are announced in it:
    on PostgreSQL a NOTIFY, which every node hears only once the transaction commits. Readiness
    announces its own (mdm.services.continuity.readiness, where its events are published); the
    devices with queued commands are announced here;
 2. after it commits: the devices that got commands are woken (the in-process wake-up board, MQTT
    for Android agents, APNs for Apple devices), readiness changes are posted to the webhooks, and
-   the transaction's audit events are sealed into the hash chain (mdm.ground.audit_sealer).
+   the transaction's audit events are sealed into the hash chain (mdm.ground.audit_sealer), and
+   the outbox rows it wrote are drained (compliance, then readiness, whose own commit announces
+   and posts its changes as above).
    On SQLite (one node) the signals are delivered inside this process after the commit; on
    PostgreSQL the process's listening connection hears every node's, its own included, and wakes
    the long polls of the devices named (`_wake_long_polls`) and the readiness streams.
@@ -36,9 +38,11 @@ from commands import activation_lock, app_enforcement, results
 from commands.context import CommandContext
 from commands.inventory_refresh import queue_first_inventory
 from enrollment.hooks import place_in_token_unit
+from mdm.ground import outbox_drain
 from mdm.ground.audit_sealer import AuditSealer
 from mdm.ground.config import Settings
-from mdm.ground.models import Device
+from mdm.ground.models import Device, OutboxTopic
+from mdm.ground.outbox_drain import OutboxDrainer
 from mdm.ground.push import PENDING_PUSHES
 from mdm.ground.push.dispatcher import PushDispatcher
 from mdm.ground.push.wakeups import signal_all_wakeups, signal_wakeups
@@ -74,6 +78,8 @@ class Wiring:
     notifier: ReadinessNotifier | None
     # Every (event, listener) attached to the factory, in the order SQLAlchemy calls them.
     listeners: list[Listener] = field(default_factory=list)
+    # Drains what commits asked of the outbox (compliance, readiness) right after them.
+    drainer: OutboxDrainer | None = None
     # This process's cross-process signals for the factory's database (shared by every wiring of
     # that database in the process); the app factory starts its listening connection.
     signals: SignalHub | None = None
@@ -82,6 +88,8 @@ class Wiring:
 
     def close(self, timeout: float = 10.0) -> None:
         """Post what the last commits asked for (briefly), then stop the push channels."""
+        if self.drainer is not None:
+            self.drainer.wait_idle(timeout)
         if self.notifier is not None:
             self.notifier.wait_idle(timeout)
         if self.dispatcher is not None:
@@ -162,10 +170,17 @@ def wire(
         factory, partial(activation_lock.after_supervision_reported, context=commands)
     )
 
+    # After commit, in the drain's own transactions: compliance first, then readiness, which
+    # reads the compliance it wrote (mdm.ground.outbox_drain).
+    outbox_drain.connect(factory, [OutboxTopic.SETTLE_INVENTORY], inventory_events.settle_claimed)
+    outbox_drain.connect(factory, readiness_hooks.READINESS_TOPICS, readiness_hooks.recompute_claimed)
+    drainer = OutboxDrainer(factory, background=seal_in_background)
+
     listeners: list[Listener] = [
-        # Before commit, first: inventory settled (compliance) before readiness reads it.
+        # Before commit: the devices whose inventory changed and the units to recompute, asked of
+        # the outbox; the drainer's listener writes them in one statement.
         ("before_commit", inventory_events.settle_before_commit),
-        ("before_commit", readiness_hooks.recompute_before_commit),
+        ("before_commit", readiness_hooks.ask_before_commit),
         ("after_flush", readiness_hooks.collect_changes),
         ("after_soft_rollback", readiness_hooks.forget_after_rollback),
         ("after_transaction_end", inventory_events.forget_at_transaction_end),
@@ -183,9 +198,21 @@ def wire(
         listeners += [*dispatcher.listeners(), *notifier.listeners()]
     # After commit, last: the transaction's audit events sealed into the hash chain (PostgreSQL).
     listeners += AuditSealer(factory, background=seal_in_background).listeners()
+    # Before commit, after every hook that asks: the outbox rows; after commit, last: their drain.
+    listeners += drainer.listeners()
     for name, listener in listeners:
         event.listen(factory, name, listener)
-    return Wiring(factory, settings, commands, dispatcher, notifier, listeners, signals, licenses)
+    return Wiring(
+        factory,
+        settings,
+        commands,
+        dispatcher,
+        notifier,
+        listeners,
+        drainer=drainer,
+        signals=signals,
+        licenses=licenses,
+    )
 
 
 def app_policy_from_unit_rules(session: Session, device: Device) -> sources.AppPolicy | None:

@@ -18,7 +18,8 @@ def test_concurrent_changes_end_in_the_right_state(session, clean_database):
     ids = [tablet(session, tree.command, f"指揮 iPad {n}").id for n in range(4)]
     session.commit()
     writers = make_session_factory(clean_database)  # IMMEDIATE on SQLite, like the server's sessions
-    wire(writers, None)  # readiness recomputed before each commit, as in the server
+    # As in the server: each commit asks for readiness, a background drain recomputes it.
+    wiring = wire(writers, None)
     start = threading.Barrier(len(ids))
     errors: list[BaseException] = []
 
@@ -37,6 +38,7 @@ def test_concurrent_changes_end_in_the_right_state(session, clean_database):
     for t in threads:
         t.join(60)
     assert errors == []
+    assert wiring.drainer is not None and wiring.drainer.wait_idle(30)
     session.rollback()
     session.expire_all()
     row = session.get(UnitReadinessState, tree.command.id)

@@ -61,7 +61,12 @@ def enroll_app(enroll_settings: Settings, provisioned_ca: ca_service.Credential)
     from mdm import create_app
 
     application = create_app(enroll_settings)
+    # As the `app` fixture (tests/conftest.py): the outbox drained in the request's thread.
+    application.extensions["hikeshi.wiring"].drainer.background = False
     yield application
+    # A drain still running (a test that turned it to the background) ends before the next
+    # test empties the tables.
+    application.extensions["hikeshi.wiring"].drainer.wait_idle(30)
     application.extensions["hikeshi"].dispatcher.close()
     application.extensions["hikeshi"].engine.dispose()
 

@@ -19,6 +19,12 @@ from mdm.ground.models.base import Base
 
 class OutboxTopic:
     WAKE_DEVICE = "device.wake"  # subject: Device.id; APNs for Apple, MQTT for Android agents
+    # Work a commit leaves to the drain (mdm.ground.outbox_drain), done in the drainer's own
+    # transaction together with the deletion of its row: exactly once.
+    SETTLE_INVENTORY = "inventory.settle"  # subject: Device.id whose inventory changed (compliance)
+    READINESS_DEVICE = "readiness.device"  # subject: Device.id whose change may move its unit's readiness
+    READINESS_SEEN = "readiness.seen"  # subject: Device.id seen again lately (matters for a swapped spare)
+    READINESS_UNIT = "readiness.unit"  # subject: OrgUnit.id; 0: every unit
 
 
 class OutboxEntry(Base):

@@ -61,6 +61,84 @@ def request(session: Session, topic: str, subject_ids: Iterable[int]) -> None:
         session.execute(_join_waiting(sqlite.insert(OutboxEntry).values(rows)))
 
 
+# session.info key: {topic: subject ids} asked in this transaction, written by `write_asked`.
+ASKED_KEY = "hikeshi.outbox.asked"
+# session.info key: set once a transaction wrote rows the drain (mdm.ground.outbox_drain) takes.
+WRITTEN_KEY = "hikeshi.outbox.written"
+
+
+def ask(session: Session, topic: str, subject_ids: Iterable[int]) -> None:
+    """Note in this transaction that each subject needs `topic` done; `write_asked` (a
+    before_commit listener, after every hook that asks) writes what every hook asked in one
+    statement, due at once: the drain does it in its own transaction, with the row's deletion."""
+    session.info.setdefault(ASKED_KEY, {}).setdefault(topic, set()).update(subject_ids)
+
+
+def write_asked(session: Session) -> None:
+    """The before_commit listener that writes what `ask` noted: one statement on PostgreSQL
+    whatever the number of topics and subjects (two arrays), one per _SQLITE_ROWS rows on SQLite."""
+    if session.in_nested_transaction():
+        return  # a savepoint released: the real commit writes
+    asked: dict[str, set[int]] | None = session.info.pop(ASKED_KEY, None)
+    pairs = sorted((topic, i) for topic, ids in (asked or {}).items() for i in ids)
+    if not pairs:
+        return
+    now = clock.now()
+    session.info[WRITTEN_KEY] = True
+    if session.get_bind().dialect.name == "postgresql":
+        subjects = select(
+            func.unnest(literal([t for t, _ in pairs], postgresql.ARRAY(String))).label("topic"),
+            func.unnest(literal([i for _, i in pairs], postgresql.ARRAY(Integer))).label("subject_id"),
+            literal(now, DateTime(timezone=True)).label("requested_at"),
+            literal(now, DateTime(timezone=True)).label("next_attempt_at"),
+            literal(0, Integer).label("attempts"),
+        )
+        stmt = postgresql.insert(OutboxEntry).from_select(
+            ["topic", "subject_id", "requested_at", "next_attempt_at", "attempts"], subjects
+        )
+        session.execute(_join_waiting(stmt))
+        return
+    for first in range(0, len(pairs), _SQLITE_ROWS):
+        rows = [
+            {"topic": t, "subject_id": i, "requested_at": now, "next_attempt_at": now, "attempts": 0}
+            for t, i in pairs[first : first + _SQLITE_ROWS]
+        ]
+        session.execute(_join_waiting(sqlite.insert(OutboxEntry).values(rows)))
+
+
+def forget_asked(session: Session, previous: Any) -> None:
+    """The after_soft_rollback listener: what a rolled-back transaction asked never happened."""
+    if not getattr(previous, "nested", False):
+        session.info.pop(ASKED_KEY, None)
+        session.info.pop(WRITTEN_KEY, None)
+
+
+def claim_batch(session: Session, topics: Sequence[str], *, limit: int) -> list[OutboxEntry]:
+    """Take up to `limit` due rows of `topics` in this transaction, to be settled in it
+    (`settle_claimed`) with the work they ask for. On PostgreSQL the rows stay locked until it
+    ends (SKIP LOCKED: another drainer takes the next ones; a request for the same subject waits
+    and then writes a new row); a drainer killed mid-batch rolls back its work and its claim."""
+    stmt = (
+        select(OutboxEntry)
+        .where(OutboxEntry.topic.in_(list(topics)), OutboxEntry.next_attempt_at <= clock.now())
+        .order_by(OutboxEntry.id)
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    return list(session.scalars(stmt))
+
+
+def settle_claimed(session: Session, entries: Sequence[OutboxEntry]) -> None:
+    """The work of these claimed rows is done in this transaction: delete them with it."""
+    if entries:
+        session.execute(
+            delete(OutboxEntry)
+            .where(OutboxEntry.id.in_(sorted(e.id for e in entries)))
+            .execution_options(synchronize_session=False)
+        )
+
+
 def _join_waiting(stmt: Any) -> Any:
     # A waiting row keeps its backoff (APNs may be down) but learns the newer request, so a push
     # that succeeded for the older one does not settle this one.

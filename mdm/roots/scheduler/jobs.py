@@ -19,6 +19,7 @@ from mdm.ground.audit import SYSTEM
 from mdm.ground.audit_sealer import seal_all
 from mdm.ground.db import transaction
 from mdm.ground.models import Alert, JobRun, Severity
+from mdm.ground.outbox_drain import drain
 from mdm.ground.push.certificates import active_push_certificate, days_left
 from mdm.roots.scheduler.context import JobContext
 from mdm.roots.scheduler.fencing import FencedOut
@@ -54,6 +55,12 @@ Job = Callable[[JobContext], dict[str, Any]]
 def audit_seal(ctx: JobContext) -> dict[str, Any]:
     """The sweep behind the after-commit sealer: events of a process that died before sealing."""
     return {"sealed": seal_all(ctx.factory)}
+
+
+def outbox_drain(ctx: JobContext) -> dict[str, Any]:
+    """The sweep behind the after-commit drain (mdm.ground.outbox_drain): compliance and readiness
+    asked by commits of a process that died before draining them, or retried after a failure."""
+    return {"settled": drain(ctx.factory)}
 
 
 def inventory_refresh(ctx: JobContext) -> dict[str, Any]:
@@ -252,6 +259,7 @@ JOBS: dict[str, tuple[Job, int]] = {
     "agent_nonce_purge": (agent_nonce_purge, 60),  # each device also forgets its own on insert
     "audit_purge": (audit_purge, 24 * 60),
     "audit_seal": (audit_seal, 1),
+    "outbox_drain": (outbox_drain, 1),
     "incident_auto_wipe": (incident_auto_wipe, 1),  # reminders and wipes on the minute
     "scheduled_backup": (scheduled_backup, 5),
     "os_updates": (os_updates, 15),

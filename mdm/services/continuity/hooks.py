@@ -1,12 +1,17 @@
 """Readiness follows every device change without each service calling it.
 
-Three listeners on the application's sessions, attached by mdm.roots.wiring: `collect_changes`
-notes, after each flush, which units a change may affect (enrollment, check-in, compliance,
-battery, incident opened or closed, device moved, retired, spares, plans, the org tree). Just
-before the transaction commits (`recompute_before_commit`), only those units are recomputed, in
-the same transaction — so the change and its readiness event commit together, or not at all. If
-the recompute fails, the device's own change still commits (a command is never lost to a
-readiness bug) and the scheduled recompute catches up.
+Listeners on the application's sessions, attached by mdm.roots.wiring: `collect_changes` notes,
+after each flush, which units a change may affect (enrollment, check-in, compliance, battery,
+incident opened or closed, device moved, retired, spares, plans, the org tree). Just before the
+transaction commits (`ask_before_commit`), those devices and units are written to the outbox
+with it, and right after the commit the drain (mdm.ground.outbox_drain) recomputes only those
+units (`recompute_claimed`), in the transaction that deletes the rows: a change never commits
+without its recompute being owed, the recompute is done once, and a device's request does not
+pay for it (a readiness stream or webhook still hears of it well within a second). If the
+recompute fails, the device's own change is committed already (a command is never lost to a
+readiness bug); the rows are retried, and the scheduled recompute catches up. A person's change
+that states its cause (a spare swap, `readiness.note_cause`) is recomputed in its own transaction,
+where the cause is known.
 """
 
 from __future__ import annotations
@@ -30,15 +35,15 @@ from mdm.ground.models import (
     Incident,
     OrgUnit,
     OrgUnitKind,
+    OutboxTopic,
     ReadinessDelivery,
     ReadinessEvent,
     SpareDevice,
     UnitReadinessState,
 )
+from mdm.ground.push import outbox
 from mdm.services.continuity.plans import MIN_SEEN_MINUTES
-from mdm.services.continuity.readiness import recompute
-
-log = logging.getLogger(__name__)
+from mdm.services.continuity.readiness import CAUSES_KEY, recompute
 
 PENDING_KEY = "hikeshi.readiness.pending"
 BUSY_KEY = "hikeshi.readiness.busy"
@@ -159,7 +164,14 @@ def _units_of(session: Session, pending: Pending) -> set[int] | None:
     return units
 
 
-def recompute_before_commit(session: Session) -> None:
+log = logging.getLogger(__name__)
+
+# The subject of a READINESS_UNIT row that stands for every unit.
+EVERY_UNIT = 0
+
+
+def ask_before_commit(session: Session) -> None:
+    """The before_commit listener: what this transaction may have changed, asked of the outbox."""
     # A savepoint being released is not the end of the transaction: wait for the real commit.
     if session.in_nested_transaction() or session.info.get(BUSY_KEY):
         return
@@ -168,19 +180,49 @@ def recompute_before_commit(session: Session) -> None:
     pending: Pending | None = session.info.pop(PENDING_KEY, None)
     if not pending:
         return
-    session.info[BUSY_KEY] = True
+    if session.info.get(CAUSES_KEY):
+        # A person's change that states its cause (a spare swapped in): recomputed here, in its
+        # own transaction, where the cause is known. Rare, and never a device's request.
+        # Not in a savepoint: releasing one would fire the after_commit hooks (pushes) before the
+        # change is committed. recompute reads everything before it writes, so a failure leaves
+        # nothing of its own behind but what is dropped here; the drain then recomputes.
+        try:
+            _recompute(session, pending)
+            return
+        except Exception:
+            log.exception("readiness recompute with its stated cause failed; asked of the outbox")
+            for obj in list(session.new):
+                if isinstance(obj, (ReadinessEvent, UnitReadinessState, ReadinessDelivery)):
+                    session.expunge(obj)
+    if pending.everything or len(pending.seen | pending.device_ids) > WHOLE_FLEET_AFTER:
+        outbox.ask(session, OutboxTopic.READINESS_UNIT, [EVERY_UNIT])
+        return
+    outbox.ask(session, OutboxTopic.READINESS_UNIT, pending.unit_ids)
+    outbox.ask(session, OutboxTopic.READINESS_DEVICE, pending.device_ids)
+    outbox.ask(session, OutboxTopic.READINESS_SEEN, pending.seen - pending.device_ids)
+
+
+READINESS_TOPICS = (OutboxTopic.READINESS_UNIT, OutboxTopic.READINESS_DEVICE, OutboxTopic.READINESS_SEEN)
+
+
+def recompute_claimed(session: Session, subjects: dict[str, list[int]]) -> None:
+    """The drain's handler of the readiness rows: the units they name, recomputed in its transaction."""
+    units = set(subjects.get(OutboxTopic.READINESS_UNIT, []))
+    pending = Pending(
+        unit_ids=units - {EVERY_UNIT},
+        device_ids=set(subjects.get(OutboxTopic.READINESS_DEVICE, [])),
+        seen=set(subjects.get(OutboxTopic.READINESS_SEEN, [])),
+        everything=EVERY_UNIT in units,
+    )
+    _recompute(session, pending)
+
+
+def _recompute(session: Session, pending: Pending) -> None:
+    session.info[BUSY_KEY] = True  # what the recompute writes asks for no recompute
     try:
         unit_ids = _units_of(session, pending)
         if unit_ids is None or unit_ids:
             recompute(session, unit_ids)
-    except Exception:
-        # Not in a savepoint: releasing one would fire every after_commit hook (pushes) before
-        # the device's change is committed. recompute reads everything before it writes, so a
-        # failure leaves nothing of its own behind, except what we drop here.
-        log.exception("readiness recompute failed; the scheduled recompute will catch up")
-        for obj in list(session.new):
-            if isinstance(obj, (ReadinessEvent, UnitReadinessState, ReadinessDelivery)):
-                session.expunge(obj)
     finally:
         session.info.pop(BUSY_KEY, None)
 

@@ -1,21 +1,26 @@
 """Services that react to fresh inventory (compliance evaluation) are connected here.
 
-A parser reports each device it updated with `inventory_updated`; the hooks connected to
-INVENTORY_UPDATED (by the wiring, mdm.roots.wiring) run once per transaction, just before it
-commits, for all the devices updated in it. A device answering DeviceInformation, SecurityInfo and
-InstalledApplicationList in one transaction is evaluated once, not three times, and a batch of
-results is evaluated with one query per table, not per device. Code that reads what the hooks
-write before committing calls `settle_inventory` first.
+A parser reports each device it updated with `inventory_updated`. Just before the transaction
+commits, the devices updated in it are written to the outbox (`settle_before_commit`, one row a
+device, in the statement that writes every row the commit asks for), and the hooks connected to
+INVENTORY_UPDATED (by the wiring, mdm.roots.wiring) run right after it, in the drain's transaction
+that deletes those rows (`settle_claimed`, mdm.ground.outbox_drain): exactly once, off the
+device's request. A device answering DeviceInformation, SecurityInfo and InstalledApplicationList
+in one transaction is evaluated once, not three times, and a drain evaluates every device of its
+batch with one query per table, not per device. Code that must read what the hooks write before
+committing calls `settle_inventory` first (the commit then asks for nothing more).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, SessionTransaction
 
 from mdm.ground.hooks import HookPoint
-from mdm.ground.models import Device
+from mdm.ground.models import Device, OutboxTopic
+from mdm.ground.push import outbox
 from mdm.services.inventory.facts import forget_facts_in_use
 
 InventoryHook = Callable[[Session, list[Device]], None]
@@ -52,9 +57,23 @@ def settle_inventory(session: Session) -> int:
 
 
 def settle_before_commit(session: Session) -> None:
-    """The before_commit listener; the wiring puts it first of all, so that what reacts to committed
-    changes (the readiness recompute, mdm.services.continuity.hooks) sees the compliance it writes."""
-    settle_inventory(session)
+    """The before_commit listener: the devices updated in this transaction, asked of the outbox."""
+    if session.in_nested_transaction():
+        return  # a savepoint released: the real commit asks
+    pending: dict[int, Device] | None = session.info.pop(_PENDING, None)
+    if pending:
+        outbox.ask(session, OutboxTopic.SETTLE_INVENTORY, pending)
+
+
+def settle_claimed(session: Session, subjects: dict[str, list[int]]) -> None:
+    """The drain's handler of SETTLE_INVENTORY rows: the hooks, for the devices still there, in
+    the drain's transaction (the readiness of what they change is asked at its commit)."""
+    ids = subjects.get(OutboxTopic.SETTLE_INVENTORY, [])
+    if not ids:
+        return
+    devices = list(session.scalars(select(Device).where(Device.id.in_(ids)).order_by(Device.id)))
+    for hook in INVENTORY_UPDATED.hooks(session):
+        hook(session, devices)
 
 
 def forget_at_transaction_end(session: Session, transaction: SessionTransaction) -> None:
