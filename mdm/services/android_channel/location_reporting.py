@@ -9,28 +9,24 @@ lost tablet by the hotline, asks for one fix whatever this says.
 
 from __future__ import annotations
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mdm.ground import clock
 from mdm.ground.audit import Actor, record_event
 from mdm.ground.models import OrgUnit
+from mdm.services.orgunits import unit_chains
 
 DEFAULT = False
 
 
 def location_reporting(session: Session, org_unit_id: int | None) -> bool:
     """What applies to the tablets of `org_unit_id` (inherited down the tree)."""
-    rows = session.execute(select(OrgUnit.id, OrgUnit.parent_id, OrgUnit.android_location_reporting)).all()
-    values = {unit_id: (parent_id, value) for unit_id, parent_id, value in rows}
-    seen: set[int] = set()
-    current = org_unit_id
-    while current is not None and current not in seen:
-        seen.add(current)
-        parent, value = values.get(current, (None, None))
-        if value is not None:
-            return bool(value)
-        current = parent
+    if org_unit_id is None:
+        return DEFAULT
+    # The unit and those above it, nearest first, in one recursive query (never the whole tree).
+    for unit in unit_chains(session, {org_unit_id}).get(org_unit_id, []):
+        if unit.android_location_reporting is not None:
+            return bool(unit.android_location_reporting)
     return DEFAULT
 
 

@@ -29,6 +29,7 @@ from mdm.ground.models import (
 )
 from mdm.services.apps.catalog import AppCatalogError
 from mdm.services.apps.configuration import check_configuration
+from mdm.services.orgunits import unit_chains
 
 _IDENTIFIER_MAX = 255
 
@@ -44,13 +45,10 @@ class EffectiveRule:
 
 def unit_chain(session: Session, unit_id: int | None) -> list[int]:
     """The unit and those above it, nearest first."""
-    parents = {row[0]: row[1] for row in session.execute(select(OrgUnit.id, OrgUnit.parent_id))}
-    chain: list[int] = []
-    current = unit_id
-    while current is not None and current not in chain:
-        chain.append(current)
-        current = parents.get(current)
-    return chain
+    if unit_id is None:
+        return []
+    # One recursive query up the tree, never the whole tree (a prefecture has 14,000 units).
+    return [unit.id for unit in unit_chains(session, {unit_id}).get(unit_id, [])]
 
 
 def effective_rules(session: Session, device: Device) -> dict[str, EffectiveRule]:
@@ -62,6 +60,8 @@ def effective_rules(session: Session, device: Device) -> dict[str, EffectiveRule
     rows = session.scalars(
         select(UnitAppRule).where(UnitAppRule.org_unit_id.in_(chain), UnitAppRule.platform == device.platform)
     ).all()
+    if not rows:
+        return {}
     apps = {
         a.id: a for a in session.scalars(select(App).where(App.id.in_({r.app_id for r in rows if r.app_id})))
     }
