@@ -57,3 +57,19 @@ def test_location_reporting_is_a_unit_field_of_the_policy(
     session.rollback()
     session.expire_all()
     assert "location" not in session.get(DeviceFacts, agent.device_id).raw_device_information
+
+
+def test_location_reporting_takes_json_booleans_only(enroll_app: Any, session: Any, tree: Any) -> None:
+    """0 and 1 are a client's mistake, refused naming the field; nothing is written (schemathesis
+    found 0 accepted)."""
+    with enroll_app.extensions["hikeshi"].session_factory() as s:
+        headers = bearer(api_token(s, "admin"))
+    api = enroll_app.test_client()
+    url = f"/api/v1/org-units/{tree.station.id}/android-location-reporting"
+    for value in (0, 1, "yes"):
+        refused = api.put(url, json={"location_reporting": value}, headers=headers)
+        assert refused.status_code in (400, 422), (value, refused.status_code)
+        assert "location_reporting" in refused.get_data(as_text=True)
+    session.rollback()
+    session.expire_all()
+    assert session.get(type(tree.station), tree.station.id).android_location_reporting is None

@@ -25,6 +25,7 @@ HANDLERS: dict[tuple[str, str], dict[str, str]] = {
         "sync_view": "sync",
         "wait": "start_wait",
         "_pending": "commands_waiting",
+        "wifi_certificate": "issue_wifi_certificate",
     },
 }
 ROUTE_DECORATORS = {"route", "get", "post", "put", "patch", "delete"}

@@ -140,6 +140,9 @@ def test_deep_json_body_to_the_console_is_400(client: Any, tree: Any) -> None:
     assert response.status_code == 400
 
 
+WIDE_INTEGERS = {("StoreAppIn", "itunes_store_id")}
+
+
 def test_every_integer_input_of_the_api_is_bounded(client: Any) -> None:
     """Sweep: each integer a caller can send (path, query, body) has a maximum within the id
     range in the OpenAPI document, so no schema hands the database a number it cannot store."""
@@ -176,4 +179,10 @@ def test_every_integer_input_of_the_api_is_bounded(client: Any) -> None:
                 walk(parameter.get("schema", {}), f"{method.upper()} {path} {parameter['name']}")
             for media in operation.get("requestBody", {}).get("content", {}).values():
                 walk(media.get("schema", {}), f"{method.upper()} {path} body")
+    # Apple's App Store ids (adamId) are past 2**31 and stored as BIGINT: bounded by 2**53 instead,
+    # the range a JSON number holds exactly.
+    for schema_name, field_name in WIDE_INTEGERS:
+        spec_field = schemas[schema_name]["properties"][field_name]
+        if spec_field.get("maximum", 2**64) <= 2**53 and "minimum" in spec_field:
+            unbounded = [u for u in unbounded if not u.endswith(f"<{schema_name}>.{field_name}")]
     assert not unbounded, "integers without bounds: " + ", ".join(sorted(set(unbounded)))

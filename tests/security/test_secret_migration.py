@@ -83,9 +83,11 @@ def _fill_as_before_the_fix(url: str) -> None:
                 profile_id=profile.id, version=1, platform="apple", content=signed, sha256="0" * 64
             )
         )
+        # A Core insert naming only the columns 0007 has (later migrations added commands.batch
+        # and commands.sealed_secret, which today's model would write).
         for n, status in enumerate((CommandStatus.QUEUED, CommandStatus.ACKNOWLEDGED)):
-            s.add(
-                Command(
+            s.execute(
+                insert(Command.__table__).values(
                     uuid=f"OLD-{n}",
                     device_id=device.id,
                     request_type="InstallProfile",
@@ -94,9 +96,10 @@ def _fill_as_before_the_fix(url: str) -> None:
                     status=status,
                     requested_by="a",
                     queued_at=now,
+                    delivery_count=0,
+                    repushes=0,
                 )
             )
-        s.flush()
         token_update = plistlib.dumps(
             {"MessageType": "TokenUpdate", "UDID": "OLD-UDID", "UnlockToken": UNLOCK}
         )

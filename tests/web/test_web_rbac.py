@@ -19,9 +19,12 @@ from enrollment.tokens import create_token
 from mdm.ground.audit import SYSTEM
 from mdm.ground.models import Command
 from mdm.services.alerts.service import raise_alert
+from mdm.services.apps import catalog
+from mdm.services.apps import rules as app_rules
 from mdm.services.continuity import mark_spare
 from profiles.assignment import assign_profile
 from profiles.service import create_profile
+from tests.apps.packages import build_ipa
 from tests.hotline.support import rbac_bodies, rbac_incidents
 from tests.support.factories import make_device
 from tests.web.helpers import bearer, make_token, make_user
@@ -71,6 +74,17 @@ EXPECTED: dict[tuple[str, str], set[str] | None] = {
     ("POST", "/api/v1/users/{user_id}/unlock"): ADMIN,
     ("GET", "/api/v1/webhooks"): AUDITORS,
     ("GET", "/api/v1/vpp"): AUDITORS,
+    ("GET", "/api/v1/app-catalog"): AUDITORS,
+    ("POST", "/api/v1/app-catalog/store"): ADMIN,
+    ("POST", "/api/v1/app-catalog/packages"): ADMIN,
+    ("PUT", "/api/v1/app-catalog/{app_id}/version"): ADMIN,
+    ("POST", "/api/v1/app-catalog/{app_id}/download-url"): ADMIN,
+    ("DELETE", "/api/v1/app-catalog/{app_id}"): ADMIN,
+    ("GET", "/api/v1/org-units/{unit_id}/apps"): AUDITORS,
+    ("POST", "/api/v1/org-units/{unit_id}/apps"): ADMIN,
+    ("DELETE", "/api/v1/org-units/{unit_id}/apps/{rule_id}"): ADMIN,
+    ("PUT", "/api/v1/org-units/{unit_id}/app-block-action"): ADMIN,
+    ("GET", "/api/v1/devices/{device_id}/app-state"): AUDITORS,
     # Need a webhook (and a receiver for the test send): tests/security/test_webhook_ssrf.py
     # covers them, with an operator refused.
     ("POST", "/api/v1/webhooks"): None,
@@ -185,6 +199,8 @@ class World:
     bodies: dict[tuple[str, str], dict[str, Any]]
     # Path values for one endpoint only (a hotline action needs an incident in its own state).
     overrides: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+    # Endpoints that take a raw body and a query string (an app package upload) instead of JSON.
+    uploads: dict[tuple[str, str], tuple[str, bytes]] = field(default_factory=dict)
 
 
 @pytest.fixture
@@ -206,6 +222,22 @@ def world(app: Any, tree: Any, session_factory: Any, settings: Any) -> World:
         profile = create_profile(session, SYSTEM, PROFILE_SPEC)
         assign_profile(session, settings, profile, session.merge(tree.unit_a1), actor=SYSTEM)
         mark_spare(session, session.merge(tree.device_b), actor=SYSTEM)  # device B is at station B
+        store_app = catalog.add_store_app(
+            session,
+            {"itunes_store_id": 1455211111, "identifier": "jp.example.fd.rbac", "name": "RBAC"},
+            actor=SYSTEM,
+        )
+        doomed_app = catalog.add_store_app(
+            session,
+            {"itunes_store_id": 1455211112, "identifier": "jp.example.fd.gone", "name": "Gone"},
+            actor=SYSTEM,
+        )
+        ipa_app = catalog.upload_package(
+            session, "enterprise", "field.ipa", build_ipa("jp.example.fd.ipa"), actor=SYSTEM
+        )
+        rule = app_rules.require_app(session, session.merge(tree.unit_a1), store_app, actor=SYSTEM)
+        overrides[("DELETE", "/api/v1/app-catalog/{app_id}")] = {"app_id": str(doomed_app.id)}
+        overrides[("POST", "/api/v1/app-catalog/{app_id}/download-url")] = {"app_id": str(ipa_app.id)}
         session.commit()
         paths = {
             "device_id": str(tree.device_a.id),
@@ -218,6 +250,8 @@ def world(app: Any, tree: Any, session_factory: Any, settings: Any) -> World:
             "incident_id": incident_id,
             "profile_id": str(profile.id),
             "spare_device_id": str(tree.device_b.id),
+            "app_id": str(store_app.id),
+            "rule_id": str(rule.id),
         }
     bodies = {
         ("POST", "/api/v1/alerts/{alert_id}/acknowledge"): {"comment": "checked"},
@@ -249,17 +283,38 @@ def world(app: Any, tree: Any, session_factory: Any, settings: Any) -> World:
             "spare_device_id": tree.device_b.id,
             "unit_id": tree.unit_a1.id,
         },
+        ("POST", "/api/v1/app-catalog/store"): {
+            "itunes_store_id": 1455211113,
+            "identifier": "jp.example.fd.added",
+            "name": "Added",
+        },
+        ("PUT", "/api/v1/app-catalog/{app_id}/version"): {"version": "2.0"},
+        ("POST", "/api/v1/org-units/{unit_id}/apps"): {
+            "action": "blocked",
+            "platform": "apple",
+            "identifier": "com.example.game",
+        },
+        ("PUT", "/api/v1/org-units/{unit_id}/app-block-action"): {"block_action": "remove"},
         ("PUT", "/api/v1/org-units/{unit_id}/continuity-plan"): {
             "required_working": 1,
             "max_seen_minutes": 60,
             "min_battery_percent": 20,
         },
     }
-    return World(tokens, paths, bodies, overrides)
+    uploads = {
+        ("POST", "/api/v1/app-catalog/packages"): (
+            "kind=enterprise&filename=other.ipa",
+            build_ipa("jp.example.fd.other"),
+        )
+    }
+    return World(tokens, paths, bodies, overrides, uploads)
 
 
 def _call(client: Any, method: str, template: str, world: World, headers: dict[str, str]) -> Any:
     path = template.format(**{**world.paths, **world.overrides.get((method, template), {})})
+    if (method, template) in world.uploads:
+        query, data = world.uploads[(method, template)]
+        return client.open(f"{path}?{query}", method=method, headers=headers, data=data)
     body = world.bodies.get((method, template))
     return client.open(path, method=method, headers=headers, json=body)
 
@@ -275,7 +330,7 @@ def test_role_matrix(client: Any, world: World, role: str) -> None:
         assert response.status_code < 500, where
         if role in allowed:
             assert response.status_code not in (401, 403), where
-            assert response.status_code in (200, 201), where
+            assert response.status_code in (200, 201, 204), where
         else:
             assert response.status_code == 403, where
             assert response.get_json()["error"]["code"] == "forbidden", where

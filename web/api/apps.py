@@ -23,6 +23,7 @@ from mdm.services.apps.catalog import BUNDLE_ID, MAX_PACKAGE_BYTES, AppCatalogEr
 from mdm.services.apps.status import app_state_word
 from web.api.auth import current_principal
 from web.api.base import ID, ApiBlueprint, permission
+from web.api.schemas import Id
 from web.errors import ApiError, field_error
 from web.queries import visible_device, visible_unit
 from web.rbac import Permission
@@ -75,7 +76,7 @@ class StoreVersionSchema(Schema):
 
 class RuleInSchema(Schema):
     action = fields.String(required=True, validate=validate.OneOf(AppRuleAction.ALL))
-    app_id = fields.Integer(strict=True, load_default=None, allow_none=True)
+    app_id = Id(load_default=None, allow_none=True)
     platform = fields.String(load_default=None, validate=validate.OneOf(["apple", "android"]))
     identifier = fields.String(load_default=None, validate=validate.Length(min=1, max=255))
     configuration = fields.Dict(load_default=None, allow_none=True)

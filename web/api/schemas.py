@@ -470,9 +470,7 @@ class OrgUnitUpdateSchema(Schema):
 
 class LocationReportingSchema(Schema):
     # Strict: JSON true, false or null only (null: as the unit above says).
-    location_reporting = fields.Boolean(
-        required=True, allow_none=True, truthy={True}, falsy={False}
-    )
+    location_reporting = StrictBoolean(required=True, allow_none=True)
     effective = fields.Boolean(dump_only=True)
 
 
@@ -547,7 +545,7 @@ class UserUpdateSchema(Schema):
     role = fields.String(validate=validate.OneOf([r.value for r in USER_ROLES]))
     display_name = Text(validate=validate.Length(max=255))
     org_unit_id = Id(allow_none=True)
-    disabled = fields.Boolean(truthy={True}, falsy={False})
+    disabled = StrictBoolean()
 
 
 class PasswordResetSchema(Schema):
