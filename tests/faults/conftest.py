@@ -1,5 +1,5 @@
 """Fixtures of the fault tests: a clock that can be moved from now, an app that pushes to the
-APNs test server with an imported push certificate."""
+APNs test server with an imported push certificate (tests.faults.harness.push_enabled_app)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from mdm import create_app
 from mdm.ground import clock
 from tests.conftest import MovableClock
-from tests.faults.harness import import_push_identity, pushing_settings
+from tests.faults.harness import push_enabled_app
 
 
 @pytest.fixture
@@ -25,11 +24,5 @@ def moving_clock() -> Iterator[MovableClock]:
 
 @pytest.fixture
 def pushing_app(settings, device_ca, apns_server):  # type: ignore[no-untyped-def]
-    creds = apns_server.issue_client_credentials()
-    conf = pushing_settings(settings, device_ca, apns_server)
-    app = create_app(conf)
-    import_push_identity(app.extensions["hikeshi"].session_factory, conf, creds)
-    app.topic = creds.topic
-    yield app
-    app.extensions["hikeshi"].dispatcher.close()
-    app.extensions["hikeshi"].engine.dispose()
+    with push_enabled_app(settings, device_ca, apns_server) as app:
+        yield app

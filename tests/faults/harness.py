@@ -187,12 +187,43 @@ def pushing_settings(settings: Settings, device_ca: Any, apns_server: Any) -> Se
     )
 
 
-def import_push_identity(factory: Any, conf: Settings, creds: Any) -> None:
-    """The APNs test server's client certificate, imported as an administrator would."""
+@contextmanager
+def push_enabled_app(settings: Settings, device_ca: Any, apns_server: Any) -> Iterator[Any]:
+    """An app that pushes to the APNs test server, whose client certificate is imported as an
+    administrator would import it; `app.topic` is that certificate's topic. Its push dispatcher
+    and engine are closed on leaving. What every fault test and the fault soak start from."""
+    creds = apns_server.issue_client_credentials()
+    conf = pushing_settings(settings, device_ca, apns_server)
+    app = create_app(conf)
+    ext = app.extensions["hikeshi"]
+    try:
+        with transaction(ext.session_factory) as s:
+            import_push_certificate(
+                s,
+                read_push_certificate(creds.cert_pem + creds.key_pem),
+                secret_key=conf.secret_key,
+                actor=ADMIN,
+            )
+        app.topic = creds.topic
+        yield app
+    finally:
+        ext.dispatcher.close()
+        ext.engine.dispose()
+
+
+def service_token(factory: Any, name: str) -> str:
+    """An admin API token of a service account, valid for a day: what the load goes through."""
     with transaction(factory) as s:
-        import_push_certificate(
-            s, read_push_certificate(creds.cert_pem + creds.key_pem), secret_key=conf.secret_key, actor=ADMIN
+        _row, token = create_api_token(
+            s,
+            name=name,
+            role="admin",
+            org_unit_id=None,
+            expires_at=clock.now() + timedelta(days=1),
+            actor=SYSTEM,
+            service_account="fault-suite",
         )
+    return token
 
 
 @dataclass
@@ -210,23 +241,10 @@ def enrolled_fleet(
 ) -> Fleet:
     """Enroll `count` iPads through an in-process app, which then leaves the stage: the faults
     are for the `hikeshi serve` the test starts next on the same database."""
-    creds = apns_server.issue_client_credentials()
-    conf = pushing_settings(settings, device_ca, apns_server)
-    app = create_app(conf)
-    ext = app.extensions["hikeshi"]
-    try:
-        import_push_identity(ext.session_factory, conf, creds)
-        with transaction(ext.session_factory) as s:
-            _row, token = create_api_token(
-                s,
-                name=f"{prefix}-faults",
-                role="admin",
-                org_unit_id=None,
-                expires_at=clock.now() + timedelta(days=1),
-                actor=SYSTEM,
-                service_account="fault-suite",
-            )
-        ipads = enroll_ipads(app, device_ca, creds.topic, count, prefix=prefix)
+    with push_enabled_app(settings, device_ca, apns_server) as app:
+        ext = app.extensions["hikeshi"]
+        token = service_token(ext.session_factory, f"{prefix}-faults")
+        ipads = enroll_ipads(app, device_ca, app.topic, count, prefix=prefix)
 
         def outbox_empty() -> bool:
             with ext.session_factory() as s:
@@ -234,10 +252,7 @@ def enrolled_fleet(
 
         wait_for(outbox_empty, 60, "enrollment wake-ups")
         assert ext.dispatcher.wait_idle(60)
-    finally:
-        ext.dispatcher.close()
-        ext.engine.dispose()
-    return Fleet(conf, ipads, token)
+        return Fleet(ext.settings, ipads, token)
 
 
 # A PostgreSQL server of the test's own, so a test can restart it without disturbing the shared
@@ -293,6 +308,11 @@ class PrivatePostgres:
     def stop(self, mode: str = "fast") -> None:
         """Stop it: `fast` disconnects every client and shuts down cleanly, `immediate` is a crash."""
         self._pg_ctl("-m", mode, "stop")
+
+    def restart(self, mode: str = "fast") -> None:
+        """`pg_ctl restart`: stopped as `stop` does, started at once; returns once it accepts
+        connections again (an operator's restart, with no time spent down on purpose)."""
+        self._pg_ctl("-m", mode, "-l", str(self.folder / "server.log"), "restart")
 
     def create_database(self, name: str) -> str:
         import psycopg
