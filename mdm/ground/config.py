@@ -169,7 +169,7 @@ TABLE: tuple[Setting, ...] = (
     Setting("HIKESHI_VPP_SYNC_MINUTES", positive, "60", "vpp_sync_minutes",
             "minutes between Apps and Books asset syncs"),
     Setting("HIKESHI_ADE_DEVICE_CA_FILE", text, None, "ade_device_ca_file",
-            "PEM of Apple's device CA chain, which signs ADE devices' machine info"),
+            "PEM of the CA chain that signs ADE devices' machine info (default: Apple's, shipped)"),
     Setting("HIKESHI_DEVICE_CA_FILE", text, None, "device_ca_file",
             "extra PEM bundle of CAs trusted to vouch for device identities"),
     Setting("HIKESHI_CLIENT_CERT_HEADER", text, None, "client_cert_header",

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
 
@@ -30,6 +30,29 @@ def issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
         return False
     try:
         cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+        return False
+    return True
+
+
+def issued_by_allowing_sha1(cert: x509.Certificate, ca: x509.Certificate) -> bool:
+    """issued_by, also for a SHA-1 signature, which cryptography's own check refuses. Only for
+    Apple's device CA chain: its CAs (2007) and the device certificates under them, which every
+    ADE iPad still presents, are RSA with SHA-1; everything Hikeshi issues itself uses issued_by."""
+    if cert.issuer != ca.subject:
+        return False
+    key = ca.public_key()
+    parameters = cert.signature_algorithm_parameters
+    try:
+        if isinstance(key, rsa.RSAPublicKey) and isinstance(parameters, padding.PKCS1v15):
+            algorithm = cert.signature_hash_algorithm
+            if algorithm is None:
+                return False
+            key.verify(cert.signature, cert.tbs_certificate_bytes, parameters, algorithm)
+        elif isinstance(key, ec.EllipticCurvePublicKey) and isinstance(parameters, ec.ECDSA):
+            key.verify(cert.signature, cert.tbs_certificate_bytes, parameters)
+        else:
+            return issued_by(cert, ca)
     except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
         return False
     return True

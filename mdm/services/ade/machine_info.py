@@ -5,8 +5,9 @@ whose content is a plist of UDID, SERIAL, PRODUCT, VERSION, LANGUAGE (IMEI, MEID
 models), signed with a device certificate issued by Apple's device CA. Unlike an Authenticate,
 whose UDID and serial are only what the device claims, these are vouched for by Apple: the
 signature is checked (mdm.ground.identity.signature) and the signer chained, through the
-certificates the message carries, to a configured anchor (HIKESHI_ADE_DEVICE_CA_FILE: Apple's
-device CA chain in production, a test CA in tests). Apple says to ignore the validity dates of
+certificates the message carries, to Apple's device CA chain (shipped in mdm.ground.apple_pki and
+checked against Apple Root CA's fingerprint; HIKESHI_ADE_DEVICE_CA_FILE replaces it, with a test
+CA in tests). Apple says to ignore the validity dates of
 certificates under "Apple iPhone Device CA" (its own have long expired), so dates are not checked;
 the signatures of every link are.
 """
@@ -21,11 +22,11 @@ from pathlib import Path
 from asn1crypto import cms
 from asn1crypto import core as asn1
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 
+from mdm.ground.apple_pki import ApplePKIError, apple_device_ca_chain
 from mdm.ground.config import Settings
 from mdm.ground.identity.signature import SignatureError, verify_mdm_signature
-from mdm.ground.x509util import load_pem_bundle
+from mdm.ground.x509util import issued_by_allowing_sha1, load_pem_bundle
 
 MAX_MACHINE_INFO_BYTES = 64 * 1024
 MAX_CHAIN = 5
@@ -40,7 +41,8 @@ class MachineInfoRefused(PermissionError):
 
 
 class DeviceCANotConfigured(RuntimeError):
-    """HIKESHI_ADE_DEVICE_CA_FILE is not set or unreadable: no machine info can be trusted."""
+    """The device CA chain cannot be used (HIKESHI_ADE_DEVICE_CA_FILE unreadable, or the shipped
+    chain not Apple's): no machine info can be trusted."""
 
 
 @dataclass(frozen=True)
@@ -54,11 +56,13 @@ class MachineInfo:
 
 
 def device_ca_anchors(settings: Settings) -> list[x509.Certificate]:
+    """Apple's device CA chain as shipped (checked against Apple Root CA's fingerprint), unless
+    HIKESHI_ADE_DEVICE_CA_FILE names another (a test CA, or a newer chain Apple publishes)."""
     if not settings.ade_device_ca_file:
-        raise DeviceCANotConfigured(
-            "HIKESHI_ADE_DEVICE_CA_FILE is not set: set it to Apple's device CA chain "
-            "(Apple Root CA, Apple iPhone Certification Authority, Apple iPhone Device CA)"
-        )
+        try:
+            return list(apple_device_ca_chain())
+        except (OSError, ValueError, ApplePKIError) as exc:
+            raise DeviceCANotConfigured(f"Apple's device CA chain as shipped is unusable: {exc}") from exc
     try:
         anchors = load_pem_bundle(Path(settings.ade_device_ca_file).read_bytes())
     except (OSError, ValueError) as exc:
@@ -76,13 +80,8 @@ def _is_ca(cert: x509.Certificate) -> bool:
 
 
 def _issued(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    if cert.issuer != issuer.subject or not _is_ca(issuer):
-        return False
-    try:
-        cert.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
-        return False
-    return True
+    # SHA-1 allowed: Apple's device CAs and the device certificates under them are RSA with SHA-1.
+    return _is_ca(issuer) and issued_by_allowing_sha1(cert, issuer)
 
 
 def chain_to_anchor(
