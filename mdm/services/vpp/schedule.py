@@ -47,6 +47,7 @@ def run_sync(
 
 
 def _record_failure(session: Session, exc: VppError) -> None:
+    """The reason on the token; another MDM holding the token is also an alert (it needs a person)."""
     record_failure(session, exc)
     if isinstance(exc, OtherMdm):
         other_mdm_alert(session, str(exc))
