@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +9,7 @@ import click
 
 from mdm.ground.db import transaction
 from mdm.roots.cli_push_cert import cli_actor
+from mdm.roots.cli_token import moment, token_status
 
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
@@ -71,19 +71,16 @@ def ade_status(ctx: Any) -> None:
     """The server token, its expiry and the last sync."""
     from mdm.services.ade.server_token import active_server_token, expiry_warning
 
-    with transaction(ctx.session_factory()) as session:
-        row = active_server_token(session)
-        if row is None:
-            click.echo("no ABM server token: run `hikeshi ade certificate` and `hikeshi ade upload-token`")
-            sys.exit(1)
-        click.echo(f"server:    {row.server_name or '?'} ({row.org_name or '?'})")
-        click.echo(f"expires:   {row.access_token_expiry:%Y-%m-%d %H:%M} UTC")
-        click.echo(f"last sync: {f'{row.last_sync_at:%Y-%m-%d %H:%M} UTC' if row.last_sync_at else 'never'}")
-        if row.last_error:
-            click.echo(f"error:     {row.last_error}")
-        warning = expiry_warning(row)
-    if warning:
-        click.echo(f"WARNING: {warning.en}", err=True)
+    token_status(
+        ctx,
+        active_server_token,
+        "no ABM server token: run `hikeshi ade certificate` and `hikeshi ade upload-token`",
+        lambda row: [
+            ("server", f"{row.server_name or '?'} ({row.org_name or '?'})"),
+            ("expires", moment(row.access_token_expiry)),
+        ],
+        expiry_warning,
+    )
 
 
 def _unit(session: Any, code: str) -> Any:

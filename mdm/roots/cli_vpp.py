@@ -8,9 +8,11 @@ from typing import Any
 
 import click
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from mdm.ground.db import transaction
 from mdm.roots.cli_push_cert import cli_actor
+from mdm.roots.cli_token import moment, token_status
 
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
@@ -79,29 +81,29 @@ def vpp_status(ctx: Any) -> None:
     from mdm.ground.models import VppAsset
     from mdm.services.vpp.token import active_token, expiry_warning
 
-    with transaction(ctx.session_factory()) as session:
-        row = active_token(session)
-        if row is None:
-            click.echo("no Apps and Books content token: run `hikeshi vpp upload-token FILE.vpptoken`")
-            sys.exit(1)
-        click.echo(f"organisation: {row.org_name}")
-        click.echo(f"location:     {row.location_name or 'unknown until the first sync'}")
-        click.echo(f"expires:      {row.expires_at:%Y-%m-%d %H:%M} UTC")
-        last = f"{row.last_sync_at:%Y-%m-%d %H:%M} UTC" if row.last_sync_at else "never"
-        click.echo(f"last sync:    {last}")
-        if row.last_error:
-            click.echo(f"last error:   {row.last_error}")
-        warning = expiry_warning(row)
+    def apps(session: Session) -> None:
         click.echo("adamId        pricing  total  assigned  available")
         for asset in session.scalars(select(VppAsset).order_by(VppAsset.adam_id)):
             click.echo(
                 f"{asset.adam_id:<13} {asset.pricing_param:<8} {asset.total_count:>5}  "
                 f"{asset.assigned_count:>8}  {asset.available_count:>9}"
             )
-    if warning:
-        click.echo(f"WARNING: {warning.en}", err=True)
-        if warning.level == "error":
-            sys.exit(1)
+
+    warning = token_status(
+        ctx,
+        active_token,
+        "no Apps and Books content token: run `hikeshi vpp upload-token FILE.vpptoken`",
+        lambda row: [
+            ("organisation", row.org_name),
+            ("location", row.location_name or "unknown until the first sync"),
+            ("expires", moment(row.expires_at)),
+        ],
+        expiry_warning,
+        error_label="last error",
+        then=apps,
+    )
+    if warning and warning.level == "error":
+        sys.exit(1)
 
 
 COMMANDS = [vpp]

@@ -24,9 +24,10 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+from tests.support.loopback_http import LoopbackService, QuietHandler
 
 
 def _enc(value: str) -> str:
@@ -163,12 +164,7 @@ class DeviceAssignmentService:
             return None
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return
-
+class _Handler(QuietHandler):
     def _answer(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
         data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
         self.send_response(status)
@@ -340,26 +336,10 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = _handle
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    service: DeviceAssignmentService
-
-
-class RunningService:
+class RunningService(LoopbackService):
     """The simulator listening on 127.0.0.1 on a free port; stop() when done."""
 
+    service: DeviceAssignmentService
+
     def __init__(self, service: DeviceAssignmentService) -> None:
-        self.service = service
-        self._server = _Server(("127.0.0.1", 0), _Handler)
-        self._server.service = service
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(service, _Handler)

@@ -23,9 +23,10 @@ import json
 import threading
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.support.loopback_http import LoopbackService, QuietHandler
 
 NOT_ENOUGH_LICENSES = 9709
 
@@ -130,12 +131,7 @@ class VolumePurchaseService:
         event.status = "COMPLETE"
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return
-
+class _Handler(QuietHandler):
     def _answer(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(body).encode()
         self.send_response(status)
@@ -316,26 +312,10 @@ class _Handler(BaseHTTPRequestHandler):
         }
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    service: VolumePurchaseService
-
-
-class RunningVppService:
+class RunningVppService(LoopbackService):
     """The simulator serving on 127.0.0.1 (a free port) in a thread until stop()."""
 
+    service: VolumePurchaseService
+
     def __init__(self, service: VolumePurchaseService) -> None:
-        self.service = service
-        self._server = _Server(("127.0.0.1", 0), _Handler)
-        self._server.service = service
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/mdm/v2"
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(service, _Handler, "/mdm/v2")

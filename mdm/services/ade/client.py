@@ -11,47 +11,36 @@ of times. Errors carry the service's own code (`EXPIRED_CURSOR`, `T_C_NOT_SIGNED
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime
-from email.utils import parsedate_to_datetime
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
-from mdm.ground import clock
+from mdm.ground.service_client import RetryingClient, ServiceError, json_object
 from mdm.services.ade.oauth import authorization_header
 from mdm.services.ade.server_token import OAuthCredentials
 
 PROTOCOL_VERSION = "3"
 SESSION_HEADER = "X-ADM-Auth-Session"
-MAX_ATTEMPTS = 5
-BACKOFF_START = 1.0
-BACKOFF_MAX = 60.0
 # Apple allows at most 1000 serials a request and answers pages of up to 1000 devices.
 PAGE_LIMIT = 1000
 
 
-class DepError(RuntimeError):
-    """The service refused or could not be reached; `code` is Apple's error word when it said one."""
+class DepError(ServiceError):
+    """`code` is Apple's error word when it said one."""
 
     def __init__(self, message: str, *, status: int | None = None, code: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
+        super().__init__(message, status=status)
         self.code = code
 
 
 @dataclass
-class DepClient:
+class DepClient(RetryingClient):
     base_url: str
     credentials: OAuthCredentials
     http: httpx.Client
-    # Injected so tests can see the waits without taking them.
-    sleep: Callable[[float], None] = time.sleep
-    max_attempts: int = MAX_ATTEMPTS
     session_token: str | None = None
-    waits: list[float] = field(default_factory=list)
 
     # -- session -----------------------------------------------------------------------------
 
@@ -76,7 +65,7 @@ class DepClient:
         )
         if response.status_code != 200:
             raise _error("GET /session", response)
-        token = _json(response, "GET /session").get("auth_session_token")
+        token = json_object(response, "GET /session", DepError).get("auth_session_token")
         if not isinstance(token, str) or not token:
             raise DepError("GET /session: no auth_session_token in the answer", status=200)
         self.session_token = token
@@ -94,7 +83,7 @@ class DepClient:
             response = self._send_with_backoff(lambda: self._send(method, path, body))
         if response.status_code != 200:
             raise _error(f"{method} {path}", response)
-        return _json(response, f"{method} {path}")
+        return json_object(response, f"{method} {path}", DepError)
 
     def _send(self, method: str, path: str, body: dict[str, Any] | None) -> httpx.Response:
         headers = {
@@ -112,27 +101,10 @@ class DepClient:
         return response
 
     def _send_with_backoff(self, send: Callable[[], httpx.Response]) -> httpx.Response:
-        delay = BACKOFF_START
-        for attempt in range(1, self.max_attempts + 1):
-            try:
-                response = send()
-            except httpx.TransportError as exc:
-                if attempt == self.max_attempts:
-                    raise DepError(f"device assignment service unreachable: {exc}") from exc
-                self._wait(delay)
-                delay = min(delay * 2, BACKOFF_MAX)
-                continue
-            if response.status_code != 429 and response.status_code < 500:
-                return response
-            if attempt == self.max_attempts:
-                return response
-            self._wait(retry_after(response.headers.get("Retry-After"), delay))
-            delay = min(delay * 2, BACKOFF_MAX)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _wait(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        self.sleep(seconds)
+        try:
+            return self.send_retried(send)
+        except httpx.TransportError as exc:
+            raise DepError(f"device assignment service unreachable: {exc}") from exc
 
     # -- the service's endpoints ---------------------------------------------------------------
 
@@ -153,30 +125,6 @@ class DepClient:
 
     def assign_profile(self, profile_uuid: str, serials: list[str]) -> dict[str, Any]:
         return self.request("PUT", "/profile/devices", {"profile_uuid": profile_uuid, "devices": serials})
-
-
-def retry_after(value: str | None, fallback: float) -> float:
-    """Seconds to wait: the header's seconds or HTTP date, else the backoff's own delay."""
-    if not value:
-        return fallback
-    value = value.strip()
-    if value.isdigit():
-        return min(float(value), BACKOFF_MAX * 5)
-    try:
-        when: datetime = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return fallback
-    return max(0.0, min((when - clock.now()).total_seconds(), BACKOFF_MAX * 5))
-
-
-def _json(response: httpx.Response, what: str) -> dict[str, Any]:
-    try:
-        value = response.json()
-    except ValueError as exc:
-        raise DepError(f"{what}: the answer is not JSON", status=response.status_code) from exc
-    if not isinstance(value, dict):
-        raise DepError(f"{what}: the answer is not a JSON object", status=response.status_code)
-    return value
 
 
 def _error(what: str, response: httpx.Response) -> DepError:

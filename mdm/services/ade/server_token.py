@@ -17,7 +17,7 @@ import email
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from asn1crypto import cms
 from cryptography import x509
@@ -33,6 +33,8 @@ from mdm.ground.audit import Actor, record_event
 from mdm.ground.config import Settings
 from mdm.ground.models import AdeServerToken, AdeTokenKey
 from mdm.ground.secretbox import SecretBoxError, seal, unseal
+from mdm.ground.token_expiry import TokenNames, TokenWarning
+from mdm.ground.token_expiry import expiry_warning as token_expiry_warning
 from mdm.ground.x509util import fingerprint, self_signed_encryption_certificate, to_pem
 
 KEY_PURPOSE = "ade-token-key"
@@ -40,7 +42,6 @@ SECRETS_PURPOSE = "ade-server-token"
 KEY_SIZE = 2048
 # ABM keeps the certificate with the MDM server; a new one is only needed for a new server.
 CERT_DAYS = 3650
-EXPIRY_WARNING = timedelta(days=30)
 MAX_TOKEN_BYTES = 64 * 1024
 _MESSAGE = re.compile(rb"-----BEGIN MESSAGE-----(.*?)-----END MESSAGE-----", re.DOTALL)
 _FIELDS = ("consumer_key", "consumer_secret", "access_token", "access_secret", "access_token_expiry")
@@ -276,30 +277,9 @@ def credentials_of(row: AdeServerToken, settings: Settings) -> OAuthCredentials:
     )
 
 
-@dataclass(frozen=True)
-class TokenWarning:
-    level: str  # "error" or "warn"
-    ja: str
-    en: str
+NAMES = TokenNames("ABM サーバートークン", "The ABM server token", "ABM")
 
 
 def expiry_warning(row: AdeServerToken | None) -> TokenWarning | None:
     """What operators must be told about the token: expired, or expiring within 30 days."""
-    if row is None:
-        return None
-    when = f"{row.access_token_expiry:%Y-%m-%d}"
-    left = row.access_token_expiry - clock.now()
-    if left <= timedelta(0):
-        return TokenWarning(
-            "error",
-            f"ABM サーバートークンは {when} に期限切れです。"
-            "ABM で新しいトークンをダウンロードしてアップロードしてください。",
-            f"The ABM server token expired on {when}: download a new one in ABM and upload it.",
-        )
-    if left <= EXPIRY_WARNING:
-        return TokenWarning(
-            "warn",
-            f"ABM サーバートークンは {when} に期限切れになります（残り {left.days} 日）。更新してください。",
-            f"The ABM server token expires on {when} ({left.days} days): renew it.",
-        )
-    return None
+    return None if row is None else token_expiry_warning(row.access_token_expiry, NAMES)

@@ -11,19 +11,14 @@ The token never goes into an error message or a log line.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
-from mdm.services.ade.client import retry_after
+from mdm.ground.service_client import RetryingClient, ServiceError, json_object
 
 DEFAULT_URL = "https://vpp.itunes.apple.com/mdm/v2"
-MAX_ATTEMPTS = 5
-BACKOFF_START = 1.0
-BACKOFF_MAX = 60.0
 # Apple's limit on serial numbers in one associate / disassociate request.
 MAX_SERIALS = 1000
 
@@ -40,12 +35,11 @@ TOKEN_ERRORS = {
 NOT_ENOUGH_LICENSES = 9709
 
 
-class VppError(RuntimeError):
-    """The service refused or could not be reached; `error_number` is Apple's when it said one."""
+class VppError(ServiceError):
+    """`error_number` is Apple's when it said one."""
 
     def __init__(self, message: str, *, status: int | None = None, error_number: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
+        super().__init__(message, status=status)
         self.error_number = error_number
 
     @property
@@ -58,14 +52,10 @@ class VppError(RuntimeError):
 
 
 @dataclass
-class VppClient:
+class VppClient(RetryingClient):
     base_url: str
     bearer: str
     http: httpx.Client
-    # Injected so tests can see the waits without taking them.
-    sleep: Callable[[float], None] = time.sleep
-    max_attempts: int = MAX_ATTEMPTS
-    waits: list[float] = field(default_factory=list)
 
     def request(
         self,
@@ -78,32 +68,15 @@ class VppClient:
         what = f"{method} {path}"
         url = self.base_url.rstrip("/") + path
         headers = {"Authorization": f"Bearer {self.bearer}", "Accept": "application/json"}
-        delay = BACKOFF_START
-        for attempt in range(1, self.max_attempts + 1):
-            try:
-                response = self.http.request(method, url, params=params, json=body, headers=headers)
-            except httpx.TransportError as exc:
-                if attempt == self.max_attempts:
-                    raise VppError(
-                        f"{what}: Apps and Books service unreachable ({type(exc).__name__})"
-                    ) from None
-                self._wait(delay)
-                delay = min(delay * 2, BACKOFF_MAX)
-                continue
-            if response.status_code == 429 or response.status_code >= 500:
-                if attempt == self.max_attempts:
-                    raise _error(what, response)
-                self._wait(retry_after(response.headers.get("Retry-After"), delay))
-                delay = min(delay * 2, BACKOFF_MAX)
-                continue
-            if response.status_code != 200:
-                raise _error(what, response)
-            return _json(what, response)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _wait(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        self.sleep(seconds)
+        try:
+            response = self.send_retried(
+                lambda: self.http.request(method, url, params=params, json=body, headers=headers)
+            )
+        except httpx.TransportError as exc:
+            raise VppError(f"{what}: Apps and Books service unreachable ({type(exc).__name__})") from None
+        if response.status_code != 200:
+            raise _error(what, response)
+        return json_object(response, what, VppError)
 
     # -- the service's endpoints -----------------------------------------------------------------
 
@@ -145,16 +118,6 @@ class VppClient:
 
     def event_status(self, event_id: str) -> dict[str, Any]:
         return self.request("GET", "/status", params={"eventId": event_id})
-
-
-def _json(what: str, response: httpx.Response) -> dict[str, Any]:
-    try:
-        value = response.json()
-    except ValueError as exc:
-        raise VppError(f"{what}: the answer is not JSON", status=response.status_code) from exc
-    if not isinstance(value, dict):
-        raise VppError(f"{what}: the answer is not a JSON object", status=response.status_code)
-    return value
 
 
 def _error(what: str, response: httpx.Response) -> VppError:

@@ -8,10 +8,8 @@ on the token in a second one (shown by the console, `hikeshi vpp status` and doc
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 
-import httpx
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -20,11 +18,10 @@ from mdm.ground.config import Settings
 from mdm.ground.db import transaction
 from mdm.ground.models import Alert, Severity, VppEvent
 from mdm.services.alerts.service import raise_alert
+from mdm.services.token_schedule import expiry_alert, is_due, run_recorded
 from mdm.services.vpp.client import VppError
 from mdm.services.vpp.sync import NoVppToken, OtherMdm, client_for, poll_events, record_failure, sync
-from mdm.services.vpp.token import EXPIRY_WARNING, active_token
-
-TIMEOUT_SECONDS = 30.0
+from mdm.services.vpp.token import active_token
 
 
 def run_sync(
@@ -32,15 +29,12 @@ def run_sync(
 ) -> dict[str, Any]:
     """One full sync now, committed; a failure is recorded and re-raised."""
     options: dict[str, Any] = {"sleep": sleep} if sleep is not None else {}
-    try:
-        with httpx.Client(timeout=TIMEOUT_SECONDS) as http, transaction(factory) as session:
-            report = sync(session, client_for(session, settings, http, **options), settings)
-    except VppError as exc:
-        with transaction(factory) as session:
-            record_failure(session, exc)
-            if isinstance(exc, OtherMdm):
-                other_mdm_alert(session, str(exc))
-        raise
+    report = run_recorded(
+        factory,
+        lambda session, http: sync(session, client_for(session, settings, http, **options), settings),
+        VppError,
+        _record_failure,
+    )
     return {
         "location": report.location,
         "location_changed": report.location_changed,
@@ -52,6 +46,13 @@ def run_sync(
     }
 
 
+def _record_failure(session: Session, exc: VppError) -> None:
+    """The reason on the token; another MDM holding the token is also an alert (it needs a person)."""
+    record_failure(session, exc)
+    if isinstance(exc, OtherMdm):
+        other_mdm_alert(session, str(exc))
+
+
 def run_event_poll(factory: sessionmaker[Session], settings: Settings) -> dict[str, Any]:
     with transaction(factory) as session:
         waiting = session.scalar(
@@ -59,13 +60,12 @@ def run_event_poll(factory: sessionmaker[Session], settings: Settings) -> dict[s
         )
     if not waiting:
         return {"events_checked": 0, "events_completed": 0}
-    try:
-        with httpx.Client(timeout=TIMEOUT_SECONDS) as http, transaction(factory) as session:
-            checked, finished = poll_events(session, client_for(session, settings, http))
-    except VppError as exc:
-        with transaction(factory) as session:
-            record_failure(session, exc)
-        raise
+    checked, finished = run_recorded(
+        factory,
+        lambda session, http: poll_events(session, client_for(session, settings, http)),
+        VppError,
+        record_failure,
+    )
     return {"events_checked": checked, "events_completed": finished}
 
 
@@ -74,13 +74,13 @@ def scheduled_sync(factory: sessionmaker[Session], settings: Settings) -> dict[s
         token = active_token(session)
         if token is None:
             return {"configured": False}
-        alerted = token_expiry_alert(session)
+        alerted = expiry_alert(
+            session, "vpp.token_expiring", token.expires_at, "expires_at", "Apps and Books content token"
+        )
         if token.expires_at <= clock.now():
             # The service refuses an expired token: asking would only record the same error.
             return {"configured": True, "expired": True, "expiry_alert": alerted}
-        due = token.last_sync_at is None or clock.now() - token.last_sync_at >= timedelta(
-            minutes=settings.vpp_sync_minutes
-        )
+        due = is_due(token.last_sync_at, settings.vpp_sync_minutes)
     try:
         if due:
             return {"configured": True, "due": True, "expiry_alert": alerted, **run_sync(factory, settings)}
@@ -92,26 +92,6 @@ def scheduled_sync(factory: sessionmaker[Session], settings: Settings) -> dict[s
         }
     except NoVppToken:
         return {"configured": False}
-
-
-def token_expiry_alert(session: Session) -> bool:
-    """One alert per token entering its last 30 days, as for the ABM server token."""
-    token = active_token(session)
-    if token is None or token.expires_at - clock.now() > EXPIRY_WARNING:
-        return False
-    marker = token.expires_at.isoformat()
-    for alert in session.scalars(select(Alert).where(Alert.kind == "vpp.token_expiring")):
-        if alert.details.get("expires_at") == marker:
-            return False
-    left = (token.expires_at - clock.now()).days
-    raise_alert(
-        session,
-        "vpp.token_expiring",
-        Severity.CRITICAL if left <= 7 else Severity.WARNING,
-        f"Apps and Books content token expires in {left} days ({token.expires_at:%Y-%m-%d})",
-        details={"expires_at": marker, "days_left": left},
-    )
-    return True
 
 
 def other_mdm_alert(session: Session, reason: str) -> None:

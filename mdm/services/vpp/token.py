@@ -14,7 +14,7 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -24,9 +24,10 @@ from mdm.ground.audit import Actor, record_event
 from mdm.ground.config import Settings
 from mdm.ground.models import VppToken
 from mdm.ground.secretbox import SecretBoxError, seal, unseal
+from mdm.ground.token_expiry import TokenNames, TokenWarning
+from mdm.ground.token_expiry import expiry_warning as token_expiry_warning
 
 PURPOSE = "vpp-location-token"
-EXPIRY_WARNING = timedelta(days=30)
 MAX_TOKEN_BYTES = 16 * 1024
 
 
@@ -125,34 +126,18 @@ def bearer_of(row: VppToken, settings: Settings) -> str:
         raise VppTokenFileError(str(exc)) from exc
 
 
-@dataclass(frozen=True)
-class TokenWarning:
-    level: str  # "error" or "warn"
-    ja: str
-    en: str
+NAMES = TokenNames(
+    "App とブックのコンテンツトークン", "The Apps and Books content token", "Apple Business Manager"
+)
 
 
 def expiry_warning(row: VppToken | None) -> TokenWarning | None:
     """What operators must be told: expired, expiring within 30 days, or a changed location."""
     if row is None:
         return None
-    when = f"{row.expires_at:%Y-%m-%d}"
-    left = row.expires_at - clock.now()
-    if left <= timedelta(0):
-        return TokenWarning(
-            "error",
-            f"App とブックのコンテンツトークンは {when} に期限切れです。"
-            "Apple Business Manager で新しいトークンをダウンロードしてアップロードしてください。",
-            f"The Apps and Books content token expired on {when}: download a new one in "
-            "Apple Business Manager and upload it.",
-        )
-    if left <= EXPIRY_WARNING:
-        return TokenWarning(
-            "warn",
-            f"App とブックのコンテンツトークンは {when} に期限切れになります"
-            f"（残り {left.days} 日）。更新してください。",
-            f"The Apps and Books content token expires on {when} ({left.days} days): renew it.",
-        )
+    warning = token_expiry_warning(row.expires_at, NAMES)
+    if warning is not None:
+        return warning
     if row.replaced_location:
         return TokenWarning(
             "warn",
