@@ -490,54 +490,58 @@ def current_readiness(
     for uid in sorted(units, key=lambda i: (units[i].code or "", units[i].name_ja, i)):
         unit = units[uid]
         if uid in rows:
-            r = rows[uid]
-            details = r.details or {}
-            station = details.get("station") or {}
-            out.append(
-                UnitReadiness(
-                    uid,
-                    unit.name_ja,
-                    unit.name_en,
-                    unit.code,
-                    unit.unit_type,
-                    r.state,
-                    r.working,
-                    r.required,
-                    r.spares_available,
-                    int(details.get("incoming", 0)),
-                    r.station_id,
-                    station.get("name_ja", ""),
-                    station.get("name_en", ""),
-                    list(details.get("missing", [])),
-                    dict(details.get("plan", {})),
-                    r.last_event_id,
-                    r.changed_at,
-                )
-            )
+            out.append(from_row(unit, rows[uid]))
         elif uid in fresh:
-            c = fresh[uid]
-            out.append(
-                UnitReadiness(
-                    uid,
-                    unit.name_ja,
-                    unit.name_en,
-                    unit.code,
-                    unit.unit_type,
-                    c.state,
-                    c.working,
-                    c.required,
-                    c.spares_available,
-                    c.incoming,
-                    c.station_id,
-                    c.station_ja,
-                    c.station_en,
-                    c.missing,
-                    c.plan.as_dict(),
-                    None,
-                    None,
-                )
-            )
+            out.append(from_computed(unit, fresh[uid]))
     return out
+
+
+def from_row(unit: OrgUnit, r: UnitReadinessState) -> UnitReadiness:
+    """A unit's published readiness as stored by the last recompute."""
+    details = r.details or {}
+    station = details.get("station") or {}
+    return UnitReadiness(
+        unit.id,
+        unit.name_ja,
+        unit.name_en,
+        unit.code,
+        unit.unit_type,
+        r.state,
+        r.working,
+        r.required,
+        r.spares_available,
+        int(details.get("incoming", 0)),
+        r.station_id,
+        station.get("name_ja", ""),
+        station.get("name_en", ""),
+        list(details.get("missing", [])),
+        dict(details.get("plan", {})),
+        r.last_event_id,
+        r.changed_at,
+    )
+
+
+def from_computed(unit: OrgUnit, c: Computed) -> UnitReadiness:
+    """A unit never evaluated yet, computed on the fly: no event and no change time to show."""
+    return UnitReadiness(
+        unit.id,
+        unit.name_ja,
+        unit.name_en,
+        unit.code,
+        unit.unit_type,
+        c.state,
+        c.working,
+        c.required,
+        c.spares_available,
+        c.incoming,
+        c.station_id,
+        c.station_ja,
+        c.station_en,
+        c.missing,
+        c.plan.as_dict(),
+        None,
+        None,
+    )
 
 
 def station_rollup(session: Session, units: list[UnitReadiness] | None = None) -> list[Rollup]:
