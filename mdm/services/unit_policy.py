@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from mdm.ground import clock
 from mdm.ground.audit import Actor, record_event
 from mdm.ground.models import CompliancePolicy, Device, OrgUnit
+from mdm.services.unit_inheritance import chain, nearest_values
 
 DEFAULT_OFFLINE_LIMIT_HOURS = 24
 DEFAULT_INVENTORY_INTERVAL_HOURS = 4
@@ -72,17 +73,6 @@ def _rows_by_unit(session: Session) -> dict[int | None, CompliancePolicy]:
     return {row.org_unit_id: row for row in session.scalars(select(CompliancePolicy))}
 
 
-def _chain(org_unit_id: int | None, parents: dict[int, int | None]) -> list[int | None]:
-    """The unit, its ancestors up to the HQ, then None (the default row)."""
-    chain: list[int | None] = []
-    current = org_unit_id
-    while current is not None and current not in chain:
-        chain.append(current)
-        current = parents.get(current)
-    chain.append(None)
-    return chain
-
-
 class PolicyBook:
     """Every policy row and the unit tree, loaded once, for evaluating many devices."""
 
@@ -97,15 +87,9 @@ class PolicyBook:
 
     def for_unit(self, org_unit_id: int | None) -> UnitPolicy:
         if org_unit_id not in self._cache:
-            values: dict[str, object] = {}
-            for unit in _chain(org_unit_id, self.parents):
-                row = self.rows.get(unit)
-                if row is None:
-                    continue
-                for name in _FIELDS:
-                    if name not in values and getattr(row, name) is not None:
-                        values[name] = getattr(row, name)
-            self._cache[org_unit_id] = replace(self.base, **values)  # type: ignore[arg-type]
+            rows = (self.rows.get(unit) for unit in chain(org_unit_id, self.parents))
+            values = nearest_values(rows, _FIELDS)
+            self._cache[org_unit_id] = replace(self.base, **values)
         return self._cache[org_unit_id]
 
     def every_policy(self) -> list[UnitPolicy]:
