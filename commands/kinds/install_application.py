@@ -14,9 +14,8 @@ from typing import TYPE_CHECKING, Any
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from commands.command_type import CommandType, Priority
-from mdm.ground import clock
 from mdm.ground.models import CommandStatus
-from mdm.services.apps.state import pending_state
+from mdm.services.apps.state import answered_state
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -81,11 +80,9 @@ class InstallApplication(CommandType):
     def on_result(
         self, session: Session, command: Command, report: dict[str, Any], context: CommandContext
     ) -> None:
-        state = pending_state(session, command)
+        state = answered_state(session, command)
         if state is None:
             return
-        state.pending_command_uuid = state.pending_action = None
-        state.updated_at = clock.now()
         if command.status != CommandStatus.ACKNOWLEDGED:
             state.reason = f"install refused by the device: {error_text(report)}"
             return

@@ -11,9 +11,8 @@ from marshmallow import Schema, fields, validate
 
 from commands.command_type import CommandType, Priority
 from commands.kinds.install_application import error_text
-from mdm.ground import clock
 from mdm.ground.models import CommandStatus
-from mdm.services.apps.state import pending_state
+from mdm.services.apps.state import answered_state
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -36,11 +35,9 @@ class RemoveApplication(CommandType):
     def on_result(
         self, session: Session, command: Command, report: dict[str, Any], context: CommandContext
     ) -> None:
-        state = pending_state(session, command)
+        state = answered_state(session, command)
         if state is None:
             return
-        state.pending_command_uuid = state.pending_action = None
-        state.updated_at = clock.now()
         if command.status == CommandStatus.ACKNOWLEDGED:
             state.managed_status = None
             state.reason = "removed by Hikeshi" if state.desired == "blocked" else None
