@@ -8,13 +8,20 @@ Android location reporting) so they all resolve and record a change the same way
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mdm.ground import clock
 from mdm.ground.audit import Actor, record_event
 from mdm.ground.models import OrgUnit
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+Policy = TypeVar("Policy", bound="DataclassInstance")
 
 
 def chain(org_unit_id: int | None, parents: dict[int, int | None]) -> list[int | None]:
@@ -48,6 +55,36 @@ def nearest_values(
     return values
 
 
+class InheritedBook(Generic[Policy]):
+    """Every stored row of one per-unit policy (one row per unit, the default row's unit None) and
+    the unit tree, loaded once, for resolving many units: a unit gets, per field, its nearest
+    value, else `base`'s."""
+
+    def __init__(
+        self,
+        session: Session,
+        rows: Iterable[Any],
+        base: Policy,
+        fields: Iterable[str],
+        convert: Callable[[str, Any], Any] = lambda _name, value: value,
+    ) -> None:
+        self.base = base
+        self.rows: dict[int | None, Any] = {row.org_unit_id: row for row in rows}
+        self.parents: dict[int, int | None] = dict(
+            session.execute(select(OrgUnit.id, OrgUnit.parent_id)).all()
+        )
+        self._fields = tuple(fields)
+        self._convert = convert
+        self._cache: dict[int | None, Policy] = {}
+
+    def for_unit(self, org_unit_id: int | None) -> Policy:
+        if org_unit_id not in self._cache:
+            rows = (self.rows.get(unit) for unit in chain(org_unit_id, self.parents))
+            values = nearest_values(rows, self._fields, self._convert)
+            self._cache[org_unit_id] = replace(self.base, **values)
+        return self._cache[org_unit_id]
+
+
 def set_unit_flag(
     session: Session,
     unit: OrgUnit,
@@ -69,12 +106,6 @@ def set_unit_flag(
     setattr(unit, column, value)
     unit.updated_at = clock.now()
     session.flush()
-    record_event(
-        session,
-        actor,
-        event,
-        "org_unit",
-        unit.id,
-        {"before": before, "after": value, "effective": effective(session, unit.id)},
-    )
+    details = {"before": before, "after": value, "effective": effective(session, unit.id)}
+    record_event(session, actor, event, "org_unit", unit.id, details)
     return True

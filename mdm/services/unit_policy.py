@@ -4,7 +4,7 @@ default row (org_unit_id NULL), else the built-in defaults below."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date
 
 from sqlalchemy import select
@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session
 
 from mdm.ground import clock
 from mdm.ground.audit import Actor, record_event
-from mdm.ground.models import CompliancePolicy, Device, OrgUnit
-from mdm.services.unit_inheritance import chain, nearest_values
+from mdm.ground.models import CompliancePolicy, Device
+from mdm.services.unit_inheritance import InheritedBook
 
 DEFAULT_OFFLINE_LIMIT_HOURS = 24
 DEFAULT_INVENTORY_INTERVAL_HOURS = 4
@@ -69,28 +69,12 @@ def policy_input_problems(values: dict[str, object]) -> dict[str, list[str]]:
     return problems
 
 
-def _rows_by_unit(session: Session) -> dict[int | None, CompliancePolicy]:
-    return {row.org_unit_id: row for row in session.scalars(select(CompliancePolicy))}
-
-
-class PolicyBook:
+class PolicyBook(InheritedBook[UnitPolicy]):
     """Every policy row and the unit tree, loaded once, for evaluating many devices."""
 
     def __init__(self, session: Session, base: UnitPolicy | None = None) -> None:
         # `base` replaces the built-in defaults (e.g. the interval from settings).
-        self.base = base or UnitPolicy()
-        self.rows = _rows_by_unit(session)
-        self.parents: dict[int, int | None] = dict(
-            session.execute(select(OrgUnit.id, OrgUnit.parent_id)).all()
-        )
-        self._cache: dict[int | None, UnitPolicy] = {}
-
-    def for_unit(self, org_unit_id: int | None) -> UnitPolicy:
-        if org_unit_id not in self._cache:
-            rows = (self.rows.get(unit) for unit in chain(org_unit_id, self.parents))
-            values = nearest_values(rows, _FIELDS)
-            self._cache[org_unit_id] = replace(self.base, **values)
-        return self._cache[org_unit_id]
+        super().__init__(session, session.scalars(select(CompliancePolicy)), base or UnitPolicy(), _FIELDS)
 
     def every_policy(self) -> list[UnitPolicy]:
         """The policy of every unit and the default's: the bounds a fleet-wide check filters on."""

@@ -496,16 +496,17 @@ def current_readiness(
     return out
 
 
+def _named(unit: OrgUnit) -> tuple[int, str, str | None, str | None, str | None]:
+    """The leading fields of a UnitReadiness: which unit it is."""
+    return (unit.id, unit.name_ja, unit.name_en, unit.code, unit.unit_type)
+
+
 def from_row(unit: OrgUnit, r: UnitReadinessState) -> UnitReadiness:
     """A unit's published readiness as stored by the last recompute."""
     details = r.details or {}
     station = details.get("station") or {}
     return UnitReadiness(
-        unit.id,
-        unit.name_ja,
-        unit.name_en,
-        unit.code,
-        unit.unit_type,
+        *_named(unit),
         r.state,
         r.working,
         r.required,
@@ -524,11 +525,7 @@ def from_row(unit: OrgUnit, r: UnitReadinessState) -> UnitReadiness:
 def from_computed(unit: OrgUnit, c: Computed) -> UnitReadiness:
     """A unit never evaluated yet, computed on the fly: no event and no change time to show."""
     return UnitReadiness(
-        unit.id,
-        unit.name_ja,
-        unit.name_en,
-        unit.code,
-        unit.unit_type,
+        *_named(unit),
         c.state,
         c.working,
         c.required,

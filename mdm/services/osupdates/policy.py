@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from mdm.ground import clock
 from mdm.ground.audit import Actor, record_event
 from mdm.ground.models import OrgUnit, OsUpdatePolicy
-from mdm.services.unit_inheritance import chain, nearest_values
+from mdm.services.unit_inheritance import InheritedBook, nearest_values
 
 LATEST = "latest"
 ANDROID_MODES = ("automatic", "windowed", "postpone")
@@ -132,22 +132,11 @@ def _typed(name: str, value: Any) -> Any:
     return value
 
 
-class UpdatePolicyBook:
+class UpdatePolicyBook(InheritedBook[UpdatePolicy]):
     """Every update policy row and the unit tree, loaded once, for many devices."""
 
     def __init__(self, session: Session) -> None:
-        self.rows = {row.org_unit_id: row for row in session.scalars(select(OsUpdatePolicy))}
-        self.parents: dict[int, int | None] = dict(
-            session.execute(select(OrgUnit.id, OrgUnit.parent_id)).all()
-        )
-        self._cache: dict[int | None, UpdatePolicy] = {}
-
-    def for_unit(self, org_unit_id: int | None) -> UpdatePolicy:
-        if org_unit_id not in self._cache:
-            rows = (self.rows.get(unit) for unit in chain(org_unit_id, self.parents))
-            values = nearest_values(rows, FIELDS, _typed)
-            self._cache[org_unit_id] = replace(UpdatePolicy(), **values)
-        return self._cache[org_unit_id]
+        super().__init__(session, session.scalars(select(OsUpdatePolicy)), UpdatePolicy(), FIELDS, _typed)
 
     def own(self, org_unit_id: int | None) -> dict[str, Any]:
         row = self.rows.get(org_unit_id)
