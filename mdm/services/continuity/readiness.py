@@ -91,16 +91,15 @@ def _signature(
     return (state, working, required, spares, incoming, reasons)
 
 
-def _stored_signature(row: UnitReadinessState) -> tuple[Any, ...]:
+def _stored_incoming_missing(row: UnitReadinessState) -> tuple[int, list[dict[str, Any]]]:
+    """The spares on their way and the missing devices, as a recompute stored them in `details`."""
     details = row.details or {}
-    return _signature(
-        row.state,
-        row.working,
-        row.required,
-        row.spares_available,
-        int(details.get("incoming", 0)),
-        list(details.get("missing", [])),
-    )
+    return int(details.get("incoming", 0)), list(details.get("missing", []))
+
+
+def _stored_signature(row: UnitReadinessState) -> tuple[Any, ...]:
+    incoming, missing = _stored_incoming_missing(row)
+    return _signature(row.state, row.working, row.required, row.spares_available, incoming, missing)
 
 
 def _sorted_reasons(reasons: list[Reason]) -> list[Reason]:
@@ -505,17 +504,18 @@ def from_row(unit: OrgUnit, r: UnitReadinessState) -> UnitReadiness:
     """A unit's published readiness as stored by the last recompute."""
     details = r.details or {}
     station = details.get("station") or {}
+    incoming, missing = _stored_incoming_missing(r)
     return UnitReadiness(
         *_named(unit),
         r.state,
         r.working,
         r.required,
         r.spares_available,
-        int(details.get("incoming", 0)),
+        incoming,
         r.station_id,
         station.get("name_ja", ""),
         station.get("name_en", ""),
-        list(details.get("missing", [])),
+        missing,
         dict(details.get("plan", {})),
         r.last_event_id,
         r.changed_at,
