@@ -16,12 +16,13 @@ from sqlalchemy.orm import Session
 
 from mdm.ground import clock
 from mdm.ground.audit import Actor, record_event
-from mdm.ground.models import OrgUnit
+from mdm.ground.models import Base, OrgUnit
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
 Policy = TypeVar("Policy", bound="DataclassInstance")
+Row = TypeVar("Row", bound=Base)
 
 
 def chain(org_unit_id: int | None, parents: dict[int, int | None]) -> list[int | None]:
@@ -53,6 +54,29 @@ def nearest_values(
             if name not in values and getattr(row, name) is not None:
                 values[name] = convert(name, getattr(row, name))
     return values
+
+
+def own_row(session: Session, model: type[Row], org_unit_id: int | None) -> Row | None:
+    """The unit's own stored row of a per-unit policy table (None: the default row), or None when
+    it has none."""
+    column = model.org_unit_id  # type: ignore[attr-defined]
+    where = column.is_(None) if org_unit_id is None else column == org_unit_id
+    return session.scalars(select(model).where(where)).first()
+
+
+def set_own_values(
+    session: Session, model: type[Row], org_unit_id: int | None, values: dict[str, Any]
+) -> Row:
+    """Write `values` into the unit's own row (created when it has none; None: the default row).
+    A value of None inherits. The caller has checked the values and records the event."""
+    row = own_row(session, model, org_unit_id)
+    if row is None:
+        row = model(org_unit_id=org_unit_id)
+        session.add(row)
+    for name, value in values.items():
+        setattr(row, name, value)
+    row.updated_at = clock.now()  # type: ignore[attr-defined]
+    return row
 
 
 class InheritedBook(Generic[Policy]):

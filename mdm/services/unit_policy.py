@@ -10,10 +10,9 @@ from datetime import date
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mdm.ground import clock
 from mdm.ground.audit import Actor, record_event
 from mdm.ground.models import CompliancePolicy, Device
-from mdm.services.unit_inheritance import InheritedBook
+from mdm.services.unit_inheritance import InheritedBook, own_row, set_own_values
 
 DEFAULT_OFFLINE_LIMIT_HOURS = 24
 DEFAULT_INVENTORY_INTERVAL_HOURS = 4
@@ -95,13 +94,7 @@ def set_unit_policy(
     patch = values.get("minimum_android_security_patch")
     if patch is not None and parse_patch_level(patch) is None:
         raise ValueError("minimum_android_security_patch must be a date YYYY-MM-DD")
-    row = own_policy(session, org_unit_id)
-    if row is None:
-        row = CompliancePolicy(org_unit_id=org_unit_id)
-        session.add(row)
-    for name, value in values.items():
-        setattr(row, name, value)
-    row.updated_at = clock.now()
+    row = set_own_values(session, CompliancePolicy, org_unit_id, values)
     session.flush()
     record_event(
         session,
@@ -119,13 +112,7 @@ POLICY_FIELDS = _FIELDS
 
 def own_policy(session: Session, org_unit_id: int | None) -> CompliancePolicy | None:
     """The unit's own stored row (None: the default row), or None when it has none."""
-    return session.scalars(
-        select(CompliancePolicy).where(
-            CompliancePolicy.org_unit_id.is_(None)
-            if org_unit_id is None
-            else CompliancePolicy.org_unit_id == org_unit_id
-        )
-    ).first()
+    return own_row(session, CompliancePolicy, org_unit_id)
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,9 @@ from typing import Any
 from sqlalchemy import literal, or_, select
 from sqlalchemy.orm import Session
 
-from mdm.ground import clock
 from mdm.ground.audit import Actor, record_event
 from mdm.ground.models import OrgUnit, OsUpdatePolicy
-from mdm.services.unit_inheritance import InheritedBook, nearest_values
+from mdm.services.unit_inheritance import InheritedBook, nearest_values, set_own_values
 
 LATEST = "latest"
 ANDROID_MODES = ("automatic", "windowed", "postpone")
@@ -178,19 +177,7 @@ def set_update_policy(
     problems = input_problems(values)
     if problems:
         raise ValueError("; ".join(f"{name}: {' '.join(msgs)}" for name, msgs in sorted(problems.items())))
-    row = session.scalars(
-        select(OsUpdatePolicy).where(
-            OsUpdatePolicy.org_unit_id.is_(None)
-            if org_unit_id is None
-            else OsUpdatePolicy.org_unit_id == org_unit_id
-        )
-    ).first()
-    if row is None:
-        row = OsUpdatePolicy(org_unit_id=org_unit_id)
-        session.add(row)
-    for name, value in values.items():
-        setattr(row, name, value)
-    row.updated_at = clock.now()
+    row = set_own_values(session, OsUpdatePolicy, org_unit_id, values)
     row.updated_by = actor.name[:255]
     session.flush()
     record_event(
