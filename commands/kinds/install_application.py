@@ -13,16 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from commands.command_type import CommandType, Priority
-from mdm.ground import clock
+from commands.kinds.app_state_command import AppStateCommand
 from mdm.ground.models import CommandStatus
-from mdm.services.apps.state import pending_state
 
 if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
-
-    from commands.context import CommandContext
-    from mdm.ground.models import Command
+    from mdm.ground.models import Command, DeviceAppState
 
 # ManagementFlags: 1 removes the app when the MDM profile is removed (unenroll); 4 prevents its
 # data from being backed up; 5 both.
@@ -71,21 +66,13 @@ def error_text(report: dict[str, Any]) -> str:
     return ("; ".join(parts) or "the device answered Error")[:255]
 
 
-class InstallApplication(CommandType):
+class InstallApplication(AppStateCommand):
     request_type = "InstallApplication"
     schema = InstallApplicationParams
     description_ja = "アプリのインストール (App Store / 社内アプリ)"
     description_en = "Install an app (App Store or in-house)"
-    priority = Priority.HIGH
 
-    def on_result(
-        self, session: Session, command: Command, report: dict[str, Any], context: CommandContext
-    ) -> None:
-        state = pending_state(session, command)
-        if state is None:
-            return
-        state.pending_command_uuid = state.pending_action = None
-        state.updated_at = clock.now()
+    def settle(self, state: DeviceAppState, command: Command, report: dict[str, Any]) -> None:
         if command.status != CommandStatus.ACKNOWLEDGED:
             state.reason = f"install refused by the device: {error_text(report)}"
             return

@@ -9,38 +9,25 @@ from typing import TYPE_CHECKING, Any
 
 from marshmallow import Schema, fields, validate
 
-from commands.command_type import CommandType, Priority
+from commands.kinds.app_state_command import AppStateCommand
 from commands.kinds.install_application import error_text
-from mdm.ground import clock
 from mdm.ground.models import CommandStatus
-from mdm.services.apps.state import pending_state
 
 if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
-
-    from commands.context import CommandContext
-    from mdm.ground.models import Command
+    from mdm.ground.models import Command, DeviceAppState
 
 
 class RemoveApplicationParams(Schema):
     Identifier = fields.String(required=True, validate=validate.Length(min=1, max=255))
 
 
-class RemoveApplication(CommandType):
+class RemoveApplication(AppStateCommand):
     request_type = "RemoveApplication"
     schema = RemoveApplicationParams
     description_ja = "管理対象アプリの削除"
     description_en = "Remove a managed app"
-    priority = Priority.HIGH
 
-    def on_result(
-        self, session: Session, command: Command, report: dict[str, Any], context: CommandContext
-    ) -> None:
-        state = pending_state(session, command)
-        if state is None:
-            return
-        state.pending_command_uuid = state.pending_action = None
-        state.updated_at = clock.now()
+    def settle(self, state: DeviceAppState, command: Command, report: dict[str, Any]) -> None:
         if command.status == CommandStatus.ACKNOWLEDGED:
             state.managed_status = None
             state.reason = "removed by Hikeshi" if state.desired == "blocked" else None

@@ -4,15 +4,15 @@ default row (org_unit_id NULL), else the built-in defaults below."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mdm.ground import clock
 from mdm.ground.audit import Actor, record_event
-from mdm.ground.models import CompliancePolicy, Device, OrgUnit
+from mdm.ground.models import CompliancePolicy, Device
+from mdm.services.unit_inheritance import InheritedBook, own_row, set_own_values
 
 DEFAULT_OFFLINE_LIMIT_HOURS = 24
 DEFAULT_INVENTORY_INTERVAL_HOURS = 4
@@ -68,45 +68,12 @@ def policy_input_problems(values: dict[str, object]) -> dict[str, list[str]]:
     return problems
 
 
-def _rows_by_unit(session: Session) -> dict[int | None, CompliancePolicy]:
-    return {row.org_unit_id: row for row in session.scalars(select(CompliancePolicy))}
-
-
-def _chain(org_unit_id: int | None, parents: dict[int, int | None]) -> list[int | None]:
-    """The unit, its ancestors up to the HQ, then None (the default row)."""
-    chain: list[int | None] = []
-    current = org_unit_id
-    while current is not None and current not in chain:
-        chain.append(current)
-        current = parents.get(current)
-    chain.append(None)
-    return chain
-
-
-class PolicyBook:
+class PolicyBook(InheritedBook[UnitPolicy]):
     """Every policy row and the unit tree, loaded once, for evaluating many devices."""
 
     def __init__(self, session: Session, base: UnitPolicy | None = None) -> None:
         # `base` replaces the built-in defaults (e.g. the interval from settings).
-        self.base = base or UnitPolicy()
-        self.rows = _rows_by_unit(session)
-        self.parents: dict[int, int | None] = dict(
-            session.execute(select(OrgUnit.id, OrgUnit.parent_id)).all()
-        )
-        self._cache: dict[int | None, UnitPolicy] = {}
-
-    def for_unit(self, org_unit_id: int | None) -> UnitPolicy:
-        if org_unit_id not in self._cache:
-            values: dict[str, object] = {}
-            for unit in _chain(org_unit_id, self.parents):
-                row = self.rows.get(unit)
-                if row is None:
-                    continue
-                for name in _FIELDS:
-                    if name not in values and getattr(row, name) is not None:
-                        values[name] = getattr(row, name)
-            self._cache[org_unit_id] = replace(self.base, **values)  # type: ignore[arg-type]
-        return self._cache[org_unit_id]
+        super().__init__(session, session.scalars(select(CompliancePolicy)), base or UnitPolicy(), _FIELDS)
 
     def every_policy(self) -> list[UnitPolicy]:
         """The policy of every unit and the default's: the bounds a fleet-wide check filters on."""
@@ -127,13 +94,7 @@ def set_unit_policy(
     patch = values.get("minimum_android_security_patch")
     if patch is not None and parse_patch_level(patch) is None:
         raise ValueError("minimum_android_security_patch must be a date YYYY-MM-DD")
-    row = own_policy(session, org_unit_id)
-    if row is None:
-        row = CompliancePolicy(org_unit_id=org_unit_id)
-        session.add(row)
-    for name, value in values.items():
-        setattr(row, name, value)
-    row.updated_at = clock.now()
+    row = set_own_values(session, CompliancePolicy, org_unit_id, values)
     session.flush()
     record_event(
         session,
@@ -151,13 +112,7 @@ POLICY_FIELDS = _FIELDS
 
 def own_policy(session: Session, org_unit_id: int | None) -> CompliancePolicy | None:
     """The unit's own stored row (None: the default row), or None when it has none."""
-    return session.scalars(
-        select(CompliancePolicy).where(
-            CompliancePolicy.org_unit_id.is_(None)
-            if org_unit_id is None
-            else CompliancePolicy.org_unit_id == org_unit_id
-        )
-    ).first()
+    return own_row(session, CompliancePolicy, org_unit_id)
 
 
 @dataclass(frozen=True)

@@ -13,14 +13,13 @@ from typing import Any
 
 from flask import request
 from marshmallow import Schema, fields, validate
-from sqlalchemy import select
 
 from commands.app_enforcement import converge_unit
 from mdm.doors.appctx import command_context, db_session, settings
-from mdm.ground.models import App, AppKind, AppRuleAction, BlockAction, DeviceAppState, OrgUnit, UnitAppRule
+from mdm.ground.models import App, AppKind, AppRuleAction, BlockAction, OrgUnit, UnitAppRule
 from mdm.services.apps import catalog, rules
 from mdm.services.apps.catalog import BUNDLE_ID, MAX_PACKAGE_BYTES, AppCatalogError
-from mdm.services.apps.status import app_state_word
+from mdm.services.apps.status import app_state_word, device_app_states
 from web.api.auth import current_principal
 from web.api.base import ID, ApiBlueprint, permission
 from web.api.schemas import Id
@@ -139,13 +138,7 @@ def app_view(app: App) -> dict[str, Any]:
     package = catalog.package_of(db_session(), app)
     view: dict[str, Any] = {
         "id": app.id,
-        "kind": app.kind,
-        "platform": app.platform,
-        "identifier": app.identifier,
-        "name": app.name,
-        "itunes_store_id": app.itunes_store_id,
-        "version": app.version,
-        "version_code": app.version_code,
+        **catalog.describe(app),
         "sha256": None,
         "size": None,
         "signing_cert_sha256": None,
@@ -381,18 +374,8 @@ def device_apps(device_id: int) -> Any:
     device = visible_device(session, current_principal(), device_id)
     if device is None:
         raise ApiError(404, f"no device with id {device_id}")
-    states = session.scalars(
-        select(DeviceAppState)
-        .where(DeviceAppState.device_id == device.id)
-        .order_by(DeviceAppState.identifier)
-    ).all()
-    apps = {
-        a.id: a
-        for a in session.scalars(select(App).where(App.id.in_({s.app_id for s in states if s.app_id})))
-    }
     out = []
-    for state in states:
-        app = apps.get(state.app_id) if state.app_id else None
+    for state, app in device_app_states(session, device):
         out.append(
             {
                 "identifier": state.identifier,

@@ -13,14 +13,13 @@ from typing import Any
 
 from flask import Response, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
-from sqlalchemy import select
 
 from commands.app_enforcement import converge_unit
 from mdm.doors.appctx import command_context, db_session, settings
-from mdm.ground.models import App, AppKind, AppRuleAction, DeviceAppState, UnitAppRule
+from mdm.ground.models import App, AppKind, AppRuleAction, UnitAppRule
 from mdm.services.apps import catalog, rules
 from mdm.services.apps.catalog import AppCatalogError
-from mdm.services.apps.status import LABELS, app_state_word
+from mdm.services.apps.status import LABELS, app_state_word, device_app_states
 from web.console.blueprint import bp
 from web.console.guard import current_principal, needs
 from web.queries import visible_device, visible_unit, visible_units
@@ -207,18 +206,8 @@ def device_app_state(device_id: int) -> str:
     device = visible_device(session, current_principal(), device_id)
     if device is None:
         abort(404)
-    states = session.scalars(
-        select(DeviceAppState)
-        .where(DeviceAppState.device_id == device.id)
-        .order_by(DeviceAppState.identifier)
-    ).all()
-    apps = {
-        a.id: a
-        for a in session.scalars(select(App).where(App.id.in_({s.app_id for s in states if s.app_id})))
-    }
     rows = []
-    for state in states:
-        app = apps.get(state.app_id) if state.app_id else None
+    for state, app in device_app_states(session, device):
         word = app_state_word(state, app)
         rows.append({"state": state, "app": app, "word": word, "label": LABELS[word]})
     return render_template("console/app_device.html", device=device, rows=rows)

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mdm.ground import clock
-from mdm.ground.audit import Actor, record_event
+from mdm.ground.audit import Actor
 from mdm.ground.models import OrgUnit
+from mdm.services.unit_inheritance import set_unit_flag
 
 APPLE_DEFAULT = False
 
@@ -57,20 +57,13 @@ def set_unit_activation_lock(session: Session, unit: OrgUnit, allowed: bool | No
     """Set (True/False) or clear (None: inherit) the unit's value; audited. Returns whether it
     changed. Sending the setting to the tablets is the caller's next step
     (commands.activation_lock.apply_unit_setting)."""
-    if allowed is not None and not isinstance(allowed, bool):
-        raise TypeError("allowed must be True, False or None")
-    before = unit.activation_lock_allowed
-    if before is allowed:
-        return False
-    unit.activation_lock_allowed = allowed
-    unit.updated_at = clock.now()
-    session.flush()
-    record_event(
+    return set_unit_flag(
         session,
-        actor,
-        "activation_lock.unit_setting_changed",
-        "org_unit",
-        unit.id,
-        {"before": before, "after": allowed, "effective": unit_activation_lock(session, unit.id).allowed},
+        unit,
+        "activation_lock_allowed",
+        allowed,
+        actor=actor,
+        event="activation_lock.unit_setting_changed",
+        effective=lambda session, unit_id: unit_activation_lock(session, unit_id).allowed,
+        argument="allowed",
     )
-    return True

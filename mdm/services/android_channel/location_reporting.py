@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from mdm.ground import clock
-from mdm.ground.audit import Actor, record_event
+from mdm.ground.audit import Actor
 from mdm.ground.models import OrgUnit
 from mdm.services.orgunits import unit_chains
+from mdm.services.unit_inheritance import set_unit_flag
 
 DEFAULT = False
 
@@ -33,20 +33,12 @@ def location_reporting(session: Session, org_unit_id: int | None) -> bool:
 def set_location_reporting(session: Session, unit: OrgUnit, value: bool | None, *, actor: Actor) -> bool:
     """Set (True/False) or clear (None: inherit) the unit's value; audited. Returns whether it
     changed. The agents get it with their next sync (the policy version changes)."""
-    if value is not None and not isinstance(value, bool):
-        raise TypeError("value must be True, False or None")
-    before = unit.android_location_reporting
-    if before is value:
-        return False
-    unit.android_location_reporting = value
-    unit.updated_at = clock.now()
-    session.flush()
-    record_event(
+    return set_unit_flag(
         session,
-        actor,
-        "android.location_reporting_changed",
-        "org_unit",
-        unit.id,
-        {"before": before, "after": value, "effective": location_reporting(session, unit.id)},
+        unit,
+        "android_location_reporting",
+        value,
+        actor=actor,
+        event="android.location_reporting_changed",
+        effective=location_reporting,
     )
-    return True

@@ -105,7 +105,7 @@ def add_store_app(session: Session, data: Mapping[str, Any], *, actor: Actor) ->
     )
     session.add(app)
     session.flush()
-    record_event(session, actor, "app.added", "app", app.id, _describe(app))
+    record_event(session, actor, "app.added", "app", app.id, describe(app))
     return app
 
 
@@ -188,7 +188,7 @@ def upload_package(session: Session, kind: str, filename: str, data: bytes, *, a
         "app.uploaded",
         "app",
         app.id,
-        {**_describe(app), "sha256": sha256, "size": len(data), "signing_cert_sha256": signing[0]},
+        {**describe(app), "sha256": sha256, "size": len(data), "signing_cert_sha256": signing[0]},
     )
     return app
 
@@ -205,7 +205,7 @@ def rotate_download_token(session: Session, app: App, *, actor: Actor) -> AppPac
 
 def remove_app(session: Session, app: App, *, actor: Actor) -> None:
     """Out of the catalog (its file, and the unit rules that require it, with it)."""
-    record_event(session, actor, "app.removed", "app", app.id, _describe(app))
+    record_event(session, actor, "app.removed", "app", app.id, describe(app))
     session.delete(app)
     session.flush()
 
@@ -231,7 +231,8 @@ def _safe_filename(filename: str, identifier: str, suffix: str) -> str:
     return base
 
 
-def _describe(app: App) -> dict[str, Any]:
+def describe(app: App) -> dict[str, Any]:
+    """What identifies an app in the catalog: its audit events' details and the API's view."""
     return {
         "kind": app.kind,
         "platform": app.platform,

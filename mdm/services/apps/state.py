@@ -164,3 +164,13 @@ def pending_state(session: Session, command: Any) -> DeviceAppState | None:
             DeviceAppState.device_id == command.device_id, DeviceAppState.pending_command_uuid == command.uuid
         )
     ).first()
+
+
+def answered_state(session: Session, command: Any) -> DeviceAppState | None:
+    """The device's app whose install or removal `command` was, no longer waiting for it: the
+    device has answered, whatever the answer (the caller records what it said)."""
+    state = pending_state(session, command)
+    if state is not None:
+        state.pending_command_uuid = state.pending_action = None
+        state.updated_at = clock.now()
+    return state

@@ -3,7 +3,10 @@ units say, from what the device itself reported. Unknown stays unknown."""
 
 from __future__ import annotations
 
-from mdm.ground.models import App, AppRuleAction, DeviceAppState
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mdm.ground.models import App, AppRuleAction, Device, DeviceAppState
 
 LABELS = {
     "installed": ("インストール済み", "installed"),
@@ -47,3 +50,18 @@ def app_state_word(state: DeviceAppState, app: App | None) -> str:
     if state.reported_at is None and state.installed is None and state.reason is None:
         return "unknown"
     return "missing"
+
+
+def device_app_states(session: Session, device: Device) -> list[tuple[DeviceAppState, App | None]]:
+    """The device's state per app (by identifier), each with its catalog app: None when the state
+    names no catalog app (e.g. a blocked identifier). Two statements whatever the number of apps."""
+    states = session.scalars(
+        select(DeviceAppState)
+        .where(DeviceAppState.device_id == device.id)
+        .order_by(DeviceAppState.identifier)
+    ).all()
+    apps = {
+        a.id: a
+        for a in session.scalars(select(App).where(App.id.in_({s.app_id for s in states if s.app_id})))
+    }
+    return [(state, apps.get(state.app_id) if state.app_id else None) for state in states]

@@ -91,16 +91,15 @@ def _signature(
     return (state, working, required, spares, incoming, reasons)
 
 
-def _stored_signature(row: UnitReadinessState) -> tuple[Any, ...]:
+def _stored_incoming_missing(row: UnitReadinessState) -> tuple[int, list[dict[str, Any]]]:
+    """The spares on their way and the missing devices, as a recompute stored them in `details`."""
     details = row.details or {}
-    return _signature(
-        row.state,
-        row.working,
-        row.required,
-        row.spares_available,
-        int(details.get("incoming", 0)),
-        list(details.get("missing", [])),
-    )
+    return int(details.get("incoming", 0)), list(details.get("missing", []))
+
+
+def _stored_signature(row: UnitReadinessState) -> tuple[Any, ...]:
+    incoming, missing = _stored_incoming_missing(row)
+    return _signature(row.state, row.working, row.required, row.spares_available, incoming, missing)
 
 
 def _sorted_reasons(reasons: list[Reason]) -> list[Reason]:
@@ -490,54 +489,56 @@ def current_readiness(
     for uid in sorted(units, key=lambda i: (units[i].code or "", units[i].name_ja, i)):
         unit = units[uid]
         if uid in rows:
-            r = rows[uid]
-            details = r.details or {}
-            station = details.get("station") or {}
-            out.append(
-                UnitReadiness(
-                    uid,
-                    unit.name_ja,
-                    unit.name_en,
-                    unit.code,
-                    unit.unit_type,
-                    r.state,
-                    r.working,
-                    r.required,
-                    r.spares_available,
-                    int(details.get("incoming", 0)),
-                    r.station_id,
-                    station.get("name_ja", ""),
-                    station.get("name_en", ""),
-                    list(details.get("missing", [])),
-                    dict(details.get("plan", {})),
-                    r.last_event_id,
-                    r.changed_at,
-                )
-            )
+            out.append(from_row(unit, rows[uid]))
         elif uid in fresh:
-            c = fresh[uid]
-            out.append(
-                UnitReadiness(
-                    uid,
-                    unit.name_ja,
-                    unit.name_en,
-                    unit.code,
-                    unit.unit_type,
-                    c.state,
-                    c.working,
-                    c.required,
-                    c.spares_available,
-                    c.incoming,
-                    c.station_id,
-                    c.station_ja,
-                    c.station_en,
-                    c.missing,
-                    c.plan.as_dict(),
-                    None,
-                    None,
-                )
-            )
+            out.append(from_computed(unit, fresh[uid]))
     return out
+
+
+def _named(unit: OrgUnit) -> tuple[int, str, str | None, str | None, str | None]:
+    """The leading fields of a UnitReadiness: which unit it is."""
+    return (unit.id, unit.name_ja, unit.name_en, unit.code, unit.unit_type)
+
+
+def from_row(unit: OrgUnit, r: UnitReadinessState) -> UnitReadiness:
+    """A unit's published readiness as stored by the last recompute."""
+    details = r.details or {}
+    station = details.get("station") or {}
+    incoming, missing = _stored_incoming_missing(r)
+    return UnitReadiness(
+        *_named(unit),
+        r.state,
+        r.working,
+        r.required,
+        r.spares_available,
+        incoming,
+        r.station_id,
+        station.get("name_ja", ""),
+        station.get("name_en", ""),
+        missing,
+        dict(details.get("plan", {})),
+        r.last_event_id,
+        r.changed_at,
+    )
+
+
+def from_computed(unit: OrgUnit, c: Computed) -> UnitReadiness:
+    """A unit never evaluated yet, computed on the fly: no event and no change time to show."""
+    return UnitReadiness(
+        *_named(unit),
+        c.state,
+        c.working,
+        c.required,
+        c.spares_available,
+        c.incoming,
+        c.station_id,
+        c.station_ja,
+        c.station_en,
+        c.missing,
+        c.plan.as_dict(),
+        None,
+        None,
+    )
 
 
 def station_rollup(session: Session, units: list[UnitReadiness] | None = None) -> list[Rollup]:

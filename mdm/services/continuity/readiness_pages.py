@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, aliased
 
 from mdm.ground import clock
 from mdm.ground.models import OrgUnit, OrgUnitKind, ReadinessState, UnitReadinessState
-from mdm.services.continuity.readiness import Computed, Rollup, UnitReadiness, compute
+from mdm.services.continuity.readiness import Rollup, UnitReadiness, compute, from_computed, from_row
 from mdm.services.continuity.world import POOL_KINDS, load_world
 
 # Worst first: a dispatcher's page leads with what needs a decision.
@@ -91,7 +91,7 @@ def readiness_page(
     # computed for this page without being written.
     fresh = compute(load_world(session, unknown), clock.now()) if unknown else {}
     units = [
-        _from_row(unit, row) if row is not None else _from_computed(fresh[unit.id]) for unit, row in rows
+        from_row(unit, row) if row is not None else from_computed(unit, fresh[unit.id]) for unit, row in rows
     ]
     parents = {unit.id: unit.parent_id for unit, _ in rows}
     stations, hq, counts, total = _rollups(session, matching, units, unknown, parents)
@@ -192,49 +192,3 @@ def _tally(rollup: Rollup, state: str, n: int) -> None:
     rollup.counts[state] = rollup.counts.get(state, 0) + n
     rollup.state = ReadinessState.worst([rollup.state, state])
 
-
-def _from_row(unit: OrgUnit, r: UnitReadinessState) -> UnitReadiness:
-    details = r.details or {}
-    station = details.get("station") or {}
-    return UnitReadiness(
-        unit.id,
-        unit.name_ja,
-        unit.name_en,
-        unit.code,
-        unit.unit_type,
-        r.state,
-        r.working,
-        r.required,
-        r.spares_available,
-        int(details.get("incoming", 0)),
-        r.station_id,
-        station.get("name_ja", ""),
-        station.get("name_en", ""),
-        list(details.get("missing", [])),
-        dict(details.get("plan", {})),
-        r.last_event_id,
-        r.changed_at,
-    )
-
-
-def _from_computed(c: Computed) -> UnitReadiness:
-    unit = c.unit
-    return UnitReadiness(
-        unit.id,
-        unit.name_ja,
-        unit.name_en,
-        unit.code,
-        unit.unit_type,
-        c.state,
-        c.working,
-        c.required,
-        c.spares_available,
-        c.incoming,
-        c.station_id,
-        c.station_ja,
-        c.station_en,
-        c.missing,
-        c.plan.as_dict(),
-        None,
-        None,
-    )

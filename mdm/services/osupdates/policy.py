@@ -17,9 +17,9 @@ from typing import Any
 from sqlalchemy import literal, or_, select
 from sqlalchemy.orm import Session
 
-from mdm.ground import clock
 from mdm.ground.audit import Actor, record_event
 from mdm.ground.models import OrgUnit, OsUpdatePolicy
+from mdm.services.unit_inheritance import InheritedBook, nearest_values, set_own_values
 
 LATEST = "latest"
 ANDROID_MODES = ("automatic", "windowed", "postpone")
@@ -125,44 +125,17 @@ def input_problems(values: dict[str, Any]) -> dict[str, list[str]]:
     return problems
 
 
-def _chain(org_unit_id: int | None, parents: dict[int, int | None]) -> list[int | None]:
-    chain: list[int | None] = []
-    current = org_unit_id
-    while current is not None and current not in chain:
-        chain.append(current)
-        current = parents.get(current)
-    chain.append(None)
-    return chain
-
-
 def _typed(name: str, value: Any) -> Any:
     if name == "blocked_windows":
         return tuple(Window(str(w["start"]), str(w["end"])) for w in value)
     return value
 
 
-class UpdatePolicyBook:
+class UpdatePolicyBook(InheritedBook[UpdatePolicy]):
     """Every update policy row and the unit tree, loaded once, for many devices."""
 
     def __init__(self, session: Session) -> None:
-        self.rows = {row.org_unit_id: row for row in session.scalars(select(OsUpdatePolicy))}
-        self.parents: dict[int, int | None] = dict(
-            session.execute(select(OrgUnit.id, OrgUnit.parent_id)).all()
-        )
-        self._cache: dict[int | None, UpdatePolicy] = {}
-
-    def for_unit(self, org_unit_id: int | None) -> UpdatePolicy:
-        if org_unit_id not in self._cache:
-            values: dict[str, Any] = {}
-            for unit in _chain(org_unit_id, self.parents):
-                row = self.rows.get(unit)
-                if row is None:
-                    continue
-                for name in FIELDS:
-                    if name not in values and getattr(row, name) is not None:
-                        values[name] = _typed(name, getattr(row, name))
-            self._cache[org_unit_id] = replace(UpdatePolicy(), **values)
-        return self._cache[org_unit_id]
+        super().__init__(session, session.scalars(select(OsUpdatePolicy)), UpdatePolicy(), FIELDS, _typed)
 
     def own(self, org_unit_id: int | None) -> dict[str, Any]:
         row = self.rows.get(org_unit_id)
@@ -178,8 +151,8 @@ class UpdatePolicyBook:
 def policy_for_unit(session: Session, org_unit_id: int | None) -> UpdatePolicy:
     """One unit's effective policy in one statement (the Android agent's sync, a hot path): the
     policy rows of the unit, its ancestors (a recursive walk up the tree) and the default row."""
-    chain = select(OrgUnit.id, OrgUnit.parent_id, literal(0).label("depth")).where(OrgUnit.id == org_unit_id)
-    walk = chain.cte("chain", recursive=True)
+    start = select(OrgUnit.id, OrgUnit.parent_id, literal(0).label("depth")).where(OrgUnit.id == org_unit_id)
+    walk = start.cte("chain", recursive=True)
     walk = walk.union_all(
         select(OrgUnit.id, OrgUnit.parent_id, (walk.c.depth + 1).label("depth")).where(
             OrgUnit.id == walk.c.parent_id, walk.c.depth < 64
@@ -192,11 +165,7 @@ def policy_for_unit(session: Session, org_unit_id: int | None) -> UpdatePolicy:
     ).all()
     # Nearest first; the default row (no depth) last.
     ordered = sorted(rows, key=lambda row: (row[1] is None, row[1] or 0))
-    values: dict[str, Any] = {}
-    for policy_row, _depth in ordered:
-        for name in FIELDS:
-            if name not in values and getattr(policy_row, name) is not None:
-                values[name] = _typed(name, getattr(policy_row, name))
+    values = nearest_values((policy_row for policy_row, _depth in ordered), FIELDS, _typed)
     return replace(UpdatePolicy(), **values)
 
 
@@ -208,19 +177,7 @@ def set_update_policy(
     problems = input_problems(values)
     if problems:
         raise ValueError("; ".join(f"{name}: {' '.join(msgs)}" for name, msgs in sorted(problems.items())))
-    row = session.scalars(
-        select(OsUpdatePolicy).where(
-            OsUpdatePolicy.org_unit_id.is_(None)
-            if org_unit_id is None
-            else OsUpdatePolicy.org_unit_id == org_unit_id
-        )
-    ).first()
-    if row is None:
-        row = OsUpdatePolicy(org_unit_id=org_unit_id)
-        session.add(row)
-    for name, value in values.items():
-        setattr(row, name, value)
-    row.updated_at = clock.now()
+    row = set_own_values(session, OsUpdatePolicy, org_unit_id, values)
     row.updated_by = actor.name[:255]
     session.flush()
     record_event(
