@@ -7,6 +7,7 @@ import gc
 import os
 import secrets
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from mdm.ground import clock
@@ -82,16 +84,34 @@ def engine(database_url: str) -> Iterator[Engine]:
     eng.dispose()
 
 
+# A background thread of the previous test's app (a drain, the audit sealer, a push record) may
+# still hold a table when TRUNCATE wants all of them: PostgreSQL then picks one as the deadlock's
+# victim. The thread finishes in moments, so the TRUNCATE is tried again, a bounded number of times.
+_TRUNCATE_ATTEMPTS = 20
+
+
 def _empty_all_tables(engine: Engine) -> None:
     tables = list(reversed(Base.metadata.sorted_tables))
+    if engine.dialect.name == "postgresql":
+        names = ", ".join(f'"{t.name}"' for t in tables)
+        for attempt in range(1, _TRUNCATE_ATTEMPTS + 1):
+            try:
+                with engine.begin() as conn:
+                    conn.execute(text("SET LOCAL lock_timeout = '5s'"))
+                    conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+                return
+            except OperationalError as exc:
+                if attempt == _TRUNCATE_ATTEMPTS or getattr(exc.orig, "sqlstate", None) not in (
+                    "40P01",  # deadlock_detected
+                    "55P03",  # lock_not_available (lock_timeout)
+                ):
+                    raise
+                time.sleep(0.05 * attempt)
+        return
     with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
-            names = ", ".join(f'"{t.name}"' for t in tables)
-            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-        else:
-            for table in tables:
-                conn.execute(table.delete())
-            conn.execute(text("DELETE FROM sqlite_sequence")) if _has_sqlite_sequence(conn) else None
+        for table in tables:
+            conn.execute(table.delete())
+        conn.execute(text("DELETE FROM sqlite_sequence")) if _has_sqlite_sequence(conn) else None
 
 
 def _has_sqlite_sequence(conn) -> bool:  # type: ignore[no-untyped-def]
