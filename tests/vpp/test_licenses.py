@@ -215,3 +215,29 @@ def test_not_configured_and_locally_expired(
     assert outcome.state == "unavailable" and "expired" in (outcome.reason or "")
     assert scheduled_sync(session_factory, vpp_settings)["expired"] is True
     assert vpp.service.log == []
+
+
+def test_a_second_process_recording_the_same_license_updates_the_first_row(
+    vpp: Any, vpp_settings: Any, uploaded: int, session_factory: sessionmaker[Session]
+) -> None:
+    """Two processes asking for one (app, serial) at the same moment: the one that loses the
+    unique key updates the winner's row instead of failing its caller (its transaction lives on)."""
+    from mdm.services.vpp.provider import _record
+
+    if session_factory.kw["bind"].dialect.name != "postgresql":
+        pytest.skip("concurrent writers are PostgreSQL's; on SQLite every write transaction runs alone")
+    vpp.service.add_asset("1234567890", 3)
+    run_sync(session_factory, vpp_settings)
+    with session_factory() as loser:
+        asset = loser.scalars(select(VppAsset).where(VppAsset.adam_id == "1234567890")).one()
+        # The other process commits its row after this one looked and found none.
+        with session_factory() as winner:
+            winner_asset = winner.scalars(select(VppAsset).where(VppAsset.adam_id == "1234567890")).one()
+            _record(winner, None, winner_asset, "DMPX2001", "pending", "event-1")
+            winner.commit()
+        row = _record(loser, None, asset, "DMPX2001", "assigned", None)
+        loser.commit()
+        assert row.state == "assigned"
+    with session_factory() as session:
+        [only] = session.scalars(select(VppAssignment).where(VppAssignment.serial_number == "DMPX2001")).all()
+        assert only.state == "assigned" and only.event_id is None

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mdm.ground import clock
@@ -236,8 +237,28 @@ def _record(
 ) -> VppAssignment:
     now = clock.now()
     if row is None:
-        row = VppAssignment(adam_id=asset.adam_id, serial_number=serial_number[:64], requested_at=now)
-        session.add(row)
+        # Another process may record the same (app, serial) at the same moment: the unique key
+        # refuses the second row, which then updates the one that won instead of failing the caller.
+        candidate = VppAssignment(
+            adam_id=asset.adam_id,
+            serial_number=serial_number[:64],
+            pricing_param=asset.pricing_param,
+            state=state,
+            event_id=event_id,
+            requested_at=now,
+            updated_at=now,
+        )
+        try:
+            with session.begin_nested():
+                session.add(candidate)
+            row = candidate
+        except IntegrityError:
+            row = session.scalars(
+                select(VppAssignment).where(
+                    VppAssignment.adam_id == asset.adam_id,
+                    VppAssignment.serial_number == serial_number[:64],
+                )
+            ).one()
     row.pricing_param = asset.pricing_param
     row.state, row.event_id, row.reason, row.updated_at = state, event_id, None, now
     session.flush()
