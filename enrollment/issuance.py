@@ -108,7 +108,9 @@ def issue_with_challenge(
         details["ade_enrollment_id"] = enrollment.id
     elif challenge.purpose == ChallengePurpose.WIFI:
         # Recorded (and revocable) but never bound: a Wi-Fi certificate must not authenticate
-        # on the MDM channel, nor count as the identity the renewal job watches.
+        # on the MDM channel, nor count as the identity the renewal job watches. Its holder is
+        # recorded so a lost tablet's Wi-Fi access can be revoked.
+        row.holder_device_id = challenge.device_id
         details["device_id"] = challenge.device_id
     else:
         device = session.get(Device, challenge.device_id) if challenge.device_id else None

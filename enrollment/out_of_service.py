@@ -5,8 +5,9 @@ mdm.services.android_channel.enrollment).
 
 This is the only way an enrolled Android record stops being enrolled other than an acknowledged
 wipe: a person decides it, with a reason, audited. The record keeps its history; its
-certificates are revoked at once, so whatever still holds them is locked out, and the tablet can
-then enroll again (as a new record) with a token of its unit.
+certificates (its identity and the Wi-Fi certificates it holds) are revoked at once, so whatever
+still holds them is locked out, and the tablet can then enroll again (as a new record) with a
+token of its unit.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from sqlalchemy.orm import Session
 from mdm.ground import clock
 from mdm.ground.audit import Actor, record_event
 from mdm.ground.models import Device, DeviceCertificate, EnrollmentState
+from mdm.services.wifi_certificates import revoke_held
 
 MAX_REASON = 500
 
@@ -46,6 +48,7 @@ def take_out_of_service(session: Session, device: Device, *, actor: Actor, reaso
     ):
         row.revoked_at = now
         revoked.append(row.fingerprint_sha256)
+    revoked.extend(revoke_held(session, device))
     device.enrollment_state = EnrollmentState.UNENROLLED
     device.unenrolled_at = now
     record_event(

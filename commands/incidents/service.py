@@ -30,14 +30,16 @@ from commands.incidents.errors import (
 )
 from commands.incidents.lock_text import LockText, lock_text_for
 from commands.incidents.steps import ERASE_PURPOSE, LOCK_PURPOSE, record_step
+from commands.incidents.wipe_identity import approved_identities
 from commands.lock_screen import phone_field
 from commands.queue import cancel_command, enqueue_command
 from mdm.ground import clock
-from mdm.ground.audit import Actor
+from mdm.ground.audit import Actor, record_event
 from mdm.ground.models import Command, CommandStatus, Device
 from mdm.ground.models.incident import Incident, IncidentCommand, IncidentStatus, LossKind
 from mdm.ground.push import request_push
 from mdm.services.devices import bound_identities
+from mdm.services.wifi_certificates import revoke_held
 
 DEFAULT_FOOTNOTE = "消防本部 情報システム担当"
 MAX_REASON = 2000
@@ -341,8 +343,21 @@ def _send_erase(session: Session, incident: Incident, actor: Actor, context: Com
     )
     incident.erase_command_id = command.id
     incident.erase_command = command
-    incident.wipe_identities = [row.fingerprint_sha256 for row in bound_identities(session, incident.device)]
+    certificates = [row.fingerprint_sha256 for row in bound_identities(session, incident.device)]
+    incident.wipe_identities = approved_identities(session, incident.device, certificates)
     incident.status = IncidentStatus.WIPE_APPROVED
+    # The tablet is lost or stolen: its Wi-Fi certificates stop opening the station's network now,
+    # not when (or whether) the erase reaches it.
+    revoked = revoke_held(session, incident.device)
+    if revoked:
+        record_event(
+            session,
+            actor,
+            "device.wifi_certificates_revoked",
+            "device",
+            incident.device.id,
+            {"incident_id": incident.id, "certificates": revoked, "reason": "wipe"},
+        )
     return command
 
 

@@ -16,7 +16,7 @@ from functools import lru_cache
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -132,12 +132,12 @@ def build_signer_certificate(
             critical=False,
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(_authority_key_id(ca.certificate), critical=False)
+        .add_extension(ca_key_identifier(ca.certificate), critical=False)
         .sign(ca.private_key, hashes.SHA256())
     )
 
 
-def _authority_key_id(ca_cert: x509.Certificate) -> x509.AuthorityKeyIdentifier:
+def ca_key_identifier(ca_cert: x509.Certificate) -> x509.AuthorityKeyIdentifier:
     ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
 
@@ -164,7 +164,7 @@ def issue_device_identity(
         )
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .add_extension(_authority_key_id(ca.certificate), critical=False)
+        .add_extension(ca_key_identifier(ca.certificate), critical=False)
         .sign(ca.private_key, hashes.SHA256())
     )
 
@@ -269,10 +269,18 @@ def ensure_ca(
 
 def _credential(settings: Settings, row: CertificateAuthority) -> Credential:
     key_der = unseal(settings.secret_key, KEY_PURPOSES[row.purpose], row.key_sealed)
-    key = serialization.load_der_private_key(key_der, password=None)
+    key = _load_key(key_der)
     if not isinstance(key, rsa.RSAPrivateKey):
         raise CANotReady(f"stored {row.purpose} key is not an RSA key")
     return Credential(_load_cert(row.cert_pem), key, row.id)
+
+
+# Loading an RSA private key checks it (a 3072-bit CA key: tens of milliseconds, far more on a busy
+# machine), and every signed profile or SCEP answer loads the CA or signer key: loaded once per
+# process. The sealed row is still unsealed (and so authenticated) at every use.
+@lru_cache(maxsize=16)
+def _load_key(key_der: bytes) -> PrivateKeyTypes:
+    return serialization.load_der_private_key(key_der, password=None)
 
 
 @lru_cache(maxsize=64)

@@ -1,4 +1,4 @@
-"""GET/POST /scep: GetCACaps, GetCACert and PKIOperation (RFC 8894 §4).
+"""GET/POST /scep: GetCACaps, GetCACert and PKIOperation (RFC 8894 §4); GET /pki/device-ca.crl.
 
 Thin: decode the request, authenticate and open it (mdm.doors.scep.message), call one service
 (enrollment.issuance), encode the CertRep. A refused request gets a FAILURE CertRep (HTTP 200, as
@@ -32,6 +32,7 @@ from mdm.doors.scep.message import (
 from mdm.ground import clock
 from mdm.ground.audit import Actor
 from mdm.ground.ca import CANotReady, Credential, device_ca, device_ca_certificate
+from mdm.services import revocation
 
 log = logging.getLogger(__name__)
 bp = Blueprint("scep", __name__)
@@ -64,6 +65,18 @@ def scep() -> Response:
             return _plain(400, str(exc))
         return _pki_operation(der)
     return _plain(400, "operation must be GetCACaps, GetCACert or PKIOperation")
+
+
+@bp.get("/pki/device-ca.crl")
+def device_ca_crl() -> Response:
+    """The device CA's revocation list (DER), for RADIUS servers that check EAP-TLS certificates."""
+    try:
+        der = revocation.device_ca_crl(db_session(), settings())
+    except CANotReady as exc:
+        return _plain(503, str(exc))
+    response = Response(der, content_type="application/pkix-crl")
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response
 
 
 def _message_bytes() -> bytes:

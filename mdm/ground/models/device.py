@@ -127,7 +127,9 @@ class Device(Base):
     reenroll_allowed_until: Mapped[datetime | None]
     reenroll_allowed_by: Mapped[str | None] = mapped_column(String(255))
 
-    certificates: Mapped[list[DeviceCertificate]] = relationship(back_populates="device")
+    certificates: Mapped[list[DeviceCertificate]] = relationship(
+        back_populates="device", foreign_keys="DeviceCertificate.device_id"
+    )
     org_unit: Mapped[OrgUnit | None] = relationship()
 
     def __repr__(self) -> str:
@@ -155,8 +157,12 @@ class DeviceCertificate(Base):
     purpose: Mapped[str] = mapped_column(String(16))
     # Set when the certificate was issued over SCEP through an enrollment token.
     enrollment_token_id: Mapped[int | None] = mapped_column(ForeignKey("enrollment_tokens.id"), index=True)
+    # A Wi-Fi certificate is never bound (device_id stays NULL) but has a holder, so a lost or
+    # wiped tablet's Wi-Fi access can be revoked; key_alias: the Android key pair it was for.
+    holder_device_id: Mapped[int | None] = mapped_column(ForeignKey("devices.id"), index=True)
+    key_alias: Mapped[str | None] = mapped_column(String(64))
 
-    device: Mapped[Device | None] = relationship(back_populates="certificates")
+    device: Mapped[Device | None] = relationship(back_populates="certificates", foreign_keys=[device_id])
 
 
 class DeviceMessage(Base):

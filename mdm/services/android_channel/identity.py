@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -75,10 +76,10 @@ def authenticate(session: Session, settings: Settings, credential: Credential) -
     """The enrolled Android device this credential speaks for, or Unauthenticated / ProtocolError.
     A signed request's nonce is remembered in the session: the caller commits it with the request."""
     if isinstance(credential, SignedRequest):
-        row, cert = _signed_request(session, settings, credential)
+        row, device, cert = _signed_request(session, settings, credential)
     else:
         cert = credential.certificate
-        row = _recorded(session, fingerprint(cert))
+        row, device = _recorded(session, fingerprint(cert))
     try:
         verify_device_certificate(session, settings, cert)
     except SignatureError as exc:
@@ -89,7 +90,6 @@ def authenticate(session: Session, settings: Settings, credential: Credential) -
         raise Unauthenticated(
             f"a {row.purpose} certificate is not an Android agent identity", "certificate_purpose"
         )
-    device = session.get(Device, row.device_id) if row.device_id is not None else None
     if device is None or device.platform != PLATFORM:
         raise Unauthenticated("certificate is not bound to an Android device")
     if device.enrollment_state != EnrollmentState.ENROLLED:
@@ -99,23 +99,35 @@ def authenticate(session: Session, settings: Settings, credential: Credential) -
     return AuthenticatedDevice(device, row)
 
 
-def _recorded(session: Session, fp: str) -> DeviceCertificate:
-    row = session.scalars(select(DeviceCertificate).where(DeviceCertificate.fingerprint_sha256 == fp)).first()
-    if row is None:
+def _recorded(session: Session, fp: str) -> tuple[DeviceCertificate, Device | None]:
+    """The certificate's row and the device it is bound to, in one statement."""
+    found = session.execute(
+        select(DeviceCertificate, Device)
+        .outerjoin(Device, Device.id == DeviceCertificate.device_id)
+        .where(DeviceCertificate.fingerprint_sha256 == fp)
+        .limit(1)
+    ).first()
+    if found is None:
         raise Unauthenticated("unknown certificate")
-    return row
+    return found[0], found[1]
+
+
+@lru_cache(maxsize=4096)
+def _certificate(pem: str) -> x509.Certificate:
+    # A recorded certificate never changes: parsed once per process, not at every sync.
+    return x509.load_pem_x509_certificate(pem.encode())
 
 
 def _signed_request(
     session: Session, settings: Settings, request: SignedRequest
-) -> tuple[DeviceCertificate, x509.Certificate]:
+) -> tuple[DeviceCertificate, Device | None, x509.Certificate]:
     _check_sent_at(
         request.sent_at,
         settings.android_signature_max_skew_seconds,
         settings.android_signature_future_skew_seconds,
     )
-    row = _recorded(session, request.fingerprint)
-    cert = x509.load_pem_x509_certificate(row.pem.encode())
+    row, device = _recorded(session, request.fingerprint)
+    cert = _certificate(row.pem)
     try:
         verify_with_certificate(cert, request.signature, request.signed, hashes.SHA256())
     except SignatureMismatch as exc:
@@ -124,7 +136,7 @@ def _signed_request(
         raise Unauthenticated(str(exc)) from exc
     forget_at = request.sent_at + timedelta(seconds=settings.android_signature_max_skew_seconds)
     _remember_nonce(session, row, request.nonce, forget_at)
-    return row, cert
+    return row, device, cert
 
 
 def _check_sent_at(sent: datetime, past_skew: int, future_skew: int) -> None:
@@ -141,12 +153,8 @@ def _remember_nonce(session: Session, row: DeviceCertificate, nonce: str, expire
     """Accept a nonce once. The unique index decides between server processes: a concurrent
     replay waits for the first request's commit and then fails here."""
     now = clock.now()
-    # Past its expiry the timestamp check refuses a replay on its own; forget this device's old ones.
-    session.execute(
-        delete(AgentRequestNonce).where(
-            AgentRequestNonce.device_certificate_id == row.id, AgentRequestNonce.expires_at < now
-        )
-    )
+    # Past its expiry the timestamp check refuses a replay on its own: the scheduler's
+    # agent_nonce_purge forgets expired ones every minute, not every sync.
     session.add(
         AgentRequestNonce(nonce=nonce, device_certificate_id=row.id, seen_at=now, expires_at=expires_at)
     )

@@ -30,6 +30,7 @@ from mdm.services.android_channel.csr import load_csr, same_key
 from mdm.services.android_channel.identity import Credential, authenticate
 from mdm.services.android_channel.policy import current_policy
 from mdm.services.devices import certificate_row_for, device_actor
+from mdm.services.wifi_certificates import WifiCertificateLimit, check_issue_allowed, replace_for_alias
 from profiles.android_render import wifi_key_aliases
 
 
@@ -59,6 +60,11 @@ def issue_wifi_certificate(
             "csr: the Wi-Fi key must be its own key pair (generateKeyPair), not the agent's identity key",
             "csr",
         )
+    try:
+        check_issue_allowed(session, device)
+    except WifiCertificateLimit as exc:
+        raise ProtocolError(429, "too_many_certificates", str(exc), "key_alias") from exc
+    replaced = replace_for_alias(session, device, alias)
     ca = device_ca(session, settings)
     # The RADIUS server sees this name: the device's serial, or its id when it reported none.
     name = (device.serial_number or f"hikeshi-android-{device.id}")[:64]
@@ -66,6 +72,8 @@ def issue_wifi_certificate(
     # Recorded (so it can be found and revoked) but never bound: like the Apple Wi-Fi identity,
     # it must not count as the device's identity anywhere.
     row = certificate_row_for(cert, purpose=IdentityPurpose.WIFI)
+    row.holder_device_id = device.id
+    row.key_alias = alias[:64]
     session.add(row)
     session.flush()
     audit_identity_issued(
@@ -77,6 +85,7 @@ def issue_wifi_certificate(
             "certificate_purpose": IdentityPurpose.WIFI,
             "device_id": device.id,
             "key_alias": alias,
+            "replaced_certificates": replaced,
         },
     )
     return {
