@@ -97,7 +97,7 @@ def test_fleet_scale(database_url: str, clean_database: Any) -> None:
     cpus = os.cpu_count()
     print(f"\nFleet scale, {DEVICES} devices seeded (or HIKESHI_BENCH_FLEET_URL), {cpus} CPUs (shared)")
     for label, code in codes.items():
-        for what in ("readiness", "jobs", "requests"):
+        for what in ("readiness", "jobs", "requests", "pages"):
             _print(f"{label}: {what}", _measure(url, what, code))
     _print("after: SIGTERM during a full-rule fleet check", _stop_within(url, ROOT))
     print(

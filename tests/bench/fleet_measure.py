@@ -1,7 +1,7 @@
 """One measurement of the issue-23 benchmark, in a process of its own (so its peak RSS is the
 job's, and so the same script can run against another checkout's code by PYTHONPATH):
 
-    .venv/bin/python tests/bench/fleet_measure.py URL jobs|readiness|requests|stop
+    .venv/bin/python tests/bench/fleet_measure.py URL jobs|readiness|requests|pages|stop
 
 Prints one JSON object. Driven by tests/bench/bench_fleet_scale.py.
 """
@@ -234,6 +234,23 @@ def stop(url: str) -> dict[str, Any]:
     t0 = time.perf_counter()
     result = fleet_check(ctx, list(RULES))
     return {"ran_seconds": round(time.perf_counter() - t0, 2), "result": result}
+
+
+def pages(url: str) -> dict[str, Any]:
+    """Console pages and API lists at fleet scale that the other measurements leave out: the
+    continuity board as an operator opens it, the device list's search for something in every
+    tablet (a count of the whole fleet before the bounded count), the audit list."""
+    out: dict[str, Any] = {}
+    for path in ("/console/continuity", "/console/devices", "/console/devices?q=1"):
+        out[f"console {path}"] = _timed_console(url, path)
+    client, headers = _client(url)
+    for path in (
+        "/api/v1/devices?per_page=50&q=1",
+        "/api/v1/devices?per_page=50&q=DMQ",
+        "/api/v1/audit/events",
+    ):
+        out[f"API {path}"] = _timed(client, path, headers, calls=20)
+    return out
 
 
 if __name__ == "__main__":

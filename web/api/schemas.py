@@ -357,6 +357,10 @@ def _pending(device: Any) -> int:
 
 class DevicePageSchema(PageSchema):
     items = fields.List(fields.Nested(DeviceSchema), required=True)
+    total_capped = fields.Boolean(
+        required=True,
+        metadata={"description": "true: more than `total` devices match (a search counts up to a limit)"},
+    )
 
 
 # -- commands -----------------------------------------------------------------------------------
@@ -639,6 +643,10 @@ class AuditEventSchema(Schema):
 
 class AuditPageSchema(PageSchema):
     items = fields.List(fields.Nested(AuditEventSchema), required=True)
+    total_capped = fields.Boolean(
+        required=True,
+        metadata={"description": "true: more than `total` events match (the trail is counted up to a limit)"},
+    )
 
 
 class ChainReportSchema(Schema):

@@ -10,7 +10,7 @@ from typing import Any
 from flask import Response, abort, render_template, request, stream_with_context, url_for
 from flask_babel import gettext as _
 from marshmallow import ValidationError, fields, validate, validates_schema
-from sqlalchemy import String, and_, cast, func, or_, select
+from sqlalchemy import String, and_, cast, or_, select
 from sqlalchemy.orm import Session
 
 from commands.incidents.views import visible_to
@@ -33,7 +33,7 @@ from web.console.audit_labels import (
 from web.console.blueprint import bp
 from web.console.forms import FormSchema, load_form
 from web.console.guard import current_principal, needs
-from web.queries import audit_scope, audit_statement, device_scope
+from web.queries import AUDIT_COUNT_LIMIT, audit_scope, audit_statement, capped_count, device_scope
 from web.rbac import Permission, Principal
 
 PER_PAGE = 100
@@ -152,8 +152,7 @@ def _page(*, report: Any = None, incident: Incident | None = None) -> str:
         filters["incident"] = incident.id
     stmt = _statement(session, principal, filters).order_by(AuditEvent.seq.desc())
     page = filters.get("page", 1)
-    total_stmt = stmt.order_by(None).with_only_columns(AuditEvent.id).subquery()
-    total = session.scalar(select(func.count()).select_from(total_stmt)) or 0
+    total, total_capped = capped_count(session, stmt.with_only_columns(AuditEvent.id), AUDIT_COUNT_LIMIT)
     events = list(session.scalars(stmt.limit(PER_PAGE).offset((page - 1) * PER_PAGE)))
     names = actor_names(session, {e.actor for e in events})
     devices = device_names(session, events)
@@ -173,6 +172,7 @@ def _page(*, report: Any = None, incident: Incident | None = None) -> str:
         "console/audit.html",
         rows=rows,
         total=total,
+        total_capped=total_capped,
         page=page,
         pages=max(1, -(-total // PER_PAGE)),
         errors=errors,

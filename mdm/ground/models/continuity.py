@@ -73,6 +73,11 @@ class UnitReadinessState(Base):
     """The last published readiness of one unit: exactly what its latest event said."""
 
     __tablename__ = "unit_readiness"
+    # The continuity board's rollups and worst-first order read only these: answered from the
+    # index, not the rows with their details (migration 0021).
+    __table_args__ = (
+        Index("ix_unit_readiness_board", "org_unit_id", "state", "station_id", "spares_available"),
+    )
 
     org_unit_id: Mapped[int] = mapped_column(ForeignKey("org_units.id", ondelete="CASCADE"), primary_key=True)
     state: Mapped[str] = mapped_column(String(16), index=True)

@@ -4,6 +4,8 @@ the same transaction, so an alert is never stored without its deliveries or the 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -38,6 +40,46 @@ def alert_payload(alert: Alert, device: Device | None) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class AlertSpec:
+    """One alert of `raise_alerts`: what `raise_alert` takes, as a value."""
+
+    kind: str
+    severity: str
+    title: str
+    device: Device | None = None
+    finding_id: int | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def raise_alerts(session: Session, specs: list[AlertSpec]) -> list[Alert]:
+    """Raise many alerts at once (a fleet check's page): the alerts in one flush and their webhook
+    deliveries in another, the webhooks read once; the same rows as `raise_alert` one by one."""
+    if not specs:
+        return []
+    now = clock.now()
+    alerts = [
+        Alert(
+            kind=spec.kind,
+            severity=spec.severity,
+            title=spec.title[:255],
+            device_id=spec.device.id if spec.device else None,
+            org_unit_id=spec.device.org_unit_id if spec.device else None,
+            finding_id=spec.finding_id,
+            details=spec.details,
+            created_at=now,
+        )
+        for spec in specs
+    ]
+    session.add_all(alerts)
+    session.flush()  # one batched INSERT (insertmanyvalues) gives every alert its id
+    webhooks = _enabled_webhooks(session)
+    if webhooks:
+        for alert, spec in zip(alerts, specs, strict=True):
+            session.add_all(_deliveries(webhooks, alert, spec.device, now))
+    return alerts
+
+
 def raise_alert(
     session: Session,
     kind: str,
@@ -62,19 +104,32 @@ def raise_alert(
     )
     session.add(alert)
     session.flush()
-    body = json.dumps(alert_payload(alert, device), ensure_ascii=False, sort_keys=True).encode()
-    for webhook in session.scalars(select(Webhook).where(Webhook.enabled.is_(True))):
-        session.add(
-            WebhookDelivery(
-                webhook_id=webhook.id,
-                alert_id=alert.id,
-                body=body,
-                status=DeliveryStatus.PENDING,
-                next_attempt_at=now,
-                created_at=now,
-            )
-        )
+    session.add_all(_deliveries(_enabled_webhooks(session), alert, device, now))
     return alert
+
+
+def _enabled_webhooks(session: Session) -> list[Webhook]:
+    return list(session.scalars(select(Webhook).where(Webhook.enabled.is_(True))))
+
+
+def _deliveries(
+    webhooks: list[Webhook], alert: Alert, device: Device | None, now: datetime
+) -> list[WebhookDelivery]:
+    """One pending delivery of the alert to each enabled webhook, all with the same body."""
+    if not webhooks:
+        return []
+    body = json.dumps(alert_payload(alert, device), ensure_ascii=False, sort_keys=True).encode()
+    return [
+        WebhookDelivery(
+            webhook_id=webhook.id,
+            alert_id=alert.id,
+            body=body,
+            status=DeliveryStatus.PENDING,
+            next_attempt_at=now,
+            created_at=now,
+        )
+        for webhook in webhooks
+    ]
 
 
 def acknowledge_alert(session: Session, alert: Alert, actor: Actor, comment: str = "") -> Alert:

@@ -85,7 +85,23 @@ def readiness_page(
     # code NULLS LAST as the unique index on code is ordered: PostgreSQL walks it, not the table.
     by_code = (OrgUnit.code.nulls_last(), OrgUnit.name_ja, OrgUnit.id)
     ordering = (STATE_RANK, *by_code) if order == "state" else by_code
-    rows = session.execute(matching.order_by(*ordering).limit(per_page).offset((page - 1) * per_page)).all()
+    # The page's ids first, ordered over the narrow columns (the board index of migration
+    # 0021), then only those units' rows with their details: sorting 14,000 published rows
+    # with their details to keep 50 read the whole table on every page.
+    ids = list(
+        session.scalars(
+            matching.with_only_columns(OrgUnit.id)
+            .order_by(*ordering)
+            .limit(per_page)
+            .offset((page - 1) * per_page)
+        )
+    )
+    found = (
+        {unit.id: (unit, row) for unit, row in session.execute(matching.where(OrgUnit.id.in_(ids)))}
+        if ids
+        else {}
+    )
+    rows = [found[i] for i in ids if i in found]
     unknown = {unit.id for unit, row in rows if row is None}
     # Units never evaluated (only before the scheduler's first recompute after an upgrade) are
     # computed for this page without being written.
@@ -191,4 +207,3 @@ def _rollup(into: dict[Any, Rollup], node_id: int | None, nodes: dict[int, OrgUn
 def _tally(rollup: Rollup, state: str, n: int) -> None:
     rollup.counts[state] = rollup.counts.get(state, 0) + n
     rollup.state = ReadinessState.worst([rollup.state, state])
-

@@ -23,7 +23,7 @@ from mdm.ground.audit import Actor, record_event
 from mdm.ground.models import Device, Incident, OrgUnit, OrgUnitKind, SpareDevice
 from mdm.services.continuity.readiness import note_cause
 from mdm.services.continuity.working import DeviceFacts, is_available_spare
-from mdm.services.continuity.world import POOL_KINDS, load_world
+from mdm.services.continuity.world import POOL_KINDS, World, load_world
 from mdm.services.orgunits import assign_device
 
 
@@ -82,10 +82,11 @@ def _problem(facts: DeviceFacts) -> tuple[str | None, str | None]:
 
 
 def spares_by_station(
-    session: Session, principal_scope: set[int] | frozenset[int] | None = None
+    session: Session, principal_scope: set[int] | frozenset[int] | None = None, *, world: World | None = None
 ) -> list[StationSpares]:
-    """Every station (and an HQ holding spares itself) with its spare tablets."""
-    world = load_world(session, set())
+    """Every station (and an HQ holding spares itself) with its spare tablets; `world`: the
+    tree and spares already loaded (load_world(session, set())), for a page that reads them twice."""
+    world = world if world is not None else load_world(session, set())
     out: dict[int, StationSpares] = {}
     for unit in world.units.values():
         if unit.kind == OrgUnitKind.STATION:

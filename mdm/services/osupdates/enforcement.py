@@ -41,6 +41,21 @@ AVAILABLE_REFRESH = timedelta(days=1)
 PAGE = 500
 
 
+@dataclass(frozen=True)
+class PageRows:
+    """A page's update rows and facts, read in one query a table (a device without a row has
+    none here): sync_device then reads nothing per device in the steady state."""
+
+    updates: dict[int, DeviceOsUpdate]
+    facts: dict[int, DeviceFacts]
+
+    @classmethod
+    def read(cls, session: Session, device_ids: list[int]) -> PageRows:
+        updates = session.scalars(select(DeviceOsUpdate).where(DeviceOsUpdate.device_id.in_(device_ids)))
+        facts = session.scalars(select(DeviceFacts).where(DeviceFacts.device_id.in_(device_ids)))
+        return cls({u.device_id: u for u in updates}, {f.device_id: f for f in facts})
+
+
 @dataclass
 class SyncOutcome:
     queued: dict[str, int] = field(default_factory=dict)
@@ -75,6 +90,7 @@ def sync_device(
     fleet_releases: dict[str, OsRelease] | None = None,
     supervised: bool | None = None,
     outcome: SyncOutcome | None = None,
+    rows: PageRows | None = None,
 ) -> SyncOutcome:
     outcome = outcome or SyncOutcome()
     if device.enrollment_state != EnrollmentState.ENROLLED or not apple_platform(device):
@@ -82,13 +98,13 @@ def sync_device(
     book = book or UpdatePolicyBook(session)
     fleet_releases = releases(session) if fleet_releases is None else fleet_releases
     policy = book.for_unit(device.org_unit_id)
+    updates = rows.updates.get(device.id) if rows is not None else session.get(DeviceOsUpdate, device.id)
     if supports_declarative_updates(device):
-        known = session.get(DeviceOsUpdate, device.id)
-        if not policy.enforced and (known is None or known.declarations_token is None):
+        if not policy.enforced and (updates is None or updates.declarations_token is None):
             # Declarative management starts with the first update policy that reaches the tablet;
             # a fleet without one is left exactly as it was.
             return outcome
-        found = current_set(session, device, book=book, fleet_releases=fleet_releases)
+        found = current_set(session, device, book=book, fleet_releases=fleet_releases, updates=updates)
         token, since, changed = refresh_token(session, device, found)
         if changed:
             params = {"Data": _json_text(sync_tokens(token, since))}
@@ -103,13 +119,12 @@ def sync_device(
             )
         return outcome
     if supervised is None:
-        facts = session.get(DeviceFacts, device.id)
+        facts = rows.facts.get(device.id) if rows is not None else session.get(DeviceFacts, device.id)
         supervised = facts.is_supervised if facts is not None else None
     if supervised is not True:
         return outcome  # the update commands need supervision; the console says why
     if not policy.enforced:
         return outcome
-    updates = session.get(DeviceOsUpdate, device.id)
     now = clock.now()
     if updates is None or updates.available_at is None or now - updates.available_at > AVAILABLE_REFRESH:
         _queue(session, device, "AvailableOSUpdates", None, actor=actor, context=context, outcome=outcome)
@@ -177,6 +192,7 @@ def sync_fleet(
         page = list(session.scalars(query))
         if not page:
             return outcome
+        rows = PageRows.read(session, [device.id for device in page])
         for device in page:
             sync_device(
                 session,
@@ -186,6 +202,7 @@ def sync_fleet(
                 book=book,
                 fleet_releases=fleet_releases,
                 outcome=outcome,
+                rows=rows,
             )
         last_id = page[-1].id
 
