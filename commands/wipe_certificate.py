@@ -24,14 +24,14 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from commands.kinds.android import wipe_flags
 from mdm.ground import clock
 from mdm.ground.audit import Actor, record_event
 from mdm.ground.ca import profile_signer
 from mdm.ground.config import Settings
-from mdm.ground.models import Command
+from mdm.ground.models import AmapiCommandSend, AmapiSendKind, Command
 from mdm.ground.models.incident import Incident, LossKind, WipeCertificate
 from mdm.ground.x509util import fingerprint, issued_by
 
@@ -69,7 +69,60 @@ def erase_method(platform: str, params: dict[str, Any]) -> str:
     )
 
 
+AMAPI_ISSUED = "android_management_api"
+
+
+def _amapi_delete(erase: Command) -> AmapiCommandSend | None:
+    """The devices.delete that carried this wipe, when it went through the Android Management API."""
+    session = object_session(erase)
+    send = session.get(AmapiCommandSend, erase.id) if session is not None and erase.id is not None else None
+    return send if send is not None and send.kind == AmapiSendKind.DELETE else None
+
+
+def _amapi_wipe(erase: Command, send: AmapiCommandSend, wipe: dict[str, Any]) -> dict[str, Any]:
+    """What an AMAPI wipe proves, and no more: Google accepted devices.delete (the wipe was issued);
+    the tablet's own confirmation is not something the API reports, so it is not claimed."""
+    from_result = _last_answer(erase)
+    flags = from_result.get("WipeDataFlags") if isinstance(from_result.get("WipeDataFlags"), list) else []
+    with_flags = f" with wipeDataFlags {' | '.join(flags)}" if flags else ""
+    return {
+        **wipe,
+        "method": (
+            f"devices.delete (Android Management API{with_flags}): Google accepted the deletion, which "
+            "issues the wipe; Android Device Policy factory-resets the tablet when the instruction "
+            "reaches it. The API does not report the tablet's own confirmation."
+        ),
+        "issued_through": AMAPI_ISSUED,
+        "amapi_device": send.device_name,
+        "wipe_data_flags": flags,
+        "issued_at": _time(send.issued_at),
+        # Nobody but the tablet could say it erased itself, and AMAPI does not pass that on.
+        "delivered_at": None,
+        "acknowledged_at": None,
+        "device_confirmed": None,
+    }
+
+
+def _last_answer(erase: Command) -> dict[str, Any]:
+    results = list(erase.results)
+    if not results:
+        return {}
+    try:
+        value = json.loads(results[-1].raw)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 def certificate_content(incident: Incident, erase: Command, unit_path: str | None) -> dict[str, Any]:
+    content = _certificate_content(incident, erase, unit_path)
+    send = _amapi_delete(erase)
+    if send is not None:
+        content["wipe"] = _amapi_wipe(erase, send, content["wipe"])
+    return content
+
+
+def _certificate_content(incident: Incident, erase: Command, unit_path: str | None) -> dict[str, Any]:
     device = incident.device
     return {
         "type": CERTIFICATE_TYPE,
@@ -336,6 +389,35 @@ def render_certificate_html(content: bytes, *, signer_fingerprint: str | None = 
     flag = ' class="break-glass"' if wipe["break_glass"] else ""
     # The command as the device knew it: Apple's EraseDevice, the Android agent's WIPE.
     command = html.escape(str(wipe["method"]).split(" ", 1)[0])
+    statement = f"""
+<p>下記の端末は、管理サーバーからの消去命令({command})を受信し、消去を完了した旨を応答しました。
+本書はサーバー署名証明書による電子署名(CMS 分離署名)付きの JSON と同一の内容です。</p>
+<p><small>The device below acknowledged the server's {command} command. This page shows the same content
+as the signed JSON (detached CMS signature by the server signing certificate).</small></p>"""
+    if wipe.get("issued_through") == AMAPI_ISSUED:
+        rows = rows.replace(
+            _row("端末への配信日時", "Delivered at", _jst(wipe["delivered_at"])),
+            _row(
+                "Google の消去受付日時",
+                "Accepted by the Android Management API at",
+                _jst(wipe.get("issued_at")),
+            ),
+        ).replace(
+            _row("端末の消去応答日時", "Acknowledged at", _jst(wipe["acknowledged_at"])),
+            _row(
+                "端末からの消去完了の確認",
+                "Confirmed by the tablet",
+                "不明(API は報告しない)/ unknown (not reported by the API)",
+            ),
+        )
+        statement = """
+<p>下記の端末について、Android Management API(Google)が端末の削除(devices.delete)を受け付け、
+消去命令が発行されました。端末自身からの消去完了の確認は API から報告されないため、本書は確認していません。
+本書はサーバー署名証明書による電子署名(CMS 分離署名)付きの JSON と同一の内容です。</p>
+<p><small>The Android Management API (Google) accepted the deletion of the device below (devices.delete): the
+wipe was issued. The API does not report the tablet's own confirmation, so this certificate does not claim
+it. This page shows the same content as the signed JSON (detached CMS signature by the server signing
+certificate).</small></p>"""
     return f"""<!doctype html>
 <html lang="ja">
 <head>
@@ -356,10 +438,7 @@ th {{ width: 30%; background: #f2f2f2; }}
 <main>
 <h1>消去完了証明書</h1>
 <p>Certificate of device erasure</p>
-<p>下記の端末は、管理サーバーからの消去命令({command})を受信し、消去を完了した旨を応答しました。
-本書はサーバー署名証明書による電子署名(CMS 分離署名)付きの JSON と同一の内容です。</p>
-<p><small>The device below acknowledged the server's {command} command. This page shows the same content
-as the signed JSON (detached CMS signature by the server signing certificate).</small></p>
+{statement}
 <table{flag}>
 {rows}
 </table>

@@ -11,12 +11,21 @@ from sqlalchemy.orm import Session
 
 from commands.incidents.steps import record_step
 from mdm.ground.audit import Actor
-from mdm.ground.models import Command, CommandResult, Severity
+from mdm.ground.models import AmapiDevice, Command, CommandResult, Device, Severity
+from mdm.ground.models.amapi_ops import amapi_identity
 from mdm.ground.models.incident import Incident
 from mdm.services.alerts.service import raise_alert
 
 MISMATCH_ALERT = "incident.wipe_identity_mismatch"
 MISMATCH_STEP = "wipe_identity_mismatch"
+
+
+def approved_identities(session: Session, device: Device, certificates: list[str]) -> list[str]:
+    """The identities whose answer may earn the wipe certificate: the device's bound certificates,
+    and for a tablet managed through the Android Management API its AMAPI device (the wipe is
+    sent to that name, and its answer is recorded under it: mdm.services.amapi)."""
+    name = session.scalars(select(AmapiDevice.amapi_name).where(AmapiDevice.device_id == device.id)).first()
+    return [*certificates, amapi_identity(name)] if name else certificates
 
 
 def acknowledging_identity(session: Session, command: Command) -> str | None:

@@ -266,6 +266,12 @@ TABLE: tuple[Setting, ...] = (
             "how old a signed agent request may be"),
     Setting("HIKESHI_ANDROID_SIGNATURE_FUTURE_SKEW_SECONDS", whole, "30",
             "android_signature_future_skew_seconds", "how far in the future a signed agent request may be"),
+    Setting("HIKESHI_AMAPI_URL", url, "https://androidmanagement.googleapis.com/v1", "amapi_url",
+            "Google's Android Management API"),
+    Setting("HIKESHI_PUBSUB_URL", url, "https://pubsub.googleapis.com/v1", "pubsub_url",
+            "Google Cloud Pub/Sub, where Android Management API notifications are pulled"),
+    Setting("HIKESHI_AMAPI_PULL_SECONDS", positive, "60", "amapi_pull_seconds",
+            "seconds between pulls of Android Management API notifications"),
     Setting("HIKESHI_MQTT_URL", text, None, "mqtt_url", "MQTT broker for Android wake-ups (off while unset)"),
     Setting("HIKESHI_MQTT_USERNAME", text, None, "mqtt_username", "MQTT user"),
     Setting("HIKESHI_MQTT_PASSWORD", text, None, "mqtt_password", "MQTT password"),
@@ -395,6 +401,11 @@ class Settings:
     android_agent_download_url: str | None = None
     android_agent_signature_checksum: str | None = None
     android_agent_signing_cert_file: str | None = None
+    # Android Management API (issue 22): Google's API for tablets with Google Mobile Services, the
+    # Pub/Sub service its notifications are pulled from, and how often they are pulled.
+    amapi_url: str = "https://androidmanagement.googleapis.com/v1"
+    pubsub_url: str = "https://pubsub.googleapis.com/v1"
+    amapi_pull_seconds: int = 60
     android_provisioning_wifi_ssid: str | None = None
     android_provisioning_wifi_security: str | None = None
     android_provisioning_wifi_password: str | None = None

@@ -585,9 +585,10 @@ def _register_subcommands() -> None:
     for entry in [*command_commands, *push_cert_commands, *doctor_commands, *ade_commands]:
         main.add_command(entry)
 
+    from mdm.roots.cli_amapi import COMMANDS as amapi_commands
     from mdm.roots.cli_vpp import COMMANDS as vpp_commands
 
-    for entry in vpp_commands:
+    for entry in [*vpp_commands, *amapi_commands]:
         main.add_command(entry)
 
 

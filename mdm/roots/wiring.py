@@ -47,6 +47,7 @@ from mdm.ground.push import PENDING_PUSHES
 from mdm.ground.push.dispatcher import PushDispatcher
 from mdm.ground.push.wakeups import signal_all_wakeups, signal_wakeups
 from mdm.ground.signals import WAKE_DEVICES, Keys, SignalHub, announce, hub_for
+from mdm.roots.amapi_sender import AmapiSender, ClientFactory, client_from_settings
 from mdm.roots.commands import build_command_context
 from mdm.services import devices, orgunits
 from mdm.services.ade import enrollment as ade_enrollment
@@ -85,6 +86,10 @@ class Wiring:
     signals: SignalHub | None = None
     # The Apps and Books license provider (one HTTP connection pool for the factory's life).
     licenses: VppLicenseProvider | None = None
+    # Sends the commands queued for AMAPI-mode tablets right after their commit.
+    amapi: AmapiSender | None = None
+    # Seals each commit's audit events into the hash chain right after it.
+    sealer: AuditSealer | None = None
 
     def close(self, timeout: float = 10.0) -> None:
         """Post what the last commits asked for (briefly), then stop the push channels."""
@@ -92,6 +97,14 @@ class Wiring:
             self.drainer.wait_idle(timeout)
         if self.notifier is not None:
             self.notifier.wait_idle(timeout)
+        if self.amapi is not None:
+            self.amapi.wait_idle(timeout)
+        # The background threads end here, not after their idle time: each holds the factory's
+        # engine, and so its pool's connections, while it runs.
+        if self.drainer is not None:
+            self.drainer.close(timeout)
+        if self.sealer is not None:
+            self.sealer.close(timeout)
         if self.dispatcher is not None:
             self.dispatcher.close()
         if self.licenses is not None:
@@ -103,7 +116,11 @@ def _same(provider: VppLicenseProvider) -> VppLicenseProvider:
 
 
 def wire(
-    factory: sessionmaker[Session], settings: Settings | None, *, seal_in_background: bool = True
+    factory: sessionmaker[Session],
+    settings: Settings | None,
+    *,
+    seal_in_background: bool = True,
+    amapi_client: ClientFactory | None = None,
 ) -> Wiring:
     """Connect the services for every session of `factory`.
 
@@ -187,6 +204,14 @@ def wire(
         # Before commit, last: the devices that got commands, signalled to every node.
         ("before_commit", _announce_wakeups),
     ]
+    # Commands queued for AMAPI-mode tablets: an outbox row in the queueing commit, always; sent
+    # right after it where the application knows how to reach Google (else by the scheduler's sweep).
+    if amapi_client is None:
+        amapi_client = (
+            partial(client_from_settings, factory, settings) if settings is not None else _no_amapi_client
+        )
+    amapi = AmapiSender(factory, commands, amapi_client, background=seal_in_background)
+    listeners += amapi.listeners() if settings is not None else [amapi.listeners()[0]]
     signals = hub_for(factory.kw["bind"].url)
     signals.subscribe(WAKE_DEVICES, _wake_long_polls)
     listeners += signals.listeners()
@@ -197,7 +222,8 @@ def wire(
         notifier = ReadinessNotifier(factory, settings)
         listeners += [*dispatcher.listeners(), *notifier.listeners()]
     # After commit, last: the transaction's audit events sealed into the hash chain (PostgreSQL).
-    listeners += AuditSealer(factory, background=seal_in_background).listeners()
+    sealer = AuditSealer(factory, background=seal_in_background)
+    listeners += sealer.listeners()
     # Before commit, after every hook that asks: the outbox rows; after commit, last: their drain.
     listeners += drainer.listeners()
     for name, listener in listeners:
@@ -212,14 +238,31 @@ def wire(
         drainer=drainer,
         signals=signals,
         licenses=licenses,
+        amapi=amapi,
+        sealer=sealer,
     )
+
+
+def _no_amapi_client() -> None:
+    return None
 
 
 def app_policy_from_unit_rules(session: Session, device: Device) -> sources.AppPolicy | None:
     """The units' blocked apps (mdm.services.apps) as a compliance app policy source: adapted here,
     since the apps service sits below compliance's profile sources and cannot name them."""
+    batch = sources.batch_of(session)
+    if batch is not None:
+        # Most fleets have no unit app rule at all: asked once for a batch, not once a device.
+        any_rule = batch.reads.get(_ANY_UNIT_APP_RULE)
+        if any_rule is None:
+            any_rule = batch.reads[_ANY_UNIT_APP_RULE] = app_rules.any_rule(session)
+        if not any_rule:
+            return None
     blocked = app_rules.blocked_identifiers(session, device)
     return sources.AppPolicy(None, blocked) if blocked else None
+
+
+_ANY_UNIT_APP_RULE = "hikeshi.apps.any_unit_rule"
 
 
 def _announce_wakeups(session: Session) -> None:

@@ -124,8 +124,9 @@ def test_an_app_has_exactly_the_listeners_its_wiring_names(app, settings, device
         # Each app hears only its own commits: its pushes and webhooks, not the other's.
         mine = {id(fn) for fns in named.values() for fn in fns}
         theirs = {id(fn) for fns in _named(other_wiring).values() for fn in fns}
-        # The dispatcher's two listeners, the notifier's, the audit sealer's, the outbox drainer's.
-        assert len(mine - theirs) == 5
+        # The dispatcher's two listeners, the notifier's, the audit sealer's, the outbox drainer's,
+        # the AMAPI sender's.
+        assert len(mine - theirs) == 6
         assert _attached(factory) == named
     finally:
         other.extensions["hikeshi"].dispatcher.close()

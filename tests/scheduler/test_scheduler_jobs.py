@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 
 from mdm.ground.models import (
     Alert,
+    AmapiNotification,
     Command,
     CommandResult,
     ComplianceFinding,
@@ -115,6 +116,17 @@ def test_retention_purges_only_what_is_old(session, frozen_clock):
     answer(session, device, "InstalledApplicationList", apps(("e.f", "E", "1")))
     raise_alert(session, "new", "warning", "new alert")
     session.add(JobRun(job="x", holder="h", started_at=frozen_clock.current - timedelta(days=200)))
+    # AMAPI notifications: past the 30 days, but one still within a subscription's 31-day retention
+    # (its message id must still meet a redelivery).
+    for days, message in ((40, "old"), (30.5, "redeliverable"), (1, "new")):
+        session.add(
+            AmapiNotification(
+                message_id=message,
+                notification_type="STATUS_REPORT",
+                received_at=frozen_clock.current - timedelta(days=days),
+                outcome="applied",
+            )
+        )
     session.flush()
     before = (_count(session, InventoryChange), _count(session, CommandResult), _count(session, Alert))
     counts = purge_expired(
@@ -122,6 +134,8 @@ def test_retention_purges_only_what_is_old(session, frozen_clock):
     )
     assert counts["inventory_changes"] == 2 and counts["command_results"] == 2 and counts["alerts"] == 1
     assert counts["job_runs"] == 1 and counts["readiness_events"] == 1
+    assert counts["amapi_notifications"] == 1
+    assert sorted(session.scalars(select(AmapiNotification.message_id))) == ["new", "redeliverable"]
     after = (_count(session, InventoryChange), _count(session, CommandResult), _count(session, Alert))
     assert after == (before[0] - 2, before[1] - 2, before[2] - 1)
     assert session.scalars(select(Alert.kind).where(Alert.kind.in_(["old", "new"]))).all() == ["new"]

@@ -6,8 +6,9 @@ endpoint added without a row here fails `test_every_endpoint_has_a_rule`.
 
 from __future__ import annotations
 
+import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
@@ -17,8 +18,12 @@ from sqlalchemy import select
 from commands.queue import enqueue_command
 from enrollment.tokens import create_token
 from mdm.ground.audit import SYSTEM
-from mdm.ground.models import Command
+from mdm.ground.models import AmapiEnrollmentToken, Command
 from mdm.services.alerts.service import raise_alert
+from mdm.services.amapi.client_factory import amapi_client_for
+from mdm.services.amapi.credential import store_credential
+from mdm.services.amapi.enterprise import enterprise_row, start_signup
+from mdm.services.amapi.mode import set_android_mode
 from mdm.services.apps import catalog
 from mdm.services.apps import rules as app_rules
 from mdm.services.continuity import mark_spare
@@ -26,6 +31,7 @@ from profiles.assignment import assign_profile
 from profiles.service import create_profile
 from tests.apps.packages import build_ipa
 from tests.hotline.support import rbac_bodies, rbac_incidents
+from tests.support.amapi_sim import AmapiSimulator, amapi_sim  # noqa: F401 (fixture)
 from tests.support.factories import make_device
 from tests.web.helpers import bearer, make_token, make_user
 from web.rbac import ROLE_PERMISSIONS, Permission, Role
@@ -156,6 +162,15 @@ EXPECTED: dict[tuple[str, str], set[str] | None] = {
     ("PUT", "/api/v1/os-update-policy/default"): ADMIN,
     ("GET", "/api/v1/os-updates/devices"): READERS,
     ("GET", "/api/v1/devices/{device_id}/os-update"): READERS,
+    ("GET", "/api/v1/amapi/enterprise"): AUDITORS,
+    ("POST", "/api/v1/amapi/signup/complete"): ADMIN,
+    ("POST", "/api/v1/amapi/credential"): ADMIN,
+    ("POST", "/api/v1/amapi/signup"): ADMIN,
+    ("PUT", "/api/v1/amapi/notifications"): ADMIN,
+    ("PUT", "/api/v1/org-units/{unit_id}/android-mode"): ADMIN,
+    ("GET", "/api/v1/org-units/{unit_id}/amapi-enrollment-tokens"): AUDITORS,
+    ("POST", "/api/v1/org-units/{unit_id}/amapi-enrollment-tokens"): ADMIN,
+    ("DELETE", "/api/v1/org-units/{unit_id}/amapi-enrollment-tokens/{amapi_token_id}"): ADMIN,
 }
 ROLES = sorted(EVERYONE)
 PROFILE_SPEC = {
@@ -204,7 +219,34 @@ class World:
 
 
 @pytest.fixture
-def world(app: Any, tree: Any, session_factory: Any, settings: Any) -> World:
+def settings(settings: Any, amapi_sim: AmapiSimulator) -> Any:  # noqa: F811
+    """The Android Management API endpoints talk to the simulator."""
+    return replace(settings, amapi_url=amapi_sim.api_url, pubsub_url=amapi_sim.pubsub_url)
+
+
+def _amapi_world(session: Any, settings: Any, sim: AmapiSimulator, unit: Any) -> tuple[str, int]:
+    """A stored service account with a signup under way (its enterprise token for the body of
+    /amapi/signup/complete), the unit in AMAPI mode, and a token row to revoke."""
+    store_credential(session, settings, json.dumps(sim.service_account_info()).encode(), actor=SYSTEM)
+    with amapi_client_for(session, settings) as client:
+        start_signup(session, client, callback_url="https://mdm.test.invalid/cb", actor=SYSTEM)
+    enterprise_token = sim.complete_signup(enterprise_row(session).signup_url_name)
+    set_android_mode(session, unit, "amapi", actor=SYSTEM)
+    doomed = AmapiEnrollmentToken(
+        org_unit_id=unit.id,
+        token_name="enterprises/LCgone/enrollmentTokens/gone",
+        policy_name="enterprises/LCgone/policies/unit",
+        value_sealed=b"-",
+        qr_code_sealed=b"-",
+        created_by="system",
+    )
+    session.add(doomed)
+    session.flush()
+    return enterprise_token, doomed.id
+
+
+@pytest.fixture
+def world(app: Any, tree: Any, session_factory: Any, settings: Any, amapi_sim: AmapiSimulator) -> World:  # noqa: F811
     with session_factory() as session:
         tokens = {role: make_token(session, role) for role in ROLES}
         target_token = make_token(session, "dispatch", name="target")
@@ -236,6 +278,9 @@ def world(app: Any, tree: Any, session_factory: Any, settings: Any) -> World:
             session, "enterprise", "field.ipa", build_ipa("jp.example.fd.ipa"), actor=SYSTEM
         )
         rule = app_rules.require_app(session, session.merge(tree.unit_a1), store_app, actor=SYSTEM)
+        enterprise_token, amapi_token_id = _amapi_world(
+            session, settings, amapi_sim, session.merge(tree.unit_a1)
+        )
         overrides[("DELETE", "/api/v1/app-catalog/{app_id}")] = {"app_id": str(doomed_app.id)}
         overrides[("POST", "/api/v1/app-catalog/{app_id}/download-url")] = {"app_id": str(ipa_app.id)}
         session.commit()
@@ -252,6 +297,7 @@ def world(app: Any, tree: Any, session_factory: Any, settings: Any) -> World:
             "spare_device_id": str(tree.device_b.id),
             "app_id": str(store_app.id),
             "rule_id": str(rule.id),
+            "amapi_token_id": str(amapi_token_id),
         }
     bodies = {
         ("POST", "/api/v1/alerts/{alert_id}/acknowledge"): {"comment": "checked"},
@@ -295,6 +341,16 @@ def world(app: Any, tree: Any, session_factory: Any, settings: Any) -> World:
             "identifier": "com.example.game",
         },
         ("PUT", "/api/v1/org-units/{unit_id}/app-block-action"): {"block_action": "remove"},
+        # Against the AMAPI simulator (the administrator's calls bind the enterprise in this order).
+        ("POST", "/api/v1/amapi/signup/complete"): {"enterprise_token": enterprise_token},
+        ("POST", "/api/v1/amapi/credential"): {"service_account": amapi_sim.service_account_info()},
+        ("POST", "/api/v1/amapi/signup"): {},
+        ("PUT", "/api/v1/amapi/notifications"): {
+            "pubsub_topic": "projects/hikeshi-test/topics/amapi",
+            "pubsub_subscription": "projects/hikeshi-test/subscriptions/hikeshi",
+        },
+        ("PUT", "/api/v1/org-units/{unit_id}/android-mode"): {"android_mode": "amapi"},
+        ("POST", "/api/v1/org-units/{unit_id}/amapi-enrollment-tokens"): {"days": 7},
         ("PUT", "/api/v1/org-units/{unit_id}/continuity-plan"): {
             "required_working": 1,
             "max_seen_minutes": 60,

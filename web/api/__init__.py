@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+from typing import Any
+
 from flask import Flask
-from flask_smorest import Api
+from flask_smorest import Api, Blueprint
 
 from web.api import (
     alerts,
+    amapi,
     apps,
     audit,
     compliance_policy,
@@ -53,16 +57,52 @@ BLUEPRINTS = (
     webhooks.blp,
     vpp.blp,
     os_updates.blp,
+    amapi.blp,
 )
 MAX_BODY = 1024 * 1024
 
 
 class HikeshiApi(Api):
+    """The API, whose OpenAPI document is written when first read (/api/v1/openapi.json), not at
+    start: describing every operation was most of an application's start-up, which every worker
+    and every test paid, and only a reader of the document needs it."""
+
     ERROR_SCHEMA = ErrorSchema
+
+    @property
+    def spec(self) -> Any:
+        self._describe_registered()
+        return self.__dict__.get("_spec")
+
+    @spec.setter
+    def spec(self, value: Any) -> None:
+        self.__dict__["_spec"] = value
+
+    def register_blueprint(self, blp: Blueprint, *, parameters: Any = None, **options: Any) -> None:
+        name = options.get("name", blp.name)
+        self._app.extensions["flask-smorest"]["blp_name_to_api"][name] = self
+        self._app.register_blueprint(blp, **options)
+        self.__dict__.setdefault("_undescribed", []).append((blp, name, parameters))
+
+    def _describe_registered(self) -> None:
+        if not self.__dict__.get("_undescribed"):
+            return
+        with _DESCRIBING:
+            # Emptied only once written: a second reader waits for the complete document.
+            undescribed = self.__dict__.get("_undescribed") or []
+            spec = self.__dict__["_spec"]
+            for blp, name, parameters in undescribed:
+                blp.register_views_in_doc(self, self._app, spec, name=name, parameters=parameters)
+                spec.tag({"name": name, "description": blp.description})
+            self.__dict__["_undescribed"] = []
 
     def _register_error_handlers(self) -> None:
         # web.errors renders every error of the application, the API's in the one JSON shape.
         pass
+
+
+# One document is written at a time: the first readers of several applications' documents wait.
+_DESCRIBING = threading.Lock()
 
 
 def init_app(app: Flask) -> Api:

@@ -18,6 +18,7 @@ def init_app(app: Flask) -> None:
         ade,
         alert_text,
         alerts,
+        amapi,
         app_catalog,
         apps,
         audit,

@@ -93,4 +93,5 @@ RULES = {
     "android_security_patch_outdated": _l("Android security patch older than the unit's minimum"),
     "android_not_device_owner": _l("Agent is not the device owner"),
     "os_update_overdue": _l("OS update past its deadline"),
+    "amapi_policy_not_applied": _l("Policy not applied (Android Management API)"),
 }

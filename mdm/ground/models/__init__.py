@@ -14,6 +14,19 @@ from mdm.ground.models.ade import (
 )
 from mdm.ground.models.agent_nonce import AgentRequestNonce
 from mdm.ground.models.alerts import Alert, DeliveryStatus, Webhook, WebhookAttempt, WebhookDelivery
+from mdm.ground.models.amapi import (
+    AmapiDevice,
+    AmapiEnrollmentToken,
+    AmapiEnterprise,
+    AmapiPolicy,
+    AndroidMode,
+)
+from mdm.ground.models.amapi_ops import (
+    AmapiCommandSend,
+    AmapiNotification,
+    AmapiNotificationOutcome,
+    AmapiSendKind,
+)
 from mdm.ground.models.apps import (
     App,
     AppKind,
@@ -100,6 +113,15 @@ __all__ = [
     "AdeTokenKey",
     "AgentRequestNonce",
     "Alert",
+    "AmapiCommandSend",
+    "AmapiDevice",
+    "AmapiEnrollmentToken",
+    "AmapiEnterprise",
+    "AmapiNotification",
+    "AmapiNotificationOutcome",
+    "AmapiPolicy",
+    "AmapiSendKind",
+    "AndroidMode",
     "AndroidProvisioning",
     "ApiToken",
     "App",

@@ -73,6 +73,10 @@ class OrgUnit(Base):
     # policy's `reporting.location`); None: as the parent unit says (the top of the tree without a
     # value: not reported). A LOCATE command asks for one fix regardless.
     android_location_reporting: Mapped[bool | None] = mapped_column(default=None)
+    # How the unit's Android tablets are managed: 'agent' (Hikeshi's agent, closed networks) or
+    # 'amapi' (Google's Android Management API); None: as the parent unit says (the top of the
+    # tree without a value: 'agent'). mdm/services/amapi/mode.py resolves it.
+    android_mode: Mapped[str | None] = mapped_column(String(8), default=None)
     created_at: Mapped[datetime] = mapped_column(default=clock.now)
     updated_at: Mapped[datetime] = mapped_column(default=clock.now)
 

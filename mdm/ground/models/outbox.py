@@ -19,6 +19,9 @@ from mdm.ground.models.base import Base
 
 class OutboxTopic:
     WAKE_DEVICE = "device.wake"  # subject: Device.id; APNs for Apple, MQTT for Android agents
+    # subject: Device.id of an AMAPI-mode tablet whose queued commands go out through
+    # devices.issueCommand / devices.delete (mdm.services.amapi.commands), after the commit.
+    AMAPI_SEND = "amapi.send"
     # Work a commit leaves to the drain (mdm.ground.outbox_drain), done in the drainer's own
     # transaction together with the deletion of its row: exactly once.
     SETTLE_INVENTORY = "inventory.settle"  # subject: Device.id whose inventory changed (compliance)

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from commands.context import NO_CONTEXT, CommandContext
 from mdm.ground.config import Settings
 from mdm.ground.push.dispatcher import PushDispatcher
+from mdm.roots.amapi_sender import ClientFactory
 
 
 @dataclass(frozen=True)
@@ -21,8 +22,11 @@ class JobContext:
     holder: str
     dispatcher: PushDispatcher | None = None
     commands: CommandContext = NO_CONTEXT
-    # Set on SIGTERM: a fleet-wide job checks it between its pages and stops there.
+    # Set on SIGTERM: a fleet-wide job checks it between its pages and between the devices of a
+    # page, and stops there.
     stopping: threading.Event | None = None
+    # How the AMAPI jobs reach Google (None, or a factory answering None: no enterprise bound).
+    amapi_client: ClientFactory | None = None
 
     def should_stop(self) -> bool:
         return self.stopping is not None and self.stopping.is_set()

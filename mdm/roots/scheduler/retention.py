@@ -1,6 +1,7 @@
-"""Retention: inventory history, command results, alerts, readiness changes and job runs older
-than their configured number of days are deleted (0 keeps them for ever). The seeds ask for logs
-kept for a defined period: the audit trail has its own, chained purge (mdm.ground.audit)."""
+"""Retention: inventory history, command results (and AMAPI notifications), alerts, readiness
+changes and job runs older than their configured number of days are deleted (0 keeps them for
+ever). The seeds ask for logs kept for a defined period: the audit trail has its own, chained
+purge (mdm.ground.audit)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from sqlalchemy.orm import Session
 from mdm.ground import clock
 from mdm.ground.models import (
     Alert,
+    AmapiNotification,
     CommandResult,
     ComplianceFinding,
     ForeignCommandResult,
@@ -24,6 +26,9 @@ from mdm.ground.models import (
     WebhookAttempt,
     WebhookDelivery,
 )
+
+# The longest a Pub/Sub subscription keeps a message it may still deliver (Google's limit).
+PUBSUB_LONGEST_RETENTION = timedelta(days=31)
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,14 @@ def purge_expired(session: Session, days: RetentionDays) -> dict[str, int]:
         run(
             "foreign_command_results",
             delete(ForeignCommandResult).where(ForeignCommandResult.received_at < cutoff),
+        )
+        # Google's Pub/Sub messages, with what became of each: their message ids are what a
+        # redelivery meets, so they are kept at least as long as a subscription can hold a message.
+        run(
+            "amapi_notifications",
+            delete(AmapiNotification).where(
+                AmapiNotification.received_at < min(cutoff, now - PUBSUB_LONGEST_RETENTION)
+            ),
         )
     if days.alerts:
         cutoff = now - timedelta(days=days.alerts)

@@ -63,7 +63,15 @@ def run_scheduler(settings: Settings, stop: threading.Event, *, jobs: list[str] 
                 continue
             log.info("scheduler %s: active (generation %d)", holder, generation)
             fenced = fenced_factory(factory, generation)  # derived from factory: wired alike
-            ctx = JobContext(fenced, settings, holder, wiring.dispatcher, wiring.commands, stopping=stop)
+            ctx = JobContext(
+                fenced,
+                settings,
+                holder,
+                wiring.dispatcher,
+                wiring.commands,
+                stopping=stop,
+                amapi_client=wiring.amapi.client_factory if wiring.amapi is not None else None,
+            )
             try:
                 _run_while_held(ctx, lock, stop, poll, jobs or list(JOBS))
             finally:

@@ -231,6 +231,42 @@ def android_not_device_owner(state: DeviceState) -> list[Violation]:
     ]
 
 
+def amapi_policy_not_applied(state: DeviceState) -> list[Violation]:
+    """An AMAPI-managed tablet says it does not comply with its policy (its STATUS_REPORT's
+    policyCompliant false): one finding per setting or app it names (nonComplianceDetails), or
+    one saying so when it named none. A setting still being applied (PENDING) is information."""
+    facts = state.facts
+    raw = facts.raw_device_information if facts is not None else None
+    policy = raw.get("amapi_policy") if isinstance(raw, dict) else None
+    if not isinstance(policy, dict) or policy.get("policy_compliant") is not False:
+        return []
+    details = [d for d in policy.get("non_compliance") or [] if isinstance(d, dict)]
+    if not details:
+        return [
+            Violation(
+                "",
+                Severity.WARNING,
+                "ポリシー未適用 (Android Management API が非準拠と報告)"
+                " / Policy not applied (the Android Management API reports the tablet non-compliant)",
+                {"applied_policy_version": policy.get("applied_policy_version")},
+            )
+        ]
+    found = []
+    for detail in details:
+        what = detail.get("packageName") or detail.get("settingName") or detail.get("fieldPath") or ""
+        reason = detail.get("specificNonComplianceReason") or detail.get("nonComplianceReason") or "UNKNOWN"
+        pending = detail.get("nonComplianceReason") == "PENDING"
+        found.append(
+            Violation(
+                str(what)[:255],
+                Severity.INFO if pending else Severity.WARNING,
+                f"ポリシー未適用: {what} ({reason}) / Policy not applied: {what} ({reason})"[:500],
+                dict(detail),
+            )
+        )
+    return found
+
+
 def _padded(version: str | None) -> tuple[int, ...] | None:
     key = version_key(version)
     return None if key is None else (*key, 0, 0, 0)[:3]
@@ -289,6 +325,7 @@ RULES: dict[str, Rule] = {
     "android_security_patch_outdated": android_security_patch_outdated,
     "android_not_device_owner": android_not_device_owner,
     "os_update_overdue": os_update_overdue,
+    "amapi_policy_not_applied": amapi_policy_not_applied,
 }
 
 
@@ -307,4 +344,5 @@ RULE_NEEDS: dict[str, frozenset[str]] = {
     "android_security_patch_outdated": frozenset({"facts"}),
     "android_not_device_owner": frozenset({"facts"}),
     "os_update_overdue": frozenset({"os_update_target"}),
+    "amapi_policy_not_applied": frozenset({"facts"}),
 }
