@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import os
 import subprocess
 import sys
 import tempfile
@@ -25,8 +26,11 @@ def _config() -> dict:
 
 
 def _mypy(*args: str) -> subprocess.CompletedProcess[str]:
-    # A cache outside the tree, kept between runs of this checkout: a warm run takes seconds.
-    key = hashlib.sha256(str(ROOT).encode()).hexdigest()[:12]
+    # A cache outside the tree, kept between runs of this checkout: a warm run takes seconds. One
+    # for each database a run is on: CI runs the suite on both at once, and mypy's cache is not
+    # written safely by two processes.
+    run = f"{ROOT}|{os.environ.get('HIKESHI_TEST_DATABASE_URL', '')}"
+    key = hashlib.sha256(run.encode()).hexdigest()[:12]
     cache = Path(tempfile.gettempdir()) / f"hikeshi-mypy-cache-{key}"
     config = str(ROOT / "pyproject.toml")
     return subprocess.run(

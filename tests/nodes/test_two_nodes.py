@@ -35,7 +35,7 @@ from enrollment import tokens
 from mdm.ground import clock
 from mdm.ground.audit import Actor
 from mdm.ground.db import transaction
-from mdm.ground.models import Command, CommandStatus, Device, JobRun, OutboxEntry
+from mdm.ground.models import AgentRequestNonce, Command, CommandStatus, Device, JobRun, OutboxEntry
 from mdm.services import orgunits
 from tests.faults.harness import ServerProcess, enrolled_fleet, running_server, wait_for
 from tests.nodes.haproxy import haproxy_missing, running_haproxy
@@ -167,8 +167,10 @@ def _scalar(factory: Any, statement: Any) -> Any:
 def _command_to_parked_agent(agent: ReferenceAgent, factory: Any, issue: Any) -> float:
     """Park the agent's long poll (on the node its client points at), then `issue()` a command on
     another node: seconds from sending that request to the long poll answering "pending"."""
-    last_seen = select(Device.last_seen_at).where(Device.id == agent.device_id)
-    seen_before = _scalar(factory, last_seen)
+    # Every signed agent request records its nonce in the transaction the wait commits before it
+    # holds (last_seen_at is written at most once a minute, so it cannot tell).
+    last_nonce = select(func.max(AgentRequestNonce.id))
+    nonce_before = _scalar(factory, last_nonce)
     woke: dict[str, Any] = {}
 
     def long_poll() -> None:
@@ -179,9 +181,9 @@ def _command_to_parked_agent(agent: ReferenceAgent, factory: Any, issue: Any) ->
     poller.start()
 
     def parked() -> bool:
-        # The wait commits the agent's last_seen_at, then holds no connection: parked.
-        seen = _scalar(factory, last_seen)
-        return seen is not None and (seen_before is None or seen > seen_before)
+        # The wait commits the agent's nonce, then holds no connection: parked.
+        nonce = _scalar(factory, last_nonce)
+        return nonce is not None and (nonce_before is None or nonce > nonce_before)
 
     wait_for(parked, 20, "the agent's long poll to be held", every=0.02)
     sent = time.monotonic()

@@ -167,6 +167,8 @@ class DeviceAssignmentService:
 class _Handler(QuietHandler):
     def _answer(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
         data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+        # Logged before the answer is written: a client that has read the answer may look at the log at once.
+        self.server.service.log.append((self.command, self.path, status))
         self.send_response(status)
         self.send_header(
             "Content-Type", "application/json;charset=UTF8" if not isinstance(body, str) else "text/plain"
@@ -176,7 +178,6 @@ class _Handler(QuietHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)
-        self.server.service.log.append((self.command, self.path, status))
 
     def _body(self) -> dict[str, Any]:
         length = int(self.headers.get("Content-Length") or 0)

@@ -134,6 +134,10 @@ class VolumePurchaseService:
 class _Handler(QuietHandler):
     def _answer(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(body).encode()
+        # Logged before the answer is written: a client that has read the answer may look at the log at once.
+        self.server.service.log.append(
+            (self.command, urlsplit(self.path).path.removeprefix("/mdm/v2"), status)
+        )
         self.send_response(status)
         self.send_header("Content-Type", "application/json;charset=UTF-8")
         self.send_header("Content-Length", str(len(data)))
@@ -141,9 +145,6 @@ class _Handler(QuietHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)
-        self.server.service.log.append(
-            (self.command, urlsplit(self.path).path.removeprefix("/mdm/v2"), status)
-        )
 
     def _error(self, status: int, number: int, message: str) -> None:
         self._answer(status, {"errorNumber": number, "errorMessage": message})
