@@ -9,8 +9,6 @@ wake-up anywhere, or to the scheduler's sweep (`audit_seal`), so nothing stays u
 from __future__ import annotations
 
 import logging
-import os
-import threading
 from collections.abc import Callable
 
 from sqlalchemy import event
@@ -18,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mdm.ground.audit import UNSEALED_WRITTEN, seal_pending
 from mdm.ground.db import transaction
+from mdm.ground.wake_worker import WakeWorker
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +40,7 @@ class AuditSealer:
         # a background thread would run.
         self._factory = factory
         self._background = background
-        self._wake = threading.Event()
-        self._guard = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._pid = 0
+        self._worker = WakeWorker("hikeshi-audit-sealer", self._seal)
 
     def listeners(self) -> list[tuple[str, Callable[..., None]]]:
         return [("after_commit", self._after_commit)]
@@ -63,27 +59,17 @@ class AuditSealer:
         if self._background:
             self.wake()
             return
-        try:
-            seal_all(self._factory)
-        except Exception:
-            log.exception("sealing audit events failed; the server's sealer or sweep seals them later")
+        self._seal()
 
     def wake(self) -> None:
-        with self._guard:
-            # A forked worker inherits the object but not the thread: start one per process.
-            if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
-                self._pid = os.getpid()
-                self._wake = threading.Event()
-                self._thread = threading.Thread(target=self._run, name="hikeshi-audit-sealer", daemon=True)
-                self._thread.start()
-        self._wake.set()
+        self._worker.wake()
 
-    def _run(self) -> None:
-        wake = self._wake
-        while True:
-            wake.wait()
-            wake.clear()
-            try:
-                seal_all(self._factory)
-            except Exception:  # the sweep and the next wake-up retry; the events stay unsealed, not lost
-                log.exception("sealing audit events failed; they stay unsealed until the next attempt")
+    def close(self, timeout: float = 10.0) -> bool:
+        """Seal what the commits so far wrote, then end the thread."""
+        return self._worker.close(timeout)
+
+    def _seal(self) -> None:
+        try:
+            seal_all(self._factory)
+        except Exception:  # the events stay unsealed, not lost: the next wake-up or the sweep seals them
+            log.exception("sealing audit events failed; the next wake-up or the scheduler's sweep retries")

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gunicorn.glogging import Logger as GunicornLogger
+from gunicorn.glogging import SafeAtoms
 
 from mdm.ground.config import LOG_FORMAT, LOG_LEVEL
 from mdm.ground.redaction import REDACTED, is_secret_key
@@ -57,13 +58,20 @@ def _redact_pairs(text: str) -> str:
         if match.start() < pos or not is_secret_key(match.group("name")):
             continue
         value = _VALUE.match(text, match.end())
-        if value is None:
+        if value is None or _already_redacted(text, match.end()):
             continue
         quote = value.group(0)[0] if value.group(0)[:1] in ("'", '"') else ""
         out.append(text[pos : match.end()] + f"{quote}{REDACTED}{quote}")
         pos = value.end()
     out.append(text[pos:])
     return "".join(out)
+
+
+def _already_redacted(text: str, at: int) -> bool:
+    # A line redacted twice (an access-log atom, then the whole line) must not become "[redacted]]".
+    if text[at : at + 1] in ("'", '"'):
+        at += 1
+    return text.startswith(REDACTED, at)
 
 
 class SecretFilter(logging.Filter):
@@ -137,6 +145,16 @@ def configure_logging(
     return handler
 
 
+class _RedactedAtoms(SafeAtoms):
+    """gunicorn's access-log atoms, each redacted when the format reads it. Only the few the
+    format names are read: redacting all of them (every request header, the Mdm-Signature's
+    kilobytes of base64 among them) cost more CPU than the device's request itself."""
+
+    def __getitem__(self, key: str) -> Any:
+        value = super().__getitem__(key)
+        return redact_text(value) if isinstance(value, str) else value
+
+
 class AccessLogger(GunicornLogger):
     """gunicorn's logger, writing its error and access logs through our handler (same format,
     same secret filter); request lines, paths, query strings and referers are redacted too."""
@@ -152,6 +170,4 @@ class AccessLogger(GunicornLogger):
             log.propagate = False
         self.error_log.setLevel(log_level("INFO"))
 
-    def atoms(self, resp: Any, req: Any, environ: Any, request_time: Any) -> dict[str, Any]:
-        atoms = super().atoms(resp, req, environ, request_time)
-        return {key: redact_text(value) if isinstance(value, str) else value for key, value in atoms.items()}
+    atoms_wrapper_class = _RedactedAtoms

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select, text, update
@@ -149,3 +150,44 @@ def test_sealing_twice_changes_nothing(bare_factory: sessionmaker[Session]) -> N
         assert seal_pending(session) == 0
     with bare_factory() as session:
         assert session.scalars(select(AuditEvent.hash)).all() == before
+
+
+def test_a_sealing_pass_writes_its_batch_in_one_statement(bare_factory: sessionmaker[Session]) -> None:
+    """The device channel writes an audit event per answer: sealing 3 or 40 of them costs the
+    same statements (PostgreSQL; SQLite seals where it writes), and the chain verifies."""
+    if not is_postgres(bare_factory.kw["bind"]):
+        pytest.skip("SQLite seals events where they are written")
+    from sqlalchemy import event as sa_event
+
+    engine = bare_factory.kw["bind"]
+    counts = []
+    for batch in (3, 40):
+        with transaction(bare_factory) as session:
+            for n in range(batch):
+                record_event(session, SYSTEM, "test.batch", "device", n, {"n": n})
+        seen: list[str] = []
+
+        def note(
+            _conn: object,
+            _cursor: object,
+            statement: str,
+            parameters: Any,
+            _context: object,
+            executemany: bool,
+            seen: list[str] = seen,
+        ) -> None:
+            # The server runs an executemany's statement once per parameter set.
+            seen.extend([statement] * (len(parameters) if executemany else 1))
+
+        sa_event.listen(engine, "before_cursor_execute", note)
+        try:
+            with transaction(bare_factory) as session:
+                assert seal_pending(session) == batch
+        finally:
+            sa_event.remove(engine, "before_cursor_execute", note)
+        counts.append(len(seen))
+    assert counts[0] == counts[1], counts
+    assert _unsealed(bare_factory) == 0
+    assert _seqs(bare_factory) == list(range(1, 44))
+    with bare_factory() as session:
+        assert verify_chain(session).ok

@@ -22,6 +22,7 @@ def test_secret_shapes_are_redacted_and_the_rest_is_kept():
     }
     for raw, expected in cases.items():
         assert redact_text(raw) == expected
+        assert redact_text(expected) == expected  # redacting twice changes nothing
 
 
 def test_the_filter_rewrites_arguments_and_tracebacks():
@@ -46,3 +47,40 @@ def test_the_filter_rewrites_arguments_and_tracebacks():
     first, second = (json.loads(line) for line in text.splitlines())
     assert first["message"] == "challenge=[redacted] for /enroll/[redacted]" and first["level"] == "WARNING"
     assert "totp_secret=[redacted]" in second["exc"]
+
+
+def test_access_log_atoms_are_redacted_when_the_format_reads_them():
+    """gunicorn's access line: the request line and any header the format names are redacted as
+    they are read (a format may name any request header, an Authorization one included)."""
+    from datetime import timedelta
+    from types import SimpleNamespace
+
+    from gunicorn.config import Config
+
+    from mdm.ground.logsetup import AccessLogger
+
+    config = Config()
+    config.set("accesslog", "-")
+    config.set("access_log_format", '"%(r)s" %(s)s "%({authorization}i)s" "%({x-unnamed}i)s"')
+    access = AccessLogger(config)
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(SecretFilter())
+    for existing in list(access.access_log.handlers):
+        access.access_log.removeHandler(existing)
+    access.access_log.addHandler(handler)
+    request = SimpleNamespace(
+        headers=[("Authorization", "Bearer hk_live.secret"), ("Mdm-Signature", "MIAG" + "A" * 4096 + "==")]
+    )
+    response = SimpleNamespace(status="200 OK", sent=0, headers=[])
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "RAW_URI": "/enroll/tok-999/qr.svg?token=abc",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+    }
+    access.access(response, request, environ, timedelta(milliseconds=3))
+    line = stream.getvalue()
+    assert (
+        line.strip()
+        == '"GET /enroll/[redacted]/qr.svg?token=[redacted] HTTP/1.1" 200 "Bearer [redacted]" "-"'
+    )
