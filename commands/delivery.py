@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Collection
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import BindParameter, ColumnElement, select, update
+from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
+from sqlalchemy.orm.attributes import set_committed_value
 
 from commands.command_type import UndeliverableCommand
 from commands.context import NO_CONTEXT, CommandContext
+from commands.queue import QUEUED_HERE
 from commands.results import record_result
 from mdm.ground import clock
 from mdm.ground.audit import SYSTEM, Actor
@@ -27,7 +29,52 @@ from mdm.ground.db import is_postgres
 from mdm.ground.models import Command, CommandStatus, Device
 
 Rendered = TypeVar("Rendered")
-__all__ = ["UndeliverableCommand", "commands_waiting", "deliver_next_commands", "next_command"]
+__all__ = [
+    "NOT_LOOKED",
+    "UndeliverableCommand",
+    "commands_waiting",
+    "deliver_next_commands",
+    "next_command",
+    "waiting_command",
+]
+
+# `deliver_next_commands` was not told what waits (it looks itself).
+NOT_LOOKED: Any = object()
+
+
+def _deliverable(offer_not_now: bool) -> list[str]:
+    statuses = [CommandStatus.QUEUED, CommandStatus.SENT]
+    if offer_not_now:
+        statuses.append(CommandStatus.NOT_NOW)
+    return statuses
+
+
+# One alias for every request: a fresh one per request costs more CPU (its column proxies) than
+# the rest of the statement, and would miss SQLAlchemy's statement cache.
+_WAITING = aliased(Command, name="waiting_command")
+
+
+def waiting_command(
+    device_id: ColumnElement[int] | InstrumentedAttribute[int],
+    *,
+    offer_not_now: bool,
+    skip: BindParameter[str] | None = None,
+) -> tuple[Any, Any]:
+    """The command `deliver_next_commands` would take first for the device `device_id` names, as an
+    outer join (entity, ON clause) for the request's identity read to carry
+    (mdm.services.devices.identify_device_with): a request with nothing waiting asks nothing more,
+    one with a command waiting claims it with one guarded UPDATE. `skip`: the parameter the UUID
+    the request itself answers is bound to. Built once per shape (a module constant of the caller):
+    the statement is then built once, not at every request."""
+    first = (
+        select(Command.id)
+        .where(Command.device_id == device_id, Command.status.in_(_deliverable(offer_not_now)))
+        .order_by(Command.priority.desc(), Command.id)
+        .limit(1)
+    )
+    if skip is not None:
+        first = first.where(Command.uuid != skip)
+    return _WAITING, _WAITING.id == first.scalar_subquery()
 
 
 def deliver_next_commands(
@@ -40,6 +87,7 @@ def deliver_next_commands(
     actor: Actor,
     skip: Collection[str] = frozenset(),
     context: CommandContext = NO_CONTEXT,
+    looked_ahead: Command | None = NOT_LOOKED,
 ) -> list[Rendered]:
     """Up to `limit` commands for `device`, each rendered for its platform and marked sent.
 
@@ -49,12 +97,28 @@ def deliver_next_commands(
     (answered NotNow in this very request) wait for the next request. A command `render` refuses
     with UndeliverableCommand ends in error, recorded like a device's CommandFormatError, and the
     next one is taken instead.
+
+    `looked_ahead`: the command `waiting_command` found in this request's identity read (None:
+    nothing was waiting then). It is claimed with one UPDATE guarded by the state it was read in;
+    the queue is read (and locked) only when that claim loses a race, when it was not the only
+    one wanted, or when this session queued commands since (a result's follow-ups).
     """
-    statuses = [CommandStatus.QUEUED, CommandStatus.SENT]
-    if offer_not_now:
-        statuses.append(CommandStatus.NOT_NOW)
+    statuses = _deliverable(offer_not_now)
     delivered: list[Rendered] = []
     taken: set[int] = set()
+    queued_since = session.info.pop(QUEUED_HERE, False)
+    if looked_ahead is not NOT_LOOKED and not queued_since:
+        if looked_ahead is None:
+            return delivered
+        taken.add(looked_ahead.id)
+        rendered = _claim(session, device, looked_ahead, statuses, render, actor, context)
+        if rendered is not _LOST:
+            if rendered is not _NOTHING:
+                delivered.append(rendered)
+            if len(delivered) >= limit:
+                return delivered
+        else:
+            taken.discard(looked_ahead.id)
     while len(delivered) < limit:
         wanted = limit - len(delivered)
         stmt = (
@@ -77,12 +141,7 @@ def deliver_next_commands(
         for command in batch:
             taken.add(command.id)
             if command.expires_at is not None and command.expires_at < now:
-                # Past its lifetime: never delivered. Expired here, where it is met, rather than
-                # by a sweep of the device's queue on every request (the scheduler's
-                # command_expiry job expires the ones no delivery reaches).
-                command.status = CommandStatus.EXPIRED
-                command.expired_at = now
-                command.sealed_secret = None
+                _expire(command, now)
                 continue
             try:
                 rendered = render(command)
@@ -96,6 +155,65 @@ def deliver_next_commands(
         if len(batch) < wanted:
             break
     return delivered
+
+
+# What `_claim` says when the command was not handed over: it changed since it was read (another
+# request of the device), or it was expired or refused instead (the queue is read for the next).
+_LOST: Any = object()
+_NOTHING: Any = object()
+
+
+def _claim(
+    session: Session,
+    device: Device,
+    command: Command,
+    statuses: Collection[str],
+    render: Callable[[Command], Rendered],
+    actor: Actor,
+    context: CommandContext,
+) -> Any:
+    """Hand over `command`, read without a lock: rendered first (what the device cannot be given is
+    refused, as in the loop), then marked sent by an UPDATE that holds only while the row is still
+    in the state it was read in. PostgreSQL re-checks that condition after waiting for a concurrent
+    writer's row lock, so an answer recorded meanwhile is never turned back into "sent"."""
+    if command.status not in statuses:
+        return _LOST  # changed in this very transaction (a result's hook cancelled it)
+    now = clock.now()
+    if command.expires_at is not None and command.expires_at < now:
+        _expire(command, now)
+        return _NOTHING
+    try:
+        rendered = render(command)
+    except UndeliverableCommand as exc:
+        _refuse(session, device, command, str(exc), actor, context)
+        return _NOTHING
+    claimed = session.execute(
+        update(Command)
+        .where(
+            Command.id == command.id,
+            Command.device_id == device.id,
+            Command.status == command.status,
+            Command.delivery_count == command.delivery_count,
+        )
+        .values(status=CommandStatus.SENT, sent_at=now, delivery_count=Command.delivery_count + 1)
+        .execution_options(synchronize_session=False)
+    )
+    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        session.expire(command)
+        return _LOST
+    set_committed_value(command, "status", CommandStatus.SENT)
+    set_committed_value(command, "sent_at", now)
+    set_committed_value(command, "delivery_count", command.delivery_count + 1)
+    return rendered
+
+
+def _expire(command: Command, now: Any) -> None:
+    # Past its lifetime: never delivered. Expired here, where it is met, rather than by a sweep
+    # of the device's queue on every request (the scheduler's command_expiry job expires the
+    # ones no delivery reaches).
+    command.status = CommandStatus.EXPIRED
+    command.expired_at = now
+    command.sealed_secret = None
 
 
 def next_command(

@@ -93,6 +93,11 @@ def refuse_direct(kind: CommandType) -> None:
         raise TwoPersonCommand(kind.request_type)
 
 
+# session.info key: commands were queued in this session since its last delivery, so a look ahead
+# at the queue taken before them (commands.delivery.waiting_command) is not the whole queue.
+QUEUED_HERE = "hikeshi.commands_queued_here"
+
+
 def enqueue_command(
     session: Session,
     device: Device,
@@ -145,6 +150,7 @@ def enqueue_command(
     )
     session.add(command)
     session.flush()
+    session.info[QUEUED_HERE] = True
     record_event(
         session,
         actor,
@@ -225,6 +231,8 @@ def enqueue_commands(
         )
         commands.append(command)
         fresh.append(command)
+    if fresh:
+        session.info[QUEUED_HERE] = True
     if batch is None:
         session.add_all(fresh)
         session.flush()

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from commands.command_type import UnknownCommand
@@ -60,31 +60,48 @@ def record_result(
     command_uuid = report.get("CommandUUID")
     if not isinstance(command_uuid, str):
         return None
-    command = find_device_command(session, device, command_uuid)
-    if command is None:
-        record_foreign_result(session, device, command_uuid, report, raw, actor=actor)
-        return None
-    if command.status in CommandStatus.FINAL:
-        return command
     now = clock.now()
+    new_state = _STATUS_MAP[status]
+    changes: dict[str, Any] = {"status": new_state}
+    if new_state == CommandStatus.ACKNOWLEDGED:
+        changes["acknowledged_at"] = now
+    elif new_state == CommandStatus.ERROR:
+        changes["error_at"] = now
+        changes["error_chain"] = _plain(report.get("ErrorChain") or [])
+    else:
+        changes["not_now_at"] = now
+    message_result = report.get("MessageResult")
+    if isinstance(message_result, str):
+        # DeviceLock says here whether its lock-screen message was shown (device.lock.yaml).
+        changes["message_result"] = message_result[:32]
+    # One statement settles the answer, guarded as the device's own command that is still waiting
+    # for it: a UUID of another device's command, or one answered already (a replayed report),
+    # changes nothing here and is told apart below.
+    command = session.scalars(
+        update(Command)
+        .where(
+            Command.device_id == device.id,
+            Command.uuid == command_uuid,
+            Command.status.in_(CommandStatus.PENDING),
+        )
+        .values(changes)
+        .returning(Command)
+        .execution_options(populate_existing=True, synchronize_session=False)
+    ).first()
+    if command is None:
+        command = find_device_command(session, device, command_uuid)
+        if command is None:
+            record_foreign_result(session, device, command_uuid, report, raw, actor=actor)
+            return None
+        if command.status in CommandStatus.FINAL:
+            return command
+        for key, value in changes.items():  # pending after all: it became so after the UPDATE
+            setattr(command, key, value)
     session.add(
         CommandResult(
             command_id=command.id, status=status, raw=raw, received_at=now, certificate_fingerprint=identity
         )
     )
-    new_state = _STATUS_MAP[status]
-    command.status = new_state
-    if new_state == CommandStatus.ACKNOWLEDGED:
-        command.acknowledged_at = now
-    elif new_state == CommandStatus.ERROR:
-        command.error_at = now
-        command.error_chain = _plain(report.get("ErrorChain") or [])
-    else:
-        command.not_now_at = now
-    message_result = report.get("MessageResult")
-    if isinstance(message_result, str):
-        # DeviceLock says here whether its lock-screen message was shown (device.lock.yaml).
-        command.message_result = message_result[:32]
     record_event(
         session,
         actor,

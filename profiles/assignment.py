@@ -89,6 +89,19 @@ def desired_profiles(session: Session, device: Device) -> list[Profile]:
     return list(session.scalars(select(Profile).where(Profile.id.in_(ids)).order_by(Profile.identifier)))
 
 
+def desired_profiles_of(session: Session, devices: Sequence[Device]) -> dict[int, list[Profile]]:
+    """`desired_profiles` of several devices, in three statements whatever their number."""
+    ids = _desired_profile_ids(session, devices)
+    wanted = set().union(*ids.values()) if ids else set()
+    profiles: dict[int, Profile] = {}
+    for chunk in _chunks(sorted(wanted)):
+        profiles.update((p.id, p) for p in session.scalars(select(Profile).where(Profile.id.in_(chunk))))
+    return {
+        device_id: sorted((profiles[i] for i in found if i in profiles), key=lambda p: p.identifier)
+        for device_id, found in ids.items()
+    }
+
+
 def device_profile_states(session: Session, device: Device) -> list[DeviceProfileState]:
     """Per profile on this device: desired, installed, in flight, last verified; foreign ones too."""
     return list(
@@ -98,6 +111,21 @@ def device_profile_states(session: Session, device: Device) -> list[DeviceProfil
             .order_by(DeviceProfileState.identifier)
         )
     )
+
+
+def device_profile_states_of(
+    session: Session, device_ids: Sequence[int]
+) -> dict[int, list[DeviceProfileState]]:
+    """`device_profile_states` of several devices, in one statement per 900 of them."""
+    found: dict[int, list[DeviceProfileState]] = {device_id: [] for device_id in device_ids}
+    for chunk in _chunks(list(device_ids)):
+        for state in session.scalars(
+            select(DeviceProfileState)
+            .where(DeviceProfileState.device_id.in_(chunk))
+            .order_by(DeviceProfileState.device_id, DeviceProfileState.identifier)
+        ):
+            found[state.device_id].append(state)
+    return found
 
 
 def _desired_profile_ids(session: Session, devices: Sequence[Device]) -> dict[int, set[int]]:

@@ -143,8 +143,11 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         session.close()
 
 
-def insert_if_absent(session: Session, model: type[Any], values: dict[str, Any]) -> None:
-    """Insert a row unless one with the same primary key exists (INSERT ... ON CONFLICT DO NOTHING).
+def insert_if_absent(
+    session: Session, model: type[Any], values: dict[str, Any] | list[dict[str, Any]]
+) -> None:
+    """Insert a row unless one with the same primary key exists (INSERT ... ON CONFLICT DO NOTHING);
+    a list of rows is inserted in one batched statement.
 
     Two transactions creating the same first row (two evaluations of one device, two workers
     recording APNs health) both succeed; the caller then reads the row with a row lock and updates it.

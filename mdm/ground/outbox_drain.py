@@ -21,7 +21,6 @@ mdm.ground.hooks does for hook points): the ground knows no service.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import weakref
 from collections.abc import Callable, Sequence
@@ -32,8 +31,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mdm.ground.db import transaction
 from mdm.ground.push import outbox
+from mdm.ground.wake_worker import WakeWorker
 
 log = logging.getLogger(__name__)
+
+# Set on a session whose commits its owner drains itself, once, after a run of transactions (a
+# fleet job's pages): the rows wait, committed, and a job stopped midway leaves them to the
+# next drain or the scheduler's sweep.
+DRAIN_LATER_KEY = "hikeshi.outbox.drain_later"
 
 # subject ids by topic, of the rows claimed in one transaction
 Handler = Callable[[Session, dict[str, list[int]]], None]
@@ -139,12 +144,7 @@ class OutboxDrainer:
     def __init__(self, factory: sessionmaker[Session], *, background: bool = True) -> None:
         self.factory = factory
         self.background = background
-        self._wake = threading.Event()
-        self._guard = threading.Lock()
-        self._idle = threading.Condition()
-        self._busy = False
-        self._thread: threading.Thread | None = None
-        self._pid = 0
+        self._worker = WakeWorker("hikeshi-outbox-drain", self._drain_in_background)
 
     def listeners(self) -> list[tuple[str, Callable[..., None]]]:
         """(event, listener): what is asked is written last before the commit, drained after it.
@@ -158,6 +158,8 @@ class OutboxDrainer:
 
     def after_commit(self, session: Session) -> None:
         if session.in_nested_transaction() or not session.info.pop(outbox.WRITTEN_KEY, False):
+            return
+        if session.info.get(DRAIN_LATER_KEY):
             return
         if getattr(_DRAINING, "active", False):
             return  # the drain's own commit: its loop takes what it asked for
@@ -173,34 +175,19 @@ class OutboxDrainer:
             _DRAINING.active = False
 
     def wake(self) -> None:
-        with self._guard:
-            # A forked worker inherits the object but not the thread: start one per process.
-            if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
-                self._pid = os.getpid()
-                self._wake = threading.Event()
-                self._idle = threading.Condition()
-                self._thread = threading.Thread(target=self._run, name="hikeshi-outbox-drain", daemon=True)
-                self._thread.start()
-        with self._idle:
-            self._busy = True
-        self._wake.set()
+        self._worker.wake()
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
         """Wait until what the commits so far asked for is drained (a test, a CLI before exit)."""
-        with self._idle:
-            return self._idle.wait_for(lambda: not self._busy, timeout)
+        return self._worker.wait_idle(timeout)
 
-    def _run(self) -> None:
-        wake, idle = self._wake, self._idle
+    def close(self, timeout: float = 10.0) -> bool:
+        """Drain what the commits so far asked for, then end the thread."""
+        return self._worker.close(timeout)
+
+    def _drain_in_background(self) -> None:
         _DRAINING.active = True  # this thread's own commits are taken by its loop
-        while True:
-            wake.wait()
-            wake.clear()
-            try:
-                drain(self.factory)
-            except Exception:  # the rows stay; the next wake-up or the scheduler's sweep drains them
-                log.exception("draining the outbox failed; the next wake-up or the sweep retries")
-            with idle:
-                if not wake.is_set():
-                    self._busy = False
-                    idle.notify_all()
+        try:
+            drain(self.factory)
+        except Exception:  # the rows stay; the next wake-up or the scheduler's sweep drains them
+            log.exception("draining the outbox failed; the next wake-up or the sweep retries")

@@ -6,10 +6,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cached_property, lru_cache
 from typing import Any
 
 from cryptography import x509
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from mdm.ground import clock
@@ -92,8 +93,9 @@ class PresentedIdentity:
     certificate: x509.Certificate
     from_builtin_ca: bool
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
+        # Read several times a request (the identity read, the result's evidence): hashed once.
         return fingerprint(self.certificate)
 
 
@@ -197,24 +199,58 @@ def identify_device(session: Session, identity: PresentedIdentity, udid: str) ->
 
     Raises DeviceIdentityError (401) or IdentityRefused (403) before anything is written otherwise.
     """
+    return identify_device_with(session, identity, udid)[0]
+
+
+# An outer join the identity read may carry for its caller: an entity (or alias) and its ON clause,
+# which may name Device (the device the UDID names).
+Alongside = tuple[Any, Any]
+
+
+@lru_cache(maxsize=32)
+def _identity_read(alongside: tuple[Alongside, ...]) -> Any:
+    """The identity read's statement, built once per shape (`alongside` tuples that stay the same
+    object, as module constants do): building it costs more CPU than running it."""
     # One statement on every device request: the device the UDID names, with the certificate's
     # row beside it (joined on the fingerprint, not on the device, so a certificate bound to
     # another device is still found and refused below). An unknown UDID takes the two lookups.
     # When the device is a spare swapped into a unit, the swap's time comes along: its first
     # check-in after the swap must be written down however recently it was seen (touch).
-    found = session.execute(
-        select(Device, DeviceCertificate, SpareDevice.swapped_at)
+    stmt = (
+        select(Device, DeviceCertificate, SpareDevice.swapped_at, *(entity for entity, _on in alongside))
         .select_from(Device)
-        .outerjoin(DeviceCertificate, DeviceCertificate.fingerprint_sha256 == identity.fingerprint)
+        .outerjoin(DeviceCertificate, DeviceCertificate.fingerprint_sha256 == bindparam("fingerprint"))
         .outerjoin(SpareDevice, SpareDevice.device_id == Device.id)
-        .where(Device.udid == udid)
-        .limit(1)
+    )
+    for entity, on in alongside:
+        stmt = stmt.outerjoin(entity, on)
+    return stmt.where(Device.udid == bindparam("udid")).limit(1)
+
+
+def identify_device_with(
+    session: Session,
+    identity: PresentedIdentity,
+    udid: str,
+    alongside: tuple[Alongside, ...] = (),
+    params: dict[str, Any] | None = None,
+) -> tuple[Device, tuple[Any, ...]]:
+    """`identify_device`, with the rows `alongside` names read in the same statement (None where
+    the outer join found nothing): what the request needs next (its next command, the facts an
+    inventory answer merges into), so a device request pays one statement for who it is and that.
+
+    Nothing of `alongside` is returned for a request that is refused. `params`: the values of the
+    bound parameters `alongside` names.
+    """
+    found = session.execute(
+        _identity_read(alongside), {"fingerprint": identity.fingerprint, "udid": udid, **(params or {})}
     ).first()
+    extra: tuple[Any, ...] = ()
     if found is None:
         row = mdm_identity_row(session, identity)
         device = None
     else:
-        device, row, swapped_at = found
+        device, row, swapped_at, *rest = found
+        extra = tuple(rest)
         row = _presented_row(identity, row)
         session.info.setdefault(_SWAPPED_AT, {})[device.id] = swapped_at
     if device is None:
@@ -226,7 +262,7 @@ def identify_device(session: Session, identity: PresentedIdentity, udid: str) ->
     if device.enrollment_state == EnrollmentState.RETIRED:
         # Its identities were erased with it: whoever still holds one is not the tablet.
         raise IdentityRefused("the device was wiped; it must enroll again")
-    return device
+    return device, extra
 
 
 def bound_identities(session: Session, device: Device) -> list[DeviceCertificate]:

@@ -4,13 +4,19 @@ sent where it is off is not kept."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from sqlalchemy import select
 
-from mdm.ground.models import AuditEvent, DeviceFacts
+from mdm.ground.models import AuditEvent, DeviceFacts, DeviceMessage
+from mdm.services.android_channel.location_reporting import NOT_KEPT, without_inventory_location
 from tests.web.helpers import bearer
 from tests.web.helpers import make_token as api_token
+
+
+def _stored_bodies(session: Any, device_id: int) -> list[bytes]:
+    return list(session.scalars(select(DeviceMessage.raw).where(DeviceMessage.device_id == device_id)))
 
 
 def test_location_reporting_is_a_unit_field_of_the_policy(
@@ -24,6 +30,10 @@ def test_location_reporting_is_a_unit_field_of_the_policy(
     session.rollback()
     session.expire_all()
     assert "location" not in session.get(DeviceFacts, agent.device_id).raw_device_information
+    # Nor in the sync body kept as evidence: the position is replaced, the rest is as received.
+    stored = _stored_bodies(session, agent.device_id)
+    assert stored and not any(b"35.6812" in raw for raw in stored)
+    assert any(NOT_KEPT.encode() in raw for raw in stored)
 
     hikeshi = enroll_app.extensions["hikeshi"]
     with hikeshi.session_factory() as s:
@@ -43,6 +53,7 @@ def test_location_reporting_is_a_unit_field_of_the_policy(
     session.rollback()
     session.expire_all()
     assert session.get(DeviceFacts, agent.device_id).raw_device_information["location"]["latitude"] == 35.6812
+    assert b"35.6812" in _stored_bodies(session, agent.device_id)[-1]  # the unit collects it now
     event = session.scalars(
         select(AuditEvent).where(AuditEvent.action == "android.location_reporting_changed")
     ).one()
@@ -73,3 +84,16 @@ def test_location_reporting_takes_json_booleans_only(enroll_app: Any, session: A
     session.rollback()
     session.expire_all()
     assert session.get(type(tree.station), tree.station.id).android_location_reporting is None
+
+
+def test_a_stored_body_loses_only_the_inventorys_position() -> None:
+    body = (
+        b'{"inventory":{"model":"SM-T636B","location":{"latitude":35.6812,"longitude":139.7671}},'
+        b'"results":[{"command_id":7,"status":"done","location":{"latitude":35.0,"longitude":139.0}}]}'
+    )
+    kept = json.loads(without_inventory_location(body))
+    assert kept["inventory"] == {"model": "SM-T636B", "location": NOT_KEPT}
+    # A LOCATE answer is what the hotline asked for: it stays.
+    assert kept["results"][0]["location"] == {"latitude": 35.0, "longitude": 139.0}
+    for untouched in (b"not json", b'{"results":[]}', b'{"inventory":{"model":"x"}}', b'["location"]'):
+        assert without_inventory_location(untouched) == untouched

@@ -107,7 +107,7 @@ def test_android_sync(bench_stage: Stage, tmp_path: Path) -> None:
                 )
 
             rows.append(window(ANDROID_EMPTY, channel.ROUNDS))
-            rows.append(channel.command_rounds(built, lambda window=window: window(ANDROID_COMMAND, 1)))
+            rows.extend(channel.command_rounds(built, lambda window=window: window(ANDROID_COMMAND, 1)))
 
     lines = [
         "",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import select
@@ -62,30 +63,45 @@ def queue_device_information(built: Stage) -> list[str]:
     return uuids
 
 
-def command_rounds(built: Stage, window: Callable[[], Measured]) -> Measured:
-    """COMMAND_ROUNDS windows of one command cycle per device, merged; each checks that every
-    queued command was acknowledged, in the simulator's view and in the database."""
-    parts = []
-    for _ in range(COMMAND_ROUNDS):
-        queued = queue_device_information(built)
-        measured = window()
-        assert sorted(measured.result.acknowledged) == sorted(queued)
-        with built.factory() as session:
-            statuses = set(session.scalars(select(Command.status).where(Command.uuid.in_(queued))))
-        assert statuses == {CommandStatus.ACKNOWLEDGED}, statuses
-        parts.append(measured)
-    return merge(parts)
+# The first command cycle after enrollment: the tablet's first inventory, whose answer is its first
+# word on itself and queues one-off follow-ups (Activation Lock escrow on a supervised iPad).
+# Reported apart from the steady cycles, and not judged against the goal.
+FIRST_COMMAND = "first command"
+
+
+def _acknowledged_round(built: Stage, window: Callable[[], Measured]) -> Measured:
+    queued = queue_device_information(built)
+    measured = window()
+    assert sorted(measured.result.acknowledged) == sorted(queued)
+    with built.factory() as session:
+        statuses = set(session.scalars(select(Command.status).where(Command.uuid.in_(queued))))
+    assert statuses == {CommandStatus.ACKNOWLEDGED}, statuses
+    return measured
+
+
+def first_command_round(built: Stage, window: Callable[[], Measured]) -> Measured:
+    """One command cycle per device, the first since enrollment (FIRST_COMMAND), checked as the
+    others; its follow-ups are answered within the window."""
+    return replace(_acknowledged_round(built, window), workload=FIRST_COMMAND)
+
+
+def command_rounds(built: Stage, window: Callable[[], Measured]) -> list[Measured]:
+    """COMMAND_ROUNDS windows of one command cycle per device, merged (none when it is 0); each
+    checks that every queued command was acknowledged, in the simulator's view and in the database."""
+    parts = [_acknowledged_round(built, window) for _ in range(COMMAND_ROUNDS)]
+    return [merge(parts)] if parts else []
 
 
 def judged(rows: Sequence[Measured], empty_workload: str) -> list[str]:
     """Each row against the goal, then the statements of the first two rows by query."""
+    judged_rows = [row for row in rows if row.workload != FIRST_COMMAND]
     lines = [
         row.against_goal(GOAL_EMPTY_STATEMENTS if row.workload == empty_workload else GOAL_COMMAND_STATEMENTS)
-        for row in rows
+        for row in judged_rows
     ]
-    for row in rows[:2]:
+    for row in judged_rows[:2]:
         lines.append(
             f"  statements per {row.workload} cycle, {row.workers} worker(s), by query (calls / cycle):"
         )
-        lines.extend(row.top())
+        lines.extend(row.top(24))
     return lines

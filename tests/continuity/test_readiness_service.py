@@ -35,6 +35,7 @@ from mdm.services.continuity import (
     station_rollup,
     swap_spare,
 )
+from mdm.services.continuity.webhooks import recompute_every_unit
 from mdm.services.orgunits import assign_device
 from tests.continuity.helpers import ADMIN, OPERATOR, build_tree, tablet
 
@@ -231,6 +232,43 @@ def test_schedule_notices_tablets_that_went_silent(session, session_factory, set
     assert states(session)["救急3隊"] == ("critical", 0, 1, 0)
     assert last_event(session, tree.ambulance3.id).payload["missing"][0]["reasons"][0]["code"] == "not_seen"
     assert readiness_job(JobContext(session_factory, settings, "test"))["changes"] == 0  # idempotent
+
+
+def test_the_schedule_recomputes_a_thousand_units_at_a_time_like_one_pass(
+    session, session_factory, settings, world, frozen_clock
+):
+    """The scheduled recompute takes the units in transactions of a bounded number (memory: a
+    prefecture's 14,000 units in one pass held 349 MB); one unit per transaction records what one
+    pass would, and the row of a unit that is no longer one (here: a station's) is dropped."""
+    tree = world[0]
+    session.add(
+        UnitReadinessState(
+            org_unit_id=tree.central.id, state="ready", working=1, required=1, spares_available=0
+        )
+    )
+    session.commit()
+    frozen_clock.advance(hours=25)
+    assert recompute_every_unit(session_factory, per_transaction=1) == (2, False)
+    assert states(session)["救急3隊"] == ("critical", 0, 1, 0)
+    assert states(session)["中央指揮隊"][0] == "critical"
+    assert session.get(UnitReadinessState, tree.central.id) is None
+    assert readiness_job(JobContext(session_factory, settings, "test"))["changes"] == 0  # one pass agrees
+
+
+def test_the_schedule_told_to_stop_ends_between_its_transactions(
+    session, session_factory, world, frozen_clock
+):
+    frozen_clock.advance(hours=25)
+    asked = 0
+
+    def stop_after_two() -> bool:
+        nonlocal asked
+        asked += 1
+        return asked > 2
+
+    changes, stopped = recompute_every_unit(session_factory, per_transaction=1, should_stop=stop_after_two)
+    assert stopped and changes <= 2
+    assert len({u for u, s in states(session).items() if s[0] == "critical"}) < 4
 
 
 def test_check_ins_of_a_busy_fleet_write_nothing(session, world, frozen_clock):

@@ -121,3 +121,56 @@ def test_android_devices_and_devices_without_profiles_expect_nothing(session, re
     profile = create_profile_from_template(session, ADMIN, "field-standard", identifier=IDENTIFIER)
     assign_profile(session, ready, profile, station, actor=ADMIN)
     assert expected_profiles_from_assignments(session, device) is None
+
+
+def _counted_evaluation(session, devices):
+    """The statements evaluate_devices sends for `devices`, and what it found for each."""
+    from sqlalchemy import event
+
+    from mdm.services.compliance.evaluation import evaluate_devices
+
+    engine = session.get_bind()
+    seen = []
+    # PostgreSQL runs an executemany's statement once per row (SQLite's stays in the process).
+    per_row = engine.dialect.name == "postgresql"
+
+    def note(_conn, _cursor, statement, parameters, _context, executemany):
+        seen.extend([statement] * (len(parameters) if executemany and per_row else 1))
+
+    session.flush()
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        found = evaluate_devices(session, devices)
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+    return seen, {device_id: sorted((f.rule, f.subject) for f in open_) for device_id, open_ in found.items()}
+
+
+def test_devices_evaluated_together_read_the_assigned_profiles_once(session, ready, station):
+    """The drain evaluates the devices of its batch together, as a fleet check does a page: the
+    unit tree, the assignments, the profiles and their states are read once for all of them, not
+    twice a device (app rules and expected profiles); each device's findings are its own."""
+    profile = create_profile_from_template(session, ADMIN, "field-standard", identifier=IDENTIFIER)
+    assign_profile(session, ready, profile, station, actor=ADMIN)
+    devices = []
+    for _n in range(9):
+        device = make_device(session)
+        orgunits.assign_device(session, device, station, actor=ADMIN)
+        devices.append(device)
+    session.flush()
+    for device in devices:
+        _ack(session, _installs(session, device)[-1])
+    for device in devices[:4]:
+        _profile_list(session, device)  # removed by the user on these four: "missing"
+    _counted_evaluation(session, devices)  # each device's compliance row exists from here on
+    # Devices without findings (a finding still seen is confirmed row by row: not counted here).
+    few, _ = _counted_evaluation(session, devices[4:6])
+    more, _ = _counted_evaluation(session, devices[4:])
+    assert len(few) == len(more), "\n".join(s.split("\n")[0][:120] for s in more)
+    _, many_found = _counted_evaluation(session, devices)
+    one_by_one = {}
+    for device in devices:
+        one_by_one.update(_counted_evaluation(session, [device])[1])
+    assert many_found == one_by_one
+    assert [many_found[d.id] for d in devices[:4]] == [[("profile_missing_or_outdated", IDENTIFIER)]] * 4
+    assert all(many_found[d.id] == [] for d in devices[4:])

@@ -9,6 +9,9 @@ lost tablet by the hotline, asks for one fix whatever this says.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
+
 from sqlalchemy.orm import Session
 
 from mdm.ground.audit import Actor
@@ -17,6 +20,8 @@ from mdm.services.orgunits import unit_chains
 from mdm.services.unit_inheritance import set_unit_flag
 
 DEFAULT = False
+# What a stored sync body holds instead of a position its unit does not collect.
+NOT_KEPT = "[not kept: the unit does not report location]"
 
 
 def location_reporting(session: Session, org_unit_id: int | None) -> bool:
@@ -24,7 +29,13 @@ def location_reporting(session: Session, org_unit_id: int | None) -> bool:
     if org_unit_id is None:
         return DEFAULT
     # The unit and those above it, nearest first, in one recursive query (never the whole tree).
-    for unit in unit_chains(session, {org_unit_id}).get(org_unit_id, []):
+    return location_reporting_along(unit_chains(session, {org_unit_id}).get(org_unit_id, []))
+
+
+def location_reporting_along(chain: Sequence[OrgUnit]) -> bool:
+    """What applies to the tablets of the first unit of `chain` (it, then those above it, nearest
+    first), read by the caller."""
+    for unit in chain:
         if unit.android_location_reporting is not None:
             return bool(unit.android_location_reporting)
     return DEFAULT
@@ -42,3 +53,19 @@ def set_location_reporting(session: Session, unit: OrgUnit, value: bool | None, 
         event="android.location_reporting_changed",
         effective=location_reporting,
     )
+
+
+def without_inventory_location(raw: bytes) -> bytes:
+    """The sync body as received, its inventory's position replaced by NOT_KEPT (a LOCATE result,
+    which the hotline asked for, stays). Bytes that are not such a body are returned as they are."""
+    if b'"location"' not in raw:
+        return raw
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return raw
+    inventory = body.get("inventory") if isinstance(body, dict) else None
+    if not isinstance(inventory, dict) or "location" not in inventory:
+        return raw
+    inventory["location"] = NOT_KEPT
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()

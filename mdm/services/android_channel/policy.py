@@ -6,16 +6,18 @@ field), and a version over all of them, so an unchanged policy is not sent again
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.orm import Session
 
-from mdm.ground.models import Device
-from mdm.services.android_channel.location_reporting import location_reporting
+from mdm.ground.models import Device, OrgUnit
+from mdm.services.android_channel.location_reporting import location_reporting_along
 from mdm.services.apps.android import android_apps_part
+from mdm.services.orgunits import unit_chains
 from mdm.services.osupdates.android import system_update
-from mdm.services.osupdates.policy import policy_for_unit
+from mdm.services.osupdates.policy import policy_along
 from profiles.android_policy import merge_policy, policy_for_device, policy_version
 
 
@@ -40,25 +42,38 @@ class AgentPolicy:
         return body
 
 
+def unit_chain(session: Session, device: Device) -> list[OrgUnit]:
+    """The device's unit and those above it, nearest first (empty outside any unit): one
+    recursive query, never the whole tree."""
+    if device.org_unit_id is None:
+        return []
+    return unit_chains(session, {device.org_unit_id}).get(device.org_unit_id, [])
+
+
 def current_policy(
     session: Session,
     device: Device,
     *,
     secret_key: str | None = None,
-    reports_location: bool | None = None,
     public_url: str | None = None,
+    chain: Sequence[OrgUnit] | None = None,
 ) -> AgentPolicy:
     """The agent's policy; with the instance secret it carries the Wi-Fi passphrases it needs.
-    `reports_location`: the unit's setting when the caller already read it."""
+    `chain`: the device's unit and those above it, nearest first (`unit_chain`), when the caller
+    has read it already; the OS update policy, the app rules and the location setting are each
+    inherited along it, from one read of it."""
+    if chain is None:
+        chain = unit_chain(session, device)
+    chain_ids = [unit.id for unit in chain]
     found = policy_for_device(session, device, secret_key=secret_key)
     policy, unsupported = dict(found.policy), [str(u) for u in found.unsupported]
     version = str(found.version)
     # The unit's OS update policy (mdm.services.osupdates) rides in the same document.
-    updates = system_update(policy_for_unit(session, device.org_unit_id))
+    updates = system_update(policy_along(session, chain_ids))
     if updates is not None:
         policy["systemUpdate"] = updates
         version = policy_version(policy)
-    apps = android_apps_part(session, device, public_url=public_url)
+    apps = android_apps_part(session, device, public_url=public_url, chain=chain_ids)
     app_sources: list[dict[str, Any]] = []
     if apps.applications or apps.unsupported:
         # The units' app rules join the profiles' lists; the stricter install type wins a clash.
@@ -68,9 +83,7 @@ def current_policy(
         unsupported += apps.unsupported
         app_sources = list(apps.sources)
         version = policy_version({"policy": policy, "app_sources": app_sources})
-    if reports_location is None:
-        reports_location = location_reporting(session, device.org_unit_id)
-    reporting = {"location": reports_location}
+    reporting = {"location": location_reporting_along(chain)}
     if any(reporting.values()):
         version = policy_version({"policy": version, "reporting": reporting})
     return AgentPolicy(version, policy, unsupported, reporting, app_sources)

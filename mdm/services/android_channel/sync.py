@@ -15,10 +15,13 @@ from mdm.ground.models import DeviceMessage, EnrollmentState
 from mdm.services.android_channel.agent import PROTOCOL_VERSION
 from mdm.services.android_channel.agent_commands import record_results, take_commands
 from mdm.services.android_channel.identity import Credential, authenticate
-from mdm.services.android_channel.location_reporting import location_reporting
-from mdm.services.android_channel.policy import current_policy
+from mdm.services.android_channel.location_reporting import (
+    location_reporting_along,
+    without_inventory_location,
+)
+from mdm.services.android_channel.policy import current_policy, unit_chain
 from mdm.services.android_channel.wake import wake_channels
-from mdm.services.devices import device_actor
+from mdm.services.devices import device_actor, touch
 from mdm.services.inventory.android import apply_android_inventory
 from mdm.services.inventory.facts import facts_for
 
@@ -43,11 +46,17 @@ def sync(
     device = authed.device
     data = read()
     actor = device_actor(device.udid or "", source_ip)
-    device.last_seen_at = clock.now()
-    # Kept as received, like Apple check-ins: what the device said is evidence.
-    session.add(DeviceMessage(device_id=device.id, message_type="AndroidSync", raw=raw, source_ip=source_ip))
-    # Read once: the inventory and the policy both need it.
-    reports_location = location_reporting(session, device.org_unit_id)
+    touch(session, device)  # in steps of devices.SEEN_RESOLUTION: a quick sync writes nothing for it
+    # The unit's chain, read once: the location setting (the inventory, the stored message and the
+    # policy need it), the OS update policy and the app rules are each inherited along it.
+    chain = unit_chain(session, device)
+    reports_location = location_reporting_along(chain)
+    # Kept as received, like Apple check-ins: what the device said is evidence; but not a position
+    # the unit does not collect.
+    stored = raw if reports_location else without_inventory_location(raw)
+    session.add(
+        DeviceMessage(device_id=device.id, message_type="AndroidSync", raw=stored, source_ip=source_ip)
+    )
     inventory = data.get("inventory")
     if inventory is not None:
         if not reports_location:
@@ -69,8 +78,8 @@ def sync(
             session,
             device,
             secret_key=settings.secret_key,
-            reports_location=reports_location,
             public_url=settings.public_url,
+            chain=chain,
         )
         answer["policy_version"] = policy.version
         if policy.version != data.get("policy_version"):
@@ -92,5 +101,5 @@ def start_wait(session: Session, settings: Settings, credential: Credential) -> 
     """A long poll begins: the agent is authenticated and seen now. Returns the device's id, all
     the handler keeps while it waits (it holds no session then)."""
     device = authenticate(session, settings, credential).device
-    device.last_seen_at = clock.now()
+    touch(session, device)
     return device.id

@@ -8,16 +8,29 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import BindParameter, bindparam
 from sqlalchemy.orm import Session
 
 from commands.catalog import DeliveryContext, get_command_type
 from commands.context import CommandContext
-from commands.delivery import deliver_next_commands
+from commands.delivery import deliver_next_commands, waiting_command
 from commands.refused_answers import refuse_oversized_answer
 from commands.results import REPORT_STATUSES, record_result
-from mdm.ground.models import Command, Device
+from mdm.ground.models import Command, Device, DeviceFacts
 from mdm.services import devices
+from mdm.services.inventory.facts import keep_facts
 from mdm.services.osupdates import declarative
+
+# Keys of the answers that merge into the device's facts (DeviceInformation, SecurityInfo).
+_FACT_ANSWERS = ("QueryResponses", "SecurityInfo")
+# What the identity read of a connect carries (mdm.services.devices.identify_device_with), one
+# constant per kind of report so its statement is built once: an Idle takes commands answered
+# NotNow again; an answer skips the command it answers (bound as "answered"), and an inventory
+# answer also reads the facts it merges into.
+_ANSWERED: BindParameter[str] = bindparam("answered")
+_IDLE: tuple[tuple[Any, Any], ...] = (waiting_command(Device.id, offer_not_now=True),)
+_ANSWER: tuple[tuple[Any, Any], ...] = (waiting_command(Device.id, offer_not_now=False, skip=_ANSWERED),)
+_INVENTORY_ANSWER: tuple[tuple[Any, Any], ...] = (*_ANSWER, (DeviceFacts, DeviceFacts.device_id == Device.id))
 
 
 class UnsupportedMessage(ValueError):
@@ -119,7 +132,20 @@ def connect(
     status = report.get("Status")
     if status not in REPORT_STATUSES:
         raise UnsupportedMessage(f"Status {status!r} is not a known report status")
-    device = devices.identify_device(session, identity, udid)
+    answered = report.get("CommandUUID") if status != "Idle" else None
+    # The identity read carries what this request needs next: the command waiting for the device
+    # (not the one it answers now) and, for an inventory answer, the facts it merges into.
+    if status == "Idle":
+        alongside = _IDLE
+    elif status == "Acknowledged" and any(key in report for key in _FACT_ANSWERS):
+        alongside = _INVENTORY_ANSWER
+    else:
+        alongside = _ANSWER
+    device, (waiting, *facts) = devices.identify_device_with(
+        session, identity, udid, alongside, {"answered": answered if isinstance(answered, str) else ""}
+    )
+    if facts and facts[0] is not None:
+        keep_facts(session, facts[0])
     devices.touch(session, device)
     actor = devices.device_actor(udid, source_ip)
     if status != "Idle":
@@ -134,7 +160,14 @@ def connect(
         return CommandForDevice(command.uuid, command.request_type, keys)
 
     found = deliver_next_commands(
-        session, device, render, limit=1, offer_not_now=status == "Idle", actor=actor, context=context
+        session,
+        device,
+        render,
+        limit=1,
+        offer_not_now=status == "Idle",
+        actor=actor,
+        context=context,
+        looked_ahead=waiting,
     )
     return found[0] if found else None
 

@@ -12,6 +12,7 @@ closed network installs it without Google Play and checks the file and the signe
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,10 +35,13 @@ def fingerprint_b64(hex_digest: str) -> str:
     return base64.b64encode(bytes.fromhex(hex_digest)).decode("ascii")
 
 
-def android_apps_part(session: Session, device: Device, *, public_url: str | None) -> AndroidAppsPart:
+def android_apps_part(
+    session: Session, device: Device, *, public_url: str | None, chain: Sequence[int] | None = None
+) -> AndroidAppsPart:
+    """`chain`: the device's unit and those above it, nearest first, if already read."""
     part = AndroidAppsPart()
     values: dict[str, str] | None = None
-    for identifier, rule in sorted(effective_rules(session, device).items()):
+    for identifier, rule in sorted(effective_rules(session, device, chain).items()):
         if rule.action == AppRuleAction.BLOCKED:
             part.applications.append({"packageName": identifier, "installType": "BLOCKED"})
             continue

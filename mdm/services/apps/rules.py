@@ -8,7 +8,7 @@ says wins, and nothing said anywhere is "report".
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,9 +51,14 @@ def unit_chain(session: Session, unit_id: int | None) -> list[int]:
     return [unit.id for unit in unit_chains(session, {unit_id}).get(unit_id, [])]
 
 
-def effective_rules(session: Session, device: Device) -> dict[str, EffectiveRule]:
-    """Identifier → the rule the device follows (empty outside any unit)."""
-    chain = unit_chain(session, device.org_unit_id)
+def effective_rules(
+    session: Session, device: Device, chain: Sequence[int] | None = None
+) -> dict[str, EffectiveRule]:
+    """Identifier → the rule the device follows (empty outside any unit). `chain`: the device's
+    unit and those above it, nearest first, when the caller has read it already (the Android
+    sync shares one read of it between its settings)."""
+    if chain is None:
+        chain = unit_chain(session, device.org_unit_id)
     if not chain:
         return {}
     rank = {unit_id: index for index, unit_id in enumerate(chain)}
@@ -207,11 +212,16 @@ def _rule(session: Session, unit: OrgUnit, platform: str, identifier: str) -> Un
     ).first()
 
 
+def any_rule(session: Session) -> bool:
+    """Whether any unit has an app rule (most fleets have none: nothing to look up per device)."""
+    return session.scalars(select(UnitAppRule.id).limit(1)).first() is not None
+
+
 def blocked_identifiers(session: Session, device: Device) -> frozenset[str]:
     """The apps the device's units block (compliance reports them as unauthorized apps: the
     wiring turns this into an app policy source, so a blocked app found raises the same finding
     and alert as one a profile blocks, whatever the unit's block action also does)."""
-    if session.scalars(select(UnitAppRule.id).limit(1)).first() is None:
+    if not any_rule(session):
         return frozenset()
     return frozenset(
         i for i, r in effective_rules(session, device).items() if r.action == AppRuleAction.BLOCKED

@@ -4,16 +4,17 @@ close the findings whose condition cleared, and keep each device's compliance st
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from mdm.ground import clock
-from mdm.ground.db import insert_if_absent
+from mdm.ground.db import insert_if_absent, is_postgres, update_rows
 from mdm.ground.models import (
     ComplianceFinding,
     Device,
@@ -25,11 +26,16 @@ from mdm.ground.models import (
     InstalledProfile,
     Severity,
 )
-from mdm.services.alerts.service import raise_alert
+from mdm.services.alerts.service import AlertSpec, raise_alerts
 from mdm.services.compliance.candidates import candidates_for
 from mdm.services.compliance.queries import with_compliance_filter
 from mdm.services.compliance.rules import RULE_NEEDS, RULES, DeviceState, Violation
-from mdm.services.compliance.sources import allowed_apps_for, expected_profiles_for, os_update_target_for
+from mdm.services.compliance.sources import (
+    allowed_apps_for,
+    evaluated_together,
+    expected_profiles_for,
+    os_update_target_for,
+)
 from mdm.services.unit_policy import PolicyBook
 
 
@@ -144,9 +150,14 @@ def evaluate_devices(
     *,
     book: PolicyBook | None = None,
     rules: Iterable[str] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> dict[int, list[ComplianceFinding]]:
-    """Evaluate several devices at once (what they have is loaded in one query per table);
-    returns each device's open findings."""
+    """Evaluate several devices at once (what they have is loaded in one query per table, what
+    changes written in a few batched statements); returns each device's open findings.
+
+    `should_stop` is asked before each device: when it answers True the devices not yet evaluated
+    are left as they were and are missing from the answer (a fleet check told to stop ends within
+    one device's work, not one page's)."""
     if not devices:
         return {}
     session.flush()
@@ -154,21 +165,36 @@ def evaluate_devices(
     names = list(RULES) if rules is None else list(rules)
     needs = _needs(names)
     loaded = _load(session, [d.id for d in devices], needs)
-    return {
-        d.id: _evaluate(session, _state(session, d, book, loaded, needs), names, loaded) for d in devices
-    }
+    every_rule = set(names) >= set(RULES)
+    outcomes: list[_Outcome] = []
+    with evaluated_together(session, [d.id for d in devices]):
+        for device in devices:
+            if should_stop is not None and should_stop():
+                break
+            state = _state(session, device, book, loaded, needs)
+            outcomes.append(_evaluate(state, names, loaded, every_rule))
+    _open_findings(session, outcomes)
+    _store_states(session, outcomes, loaded, every_rule=every_rule)
+    return {o.device.id: o.still_open for o in outcomes}
 
 
-def _evaluate(
-    session: Session, state: DeviceState, names: list[str], loaded: _Loaded
-) -> list[ComplianceFinding]:
+@dataclass
+class _Outcome:
+    """One device's evaluation: its findings still open, and the violations that open new ones."""
+
+    device: Device
+    still_open: list[ComplianceFinding]
+    new: list[tuple[str, Violation]]
+    now: datetime
+
+
+def _evaluate(state: DeviceState, names: list[str], loaded: _Loaded, every_rule: bool) -> _Outcome:
     device = state.device
     found: dict[tuple[str, str], Violation] = {}
     for name in names:
         for violation in RULES[name](state):
             found[(name, violation.subject)] = violation
     now = state.now
-    every_rule = set(names) >= set(RULES)
     still_open: list[ComplianceFinding] = []
     current: dict[tuple[str, str], ComplianceFinding] = {}
     for finding in loaded.open_findings.get(device.id, []):
@@ -182,12 +208,8 @@ def _evaluate(
         else:
             _still_seen(finding, seen, now, refresh=every_rule)
             still_open.append(finding)
-    for key, violation in found.items():
-        if key not in current:
-            still_open.append(_open_finding(session, device, key[0], violation, now))
-    still_open.sort(key=lambda f: f.id)
-    _store_state(session, device, still_open, loaded.compliance.get(device.id), every_rule=every_rule)
-    return still_open
+    new = [(key[0], violation) for key, violation in found.items() if key not in current]
+    return _Outcome(device, still_open, new, now)
 
 
 def _still_seen(finding: ComplianceFinding, seen: Violation, now: datetime, *, refresh: bool) -> None:
@@ -203,58 +225,111 @@ def _still_seen(finding: ComplianceFinding, seen: Violation, now: datetime, *, r
         finding.last_seen_at = now
 
 
-def _open_finding(
-    session: Session, device: Device, rule: str, violation: Violation, now: datetime
-) -> ComplianceFinding:
-    finding = ComplianceFinding(
-        device_id=device.id,
-        rule=rule,
-        subject=violation.subject[:255],
-        severity=violation.severity,
-        message=violation.message[:512],
-        details=violation.details,
-        opened_at=now,
-        last_seen_at=now,
-    )
-    session.add(finding)
-    session.flush()
-    raise_alert(
+def _open_findings(session: Session, outcomes: list[_Outcome]) -> None:
+    """Open the new findings of every device evaluated, each with its alert: one batched INSERT
+    for the findings, one for the alerts (a fleet check's first run opens thousands)."""
+    opened: list[tuple[_Outcome, ComplianceFinding, Violation]] = []
+    for outcome in outcomes:
+        for rule, violation in outcome.new:
+            finding = ComplianceFinding(
+                device_id=outcome.device.id,
+                rule=rule,
+                subject=violation.subject[:255],
+                severity=violation.severity,
+                message=violation.message[:512],
+                details=violation.details,
+                opened_at=outcome.now,
+                last_seen_at=outcome.now,
+            )
+            opened.append((outcome, finding, violation))
+    if not opened:
+        for outcome in outcomes:
+            outcome.still_open.sort(key=lambda f: f.id)
+        return
+    session.add_all(finding for _, finding, _ in opened)
+    session.flush()  # the findings' ids, for their alerts
+    raise_alerts(
         session,
-        f"compliance.{rule}",
-        violation.severity,
-        violation.message,
-        device=device,
-        finding_id=finding.id,
-        details={"rule": rule, "subject": violation.subject, **violation.details},
+        [
+            AlertSpec(
+                f"compliance.{finding.rule}",
+                violation.severity,
+                violation.message,
+                device=outcome.device,
+                finding_id=finding.id,
+                details={"rule": finding.rule, "subject": violation.subject, **violation.details},
+            )
+            for outcome, finding, violation in opened
+        ],
     )
-    return finding
+    for outcome, finding, _ in opened:
+        outcome.still_open.append(finding)
+    for outcome in outcomes:
+        outcome.still_open.sort(key=lambda f: f.id)
 
 
-def _store_state(
-    session: Session,
-    device: Device,
-    findings: list[ComplianceFinding],
-    row: DeviceCompliance | None,
-    *,
-    every_rule: bool = True,
-) -> None:
-    """Keep the device's state. An evaluation of every rule records when it ran (the device page
-    shows it); a check of some rules (the scheduled fleet checks) writes only a state that changed."""
-    worst = max((f.severity for f in findings), key=Severity.rank, default=Severity.OK)
-    if not every_rule:
-        if row is None and worst == Severity.OK and not findings:
-            return  # no row reads as "ok" already (with_compliance_filter)
-        if row is not None and row.state == worst and row.open_findings == len(findings):
-            return
-    if row is None:  # _load found none: first evaluation here, but maybe not the only one running
-        now = clock.now()
-        values = {"device_id": device.id, "state": worst, "open_findings": len(findings), "evaluated_at": now}
-        insert_if_absent(session, DeviceCompliance, values)
-        row = session.get(DeviceCompliance, device.id, with_for_update=True, populate_existing=True)
-        assert row is not None  # inserted above, or by the transaction we waited for
-    row.state = worst
-    row.open_findings = len(findings)
-    row.evaluated_at = clock.now()
+def _store_states(session: Session, outcomes: list[_Outcome], loaded: _Loaded, *, every_rule: bool) -> None:
+    """Keep each device's state. An evaluation of every rule records when it ran (the device page
+    shows it); a check of some rules (the scheduled fleet checks) writes only a state that changed.
+    The devices without a row yet get theirs in one statement (ON CONFLICT DO NOTHING: another
+    evaluation may insert it first), then are read back with a row lock in one more."""
+    wanted: dict[int, tuple[str, int]] = {}
+    for outcome in outcomes:
+        findings = outcome.still_open
+        worst = max((f.severity for f in findings), key=Severity.rank, default=Severity.OK)
+        row = loaded.compliance.get(outcome.device.id)
+        if not every_rule:
+            if row is None and worst == Severity.OK and not findings:
+                continue  # no row reads as "ok" already (with_compliance_filter)
+            if row is not None and row.state == worst and row.open_findings == len(findings):
+                continue
+        wanted[outcome.device.id] = (worst, len(findings))
+    missing = sorted(device_id for device_id in wanted if device_id not in loaded.compliance)
+    now = clock.now()
+    rows = dict(loaded.compliance)
+    if missing:
+        insert_if_absent(
+            session,
+            DeviceCompliance,
+            [
+                {"device_id": i, "state": wanted[i][0], "open_findings": wanted[i][1], "evaluated_at": now}
+                for i in missing
+            ],
+        )
+        rows.update(
+            (row.device_id, row)
+            for row in session.scalars(
+                select(DeviceCompliance)
+                .where(DeviceCompliance.device_id.in_(missing))
+                .order_by(DeviceCompliance.device_id)
+                .with_for_update()
+                .execution_options(populate_existing=True)
+            )
+        )
+    for device_id, (worst, count) in wanted.items():
+        row = rows[device_id]  # inserted above, or by the transaction we waited for
+        # Written below in one statement for the whole batch: the session keeps them as committed.
+        set_committed_value(row, "state", worst)
+        set_committed_value(row, "open_findings", count)
+        set_committed_value(row, "evaluated_at", now)
+    existing = sorted(device_id for device_id in wanted if device_id in loaded.compliance)
+    if existing and is_postgres(session):
+        # Locked in id order first, as row-by-row updates did: one UPDATE of many rows locks them
+        # in whatever order its join reads them, and two overlapping batches could deadlock.
+        session.execute(
+            select(DeviceCompliance.device_id)
+            .where(DeviceCompliance.device_id.in_(existing))
+            .order_by(DeviceCompliance.device_id)
+            .with_for_update()
+        )
+    update_rows(
+        session,
+        DeviceCompliance,
+        [
+            {"device_id": device_id, "state": worst, "open_findings": count, "evaluated_at": now}
+            for device_id, (worst, count) in sorted(wanted.items())
+        ],
+    )
 
 
 def device_compliance(session: Session, device_id: int) -> str:
@@ -290,10 +365,12 @@ def evaluate_fleet_page(
     rules: Iterable[str] | None = None,
     after_id: int = 0,
     batch: int = 500,
+    should_stop: Callable[[], bool] | None = None,
 ) -> list[int]:
     """Evaluate the next `batch` enrolled devices after `after_id` that `rules` could concern
     (mdm.services.compliance.candidates); returns their ids, empty when none is left. A fixed
-    number of queries per page, whatever the fleet's size, plus one write per changed row."""
+    number of statements per page, whatever the fleet's size (the changed rows written in
+    batches). Told to stop (`should_stop`), it returns the ids of the devices evaluated so far."""
     names = list(RULES) if rules is None else list(rules)
     devices = list(
         session.scalars(
@@ -307,8 +384,7 @@ def evaluate_fleet_page(
             .limit(batch)
         )
     )
-    evaluate_devices(session, devices, book=book, rules=names)
-    return [d.id for d in devices]
+    return list(evaluate_devices(session, devices, book=book, rules=names, should_stop=should_stop))
 
 
 def evaluate_after_inventory(session: Session, devices: list[Device]) -> None:

@@ -12,6 +12,8 @@ after the acknowledgement (ExpectedProfile.acknowledged_at).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlalchemy.orm import Session
 
 from mdm.ground.models import Device, DeviceProfileState, Profile
@@ -19,13 +21,56 @@ from mdm.services.compliance.sources import (
     AppPolicy,
     ExpectedProfile,
     app_policy_from_specs,
+    batch_of,
 )
-from profiles.assignment import INSTALL, desired_profiles, device_profile_states
+from profiles.assignment import (
+    INSTALL,
+    desired_profiles,
+    desired_profiles_of,
+    device_profile_states,
+    device_profile_states_of,
+)
 from profiles.spec import profile_uuid
 
 
+@dataclass(frozen=True)
+class _BatchReads:
+    desired: dict[int, list[Profile]]
+    states: dict[int, list[DeviceProfileState]]
+
+
+def _batch_reads(session: Session) -> _BatchReads | None:
+    """The batch's desired profiles and profile states, read at its first device (devices
+    evaluated together: the outbox drain's, a fleet check's page); None outside a batch. Read
+    device by device, the unit tree and the assignments were read twice for every device."""
+    batch = batch_of(session)
+    if batch is None:
+        return None
+    found = batch.reads.get(__name__)
+    if not isinstance(found, _BatchReads):
+        devices = [d for d in (session.get(Device, i) for i in batch.device_ids) if d is not None]
+        found = batch.reads[__name__] = _BatchReads(
+            desired_profiles_of(session, devices), device_profile_states_of(session, batch.device_ids)
+        )
+    return found
+
+
+def _desired(session: Session, device: Device) -> list[Profile]:
+    reads = _batch_reads(session)
+    if reads is not None and device.id in reads.desired:
+        return reads.desired[device.id]
+    return desired_profiles(session, device)
+
+
+def _states(session: Session, device: Device) -> list[DeviceProfileState]:
+    reads = _batch_reads(session)
+    if reads is not None and device.id in reads.states:
+        return reads.states[device.id]
+    return device_profile_states(session, device)
+
+
 def app_policy_from_assigned_profiles(session: Session, device: Device) -> AppPolicy | None:
-    profiles = desired_profiles(session, device)
+    profiles = _desired(session, device)
     if not profiles:
         return None
     return app_policy_from_specs([p.spec for p in profiles], device.platform)
@@ -35,10 +80,10 @@ def expected_profiles_from_assignments(session: Session, device: Device) -> list
     """The assigned profiles at their current version (Apple: the version's top-level PayloadUUID)."""
     if device.platform != "apple":
         return None  # Android devices get one merged policy (profiles.android_policy), not profiles
-    profiles = desired_profiles(session, device)
+    profiles = _desired(session, device)
     if not profiles:
         return None
-    states = {state.identifier: state for state in device_profile_states(session, device)}
+    states = {state.identifier: state for state in _states(session, device)}
     expected = []
     for profile in profiles:
         state = states.get(profile.identifier)

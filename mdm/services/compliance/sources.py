@@ -9,8 +9,9 @@ a device without an app policy has no unauthorized app.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -108,6 +109,32 @@ def expected_profiles_for(session: Session, device: Device) -> list[ExpectedProf
         if found is not None:
             expected = [*(expected or []), *found]
     return expected
+
+
+# session.info key: the devices evaluated together (evaluate_devices's batch, a fleet check's
+# page). A source may read what it needs for all of them at its first device and keep it in
+# `reads` for the others: nothing the sources read is written while a batch is evaluated.
+BATCH_KEY = "hikeshi.compliance.batch"
+
+
+@dataclass
+class Batch:
+    device_ids: list[int]
+    reads: dict[str, Any] = field(default_factory=dict)
+
+
+@contextmanager
+def evaluated_together(session: Session, device_ids: list[int]) -> Iterator[Batch]:
+    batch = session.info[BATCH_KEY] = Batch(device_ids)
+    try:
+        yield batch
+    finally:
+        session.info.pop(BATCH_KEY, None)
+
+
+def batch_of(session: Session) -> Batch | None:
+    found: Batch | None = session.info.get(BATCH_KEY)
+    return found
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,11 @@ from mdm.services.continuity.readiness import CAUSES_KEY, recompute
 
 PENDING_KEY = "hikeshi.readiness.pending"
 BUSY_KEY = "hikeshi.readiness.busy"
+# Set on a session whose transaction asks for its devices' units, looked up before the commit,
+# rather than for the devices: a fleet job's page, whose units several pages share. Asked as
+# units, the rows of every page are one row a unit, drained once after the job (outbox rows are
+# one a subject), where a row a device would be drained a batch of devices at a time.
+ASK_UNITS_KEY = "hikeshi.readiness.ask_units"
 _DEVICE_FIELDS = ("org_unit_id", "enrollment_state")
 
 
@@ -196,6 +201,10 @@ def ask_before_commit(session: Session) -> None:
                     session.expunge(obj)
     if pending.everything or len(pending.seen | pending.device_ids) > WHOLE_FLEET_AFTER:
         outbox.ask(session, OutboxTopic.READINESS_UNIT, [EVERY_UNIT])
+        return
+    if session.info.get(ASK_UNITS_KEY):
+        units = _units_of(session, pending)
+        outbox.ask(session, OutboxTopic.READINESS_UNIT, [EVERY_UNIT] if units is None else units)
         return
     outbox.ask(session, OutboxTopic.READINESS_UNIT, pending.unit_ids)
     outbox.ask(session, OutboxTopic.READINESS_DEVICE, pending.device_ids)

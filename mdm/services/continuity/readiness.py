@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import flag_modified
 
 from mdm.ground import clock
 from mdm.ground.db import is_postgres
@@ -272,7 +273,14 @@ def _record_change(
     row.station_id = new.station_id
     row.details = new.details()
     row.changed_at = now
+    # Every column written, changed or not: one shape of UPDATE for all the units that changed,
+    # sent as one executemany (a shape per combination of changed columns went one by one).
+    for column in _ROW_COLUMNS:
+        flag_modified(row, column)
     return event, row
+
+
+_ROW_COLUMNS = ("state", "working", "required", "spares_available", "station_id", "details", "changed_at")
 
 
 def _finish_events(

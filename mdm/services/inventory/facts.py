@@ -25,6 +25,11 @@ def facts_for(session: Session, device_id: int) -> DeviceFacts:
     return facts
 
 
+def keep_facts(session: Session, facts: DeviceFacts) -> None:
+    """A facts row read with something else (the device's identity read): `facts_for` uses it."""
+    session.info.setdefault(_IN_USE, {})[facts.device_id] = facts
+
+
 def forget_facts_in_use(session: Session) -> None:
     """At the end of a transaction: what another transaction wrote must be read afresh."""
     session.info.pop(_IN_USE, None)

@@ -53,15 +53,24 @@ _DICTIONARY_ITEMS = frozenset(
 _DECLARATION_KINDS = ("activations", "configurations", "assets", "management")
 
 
+class _LookUp:
+    """A device's update row not read yet (None: read, and there is none)."""
+
+
+LOOK_UP = _LookUp()
+
+
 def current_set(
     session: Session,
     device: Device,
     *,
     book: UpdatePolicyBook | None = None,
     fleet_releases: dict[str, OsRelease] | None = None,
+    updates: DeviceOsUpdate | _LookUp | None = LOOK_UP,
 ) -> DeclarationSet:
     book = book or UpdatePolicyBook(session)
-    updates = session.get(DeviceOsUpdate, device.id)
+    if isinstance(updates, _LookUp):
+        updates = session.get(DeviceOsUpdate, device.id)
     target = target_for(
         book.for_unit(device.org_unit_id),
         updates,

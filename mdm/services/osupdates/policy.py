@@ -10,11 +10,12 @@ how Android tablets take system updates.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import literal, or_, select
+from sqlalchemy import ColumnElement, literal, or_, select
 from sqlalchemy.orm import Session
 
 from mdm.ground.audit import Actor, record_event
@@ -166,6 +167,24 @@ def policy_for_unit(session: Session, org_unit_id: int | None) -> UpdatePolicy:
     # Nearest first; the default row (no depth) last.
     ordered = sorted(rows, key=lambda row: (row[1] is None, row[1] or 0))
     values = nearest_values((policy_row for policy_row, _depth in ordered), FIELDS, _typed)
+    return replace(UpdatePolicy(), **values)
+
+
+def policy_along(session: Session, chain: Sequence[int]) -> UpdatePolicy:
+    """`policy_for_unit` for a unit whose chain (the unit, then those above it, nearest first) the
+    caller has read already, shared with the other settings it inherits (the Android sync): one
+    statement for the policy rows of the chain and the default row, no walk of the tree."""
+    rank = {unit_id: depth for depth, unit_id in enumerate(chain)}
+    where: ColumnElement[bool] = OsUpdatePolicy.org_unit_id.is_(None)
+    if chain:
+        where = or_(where, OsUpdatePolicy.org_unit_id.in_(list(chain)))
+    rows = session.scalars(select(OsUpdatePolicy).where(where)).all()
+    # Nearest first; the default row last.
+    default = len(rank)
+    ordered = sorted(
+        rows, key=lambda row: default if row.org_unit_id is None else rank.get(row.org_unit_id, default)
+    )
+    values = nearest_values(ordered, FIELDS, _typed)
     return replace(UpdatePolicy(), **values)
 
 

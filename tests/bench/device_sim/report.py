@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from typing import Any
 
 from tests.bench.device_sim.android import AgentRecord
@@ -17,12 +18,14 @@ GOAL_CPU_MS = 2.0
 HEADER = (
     f"{'workers':>7} {'workload':>15} {'requests':>8} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
     f"{'srv CPU ms':>9} {'PG CPU ms':>8} {'sim CPU':>8} {'SQL/req':>8} {'SQL/cyc':>8} {'all/cyc':>7} "
-    f"{'errors':>6}"
+    f"{'errors':>6} {'load 1m':>7}"
 )
 LEGEND = [
     "  srv CPU / PG CPU / sim CPU: ms of CPU per request (server process tree / PostgreSQL / simulator)",
     "  SQL/req, SQL/cyc: pg_stat_statements calls of the server's role per request / per cycle without "
     "BEGIN/COMMIT/ROLLBACK/SAVEPOINT/RELEASE; all/cyc with them",
+    "  load 1m: the machine's one-minute load average at the end of the window (it is shared: "
+    "requests/s and latency move with it, CPU per request and statements much less)",
 ]
 
 
@@ -35,6 +38,7 @@ class Measured:
     server_cpu: float
     database_cpu: float
     statements: StatementCounts
+    load_average: float = field(default_factory=lambda: os.getloadavg()[0])
 
     @property
     def cpu_ms_per_request(self) -> float:
@@ -52,7 +56,7 @@ class Measured:
             f"{self.cpu_ms_per_request:>9.2f} {self.database_cpu / r.requests * 1000:>8.2f} "
             f"{r.client_cpu_seconds / r.requests * 1000:>8.2f} {self.statements.work / r.requests:>8.2f} "
             f"{self.statements_per_cycle:>8.2f} {self.statements.total / self.cycles:>7.2f} "
-            f"{len(r.errors):>6}"
+            f"{len(r.errors):>6} {self.load_average:>7.2f}"
         )
 
     def against_goal(self, statements_goal: int) -> str:
@@ -61,7 +65,7 @@ class Measured:
             f"ms/request (goal <= {GOAL_CPU_MS:.0f}); {self.statements_per_cycle:.2f} statements per cycle "
             f"({self.statements.total / self.cycles:.2f} with transaction control; "
             f"goal <= {statements_goal}); "
-            f"{self.result.per_second:.0f} requests/s"
+            f"{self.result.per_second:.0f} requests/s (load average {self.load_average:.1f})"
         )
 
     def top(self, n: int = 12) -> list[str]:
@@ -133,4 +137,5 @@ def merge(parts: list[Measured]) -> Measured:
         sum(p.server_cpu for p in parts),
         sum(p.database_cpu for p in parts),
         StatementCounts(calls),
+        sum(p.load_average for p in parts) / len(parts),
     )
