@@ -130,10 +130,17 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 
 
 @contextmanager
-def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """A unit of work for a CLI command or a job: commit on success, roll back on error."""
+def transaction(factory: sessionmaker[Session], *, writes: bool = False) -> Iterator[Session]:
+    """A unit of work for a CLI command or a job: commit on success, roll back on error.
+
+    `writes`: the work reads and then writes, so on SQLite it takes the write lock at BEGIN even
+    when `factory` is read-mostly; a deferred one would fail its first write ("database is
+    locked") whenever another connection committed after its first read.
+    """
     session = factory()
     try:
+        if writes:
+            session.connection(execution_options={"hikeshi_deferred": False})
         yield session
         session.commit()
     except BaseException:

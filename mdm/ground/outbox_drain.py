@@ -90,7 +90,7 @@ def _drain_group(factory: sessionmaker[Session], group: Drained, batch: int) -> 
     total = 0
     while True:
         try:
-            with transaction(factory) as session:
+            with transaction(factory, writes=True) as session:
                 entries = outbox.claim_batch(session, group.topics, limit=batch)
                 if entries:
                     group.handler(session, _by_topic(entries))
@@ -110,7 +110,7 @@ def _drain_one_by_one(factory: sessionmaker[Session], group: Drained, batch: int
     for _ in range(batch):
         failed: tuple[str, int] | None = None
         try:
-            with transaction(factory) as session:
+            with transaction(factory, writes=True) as session:
                 entries = outbox.claim_batch(session, group.topics, limit=1)
                 if not entries:
                     return settled
@@ -122,7 +122,7 @@ def _drain_one_by_one(factory: sessionmaker[Session], group: Drained, batch: int
             if failed is None:
                 raise
             log.exception("outbox row %s failed; retried in %s", failed, FAILED_RETRY)
-            with transaction(factory) as session:
+            with transaction(factory, writes=True) as session:
                 outbox.retry_later(session, failed[0], [failed[1]], error=repr(exc), delay=FAILED_RETRY)
     return settled
 

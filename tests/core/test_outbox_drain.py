@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from typing import Any
 
+import pytest
 from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from mdm.ground import clock
-from mdm.ground.db import make_session_factory, transaction
+from mdm.ground.db import make_session_factory, read_mostly, transaction
 from mdm.ground.models import OutboxEntry
 from mdm.ground.outbox_drain import OutboxDrainer, connect, drain
 from mdm.ground.push import outbox
@@ -109,3 +111,31 @@ def test_two_drainers_at_once_do_each_row_once(clean_database):
     assert sorted(done) == list(range(1, 201))  # none lost, none twice
     with factory() as s:
         assert s.scalar(select(func.count()).select_from(OutboxEntry)) == 0
+
+
+def test_a_drain_on_a_read_mostly_factory_holds_the_write_lock_from_its_first_read(clean_database):
+    """A deferred SQLite transaction that reads, sees another connection commit, and then writes
+    fails ("database is locked"): the drain reads its rows first, so it takes the lock at BEGIN."""
+    if clean_database.dialect.name != "sqlite":
+        pytest.skip("SQLite's write lock; on PostgreSQL the drain claims its rows FOR UPDATE")
+    other_writer: list[str] = []
+
+    def handler(_session: Session, subjects: dict[str, list[int]]) -> None:
+        # Another process commits between the drain's read and its write, if SQLite lets it.
+        other = sqlite3.connect(clean_database.url.database, timeout=0, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            other.execute("DELETE FROM outbox WHERE topic = 'test.nothing'")
+            other.execute("COMMIT")
+            other_writer.append("committed")
+        except sqlite3.OperationalError as exc:
+            other_writer.append(str(exc))
+        finally:
+            other.close()
+
+    factory = _drained_factory(read_mostly(clean_database), handler)
+    with factory() as s:
+        outbox.ask(s, TOPIC, [1])
+        s.commit()
+    assert other_writer == ["database is locked"]
+    assert _rows(factory) == []  # drained, its rows deleted in the drain's own transaction
