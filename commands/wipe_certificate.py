@@ -33,7 +33,7 @@ from mdm.ground.ca import profile_signer
 from mdm.ground.config import Settings
 from mdm.ground.models import AmapiCommandSend, AmapiSendKind, Command
 from mdm.ground.models.incident import Incident, LossKind, WipeCertificate
-from mdm.ground.x509util import fingerprint, issued_by
+from mdm.ground.x509util import fingerprint, issued_by, load_der_certificate
 
 CERTIFICATE_TYPE = "hikeshi.wipe-certificate"
 # The printed page speaks the reader's time; the signed JSON keeps exact UTC.
@@ -272,9 +272,7 @@ def verify_detached(content: bytes, signature: bytes, trusted: Sequence[x509.Cer
             raise CertificateInvalid("the signature is not detached")
         [signer_info] = list(signed["signer_infos"])
         certs = [
-            x509.load_der_x509_certificate(c.chosen.dump())
-            for c in signed["certificates"]
-            if c.name == "certificate"
+            load_der_certificate(c.chosen.dump()) for c in signed["certificates"] if c.name == "certificate"
         ]
         sid = signer_info["sid"].chosen
         if signer_info["sid"].name != "issuer_and_serial_number":

@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from enrollment.qr import QUIET_ZONE, make_qr, scalable_svg
 from mdm.ground.config import Settings
+from mdm.ground.x509util import load_der_certificate, load_pem_certificate
 
 EXTRA = "android.app.extra."
 COMPONENT_NAME = EXTRA + "PROVISIONING_DEVICE_ADMIN_COMPONENT_NAME"
@@ -61,11 +62,7 @@ def signature_checksum(certificate: x509.Certificate | bytes) -> str:
 
 def load_signing_certificate(path: str | Path) -> x509.Certificate:
     data = Path(path).read_bytes()
-    return (
-        x509.load_pem_x509_certificate(data)
-        if b"-----BEGIN" in data
-        else x509.load_der_x509_certificate(data)
-    )
+    return load_pem_certificate(data) if b"-----BEGIN" in data else load_der_certificate(data)
 
 
 def agent_checksum(settings: Settings) -> str | None:

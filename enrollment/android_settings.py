@@ -14,7 +14,6 @@ import binascii
 from dataclasses import dataclass, replace
 from typing import Any
 
-from cryptography import x509
 from sqlalchemy.orm import Session
 
 from enrollment import android_qr
@@ -24,6 +23,7 @@ from mdm.ground.config import Settings
 from mdm.ground.models import AndroidProvisioning
 from mdm.ground.secretbox import SecretBoxError, unseal
 from mdm.ground.settings_row import SealedSecret, apply_settings
+from mdm.ground.x509util import load_der_certificate, load_pem_certificate
 
 SEALED_AS = "android-provisioning-wifi-password"
 SEALED_PASSWORD = SealedSecret("wifi_password_sealed", SEALED_AS, "wifi_password")
@@ -140,11 +140,7 @@ def require_usable_provisioning(session: Session, settings: Settings) -> None:
 def checksum_of_certificate(data: bytes) -> str:
     """The signature checksum of an agent signing certificate (PEM or DER); ValueError otherwise."""
     try:
-        cert = (
-            x509.load_pem_x509_certificate(data)
-            if b"-----BEGIN" in data
-            else x509.load_der_x509_certificate(data)
-        )
+        cert = load_pem_certificate(data) if b"-----BEGIN" in data else load_der_certificate(data)
     except ValueError as exc:
         raise ProvisioningInputError({"signing_certificate": ["not a PEM or DER certificate"]}) from exc
     return android_qr.signature_checksum(cert)

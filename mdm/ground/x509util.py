@@ -20,8 +20,30 @@ def to_pem(cert: x509.Certificate) -> str:
     return cert.public_bytes(Encoding.PEM).decode()
 
 
+# cryptography refuses a certificate claiming an X.509 version it does not know with
+# InvalidVersion, which is not a ValueError: where a caller turns ValueError into a 4xx, such bytes
+# from a device or a SCEP client were answered with a 500. These loaders fail with ValueError only.
+
+
+def load_der_certificate(data: bytes) -> x509.Certificate:
+    try:
+        return x509.load_der_x509_certificate(data)
+    except x509.InvalidVersion as exc:
+        raise ValueError(f"not a certificate: {exc}") from exc
+
+
+def load_pem_certificate(data: bytes) -> x509.Certificate:
+    try:
+        return x509.load_pem_x509_certificate(data)
+    except x509.InvalidVersion as exc:
+        raise ValueError(f"not a certificate: {exc}") from exc
+
+
 def load_pem_bundle(data: bytes) -> list[x509.Certificate]:
-    return x509.load_pem_x509_certificates(data)
+    try:
+        return x509.load_pem_x509_certificates(data)
+    except x509.InvalidVersion as exc:
+        raise ValueError(f"not a certificate: {exc}") from exc
 
 
 def issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:

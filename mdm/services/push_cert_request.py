@@ -46,7 +46,12 @@ from mdm.ground.push.certificates import (
     read_push_certificate,
 )
 from mdm.ground.secretbox import SecretBoxError, seal, unseal
-from mdm.ground.x509util import self_signed_encryption_certificate
+from mdm.ground.x509util import (
+    load_der_certificate,
+    load_pem_bundle,
+    load_pem_certificate,
+    self_signed_encryption_certificate,
+)
 
 KEY_PURPOSE = "apns-push-request-key"
 REQUEST_FOLDER = "push-cert-requests"
@@ -261,11 +266,7 @@ def vendor_signed_from_settings(settings: Settings, pending: PendingRequest) -> 
 
 def _load_chain(data: bytes, what: str) -> list[x509.Certificate]:
     try:
-        chain = (
-            x509.load_pem_x509_certificates(data)
-            if b"-----BEGIN" in data
-            else [x509.load_der_x509_certificate(data)]
-        )
+        chain = load_pem_bundle(data) if b"-----BEGIN" in data else [load_der_certificate(data)]
     except ValueError as exc:
         raise PushRequestError(f"{what}: not a PEM or DER certificate") from exc
     return chain
@@ -405,7 +406,7 @@ def decrypt_signed_request(settings: Settings, data: bytes) -> tuple[bytes, str]
         key = _stored_key(settings, key_id)
         if key is None or not cert_path.is_file():
             continue
-        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        cert = load_pem_certificate(cert_path.read_bytes())
         try:
             plaintext, _cipher = envelope.decrypt(enveloped, cert, key)
         except envelope.EnvelopeError as exc:
@@ -433,7 +434,7 @@ def holds_certificate_only(data: bytes) -> bool:
     if b"-----BEGIN" in data:
         return b"PRIVATE KEY-----" not in data and b"-----BEGIN CERTIFICATE-----" in data
     try:
-        x509.load_der_x509_certificate(data)
+        load_der_certificate(data)
     except ValueError:
         return False
     return True
@@ -454,7 +455,7 @@ def certificate_with_stored_key(
         current = active_push_certificate(session)
         if (
             current is not None
-            and key_id_of(x509.load_pem_x509_certificate(current.cert_pem.encode()).public_key()) == key_id
+            and key_id_of(load_pem_certificate(current.cert_pem.encode()).public_key()) == key_id
         ):
             key_pem = decrypt_key(current, settings.secret_key)
         else:

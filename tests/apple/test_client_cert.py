@@ -123,3 +123,9 @@ def test_chain_of_two_certificates_is_refused_as_ambiguous(certificate: x509.Cer
 def test_bad_client_certificate_is_an_authentication_failure() -> None:
     assert issubclass(BadClientCertificate, SignatureError)
     assert BadClientCertificate.http_status == 401
+
+
+def test_a_certificate_claiming_x509_version_4_is_refused_not_a_crash(certificate: x509.Certificate) -> None:
+    der = certificate.public_bytes(Encoding.DER).replace(b"\xa0\x03\x02\x01\x02", b"\xa0\x03\x02\x01\x03", 1)
+    with pytest.raises(BadClientCertificate):
+        parse_proxy_certificate(base64.b64encode(der).decode())

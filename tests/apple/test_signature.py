@@ -152,12 +152,21 @@ def _der_set(contents: bytes) -> bytes:
     return b"\x31" + bytes([0x80 | len(size)]) + size + contents
 
 
-def _replace_certificates(header: str, *certs: x509.Certificate) -> str:
+def _replace_certificates(header: str, *certs: x509.Certificate | bytes) -> str:
+    """`header` with its certificates bag replaced by `certs` (certificates, or raw DER)."""
     content_info = cms.ContentInfo.load(base64.b64decode(header))
     content_info["content"]["certificates"] = [
-        asn1_x509.Certificate.load(c.public_bytes(Encoding.DER)) for c in certs
+        asn1_x509.Certificate.load(c if isinstance(c, bytes) else c.public_bytes(Encoding.DER)) for c in certs
     ]
     return base64.b64encode(content_info.dump(force=True)).decode()
+
+
+def _with_version_4(cert: x509.Certificate) -> bytes:
+    """`cert`'s DER claiming X.509 version 4, which asn1crypto reads and cryptography refuses."""
+    der = cert.public_bytes(Encoding.DER)
+    version_v3 = b"\xa0\x03\x02\x01\x02"
+    assert der.count(version_v3) == 1
+    return der.replace(version_v3, b"\xa0\x03\x02\x01\x03")
 
 
 # -- signatures that must verify -------------------------------------------------------------------
@@ -230,6 +239,44 @@ def test_signer_found_by_subject_key_identifier(device) -> None:
     cert, key = device
 
     assert verify_mdm_signature(_hand_built_signature(BODY, cert, key, by_key_identifier=True), BODY) == cert
+
+
+def test_signer_found_among_chain_certificates_in_any_order(ca, device) -> None:
+    cert, key = device
+    header = _builder_signature(BODY, cert, key)
+    for bag in ((ca[0], cert), (cert, ca[0])):
+        assert verify_mdm_signature(_replace_certificates(header, *bag), BODY) == cert
+
+
+def test_an_unreadable_certificate_is_passed_over_unless_it_is_the_signers(ca, device) -> None:
+    cert, key = device
+    header = _builder_signature(BODY, cert, key)
+    beside = _replace_certificates(header, _with_version_4(ca[0]), cert)
+    assert verify_mdm_signature(beside, BODY) == cert
+    with pytest.raises(SignatureError, match="well-formed"):
+        verify_mdm_signature(_replace_certificates(header, _with_version_4(cert)), BODY)
+
+
+def test_two_different_certificates_naming_the_signer_are_refused(ca, device) -> None:
+    cert, key = device
+    ca_cert, ca_key = ca
+    # The same issuer and serial number on another certificate (a CA that reused a serial).
+    twin = (
+        x509.CertificateBuilder()
+        .subject_name(cert.subject)
+        .issuer_name(cert.issuer)
+        .serial_number(cert.serial_number)
+        .public_key(rsa_key("twin of test_signature").public_key())
+        .not_valid_before(cert.not_valid_before_utc)
+        .not_valid_after(cert.not_valid_after_utc)
+        .sign(ca_key, hashes.SHA256())
+    )
+    header = _builder_signature(BODY, cert, key)
+    with pytest.raises(SignatureError, match="several certificates"):
+        verify_mdm_signature(_replace_certificates(header, twin, cert), BODY)
+    # The same certificate twice is one signer.
+    assert verify_mdm_signature(_replace_certificates(header, cert, cert), BODY) == cert
+    assert ca_cert.subject == cert.issuer
 
 
 def test_ecdsa_named_by_public_key_oid_verifies(ec_device) -> None:

@@ -164,3 +164,14 @@ def test_without_a_setting_apples_chain_is_the_anchor(settings: Any, sha1_chain:
     # A machine info from any other CA (here one that copies Apple's names) is refused.
     with pytest.raises(MachineInfoRefused, match="trusted device CA"):
         read_machine_info(_machine_info(sha1_chain), anchors)
+
+
+@pytest.mark.tool
+def test_a_carried_certificate_claiming_x509_version_4_is_a_bad_request(sha1_chain: dict[str, Any]) -> None:
+    body = _machine_info(sha1_chain)
+    der = sha1_chain["iphone"].public_bytes(Encoding.DER)
+    version_4 = der.replace(b"\xa0\x03\x02\x01\x02", b"\xa0\x03\x02\x01\x03", 1)
+    assert body.count(der) == 1 and version_4 != der
+    with pytest.raises(MachineInfoRefused, match="well-formed") as refused:
+        read_machine_info(body.replace(der, version_4), [sha1_chain["root"]])
+    assert refused.value.bad_request

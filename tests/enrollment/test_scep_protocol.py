@@ -201,3 +201,23 @@ def test_renewal_request_signed_by_bound_identity(
     foreign, foreign_key = issue_cert(other_ca, other_key, "foreign")
     refused = scep.enroll(None, message_type=sc.RENEWAL_REQ, signer=(foreign, foreign_key)).reply
     assert refused.fail_info == "2"
+
+
+def test_a_signer_certificate_claiming_x509_version_4_is_http_400_not_500(enroll_client: Any) -> None:
+    """cryptography refuses such a certificate with InvalidVersion, which is not a ValueError."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    cert = sc.self_signed(key, "version 4")
+    der = cert.public_bytes(Encoding.DER)
+    version_4 = der.replace(b"\xa0\x03\x02\x01\x02", b"\xa0\x03\x02\x01\x03", 1)
+    message = sc.pki_message(
+        message_type="19",
+        content=b"\x30\x00",
+        signer_cert=cert,
+        signer_key=key,
+        transaction_id="v4",
+        sender_nonce=b"\x00" * 16,
+    ).replace(der, version_4)
+    response = enroll_client.post(
+        "/scep?operation=PKIOperation", data=message, headers={"Content-Type": "application/x-pki-message"}
+    )
+    assert response.status_code == 400, response.data[:200]

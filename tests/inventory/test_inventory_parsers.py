@@ -180,11 +180,17 @@ def test_profiles_and_certificates(session, frozen_clock):
                 {"CommonName": "Hikeshi Wi-Fi CA", "IsIdentity": False, "Data": der},
                 {"CommonName": "garbage", "IsIdentity": True, "Data": b"not der"},
                 {"CommonName": "no data"},
+                # cryptography refuses X.509 version 4 with InvalidVersion, not a ValueError
+                {
+                    "CommonName": "version 4",
+                    "Data": der.replace(b"\xa0\x03\x02\x01\x02", b"\xa0\x03\x02\x01\x03", 1),
+                },
             ]
         },
     )
     certs = {c.common_name: c for c in installed_certificates(session, device.id)}
-    assert set(certs) == {"Hikeshi Wi-Fi CA", "garbage", "no data"}
+    assert set(certs) == {"Hikeshi Wi-Fi CA", "garbage", "no data", "version 4"}
+    assert certs["version 4"].subject is None and certs["version 4"].fingerprint_sha256
     assert certs["Hikeshi Wi-Fi CA"].not_after == ca_cert.not_valid_after_utc
     assert "Hikeshi Wi-Fi CA" in certs["Hikeshi Wi-Fi CA"].subject
     assert certs["garbage"].is_identity and certs["garbage"].not_after is None

@@ -20,6 +20,7 @@ from cryptography.x509.oid import AttributeOID
 from enrollment import envelope
 from mdm.doors.scep import attributes as attr
 from mdm.doors.scep.attributes import FailInfo
+from mdm.ground.x509util import load_der_certificate
 
 MAX_MESSAGE_BYTES = 256 * 1024
 DIGESTS: dict[str, type[hashes.HashAlgorithm]] = {
@@ -178,9 +179,9 @@ def _signer_certificate(signed_data: cms.SignedData, signer_info: cms.SignerInfo
                 candidate.issuer == wanted["issuer"]
                 and candidate.serial_number == wanted["serial_number"].native
             ):
-                return x509.load_der_x509_certificate(candidate.dump())
+                return load_der_certificate(candidate.dump())
         elif candidate.key_identifier is not None and candidate.key_identifier == sid.chosen.native:
-            return x509.load_der_x509_certificate(candidate.dump())
+            return load_der_certificate(candidate.dump())
     raise MalformedMessage("PKIMessage does not include the signer's certificate")
 
 

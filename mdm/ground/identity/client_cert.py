@@ -22,6 +22,7 @@ from urllib.parse import unquote
 from cryptography import x509
 
 from mdm.ground.identity.signature import SignatureError
+from mdm.ground.x509util import load_der_certificate
 
 # One certificate in PEM or base64 is a few KiB; refuse anything far larger before decoding.
 MAX_HEADER_CHARS = 32 * 1024
@@ -58,7 +59,7 @@ def parse_proxy_certificate(value: str) -> x509.Certificate:
         encoded = text
     der = _base64_der(encoded)
     try:
-        return x509.load_der_x509_certificate(der)
+        return load_der_certificate(der)
     except ValueError as exc:
         raise BadClientCertificate("client certificate header does not hold an X.509 certificate") from exc
 

@@ -16,7 +16,7 @@ from mdm.ground import clock
 from mdm.ground.audit import Actor, record_event
 from mdm.ground.models import PushCertificate
 from mdm.ground.secretbox import seal, unseal
-from mdm.ground.x509util import fingerprint, to_pem
+from mdm.ground.x509util import fingerprint, load_pem_bundle, to_pem
 
 KEY_PURPOSE = "apns-push-key"
 EXPIRY_WARNING = timedelta(days=30)
@@ -44,7 +44,7 @@ def read_push_certificate(data: bytes, password: bytes | None = None) -> LoadedP
     key = None
     if b"-----BEGIN" in data:
         try:
-            cert = x509.load_pem_x509_certificates(data)[0]
+            cert = load_pem_bundle(data)[0]
         except ValueError as exc:
             raise PushCertificateError("no certificate found in the PEM file") from exc
         try:

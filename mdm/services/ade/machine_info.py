@@ -26,7 +26,7 @@ from cryptography import x509
 from mdm.ground.apple_pki import ApplePKIError, apple_device_ca_chain
 from mdm.ground.config import Settings
 from mdm.ground.identity.signature import SignatureError, verify_mdm_signature
-from mdm.ground.x509util import issued_by_allowing_sha1, load_pem_bundle
+from mdm.ground.x509util import issued_by_allowing_sha1, load_der_certificate, load_pem_bundle
 
 MAX_MACHINE_INFO_BYTES = 64 * 1024
 MAX_CHAIN = 5
@@ -105,7 +105,7 @@ def _carried_certificates(signed_data: cms.SignedData) -> list[x509.Certificate]
     certificates = signed_data["certificates"]
     for choice in [] if isinstance(certificates, asn1.Void) else certificates:
         if choice.name == "certificate":
-            found.append(x509.load_der_x509_certificate(choice.chosen.dump()))
+            found.append(load_der_certificate(choice.chosen.dump()))
     return found
 
 

@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from asn1crypto import cms
-from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+
+from mdm.ground.x509util import load_der_certificate
 
 _APK_SIG_BLOCK_MAGIC = b"APK Sig Block 42"
 _V2_ID = 0x7109871A
@@ -191,7 +192,7 @@ def _first_signer_certificate(block: bytes, scheme: str) -> bytes:
     certificates = _sequence(_prefixed(signed_data, inner)[0])
     if not certificates:
         raise ApkError(f"the {scheme} signer has no certificate")
-    certificate = x509.load_der_x509_certificate(certificates[0])
+    certificate = load_der_certificate(certificates[0])
     key = certificate.public_key()
     spki = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     if spki != public_key_der:

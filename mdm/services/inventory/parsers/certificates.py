@@ -5,12 +5,12 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from cryptography import x509
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mdm.ground import clock
 from mdm.ground.models import Command, Device, InstalledCertificate
+from mdm.ground.x509util import load_der_certificate
 from mdm.services.inventory.events import inventory_updated
 from mdm.services.inventory.facts import facts_for
 from mdm.services.inventory.history import ChangeKind, record_change
@@ -35,7 +35,7 @@ def _describe(item: dict[str, Any]) -> dict[str, Any] | None:
     if isinstance(data, bytes) and data:
         row["fingerprint_sha256"] = hashlib.sha256(data).hexdigest()
         try:
-            cert = x509.load_der_x509_certificate(data)
+            cert = load_der_certificate(data)
         except ValueError:
             return row  # kept by fingerprint and name; a device may list something we cannot parse
         row["subject"] = cert.subject.rfc4514_string()[:512]
