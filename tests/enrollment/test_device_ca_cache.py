@@ -46,6 +46,7 @@ def test_a_new_builtin_generation_is_trusted_at_its_first_certificate(
     second, _ = issue_cert(new_ca, new_key, "ipad-new", key=rsa_key("ipad-new"))
     assert verify_device_certificate(session, enroll_settings, second) == new_ca
     assert issued_by_builtin_ca(session, enroll_settings, second)
+    assert issued_by_builtin_ca(session, enroll_settings, second, new_ca)  # the issuer found above
     stranger, stranger_key = make_ca("Not ours")
     forged, _ = issue_cert(stranger, stranger_key, "ipad-forged", key=rsa_key("ipad-forged"))
     with pytest.raises(UntrustedCertificate):
@@ -63,6 +64,7 @@ def test_an_edited_ca_file_is_read_again(
     from_b, _ = issue_cert(ca_b, key_b, "ipad-b", key=rsa_key("ipad-b"))
     assert verify_device_certificate(session, settings, from_a) == ca_a
     assert not issued_by_builtin_ca(session, settings, from_a)
+    assert not issued_by_builtin_ca(session, settings, from_a, ca_a)
 
     write_pem(path, ca_b)
     stat = path.stat()

@@ -70,7 +70,7 @@ def _identify(
             read_rest()
         else:
             raise Unauthenticated("no Mdm-Signature header and no client certificate")
-        verify_device_certificate(session, settings, cert)
+        issuer = verify_device_certificate(session, settings, cert)
     except SignatureError as exc:
         raise Unauthenticated(str(exc)) from exc
-    return PresentedIdentity(cert, issued_by_builtin_ca(session, settings, cert))
+    return PresentedIdentity(cert, issued_by_builtin_ca(session, settings, cert, issuer))

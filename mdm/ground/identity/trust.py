@@ -97,7 +97,16 @@ def verify_device_certificate(
         return verify_chain(cert, trusted_device_cas(session, settings, refresh=True), now)
 
 
-def issued_by_builtin_ca(session: Session, settings: Settings, cert: x509.Certificate) -> bool:
+def issued_by_builtin_ca(
+    session: Session, settings: Settings, cert: x509.Certificate, issuer: x509.Certificate | None = None
+) -> bool:
     """Whether a generation of the built-in CA signed `cert` (after verify_device_certificate,
-    which has refreshed the cache if `cert` needed a newer generation)."""
-    return any(issued_by(cert, ca) for ca in builtin_cas(session, settings))
+    which has refreshed the cache if `cert` needed a newer generation).
+
+    `issuer`: the CA verify_device_certificate returned. When it is a built-in generation the
+    answer is known without verifying the signature again (a device request's second RSA check).
+    """
+    builtin = builtin_cas(session, settings)
+    if issuer is not None and issuer in builtin:
+        return True
+    return any(issued_by(cert, ca) for ca in builtin)
