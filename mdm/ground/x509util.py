@@ -22,7 +22,8 @@ def to_pem(cert: x509.Certificate) -> str:
 
 # cryptography refuses a certificate claiming an X.509 version it does not know with
 # InvalidVersion, which is not a ValueError: where a caller turns ValueError into a 4xx, such bytes
-# from a device or a SCEP client were answered with a 500. These loaders fail with ValueError only.
+# (and requests) from a device or a SCEP client were answered with a 500. These loaders fail with
+# ValueError only.
 
 
 def load_der_certificate(data: bytes) -> x509.Certificate:
@@ -37,6 +38,20 @@ def load_pem_certificate(data: bytes) -> x509.Certificate:
         return x509.load_pem_x509_certificate(data)
     except x509.InvalidVersion as exc:
         raise ValueError(f"not a certificate: {exc}") from exc
+
+
+def load_der_csr(data: bytes) -> x509.CertificateSigningRequest:
+    try:
+        return x509.load_der_x509_csr(data)
+    except x509.InvalidVersion as exc:
+        raise ValueError(f"not a certificate request: {exc}") from exc
+
+
+def load_pem_csr(data: bytes) -> x509.CertificateSigningRequest:
+    try:
+        return x509.load_pem_x509_csr(data)
+    except x509.InvalidVersion as exc:
+        raise ValueError(f"not a certificate request: {exc}") from exc
 
 
 def load_pem_bundle(data: bytes) -> list[x509.Certificate]:

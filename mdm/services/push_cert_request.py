@@ -48,6 +48,7 @@ from mdm.ground.push.certificates import (
 from mdm.ground.secretbox import SecretBoxError, seal, unseal
 from mdm.ground.x509util import (
     load_der_certificate,
+    load_der_csr,
     load_pem_bundle,
     load_pem_certificate,
     self_signed_encryption_certificate,
@@ -415,7 +416,7 @@ def decrypt_signed_request(settings: Settings, data: bytes) -> tuple[bytes, str]
             raise PushRequestError(f"the encrypted answer cannot be opened: {exc}") from exc
         request = read_signed_request(plaintext)
         csr_der = base64.b64decode(request["PushCertRequestCSR"])
-        if key_id_of(x509.load_der_x509_csr(csr_der).public_key()) != key_id:
+        if key_id_of(load_der_csr(csr_der).public_key()) != key_id:
             raise PushRequestError("the signed request inside is for another CSR than the one sent")
         _check_vendor_signature(request, csr_der)
         return plaintext.strip() + b"\n", key_id

@@ -12,7 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
-from cryptography.hazmat.primitives import hashes
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from sqlalchemy import select
 
 from commands.queue import enqueue_command
@@ -92,6 +93,13 @@ def test_enroll_binds_the_device_to_the_token_unit_and_refuses_a_reused_token(
     assert session.scalars(select(Device)).all() == [device]
 
 
+def _claiming_version_5(csr_pem: str) -> str:
+    """The request as base64 DER claiming PKCS#10 version 5: cryptography refuses it with
+    InvalidVersion, which is not a ValueError."""
+    der = x509.load_pem_x509_csr(csr_pem.encode()).public_bytes(serialization.Encoding.DER)
+    return base64.b64encode(der.replace(b"\x02\x01\x00", b"\x02\x01\x05", 1)).decode()
+
+
 def test_enroll_refuses_unknown_and_apple_tokens_and_bad_input(
     agent_factory: Any, make_token: Any, tree: Any, live_server: Any
 ) -> None:
@@ -109,6 +117,7 @@ def test_enroll_refuses_unknown_and_apple_tokens_and_bad_input(
     cases = [
         ({"csr": agent.csr_pem()}, "enrollment_token"),
         ({"enrollment_token": "x", "csr": "not a csr"}, "csr"),
+        ({"enrollment_token": "x", "csr": _claiming_version_5(agent.csr_pem())}, "csr"),
         ({"enrollment_token": "x", "csr": agent.csr_pem(), "device_owner": "yes"}, "device_owner"),
         (
             {"enrollment_token": "x", "csr": agent.csr_pem(), "hardware": {"serial_number": 5}},

@@ -221,3 +221,28 @@ def test_a_signer_certificate_claiming_x509_version_4_is_http_400_not_500(enroll
         "/scep?operation=PKIOperation", data=message, headers={"Content-Type": "application/x-pki-message"}
     )
     assert response.status_code == 400, response.data[:200]
+
+
+def test_a_request_claiming_pkcs10_version_5_is_a_bad_request_failure(
+    enroll_client: Any, challenge: Any
+) -> None:
+    secret, _ = challenge()
+    client = ScepClient(enroll_client)
+    ca_cert = client.get_ca_cert()
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    der = sc.make_csr(key, "version 5", secret).public_bytes(Encoding.DER)
+    version_0 = b"\x02\x01\x00"
+    version_5 = der.replace(version_0, b"\x02\x01\x05", 1)
+    assert der.index(version_0) < 10 and version_5 != der
+    message = sc.pki_message(
+        message_type="19",
+        content=sc.envelope_for(version_5, ca_cert, "aes128_cbc"),
+        signer_cert=sc.self_signed(key, "SCEP SIGNER"),
+        signer_key=key,
+        transaction_id="v5",
+        sender_nonce=b"\x01" * 16,
+    )
+    response = client.send(message)
+    assert response.status_code == 200, response.data[:200]
+    reply = sc.parse_certrep(response.data, ca_cert)
+    assert (reply.status, reply.fail_info) == ("2", "2")  # FAILURE, badRequest

@@ -20,7 +20,7 @@ from cryptography.x509.oid import AttributeOID
 from enrollment import envelope
 from mdm.doors.scep import attributes as attr
 from mdm.doors.scep.attributes import FailInfo
-from mdm.ground.x509util import load_der_certificate
+from mdm.ground.x509util import load_der_certificate, load_der_csr
 
 MAX_MESSAGE_BYTES = 256 * 1024
 DIGESTS: dict[str, type[hashes.HashAlgorithm]] = {
@@ -73,7 +73,7 @@ class PKIMessage:
         except envelope.EnvelopeError as exc:
             raise RequestRejected(FailInfo.BAD_MESSAGE_CHECK, str(exc)) from exc
         try:
-            return x509.load_der_x509_csr(plaintext), cipher
+            return load_der_csr(plaintext), cipher
         except ValueError as exc:
             raise RequestRejected(
                 FailInfo.BAD_REQUEST, "the envelope does not hold a PKCS#10 request"

@@ -9,6 +9,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from enrollment.issuance import BadCertificateRequest, check_csr
+from mdm.ground.x509util import load_der_csr, load_pem_csr
 from mdm.services.android_channel.agent import ProtocolError
 
 
@@ -16,9 +17,9 @@ def load_csr(text: str, field: str = "csr") -> x509.CertificateSigningRequest:
     """A checked CSR (signature valid, RSA ≥ 2048), or 400 naming `field`."""
     try:
         if "-----BEGIN" in text:
-            csr = x509.load_pem_x509_csr(text.encode())
+            csr = load_pem_csr(text.encode())
         else:
-            csr = x509.load_der_x509_csr(base64.b64decode("".join(text.split()), validate=True))
+            csr = load_der_csr(base64.b64decode("".join(text.split()), validate=True))
     except (ValueError, binascii.Error) as exc:
         raise ProtocolError(
             400, "bad_request", f"{field}: not a PEM or base64 DER PKCS#10 request", field
