@@ -7,14 +7,15 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import insert, literal, select, update
+from sqlalchemy.orm import Session, aliased
 
 from commands.command_type import UnknownCommand
 from commands.context import NO_CONTEXT, CommandContext
 from commands.queue import command_kind, find_device_command
 from mdm.ground import clock
 from mdm.ground.audit import Actor, record_event
+from mdm.ground.db import is_postgres
 from mdm.ground.hooks import HookPoint
 from mdm.ground.models import Command, CommandResult, CommandStatus, Device, ForeignCommandResult
 
@@ -76,8 +77,9 @@ def record_result(
         changes["message_result"] = message_result[:32]
     # One statement settles the answer, guarded as the device's own command that is still waiting
     # for it: a UUID of another device's command, or one answered already (a replayed report),
-    # changes nothing here and is told apart below.
-    command = session.scalars(
+    # changes nothing here and is told apart below. On PostgreSQL the same statement stores the
+    # report (a data-modifying WITH): one round trip fewer on every answer (issue 18).
+    settle = (
         update(Command)
         .where(
             Command.device_id == device.id,
@@ -85,9 +87,18 @@ def record_result(
             Command.status.in_(CommandStatus.PENDING),
         )
         .values(changes)
-        .returning(Command)
-        .execution_options(populate_existing=True, synchronize_session=False)
-    ).first()
+    )
+    stored = {"status": status, "raw": raw, "received_at": now, "certificate_fingerprint": identity}
+    if is_postgres(session):
+        command = session.scalars(
+            _settled_and_stored(settle, stored).execution_options(populate_existing=True)
+        ).first()
+        result_stored = command is not None
+    else:
+        command = session.scalars(
+            settle.returning(Command).execution_options(populate_existing=True, synchronize_session=False)
+        ).first()
+        result_stored = False
     if command is None:
         command = find_device_command(session, device, command_uuid)
         if command is None:
@@ -97,11 +108,8 @@ def record_result(
             return command
         for key, value in changes.items():  # pending after all: it became so after the UPDATE
             setattr(command, key, value)
-    session.add(
-        CommandResult(
-            command_id=command.id, status=status, raw=raw, received_at=now, certificate_fingerprint=identity
-        )
-    )
+    if not result_stored:
+        session.add(CommandResult(command_id=command.id, **stored))
     record_event(
         session,
         actor,
@@ -129,6 +137,20 @@ def record_result(
         for hook in COMMAND_ANSWERED.hooks(session):
             hook(session, device, command, actor)
     return command
+
+
+def _settled_and_stored(settle: Any, stored: dict[str, Any]) -> Any:
+    """`settle` (an UPDATE of one command) as a WITH that also inserts its CommandResult with
+    `stored`, selecting the settled command; nothing is inserted when nothing was settled."""
+    settled = settle.returning(*Command.__table__.c).cte("settled")
+    columns = CommandResult.__table__.c
+    # The INSERT bypasses the ORM's validator: the report is stripped of secrets here as there.
+    values = {**stored, "raw": CommandResult.stored_raw(stored["raw"])}
+    store = insert(CommandResult).from_select(
+        ["command_id", *values],
+        select(settled.c.id, *(literal(value, columns[name].type) for name, value in values.items())),
+    )
+    return select(aliased(Command, settled)).add_cte(store.cte("stored"))
 
 
 # Keys every report carries; the rest say what the answer is about.

@@ -33,13 +33,14 @@ ADMIN = Actor("admin@hq", "admin", "192.0.2.1")
 EMPTY_CHECKIN_CEILING = 1
 # Issue 18's goal for a command cycle is 8. Idle → DeviceInformation: the identity read (with the
 # waiting command), the claim (one guarded UPDATE). Acknowledged → nothing: the identity read
-# (with the next command and the facts the answer merges into), the settlement (one guarded
-# UPDATE ... RETURNING), the result as received, its audit event, the facts, and the outbox row
-# that asks for compliance and readiness (done by the drain after the answer,
-# mdm.ground.outbox_drain). SQLite reads the audit chain's head too: it seals events inline.
+# (with the next command and the facts the answer merges into), the settlement with the result as
+# received (one guarded UPDATE in a WITH that inserts the result; SQLite: UPDATE ... RETURNING,
+# then the INSERT), its audit event, the facts, and the outbox row that asks for compliance and
+# readiness (done by the drain after the answer, mdm.ground.outbox_drain). SQLite reads the audit
+# chain's head too: it seals events inline.
 # Was 12 on PostgreSQL and 13 on SQLite (the identity and the queue, the answered command and the
-# facts each read apart from their update).
-POSTGRES_COMMAND_CYCLE_CEILING = 8
+# facts each read apart from their update), then 8 on PostgreSQL (the result inserted apart).
+POSTGRES_COMMAND_CYCLE_CEILING = 7
 SQLITE_COMMAND_CYCLE_CEILING = 9
 
 

@@ -95,7 +95,12 @@ class CommandResult(Base):
 
     @validates("raw")
     def _without_secrets(self, _key: str, raw: bytes) -> bytes:
-        # A result can carry a secret (an Activation Lock bypass code): never stored in clear.
+        return self.stored_raw(raw)
+
+    @staticmethod
+    def stored_raw(raw: bytes) -> bytes:
+        """What is kept of a report: a result can carry a secret (an Activation Lock bypass code),
+        never stored in clear. Every way a CommandResult is written goes through this."""
         return strip_raw_message(raw)
 
 
