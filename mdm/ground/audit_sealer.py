@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mdm.ground.audit import UNSEALED_WRITTEN, seal_pending
 from mdm.ground.db import transaction
+from mdm.ground.outbox_drain import GATHER_SECONDS
 from mdm.ground.wake_worker import WakeWorker
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,8 @@ class AuditSealer:
         # a background thread would run.
         self._factory = factory
         self._background = background
-        self._worker = WakeWorker("hikeshi-audit-sealer", self._seal)
+        # As the outbox drain's: under load one sealing pass takes many requests' events.
+        self._worker = WakeWorker("hikeshi-audit-sealer", self._seal, gather=GATHER_SECONDS)
 
     def listeners(self) -> list[tuple[str, Callable[..., None]]]:
         return [("after_commit", self._after_commit)]

@@ -1,6 +1,11 @@
 """A background thread that does one piece of work after wake-ups: one pass takes every wake-up
 that came while the previous pass ran (a batch).
 
+With `gather`, passes start at most that often: a wake-up right after a pass waits out the rest
+of the interval, so a busy server's requests are taken many to a pass (the statements of a pass
+are shared by its batch: issue 18's statements per command cycle), while a wake-up after a quiet
+spell starts its pass at once.
+
 The thread ends after a short idle time and the next wake-up starts another. An idle thread
 would hold its session factory, and with it the engine's pool and its open connections, for the
 process's life: a factory its owner let go (a test's app, a CLI command's engine after dispose)
@@ -13,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 
 log = logging.getLogger(__name__)
@@ -23,11 +29,17 @@ IDLE_EXIT_SECONDS = 2.0
 
 class WakeWorker:
     def __init__(
-        self, name: str, work: Callable[[], object], *, idle_exit: float = IDLE_EXIT_SECONDS
+        self,
+        name: str,
+        work: Callable[[], object],
+        *,
+        idle_exit: float = IDLE_EXIT_SECONDS,
+        gather: float = 0.0,
     ) -> None:
         self._name = name
         self._work = work
         self._idle_exit = idle_exit
+        self._gather = gather
         self._guard = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -72,8 +84,14 @@ class WakeWorker:
         return done and not thread.is_alive()
 
     def _run(self, wake: threading.Event, stop: threading.Event, idle: threading.Condition) -> None:
+        started = float("-inf")
         while True:
             wake.wait(self._idle_exit)
+            # Wake-ups that come while this waits join the pass (the flag is cleared after it).
+            rest = started + self._gather - time.monotonic()
+            if rest > 0 and wake.is_set():
+                stop.wait(rest)
+            started = time.monotonic()
             with self._guard:
                 if stop.is_set() or not wake.is_set():
                     if self._thread is threading.current_thread():

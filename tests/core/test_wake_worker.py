@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gc
 import threading
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -114,3 +115,19 @@ def test_closed_applications_leave_no_connection_open(
     gc.collect()
     assert _workers("hikeshi-audit-sealer") == []
     assert _our_connections(clean_database) <= before
+
+
+def test_with_gather_a_pass_starts_at_once_after_a_quiet_spell_and_a_burst_waits_for_one_pass() -> None:
+    gather = 1.0
+    starts: list[float] = []
+    worker = WakeWorker("test-wake-worker-gather", lambda: starts.append(time.monotonic()), gather=gather)
+    woken = time.monotonic()
+    worker.wake()
+    assert worker.wait_idle(5)
+    for _ in range(5):  # right after the first pass: they wait out the interval, then one pass
+        worker.wake()
+    assert worker.wait_idle(5)
+    assert len(starts) == 2
+    assert starts[0] - woken < gather  # the first did not wait
+    assert starts[1] - starts[0] >= gather
+    assert worker.close(5)
