@@ -617,6 +617,13 @@ SEEN_RESOLUTION = timedelta(seconds=60)
 _SWAPPED_AT = "hikeshi.devices.swapped_at"  # session.info: {device id: spare swap time}, by identify_device
 
 
+def read_as_no_swapped_spare(session: Session, device_id: int) -> bool:
+    """Whether this transaction's identity read found the device and it is no spare swapped into
+    a unit: then a check-in of it, seen lately, cannot change any unit's readiness."""
+    swaps = session.info.get(_SWAPPED_AT, {})
+    return device_id in swaps and swaps[device_id] is None
+
+
 def touch(session: Session, device: Device) -> None:
     """Note that `device` was seen now (on a request identify_device authenticated)."""
     now = clock.now()

@@ -16,12 +16,14 @@ import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from commands.queue import cancel_command, enqueue_command
+from mdm.ground import clock
 from mdm.ground.audit import Actor
 from mdm.ground.models import Command, CommandStatus, Device, DeviceCompliance, OutboxEntry, OutboxTopic
 from tests.bench.device_sim.cycles import query_responses
@@ -138,3 +140,24 @@ def test_empty_checkin_and_command_cycle_stay_under_their_ceilings(
     postgres = app.extensions["hikeshi"].engine.dialect.name == "postgresql"
     ceiling = POSTGRES_COMMAND_CYCLE_CEILING if postgres else SQLITE_COMMAND_CYCLE_CEILING
     assert len(cycle) <= ceiling, cycle
+
+
+def test_a_check_in_of_a_tablet_seen_lately_writes_when_it_was_seen_and_asks_the_drain_nothing(
+    app: Any, client: Any, ipad: Any, session: Session
+) -> None:
+    """Past the minute of resolution the check-in records the time; within the minutes below which
+    readiness does not look (MIN_SEEN_MINUTES), only a swapped-in spare's check-in can change a
+    unit (tests/continuity/test_spare_arrival.py), and this tablet is none."""
+    device = _enrolled(client, ipad, session)
+    assert ipad.connect(client, ipad.idle_body()).data == b""
+    later = clock.now() + timedelta(minutes=2)
+    clock.set_clock(lambda: later)
+    try:
+        with _statements(app) as seen:
+            assert ipad.connect(client, ipad.idle_body()).status_code == 200
+    finally:
+        clock.set_clock(None)
+    session.rollback()
+    assert session.get(Device, device.id).last_seen_at == later  # type: ignore[union-attr]
+    assert [s for s in seen if s.startswith("UPDATE devices SET last_seen_at")], seen
+    assert not [s for s in seen if "outbox" in s], seen

@@ -44,6 +44,7 @@ from mdm.ground.models import (
 from mdm.ground.push import outbox
 from mdm.services.continuity.plans import MIN_SEEN_MINUTES
 from mdm.services.continuity.readiness import CAUSES_KEY, recompute
+from mdm.services.devices import read_as_no_swapped_spare
 
 PENDING_KEY = "hikeshi.readiness.pending"
 BUSY_KEY = "hikeshi.readiness.busy"
@@ -73,7 +74,7 @@ def _changed(obj: Any, name: str) -> tuple[list[Any], bool]:
     return [*history.deleted, *history.added], history.has_changes()
 
 
-def _note_device(pending: Pending, device: Device, is_new: bool) -> None:
+def _note_device(session: Session, pending: Pending, device: Device, is_new: bool) -> None:
     if is_new:
         if device.org_unit_id is not None:
             pending.unit_ids.add(device.org_unit_id)
@@ -92,7 +93,10 @@ def _note_device(pending: Pending, device: Device, is_new: bool) -> None:
         recent = clock.now() - timedelta(minutes=MIN_SEEN_MINUTES)
         if not old or old[0] is None or old[0] < recent:
             pending.device_ids.add(device.id)
-        else:
+        elif not read_as_no_swapped_spare(session, device.id):
+            # Only a swapped-in spare's check-in can (its first one there): the drain looks. A
+            # tablet the identity read showed to be none asks nothing, so a device request of a
+            # busy fleet writes no outbox row for being seen.
             pending.seen.add(device.id)
 
 
@@ -107,7 +111,7 @@ def collect_changes(session: Session, _flush_context: Any) -> None:
                 if obj.org_unit_id is not None:
                     pending.unit_ids.add(obj.org_unit_id)
             else:
-                _note_device(pending, obj, obj in new)
+                _note_device(session, pending, obj, obj in new)
         elif isinstance(
             obj, (Incident, ComplianceFinding, DeviceCompliance, DeviceFacts, DeviceProfileState)
         ):
