@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import insert, literal, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session, aliased
 
 from commands.command_type import UnknownCommand
@@ -79,24 +80,23 @@ def record_result(
     # for it: a UUID of another device's command, or one answered already (a replayed report),
     # changes nothing here and is told apart below. On PostgreSQL the same statement stores the
     # report (a data-modifying WITH): one round trip fewer on every answer (issue 18).
-    settle = (
-        update(Command)
-        .where(
-            Command.device_id == device.id,
-            Command.uuid == command_uuid,
-            Command.status.in_(CommandStatus.PENDING),
-        )
-        .values(changes)
-    )
     stored = {"status": status, "raw": raw, "received_at": now, "certificate_fingerprint": identity}
+    params = {"settle_device_id": device.id, "settle_uuid": command_uuid}
+    params.update((f"set_{name}", value) for name, value in changes.items())
     if is_postgres(session):
+        # The INSERT bypasses the ORM's validator: the report is stripped of secrets here as there.
+        stored["raw"] = CommandResult.stored_raw(raw)
         command = session.scalars(
-            _settled_and_stored(settle, stored).execution_options(populate_existing=True)
+            _settled_and_stored(tuple(changes)),
+            {**params, **{f"store_{k}": v for k, v in stored.items()}},
+            execution_options={"populate_existing": True},
         ).first()
         result_stored = command is not None
     else:
         command = session.scalars(
-            settle.returning(Command).execution_options(populate_existing=True, synchronize_session=False)
+            _settled(tuple(changes)),
+            params,
+            execution_options={"populate_existing": True, "synchronize_session": False},
         ).first()
         result_stored = False
     if command is None:
@@ -139,16 +139,38 @@ def record_result(
     return command
 
 
-def _settled_and_stored(settle: Any, stored: dict[str, Any]) -> Any:
-    """`settle` (an UPDATE of one command) as a WITH that also inserts its CommandResult with
-    `stored`, selecting the settled command; nothing is inserted when nothing was settled."""
-    settled = settle.returning(*Command.__table__.c).cte("settled")
+@lru_cache(maxsize=16)
+def _settle(changed: tuple[str, ...]) -> Any:
+    """The UPDATE that settles a device's answer, for the columns `changed` (bound as set_<name>),
+    guarded as the device's own command still waiting for it. Built once per shape: building a
+    statement costs more CPU than running it."""
+    columns = Command.__table__.c
+    return (
+        update(Command)
+        .where(
+            Command.device_id == bindparam("settle_device_id"),
+            Command.uuid == bindparam("settle_uuid"),
+            Command.status.in_(CommandStatus.PENDING),
+        )
+        .values({name: bindparam(f"set_{name}", type_=columns[name].type) for name in changed})
+    )
+
+
+@lru_cache(maxsize=16)
+def _settled(changed: tuple[str, ...]) -> Any:
+    return _settle(changed).returning(Command)
+
+
+@lru_cache(maxsize=16)
+def _settled_and_stored(changed: tuple[str, ...]) -> Any:
+    """`_settle` as a WITH that also inserts its CommandResult (bound as store_<name>), selecting
+    the settled command; nothing is inserted when nothing was settled."""
+    settled = _settle(changed).returning(*Command.__table__.c).cte("settled")
     columns = CommandResult.__table__.c
-    # The INSERT bypasses the ORM's validator: the report is stripped of secrets here as there.
-    values = {**stored, "raw": CommandResult.stored_raw(stored["raw"])}
+    stored = ("status", "raw", "received_at", "certificate_fingerprint")
     store = insert(CommandResult).from_select(
-        ["command_id", *values],
-        select(settled.c.id, *(literal(value, columns[name].type) for name, value in values.items())),
+        ["command_id", *stored],
+        select(settled.c.id, *(bindparam(f"store_{name}", type_=columns[name].type) for name in stored)),
     )
     return select(aliased(Command, settled)).add_cte(store.cte("stored"))
 
