@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
+
+T = TypeVar("T")
 
 
 def fingerprint(cert: x509.Certificate) -> str:
@@ -24,41 +28,31 @@ def to_pem(cert: x509.Certificate) -> str:
 # InvalidVersion, which is not a ValueError: where a caller turns ValueError into a 4xx, such bytes
 # (and requests) from a device or a SCEP client were answered with a 500. These loaders fail with
 # ValueError only.
+def _read(load: Callable[[bytes], T], data: bytes) -> T:
+    try:
+        return load(data)
+    except x509.InvalidVersion as exc:
+        raise ValueError(f"not a readable certificate or request: {exc}") from exc
 
 
 def load_der_certificate(data: bytes) -> x509.Certificate:
-    try:
-        return x509.load_der_x509_certificate(data)
-    except x509.InvalidVersion as exc:
-        raise ValueError(f"not a certificate: {exc}") from exc
+    return _read(x509.load_der_x509_certificate, data)
 
 
 def load_pem_certificate(data: bytes) -> x509.Certificate:
-    try:
-        return x509.load_pem_x509_certificate(data)
-    except x509.InvalidVersion as exc:
-        raise ValueError(f"not a certificate: {exc}") from exc
+    return _read(x509.load_pem_x509_certificate, data)
 
 
 def load_der_csr(data: bytes) -> x509.CertificateSigningRequest:
-    try:
-        return x509.load_der_x509_csr(data)
-    except x509.InvalidVersion as exc:
-        raise ValueError(f"not a certificate request: {exc}") from exc
+    return _read(x509.load_der_x509_csr, data)
 
 
 def load_pem_csr(data: bytes) -> x509.CertificateSigningRequest:
-    try:
-        return x509.load_pem_x509_csr(data)
-    except x509.InvalidVersion as exc:
-        raise ValueError(f"not a certificate request: {exc}") from exc
+    return _read(x509.load_pem_x509_csr, data)
 
 
 def load_pem_bundle(data: bytes) -> list[x509.Certificate]:
-    try:
-        return x509.load_pem_x509_certificates(data)
-    except x509.InvalidVersion as exc:
-        raise ValueError(f"not a certificate: {exc}") from exc
+    return _read(x509.load_pem_x509_certificates, data)
 
 
 def issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
