@@ -26,6 +26,7 @@ from commands.results import record_result
 from mdm.ground import clock
 from mdm.ground.audit import SYSTEM, Actor
 from mdm.ground.db import is_postgres
+from mdm.ground.device_rows import hold_device_row
 from mdm.ground.models import Command, CommandStatus, Device
 
 Rendered = TypeVar("Rendered")
@@ -132,6 +133,7 @@ def deliver_next_commands(
         if taken:
             stmt = stmt.where(Command.id.not_in(taken))
         if is_postgres(session):
+            hold_device_row(session, device.id)
             # Wait for the row rather than skip it: the lock is held only for a moment (another
             # connection of the device, or the dispatcher stamping pushed_at), and skipping would
             # hand the device an empty reply while its lock command is waiting.

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from mdm.ground import clock
 from mdm.ground.audit import Actor, record_event
+from mdm.ground.device_rows import note_device_row_held
 from mdm.ground.hooks import HookPoint
 from mdm.ground.models import (
     AdeEnrollment,
@@ -208,7 +209,7 @@ Alongside = tuple[Any, Any]
 
 
 @lru_cache(maxsize=32)
-def _identity_read(alongside: tuple[Alongside, ...]) -> Any:
+def _identity_read(alongside: tuple[Alongside, ...], lock_device: bool) -> Any:
     """The identity read's statement, built once per shape (`alongside` tuples that stay the same
     object, as module constants do): building it costs more CPU than running it."""
     # One statement on every device request: the device the UDID names, with the certificate's
@@ -224,7 +225,11 @@ def _identity_read(alongside: tuple[Alongside, ...]) -> Any:
     )
     for entity, on in alongside:
         stmt = stmt.outerjoin(entity, on)
-    return stmt.where(Device.udid == bindparam("udid")).limit(1)
+    stmt = stmt.where(Device.udid == bindparam("udid")).limit(1)
+    if lock_device:
+        # FOR NO KEY UPDATE OF devices: rows that reference the device (results, events) stay free.
+        stmt = stmt.with_for_update(of=Device, key_share=True)
+    return stmt
 
 
 def identify_device_with(
@@ -233,16 +238,20 @@ def identify_device_with(
     udid: str,
     alongside: tuple[Alongside, ...] = (),
     params: dict[str, Any] | None = None,
+    *,
+    lock_device: bool = False,
 ) -> tuple[Device, tuple[Any, ...]]:
     """`identify_device`, with the rows `alongside` names read in the same statement (None where
     the outer join found nothing): what the request needs next (its next command, the facts an
     inventory answer merges into), so a device request pays one statement for who it is and that.
 
     Nothing of `alongside` is returned for a request that is refused. `params`: the values of the
-    bound parameters `alongside` names.
+    bound parameters `alongside` names. `lock_device`: hold the device row (PostgreSQL) until
+    commit, for a request that may write it after it wrote its commands (see connect).
     """
     found = session.execute(
-        _identity_read(alongside), {"fingerprint": identity.fingerprint, "udid": udid, **(params or {})}
+        _identity_read(alongside, lock_device),
+        {"fingerprint": identity.fingerprint, "udid": udid, **(params or {})},
     ).first()
     extra: tuple[Any, ...] = ()
     if found is None:
@@ -253,6 +262,8 @@ def identify_device_with(
         extra = tuple(rest)
         row = _presented_row(identity, row)
         session.info.setdefault(_SWAPPED_AT, {})[device.id] = swapped_at
+        if lock_device:
+            note_device_row_held(session, device.id)
     if device is None:
         raise DeviceIdentityError("unknown device: it must Authenticate first")
     if row is None or row.device_id != device.id:

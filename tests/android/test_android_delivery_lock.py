@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from commands.queue import cancel_command, enqueue_command
 from mdm.ground.audit import Actor
@@ -79,3 +79,50 @@ def test_a_command_cancelled_during_a_sync_is_never_handed_over(
         assert command is not None
         assert command.status == CommandStatus.CANCELLED
         assert command.delivery_count == 0 and command.sent_at is None
+
+
+def test_a_sync_takes_its_device_row_before_it_settles_or_claims_commands(
+    enroll_app: Any, agent_factory: Any, android_token: Any
+) -> None:
+    """The device row comes before its commands (mdm.ground.device_rows), as the push dispatcher
+    and an Apple answer take them: a sync that settled its results and then waited for the device
+    row could hold a command another transaction, holding the device, wants next."""
+    hikeshi = enroll_app.extensions["hikeshi"]
+    if hikeshi.engine.dialect.name != "postgresql":
+        pytest.skip("row locks are PostgreSQL's; on SQLite every write transaction runs alone")
+    agent = agent_factory()
+    agent.enroll(android_token())
+    agent.sync()
+    factory = hikeshi.session_factory
+    with transaction(factory) as s:
+        restart = enqueue_command(s, s.get(Device, agent.device_id), "RestartDevice", {}, actor=OPERATOR)
+        restart_id = restart.id
+    assert [c["id"] for c in agent.sync()["commands"]] == [restart.uuid]  # its result waits for the next sync
+    with transaction(factory) as s:
+        later = enqueue_command(s, s.get(Device, agent.device_id), "RestartDevice", {}, actor=OPERATOR)
+        later_uuid = later.uuid
+
+    holder = factory()
+    try:
+        holder.scalars(
+            select(Device.id).where(Device.id == agent.device_id).with_for_update(key_share=True)
+        ).one()
+        answer: dict[str, Any] = {}
+        syncing = threading.Thread(target=lambda: answer.update(agent.sync()))
+        syncing.start()
+        _wait_for_a_lock_wait(hikeshi.engine, time.monotonic() + 30)
+        # Every command of the device is free while the sync waits: it holds none of them yet.
+        with holder.begin_nested():
+            holder.execute(
+                text("SELECT id FROM commands WHERE device_id = :d FOR NO KEY UPDATE NOWAIT"),
+                {"d": agent.device_id},
+            ).all()
+        holder.commit()
+    finally:
+        holder.close()
+    syncing.join(30)
+    assert not syncing.is_alive()
+
+    assert [c["id"] for c in answer["commands"]] == [later_uuid]
+    with transaction(factory) as s:
+        assert s.get(Command, restart_id).status == CommandStatus.ACKNOWLEDGED

@@ -23,12 +23,13 @@ from functools import lru_cache
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mdm.ground import clock
 from mdm.ground.config import Settings
+from mdm.ground.device_rows import note_device_row_held
 from mdm.ground.identity.signature import SignatureError, SignatureMismatch, verify_with_certificate
 from mdm.ground.identity.trust import verify_device_certificate
 from mdm.ground.models import AgentRequestNonce, Device, DeviceCertificate, EnrollmentState, IdentityPurpose
@@ -72,14 +73,18 @@ class AuthenticatedDevice:
     certificate: DeviceCertificate
 
 
-def authenticate(session: Session, settings: Settings, credential: Credential) -> AuthenticatedDevice:
+def authenticate(
+    session: Session, settings: Settings, credential: Credential, *, lock_device: bool = False
+) -> AuthenticatedDevice:
     """The enrolled Android device this credential speaks for, or Unauthenticated / ProtocolError.
-    A signed request's nonce is remembered in the session: the caller commits it with the request."""
+    A signed request's nonce is remembered in the session: the caller commits it with the request.
+    `lock_device`: hold the device row (PostgreSQL) until commit, taken before the request writes
+    any of its commands (commands.delivery: the device row comes first)."""
     if isinstance(credential, SignedRequest):
-        row, device, cert = _signed_request(session, settings, credential)
+        row, device, cert = _signed_request(session, settings, credential, lock_device)
     else:
         cert = credential.certificate
-        row, device = _recorded(session, fingerprint(cert))
+        row, device = _recorded(session, fingerprint(cert), lock_device)
     try:
         verify_device_certificate(session, settings, cert)
     except SignatureError as exc:
@@ -99,14 +104,34 @@ def authenticate(session: Session, settings: Settings, credential: Credential) -
     return AuthenticatedDevice(device, row)
 
 
-def _recorded(session: Session, fp: str) -> tuple[DeviceCertificate, Device | None]:
+_RECORDED = (
+    select(DeviceCertificate, Device)
+    .outerjoin(Device, Device.id == DeviceCertificate.device_id)
+    .where(DeviceCertificate.fingerprint_sha256 == bindparam("fingerprint"))
+    .limit(1)
+)
+# The device row cannot be locked on the nullable side of an outer join: a certificate bound to a
+# device is read by an inner join, the rest (refused below) by _RECORDED.
+_RECORDED_LOCKED = (
+    select(DeviceCertificate, Device)
+    .join(Device, Device.id == DeviceCertificate.device_id)
+    .where(DeviceCertificate.fingerprint_sha256 == bindparam("fingerprint"))
+    .limit(1)
+    .with_for_update(of=Device, key_share=True)
+)
+
+
+def _recorded(
+    session: Session, fp: str, lock_device: bool = False
+) -> tuple[DeviceCertificate, Device | None]:
     """The certificate's row and the device it is bound to, in one statement."""
-    found = session.execute(
-        select(DeviceCertificate, Device)
-        .outerjoin(Device, Device.id == DeviceCertificate.device_id)
-        .where(DeviceCertificate.fingerprint_sha256 == fp)
-        .limit(1)
-    ).first()
+    found = None
+    if lock_device:
+        found = session.execute(_RECORDED_LOCKED, {"fingerprint": fp}).first()
+        if found is not None:
+            note_device_row_held(session, found[1].id)
+    if found is None:
+        found = session.execute(_RECORDED, {"fingerprint": fp}).first()
     if found is None:
         raise Unauthenticated("unknown certificate")
     return found[0], found[1]
@@ -119,14 +144,14 @@ def _certificate(pem: str) -> x509.Certificate:
 
 
 def _signed_request(
-    session: Session, settings: Settings, request: SignedRequest
+    session: Session, settings: Settings, request: SignedRequest, lock_device: bool
 ) -> tuple[DeviceCertificate, Device | None, x509.Certificate]:
     _check_sent_at(
         request.sent_at,
         settings.android_signature_max_skew_seconds,
         settings.android_signature_future_skew_seconds,
     )
-    row, device = _recorded(session, request.fingerprint)
+    row, device = _recorded(session, request.fingerprint, lock_device)
     cert = _certificate(row.pem)
     try:
         verify_with_certificate(cert, request.signature, request.signed, hashes.SHA256())

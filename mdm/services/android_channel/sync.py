@@ -42,7 +42,8 @@ def sync(
     known, so nothing of an unauthenticated request is looked at beyond its JSON. Results are
     recorded with the fingerprint of the certificate the request was authenticated with, which a
     wipe certificate depends on (commands.incidents.wipe_identity)."""
-    authed = authenticate(session, settings, credential)
+    # The device row first: the sync settles results and claims commands after (commands.delivery).
+    authed = authenticate(session, settings, credential, lock_device=True)
     device = authed.device
     data = read()
     actor = device_actor(device.udid or "", source_ip)

@@ -141,8 +141,18 @@ def connect(
         alongside = _INVENTORY_ANSWER
     else:
         alongside = _ANSWER
+    # An answer takes its device row first, as the push dispatcher does before it stamps the
+    # device's pending commands (one UPDATE, rows in any order): an answer settles one command
+    # and then claims the next, and without the device row the two deadlocked, each holding a
+    # command the other wanted. An Idle check-in claims one command (or takes the device row
+    # first when it must read the queue, commands.delivery), so it locks nothing here.
     device, (waiting, *facts) = devices.identify_device_with(
-        session, identity, udid, alongside, {"answered": answered if isinstance(answered, str) else ""}
+        session,
+        identity,
+        udid,
+        alongside,
+        {"answered": answered if isinstance(answered, str) else ""},
+        lock_device=status != "Idle",
     )
     if facts and facts[0] is not None:
         keep_facts(session, facts[0])
