@@ -9,16 +9,17 @@ the console shows it again to those who may enroll tablets).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, TypeVar
 
 from marshmallow import Schema, fields, validate
 from sqlalchemy.orm import Session
 
 from mdm.doors.appctx import db_session, settings
 from mdm.ground.amapi_client import AmapiClient, AmapiError
+from mdm.ground.audit import Actor
 from mdm.ground.models import AmapiEnrollmentToken, AndroidMode, OrgUnit
 from mdm.services.amapi import enterprise as binding
 from mdm.services.amapi import tokens
@@ -36,6 +37,7 @@ from web.rbac import Permission
 blp = ApiBlueprint("amapi", __name__, url_prefix="/api/v1", description="Android Management API")
 
 CALLBACK_PATH = "/console/settings/amapi/callback"
+Step = TypeVar("Step")
 
 
 class CredentialInfoSchema(Schema):
@@ -145,6 +147,17 @@ def _google() -> Iterator[AmapiClient]:
         raise _google_error(exc) from None
 
 
+def _binding_step(step: Callable[[Session, AmapiClient, Actor], Step]) -> Step:
+    """One step of the enterprise binding, by an unscoped principal, with Google's client,
+    committed once it went through."""
+    _unscoped()
+    session = db_session()
+    with _google() as client:
+        done = step(session, client, current_principal().actor)
+    session.commit()
+    return done
+
+
 def callback_url() -> str:
     """Where Google sends the administrator's browser back after the signup: the console."""
     return settings().public_url.rstrip("/") + CALLBACK_PATH
@@ -211,17 +224,11 @@ def upload_credential(body: dict[str, Any]) -> Any:
 def start_signup(body: dict[str, Any]) -> Any:
     """Ask Google for the signup URL the administrator opens; Google sends the browser back to the
     console, which completes the binding."""
-    _unscoped()
-    session = db_session()
-    with _google() as client:
-        url = binding.start_signup(
-            session,
-            client,
-            callback_url=callback_url(),
-            actor=current_principal().actor,
-            admin_email=body["admin_email"],
+    url = _binding_step(
+        lambda session, client, actor: binding.start_signup(
+            session, client, callback_url=callback_url(), actor=actor, admin_email=body["admin_email"]
         )
-    session.commit()
+    )
     return {"signup_url": url}
 
 
@@ -231,18 +238,16 @@ def start_signup(body: dict[str, Any]) -> Any:
 @permission(Permission.SETTINGS_WRITE)
 def complete_signup(body: dict[str, Any]) -> Any:
     """Create the enterprise with the `enterpriseToken` Google gave the administrator's browser."""
-    _unscoped()
-    session = db_session()
-    with _google() as client:
-        binding.complete_signup(
+    _binding_step(
+        lambda session, client, actor: binding.complete_signup(
             session,
             client,
             enterprise_token=body["enterprise_token"],
             display_name=body["display_name"],
-            actor=current_principal().actor,
+            actor=actor,
         )
-    session.commit()
-    return binding.status(session)
+    )
+    return binding.status(db_session())
 
 
 @blp.route("/amapi/notifications", methods=["PUT"])
@@ -251,18 +256,12 @@ def complete_signup(body: dict[str, Any]) -> Any:
 @permission(Permission.SETTINGS_WRITE)
 def set_notifications(body: dict[str, Any]) -> Any:
     """The Pub/Sub topic the enterprise publishes to and the pull subscription Hikeshi reads."""
-    _unscoped()
-    session = db_session()
-    with _google() as client:
-        binding.set_notifications(
-            session,
-            client,
-            topic=body["pubsub_topic"],
-            subscription=body["pubsub_subscription"],
-            actor=current_principal().actor,
+    _binding_step(
+        lambda session, client, actor: binding.set_notifications(
+            session, client, topic=body["pubsub_topic"], subscription=body["pubsub_subscription"], actor=actor
         )
-    session.commit()
-    return binding.status(session)
+    )
+    return binding.status(db_session())
 
 
 @blp.route(f"/org-units/<{ID}:unit_id>/android-mode", methods=["PUT"])
