@@ -111,7 +111,10 @@ _RECORDED = (
     .limit(1)
 )
 # The device row cannot be locked on the nullable side of an outer join: a certificate bound to a
-# device is read by an inner join, the rest (refused below) by _RECORDED.
+# device is read by an inner join, the rest (refused below) by _RECORDED. The lock comes with the
+# read that finds the certificate to check the signature with, so a forged request naming a known
+# fingerprint holds the row until it is refused, moments later: no longer than a real sync does,
+# and without the statement a lock after the check would add to every sync.
 _RECORDED_LOCKED = (
     select(DeviceCertificate, Device)
     .join(Device, Device.id == DeviceCertificate.device_id)
