@@ -43,15 +43,21 @@ def _wait_for_a_lock_wait(engine: Any, deadline: float) -> None:
     raise AssertionError("the sync never waited for the cancelling transaction's row lock")
 
 
-def test_a_command_cancelled_during_a_sync_is_never_handed_over(
-    enroll_app: Any, agent_factory: Any, android_token: Any
-) -> None:
+def _synced_agent(enroll_app: Any, agent_factory: Any, android_token: Any) -> tuple[Any, Any]:
+    """The app's wiring and an agent enrolled and synced once, on PostgreSQL only."""
     hikeshi = enroll_app.extensions["hikeshi"]
     if hikeshi.engine.dialect.name != "postgresql":
         pytest.skip("row locks are PostgreSQL's; on SQLite every write transaction runs alone")
     agent = agent_factory()
     agent.enroll(android_token())
     agent.sync()
+    return hikeshi, agent
+
+
+def test_a_command_cancelled_during_a_sync_is_never_handed_over(
+    enroll_app: Any, agent_factory: Any, android_token: Any
+) -> None:
+    hikeshi, agent = _synced_agent(enroll_app, agent_factory, android_token)
     factory = hikeshi.session_factory
     with transaction(factory) as s:
         command_id = enqueue_command(
@@ -87,12 +93,7 @@ def test_a_sync_takes_its_device_row_before_it_settles_or_claims_commands(
     """The device row comes before its commands (mdm.ground.device_rows), as the push dispatcher
     and an Apple answer take them: a sync that settled its results and then waited for the device
     row could hold a command another transaction, holding the device, wants next."""
-    hikeshi = enroll_app.extensions["hikeshi"]
-    if hikeshi.engine.dialect.name != "postgresql":
-        pytest.skip("row locks are PostgreSQL's; on SQLite every write transaction runs alone")
-    agent = agent_factory()
-    agent.enroll(android_token())
-    agent.sync()
+    hikeshi, agent = _synced_agent(enroll_app, agent_factory, android_token)
     factory = hikeshi.session_factory
     with transaction(factory) as s:
         restart = enqueue_command(s, s.get(Device, agent.device_id), "RestartDevice", {}, actor=OPERATOR)

@@ -33,6 +33,13 @@ def _postgres_only(session: Session) -> None:
         pytest.skip("row locks are PostgreSQL's; on SQLite every write transaction runs alone")
 
 
+def _enrolled_device(client: Any, ipad: Any, session: Session) -> Device:
+    _postgres_only(session)
+    _enroll(client, ipad)
+    _skip_first_inventory(session)
+    return session.scalars(select(Device).where(Device.udid == ipad.udid)).one()
+
+
 def _wait_for_a_lock_wait(session: Session, what: str) -> None:
     deadline = time.monotonic() + 30
     with session.get_bind().connect() as conn:
@@ -86,10 +93,7 @@ def _commands_free(holder: Session, device_id: int) -> bool:
 def test_an_answer_waits_for_its_device_row_before_it_settles_its_command(
     client, ipad, session, session_factory
 ) -> None:
-    _postgres_only(session)
-    _enroll(client, ipad)
-    _skip_first_inventory(session)
-    device = session.scalars(select(Device).where(Device.udid == ipad.udid)).one()
+    device = _enrolled_device(client, ipad, session)
     device_id = device.id
     security = enqueue_command(session, device, "SecurityInfo", None, actor=ADMIN)
     following = enqueue_command(session, device, "ProfileList", None, actor=ADMIN)
@@ -121,10 +125,7 @@ def test_an_answer_waits_for_its_device_row_before_it_settles_its_command(
 def test_a_delivery_reading_the_queue_takes_the_device_row_first(
     session, session_factory, client, ipad
 ) -> None:
-    _postgres_only(session)
-    _enroll(client, ipad)
-    _skip_first_inventory(session)
-    device = session.scalars(select(Device).where(Device.udid == ipad.udid)).one()
+    device = _enrolled_device(client, ipad, session)
     device_id = device.id
     lock = enqueue_command(session, device, "DeviceLock", {}, actor=ADMIN)
     session.commit()
