@@ -146,6 +146,7 @@ EXPECTED: dict[tuple[str, str], set[str] | None] = {
     ("GET", "/api/v1/readiness/events"): READINESS_READERS,
     ("GET", "/api/v1/readiness/stream"): READINESS_READERS,
     ("GET", "/api/v1/readiness/spares"): READINESS_READERS,
+    ("GET", "/api/v1/readiness/units/{unit_id}/missing"): READINESS_READERS,
     ("PUT", "/api/v1/readiness/spares/{spare_device_id}"): ADMIN,
     ("POST", "/api/v1/readiness/spare-swap"): {"admin", "operator"},
     ("GET", "/api/v1/org-units/{unit_id}/continuity-plan"): READINESS_READERS,

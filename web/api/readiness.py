@@ -36,12 +36,14 @@ from mdm.services.continuity import (
     swap_spare,
     unmark_spare,
 )
-from mdm.services.continuity.readiness_pages import readiness_page
+from mdm.services.continuity.readiness_pages import missing_page, readiness_page
 from web.api.auth import current_principal
 from web.api.base import ID, MAX_ID, ApiBlueprint, permission
 from web.api.readiness_schemas import (
     EventPageSchema,
     EventsQuerySchema,
+    MissingPageSchema,
+    MissingQuerySchema,
     PlanBodySchema,
     PlanOutSchema,
     ReadinessQuerySchema,
@@ -106,6 +108,20 @@ def get_readiness(page: int, per_page: int, unit_id: int | None = None, state: s
         "stations": found.stations,
         "hq": found.hq,
     }
+
+
+@blp.route(f"/readiness/units/<{ID}:unit_id>/missing", methods=["GET"])
+@blp.arguments(MissingQuerySchema, location="query", as_kwargs=True)
+@blp.response(200, MissingPageSchema)
+@permission(Permission.READINESS_READ)
+def list_missing(unit_id: int, page: int, per_page: int) -> Any:
+    """Every tablet of one unit that does not count and why, worst first, a page at a time: as
+    the unit's last readiness event published them (`event_id`). A page of units and an event
+    carry only the first of them, and `missing_total`."""
+    unit = _unit_or_404(unit_id)
+    if unit.kind != OrgUnitKind.UNIT:
+        raise ApiError(404, f"org unit {unit_id} is a {unit.kind}; only a unit (隊) has readiness")
+    return missing_page(db_session(), unit, page=page, per_page=per_page)
 
 
 @blp.route("/readiness/events", methods=["GET"])

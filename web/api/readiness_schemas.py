@@ -6,6 +6,7 @@ from marshmallow import Schema, fields, validate
 
 from mdm.ground.models import ReadinessState
 from mdm.services.continuity.plans import PlanSchema
+from mdm.services.continuity.readiness import MISSING_SHOWN
 from web.api.base import MAX_ID
 from web.api.schemas import Id, PageQuerySchema, StrictBoolean
 
@@ -38,7 +39,17 @@ class UnitReadinessSchema(Schema):
     station_id = fields.Integer(allow_none=True, required=True)
     station_name_ja = fields.String(required=True)
     station_name_en = fields.String(required=True)
-    missing = fields.List(fields.Nested(MissingDeviceSchema), required=True)
+    missing = fields.List(
+        fields.Nested(MissingDeviceSchema),
+        required=True,
+        metadata={
+            "description": f"the first {MISSING_SHOWN} tablets that do not count, worst first (lost or "
+            "stolen before not seen); all of them: /readiness/units/{unit_id}/missing"
+        },
+    )
+    missing_total = fields.Integer(
+        required=True, metadata={"description": "how many tablets of the unit do not count"}
+    )
     plan = fields.Dict(required=True)
     event_id = fields.Integer(allow_none=True, required=True)
     changed_at = fields.DateTime(allow_none=True, required=True)
@@ -130,7 +141,34 @@ class ReadinessEventSchema(Schema):
     incoming_spares = fields.Integer(required=True)
     station = fields.Dict(required=True)
     cause = fields.Dict(required=True)
-    missing = fields.List(fields.Dict(), required=True)
+    missing = fields.List(
+        fields.Dict(),
+        required=True,
+        metadata={"description": f"the first {MISSING_SHOWN} tablets that do not count, worst first"},
+    )
+    missing_total = fields.Integer(
+        metadata={
+            "description": "how many tablets do not count (absent from events published before it was "
+            "added, whose `missing` lists every one)"
+        }
+    )
+
+
+class MissingQuerySchema(PageQuerySchema):
+    per_page = fields.Integer(load_default=100, validate=validate.Range(min=1, max=500))
+
+
+class MissingPageSchema(Schema):
+    unit_id = fields.Integer(required=True)
+    event_id = fields.Integer(
+        allow_none=True,
+        required=True,
+        metadata={"description": "the change that published this list (null: not evaluated yet)"},
+    )
+    page = fields.Integer(required=True)
+    per_page = fields.Integer(required=True)
+    total = fields.Integer(required=True)
+    items = fields.List(fields.Nested(MissingDeviceSchema), required=True)
 
 
 class EventsQuerySchema(Schema):

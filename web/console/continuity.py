@@ -45,7 +45,7 @@ from mdm.services.continuity import (
     unmark_spare,
 )
 from mdm.services.continuity import mark_spare as keep_as_spare
-from mdm.services.continuity.readiness_pages import readiness_page
+from mdm.services.continuity.readiness_pages import missing_page, readiness_page
 from mdm.services.continuity.world import POOL_KINDS, World, load_world
 from web.console.blueprint import bp
 from web.console.guard import current_principal, needs
@@ -61,6 +61,8 @@ STATE_ICONS = {ReadinessState.READY: "✓", ReadinessState.DEGRADED: "▲", Read
 PLAN_NUMBERS = ("required_working", "max_seen_minutes", "min_battery_percent")
 # Units on one page of the board (a prefecture has 14,000); worst first, so page 1 is what matters.
 UNITS_PER_PAGE = 50
+# One unit's missing tablets on its own page.
+MISSING_PER_PAGE = 100
 
 
 def _state_label(state: str, locale: str) -> str:
@@ -70,7 +72,7 @@ def _state_label(state: str, locale: str) -> str:
 
 def _shortfall(unit: UnitReadiness) -> int:
     """Tablets the plan needs that are not even assigned to the unit (nothing to list as missing)."""
-    return max(0, unit.required - unit.working - len(unit.missing))
+    return max(0, unit.required - unit.working - unit.missing_total)
 
 
 def _rule_label(rule: str) -> str:
@@ -294,6 +296,19 @@ def continuity_plan_reset(unit_id: int) -> Response:
     session.commit()
     flash(_("%(name)s follows the defaults of its unit type again.", name=unit.name_ja), "ok")
     return redirect(url_for("console.continuity_plan", unit_id=unit.id))  # type: ignore[return-value]
+
+
+@bp.route("/continuity/units/<int:unit_id>/missing")
+@needs(Permission.READINESS_READ)
+def continuity_missing(unit_id: int) -> str:
+    """Every tablet of one unit that does not count, a page at a time (the board shows the worst
+    few of each unit)."""
+    unit = _unit_or_404(unit_id)
+    raw = (request.args.get("page") or "1").strip()
+    if not raw.isdecimal() or not 1 <= int(raw) <= 100_000:
+        raise field_error("page", _("Enter a whole number."))
+    found = missing_page(db_session(), unit, page=int(raw), per_page=MISSING_PER_PAGE)
+    return render_template("console/continuity_missing.html", unit=unit, result=found, **_template_helpers())
 
 
 # -- spare swap ---------------------------------------------------------------------------------------

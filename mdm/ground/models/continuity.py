@@ -85,8 +85,15 @@ class UnitReadinessState(Base):
     required: Mapped[int]
     spares_available: Mapped[int]
     station_id: Mapped[int | None] = mapped_column(ForeignKey("org_units.id", ondelete="SET NULL"))
-    # {"missing": [{device_id, name, serial_number, reasons: [{code, ja, en, ...}]}]}
+    # {"missing", "incoming", "plan", "station"}: what a page of units carries, bounded whatever
+    # the unit's size ("missing" holds the first MISSING_SHOWN of missing_devices, see
+    # mdm.services.continuity.readiness).
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Every tablet that does not count, worst first: [{device_id, name, serial_number,
+    # reasons: [{code, ja, en, ...}]}]. Read only for one unit (its missing list, paged) and by a
+    # recompute comparing snapshots, never for a page of units: a unit of 1,000 tablets is 110 KB.
+    missing_devices: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list, deferred=True)
+    missing_total: Mapped[int] = mapped_column(default=0)
     last_event_id: Mapped[int | None]
     changed_at: Mapped[datetime] = mapped_column(default=clock.now)
 

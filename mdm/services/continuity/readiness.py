@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, text
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, undefer
 from sqlalchemy.orm.attributes import flag_modified
 
 from mdm.ground import clock
@@ -55,6 +55,9 @@ REASON_ORDER = (
     "not_seen",
     "battery_low",
 )
+# Missing tablets a page of units, a board row and an event carry for one unit (worst first);
+# the rest are counted (missing_total) and listed for that unit alone, a page at a time.
+MISSING_SHOWN = 20
 
 
 @dataclass(frozen=True)
@@ -69,16 +72,20 @@ class Computed:
     station_id: int | None
     station_ja: str
     station_en: str
-    missing: list[dict[str, Any]]
+    missing: list[dict[str, Any]]  # every tablet that does not count, worst first
 
     def signature(self) -> tuple[Any, ...]:
         return _signature(
             self.state, self.working, self.required, self.spares_available, self.incoming, self.missing
         )
 
+    @property
+    def missing_shown(self) -> list[dict[str, Any]]:
+        return self.missing[:MISSING_SHOWN]
+
     def details(self) -> dict[str, Any]:
         return {
-            "missing": self.missing,
+            "missing": self.missing_shown,
             "incoming": self.incoming,
             "plan": self.plan.as_dict(),
             "station": {"id": self.station_id, "name_ja": self.station_ja, "name_en": self.station_en},
@@ -92,15 +99,23 @@ def _signature(
     return (state, working, required, spares, incoming, reasons)
 
 
-def _stored_incoming_missing(row: UnitReadinessState) -> tuple[int, list[dict[str, Any]]]:
-    """The spares on their way and the missing devices, as a recompute stored them in `details`."""
-    details = row.details or {}
-    return int(details.get("incoming", 0)), list(details.get("missing", []))
+def _stored_incoming(row: UnitReadinessState) -> int:
+    """The spares on their way, as a recompute stored them in `details`."""
+    return int((row.details or {}).get("incoming", 0))
 
 
 def _stored_signature(row: UnitReadinessState) -> tuple[Any, ...]:
-    incoming, missing = _stored_incoming_missing(row)
-    return _signature(row.state, row.working, row.required, row.spares_available, incoming, missing)
+    return _signature(
+        row.state, row.working, row.required, row.spares_available, _stored_incoming(row), row.missing_devices
+    )
+
+
+def _worst_first(entry: dict[str, Any]) -> tuple[int, str, int]:
+    """A lost or stolen tablet before one merely not seen, then by name: what a dispatcher reads
+    first when only MISSING_SHOWN of a unit's missing tablets are on the page."""
+    code = entry["reasons"][0]["code"]
+    rank = REASON_ORDER.index(code) if code in REASON_ORDER else len(REASON_ORDER)
+    return rank, entry["name"] or "", entry["device_id"]
 
 
 def _sorted_reasons(reasons: list[Reason]) -> list[Reason]:
@@ -130,6 +145,7 @@ def compute(world: World, now: datetime) -> dict[int, Computed]:
                 incoming += 1
                 entry["incoming_spare"] = True
             missing.append(entry)
+        missing.sort(key=_worst_first)
         pool = world.pool_of(unit.id)
         spares = sum(1 for s in world.spares.get(pool, []) if is_available_spare(s)) if pool else 0
         if working >= plan.required_working:
@@ -212,7 +228,8 @@ def _differences(
 def _stored(
     session: Session, unit_ids: set[int] | None, *, refresh: bool = False
 ) -> dict[int, UnitReadinessState]:
-    stmt = select(UnitReadinessState)
+    # Every missing tablet, for the comparison: in the same statement, not one more per unit.
+    stmt = select(UnitReadinessState).options(undefer(UnitReadinessState.missing_devices))
     if unit_ids is not None:
         stmt = stmt.where(UnitReadinessState.org_unit_id.in_(sorted(unit_ids)))
     if refresh:
@@ -249,8 +266,7 @@ def _record_change(
     now: datetime,
 ) -> tuple[ReadinessEvent, UnitReadinessState]:
     previous_state = row.state if row is not None else None
-    old_details = (row.details or {}) if row is not None else None
-    code, detail_ja, detail_en = stated or describe_difference(row, old_details, new)
+    code, detail_ja, detail_en = stated or describe_difference(row, new)
     cause_ja, cause_en = cause_sentence(new, detail_ja, detail_en)
     event = ReadinessEvent(
         org_unit_id=new.unit.id,
@@ -272,6 +288,8 @@ def _record_change(
     row.spares_available = new.spares_available
     row.station_id = new.station_id
     row.details = new.details()
+    row.missing_devices = new.missing
+    row.missing_total = len(new.missing)
     row.changed_at = now
     # Every column written, changed or not: one shape of UPDATE for all the units that changed,
     # sent as one executemany (a shape per combination of changed columns went one by one).
@@ -280,7 +298,17 @@ def _record_change(
     return event, row
 
 
-_ROW_COLUMNS = ("state", "working", "required", "spares_available", "station_id", "details", "changed_at")
+_ROW_COLUMNS = (
+    "state",
+    "working",
+    "required",
+    "spares_available",
+    "station_id",
+    "details",
+    "missing_devices",
+    "missing_total",
+    "changed_at",
+)
 
 
 def _finish_events(
@@ -351,7 +379,8 @@ def event_payload(event: ReadinessEvent, c: Computed, station_state: str | None)
             "state": station_state,
         },
         "cause": {"code": event.cause_code, "ja": event.cause_ja, "en": event.cause_en},
-        "missing": c.missing,
+        "missing": c.missing_shown,
+        "missing_total": len(c.missing),
     }
 
 
@@ -363,13 +392,11 @@ def _first_reason(entry: dict[str, Any]) -> tuple[str, str, str]:
     return reason["code"], reason["ja"], reason["en"]
 
 
-def describe_difference(
-    row: UnitReadinessState | None, old: dict[str, Any] | None, new: Computed
-) -> tuple[str, str, str]:
+def describe_difference(row: UnitReadinessState | None, new: Computed) -> tuple[str, str, str]:
     """(code, ja, en) of what changed between the stored snapshot and the new one."""
-    if row is None or old is None:
+    if row is None:
         return ("evaluated", "計画に基づき初回評価", "first evaluation against its plan")
-    before = {m["device_id"]: m for m in old.get("missing", [])}
+    before = {m["device_id"]: m for m in row.missing_devices}
     after = {m["device_id"]: m for m in new.missing}
     for device_id, entry in after.items():
         codes = {r["code"] for r in entry["reasons"]}
@@ -400,7 +427,7 @@ def describe_difference(
         return ("spare_available", f"{new.station_ja}に予備機が追加", f"spare added at {new.station_en}")
     if new.spares_available < row.spares_available:
         return ("spare_gone", f"{new.station_ja}の予備機が減少", f"fewer spares at {new.station_en}")
-    if new.incoming != int(old.get("incoming", 0)):
+    if new.incoming != _stored_incoming(row):
         return ("spare_incoming", "予備機が配置され接続待ち", "spare assigned, waiting for its check-in")
     return ("reevaluated", "再評価", "re-evaluated")
 
@@ -449,7 +476,8 @@ class UnitReadiness:
     station_id: int | None
     station_name_ja: str
     station_name_en: str
-    missing: list[dict[str, Any]]
+    missing: list[dict[str, Any]]  # the first MISSING_SHOWN, worst first
+    missing_total: int
     plan: dict[str, Any]
     event_id: int | None
     changed_at: datetime | None
@@ -485,10 +513,14 @@ def current_readiness(
     Units never evaluated yet (e.g. before the first recompute after an upgrade) are computed on
     the fly without being written.
     """
-    units = {u.id: u for u in session.scalars(select(OrgUnit).where(OrgUnit.kind == OrgUnitKind.UNIT))}
+    unit_stmt = select(OrgUnit).where(OrgUnit.kind == OrgUnitKind.UNIT)
+    row_stmt = select(UnitReadinessState)
     if principal_scope is not None:
-        units = {uid: u for uid, u in units.items() if uid in principal_scope}
-    rows = {r.org_unit_id: r for r in session.scalars(select(UnitReadinessState))}
+        # In SQL: one unit's page read every published row of the prefecture to keep one.
+        unit_stmt = unit_stmt.where(OrgUnit.id.in_(sorted(principal_scope)))
+        row_stmt = row_stmt.where(UnitReadinessState.org_unit_id.in_(sorted(principal_scope)))
+    units = {u.id: u for u in session.scalars(unit_stmt)}
+    rows = {r.org_unit_id: r for r in session.scalars(row_stmt)}
     fresh: dict[int, Computed] = {}
     unknown = set(units) - set(rows)
     if unknown:
@@ -512,18 +544,18 @@ def from_row(unit: OrgUnit, r: UnitReadinessState) -> UnitReadiness:
     """A unit's published readiness as stored by the last recompute."""
     details = r.details or {}
     station = details.get("station") or {}
-    incoming, missing = _stored_incoming_missing(r)
     return UnitReadiness(
         *_named(unit),
         r.state,
         r.working,
         r.required,
         r.spares_available,
-        incoming,
+        _stored_incoming(r),
         r.station_id,
         station.get("name_ja", ""),
         station.get("name_en", ""),
-        missing,
+        list(details.get("missing", []))[:MISSING_SHOWN],
+        r.missing_total,
         dict(details.get("plan", {})),
         r.last_event_id,
         r.changed_at,
@@ -542,7 +574,8 @@ def from_computed(unit: OrgUnit, c: Computed) -> UnitReadiness:
         c.station_id,
         c.station_ja,
         c.station_en,
-        c.missing,
+        c.missing_shown,
+        len(c.missing),
         c.plan.as_dict(),
         None,
         None,

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Select, case, func, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session, aliased, undefer
 
 from mdm.ground import clock
 from mdm.ground.models import OrgUnit, OrgUnitKind, ReadinessState, UnitReadinessState
@@ -207,3 +207,36 @@ def _rollup(into: dict[Any, Rollup], node_id: int | None, nodes: dict[int, OrgUn
 def _tally(rollup: Rollup, state: str, n: int) -> None:
     rollup.counts[state] = rollup.counts.get(state, 0) + n
     rollup.state = ReadinessState.worst([rollup.state, state])
+
+
+@dataclass
+class MissingPage:
+    """One unit's published missing tablets, a page at a time, worst first; `event_id` is the
+    change that published them (None: the unit has not been evaluated yet, computed now)."""
+
+    unit_id: int
+    items: list[dict[str, Any]]
+    page: int
+    per_page: int
+    total: int
+    event_id: int | None
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.per_page))
+
+
+def missing_page(session: Session, unit: OrgUnit, *, page: int = 1, per_page: int = 100) -> MissingPage:
+    """The tablets of `unit` that do not count, as its last readiness event published them."""
+    row = session.scalars(
+        select(UnitReadinessState)
+        .where(UnitReadinessState.org_unit_id == unit.id)
+        .options(undefer(UnitReadinessState.missing_devices))
+    ).one_or_none()
+    if row is not None:
+        missing, event_id = row.missing_devices, row.last_event_id
+    else:
+        computed = compute(load_world(session, {unit.id}), clock.now()).get(unit.id)
+        missing, event_id = (computed.missing if computed is not None else []), None
+    start = (page - 1) * per_page
+    return MissingPage(unit.id, missing[start : start + per_page], page, per_page, len(missing), event_id)
