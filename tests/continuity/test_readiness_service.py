@@ -255,6 +255,28 @@ def test_the_schedule_recomputes_a_thousand_units_at_a_time_like_one_pass(
     assert readiness_job(JobContext(session_factory, settings, "test"))["changes"] == 0  # one pass agrees
 
 
+def test_the_schedule_bounds_the_tablets_of_one_transaction(session, session_factory, world, frozen_clock):
+    """Units of many tablets go fewer to a transaction (100 units of 1,000 tablets were one
+    transaction of 100,000 tablets, 332 MB); a unit bigger than the bound goes alone."""
+    frozen_clock.advance(hours=25)
+    transactions = 0
+
+    def counting() -> bool:
+        nonlocal transactions
+        transactions += 1
+        return False
+
+    # By id: 救急3隊 (1 tablet) with 中央ポンプ隊 (none); 中央指揮隊 (2) alone; 北救急隊 (none).
+    changes, stopped = recompute_every_unit(session_factory, tablets_per_transaction=1, should_stop=counting)
+    assert (changes, stopped, transactions - 1) == (2, False, 3)  # the last one found no unit
+    transactions = 0
+    frozen_clock.advance(hours=1)
+    assert recompute_every_unit(session_factory, should_stop=counting) == (0, False)
+    assert transactions - 1 == 1
+    assert states(session)["救急3隊"] == ("critical", 0, 1, 0)
+    assert states(session)["中央指揮隊"][0] == "critical"
+
+
 def test_the_schedule_told_to_stop_ends_between_its_transactions(
     session, session_factory, world, frozen_clock
 ):

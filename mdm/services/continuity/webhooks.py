@@ -18,7 +18,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from mdm.ground import clock
@@ -26,6 +26,7 @@ from mdm.ground.config import Settings
 from mdm.ground.db import is_postgres, read_mostly, transaction
 from mdm.ground.models import (
     DeliveryStatus,
+    Device,
     OrgUnit,
     OrgUnitKind,
     ReadinessDelivery,
@@ -145,6 +146,9 @@ class JobContextLike(Protocol):
 # Units per transaction of the scheduled recompute: the memory of a thousand units' tablets, not
 # of a prefecture's (one pass over 14,000 units and 100,000 tablets held the scheduler at 349 MB).
 UNITS_PER_TRANSACTION = 1000
+# ... and no more tablets than this in one transaction (past its first unit): 100 units of 1,000
+# tablets each were one transaction of 100,000 tablets (332 MB).
+TABLETS_PER_TRANSACTION = 10_000
 
 
 def readiness_job(ctx: JobContextLike) -> dict[str, Any]:
@@ -159,10 +163,12 @@ def recompute_every_unit(
     factory: sessionmaker[Session],
     *,
     per_transaction: int = UNITS_PER_TRANSACTION,
+    tablets_per_transaction: int = TABLETS_PER_TRANSACTION,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> tuple[int, bool]:
-    """Recompute every unit, `per_transaction` units (by id) in each transaction, then drop the
-    rows of units that are no longer units; returns (changes recorded, whether told to stop).
+    """Recompute every unit, in transactions of at most `per_transaction` units (by id) holding
+    at most `tablets_per_transaction` tablets (a bigger unit alone), then drop the rows of units
+    that are no longer units; returns (changes recorded, whether told to stop).
     Each unit is computed from one consistent read with the spares of every station, as a
     recompute of named units is (mdm.services.continuity.hooks)."""
     changes = 0
@@ -171,14 +177,7 @@ def recompute_every_unit(
         if should_stop():
             return changes, True
         with transaction(factory) as session:
-            ids = list(
-                session.scalars(
-                    select(OrgUnit.id)
-                    .where(OrgUnit.kind == OrgUnitKind.UNIT, OrgUnit.id > after)
-                    .order_by(OrgUnit.id)
-                    .limit(per_transaction)
-                )
-            )
+            ids = _next_units(session, after, per_transaction, tablets_per_transaction)
             if not ids:
                 break
             changes += len(recompute(session, set(ids)))
@@ -196,6 +195,26 @@ def recompute_every_unit(
             if not gone:
                 return changes, False
             recompute(session, gone)  # a unit deleted or made a station: its row goes
+
+
+def _next_units(session: Session, after: int, most_units: int, most_tablets: int) -> list[int]:
+    """The ids of the units after `after`, in id order, as many as fit in `most_units` and
+    `most_tablets` (at least one)."""
+    tablets = select(func.count(Device.id)).where(Device.org_unit_id == OrgUnit.id).scalar_subquery()
+    found = session.execute(
+        select(OrgUnit.id, tablets)
+        .where(OrgUnit.kind == OrgUnitKind.UNIT, OrgUnit.id > after)
+        .order_by(OrgUnit.id)
+        .limit(most_units)
+    ).all()
+    ids: list[int] = []
+    held = 0
+    for unit_id, count in found:
+        if ids and held + count > most_tablets:
+            break
+        ids.append(unit_id)
+        held += count
+    return ids
 
 
 # -- right after commit ---------------------------------------------------------------------------
