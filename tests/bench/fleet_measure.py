@@ -35,6 +35,16 @@ def _percentiles(samples: list[float]) -> dict[str, float]:
 
 
 def _rss_mb() -> float:
+    """This process's peak RSS. VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so a
+    process started by the benchmark (a pytest process holding the seeded fleet) reported its
+    parent's 330-360 MB, whatever the job used."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
