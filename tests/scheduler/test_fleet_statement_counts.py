@@ -6,6 +6,7 @@ Counted, not timed; speed is measured in tests/bench/bench_fleet_scale.py."""
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -17,7 +18,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mdm.ground import clock
 from mdm.ground.audit import SYSTEM
-from mdm.ground.models import Alert, ComplianceFinding, DeviceCertificate, OrgUnit, UnitReadinessState
+from mdm.ground.models import (
+    Alert,
+    ComplianceFinding,
+    Device,
+    DeviceCertificate,
+    OrgUnit,
+    UnitReadinessState,
+)
 from mdm.ground.outbox_drain import drain
 from mdm.roots.scheduler.jobs import FLEET_PAGE, JobContext, fleet_check, run_job
 from mdm.services.continuity.readiness import compute
@@ -186,6 +194,33 @@ def test_a_fleet_job_recomputes_readiness_once_not_after_every_page(
         assert s.scalar(select(func.count()).select_from(ComplianceFinding)) >= 12
     assert any(after[unit.id] != before[unit.id] for unit in units), (before, after)
     assert all(after[unit.id] != "ready" for unit in units), after
+
+
+def test_a_fleet_check_holds_one_page_of_devices_at_a_time(
+    session, session_factory, settings, clean_database, frozen_clock
+):
+    """Memory bounded by the page, not the fleet (issue 23: 300 MB at 100,000 devices): while
+    the check runs, its readiness drain included, no more than a page of the Device objects it
+    loads are alive at once. Reading the fleet at once, or keeping each page's devices until
+    the end, held them all."""
+    tree = build_tree(session)
+    _add_tablets(session, [tree.ambulance3, tree.pump, tree.north_ambulance], 12, 0)
+    frozen_clock.advance(days=3)  # every tablet offline: each page has work
+    ctx = JobContext(session_factory, settings, "host:1")
+    alive: weakref.WeakSet[Device] = weakref.WeakSet()  # an object freed leaves it at once
+    most_alive = 0
+
+    def loaded(device: Device, context: Any) -> None:
+        nonlocal most_alive
+        alive.add(device)
+        most_alive = max(most_alive, len(alive))
+
+    event.listen(Device, "load", loaded)
+    try:
+        assert fleet_check(ctx, ["offline_too_long"], page=2) == {"devices": 12}
+    finally:
+        event.remove(Device, "load", loaded)
+    assert most_alive == 2
 
 
 def test_fleet_check_stops_between_pages(session, session_factory, settings, frozen_clock):
