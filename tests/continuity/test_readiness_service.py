@@ -35,6 +35,7 @@ from mdm.services.continuity import (
     station_rollup,
     swap_spare,
 )
+from mdm.services.continuity.readiness import recompute, recompute_in_parts, tablet_bounded_parts
 from mdm.services.continuity.webhooks import recompute_every_unit
 from mdm.services.orgunits import assign_device
 from tests.continuity.helpers import ADMIN, OPERATOR, build_tree, tablet
@@ -275,6 +276,42 @@ def test_the_schedule_bounds_the_tablets_of_one_transaction(session, session_fac
     assert transactions - 1 == 1
     assert states(session)["救急3隊"] == ("critical", 0, 1, 0)
     assert states(session)["中央指揮隊"][0] == "critical"
+
+
+def test_units_are_parted_by_their_tablets_in_order():
+    counted = [(1, 3), (2, 0), (3, 1), (4, 5), (5, 1), (6, 1)]
+    assert list(tablet_bounded_parts(counted, 4)) == [[1, 2, 3], [4], [5, 6]]
+    assert list(tablet_bounded_parts(counted, 100)) == [[1, 2, 3, 4, 5, 6]]
+    assert list(tablet_bounded_parts([], 4)) == []
+
+
+def test_a_recompute_in_parts_records_what_one_pass_would(session, world, frozen_clock):
+    """The drain after a fleet check is asked for every unit: computed a part at a time (the
+    memory of one part's tablets), with the rows of what is no longer a unit dropped as well."""
+    tree = world[0]
+    session.add(
+        UnitReadinessState(
+            org_unit_id=tree.central.id, state="ready", working=1, required=1, spares_available=0
+        )
+    )
+    session.commit()
+    frozen_clock.advance(hours=25)
+    events = recompute_in_parts(session, None, most_tablets=1)
+    session.commit()
+    assert sorted(e.org_unit_id for e in events) == sorted([tree.ambulance3.id, tree.command.id])
+    assert states(session)["救急3隊"] == ("critical", 0, 1, 0)
+    assert session.get(UnitReadinessState, tree.central.id) is None
+    assert recompute(session) == []  # one pass finds nothing left to record
+    # Asked for named units, one of which is not a unit: that one's row goes too.
+    session.add(
+        UnitReadinessState(
+            org_unit_id=tree.north.id, state="ready", working=1, required=1, spares_available=0
+        )
+    )
+    session.commit()
+    assert recompute_in_parts(session, {tree.north.id, tree.pump.id, tree.command.id}, most_tablets=1) == []
+    session.commit()
+    assert session.get(UnitReadinessState, tree.north.id) is None
 
 
 def test_the_schedule_told_to_stop_ends_between_its_transactions(

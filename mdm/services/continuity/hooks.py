@@ -43,7 +43,7 @@ from mdm.ground.models import (
 )
 from mdm.ground.push import outbox
 from mdm.services.continuity.plans import MIN_SEEN_MINUTES
-from mdm.services.continuity.readiness import CAUSES_KEY, recompute
+from mdm.services.continuity.readiness import CAUSES_KEY, recompute_in_parts
 from mdm.services.devices import read_as_no_swapped_spare
 
 PENDING_KEY = "hikeshi.readiness.pending"
@@ -235,7 +235,7 @@ def _recompute(session: Session, pending: Pending) -> None:
     try:
         unit_ids = _units_of(session, pending)
         if unit_ids is None or unit_ids:
-            recompute(session, unit_ids)
+            recompute_in_parts(session, unit_ids)
     finally:
         session.info.pop(BUSY_KEY, None)
 

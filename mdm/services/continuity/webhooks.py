@@ -18,7 +18,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from mdm.ground import clock
@@ -26,7 +26,6 @@ from mdm.ground.config import Settings
 from mdm.ground.db import is_postgres, read_mostly, transaction
 from mdm.ground.models import (
     DeliveryStatus,
-    Device,
     OrgUnit,
     OrgUnitKind,
     ReadinessDelivery,
@@ -42,7 +41,14 @@ from mdm.services.alerts.webhooks import (
     advance_delivery,
     post_delivery,
 )
-from mdm.services.continuity.readiness import EVENT_KIND, EVENTS_WRITTEN_KEY, recompute
+from mdm.services.continuity.readiness import (
+    EVENT_KIND,
+    EVENTS_WRITTEN_KEY,
+    TABLETS_PER_PART,
+    recompute,
+    tablet_bounded_parts,
+    units_with_tablets,
+)
 
 log = logging.getLogger(__name__)
 
@@ -146,9 +152,6 @@ class JobContextLike(Protocol):
 # Units per transaction of the scheduled recompute: the memory of a thousand units' tablets, not
 # of a prefecture's (one pass over 14,000 units and 100,000 tablets held the scheduler at 349 MB).
 UNITS_PER_TRANSACTION = 1000
-# ... and no more tablets than this in one transaction (past its first unit): 100 units of 1,000
-# tablets each were one transaction of 100,000 tablets (332 MB).
-TABLETS_PER_TRANSACTION = 10_000
 
 
 def readiness_job(ctx: JobContextLike) -> dict[str, Any]:
@@ -163,7 +166,7 @@ def recompute_every_unit(
     factory: sessionmaker[Session],
     *,
     per_transaction: int = UNITS_PER_TRANSACTION,
-    tablets_per_transaction: int = TABLETS_PER_TRANSACTION,
+    tablets_per_transaction: int = TABLETS_PER_PART,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> tuple[int, bool]:
     """Recompute every unit, in transactions of at most `per_transaction` units (by id) holding
@@ -177,7 +180,8 @@ def recompute_every_unit(
         if should_stop():
             return changes, True
         with transaction(factory) as session:
-            ids = _next_units(session, after, per_transaction, tablets_per_transaction)
+            following = units_with_tablets().where(OrgUnit.id > after).limit(per_transaction)
+            ids = next(tablet_bounded_parts(session.execute(following).tuples(), tablets_per_transaction), [])
             if not ids:
                 break
             changes += len(recompute(session, set(ids)))
@@ -195,26 +199,6 @@ def recompute_every_unit(
             if not gone:
                 return changes, False
             recompute(session, gone)  # a unit deleted or made a station: its row goes
-
-
-def _next_units(session: Session, after: int, most_units: int, most_tablets: int) -> list[int]:
-    """The ids of the units after `after`, in id order, as many as fit in `most_units` and
-    `most_tablets` (at least one)."""
-    tablets = select(func.count(Device.id)).where(Device.org_unit_id == OrgUnit.id).scalar_subquery()
-    found = session.execute(
-        select(OrgUnit.id, tablets)
-        .where(OrgUnit.kind == OrgUnitKind.UNIT, OrgUnit.id > after)
-        .order_by(OrgUnit.id)
-        .limit(most_units)
-    ).all()
-    ids: list[int] = []
-    held = 0
-    for unit_id, count in found:
-        if ids and held + count > most_tablets:
-            break
-        ids.append(unit_id)
-        held += count
-    return ids
 
 
 # -- right after commit ---------------------------------------------------------------------------
