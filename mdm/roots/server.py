@@ -10,6 +10,7 @@ HIKESHI_SCHEDULER_IN_SERVE=0).
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import ssl
@@ -49,7 +50,12 @@ class _Server(BaseApplication):
         refuse_package_clash()
 
         configure_logging("INFO")  # in each worker too: the app's own loggers, one format
-        return build_app(self._settings)
+        app = build_app(self._settings)
+        # What is alive now (modules, models, schemas, routes: most of the heap) lives as long as
+        # the worker. Out of the collector's full passes, which walked all of it every few hundred
+        # requests: the readiness page at 100,000 devices took 75-100 ms then, 23 ms otherwise.
+        gc.freeze()
+        return app
 
 
 class MasterScheduler:

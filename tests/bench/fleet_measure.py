@@ -8,6 +8,7 @@ Prints one JSON object. Driven by tests/bench/bench_fleet_scale.py.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import resource
@@ -146,6 +147,7 @@ def _client(url: str) -> tuple[Any, dict[str, str]]:
         public_url="https://mdm.bench.invalid",
     )
     app = create_app(settings)
+    gc.freeze()  # as a `hikeshi serve` worker does once its app is built (mdm.roots.server)
     with app.extensions["hikeshi"].session_factory() as s:
         headers = bearer(make_token(s, "admin", name=f"bench {time.time()}"))
     return app.test_client(), headers
