@@ -6,23 +6,21 @@ among the tablets not shown is still a change, and the migration moves stored ro
 from __future__ import annotations
 
 import json
-import tempfile
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 from alembic import command
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import select, text
 
 from commands.incidents import open_incident
 from mdm.ground import clock
-from mdm.ground.db import alembic_config
 from mdm.ground.models import Device, ReadinessEvent, UnitReadinessState
 from mdm.services.continuity import recompute
 from mdm.services.continuity.readiness import MISSING_SHOWN
 from tests.continuity.helpers import OPERATOR, build_tree, tablet
 from tests.scheduler.test_fleet_statement_counts import counted
+from tests.support.migrations import database_at
 from tests.web.helpers import bearer, login, make_token, make_user
 
 TABLETS = MISSING_SHOWN + 5
@@ -147,13 +145,14 @@ def test_the_migration_keeps_every_missing_tablet_and_bounds_the_page() -> None:
     ]
     missing.append({"device_id": 99, "name": "z", "serial_number": None, "reasons": [{"code": "stolen"}]})
     details = {"missing": missing, "incoming": 0, "plan": {}, "station": {}}
-    with tempfile.TemporaryDirectory() as tmp:
-        url = f"sqlite:///{Path(tmp) / 'old.db'}"
-        cfg = alembic_config(url)
-        command.upgrade(cfg, "0023")
-        old = create_engine(url)
+    with database_at("0023") as (cfg, old):
         with old.begin() as conn:
-            conn.execute(text("INSERT INTO org_units (id, kind, name_ja, created_at, updated_at) VALUES (1, 'unit', '救急3隊', '2026-12-01', '2026-12-01')"))
+            conn.execute(
+                text(
+                    "INSERT INTO org_units (id, kind, name_ja, created_at, updated_at)"
+                    " VALUES (1, 'unit', '救急3隊', '2026-12-01', '2026-12-01')"
+                )
+            )
             conn.execute(
                 text(
                     "INSERT INTO unit_readiness (org_unit_id, state, working, required, spares_available,"
@@ -169,7 +168,6 @@ def test_the_migration_keeps_every_missing_tablet_and_bounds_the_page() -> None:
         command.downgrade(cfg, "0023")
         with old.connect() as conn:
             restored = conn.execute(text("SELECT details FROM unit_readiness")).scalar_one()
-        old.dispose()
     shown, every, restored = json.loads(shown), json.loads(every), json.loads(restored)
     assert total == TABLETS + 1 and len(every) == TABLETS + 1
     assert [m["device_id"] for m in every] == [99, *range(TABLETS)]  # the stolen one first

@@ -235,6 +235,14 @@ def test_schedule_notices_tablets_that_went_silent(session, session_factory, set
     assert readiness_job(JobContext(session_factory, settings, "test"))["changes"] == 0  # idempotent
 
 
+def _published_for_a_station(session, station) -> None:
+    """A published row left for what is a station now (it was a unit): a recompute drops it."""
+    session.add(
+        UnitReadinessState(org_unit_id=station.id, state="ready", working=1, required=1, spares_available=0)
+    )
+    session.commit()
+
+
 def test_the_schedule_recomputes_a_thousand_units_at_a_time_like_one_pass(
     session, session_factory, settings, world, frozen_clock
 ):
@@ -242,12 +250,7 @@ def test_the_schedule_recomputes_a_thousand_units_at_a_time_like_one_pass(
     prefecture's 14,000 units in one pass held 349 MB); one unit per transaction records what one
     pass would, and the row of a unit that is no longer one (here: a station's) is dropped."""
     tree = world[0]
-    session.add(
-        UnitReadinessState(
-            org_unit_id=tree.central.id, state="ready", working=1, required=1, spares_available=0
-        )
-    )
-    session.commit()
+    _published_for_a_station(session, tree.central)
     frozen_clock.advance(hours=25)
     assert recompute_every_unit(session_factory, per_transaction=1) == (2, False)
     assert states(session)["救急3隊"] == ("critical", 0, 1, 0)
@@ -258,7 +261,7 @@ def test_the_schedule_recomputes_a_thousand_units_at_a_time_like_one_pass(
 
 def test_the_schedule_bounds_the_tablets_of_one_transaction(session, session_factory, world, frozen_clock):
     """Units of many tablets go fewer to a transaction (100 units of 1,000 tablets were one
-    transaction of 100,000 tablets, 332 MB); a unit bigger than the bound goes alone."""
+    transaction of 100,000 tablets, 310 MB); a unit bigger than the bound goes alone."""
     frozen_clock.advance(hours=25)
     transactions = 0
 
@@ -289,12 +292,7 @@ def test_a_recompute_in_parts_records_what_one_pass_would(session, world, frozen
     """The drain after a fleet check is asked for every unit: computed a part at a time (the
     memory of one part's tablets), with the rows of what is no longer a unit dropped as well."""
     tree = world[0]
-    session.add(
-        UnitReadinessState(
-            org_unit_id=tree.central.id, state="ready", working=1, required=1, spares_available=0
-        )
-    )
-    session.commit()
+    _published_for_a_station(session, tree.central)
     frozen_clock.advance(hours=25)
     events = recompute_in_parts(session, None, most_tablets=1)
     session.commit()
@@ -303,12 +301,7 @@ def test_a_recompute_in_parts_records_what_one_pass_would(session, world, frozen
     assert session.get(UnitReadinessState, tree.central.id) is None
     assert recompute(session) == []  # one pass finds nothing left to record
     # Asked for named units, one of which is not a unit: that one's row goes too.
-    session.add(
-        UnitReadinessState(
-            org_unit_id=tree.north.id, state="ready", working=1, required=1, spares_available=0
-        )
-    )
-    session.commit()
+    _published_for_a_station(session, tree.north)
     assert recompute_in_parts(session, {tree.north.id, tree.pump.id, tree.command.id}, most_tablets=1) == []
     session.commit()
     assert session.get(UnitReadinessState, tree.north.id) is None

@@ -4,17 +4,15 @@ more than its owner's role allows now. Also: how the migration attributes tokens
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from alembic import command
-from sqlalchemy import create_engine, delete, select, text
+from sqlalchemy import delete, select, text
 
-from mdm.ground.db import alembic_config
 from mdm.ground.models import ApiToken, User
 from tests.security.tables_h13b import snapshot
 from tests.support.factories import make_device
+from tests.support.migrations import database_at
 from tests.web.helpers import bearer, make_token, make_user
 
 
@@ -115,11 +113,7 @@ def test_tokens_made_through_the_api_belong_to_the_caller_or_a_named_service_acc
 
 
 def test_the_migration_attributes_existing_tokens_to_a_user_or_a_legacy_service_account() -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        url = f"sqlite:///{Path(tmp) / 'old.db'}"
-        cfg = alembic_config(url)
-        command.upgrade(cfg, "0002")
-        old = create_engine(url)
+    with database_at("0002") as (cfg, old):
         with old.begin() as conn:
             conn.execute(
                 text(
@@ -140,7 +134,6 @@ def test_the_migration_attributes_existing_tokens_to_a_user_or_a_legacy_service_
         with old.connect() as conn:
             found = conn.execute(text("SELECT public_id, owner_user_id, service_account FROM api_tokens"))
             rows = {pid: (owner, account) for pid, owner, account in found}
-        old.dispose()
     assert rows == {
         "aaaa": (None, "legacy:aaaa"),
         "bbbb": (7, None),
