@@ -254,7 +254,9 @@ def recompute_in_parts(
         return recompute(session, unit_ids)  # one unit is one part whatever its size
     events: list[ReadinessEvent] = []
     covered: set[int] = set()
-    for part in tablet_bounded_parts(session.execute(units_with_tablets(unit_ids)).tuples(), most_tablets):
+    # Read whole before the parts' statements run on the same connection (two ints a unit).
+    counted = session.execute(units_with_tablets(unit_ids)).tuples().all()
+    for part in tablet_bounded_parts(counted, most_tablets):
         events += recompute(session, set(part))
         covered.update(part)
     # What is asked for and is no longer a unit (deleted, or made a station): its row goes.

@@ -181,7 +181,8 @@ def recompute_every_unit(
             return changes, True
         with transaction(factory) as session:
             following = units_with_tablets().where(OrgUnit.id > after).limit(per_transaction)
-            ids = next(tablet_bounded_parts(session.execute(following).tuples(), tablets_per_transaction), [])
+            counted = session.execute(following).tuples().all()
+            ids = next(tablet_bounded_parts(counted, tablets_per_transaction), [])
             if not ids:
                 break
             changes += len(recompute(session, set(ids)))
