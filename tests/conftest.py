@@ -181,8 +181,11 @@ def _release_abandoned_connections(_connection_counter: Any) -> Iterator[None]:
     yield
     if _connection_counter is None:
         return
+    # Every client connection to the server, not only to the test database: the limit is the
+    # server's, and a test may hold connections to a database of its own.
     (open_connections,) = _connection_counter.execute(
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
     ).fetchone()
     if open_connections > _CONNECTIONS_BEFORE_COLLECT:
         gc.collect()
