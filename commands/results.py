@@ -8,17 +8,18 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session, aliased
 
 from commands.command_type import UnknownCommand
 from commands.context import NO_CONTEXT, CommandContext
 from commands.queue import command_kind, find_device_command
 from mdm.ground import clock
-from mdm.ground.audit import Actor, record_event
+from mdm.ground.audit import Actor, AuditEntry, event_columns, note_unsealed_written, record_event
 from mdm.ground.db import is_postgres
 from mdm.ground.hooks import HookPoint
-from mdm.ground.models import Command, CommandResult, CommandStatus, Device, ForeignCommandResult
+from mdm.ground.models import AuditEvent, Command, CommandResult, CommandStatus, Device, ForeignCommandResult
 
 if TYPE_CHECKING:
     from commands.catalog import Catalog
@@ -83,15 +84,26 @@ def record_result(
     stored = {"status": status, "raw": raw, "received_at": now, "certificate_fingerprint": identity}
     params = {"settle_device_id": device.id, "settle_uuid": command_uuid}
     params.update((f"set_{name}", value) for name, value in changes.items())
+    action = f"command.{new_state}"
     if is_postgres(session):
         # The INSERT bypasses the ORM's validator: the report is stripped of secrets here as there.
         stored["raw"] = CommandResult.stored_raw(raw)
+        # The event's details but what the settled row says (its request type, its lock-screen
+        # message result), which the statement adds.
+        entry = AuditEntry(action, "command", command_uuid, {"device_id": device.id, "status": status})
+        audited = event_columns(actor, entry, now)
         command = session.scalars(
-            _settled_and_stored(tuple(changes)),
-            {**params, **{f"store_{k}": v for k, v in stored.items()}},
+            _settled_stored_and_audited(tuple(changes)),
+            {
+                **params,
+                **{f"store_{k}": v for k, v in stored.items()},
+                **{f"audit_{k}": v for k, v in audited.items()},
+            },
             execution_options={"populate_existing": True},
         ).first()
         result_stored = command is not None
+        if result_stored:
+            note_unsealed_written(session)
     else:
         command = session.scalars(
             _settled(tuple(changes)),
@@ -110,19 +122,19 @@ def record_result(
             setattr(command, key, value)
     if not result_stored:
         session.add(CommandResult(command_id=command.id, **stored))
-    record_event(
-        session,
-        actor,
-        f"command.{new_state}",
-        "command",
-        command.uuid,
-        {
-            "device_id": device.id,
-            "request_type": command.request_type,
-            "status": status,
-            **({"message_result": command.message_result} if command.message_result else {}),
-        },
-    )
+        record_event(
+            session,
+            actor,
+            action,
+            "command",
+            command.uuid,
+            {
+                "device_id": device.id,
+                "request_type": command.request_type,
+                "status": status,
+                **({"message_result": command.message_result} if command.message_result else {}),
+            },
+        )
     if new_state in (CommandStatus.ACKNOWLEDGED, CommandStatus.ERROR):
         try:
             kind = command_kind(command.request_type, catalog)
@@ -161,10 +173,17 @@ def _settled(changed: tuple[str, ...]) -> Any:
     return _settle(changed).returning(Command)
 
 
+# The columns of an unsealed audit event the settling statement binds (audit.event_columns).
+_AUDITED = ("occurred_at", "actor", "actor_role", "source_ip", "action", "target_type", "target_id")
+
+
 @lru_cache(maxsize=16)
-def _settled_and_stored(changed: tuple[str, ...]) -> Any:
-    """`_settle` as a WITH that also inserts its CommandResult (bound as store_<name>), selecting
-    the settled command; nothing is inserted when nothing was settled."""
+def _settled_stored_and_audited(changed: tuple[str, ...]) -> Any:
+    """`_settle` as a WITH that also inserts its CommandResult (bound as store_<name>) and its
+    audit event, unsealed (bound as audit_<name>; the details gain the settled row's request type
+    and message result), selecting the settled command. Nothing is inserted when nothing was
+    settled. PostgreSQL runs every data-modifying WITH to completion, read or not: one round trip
+    on every answer instead of three (issue 18)."""
     settled = _settle(changed).returning(*Command.__table__.c).cte("settled")
     columns = CommandResult.__table__.c
     stored = ("status", "raw", "received_at", "certificate_fingerprint")
@@ -172,7 +191,20 @@ def _settled_and_stored(changed: tuple[str, ...]) -> Any:
         ["command_id", *stored],
         select(settled.c.id, *(bindparam(f"store_{name}", type_=columns[name].type) for name in stored)),
     )
-    return select(aliased(Command, settled)).add_cte(store.cte("stored"))
+    events = AuditEvent.__table__.c
+    # As record_event's details: the message result only when there is one.
+    message_result = func.nullif(settled.c.message_result, "")
+    from_row = func.jsonb_strip_nulls(
+        func.jsonb_build_object("request_type", settled.c.request_type, "message_result", message_result)
+    )
+    audit = insert(AuditEvent).from_select(
+        [*_AUDITED, "details"],
+        select(
+            *(bindparam(f"audit_{name}", type_=events[name].type) for name in _AUDITED),
+            bindparam("audit_details", type_=JSONB).op("||")(from_row),
+        ).select_from(settled),
+    )
+    return select(aliased(Command, settled)).add_cte(store.cte("stored")).add_cte(audit.cte("audited"))
 
 
 # Keys every report carries; the rest say what the answer is about.

@@ -120,27 +120,38 @@ def record_events(session: Session, actor: Actor, entries: Sequence[AuditEntry])
     now = clock.now()
     events = []
     for entry in entries:
-        # Round-trip through JSON so the hashed form is exactly what the database hands back.
-        clean = json.loads(json.dumps(redact(entry.details or {}), ensure_ascii=False, default=str))
-        event = AuditEvent(
-            occurred_at=now,
-            actor=actor.name,
-            actor_role=actor.role,
-            source_ip=actor.source_ip,
-            action=entry.action,
-            target_type=entry.target_type,
-            target_id=None if entry.target_id is None else str(entry.target_id),
-            details=clean,
-        )
+        event = AuditEvent(**event_columns(actor, entry, now))
         if not deferred:
             seq += 1
             prev_hash = _seal(event, seq, prev_hash)
         events.append(event)
     if deferred:
-        session.info[UNSEALED_WRITTEN] = True
+        note_unsealed_written(session)
     session.add_all(events)
     session.flush()
     return events
+
+
+def event_columns(actor: Actor, entry: AuditEntry, occurred_at: datetime) -> dict[str, Any]:
+    """The columns of an unsealed event, its details redacted: what `record_events` writes, and
+    what a statement that inserts an event itself (PostgreSQL only: unsealed, see the module doc)
+    must bind."""
+    return {
+        "occurred_at": occurred_at,
+        "actor": actor.name,
+        "actor_role": actor.role,
+        "source_ip": actor.source_ip,
+        "action": entry.action,
+        "target_type": entry.target_type,
+        "target_id": None if entry.target_id is None else str(entry.target_id),
+        # Round-trip through JSON so the hashed form is exactly what the database hands back.
+        "details": json.loads(json.dumps(redact(entry.details or {}), ensure_ascii=False, default=str)),
+    }
+
+
+def note_unsealed_written(session: Session) -> None:
+    """This transaction wrote unsealed events (PostgreSQL): the sealer is woken after its commit."""
+    session.info[UNSEALED_WRITTEN] = True
 
 
 def _chain_head(session: Session) -> tuple[int, str]:
