@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import bindparam, delete, func, select, text, true
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -171,19 +171,39 @@ def _seal(event: AuditEvent, seq: int, prev_hash: str) -> str:
     return event.hash
 
 
+# The chain's head (its last sealed row) as a one-row subquery every pending row carries: the
+# sealer reads what it links and what it links to in one statement.
+_HEAD = (
+    select(AuditEvent.seq.label("head_seq"), AuditEvent.hash.label("head_hash"))
+    .where(AuditEvent.seq.is_not(None))
+    .order_by(AuditEvent.seq.desc())
+    .limit(1)
+    .subquery("chain_head")
+)
+_PENDING_WITH_HEAD = (
+    select(AuditEvent, _HEAD.c.head_seq, _HEAD.c.head_hash)
+    .outerjoin(_HEAD, true())
+    .where(AuditEvent.seq.is_(None))
+    .order_by(AuditEvent.id)
+    .limit(bindparam("limit"))
+)
+
+
 def seal_pending(session: Session, limit: int = 500) -> int:
     """Link committed unsealed events into the chain, oldest first; returns how many.
 
     Takes the chain lock for this short transaction only. An event committed later than one
     already sealed simply gets a later place in the chain: `seq` is the chain's order."""
     if is_postgres(session):
+        # A statement of its own: the read below must see what the previous holder committed,
+        # and a statement's snapshot is taken before anything in it waits for the lock.
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CHAIN_LOCK_KEY})
-    pending = session.scalars(
-        select(AuditEvent).where(AuditEvent.seq.is_(None)).order_by(AuditEvent.id).limit(limit)
-    ).all()
-    if not pending:
+    rows = session.execute(_PENDING_WITH_HEAD, {"limit": limit}).all()
+    if not rows:
         return 0
-    seq, prev_hash = _chain_head(session)
+    pending = [row[0] for row in rows]
+    head_seq, head_hash = rows[0][1], rows[0][2]
+    seq, prev_hash = (int(head_seq), str(head_hash)) if head_seq is not None else (0, GENESIS)
     links: list[tuple[int, int, str, str]] = []
     for event in pending:
         seq += 1
