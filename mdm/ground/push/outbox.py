@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import DateTime, Integer, String, delete, func, literal, select, update
+from sqlalchemy import DateTime, Integer, String, Table, bindparam, delete, func, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -41,17 +41,9 @@ def request(session: Session, topic: str, subject_ids: Iterable[int]) -> None:
     now = clock.now()
     due = now + FIRST_ATTEMPT_GRACE
     if session.get_bind().dialect.name == "postgresql":
-        subjects = select(
-            literal(topic, String).label("topic"),
-            func.unnest(literal(ids, postgresql.ARRAY(Integer))).label("subject_id"),
-            literal(now, DateTime(timezone=True)).label("requested_at"),
-            literal(due, DateTime(timezone=True)).label("next_attempt_at"),
-            literal(0, Integer).label("attempts"),
+        session.execute(
+            _REQUEST_ONE_TOPIC, {"topic": topic, "subject_ids": ids, "requested_at": now, "due_at": due}
         )
-        stmt = postgresql.insert(OutboxEntry).from_select(
-            ["topic", "subject_id", "requested_at", "next_attempt_at", "attempts"], subjects
-        )
-        session.execute(_join_waiting(stmt))
         return
     for first in range(0, len(ids), _SQLITE_ROWS):
         rows = [
@@ -86,17 +78,15 @@ def write_asked(session: Session) -> None:
     now = clock.now()
     session.info[WRITTEN_KEY] = True
     if session.get_bind().dialect.name == "postgresql":
-        subjects = select(
-            func.unnest(literal([t for t, _ in pairs], postgresql.ARRAY(String))).label("topic"),
-            func.unnest(literal([i for _, i in pairs], postgresql.ARRAY(Integer))).label("subject_id"),
-            literal(now, DateTime(timezone=True)).label("requested_at"),
-            literal(now, DateTime(timezone=True)).label("next_attempt_at"),
-            literal(0, Integer).label("attempts"),
+        session.execute(
+            _REQUEST_TOPICS,
+            {
+                "topics": [t for t, _ in pairs],
+                "subject_ids": [i for _, i in pairs],
+                "requested_at": now,
+                "due_at": now,
+            },
         )
-        stmt = postgresql.insert(OutboxEntry).from_select(
-            ["topic", "subject_id", "requested_at", "next_attempt_at", "attempts"], subjects
-        )
-        session.execute(_join_waiting(stmt))
         return
     for first in range(0, len(pairs), _SQLITE_ROWS):
         rows = [
@@ -146,6 +136,33 @@ def _join_waiting(stmt: Any) -> Any:
         index_elements=["topic", "subject_id"],
         set_={"requested_at": stmt.excluded.requested_at},
     )
+
+
+_OUTBOX_TABLE = cast(Table, OutboxEntry.__table__)
+
+
+def _postgres_request(topic: Any) -> Any:
+    """PostgreSQL's INSERT of requests for subjects bound as one array (`subject_ids`), at
+    `requested_at`, due at `due_at`; `topic` is an expression (one bound topic, or an array
+    unnested beside the subjects)."""
+    subjects = select(
+        topic.label("topic"),
+        func.unnest(bindparam("subject_ids", type_=postgresql.ARRAY(Integer))).label("subject_id"),
+        bindparam("requested_at", type_=DateTime(timezone=True)).label("requested_at"),
+        bindparam("due_at", type_=DateTime(timezone=True)).label("next_attempt_at"),
+        literal(0, Integer).label("attempts"),
+    )
+    # Into the table, not the entity: an ORM INSERT takes bound values as rows to insert.
+    stmt = postgresql.insert(_OUTBOX_TABLE).from_select(
+        ["topic", "subject_id", "requested_at", "next_attempt_at", "attempts"], subjects
+    )
+    return _join_waiting(stmt)
+
+
+# Built once: building a statement costs more CPU than running it, and every commit of a device
+# request that asks the drain for something runs one (issue 18).
+_REQUEST_ONE_TOPIC = _postgres_request(bindparam("topic", type_=String))
+_REQUEST_TOPICS = _postgres_request(func.unnest(bindparam("topics", type_=postgresql.ARRAY(String))))
 
 
 def claim_due(session: Session, topic: str, *, limit: int = 500, lease: timedelta = CLAIM_LEASE) -> list[int]:
