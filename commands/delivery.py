@@ -16,7 +16,7 @@ from collections.abc import Callable, Collection
 from typing import Any, TypeVar
 
 from sqlalchemy import BindParameter, ColumnElement, bindparam, select, update
-from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
+from sqlalchemy.orm import InstrumentedAttribute, Session, aliased, load_only
 from sqlalchemy.orm.attributes import set_committed_value
 
 from commands.command_type import UndeliverableCommand
@@ -53,6 +53,19 @@ def _deliverable(offer_not_now: bool) -> list[str]:
 # One alias for every request: a fresh one per request costs more CPU (its column proxies) than
 # the rest of the statement, and would miss SQLAlchemy's statement cache.
 _WAITING = aliased(Command, name="waiting_command")
+# What `_claim` and a command's rendering read of the waiting command (the rest loads if asked):
+# a request with nothing waiting still reads each column's description back (issue 18).
+_WAITING_READ = (
+    load_only(
+        _WAITING.id,
+        _WAITING.uuid,
+        _WAITING.request_type,
+        _WAITING.params,
+        _WAITING.status,
+        _WAITING.expires_at,
+        _WAITING.delivery_count,
+    ),
+)
 
 
 def waiting_command(
@@ -60,7 +73,7 @@ def waiting_command(
     *,
     offer_not_now: bool,
     skip: BindParameter[str] | None = None,
-) -> tuple[Any, Any]:
+) -> tuple[Any, Any, tuple[Any, ...]]:
     """The command `deliver_next_commands` would take first for the device `device_id` names, as an
     outer join (entity, ON clause) for the request's identity read to carry
     (mdm.services.devices.identify_device_with): a request with nothing waiting asks nothing more,
@@ -75,7 +88,7 @@ def waiting_command(
     )
     if skip is not None:
         first = first.where(Command.uuid != skip)
-    return _WAITING, _WAITING.id == first.scalar_subquery()
+    return _WAITING, _WAITING.id == first.scalar_subquery(), _WAITING_READ
 
 
 def deliver_next_commands(

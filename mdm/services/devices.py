@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cached_property, lru_cache
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from cryptography import x509
 from sqlalchemy import bindparam, func, select
@@ -185,7 +185,19 @@ def mdm_identity_row(
     return _presented_row(identity, _certificate_row(session, identity.fingerprint, lock=lock))
 
 
-def _presented_row(identity: PresentedIdentity, row: DeviceCertificate | None) -> DeviceCertificate | None:
+class CertificateStanding(Protocol):
+    """What the identity checks read of a certificate's row: a DeviceCertificate, or the few
+    columns of it the identity read carries."""
+
+    device_id: int | None
+    purpose: str
+    revoked_at: datetime | None
+
+
+_Standing = TypeVar("_Standing", bound=CertificateStanding)
+
+
+def _presented_row(identity: PresentedIdentity, row: _Standing | None) -> _Standing | None:
     if row is None:
         if identity.from_builtin_ca:
             raise DeviceIdentityError("certificate from the built-in CA was never issued by this server")
@@ -203,9 +215,19 @@ def identify_device(session: Session, identity: PresentedIdentity, udid: str) ->
     return identify_device_with(session, identity, udid)[0]
 
 
-# An outer join the identity read may carry for its caller: an entity (or alias) and its ON clause,
-# which may name Device (the device the UDID names).
-Alongside = tuple[Any, Any]
+# An outer join the identity read may carry for its caller: an entity (or alias), its ON clause,
+# which may name Device (the device the UDID names), and the loader options that narrow what is
+# read of it (load_only: each column read back costs CPU on every request).
+Alongside = tuple[Any, Any, tuple[Any, ...]]
+
+
+# The certificate's columns the identity read carries: its id says whether there is a row.
+_STANDING = (
+    DeviceCertificate.id,
+    DeviceCertificate.device_id,
+    DeviceCertificate.purpose,
+    DeviceCertificate.revoked_at,
+)
 
 
 @lru_cache(maxsize=32)
@@ -217,14 +239,16 @@ def _identity_read(alongside: tuple[Alongside, ...], lock_device: bool) -> Any:
     # another device is still found and refused below). An unknown UDID takes the two lookups.
     # When the device is a spare swapped into a unit, the swap's time comes along: its first
     # check-in after the swap must be written down however recently it was seen (touch).
+    # The certificate as the columns its checks read (not an entity): a request's CPU goes to each
+    # column it reads back (issue 18).
     stmt = (
-        select(Device, DeviceCertificate, SpareDevice.swapped_at, *(entity for entity, _on in alongside))
+        select(Device, *_STANDING, SpareDevice.swapped_at, *(entity for entity, _on, _options in alongside))
         .select_from(Device)
         .outerjoin(DeviceCertificate, DeviceCertificate.fingerprint_sha256 == bindparam("fingerprint"))
         .outerjoin(SpareDevice, SpareDevice.device_id == Device.id)
     )
-    for entity, on in alongside:
-        stmt = stmt.outerjoin(entity, on)
+    for entity, on, options in alongside:
+        stmt = stmt.outerjoin(entity, on).options(*options)
     stmt = stmt.where(Device.udid == bindparam("udid")).limit(1)
     if lock_device:
         # FOR NO KEY UPDATE OF devices: rows that reference the device (results, events) stay free.
@@ -254,13 +278,15 @@ def identify_device_with(
         {"fingerprint": identity.fingerprint, "udid": udid, **(params or {})},
     ).first()
     extra: tuple[Any, ...] = ()
+    row: CertificateStanding | None
     if found is None:
         row = mdm_identity_row(session, identity)
         device = None
     else:
-        device, row, swapped_at, *rest = found
+        device, certificate_id, *_ = found
+        swapped_at, *rest = found[len(_STANDING) + 1 :]
         extra = tuple(rest)
-        row = _presented_row(identity, row)
+        row = _presented_row(identity, found if certificate_id is not None else None)
         session.info.setdefault(_SWAPPED_AT, {})[device.id] = swapped_at
         if lock_device:
             note_device_row_held(session, device.id)

@@ -28,9 +28,12 @@ _FACT_ANSWERS = ("QueryResponses", "SecurityInfo")
 # NotNow again; an answer skips the command it answers (bound as "answered"), and an inventory
 # answer also reads the facts it merges into.
 _ANSWERED: BindParameter[str] = bindparam("answered")
-_IDLE: tuple[tuple[Any, Any], ...] = (waiting_command(Device.id, offer_not_now=True),)
-_ANSWER: tuple[tuple[Any, Any], ...] = (waiting_command(Device.id, offer_not_now=False, skip=_ANSWERED),)
-_INVENTORY_ANSWER: tuple[tuple[Any, Any], ...] = (*_ANSWER, (DeviceFacts, DeviceFacts.device_id == Device.id))
+_IDLE: tuple[devices.Alongside, ...] = (waiting_command(Device.id, offer_not_now=True),)
+_ANSWER: tuple[devices.Alongside, ...] = (waiting_command(Device.id, offer_not_now=False, skip=_ANSWERED),)
+_INVENTORY_ANSWER: tuple[devices.Alongside, ...] = (
+    *_ANSWER,
+    (DeviceFacts, DeviceFacts.device_id == Device.id, ()),
+)
 
 
 class UnsupportedMessage(ValueError):
