@@ -12,6 +12,7 @@ import hashlib
 import json
 import plistlib
 import re
+from functools import lru_cache
 from typing import Any
 
 REDACTED = "[redacted]"
@@ -76,8 +77,10 @@ _DESCRIPTIVE_SUFFIXES = (
 _LETTERS = re.compile(r"[^a-z0-9]")
 
 
+@lru_cache(maxsize=4096)
 def is_secret_key(key: str) -> bool:
-    """Whether a details key names a secret value (see _SECRET_WORDS)."""
+    """Whether a details key names a secret value (see _SECRET_WORDS). Remembered: the same few
+    hundred keys (a device's answers, audit details) are asked about on every request."""
     name = _LETTERS.sub("", key.lower())
     if not name or name.endswith(_DESCRIPTIVE_SUFFIXES):
         return False
