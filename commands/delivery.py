@@ -75,7 +75,7 @@ def waiting_command(
     skip: BindParameter[str] | None = None,
 ) -> tuple[Any, Any, tuple[Any, ...]]:
     """The command `deliver_next_commands` would take first for the device `device_id` names, as an
-    outer join (entity, ON clause) for the request's identity read to carry
+    outer join (entity, ON clause, loader options) for the request's identity read to carry
     (mdm.services.devices.identify_device_with): a request with nothing waiting asks nothing more,
     one with a command waiting claims it with one guarded UPDATE. `skip`: the parameter the UUID
     the request itself answers is bound to. Built once per shape (a module constant of the caller):
