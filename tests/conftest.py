@@ -195,8 +195,12 @@ def _release_abandoned_connections(_connection_counter: Any) -> Iterator[None]:
     # engine closed so is replaced at its next checkout (mdm.ground.db pings one whose socket has
     # something to read). Without this, CI runs sat at 50-60 idle connections between tests and a
     # test opening 30 at once met the server's limit of 100.
+    # Each termination is waited for (up to 5 s): pg_terminate_backend only signals, and a pool
+    # that checked the connection out before the backend had sent its FATAL saw a silent socket,
+    # skipped the ping and failed the next test's first statement (a CI run: AdminShutdown in a
+    # fixture's SET LOCAL). Once the backend has exited, its message is on the socket.
     _connection_counter.execute(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+        "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity"
         " WHERE datname = current_database() AND state = 'idle' AND pid <> pg_backend_pid()"
     )
 
