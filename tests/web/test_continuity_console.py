@@ -158,12 +158,13 @@ def test_spare_swap_from_the_incident_link_until_the_unit_is_ready(app, shift, u
     assert "予備機・接続待ち" in a3_row
 
     # The spare checks in working: 救急3隊 is ready again, and the dashboard says so.
-    # A fresh snapshot first: the console wrote since this (deferred) session last read, and
-    # SQLite refuses a write from a stale read snapshot.
-    session.rollback()
-    spare = session.get(Device, shift["spare"])
-    spare.last_seen_at = clock.now()
-    session.commit()
+    # Written through the app's own factory (BEGIN IMMEDIATE on SQLite): this test's deferred
+    # session would read first and then fail to write whenever a background thread of the app
+    # (the outbox drain after the swap, the audit sealer) commits in between: SQLite refuses a
+    # write from a stale read snapshot, without waiting.
+    with app.extensions["hikeshi"].session_factory() as writer:
+        writer.get(Device, shift["spare"]).last_seen_at = clock.now()
+        writer.commit()
     html = client.get("/console/continuity").get_data(as_text=True)
     assert f'id="unit-{shift["a3"]}"' in _section(html, "units-ready")
     # The stock of spares at 中央署 is now empty.
