@@ -154,16 +154,6 @@ def note_unsealed_written(session: Session) -> None:
     session.info[UNSEALED_WRITTEN] = True
 
 
-def _chain_head(session: Session) -> tuple[int, str]:
-    last = session.execute(
-        select(AuditEvent.seq, AuditEvent.hash)
-        .where(AuditEvent.seq.is_not(None))
-        .order_by(AuditEvent.seq.desc())
-        .limit(1)
-    ).first()
-    return (int(last.seq), str(last.hash)) if last else (0, GENESIS)
-
-
 def _seal(event: AuditEvent, seq: int, prev_hash: str) -> str:
     event.seq = seq
     event.prev_hash = prev_hash
@@ -189,6 +179,16 @@ _PENDING_WITH_HEAD = (
 )
 
 
+def _head_or_genesis(seq: int | None, hash_: str | None) -> tuple[int, str]:
+    """Where the next link starts: after the head, or at the genesis of an empty chain."""
+    return (0, GENESIS) if seq is None else (int(seq), str(hash_))
+
+
+def _chain_head(session: Session) -> tuple[int, str]:
+    head = session.execute(select(_HEAD.c.head_seq, _HEAD.c.head_hash)).first()
+    return _head_or_genesis(*(head or (None, None)))  # an empty chain has no head row
+
+
 def seal_pending(session: Session, limit: int = 500) -> int:
     """Link committed unsealed events into the chain, oldest first; returns how many.
 
@@ -203,7 +203,7 @@ def seal_pending(session: Session, limit: int = 500) -> int:
         return 0
     pending = [row[0] for row in rows]
     head_seq, head_hash = rows[0][1], rows[0][2]
-    seq, prev_hash = (int(head_seq), str(head_hash)) if head_seq is not None else (0, GENESIS)
+    seq, prev_hash = _head_or_genesis(head_seq, head_hash)
     links: list[tuple[int, int, str, str]] = []
     for event in pending:
         seq += 1
