@@ -58,8 +58,11 @@ class AuditSealer:
         event.listen(self._factory, "after_commit", self._after_commit)
         return self
 
-    def detach(self) -> None:
+    def detach(self, timeout: float = 10.0) -> bool:
+        """Stop listening, then finish the pass already woken for and end the thread: a pass
+        still gathering would otherwise seal what later commits elsewhere wrote."""
         event.remove(self._factory, "after_commit", self._after_commit)
+        return self.close(timeout)
 
     def _after_commit(self, session: Session) -> None:
         # A flag left by a rolled-back transaction only costs one empty sealing pass.

@@ -69,6 +69,24 @@ def test_the_sealer_seals_right_after_commit(bare_factory: sessionmaker[Session]
         sealer.detach()
 
 
+def test_a_detached_sealer_finishes_its_pass_and_ends(
+    bare_factory: sessionmaker[Session],
+) -> None:
+    """A sealer still gathering after `detach` would seal what later commits elsewhere wrote (it
+    did: another test's events, sealed under it)."""
+    if not is_postgres(bare_factory.kw["bind"]):
+        pytest.skip("SQLite seals events where they are written: no sealer thread")
+    before = set(threading.enumerate())
+    sealer = AuditSealer(bare_factory).attach()
+    for n in range(2):  # the second wake-up waits out the first pass's gathering time
+        with transaction(bare_factory) as session:
+            record_event(session, SYSTEM, "test.event", "thing", n)
+    assert sealer.detach()
+    assert _unsealed(bare_factory) == 0
+    left = [t for t in threading.enumerate() if t not in before and t.name == "hikeshi-audit-sealer"]
+    assert left == []
+
+
 def test_concurrent_writers_end_in_one_unbroken_chain(bare_factory: sessionmaker[Session]) -> None:
     sealer = AuditSealer(bare_factory).attach()
     barrier = threading.Barrier(4)
