@@ -26,6 +26,11 @@ request (user + system time of the `hikeshi serve` process tree, gunicorn master
 cluster's processes, the same way), and SQL statements per request: `calls` in pg_stat_statements
 (track = top) of the role the server connects as, in the benchmark database, after minus before;
 "work" excludes BEGIN/COMMIT/ROLLBACK/SAVEPOINT, "all" includes them.
+
+The same run measures the stack's floor (tests/bench/device_sim/floor.py: gunicorn and Flask
+reading the body, decoding the plist and reading the device's row, nothing else) with the same
+simulator, workers and empty check-ins, and prints Hikeshi's CPU per request as a multiple of it:
+the machine's speed drifts during a day, the ratio much less.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import os
 import platform
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +54,7 @@ from tests.bench.device_sim.fleet import (
     enroll_through_issuance,
     first_checkins,
 )
+from tests.bench.device_sim.floor import running_floor
 from tests.bench.device_sim.report import HEADER, LEGEND, Measured
 from tests.bench.device_sim.stage import Stage, cancel_pending, stage
 from tests.faults.harness import running_server
@@ -123,12 +130,31 @@ def _window(
     return channel.window(built, server, records, workers, workload, rounds, command=workload == COMMAND)
 
 
+# `hikeshi serve`'s default threads per worker (the benchmark starts it without --threads).
+FLOOR_THREADS = 16
+FLOOR = "floor"
+
+
+def _against_floor(rows: list[Measured], floors: list[Measured]) -> list[str]:
+    lines = []
+    for floor in floors:
+        for row in rows:
+            if row.workers == floor.workers and row.workload != channel.FIRST_COMMAND:
+                lines.append(
+                    f"  {row.workers} worker(s), {row.workload:>7}: {row.cpu_ms_per_request:.2f} ms/request"
+                    f" = {row.cpu_ms_per_request / floor.cpu_ms_per_request:.1f} x the floor "
+                    f"({floor.cpu_ms_per_request:.2f} ms/request)"
+                )
+    return lines
+
+
 def test_device_channel(bench_stage: tuple[Stage, int], tmp_path: Path) -> None:
     built, devices = bench_stage
     started = time.monotonic()
     records, notes = _enroll(built, tmp_path, devices)
     notes.append(f"fleet seeded (enrollment and first check-ins) in {time.monotonic() - started:.0f} s")
     rows: list[Measured] = []
+    floors: list[Measured] = []
     for workers in channel.WORKERS:
         with running_server(
             built.settings, built.factory, tmp_path, "--workers", str(workers), "--no-scheduler"
@@ -143,6 +169,12 @@ def test_device_channel(bench_stage: tuple[Stage, int], tmp_path: Path) -> None:
             if channel.COMMAND_ROUNDS and not any(row.workload == channel.FIRST_COMMAND for row in rows):
                 rows.append(channel.first_command_round(built, one_cycle))
             rows.extend(channel.command_rounds(built, one_cycle))
+        with running_floor(
+            built.settings.database_url, workers, FLOOR_THREADS, tmp_path / f"floor-{workers}.log"
+        ) as floor:
+            _warm_up(floor.url, records)
+            measured = _window(built, floor, records, workers, EMPTY, channel.ROUNDS)
+            floors.append(replace(measured, workload=FLOOR))
 
     lines = [
         "",
@@ -158,9 +190,13 @@ def test_device_channel(bench_stage: tuple[Stage, int], tmp_path: Path) -> None:
         *LEGEND,
         HEADER,
         *[row.line() for row in rows],
+        *[row.line() for row in floors],
         "",
         "Against the goal of issue 18:",
         *channel.judged(rows, EMPTY),
+        "Against the stack's floor (the same simulator's empty check-ins answered by gunicorn + Flask "
+        "after a plist decode and one SQLAlchemy Core read of the device row; same workers, same run):",
+        *_against_floor(rows, floors),
     ]
     lines.append("Reproduce:")
     lines.append(
