@@ -351,6 +351,35 @@ def test_victim_certificate_swapped_into_attacker_signature_fails(ca, device) ->
         verify_mdm_signature(_replace_certificates(header, victim_cert), BODY)
 
 
+def test_a_remembered_signer_still_has_every_signature_checked(device) -> None:
+    """The certificates a device sends are resolved once and remembered (issue 18); the signature
+    over each body never is: the same certificates and signer identifier with other bytes, or with
+    a signature by another key, fail after a verified request as before it."""
+    cert, key = device
+    header = _builder_signature(BODY, cert, key)
+    assert verify_mdm_signature(header, BODY) == cert
+    assert verify_mdm_signature(header, BODY) == cert  # remembered now
+    with pytest.raises(SignatureError, match="does not match the body"):
+        verify_mdm_signature(header, BODY.replace(b"Idle", b"Idlf"))
+    forged = _hand_built_signature(BODY, cert, rsa_key("attacker of test_signature"))
+    with pytest.raises(SignatureError, match="does not match the body"):
+        verify_mdm_signature(forged, BODY)
+
+
+def test_a_remembered_issuer_is_still_checked_for_dates_and_trust(ca, device) -> None:
+    """Which trusted CA issued a certificate is remembered; whether both are valid now, and whether
+    that CA is still among the trusted ones, is asked on every request."""
+    ca_cert, _ = ca
+    cert, _ = device
+    now = datetime.now(UTC)
+    assert verify_chain(cert, [ca_cert], now) == ca_cert
+    assert verify_chain(cert, [ca_cert], now) == ca_cert  # remembered now
+    with pytest.raises(UntrustedCertificate, match="expired"):
+        verify_chain(cert, [ca_cert], cert.not_valid_after_utc + timedelta(seconds=1))
+    with pytest.raises(UntrustedCertificate, match="not issued by a trusted CA"):
+        verify_chain(cert, [make_ca("Another device CA", key=rsa_key("another"))[0]], now)
+
+
 def test_self_made_certificate_with_victim_subject_verifies_but_is_untrusted(ca, device) -> None:
     ca_cert, _ = ca
     victim_cert, _ = device
@@ -744,3 +773,15 @@ def test_every_single_byte_corruption_is_refused_by_signature_or_chain(ca, devic
         accepted += 1
 
     assert accepted < len(der) // 2
+
+
+def test_remembered_signers_are_bounded_least_recently_used_first(device, ec_device) -> None:
+    from mdm.ground.identity.signature import _RememberedSigners
+
+    remembered = _RememberedSigners(2)
+    remembered.remember((b"a", b"1"), device[0])
+    remembered.remember((b"b", b"1"), ec_device[0])
+    assert remembered.get((b"a", b"1")) == device[0]  # used: "b" is now the least recent
+    remembered.remember((b"c", b"1"), device[0])
+    assert remembered.get((b"b", b"1")) is None
+    assert remembered.get((b"a", b"1")) == device[0] and remembered.get((b"c", b"1")) == device[0]
