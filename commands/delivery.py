@@ -25,7 +25,7 @@ from commands.queue import QUEUED_HERE
 from commands.results import record_result
 from mdm.ground import clock
 from mdm.ground.audit import SYSTEM, Actor
-from mdm.ground.db import is_postgres
+from mdm.ground.db import is_postgres, one_of
 from mdm.ground.device_rows import hold_device_row
 from mdm.ground.models import Command, CommandStatus, Device
 
@@ -82,7 +82,7 @@ def waiting_command(
     the statement is then built once, not at every request."""
     first = (
         select(Command.id)
-        .where(Command.device_id == device_id, Command.status.in_(_deliverable(offer_not_now)))
+        .where(Command.device_id == device_id, one_of(Command.status, _deliverable(offer_not_now)))
         .order_by(Command.priority.desc(), Command.id)
         .limit(1)
     )
@@ -137,7 +137,7 @@ def deliver_next_commands(
         wanted = limit - len(delivered)
         stmt = (
             select(Command)
-            .where(Command.device_id == device.id, Command.status.in_(statuses))
+            .where(Command.device_id == device.id, one_of(Command.status, statuses))
             .order_by(Command.priority.desc(), Command.id)
             .limit(wanted)
         )

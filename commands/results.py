@@ -17,7 +17,7 @@ from commands.context import NO_CONTEXT, CommandContext
 from commands.queue import command_kind, find_device_command
 from mdm.ground import clock
 from mdm.ground.audit import Actor, AuditEntry, event_columns, note_unsealed_written, record_event
-from mdm.ground.db import is_postgres
+from mdm.ground.db import is_postgres, one_of
 from mdm.ground.hooks import HookPoint
 from mdm.ground.models import AuditEvent, Command, CommandResult, CommandStatus, Device, ForeignCommandResult
 
@@ -162,7 +162,7 @@ def _settle(changed: tuple[str, ...]) -> Any:
         .where(
             Command.device_id == bindparam("settle_device_id"),
             Command.uuid == bindparam("settle_uuid"),
-            Command.status.in_(CommandStatus.PENDING),
+            one_of(Command.status, CommandStatus.PENDING),
         )
         .values({name: bindparam(f"set_{name}", type_=columns[name].type) for name in changed})
     )

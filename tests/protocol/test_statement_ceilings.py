@@ -48,6 +48,26 @@ SQLITE_COMMAND_CYCLE_CEILING = 9
 
 
 @contextmanager
+def _expanding(app: Any) -> Iterator[list[str]]:
+    """The statements this thread sends whose IN lists are expanding parameters: SQLAlchemy renders
+    such a statement again at every execution (CPU on every request, issue 18)."""
+    engine = app.extensions["hikeshi"].engine
+    seen: list[str] = []
+    me = threading.get_ident()
+
+    def note(_conn: Any, _cursor: Any, statement: str, _params: Any, context: Any, _many: bool) -> None:
+        compiled = getattr(context, "compiled", None)
+        if threading.get_ident() == me and compiled is not None and compiled.post_compile_params:
+            seen.append(" ".join(statement.split())[:160])
+
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+
+
+@contextmanager
 def _statements(app: Any, *, whole: bool = False) -> Iterator[list[str]]:
     """The statements this thread sends to the database while the block runs (`whole`: as sent,
     else shortened for a message)."""
@@ -89,7 +109,7 @@ def test_empty_checkin_and_command_cycle_stay_under_their_ceilings(
     drainer = app.extensions["hikeshi.wiring"].drainer
     drainer.background = True
 
-    with _statements(app) as empty, _statements(app, whole=True) as empty_full:
+    with _statements(app) as empty, _statements(app, whole=True) as empty_full, _expanding(app) as expanded:
         response = ipad.connect(client, ipad.idle_body())
     assert response.status_code == 200 and response.data == b""
 
@@ -120,7 +140,7 @@ def test_empty_checkin_and_command_cycle_stay_under_their_ceilings(
         follow_up = plistlib.loads(response.data)["CommandUUID"]
         response = ipad.connect(client, ipad.result_body(follow_up, "Acknowledged"))
     queued = queue_inventory()
-    with _statements(app) as cycle:
+    with _statements(app) as cycle, _expanding(app) as expanded_in_cycle:
         response = inventory_cycle(queued)
     assert response.status_code == 200 and response.data == b""
 
@@ -146,6 +166,7 @@ def test_empty_checkin_and_command_cycle_stay_under_their_ceilings(
     postgres = app.extensions["hikeshi"].engine.dialect.name == "postgresql"
     ceiling = POSTGRES_COMMAND_CYCLE_CEILING if postgres else SQLITE_COMMAND_CYCLE_CEILING
     assert len(cycle) <= ceiling, cycle
+    assert expanded == [] and expanded_in_cycle == [], expanded + expanded_in_cycle
 
 
 def test_a_check_in_of_a_tablet_seen_lately_writes_when_it_was_seen_and_asks_the_drain_nothing(
