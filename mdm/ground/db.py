@@ -205,7 +205,7 @@ def one_of(column: Any, values: Sequence[Any]) -> ColumnElement[bool]:
     """`column IN (...)` over a fixed set of values, each bound on its own. What `in_` makes of a
     list is an expanding parameter: its statement is rendered again at every execution, which on a
     device request's hot path cost more CPU than the statement's own run (issue 18)."""
-    return column.in_([literal(value, column.type) for value in values])  # type: ignore[no-any-return]
+    return column.in_([literal(value, column.type) for value in values])
 
 
 def is_postgres(session_or_engine: Session | Engine) -> bool:
