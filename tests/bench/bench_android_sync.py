@@ -18,7 +18,10 @@ first inventory; then every request is signed with a fresh nonce and timestamp. 
 Environment: HIKESHI_BENCH_ANDROID_DEVICES [300], HIKESHI_BENCH_WORKERS [1,2,4],
 HIKESHI_BENCH_ROUNDS [2], HIKESHI_BENCH_COMMAND_ROUNDS [1], HIKESHI_BENCH_CLIENT_PROCESSES [2],
 HIKESHI_BENCH_CLIENT_THREADS [8]. Figures and how they are counted: see bench_device_channel.py.
-Long-poll wake-ups (/android/v1/wait) are not measured here.
+Long-poll wake-ups (/android/v1/wait) are not measured here. As for Apple, the stack's floor
+(tests/bench/device_sim/floor.py: an empty sync answered after a JSON decode and one Core read of
+the device) is measured with the same agents and workers, and the CPU per request printed as a
+multiple of it.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from __future__ import annotations
 import os
 import platform
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -39,6 +43,7 @@ from mdm.ground.models import OrgUnit
 from tests.bench import channel_bench as channel
 from tests.bench.device_sim.android import ANDROID_COMMAND, ANDROID_EMPTY, AgentRecord, enroll_agents
 from tests.bench.device_sim.fleet import in_processes
+from tests.bench.device_sim.floor import running_floor
 from tests.bench.device_sim.report import HEADER, LEGEND, Measured
 from tests.bench.device_sim.stage import ADMIN, Stage, cancel_pending, stage
 from tests.faults.harness import running_server
@@ -76,6 +81,7 @@ def test_android_sync(bench_stage: Stage, tmp_path: Path) -> None:
     secret = _android_token(built)
     rows: list[Measured] = []
     records: list[AgentRecord] = []
+    floors: list[Measured] = []
     for workers in channel.WORKERS:
         with running_server(
             built.settings, built.factory, tmp_path, "--workers", str(workers), "--no-scheduler"
@@ -108,6 +114,12 @@ def test_android_sync(bench_stage: Stage, tmp_path: Path) -> None:
 
             rows.append(window(ANDROID_EMPTY, channel.ROUNDS))
             rows.extend(channel.command_rounds(built, lambda window=window: window(ANDROID_COMMAND, 1)))
+        with running_floor(
+            built.settings.database_url, workers, channel.FLOOR_THREADS, tmp_path / f"floor-{workers}.log"
+        ) as floor:
+            rounds = channel.ROUNDS
+            measured = channel.window(built, floor, records, workers, ANDROID_EMPTY, rounds, command=False)
+            floors.append(replace(measured, workload=channel.FLOOR))
 
     lines = [
         "",
@@ -120,9 +132,13 @@ def test_android_sync(bench_stage: Stage, tmp_path: Path) -> None:
         *LEGEND,
         HEADER,
         *[row.line() for row in rows],
+        *[row.line() for row in floors],
         "",
         "Against the goal of issue 18 (stated for Apple; the same figures for Android):",
         *channel.judged(rows, ANDROID_EMPTY),
+        "Against the stack's floor (the same agents' empty syncs answered by gunicorn + Flask after a "
+        "JSON decode and one SQLAlchemy Core read of the device; same workers, same run):",
+        *channel.against_floor(rows, floors),
         "Reproduce:",
         f"  HIKESHI_BENCH_ANDROID_DEVICES={DEVICES} "
         f"HIKESHI_BENCH_WORKERS={','.join(map(str, channel.WORKERS))} "

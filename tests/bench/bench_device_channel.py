@@ -130,24 +130,6 @@ def _window(
     return channel.window(built, server, records, workers, workload, rounds, command=workload == COMMAND)
 
 
-# `hikeshi serve`'s default threads per worker (the benchmark starts it without --threads).
-FLOOR_THREADS = 16
-FLOOR = "floor"
-
-
-def _against_floor(rows: list[Measured], floors: list[Measured]) -> list[str]:
-    lines = []
-    for floor in floors:
-        for row in rows:
-            if row.workers == floor.workers and row.workload != channel.FIRST_COMMAND:
-                lines.append(
-                    f"  {row.workers} worker(s), {row.workload:>7}: {row.cpu_ms_per_request:.2f} ms/request"
-                    f" = {row.cpu_ms_per_request / floor.cpu_ms_per_request:.1f} x the floor "
-                    f"({floor.cpu_ms_per_request:.2f} ms/request)"
-                )
-    return lines
-
-
 def test_device_channel(bench_stage: tuple[Stage, int], tmp_path: Path) -> None:
     built, devices = bench_stage
     started = time.monotonic()
@@ -170,11 +152,11 @@ def test_device_channel(bench_stage: tuple[Stage, int], tmp_path: Path) -> None:
                 rows.append(channel.first_command_round(built, one_cycle))
             rows.extend(channel.command_rounds(built, one_cycle))
         with running_floor(
-            built.settings.database_url, workers, FLOOR_THREADS, tmp_path / f"floor-{workers}.log"
+            built.settings.database_url, workers, channel.FLOOR_THREADS, tmp_path / f"floor-{workers}.log"
         ) as floor:
             _warm_up(floor.url, records)
             measured = _window(built, floor, records, workers, EMPTY, channel.ROUNDS)
-            floors.append(replace(measured, workload=FLOOR))
+            floors.append(replace(measured, workload=channel.FLOOR))
 
     lines = [
         "",
@@ -196,7 +178,7 @@ def test_device_channel(bench_stage: tuple[Stage, int], tmp_path: Path) -> None:
         *channel.judged(rows, EMPTY),
         "Against the stack's floor (the same simulator's empty check-ins answered by gunicorn + Flask "
         "after a plist decode and one SQLAlchemy Core read of the device row; same workers, same run):",
-        *_against_floor(rows, floors),
+        *channel.against_floor(rows, floors),
     ]
     lines.append("Reproduce:")
     lines.append(

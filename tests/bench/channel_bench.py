@@ -105,3 +105,23 @@ def judged(rows: Sequence[Measured], empty_workload: str) -> list[str]:
         )
         lines.extend(row.top(24))
     return lines
+
+
+# The stack's floor (tests/bench/device_sim/floor.py), measured in the same run: its row's workload,
+# and `hikeshi serve`'s default threads per worker (the benchmarks start it without --threads).
+FLOOR = "floor"
+FLOOR_THREADS = 16
+
+
+def against_floor(rows: Sequence[Measured], floors: Sequence[Measured]) -> list[str]:
+    """Each judged row's server CPU per request as a multiple of the floor's at its worker count."""
+    lines = []
+    for floor in floors:
+        for row in rows:
+            if row.workers == floor.workers and row.workload != FIRST_COMMAND:
+                lines.append(
+                    f"  {row.workers} worker(s), {row.workload:>15}: {row.cpu_ms_per_request:.2f} ms/request"
+                    f" = {row.cpu_ms_per_request / floor.cpu_ms_per_request:.1f} x the floor "
+                    f"({floor.cpu_ms_per_request:.2f} ms/request)"
+                )
+    return lines

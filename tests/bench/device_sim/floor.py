@@ -2,17 +2,20 @@
 the same run, so its server CPU per request reads as a ratio the machine's drift does not move.
 
 A Flask app under gunicorn with the worker class, workers and threads `hikeshi serve` uses and an
-access log, on the benchmark's database as the server's own role. For every check-in it does what
-no device request can skip, and nothing more: read the body, decode the plist, read the device's
-row (all its columns) by the UDID in one SQLAlchemy Core transaction, answer with an empty 200.
-No signature check, no identity, no ORM, no write, no audit: what Hikeshi spends above the floor
-is its own work (the goal of issue 18 is 2 ms per request, on any machine).
+access log, on the benchmark's database as the server's own role. For every request it does what
+no device request can skip, and nothing more: read the body, decode it, read the device's row (all
+its columns) in one SQLAlchemy Core transaction, answer. An Apple check-in (PUT /mdm/connect or
+/mdm/checkin, a plist) names its device by UDID and gets an empty 200; an Android sync (POST
+/android/v1/sync, JSON) by its certificate's fingerprint (joined to the device) and gets what an
+empty sync gets, no commands. No signature check, no ORM, no write, no audit: what Hikeshi spends
+above the floor is its own work (the goal of issue 18 is 2 ms per request, on any machine).
 
     gunicorn -k gthread tests.bench.device_sim.floor:app   (FLOOR_DATABASE_URL: the database)
 """
 
 from __future__ import annotations
 
+import json
 import os
 import plistlib
 import subprocess
@@ -26,13 +29,19 @@ import httpx
 from flask import Flask, Response, request
 from sqlalchemy import bindparam, create_engine, select
 
-from mdm.ground.models import Device
+from mdm.ground.models import Device, DeviceCertificate
 from tests.faults.harness import free_port, wait_for
 
 app = Flask(__name__)
 _engine = create_engine(os.environ["FLOOR_DATABASE_URL"]) if "FLOOR_DATABASE_URL" in os.environ else None
 _DEVICES = Device.__table__
 _DEVICE_BY_UDID = select(_DEVICES).where(_DEVICES.c.udid == bindparam("udid"))
+_CERTIFICATES = DeviceCertificate.__table__
+_DEVICE_BY_FINGERPRINT = (
+    select(_DEVICES)
+    .join(_CERTIFICATES, _CERTIFICATES.c.device_id == _DEVICES.c.id)
+    .where(_CERTIFICATES.c.fingerprint_sha256 == bindparam("fingerprint"))
+)
 _ROOT = Path(__file__).resolve().parents[3]
 
 
@@ -49,6 +58,19 @@ def check_in() -> Response:
     with _engine.begin() as conn:
         row = conn.execute(_DEVICE_BY_UDID, {"udid": message["UDID"]}).first()
     return Response(b"", 200 if row is not None else 404)
+
+
+@app.post("/android/v1/sync")
+def sync() -> Response:
+    json.loads(request.get_data())
+    assert _engine is not None
+    with _engine.begin() as conn:
+        fingerprint = request.headers["Hikeshi-Certificate"]
+        row = conn.execute(_DEVICE_BY_FINGERPRINT, {"fingerprint": fingerprint}).first()
+    if row is None:
+        return Response(b"", 404)
+    answer = {"commands": [], "poll_interval_seconds": 900}
+    return Response(json.dumps(answer), 200, content_type="application/json")
 
 
 @dataclass
