@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from mdm.ground.ca import CANotReady, device_ca_certificate
 from mdm.ground.models import Device
 from mdm.ground.x509util import to_pem
-from profiles.assignment import desired_profiles
+from profiles.assignment import desired_profiles, profiles_along
 from profiles.rendering import ANDROID, RenderContext, RenderError
 from profiles.service import render_profile
 
@@ -46,16 +46,25 @@ def policy_version(policy: dict[str, Any]) -> str:
 
 
 def policy_for_device(
-    session: Session, device: Device, *, secret_key: str | None = None
+    session: Session,
+    device: Device,
+    *,
+    secret_key: str | None = None,
+    chain_ids: Sequence[int] | None = None,
 ) -> AndroidPolicyDocument:
     """The merged policy of every profile assigned along the device's unit path (empty outside one).
 
     With `secret_key` (the agent's own sync) the policy carries the profiles' secrets (Wi-Fi
-    passphrases); without it they are left out."""
+    passphrases); without it they are left out. `chain_ids`: the device's unit and every unit
+    above it, when the caller has read them (the profiles are then read in one statement)."""
+    profiles = desired_profiles(session, device) if chain_ids is None else profiles_along(session, chain_ids)
+    if not profiles:
+        # Nothing to render: the built-in CA a profile may trust is not read (every sync asks this).
+        return AndroidPolicyDocument(policy_version({}), {}, [])
     context = RenderContext(ca_certificate_pem=_builtin_ca_pem(session), secret_key=secret_key)
     merged: dict[str, Any] = {}
     unsupported: list[str] = []
-    for profile in desired_profiles(session, device):
+    for profile in profiles:
         label = f"{profile.identifier} v{profile.version}"
         try:
             result = render_profile(profile, ANDROID, context)

@@ -24,6 +24,7 @@ from profiles.assignment import (
     desired_profiles,
     device_profile_states,
     list_assignments,
+    profiles_along,
     reconcile_devices,
     unassign_profile,
 )
@@ -96,6 +97,12 @@ def test_desired_set_is_the_union_along_the_path(session, ready, units):
     assign_profile(session, ready, wifi, units["branch"], actor=ADMIN)
     assert [p.identifier for p in desired_profiles(session, device)] == [baseline.identifier, wifi.identifier]
     assert [p.identifier for p in desired_profiles(session, outside)] == [baseline.identifier]
+    # The same set read along a unit chain the caller has (an Android sync reads it anyway).
+    for someone in (device, outside):
+        chain = orgunits.unit_chains(session, {someone.org_unit_id})[someone.org_unit_id]
+        along = profiles_along(session, [unit.id for unit in chain])
+        assert along == desired_profiles(session, someone)
+    assert profiles_along(session, []) == []
     assert len(_commands(session, device, "InstallProfile")) == 2
     assert len(_commands(session, outside, "InstallProfile")) == 1
     assert len(list_assignments(session, unit=units["hq"])) == 1

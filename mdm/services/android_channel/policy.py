@@ -65,7 +65,7 @@ def current_policy(
     if chain is None:
         chain = unit_chain(session, device)
     chain_ids = [unit.id for unit in chain]
-    found = policy_for_device(session, device, secret_key=secret_key)
+    found = policy_for_device(session, device, secret_key=secret_key, chain_ids=chain_ids)
     policy, unsupported = dict(found.policy), [str(u) for u in found.unsupported]
     version = str(found.version)
     # The unit's OS update policy (mdm.services.osupdates) rides in the same document.

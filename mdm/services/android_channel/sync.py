@@ -52,13 +52,15 @@ def sync(
     # policy need it), the OS update policy and the app rules are each inherited along it.
     chain = unit_chain(session, device)
     reports_location = location_reporting_along(chain)
-    # Kept as received, like Apple check-ins: what the device said is evidence; but not a position
-    # the unit does not collect.
-    stored = raw if reports_location else without_inventory_location(raw)
-    session.add(
-        DeviceMessage(device_id=device.id, message_type="AndroidSync", raw=stored, source_ip=source_ip)
-    )
     inventory = data.get("inventory")
+    if inventory is not None or data.get("results"):
+        # Kept as received, like Apple check-ins: what the device said is evidence; but not a
+        # position the unit does not collect. A sync that reports nothing says only that the agent
+        # was there, which `touch` records: not kept (every poll of every tablet, issue 18).
+        stored = raw if reports_location else without_inventory_location(raw)
+        session.add(
+            DeviceMessage(device_id=device.id, message_type="AndroidSync", raw=stored, source_ip=source_ip)
+        )
     if inventory is not None:
         if not reports_location:
             # Sent where the unit's policy does not allow it (an old or faulty agent): not kept.
