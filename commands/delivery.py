@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Collection
+from functools import lru_cache
 from typing import Any, TypeVar
 
-from sqlalchemy import BindParameter, ColumnElement, bindparam, select, update
+from sqlalchemy import BindParameter, ColumnElement, Select, bindparam, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session, aliased, load_only
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -135,12 +136,7 @@ def deliver_next_commands(
             taken.discard(looked_ahead.id)
     while len(delivered) < limit:
         wanted = limit - len(delivered)
-        stmt = (
-            select(Command)
-            .where(Command.device_id == device.id, one_of(Command.status, statuses))
-            .order_by(Command.priority.desc(), Command.id)
-            .limit(wanted)
-        )
+        stmt = _queue_read(offer_not_now)
         if skip:
             stmt = stmt.where(Command.uuid.not_in(skip))
         if taken:
@@ -151,7 +147,7 @@ def deliver_next_commands(
             # connection of the device, or the dispatcher stamping pushed_at), and skipping would
             # hand the device an empty reply while its lock command is waiting.
             stmt = stmt.with_for_update()
-        batch = list(session.scalars(stmt))
+        batch = list(session.scalars(stmt, {"queue_device_id": device.id, "queue_limit": wanted}))
         now = clock.now()
         for command in batch:
             taken.add(command.id)
@@ -170,6 +166,21 @@ def deliver_next_commands(
         if len(batch) < wanted:
             break
     return delivered
+
+
+@lru_cache(maxsize=2)
+def _queue_read(offer_not_now: bool) -> Select[Command]:
+    """The device's deliverable commands in order, built once per shape (every Android sync reads
+    the queue; building the statement cost more CPU than running it)."""
+    return (
+        select(Command)
+        .where(
+            Command.device_id == bindparam("queue_device_id"),
+            one_of(Command.status, _deliverable(offer_not_now)),
+        )
+        .order_by(Command.priority.desc(), Command.id)
+        .limit(bindparam("queue_limit"))
+    )
 
 
 # What `_claim` says when the command was not handed over: it changed since it was read (another

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from marshmallow import ValidationError
-from sqlalchemy import delete, insert, select
+from sqlalchemy import bindparam, delete, insert, select
 from sqlalchemy.orm import Session
 
 from commands.context import NO_CONTEXT, CommandContext
@@ -95,8 +95,20 @@ def profiles_along(session: Session, unit_ids: Sequence[int]) -> list[Profile]:
     statement instead of reading the whole tree and every assignment (an Android sync, issue 18)."""
     if not unit_ids:
         return []
-    assigned = select(ProfileAssignment.profile_id).where(ProfileAssignment.org_unit_id.in_(list(unit_ids)))
-    return list(session.scalars(select(Profile).where(Profile.id.in_(assigned)).order_by(Profile.identifier)))
+    return list(session.scalars(_PROFILES_ALONG, {"unit_ids": list(unit_ids)}))
+
+
+_PROFILES_ALONG = (
+    select(Profile)
+    .where(
+        Profile.id.in_(
+            select(ProfileAssignment.profile_id).where(
+                ProfileAssignment.org_unit_id.in_(bindparam("unit_ids", expanding=True))
+            )
+        )
+    )
+    .order_by(Profile.identifier)
+)
 
 
 def desired_profiles_of(session: Session, devices: Sequence[Device]) -> dict[int, list[Profile]]:

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from mdm.ground import clock
@@ -51,6 +51,13 @@ def unit_chain(session: Session, unit_id: int | None) -> list[int]:
     return [unit.id for unit in unit_chains(session, {unit_id}).get(unit_id, [])]
 
 
+# Built once: every Android sync asks.
+_RULES_ALONG = select(UnitAppRule).where(
+    UnitAppRule.org_unit_id.in_(bindparam("chain", expanding=True)),
+    UnitAppRule.platform == bindparam("platform"),
+)
+
+
 def effective_rules(
     session: Session, device: Device, chain: Sequence[int] | None = None
 ) -> dict[str, EffectiveRule]:
@@ -62,9 +69,7 @@ def effective_rules(
     if not chain:
         return {}
     rank = {unit_id: index for index, unit_id in enumerate(chain)}
-    rows = session.scalars(
-        select(UnitAppRule).where(UnitAppRule.org_unit_id.in_(chain), UnitAppRule.platform == device.platform)
-    ).all()
+    rows = session.scalars(_RULES_ALONG, {"chain": list(chain), "platform": device.platform}).all()
     if not rows:
         return {}
     apps = {

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, literal, or_, select
+from sqlalchemy import bindparam, literal, or_, select
 from sqlalchemy.orm import Session
 
 from mdm.ground.audit import Actor, record_event
@@ -170,15 +170,22 @@ def policy_for_unit(session: Session, org_unit_id: int | None) -> UpdatePolicy:
     return replace(UpdatePolicy(), **values)
 
 
+# The default row and those of a chain: built once (every Android sync asks; an empty chain binds
+# an empty list, which matches nothing).
+_POLICIES_ALONG = select(OsUpdatePolicy).where(
+    or_(
+        OsUpdatePolicy.org_unit_id.is_(None),
+        OsUpdatePolicy.org_unit_id.in_(bindparam("chain", expanding=True)),
+    )
+)
+
+
 def policy_along(session: Session, chain: Sequence[int]) -> UpdatePolicy:
     """`policy_for_unit` for a unit whose chain (the unit, then those above it, nearest first) the
     caller has read already, shared with the other settings it inherits (the Android sync): one
     statement for the policy rows of the chain and the default row, no walk of the tree."""
     rank = {unit_id: depth for depth, unit_id in enumerate(chain)}
-    where: ColumnElement[bool] = OsUpdatePolicy.org_unit_id.is_(None)
-    if chain:
-        where = or_(where, OsUpdatePolicy.org_unit_id.in_(list(chain)))
-    rows = session.scalars(select(OsUpdatePolicy).where(where)).all()
+    rows = session.scalars(_POLICIES_ALONG, {"chain": list(chain)}).all()
     # Nearest first; the default row last.
     default = len(rank)
     ordered = sorted(
