@@ -14,7 +14,7 @@ from __future__ import annotations
 import plistlib
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
@@ -48,43 +48,44 @@ SQLITE_COMMAND_CYCLE_CEILING = 9
 
 
 @contextmanager
-def _expanding(app: Any) -> Iterator[list[str]]:
-    """The statements this thread sends whose IN lists are expanding parameters: SQLAlchemy renders
-    such a statement again at every execution (CPU on every request, issue 18)."""
+def _noted(app: Any, keep: Callable[[str, Any], str | None]) -> Iterator[list[str]]:
+    """What `keep` makes of each statement this thread sends to the database while the block runs
+    (None: not kept)."""
     engine = app.extensions["hikeshi"].engine
     seen: list[str] = []
     me = threading.get_ident()
 
     def note(_conn: Any, _cursor: Any, statement: str, _params: Any, context: Any, _many: bool) -> None:
+        kept = keep(statement, context) if threading.get_ident() == me else None
+        if kept is not None:
+            seen.append(kept)
+
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+
+
+def _short(statement: str) -> str:
+    return " ".join(statement.split())[:160]
+
+
+def _statements(app: Any, *, whole: bool = False) -> Any:
+    """The statements this thread sends (`whole`: as sent, else shortened for a message), but
+    transaction control, which is not work (SQLite's driver sends BEGIN as a statement)."""
+    return _noted(app, lambda s, _c: None if _CONTROL.match(s) else s if whole else _short(s))
+
+
+def _expanding(app: Any) -> Any:
+    """The statements this thread sends whose IN lists are expanding parameters: SQLAlchemy renders
+    such a statement again at every execution (CPU on every request, issue 18)."""
+
+    def expanding(statement: str, context: Any) -> str | None:
         compiled = getattr(context, "compiled", None)
-        if threading.get_ident() == me and compiled is not None and compiled.post_compile_params:
-            seen.append(" ".join(statement.split())[:160])
+        return _short(statement) if compiled is not None and compiled.post_compile_params else None
 
-    event.listen(engine, "before_cursor_execute", note)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", note)
-
-
-@contextmanager
-def _statements(app: Any, *, whole: bool = False) -> Iterator[list[str]]:
-    """The statements this thread sends to the database while the block runs (`whole`: as sent,
-    else shortened for a message)."""
-    engine = app.extensions["hikeshi"].engine
-    seen: list[str] = []
-    me = threading.get_ident()
-
-    def note(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        # Transaction control is not work (SQLite's driver sends BEGIN as a statement).
-        if threading.get_ident() == me and not _CONTROL.match(statement):
-            seen.append(statement if whole else " ".join(statement.split())[:160])
-
-    event.listen(engine, "before_cursor_execute", note)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", note)
+    return _noted(app, expanding)
 
 
 def _enrolled(client: Any, ipad: Any, session: Session) -> Device:
