@@ -20,6 +20,7 @@ from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
 from mdm.ground.models import JobRun
+from tests.faults.harness import stop_process
 
 BIN = Path(sys.executable).parent
 
@@ -65,13 +66,7 @@ def _serve(env: dict[str, str], port: int, log: Path, *args: str) -> subprocess.
 
 
 def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    stop_process(proc, 60)
 
 
 def _start_and_stop(env: dict[str, str], *args: str) -> str:

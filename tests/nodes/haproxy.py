@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.faults.harness import free_port, wait_for
+from tests.faults.harness import free_port, stop_process, wait_for
 
 CONFIG = """\
 global
@@ -90,10 +90,4 @@ def running_haproxy(tmp_path: Path, backends: Sequence[tuple[str, int]]) -> Iter
         wait_for(answers, 30, "haproxy to forward /healthz")
         yield balancer
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc, 10)

@@ -30,7 +30,7 @@ from flask import Flask, Response, request
 from sqlalchemy import bindparam, create_engine, select
 
 from mdm.ground.models import Device, DeviceCertificate
-from tests.faults.harness import free_port, wait_for
+from tests.faults.harness import free_port, stop_process, wait_for
 
 app = Flask(__name__)
 _engine = create_engine(os.environ["FLOOR_DATABASE_URL"]) if "FLOOR_DATABASE_URL" in os.environ else None
@@ -114,12 +114,7 @@ def running_floor(database_url: str, workers: int, threads: int, log: Path) -> I
         assert proc.poll() is None, log.read_text()
         yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, 30)
 
 
 def _healthy(server: FloorServer) -> bool:
