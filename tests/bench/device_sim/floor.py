@@ -8,7 +8,7 @@ its columns) in one SQLAlchemy Core transaction, answer. An Apple check-in (PUT 
 /mdm/checkin, a plist) names its device by UDID and gets an empty 200; an Android sync (POST
 /android/v1/sync, JSON) by its certificate's fingerprint (joined to the device) and gets what an
 empty sync gets, no commands. No signature check, no ORM, no write, no audit: what Hikeshi spends
-above the floor is its own work (the goal of issue 18 is 2 ms per request, on any machine).
+above the floor is its own work (issue 18's goal is 2 ms of server CPU per request in all).
 
     gunicorn -k gthread tests.bench.device_sim.floor:app   (FLOOR_DATABASE_URL: the database)
 """
