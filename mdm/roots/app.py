@@ -13,6 +13,7 @@ from mdm.ground.config import Settings
 from mdm.ground.db import ensure_migrated, make_engine, make_session_factory, transaction
 from mdm.ground.transport import check_public_url
 from mdm.roots.wiring import wire
+from mdm.services.android_channel.policy_basis import raise_policy_generation
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,10 @@ def build_app(settings: Settings | None = None, *, check_migrations: bool = True
     app.extensions["hikeshi.wiring"] = wiring
     app.teardown_appcontext(close_db_session)
     provision_builtin_ca(factory, settings)
+    with transaction(factory) as session:
+        # This process's code may render an agent's policy differently from the last one's (a new
+        # release): every agent's next sync builds its policy again, once.
+        raise_policy_generation(session)
     _register_blueprints(app)
 
     return app

@@ -25,22 +25,22 @@ from mdm.ground.models import Command, CommandStatus, Device
 
 ADMIN = Actor("admin@hq", "admin", "192.0.2.1")
 _CONTROL = re.compile(r"\s*(BEGIN|COMMIT|ROLLBACK|SAVEPOINT|RELEASE)\b", re.IGNORECASE)
-# Measured after issue 18's hot-path work: the identity with its device (one statement), its
-# nonce, the unit's chain (one recursive query, shared by the location setting, the profiles, the
-# OS update policy and the app rules), the profiles assigned along the chain (one statement; the
-# built-in CA only when there is a profile to render), the chain's OS update policy rows, its app
-# rules, the queue. A sync that reports nothing is not stored as a device message. A sync within a
+# Measured after issue 18's hot-path work: the identity with its device, the policy generation and
+# the command that waits first (one statement), and its nonce. A sync whose device got its policy at
+# the current generation and with the same device fields answers "unchanged" from the device's row
+# (mdm.services.android_channel.policy_basis): no unit chain, profiles, OS update policy or app
+# rules are read. A sync that reports nothing is not stored as a device message. A sync within a
 # minute of the last one writes no "last seen" (mdm.services.devices.touch), so no outbox row asks
 # readiness about it; expired nonces are purged by the scheduler, not by every sync. Was 15 (the
 # device read apart, the nonce purge, last seen and its outbox row, one walk up the tree per
 # setting), then 10 (the CA, the whole tree and every assignment read for the policy, the empty
-# sync stored). Goal: 3.
-EMPTY_SYNC_CEILING = 7
+# sync stored), then 7 (the policy's inputs and the queue read at every sync). Goal: 3.
+EMPTY_SYNC_CEILING = 2
 # The two syncs of a command cycle, with the inventory the refresh sends (SQLite also seals the
-# audit chain inline) and the same policy reads in each sync. Compliance and readiness are asked of
-# the outbox in one statement and done by the drain after the answer (mdm.ground.outbox_drain). Was
-# 41 (52 while they ran before the commit), then 31. Goal: 8.
-COMMAND_CYCLE_CEILING = 26
+# audit chain inline). Compliance and readiness are asked of the outbox in one statement and done
+# by the drain after the answer (mdm.ground.outbox_drain). Was 41 (52 while they ran before the
+# commit), then 31, 26. Goal: 8.
+COMMAND_CYCLE_CEILING = 19
 
 
 @contextmanager

@@ -69,11 +69,16 @@ def _fill_as_before_the_fix(url: str) -> None:
     signed = sign_profile(plist, Credential(cert, key, 0))
     now = clock.now()
     with Session(engine) as s:
-        device = Device(udid="OLD-UDID", platform="apple", enrollment_state=EnrollmentState.ENROLLED)
+        # The device, too, by a Core insert of the columns 0007 has (0025 added the agent policy's).
+        device_id = s.execute(
+            insert(Device.__table__).values(
+                udid="OLD-UDID", platform="apple", enrollment_state=EnrollmentState.ENROLLED, created_at=now
+            )
+        ).inserted_primary_key[0]
         profile = Profile(
             identifier="jp.example.fd.old", name_ja="旧", name_en="Old", spec=spec, payload_uuids=uuids
         )
-        s.add_all([device, profile])
+        s.add(profile)
         s.flush()
         s.add(
             ProfileVersion(profile_id=profile.id, version=1, spec=spec, payload_uuids=uuids, created_by="a")
@@ -89,7 +94,7 @@ def _fill_as_before_the_fix(url: str) -> None:
             s.execute(
                 insert(Command.__table__).values(
                     uuid=f"OLD-{n}",
-                    device_id=device.id,
+                    device_id=device_id,
                     request_type="InstallProfile",
                     params={"Payload": base64.b64encode(signed).decode()},
                     priority=10,
@@ -106,7 +111,7 @@ def _fill_as_before_the_fix(url: str) -> None:
         # Core inserts: the rows exactly as the old code wrote them (no model validation).
         s.execute(
             insert(DeviceMessage.__table__).values(
-                device_id=device.id, message_type="TokenUpdate", raw=token_update, received_at=now
+                device_id=device_id, message_type="TokenUpdate", raw=token_update, received_at=now
             )
         )
         command_id = s.scalar(select(Command.id).where(Command.uuid == "OLD-1"))

@@ -89,6 +89,7 @@ from mdm.ground.models.mail import MailStatus, OutgoingMail, SmtpSettings, SmtpT
 from mdm.ground.models.org_unit import OrgUnit, OrgUnitKind, UnitType
 from mdm.ground.models.os_update import DeviceOsUpdate, OsRelease, OsUpdatePolicy
 from mdm.ground.models.outbox import OutboxEntry, OutboxTopic
+from mdm.ground.models.policy_generation import POLICY_INPUT_TABLES, PolicyGeneration
 from mdm.ground.models.profile import (
     DeviceProfileState,
     Profile,
@@ -102,6 +103,7 @@ from mdm.ground.models.user import ApiToken, LoginThrottle, RecoveryCode, User, 
 from mdm.ground.models.vpp import VppAsset, VppAssignment, VppAssignmentState, VppEvent, VppToken
 
 __all__ = [
+    "POLICY_INPUT_TABLES",
     "AdeAssignmentRule",
     "AdeDevice",
     "AdeEnrollment",
@@ -177,6 +179,7 @@ __all__ = [
     "OutboxEntry",
     "OutboxTopic",
     "OutgoingMail",
+    "PolicyGeneration",
     "Profile",
     "ProfileAssignment",
     "ProfileRendering",

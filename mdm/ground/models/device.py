@@ -126,6 +126,10 @@ class Device(Base):
     # from backup, a profile removed without CheckOut) until then; the binding uses it up.
     reenroll_allowed_until: Mapped[datetime | None]
     reenroll_allowed_by: Mapped[str | None] = mapped_column(String(255))
+    # Android agent: the policy version last built for the device, and what it was built from (the
+    # policy generation and the device's own fields: mdm.services.android_channel.policy_basis).
+    agent_policy_version: Mapped[str | None] = mapped_column(String(64))
+    agent_policy_basis: Mapped[str | None] = mapped_column(String(96))
 
     certificates: Mapped[list[DeviceCertificate]] = relationship(
         back_populates="device", foreign_keys="DeviceCertificate.device_id"

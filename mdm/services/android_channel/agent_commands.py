@@ -20,7 +20,7 @@ from commands import results
 from commands.catalog import equivalent_for
 from commands.command_type import COMMAND_SECRET_PURPOSE
 from commands.context import CommandContext
-from commands.delivery import UndeliverableCommand, deliver_next_commands
+from commands.delivery import NOT_LOOKED, UndeliverableCommand, deliver_next_commands
 from commands.kinds.android import ANDROID_COMMANDS
 from mdm.ground.audit import Actor
 from mdm.ground.models import Command, Device
@@ -55,8 +55,10 @@ def take_commands(
     actor: Actor,
     context: CommandContext,
     secret_key: str,
+    looked_ahead: Command | None = NOT_LOOKED,
 ) -> list[dict[str, Any]]:
-    """The commands to hand over now (commands.delivery), rendered for the agent."""
+    """The commands to hand over now (commands.delivery), rendered for the agent. `looked_ahead`:
+    the command that waited first when the sync's identity read ran (None: nothing waited)."""
     return deliver_next_commands(
         session,
         device,
@@ -66,6 +68,7 @@ def take_commands(
         skip=skip,
         actor=actor,
         context=context,
+        looked_ahead=looked_ahead,
     )
 
 

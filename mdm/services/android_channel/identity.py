@@ -28,14 +28,23 @@ from sqlalchemy import Table, bindparam, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from commands.delivery import NOT_LOOKED, waiting_command
 from mdm.ground import clock
 from mdm.ground.config import Settings
 from mdm.ground.device_rows import note_device_row_held
 from mdm.ground.identity.signature import SignatureError, SignatureMismatch, verify_with_certificate
 from mdm.ground.identity.trust import verify_device_certificate
-from mdm.ground.models import AgentRequestNonce, Device, DeviceCertificate, EnrollmentState, IdentityPurpose
+from mdm.ground.models import (
+    AgentRequestNonce,
+    Command,
+    Device,
+    DeviceCertificate,
+    EnrollmentState,
+    IdentityPurpose,
+)
 from mdm.ground.x509util import fingerprint
 from mdm.services.android_channel.agent import PLATFORM, ProtocolError
+from mdm.services.android_channel.policy_basis import CURRENT_GENERATION
 
 
 class Unauthenticated(ProtocolError):
@@ -72,6 +81,11 @@ Credential = SignedRequest | ForwardedCertificate
 class AuthenticatedDevice:
     device: Device
     certificate: DeviceCertificate
+    # What a sync's identity read carries beside the device (lock_device): the policy generation
+    # (policy_basis), and the command that waits first (commands.delivery.waiting_command: None
+    # when nothing waits). Not read otherwise (None, NOT_LOOKED).
+    policy_generation: int | None = None
+    waiting: Command | None = NOT_LOOKED
 
 
 def authenticate(
@@ -82,10 +96,11 @@ def authenticate(
     `lock_device`: hold the device row (PostgreSQL) until commit, taken before the request writes
     any of its commands (commands.delivery: the device row comes first)."""
     if isinstance(credential, SignedRequest):
-        row, device, cert = _signed_request(session, settings, credential, lock_device)
+        found, cert = _signed_request(session, settings, credential, lock_device)
     else:
         cert = credential.certificate
-        row, device = _recorded(session, fingerprint(cert), lock_device)
+        found = _recorded(session, fingerprint(cert), lock_device)
+    row, device = found.certificate, found.device
     try:
         verify_device_certificate(session, settings, cert)
     except SignatureError as exc:
@@ -102,7 +117,7 @@ def authenticate(
         raise ProtocolError(
             403, "device_not_enrolled", f"the device is {device.enrollment_state}; enroll it again"
         )
-    return AuthenticatedDevice(device, row)
+    return AuthenticatedDevice(device, row, found.policy_generation, found.waiting)
 
 
 _RECORDED = (
@@ -115,30 +130,40 @@ _RECORDED = (
 # device is read by an inner join, the rest (refused below) by _RECORDED. The lock comes with the
 # read that finds the certificate to check the signature with, so a forged request naming a known
 # fingerprint holds the row until it is refused, moments later: no longer than a real sync does,
-# and without the statement a lock after the check would add to every sync.
+# and without the statement a lock after the check would add to every sync. A sync's read also
+# carries what the sync needs next, so that one with nothing to do asks nothing more (issue 18):
+# the policy generation and the command that waits first.
+_WAITING, _WAITING_ON, _WAITING_READ = waiting_command(Device.id, offer_not_now=True)
 _RECORDED_LOCKED = (
-    select(DeviceCertificate, Device)
+    select(DeviceCertificate, Device, CURRENT_GENERATION, _WAITING)
     .join(Device, Device.id == DeviceCertificate.device_id)
+    .outerjoin(_WAITING, _WAITING_ON)
+    .options(*_WAITING_READ)
     .where(DeviceCertificate.fingerprint_sha256 == bindparam("fingerprint"))
     .limit(1)
     .with_for_update(of=Device, key_share=True)
 )
 
 
-def _recorded(
-    session: Session, fp: str, lock_device: bool = False
-) -> tuple[DeviceCertificate, Device | None]:
+@dataclass(frozen=True)
+class _Recorded:
+    certificate: DeviceCertificate
+    device: Device | None
+    policy_generation: int | None = None
+    waiting: Command | None = NOT_LOOKED
+
+
+def _recorded(session: Session, fp: str, lock_device: bool = False) -> _Recorded:
     """The certificate's row and the device it is bound to, in one statement."""
-    found = None
     if lock_device:
-        found = session.execute(_RECORDED_LOCKED, {"fingerprint": fp}).first()
-        if found is not None:
-            note_device_row_held(session, found[1].id)
-    if found is None:
-        found = session.execute(_RECORDED, {"fingerprint": fp}).first()
+        locked = session.execute(_RECORDED_LOCKED, {"fingerprint": fp}).first()
+        if locked is not None:
+            note_device_row_held(session, locked[1].id)
+            return _Recorded(locked[0], locked[1], locked[2], locked[3])
+    found = session.execute(_RECORDED, {"fingerprint": fp}).first()
     if found is None:
         raise Unauthenticated("unknown certificate")
-    return found[0], found[1]
+    return _Recorded(found[0], found[1])
 
 
 @lru_cache(maxsize=4096)
@@ -149,13 +174,14 @@ def _certificate(pem: str) -> x509.Certificate:
 
 def _signed_request(
     session: Session, settings: Settings, request: SignedRequest, lock_device: bool
-) -> tuple[DeviceCertificate, Device | None, x509.Certificate]:
+) -> tuple[_Recorded, x509.Certificate]:
     _check_sent_at(
         request.sent_at,
         settings.android_signature_max_skew_seconds,
         settings.android_signature_future_skew_seconds,
     )
-    row, device = _recorded(session, request.fingerprint, lock_device)
+    found = _recorded(session, request.fingerprint, lock_device)
+    row = found.certificate
     cert = _certificate(row.pem)
     try:
         verify_with_certificate(cert, request.signature, request.signed, hashes.SHA256())
@@ -165,7 +191,7 @@ def _signed_request(
         raise Unauthenticated(str(exc)) from exc
     forget_at = request.sent_at + timedelta(seconds=settings.android_signature_max_skew_seconds)
     _remember_nonce(session, row, request.nonce, forget_at)
-    return row, device, cert
+    return found, cert
 
 
 def _check_sent_at(sent: datetime, past_skew: int, future_skew: int) -> None:

@@ -6,7 +6,7 @@ field), and a version over all of them, so an unchanged policy is not sent again
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from mdm.ground.models import Device, OrgUnit
 from mdm.services.android_channel.location_reporting import location_reporting_along
+from mdm.services.android_channel.policy_basis import policy_basis
 from mdm.services.apps.android import android_apps_part
 from mdm.services.orgunits import unit_chains
 from mdm.services.osupdates.android import system_update
@@ -87,3 +88,36 @@ def current_policy(
     if any(reporting.values()):
         version = policy_version({"policy": version, "reporting": reporting})
     return AgentPolicy(version, policy, unsupported, reporting, app_sources)
+
+
+def policy_answer(
+    session: Session,
+    device: Device,
+    *,
+    agent_has: str | None,
+    generation: int | None,
+    secret_key: str,
+    public_url: str | None,
+    chain: Callable[[], Sequence[OrgUnit]],
+) -> tuple[str, AgentPolicy | None]:
+    """The version of the device's policy, and the policy when the agent has another version.
+
+    When the agent has the version last built for the device, from the same basis (the policy
+    generation the sync read, the device's fields now: policy_basis), nothing is read or rendered.
+    Otherwise the policy is built (`chain` reads the unit chain, if no one has) and the device
+    remembers its version and basis. `generation` None (not read): always built."""
+    basis = None
+    if generation is not None:
+        basis = policy_basis(device, generation, secret_key=secret_key, public_url=public_url)
+        if agent_has is not None and (device.agent_policy_basis, device.agent_policy_version) == (
+            basis,
+            agent_has,
+        ):
+            return agent_has, None
+    policy = current_policy(session, device, secret_key=secret_key, public_url=public_url, chain=chain())
+    if basis is not None and (device.agent_policy_basis, device.agent_policy_version) != (
+        basis,
+        policy.version,
+    ):
+        device.agent_policy_basis, device.agent_policy_version = basis, policy.version
+    return policy.version, None if policy.version == agent_has else policy

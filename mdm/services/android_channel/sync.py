@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import cache
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from commands.context import CommandContext
+from commands.delivery import NOT_LOOKED
 from mdm.ground import clock
 from mdm.ground.config import Settings
 from mdm.ground.models import DeviceMessage, EnrollmentState
@@ -19,7 +21,7 @@ from mdm.services.android_channel.location_reporting import (
     location_reporting_along,
     without_inventory_location,
 )
-from mdm.services.android_channel.policy import current_policy, unit_chain
+from mdm.services.android_channel.policy import policy_answer, unit_chain
 from mdm.services.android_channel.wake import wake_channels
 from mdm.services.devices import device_actor, touch
 from mdm.services.inventory.android import apply_android_inventory
@@ -48,12 +50,13 @@ def sync(
     data = read()
     actor = device_actor(device.udid or "", source_ip)
     touch(session, device)  # in steps of devices.SEEN_RESOLUTION: a quick sync writes nothing for it
-    # The unit's chain, read once: the location setting (the inventory, the stored message and the
-    # policy need it), the OS update policy and the app rules are each inherited along it.
-    chain = unit_chain(session, device)
-    reports_location = location_reporting_along(chain)
+    # The unit's chain, read once and only if asked: the location setting (the inventory and the
+    # stored message need it), the OS update policy and the app rules are each inherited along it.
+    chain = cache(lambda: unit_chain(session, device))
     inventory = data.get("inventory")
-    if inventory is not None or data.get("results"):
+    reports = data.get("results") or []
+    if inventory is not None or reports:
+        reports_location = location_reporting_along(chain())
         # Kept as received, like Apple check-ins: what the device said is evidence; but not a
         # position the unit does not collect. A sync that reports nothing says only that the agent
         # was there, which `touch` records: not kept (every poll of every tablet, issue 18).
@@ -72,23 +75,30 @@ def sync(
             # Nor a position kept from when the unit still allowed it.
             facts.raw_device_information = {key: value for key, value in kept.items() if key != "location"}
     identity = authed.certificate.fingerprint_sha256
-    not_now = record_results(
-        session, device, data.get("results") or [], actor=actor, identity=identity, context=context
-    )
+    not_now = record_results(session, device, reports, actor=actor, identity=identity, context=context)
     answer: dict[str, Any] = {"protocol": PROTOCOL_VERSION, "device_id": device.id}
     if device.enrollment_state == EnrollmentState.ENROLLED:
-        policy = current_policy(
+        version, policy = policy_answer(
             session,
             device,
+            agent_has=data.get("policy_version"),
+            generation=authed.policy_generation,
             secret_key=settings.secret_key,
             public_url=settings.public_url,
             chain=chain,
         )
-        answer["policy_version"] = policy.version
-        if policy.version != data.get("policy_version"):
+        answer["policy_version"] = version
+        if policy is not None:
             answer["policy"] = policy.body()
         answer["commands"] = take_commands(
-            session, device, skip=not_now, actor=actor, context=context, secret_key=settings.secret_key
+            session,
+            device,
+            skip=not_now,
+            actor=actor,
+            context=context,
+            secret_key=settings.secret_key,
+            # What waited when the sync began, unless its results changed the queue since.
+            looked_ahead=NOT_LOOKED if reports else authed.waiting,
         )
     else:
         # The device was just retired (its wipe was acknowledged in this very sync): nothing more.
