@@ -79,7 +79,10 @@ class InstalledAppSchema(Schema):
     bundle_size = fields.Integer(allow_none=True, required=True)
     is_managed = fields.Boolean(allow_none=True, required=True, metadata={"description": "null: unknown"})
     first_seen_at = fields.DateTime(required=True)
-    updated_at = fields.DateTime(required=True)
+    updated_at = fields.DateTime(
+        required=True,
+        metadata={"description": "when the device last reported a change of its name, version or size"},
+    )
     unauthorized = fields.Boolean(
         required=True, metadata={"description": "not permitted by the device's app policy"}
     )

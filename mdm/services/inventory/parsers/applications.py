@@ -52,10 +52,13 @@ def apply_installed_applications(
     managed: bool | None = None,
 ) -> None:
     now = clock.now()
-    existing = {
-        app.identifier: app
-        for app in session.scalars(select(InstalledApp).where(InstalledApp.device_id == device.id))
-    }
+    # The facts the caller is writing are flushed with the rest, in one UPDATE, not before this
+    # read: it reads no row they change.
+    with session.no_autoflush:
+        existing = {
+            app.identifier: app
+            for app in session.scalars(select(InstalledApp).where(InstalledApp.device_id == device.id))
+        }
     first_inventory = facts_for(session, device.id).applications_at is None
     seen: set[str] = set()
     new_rows: list[dict[str, Any]] = []
@@ -71,14 +74,16 @@ def apply_installed_applications(
             "version": text(item.get("Version"), 64),
             "short_version": text(item.get("ShortVersion"), 64),
             "bundle_size": integer(item.get("BundleSize")),
-            "updated_at": now,
         }
         if managed is not None:
             values["is_managed"] = managed
         app = existing.get(identifier)
         if app is None:
             # New apps (a whole list at a first inventory) go in one multi-row INSERT.
-            new_rows.append({"device_id": device.id, "identifier": identifier, "first_seen_at": now} | values)
+            new_rows.append(
+                {"device_id": device.id, "identifier": identifier, "first_seen_at": now, "updated_at": now}
+                | values
+            )
             if not first_inventory:
                 record_change(
                     session, device.id, ChangeKind.APP_INSTALLED, identifier, None, values["short_version"]
@@ -93,8 +98,13 @@ def apply_installed_applications(
                 app.short_version,
                 values["short_version"],
             )
-        for key, value in values.items():
-            setattr(app, key, value)
+        # `updated_at` is when the device last reported a change of the app; the list as a whole
+        # was reported at the facts' applications_at. An unchanged app is not written (a tablet
+        # reports every app at every inventory: a row each, issue 18).
+        if any(getattr(app, key) != value for key, value in values.items()):
+            for key, value in values.items():
+                setattr(app, key, value)
+            app.updated_at = now
     if new_rows:
         session.execute(insert(InstalledApp), new_rows)
     if complete:
