@@ -16,7 +16,7 @@ from collections.abc import Callable, Collection
 from functools import lru_cache
 from typing import Any, TypeVar
 
-from sqlalchemy import BindParameter, ColumnElement, Select, bindparam, select, update
+from sqlalchemy import BindParameter, ColumnElement, Select, bindparam, func, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session, aliased, load_only
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -36,6 +36,7 @@ __all__ = [
     "UndeliverableCommand",
     "commands_waiting",
     "deliver_next_commands",
+    "more_than_one_waiting",
     "next_command",
     "waiting_command",
 ]
@@ -92,6 +93,20 @@ def waiting_command(
     return _WAITING, _WAITING.id == first.scalar_subquery(), _WAITING_READ
 
 
+def more_than_one_waiting(device_id: ColumnElement[int] | InstrumentedAttribute[int]) -> Any:
+    """Whether more than one command waits for the device `device_id` names (NotNow ones
+    included), as a column for a request's identity read to carry beside `waiting_command`: when
+    only the one it found waits, `deliver_next_commands` need not read the queue for more. Counts
+    at most two rows, however long the queue."""
+    two = (
+        select(Command.id)
+        .where(Command.device_id == device_id, one_of(Command.status, _deliverable(True)))
+        .limit(2)
+        .subquery()
+    )
+    return (select(func.count()).select_from(two).scalar_subquery() > 1).label("more_than_one_waiting")
+
+
 def deliver_next_commands(
     session: Session,
     device: Device,
@@ -103,6 +118,7 @@ def deliver_next_commands(
     skip: Collection[str] = frozenset(),
     context: CommandContext = NO_CONTEXT,
     looked_ahead: Command | None = NOT_LOOKED,
+    looked_ahead_alone: bool = False,
 ) -> list[Rendered]:
     """Up to `limit` commands for `device`, each rendered for its platform and marked sent.
 
@@ -117,6 +133,8 @@ def deliver_next_commands(
     nothing was waiting then). It is claimed with one UPDATE guarded by the state it was read in;
     the queue is read (and locked) only when that claim loses a race, when it was not the only
     one wanted, or when this session queued commands since (a result's follow-ups).
+    `looked_ahead_alone`: it was the only command waiting then (`more_than_one_waiting`): once it
+    is handed over (or expired, or refused), the queue is not read for more.
     """
     statuses = _deliverable(offer_not_now)
     delivered: list[Rendered] = []
@@ -130,7 +148,7 @@ def deliver_next_commands(
         if rendered is not _LOST:
             if rendered is not _NOTHING:
                 delivered.append(rendered)
-            if len(delivered) >= limit:
+            if len(delivered) >= limit or looked_ahead_alone:
                 return delivered
         else:
             taken.discard(looked_ahead.id)

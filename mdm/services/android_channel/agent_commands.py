@@ -56,9 +56,11 @@ def take_commands(
     context: CommandContext,
     secret_key: str,
     looked_ahead: Command | None = NOT_LOOKED,
+    looked_ahead_alone: bool = False,
 ) -> list[dict[str, Any]]:
     """The commands to hand over now (commands.delivery), rendered for the agent. `looked_ahead`:
-    the command that waited first when the sync's identity read ran (None: nothing waited)."""
+    the command that waited first when the sync's identity read ran (None: nothing waited);
+    `looked_ahead_alone`: no other waited."""
     return deliver_next_commands(
         session,
         device,
@@ -69,6 +71,7 @@ def take_commands(
         actor=actor,
         context=context,
         looked_ahead=looked_ahead,
+        looked_ahead_alone=looked_ahead_alone,
     )
 
 

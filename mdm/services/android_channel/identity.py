@@ -28,7 +28,7 @@ from sqlalchemy import Table, bindparam, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from commands.delivery import NOT_LOOKED, waiting_command
+from commands.delivery import NOT_LOOKED, more_than_one_waiting, waiting_command
 from mdm.ground import clock
 from mdm.ground.config import Settings
 from mdm.ground.device_rows import note_device_row_held
@@ -86,6 +86,7 @@ class AuthenticatedDevice:
     # when nothing waits). Not read otherwise (None, NOT_LOOKED).
     policy_generation: int | None = None
     waiting: Command | None = NOT_LOOKED
+    more_waiting: bool = True  # more than `waiting` (commands.delivery.more_than_one_waiting)
 
 
 def authenticate(
@@ -117,7 +118,7 @@ def authenticate(
         raise ProtocolError(
             403, "device_not_enrolled", f"the device is {device.enrollment_state}; enroll it again"
         )
-    return AuthenticatedDevice(device, row, found.policy_generation, found.waiting)
+    return AuthenticatedDevice(device, row, found.policy_generation, found.waiting, found.more_waiting)
 
 
 _RECORDED = (
@@ -132,10 +133,10 @@ _RECORDED = (
 # fingerprint holds the row until it is refused, moments later: no longer than a real sync does,
 # and without the statement a lock after the check would add to every sync. A sync's read also
 # carries what the sync needs next, so that one with nothing to do asks nothing more (issue 18):
-# the policy generation and the command that waits first.
+# the policy generation, the command that waits first and whether another waits too.
 _WAITING, _WAITING_ON, _WAITING_READ = waiting_command(Device.id, offer_not_now=True)
 _RECORDED_LOCKED = (
-    select(DeviceCertificate, Device, CURRENT_GENERATION, _WAITING)
+    select(DeviceCertificate, Device, CURRENT_GENERATION, _WAITING, more_than_one_waiting(Device.id))
     .join(Device, Device.id == DeviceCertificate.device_id)
     .outerjoin(_WAITING, _WAITING_ON)
     .options(*_WAITING_READ)
@@ -151,6 +152,7 @@ class _Recorded:
     device: Device | None
     policy_generation: int | None = None
     waiting: Command | None = NOT_LOOKED
+    more_waiting: bool = True  # more than `waiting` (commands.delivery.more_than_one_waiting)
 
 
 def _recorded(session: Session, fp: str, lock_device: bool = False) -> _Recorded:
@@ -159,7 +161,7 @@ def _recorded(session: Session, fp: str, lock_device: bool = False) -> _Recorded
         locked = session.execute(_RECORDED_LOCKED, {"fingerprint": fp}).first()
         if locked is not None:
             note_device_row_held(session, locked[1].id)
-            return _Recorded(locked[0], locked[1], locked[2], locked[3])
+            return _Recorded(*locked)
     found = session.execute(_RECORDED, {"fingerprint": fp}).first()
     if found is None:
         raise Unauthenticated("unknown certificate")

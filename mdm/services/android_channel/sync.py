@@ -16,7 +16,7 @@ from mdm.ground.config import Settings
 from mdm.ground.models import DeviceMessage, EnrollmentState
 from mdm.services.android_channel.agent import PROTOCOL_VERSION
 from mdm.services.android_channel.agent_commands import record_results, take_commands
-from mdm.services.android_channel.identity import Credential, authenticate
+from mdm.services.android_channel.identity import AuthenticatedDevice, Credential, authenticate
 from mdm.services.android_channel.location_reporting import (
     location_reporting_along,
     without_inventory_location,
@@ -97,8 +97,7 @@ def sync(
             actor=actor,
             context=context,
             secret_key=settings.secret_key,
-            # What waited when the sync began, unless its results changed the queue since.
-            looked_ahead=NOT_LOOKED if reports else authed.waiting,
+            **_what_waited(authed, reports),
         )
     else:
         # The device was just retired (its wipe was acknowledged in this very sync): nothing more.
@@ -108,6 +107,20 @@ def sync(
     answer["wake"] = wake_channels(settings, device.id)
     answer["server_time"] = clock.now().isoformat(timespec="seconds").replace("+00:00", "Z")
     return answer
+
+
+def _what_waited(authed: AuthenticatedDevice, reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the identity read found waiting, for `take_commands`: the queue is read only when that
+    may not be all there is to hand over."""
+    waiting = authed.waiting
+    if not reports:
+        return {"looked_ahead": waiting, "looked_ahead_alone": not authed.more_waiting}
+    # The results settled their commands (or put them off: skipped in this sync); follow-ups
+    # they queued are seen by deliver_next_commands itself. Nothing waited, or only a command
+    # answered now: nothing is left to hand over. Otherwise the queue says what is.
+    if waiting is None or (not authed.more_waiting and waiting.uuid in {r["command_id"] for r in reports}):
+        return {"looked_ahead": None}
+    return {"looked_ahead": NOT_LOOKED}
 
 
 def start_wait(session: Session, settings: Settings, credential: Credential) -> int:
