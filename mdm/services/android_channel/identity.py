@@ -17,16 +17,16 @@ anything the request says, so a device can never act as another (DESIGN.md invar
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import lru_cache
 from typing import cast
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from sqlalchemy import Table, bindparam, delete, insert, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, load_only
 
 from commands.delivery import NOT_LOOKED, more_than_one_waiting, waiting_command
 from mdm.ground import clock
@@ -139,7 +139,18 @@ _RECORDED_LOCKED = (
     select(DeviceCertificate, Device, CURRENT_GENERATION, _WAITING, more_than_one_waiting(Device.id))
     .join(Device, Device.id == DeviceCertificate.device_id)
     .outerjoin(_WAITING, _WAITING_ON)
-    .options(*_WAITING_READ)
+    # The certificate's columns a sync reads: its PEM only the first time a process meets it
+    # (`_certificate_of`); a request's CPU goes to each column it reads back (issue 18).
+    .options(
+        load_only(
+            DeviceCertificate.id,
+            DeviceCertificate.fingerprint_sha256,
+            DeviceCertificate.device_id,
+            DeviceCertificate.purpose,
+            DeviceCertificate.revoked_at,
+        ),
+        *_WAITING_READ,
+    )
     .where(DeviceCertificate.fingerprint_sha256 == bindparam("fingerprint"))
     .limit(1)
     .with_for_update(of=Device, key_share=True)
@@ -168,10 +179,24 @@ def _recorded(session: Session, fp: str, lock_device: bool = False) -> _Recorded
     return _Recorded(found[0], found[1])
 
 
-@lru_cache(maxsize=4096)
-def _certificate(pem: str) -> x509.Certificate:
-    # A recorded certificate never changes: parsed once per process, not at every sync.
-    return x509.load_pem_x509_certificate(pem.encode())
+_PARSED_LIMIT = 4096
+_parsed: dict[str, x509.Certificate] = {}
+_parsed_lock = threading.Lock()
+
+
+def _certificate_of(row: DeviceCertificate) -> x509.Certificate:
+    """The row's certificate, parsed once per process, not at every sync: a recorded certificate
+    never changes, and its fingerprint names it. The PEM is read (one statement) only then."""
+    cert = _parsed.get(row.fingerprint_sha256)
+    if cert is None:
+        cert = x509.load_pem_x509_certificate(row.pem.encode())
+        if fingerprint(cert) != row.fingerprint_sha256:
+            raise Unauthenticated("the recorded certificate does not match its fingerprint")
+        with _parsed_lock:  # the server's threads share it
+            if len(_parsed) >= _PARSED_LIMIT:
+                _parsed.pop(next(iter(_parsed)))  # the oldest: a bound, not a cache policy
+            _parsed[row.fingerprint_sha256] = cert
+    return cert
 
 
 def _signed_request(
@@ -184,7 +209,7 @@ def _signed_request(
     )
     found = _recorded(session, request.fingerprint, lock_device)
     row = found.certificate
-    cert = _certificate(row.pem)
+    cert = _certificate_of(row)
     try:
         verify_with_certificate(cert, request.signature, request.signed, hashes.SHA256())
     except SignatureMismatch as exc:
