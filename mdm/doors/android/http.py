@@ -201,6 +201,7 @@ def sync_view() -> Response:
             lambda: protocol.load(_SYNC_REQUEST, payload),
             source_ip=client_ip(),
             context=command_context(),
+            inventory_hint=isinstance(payload, dict) and payload.get("inventory") is not None,
         )
         session.commit()
     except BodyTooLarge as exc:

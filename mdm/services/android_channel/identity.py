@@ -39,12 +39,14 @@ from mdm.ground.models import (
     Command,
     Device,
     DeviceCertificate,
+    DeviceFacts,
     EnrollmentState,
     IdentityPurpose,
 )
 from mdm.ground.x509util import fingerprint
 from mdm.services.android_channel.agent import PLATFORM, ProtocolError
 from mdm.services.android_channel.policy_basis import CURRENT_GENERATION
+from mdm.services.inventory.facts import keep_facts
 
 
 class Unauthenticated(ProtocolError):
@@ -90,17 +92,24 @@ class AuthenticatedDevice:
 
 
 def authenticate(
-    session: Session, settings: Settings, credential: Credential, *, lock_device: bool = False
+    session: Session,
+    settings: Settings,
+    credential: Credential,
+    *,
+    lock_device: bool = False,
+    with_facts: bool = False,
 ) -> AuthenticatedDevice:
     """The enrolled Android device this credential speaks for, or Unauthenticated / ProtocolError.
     A signed request's nonce is remembered in the session: the caller commits it with the request.
     `lock_device`: hold the device row (PostgreSQL) until commit, taken before the request writes
-    any of its commands (commands.delivery: the device row comes first)."""
+    any of its commands (commands.delivery: the device row comes first). `with_facts` (with
+    `lock_device`): the same read brings the device's facts, for a sync that merges an inventory
+    (mdm.services.inventory.facts.keep_facts)."""
     if isinstance(credential, SignedRequest):
-        found, cert = _signed_request(session, settings, credential, lock_device)
+        found, cert = _signed_request(session, settings, credential, lock_device, with_facts)
     else:
         cert = credential.certificate
-        found = _recorded(session, fingerprint(cert), lock_device)
+        found = _recorded(session, fingerprint(cert), lock_device, with_facts)
     row, device = found.certificate, found.device
     try:
         verify_device_certificate(session, settings, cert)
@@ -118,6 +127,8 @@ def authenticate(
         raise ProtocolError(
             403, "device_not_enrolled", f"the device is {device.enrollment_state}; enroll it again"
         )
+    if found.facts is not None:
+        keep_facts(session, found.facts)
     return AuthenticatedDevice(device, row, found.policy_generation, found.waiting, found.more_waiting)
 
 
@@ -135,7 +146,7 @@ _RECORDED = (
 # carries what the sync needs next, so that one with nothing to do asks nothing more (issue 18):
 # the policy generation, the command that waits first and whether another waits too.
 _WAITING, _WAITING_ON, _WAITING_READ = waiting_command(Device.id, offer_not_now=True)
-_RECORDED_LOCKED = (
+_LOCKED_READ = (
     select(DeviceCertificate, Device, CURRENT_GENERATION, _WAITING, more_than_one_waiting(Device.id))
     .join(Device, Device.id == DeviceCertificate.device_id)
     .outerjoin(_WAITING, _WAITING_ON)
@@ -155,6 +166,10 @@ _RECORDED_LOCKED = (
     .limit(1)
     .with_for_update(of=Device, key_share=True)
 )
+# A sync with an inventory: its facts too (none before the first inventory).
+_LOCKED_READ_WITH_FACTS = _LOCKED_READ.add_columns(DeviceFacts).outerjoin(
+    DeviceFacts, DeviceFacts.device_id == Device.id
+)
 
 
 @dataclass(frozen=True)
@@ -164,12 +179,14 @@ class _Recorded:
     policy_generation: int | None = None
     waiting: Command | None = NOT_LOOKED
     more_waiting: bool = True  # more than `waiting` (commands.delivery.more_than_one_waiting)
+    facts: DeviceFacts | None = None
 
 
-def _recorded(session: Session, fp: str, lock_device: bool = False) -> _Recorded:
+def _recorded(session: Session, fp: str, lock_device: bool = False, with_facts: bool = False) -> _Recorded:
     """The certificate's row and the device it is bound to, in one statement."""
     if lock_device:
-        locked = session.execute(_RECORDED_LOCKED, {"fingerprint": fp}).first()
+        read = _LOCKED_READ_WITH_FACTS if with_facts else _LOCKED_READ
+        locked = session.execute(read, {"fingerprint": fp}).first()
         if locked is not None:
             note_device_row_held(session, locked[1].id)
             return _Recorded(*locked)
@@ -200,14 +217,14 @@ def _certificate_of(row: DeviceCertificate) -> x509.Certificate:
 
 
 def _signed_request(
-    session: Session, settings: Settings, request: SignedRequest, lock_device: bool
+    session: Session, settings: Settings, request: SignedRequest, lock_device: bool, with_facts: bool
 ) -> tuple[_Recorded, x509.Certificate]:
     _check_sent_at(
         request.sent_at,
         settings.android_signature_max_skew_seconds,
         settings.android_signature_future_skew_seconds,
     )
-    found = _recorded(session, request.fingerprint, lock_device)
+    found = _recorded(session, request.fingerprint, lock_device, with_facts)
     row = found.certificate
     cert = _certificate_of(row)
     try:

@@ -37,15 +37,18 @@ def sync(
     *,
     source_ip: str | None,
     context: CommandContext,
+    inventory_hint: bool = False,
 ) -> dict[str, Any]:
     """Authenticate the request, then apply it and build the answer.
 
     `read` validates the body (protocol.SyncRequestSchema): it is called only once the sender is
     known, so nothing of an unauthenticated request is looked at beyond its JSON. Results are
     recorded with the fingerprint of the certificate the request was authenticated with, which a
-    wipe certificate depends on (commands.incidents.wipe_identity)."""
+    wipe certificate depends on (commands.incidents.wipe_identity). `inventory_hint`: the body,
+    not yet validated, carries an inventory: the identity read brings the facts it merges into
+    (only the shape of a read; nothing the body says is trusted before it is validated)."""
     # The device row first: the sync settles results and claims commands after (commands.delivery).
-    authed = authenticate(session, settings, credential, lock_device=True)
+    authed = authenticate(session, settings, credential, lock_device=True, with_facts=inventory_hint)
     device = authed.device
     data = read()
     actor = device_actor(device.udid or "", source_ip)
