@@ -4,7 +4,7 @@ required ones, unknown extras), wrong types, errors, and the history of changes.
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from mdm.ground.models import Command, CommandStatus, InstalledApp, InstalledCertificate, InstalledProfile
 from mdm.services.inventory.facts import device_facts
@@ -155,6 +155,52 @@ def test_filtered_app_query_removes_nothing_and_marks_managed(session):
     )
     rows = {a.identifier: a.is_managed for a in installed_apps(session, device.id)}
     assert rows == {"a.one": True, "b.two": None}
+
+
+def test_an_app_list_like_the_last_is_not_merged_again_and_any_other_is(session, frozen_clock):
+    """The digest of the last complete list (issue 18): an equal list dates the list and reads no
+    row; a changed one, or one after a partial list, is merged as before."""
+    device = make_device(session)
+    listed = apps(("a.one", "One", "1"), ("b.two", "Two", "1"))
+    answer(session, device, "InstalledApplicationList", listed)
+    rows_read: list[str] = []
+
+    def note(_conn, _cursor, statement, *_):  # type: ignore[no-untyped-def]
+        # The merge's read of the device's rows (compliance, after it, reads them its own way).
+        if "FROM installed_apps WHERE installed_apps.device_id = " in " ".join(statement.split()):
+            rows_read.append(statement)
+
+    engine = session.get_bind()
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        frozen_clock.advance(hours=1)
+        answer(session, device, "InstalledApplicationList", listed)
+        assert rows_read == [] and device_facts(session, device.id).applications_at == frozen_clock.current
+        # A partial list (managed apps only) forgets the digest: the same complete list is merged.
+        answer(
+            session,
+            device,
+            "InstalledApplicationList",
+            apps(("a.one", "One", "1")),
+            params={"ManagedAppsOnly": True},
+        )
+        rows_read.clear()
+        answer(session, device, "InstalledApplicationList", listed)
+        assert len(rows_read) == 1
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+    # A changed list is merged: one app updated, one removed, each in the history.
+    frozen_clock.advance(hours=1)
+    answer(session, device, "InstalledApplicationList", apps(("a.one", "One", "2")))
+    assert [(a.identifier, a.short_version) for a in installed_apps(session, device.id)] == [("a.one", "2")]
+    kinds = sorted((c.kind, c.subject) for c in device_history(session, device.id))
+    assert kinds == [(ChangeKind.APP_REMOVED, "b.two"), (ChangeKind.APP_UPDATED, "a.one")]
+    # And the list before it again: merged back, not taken for the last one.
+    answer(session, device, "InstalledApplicationList", listed)
+    assert [(a.identifier, a.short_version) for a in installed_apps(session, device.id)] == [
+        ("a.one", "1"),
+        ("b.two", "1"),
+    ]
 
 
 def test_error_result_changes_no_inventory(session):

@@ -63,6 +63,9 @@ class DeviceFacts(Base):
     device_information_at: Mapped[datetime | None]
     security_info_at: Mapped[datetime | None]
     applications_at: Mapped[datetime | None]
+    # The SHA-256 of the last complete app list as stored (parsers.applications): an equal list
+    # is not merged again. None: unknown (a partial list came since).
+    applications_digest: Mapped[str | None] = mapped_column(String(64))
     profiles_at: Mapped[datetime | None]
     certificates_at: Mapped[datetime | None]
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 from sqlalchemy import insert, select
@@ -52,6 +54,29 @@ def apply_installed_applications(
     managed: bool | None = None,
 ) -> None:
     now = clock.now()
+    reported: dict[str, dict[str, Any]] = {}
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        identifier = app_key(item)
+        if identifier is None or identifier in reported:
+            continue
+        reported[identifier] = {
+            "name": text(item.get("Name")),
+            "version": text(item.get("Version"), 64),
+            "short_version": text(item.get("ShortVersion"), 64),
+            "bundle_size": integer(item.get("BundleSize")),
+        }
+        if managed is not None:
+            reported[identifier]["is_managed"] = managed
+    facts = facts_for(session, device.id)
+    # A complete list the same as the last one changes nothing: its rows are not read (a tablet
+    # reports a hundred apps at every inventory, the same ones; issue 18). Only this function
+    # writes installed_apps, and a partial list forgets the digest.
+    digest = _list_digest(reported) if complete and managed is None else None
+    if digest is not None and facts.applications_at is not None and facts.applications_digest == digest:
+        facts.applications_at = now
+        return
     # The facts the caller is writing are flushed with the rest, in one UPDATE, not before this
     # read: it reads no row they change.
     with session.no_autoflush:
@@ -59,24 +84,9 @@ def apply_installed_applications(
             app.identifier: app
             for app in session.scalars(select(InstalledApp).where(InstalledApp.device_id == device.id))
         }
-    first_inventory = facts_for(session, device.id).applications_at is None
-    seen: set[str] = set()
+    first_inventory = facts.applications_at is None
     new_rows: list[dict[str, Any]] = []
-    for item in items:
-        if not isinstance(item, dict):
-            continue
-        identifier = app_key(item)
-        if identifier is None or identifier in seen:
-            continue
-        seen.add(identifier)
-        values = {
-            "name": text(item.get("Name")),
-            "version": text(item.get("Version"), 64),
-            "short_version": text(item.get("ShortVersion"), 64),
-            "bundle_size": integer(item.get("BundleSize")),
-        }
-        if managed is not None:
-            values["is_managed"] = managed
+    for identifier, values in reported.items():
         app = existing.get(identifier)
         if app is None:
             # New apps (a whole list at a first inventory) go in one multi-row INSERT.
@@ -107,9 +117,16 @@ def apply_installed_applications(
             app.updated_at = now
     if new_rows:
         session.execute(insert(InstalledApp), new_rows)
+    facts.applications_digest = digest
     if complete:
         for identifier, app in existing.items():
-            if identifier not in seen:
+            if identifier not in reported:
                 record_change(session, device.id, ChangeKind.APP_REMOVED, identifier, app.short_version, None)
                 session.delete(app)
-        facts_for(session, device.id).applications_at = now
+        facts.applications_at = now
+
+
+def _list_digest(reported: dict[str, dict[str, Any]]) -> str:
+    """What a complete list says of each app, in a form that is equal exactly when that is."""
+    canonical = json.dumps(sorted(reported.items()), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
