@@ -64,6 +64,10 @@ def test_location_reporting_is_a_unit_field_of_the_policy(
     assert api.put(own, json={"location_reporting": False}, headers=headers).get_json()["effective"] is False
     agent.sync(inventory=True)
     assert agent.policy_reporting == {"location": False}
+    # Not even the sync that brought the change keeps it: the setting is read anew, not taken from
+    # the device's last policy (mdm.services.android_channel.policy.unit_reports_location).
+    session.rollback()
+    assert b"35.6812" not in _stored_bodies(session, agent.device_id)[-1]
     agent.sync(inventory=True)
     session.rollback()
     session.expire_all()

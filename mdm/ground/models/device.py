@@ -130,6 +130,7 @@ class Device(Base):
     # policy generation and the device's own fields: mdm.services.android_channel.policy_basis).
     agent_policy_version: Mapped[str | None] = mapped_column(String(64))
     agent_policy_basis: Mapped[str | None] = mapped_column(String(96))
+    agent_reports_location: Mapped[bool | None]  # that policy's reporting.location
 
     certificates: Mapped[list[DeviceCertificate]] = relationship(
         back_populates="device", foreign_keys="DeviceCertificate.device_id"

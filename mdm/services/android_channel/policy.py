@@ -115,9 +115,25 @@ def policy_answer(
         ):
             return agent_has, None
     policy = current_policy(session, device, secret_key=secret_key, public_url=public_url, chain=chain())
-    if basis is not None and (device.agent_policy_basis, device.agent_policy_version) != (
-        basis,
-        policy.version,
-    ):
+    if basis is not None:
+        # The ORM writes the columns that changed, if any.
         device.agent_policy_basis, device.agent_policy_version = basis, policy.version
+        device.agent_reports_location = bool(policy.reporting.get("location"))
     return policy.version, None if policy.version == agent_has else policy
+
+
+def unit_reports_location(
+    device: Device,
+    *,
+    generation: int | None,
+    secret_key: str,
+    public_url: str | None,
+    chain: Callable[[], Sequence[OrgUnit]],
+) -> bool:
+    """Whether the device's unit has it report its location: what its last policy said, when that
+    policy was built from what there is now (its basis), else read along the unit chain."""
+    if generation is not None and device.agent_reports_location is not None:
+        basis = policy_basis(device, generation, secret_key=secret_key, public_url=public_url)
+        if device.agent_policy_basis == basis:
+            return device.agent_reports_location
+    return location_reporting_along(chain())

@@ -17,11 +17,8 @@ from mdm.ground.models import DeviceMessage, EnrollmentState
 from mdm.services.android_channel.agent import PROTOCOL_VERSION
 from mdm.services.android_channel.agent_commands import record_results, take_commands
 from mdm.services.android_channel.identity import AuthenticatedDevice, Credential, authenticate
-from mdm.services.android_channel.location_reporting import (
-    location_reporting_along,
-    without_inventory_location,
-)
-from mdm.services.android_channel.policy import policy_answer, unit_chain
+from mdm.services.android_channel.location_reporting import without_inventory_location
+from mdm.services.android_channel.policy import policy_answer, unit_chain, unit_reports_location
 from mdm.services.android_channel.wake import wake_channels
 from mdm.services.devices import device_actor, touch
 from mdm.services.inventory.android import apply_android_inventory
@@ -54,12 +51,19 @@ def sync(
     actor = device_actor(device.udid or "", source_ip)
     touch(session, device)  # in steps of devices.SEEN_RESOLUTION: a quick sync writes nothing for it
     # The unit's chain, read once and only if asked: the location setting (the inventory and the
-    # stored message need it), the OS update policy and the app rules are each inherited along it.
+    # stored message need it, when the device's last policy is not current), the OS update policy
+    # and the app rules are each inherited along it.
     chain = cache(lambda: unit_chain(session, device))
     inventory = data.get("inventory")
     reports = data.get("results") or []
     if inventory is not None or reports:
-        reports_location = location_reporting_along(chain())
+        reports_location = unit_reports_location(
+            device,
+            generation=authed.policy_generation,
+            secret_key=settings.secret_key,
+            public_url=settings.public_url,
+            chain=chain,
+        )
         # Kept as received, like Apple check-ins: what the device said is evidence; but not a
         # position the unit does not collect. A sync that reports nothing says only that the agent
         # was there, which `touch` records: not kept (every poll of every tablet, issue 18).

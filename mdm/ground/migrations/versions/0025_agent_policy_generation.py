@@ -6,7 +6,8 @@ the app rules, and rendered the policy, only to find the version the agent alrea
 - policy_generation: one row, raised by triggers at every write to the tables a policy is built
   from, whoever writes them (the ORM, a bulk statement, psql).
 - devices.agent_policy_version / agent_policy_basis: the version last built for the device and
-  the generation and device fields it was built from.
+  the generation and device fields it was built from; agent_reports_location: that policy's
+  location setting (a sync with an inventory needs it, and need not read the unit chain for it).
 
 Revision ID: 0025
 Revises: 0024
@@ -47,6 +48,7 @@ def upgrade() -> None:
     # Nullable columns without defaults: SQLite adds them in place (no table rebuild).
     op.add_column("devices", sa.Column("agent_policy_version", sa.String(64), nullable=True))
     op.add_column("devices", sa.Column("agent_policy_basis", sa.String(96), nullable=True))
+    op.add_column("devices", sa.Column("agent_reports_location", sa.Boolean(), nullable=True))
     if op.get_bind().dialect.name == "postgresql":
         op.execute(
             f"CREATE FUNCTION {FUNCTION}() RETURNS trigger LANGUAGE plpgsql AS $$ "
@@ -77,6 +79,7 @@ def downgrade() -> None:
             for event in ("insert", "update", "delete"):
                 op.execute(f"DROP TRIGGER {table}_policy_generation_{event}")
     with op.batch_alter_table("devices") as batch_op:
+        batch_op.drop_column("agent_reports_location")
         batch_op.drop_column("agent_policy_basis")
         batch_op.drop_column("agent_policy_version")
     op.drop_table("policy_generation")
