@@ -52,6 +52,15 @@ def _deliverable(offer_not_now: bool) -> list[str]:
     return statuses
 
 
+def _waiting_for(device_id: Any, offer_not_now: bool) -> tuple[ColumnElement[bool], ...]:
+    """The commands of the device `device_id` names that a request may hand over now."""
+    return (Command.device_id == device_id, one_of(Command.status, _deliverable(offer_not_now)))
+
+
+# The order they are handed over in: the highest priority first, then the oldest.
+_FIRST_FIRST = (Command.priority.desc(), Command.id)
+
+
 # One alias for every request: a fresh one per request costs more CPU (its column proxies) than
 # the rest of the statement, and would miss SQLAlchemy's statement cache.
 _WAITING = aliased(Command, name="waiting_command")
@@ -82,12 +91,7 @@ def waiting_command(
     one with a command waiting claims it with one guarded UPDATE. `skip`: the parameter the UUID
     the request itself answers is bound to. Built once per shape (a module constant of the caller):
     the statement is then built once, not at every request."""
-    first = (
-        select(Command.id)
-        .where(Command.device_id == device_id, one_of(Command.status, _deliverable(offer_not_now)))
-        .order_by(Command.priority.desc(), Command.id)
-        .limit(1)
-    )
+    first = select(Command.id).where(*_waiting_for(device_id, offer_not_now)).order_by(*_FIRST_FIRST).limit(1)
     if skip is not None:
         first = first.where(Command.uuid != skip)
     return _WAITING, _WAITING.id == first.scalar_subquery(), _WAITING_READ
@@ -98,12 +102,7 @@ def more_than_one_waiting(device_id: ColumnElement[int] | InstrumentedAttribute[
     included), as a column for a request's identity read to carry beside `waiting_command`: when
     only the one it found waits, `deliver_next_commands` need not read the queue for more. Counts
     at most two rows, however long the queue."""
-    two = (
-        select(Command.id)
-        .where(Command.device_id == device_id, one_of(Command.status, _deliverable(True)))
-        .limit(2)
-        .subquery()
-    )
+    two = select(Command.id).where(*_waiting_for(device_id, True)).limit(2).subquery()
     return (select(func.count()).select_from(two).scalar_subquery() > 1).label("more_than_one_waiting")
 
 
@@ -192,11 +191,8 @@ def _queue_read(offer_not_now: bool) -> Select[Command]:
     the queue; building the statement cost more CPU than running it)."""
     return (
         select(Command)
-        .where(
-            Command.device_id == bindparam("queue_device_id"),
-            one_of(Command.status, _deliverable(offer_not_now)),
-        )
-        .order_by(Command.priority.desc(), Command.id)
+        .where(*_waiting_for(bindparam("queue_device_id"), offer_not_now))
+        .order_by(*_FIRST_FIRST)
         .limit(bindparam("queue_limit"))
     )
 
