@@ -16,7 +16,7 @@ from collections.abc import Callable, Collection
 from functools import lru_cache
 from typing import Any, TypeVar
 
-from sqlalchemy import BindParameter, ColumnElement, Select, bindparam, func, select, update
+from sqlalchemy import BindParameter, ColumnElement, Select, bindparam, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session, aliased, load_only
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -100,10 +100,12 @@ def waiting_command(
 def more_than_one_waiting(device_id: ColumnElement[int] | InstrumentedAttribute[int]) -> Any:
     """Whether more than one command waits for the device `device_id` names (NotNow ones
     included), as a column for a request's identity read to carry beside `waiting_command`: when
-    only the one it found waits, `deliver_next_commands` need not read the queue for more. Counts
-    at most two rows, however long the queue."""
-    two = select(Command.id).where(*_waiting_for(device_id, True)).limit(2).subquery()
-    return (select(func.count()).select_from(two).scalar_subquery() > 1).label("more_than_one_waiting")
+    only the one it found waits, `deliver_next_commands` need not read the queue for more. Looks at
+    two rows at most, however long the queue."""
+    # EXISTS of a second one: a subquery in the WHERE clause, so that it correlates with the
+    # device of the enclosing read (one in a FROM clause would count every device's commands).
+    second = select(Command.id).where(*_waiting_for(device_id, True)).offset(1)
+    return second.exists().label("more_than_one_waiting")
 
 
 def deliver_next_commands(

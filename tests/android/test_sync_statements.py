@@ -74,9 +74,14 @@ def test_an_empty_sync_and_a_command_cycle_stay_under_their_ceilings(
     agent.sync()  # first inventory, and the first inventory command enrollment queued
     agent.sync()
     agent.sync()
+    # Another tablet, with commands waiting: what the sync reads of the queue is its own device's.
+    other = agent_factory(serial_number="R52TOTHER01")
+    other.enroll(android_token())
     with transaction(hikeshi.session_factory) as s:
         for command in s.query(Command).filter(Command.status != CommandStatus.ACKNOWLEDGED):
             command.status = CommandStatus.CANCELLED  # leftovers of enrollment: not this test's
+        for request_type in ("RestartDevice", "RestartDevice"):
+            enqueue_command(s, s.get(Device, other.device_id), request_type, None, actor=ADMIN)
 
     with _statements(hikeshi.engine) as empty:
         answer = agent.sync(inventory=False)
