@@ -26,15 +26,13 @@ FIRST_ATTEMPT_GRACE = timedelta(seconds=30)
 CLAIM_LEASE = timedelta(seconds=60)
 # Failed attempts after which a request is given up (hours at the breaker's longest backoff).
 MAX_ATTEMPTS = 100
-# Rows per INSERT on SQLite: 5 parameters each, well under its 32,766 bound parameters.
-_SQLITE_ROWS = 1000
 
 
 def request(session: Session, topic: str, subject_ids: Iterable[int]) -> None:
     """Record that each subject needs `topic` done; joins a request already waiting.
 
-    One statement whatever the number of subjects on PostgreSQL (the ids travel as one array);
-    on SQLite one per _SQLITE_ROWS subjects, under its limit of bound parameters."""
+    One statement whatever the number of subjects: on PostgreSQL the ids travel as one array, on
+    SQLite the rows as one executemany."""
     ids = sorted(set(subject_ids))
     if not ids:
         return
@@ -45,12 +43,11 @@ def request(session: Session, topic: str, subject_ids: Iterable[int]) -> None:
             _REQUEST_ONE_TOPIC, {"topic": topic, "subject_ids": ids, "requested_at": now, "due_at": due}
         )
         return
-    for first in range(0, len(ids), _SQLITE_ROWS):
-        rows = [
-            {"topic": topic, "subject_id": i, "requested_at": now, "next_attempt_at": due, "attempts": 0}
-            for i in ids[first : first + _SQLITE_ROWS]
-        ]
-        session.execute(_join_waiting(sqlite.insert(OutboxEntry).values(rows)))
+    rows = [
+        {"topic": topic, "subject_id": i, "requested_at": now, "next_attempt_at": due, "attempts": 0}
+        for i in ids
+    ]
+    session.execute(_SQLITE_REQUEST, rows)
 
 
 # session.info key: {topic: subject ids} asked in this transaction, written by `write_asked`.
@@ -68,7 +65,7 @@ def ask(session: Session, topic: str, subject_ids: Iterable[int]) -> None:
 
 def write_asked(session: Session) -> None:
     """The before_commit listener that writes what `ask` noted: one statement on PostgreSQL
-    whatever the number of topics and subjects (two arrays), one per _SQLITE_ROWS rows on SQLite."""
+    whatever the number of topics and subjects (two arrays), one executemany on SQLite."""
     if session.in_nested_transaction():
         return  # a savepoint released: the real commit writes
     asked: dict[str, set[int]] | None = session.info.pop(ASKED_KEY, None)
@@ -88,12 +85,11 @@ def write_asked(session: Session) -> None:
             },
         )
         return
-    for first in range(0, len(pairs), _SQLITE_ROWS):
-        rows = [
-            {"topic": t, "subject_id": i, "requested_at": now, "next_attempt_at": now, "attempts": 0}
-            for t, i in pairs[first : first + _SQLITE_ROWS]
-        ]
-        session.execute(_join_waiting(sqlite.insert(OutboxEntry).values(rows)))
+    rows = [
+        {"topic": t, "subject_id": i, "requested_at": now, "next_attempt_at": now, "attempts": 0}
+        for t, i in pairs
+    ]
+    session.execute(_SQLITE_REQUEST, rows)
 
 
 def forget_asked(session: Session, previous: Any) -> None:
@@ -160,7 +156,9 @@ def _postgres_request(topic: Any) -> Any:
 
 
 # Built once: building a statement costs more CPU than running it, and every commit of a device
-# request that asks the drain for something runs one (issue 18).
+# request that asks the drain for something runs one (issue 18). SQLite's takes its rows as one
+# executemany (a statement of many VALUES was built anew for every commit).
+_SQLITE_REQUEST = _join_waiting(sqlite.insert(_OUTBOX_TABLE))
 _REQUEST_ONE_TOPIC = _postgres_request(bindparam("topic", type_=String))
 _REQUEST_TOPICS = _postgres_request(func.unnest(bindparam("topics", type_=postgresql.ARRAY(String))))
 
