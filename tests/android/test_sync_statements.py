@@ -34,8 +34,10 @@ _CONTROL = re.compile(r"\s*(BEGIN|COMMIT|ROLLBACK|SAVEPOINT|RELEASE)\b", re.IGNO
 # readiness about it; expired nonces are purged by the scheduler, not by every sync. Was 15 (the
 # device read apart, the nonce purge, last seen and its outbox row, one walk up the tree per
 # setting), then 10 (the CA, the whole tree and every assignment read for the policy, the empty
-# sync stored), then 7 (the policy's inputs and the queue read at every sync). Goal: 3.
-EMPTY_SYNC_CEILING = 2
+# sync stored), then 7 (the policy's inputs and the queue read at every sync), then 2 (the nonce
+# on its own). On PostgreSQL the identity read remembers the nonce itself (a data-modifying WITH):
+# one statement. Goal: 3.
+EMPTY_SYNC_CEILING = {"sqlite": 2, "postgresql": 1}
 # The two syncs of a command cycle, with the inventory the refresh sends (SQLite also seals the
 # audit chain inline). Compliance and readiness are asked of the outbox in one statement and done
 # by the drain after the answer (mdm.ground.outbox_drain). Unchanged installed apps are not
@@ -43,8 +45,9 @@ EMPTY_SYNC_CEILING = 2
 # The queue is read in neither sync: the identity read said the command was the only one waiting.
 # An app list like the last one is not read back (device_facts.applications_digest); the unit's
 # location setting is the device's last policy's, that policy being current. Was 41 (52 while they
-# ran before the commit), then 31, 26, 17, 15, 14, 13. Goal: 8.
-COMMAND_CYCLE_CEILING = 12
+# ran before the commit), then 31, 26, 17, 15, 14, 13, then 12 on SQLite and 9 on PostgreSQL (whose
+# identity reads now remember their nonces: 7). Goal: 8.
+COMMAND_CYCLE_CEILING = {"sqlite": 12, "postgresql": 7}
 
 
 @contextmanager
@@ -101,8 +104,9 @@ def test_an_empty_sync_and_a_command_cycle_stay_under_their_ceilings(
 
     print("\nempty sync:", len(empty), *empty, sep="\n  ")
     print("command cycle:", len(cycle), *cycle, sep="\n  ")
-    assert len(empty) <= EMPTY_SYNC_CEILING, empty
-    assert len(cycle) <= COMMAND_CYCLE_CEILING, cycle
+    database = hikeshi.engine.dialect.name
+    assert len(empty) <= EMPTY_SYNC_CEILING[database], empty
+    assert len(cycle) <= COMMAND_CYCLE_CEILING[database], cycle
 
 
 def test_what_the_identity_read_found_waiting_never_hides_a_command(

@@ -73,6 +73,37 @@ def test_the_nonce_is_signed_so_a_replay_cannot_swap_it(agent_factory: Any, andr
     _refusal(agent.http.post(SYNC, content=body, headers=swapped), "bad_signature")
 
 
+def test_a_forged_request_does_not_use_up_its_nonce(
+    engine: Any, agent_factory: Any, android_token: Any
+) -> None:
+    """The attacker holding another tablet signs with its own key under this tablet's fingerprint.
+    Refused, and nothing of it stays: not even its nonce (on PostgreSQL the identity read writes
+    the nonce before the signature is checked, and the refusal must undo it)."""
+    victim = _enrolled(agent_factory, android_token, "R52REPLAY001")
+    attacker = _enrolled(agent_factory, android_token, "R52REPLAY002")
+    body, headers = _captured(attacker)
+    forged = {**headers, "Hikeshi-Certificate": _captured(victim)[1]["Hikeshi-Certificate"]}
+    before = snapshot(engine)
+    _refusal(attacker.http.post(SYNC, content=body, headers=forged), "bad_signature")
+    _refusal(attacker.http.get("/android/v1/wait?timeout=0", headers=forged), "bad_signature")
+    assert snapshot(engine) == before
+    # The victim signing with that very nonce is accepted: the forgery did not take it.
+    body, mine = _captured(victim, nonce=headers["Hikeshi-Nonce"])
+    assert victim.http.post(SYNC, content=body, headers=mine).status_code == 200
+
+
+def test_a_replay_with_another_body_is_refused_for_its_signature(
+    agent_factory: Any, android_token: Any
+) -> None:
+    """A seen nonce under a signature that does not verify: the signature is what is wrong, and
+    the refusal says so (the nonce is judged only for a request its device really signed)."""
+    agent = _enrolled(agent_factory, android_token)
+    body, headers = _captured(agent)
+    assert agent.http.post(SYNC, content=body, headers=headers).status_code == 200
+    _refusal(agent.http.post(SYNC, content=b'{"results": [ ]}', headers=headers), "bad_signature")
+    _refusal(agent.http.post(SYNC, content=body, headers=headers), "replayed")
+
+
 def test_a_request_without_a_nonce_is_refused(engine: Any, agent_factory: Any, android_token: Any) -> None:
     agent = _enrolled(agent_factory, android_token)
     body, headers = _captured(agent)

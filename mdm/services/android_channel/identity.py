@@ -20,17 +20,20 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import cast
+from typing import Any, cast
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from sqlalchemy import Table, bindparam, delete, insert, select
+from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, load_only
+from sqlalchemy.sql import Select
 
 from commands.delivery import NOT_LOOKED, more_than_one_waiting, waiting_command
 from mdm.ground import clock
 from mdm.ground.config import Settings
+from mdm.ground.db import is_postgres
 from mdm.ground.device_rows import note_device_row_held
 from mdm.ground.identity.signature import SignatureError, SignatureMismatch, verify_with_certificate
 from mdm.ground.identity.trust import verify_device_certificate
@@ -172,6 +175,42 @@ _LOCKED_READ_WITH_FACTS = _LOCKED_READ.add_columns(DeviceFacts).outerjoin(
 )
 
 
+# On PostgreSQL the read also remembers a signed request's nonce, in a data-modifying WITH: one
+# statement where there were two on every request (issue 18). The nonce is written before the
+# signature is checked, but a request refused for any reason is rolled back (doors.android.http
+# `_refused`) and leaves nothing; the unique index still decides between concurrent requests
+# (ON CONFLICT waits for the first one's commit), and a nonce seen before is refused as replayed
+# only once the signature has verified, in the same order as on SQLite.
+_REMEMBERED = (
+    postgres_insert(cast(Table, AgentRequestNonce.__table__))
+    .from_select(
+        ["nonce", "device_certificate_id", "seen_at", "expires_at"],
+        select(
+            bindparam("nonce", type_=AgentRequestNonce.__table__.c.nonce.type),
+            DeviceCertificate.id,
+            bindparam("seen_at", type_=AgentRequestNonce.__table__.c.seen_at.type),
+            bindparam("expires_at", type_=AgentRequestNonce.__table__.c.expires_at.type),
+        ).where(DeviceCertificate.fingerprint_sha256 == bindparam("fingerprint")),
+    )
+    .on_conflict_do_nothing(index_elements=["nonce"])
+    .returning(AgentRequestNonce.__table__.c.id)
+    .cte("remembered_nonce")
+)
+_NONCE_IS_NEW = select(_REMEMBERED.c.id).exists().label("nonce_is_new")
+
+
+# Each read, built once, by (lock the device, with its facts, remember the nonce).
+_READS: dict[tuple[bool, bool, bool], Select[*tuple[Any, ...]]] = {
+    (lock, facts, remember): read.add_columns(_NONCE_IS_NEW) if remember else read
+    for lock, facts, read in (
+        (False, False, _RECORDED),
+        (True, False, _LOCKED_READ),
+        (True, True, _LOCKED_READ_WITH_FACTS),
+    )
+    for remember in (False, True)
+}
+
+
 @dataclass(frozen=True)
 class _Recorded:
     certificate: DeviceCertificate
@@ -180,20 +219,51 @@ class _Recorded:
     waiting: Command | None = NOT_LOOKED
     more_waiting: bool = True  # more than `waiting` (commands.delivery.more_than_one_waiting)
     facts: DeviceFacts | None = None
+    # Whether the read itself remembered the request's nonce (True), found it seen before
+    # (False), or was not asked to (None: `_remember_nonce` does it after the signature check).
+    nonce_is_new: bool | None = None
 
 
-def _recorded(session: Session, fp: str, lock_device: bool = False, with_facts: bool = False) -> _Recorded:
-    """The certificate's row and the device it is bound to, in one statement."""
+@dataclass(frozen=True)
+class _NonceToRemember:
+    nonce: str
+    seen_at: datetime
+    expires_at: datetime
+
+
+def _recorded(
+    session: Session,
+    fp: str,
+    lock_device: bool = False,
+    with_facts: bool = False,
+    nonce: _NonceToRemember | None = None,
+) -> _Recorded:
+    """The certificate's row and the device it is bound to, in one statement; on PostgreSQL,
+    given a nonce, that statement remembers it too."""
+    remember = nonce is not None and is_postgres(session)
+    values: dict[str, Any] = {"fingerprint": fp}
+    if remember and nonce is not None:
+        values.update(nonce=nonce.nonce, seen_at=nonce.seen_at, expires_at=nonce.expires_at)
     if lock_device:
-        read = _LOCKED_READ_WITH_FACTS if with_facts else _LOCKED_READ
-        locked = session.execute(read, {"fingerprint": fp}).first()
+        locked = session.execute(_READS[True, with_facts, remember], values).first()
         if locked is not None:
             note_device_row_held(session, locked[1].id)
-            return _Recorded(*locked)
-    found = session.execute(_RECORDED, {"fingerprint": fp}).first()
+            return _Recorded(
+                locked[0],
+                locked[1],
+                policy_generation=locked[2],
+                waiting=locked[3],
+                more_waiting=locked[4],
+                facts=locked[5] if with_facts else None,
+                nonce_is_new=locked[-1] if remember else None,
+            )
+        # Not bound to a device: refused (`authenticate`), whatever its nonce. The plain read
+        # finds why, and must not remember the nonce a second time.
+        remember = False
+    found = session.execute(_READS[False, False, remember], values).first()
     if found is None:
         raise Unauthenticated("unknown certificate")
-    return _Recorded(found[0], found[1])
+    return _Recorded(found[0], found[1], nonce_is_new=found[2] if remember else None)
 
 
 _PARSED_LIMIT = 4096
@@ -224,7 +294,9 @@ def _signed_request(
         settings.android_signature_max_skew_seconds,
         settings.android_signature_future_skew_seconds,
     )
-    found = _recorded(session, request.fingerprint, lock_device, with_facts)
+    forget_at = request.sent_at + timedelta(seconds=settings.android_signature_max_skew_seconds)
+    nonce = _NonceToRemember(request.nonce, clock.now(), forget_at)
+    found = _recorded(session, request.fingerprint, lock_device, with_facts, nonce)
     row = found.certificate
     cert = _certificate_of(row)
     try:
@@ -233,8 +305,11 @@ def _signed_request(
         raise Unauthenticated("signature does not match the request", "bad_signature") from exc
     except SignatureError as exc:
         raise Unauthenticated(str(exc)) from exc
-    forget_at = request.sent_at + timedelta(seconds=settings.android_signature_max_skew_seconds)
-    _remember_nonce(session, row, request.nonce, forget_at)
+    if found.nonce_is_new is False:
+        raise Unauthenticated(f"nonce {request.nonce} was already used", "replayed")
+    if found.nonce_is_new is None and found.device is not None:
+        # (An unbound certificate's request is refused by `authenticate`: no statement for it.)
+        _remember_nonce(session, row, nonce)
     return found, cert
 
 
@@ -248,18 +323,22 @@ def _check_sent_at(sent: datetime, past_skew: int, future_skew: int) -> None:
         raise Unauthenticated("request timestamp is in the future", "timestamp_in_future")
 
 
-def _remember_nonce(session: Session, row: DeviceCertificate, nonce: str, expires_at: datetime) -> None:
+def _remember_nonce(session: Session, row: DeviceCertificate, nonce: _NonceToRemember) -> None:
     """Accept a nonce once. The unique index decides between server processes: a concurrent
     replay waits for the first request's commit and then fails here."""
-    now = clock.now()
     # Past its expiry the timestamp check refuses a replay on its own: the scheduler's
     # agent_nonce_purge forgets expired ones every minute, not every sync. A statement, not an
     # object to flush: nothing reads the row back, and the flush cost more than the INSERT.
-    values = {"nonce": nonce, "device_certificate_id": row.id, "seen_at": now, "expires_at": expires_at}
+    values = {
+        "nonce": nonce.nonce,
+        "device_certificate_id": row.id,
+        "seen_at": nonce.seen_at,
+        "expires_at": nonce.expires_at,
+    }
     try:
         session.execute(_REMEMBER_NONCE, values)
     except IntegrityError as exc:
-        raise Unauthenticated(f"nonce {nonce} was already used", "replayed") from exc
+        raise Unauthenticated(f"nonce {nonce.nonce} was already used", "replayed") from exc
 
 
 _REMEMBER_NONCE = insert(cast(Table, AgentRequestNonce.__table__))
