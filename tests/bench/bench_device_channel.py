@@ -18,6 +18,8 @@ Environment (defaults in brackets):
   cycles per device (a DeviceInformation is queued for every device before each round).
 - HIKESHI_BENCH_CLIENT_PROCESSES [2], HIKESHI_BENCH_CLIENT_THREADS [8]: simulator processes and
   threads in each (so 16 devices talk at once); each thread keeps one HTTP connection.
+- HIKESHI_BENCH_PROFILE_DIR [unset]: py-spy over the server during each measured window, one raw
+  file per window (tests/bench/device_sim/profile.py; Android's benchmark takes it too).
 
 Each request is signed at the moment it is sent (2048-bit RSA, SHA-256, detached CMS over the
 exact body). Reported per worker count and workload: requests/s, p50/p99 latency, server CPU per

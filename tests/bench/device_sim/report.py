@@ -11,6 +11,7 @@ from tests.bench.device_sim.fleet import DeviceRecord
 from tests.bench.device_sim.load import LoadResult, run_load
 from tests.bench.device_sim.measure import percentile, tree_cpu_seconds
 from tests.bench.device_sim.postgres import StatementCounts
+from tests.bench.device_sim.profile import WindowProfile, start_profile
 from tests.bench.device_sim.stage import Stage
 
 GOAL_CPU_MS = 2.0
@@ -90,8 +91,11 @@ def measure_window(
     """Run `workload` and read server CPU, PostgreSQL CPU and statements just around it."""
     readings: dict[str, Any] = {}
     postmaster = built.cluster.postmaster_pid()
+    profile = WindowProfile()
 
     def before() -> None:
+        nonlocal profile
+        profile = start_profile(server.proc.pid, workload, workers)
         readings["cpu"] = tree_cpu_seconds(server.proc.pid)
         readings["pg"] = tree_cpu_seconds(postmaster)
         readings["sql"] = built.cluster.statements()
@@ -100,6 +104,7 @@ def measure_window(
         readings["cpu"] = tree_cpu_seconds(server.proc.pid) - readings["cpu"]
         readings["pg"] = tree_cpu_seconds(postmaster) - readings["pg"]
         readings["sql"] = built.cluster.statements().minus(readings["sql"])
+        profile.stop()
 
     result = run_load(
         server.url,
