@@ -10,16 +10,6 @@ from typing import Any
 from sqlalchemy import select
 
 from mdm.ground.models import DeviceMessage
-from tests.android import conftest as android_fixtures
-
-enroll_settings = android_fixtures.enroll_settings
-provisioned_ca = android_fixtures.provisioned_ca
-enroll_app = android_fixtures.enroll_app
-live_server = android_fixtures.live_server
-tree = android_fixtures.tree
-make_token = android_fixtures.make_token
-android_token = android_fixtures.android_token
-agent_factory = android_fixtures.agent_factory
 
 SECRET = "wifi-psk-Kaji-2026"
 
