@@ -130,7 +130,15 @@ def test_a_drainer_killed_mid_batch_loses_nothing_and_repeats_nothing(
         assert sorted(evaluated) == ids
         # The first batch was not evaluated again by the second drainer.
         assert {i: evaluated[i] for i in first_pass} == first_pass
-        assert set(s.scalars(select(DeviceCompliance.state))) == {"critical"}
+        # Every device is critical. If one is not, say which (by position; HELD is the held one)
+        # and when it was evaluated: a state that disagrees with its finding is a lost write.
+        states = dict(s.execute(select(DeviceCompliance.device_id, DeviceCompliance.state)).all())
+        wrong = {
+            ids.index(i): (state, evaluated[i].isoformat(), "first pass" if i in first_pass else "second")
+            for i, state in states.items()
+            if state != "critical"
+        }
+        assert wrong == {}, f"HELD={HELD}, BATCH={BATCH}: {wrong}"
         # Readiness followed every compliance change: a fresh recompute finds nothing to publish.
         assert recompute(s, None) == []
         s.rollback()
